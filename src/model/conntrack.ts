@@ -1,0 +1,40 @@
+import type { Tuple } from './tuple.js';
+
+/** Conntrack status bits as the kernel names them (IPS_*), without the prefix. */
+export type CtStatusBit =
+  | 'EXPECTED' | 'SEEN_REPLY' | 'ASSURED' | 'CONFIRMED' | 'SRC_NAT' | 'DST_NAT'
+  | 'SEQ_ADJUST' | 'SRC_NAT_DONE' | 'DST_NAT_DONE' | 'DYING' | 'FIXED_TIMEOUT'
+  | 'TEMPLATE' | 'UNTRACKED' | 'HELPER' | 'OFFLOAD' | 'HW_OFFLOAD';
+
+export interface ConntrackEntry {
+  /** Kernel conntrack id when known (netlink), else a key derived from the original tuple. */
+  readonly id: string;
+  readonly orig: Tuple;
+  readonly reply: Tuple;
+  readonly status: readonly CtStatusBit[];
+  /** TCP state (ESTABLISHED, SYN_SENT, TIME_WAIT...) when proto is tcp. */
+  readonly tcpState?: string;
+  readonly mark: number;
+  readonly zone: number;
+  /** Seconds left before the entry expires. */
+  readonly timeout: number;
+  /** Which source produced it: netlink events, a /proc poll, or a replayed snapshot. */
+  readonly source: 'netlink' | 'proc' | 'snapshot' | 'conntrack-tool';
+}
+
+export type ConntrackEventType = 'new' | 'update' | 'destroy';
+
+export interface ConntrackEvent {
+  readonly type: ConntrackEventType;
+  /** Milliseconds since the epoch. */
+  readonly time: number;
+  readonly entry: ConntrackEntry;
+}
+
+/** What NAT did to a connection, derived from its two tuples (see conntrack/nat.ts). */
+export interface NatMapping {
+  /** Destination rewritten: original dst -> reply src. */
+  readonly dnat: { readonly from: string; readonly to: string } | null;
+  /** Source rewritten: original src -> reply dst. */
+  readonly snat: { readonly from: string; readonly to: string } | null;
+}

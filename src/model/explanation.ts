@@ -1,0 +1,49 @@
+/**
+ * The simulator's answer for one packet: the path through netfilter, NAT, verdict.
+ * This is also the `--json` output of `journey explain` (documented in docs/explain.md).
+ */
+export type Hook = 'ingress' | 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
+export type NfFamily = 'ip' | 'ip6' | 'inet' | 'bridge' | 'arp' | 'netdev';
+export type Verdict = 'accept' | 'drop' | 'reject' | 'indeterminate';
+export type StepVerdict =
+  | 'accept' | 'drop' | 'reject' | 'jump' | 'goto' | 'return' | 'continue' | 'policy-accept' | 'policy-drop'
+  | 'dnat' | 'snat' | 'masquerade' | 'redirect' | 'indeterminate';
+
+export interface ExplainStep {
+  readonly hook: Hook;
+  readonly family: NfFamily;
+  readonly table: string;
+  readonly chain: string;
+  /** Raw rule text (iptables-save line or nft rule text), or null when the chain policy decided. */
+  readonly rule: string | null;
+  /** 1-based rule number within the chain (iptables) — or null for policy steps. */
+  readonly ruleNumber: number | null;
+  /** nft handle when the rule came from nftables. */
+  readonly handle: number | null;
+  readonly verdict: StepVerdict;
+  /** Plain-words meaning (Docker's meaning of the chain/rule), for people. */
+  readonly meaning?: string;
+}
+
+export interface PacketSummary {
+  readonly proto: string;
+  readonly src: string;
+  readonly sport?: number;
+  readonly dst: string;
+  readonly dport?: number;
+  readonly iif?: string;
+  readonly oif?: string;
+}
+
+export interface Explanation {
+  readonly verdict: Verdict;
+  readonly steps: readonly ExplainStep[];
+  readonly nat: {
+    readonly dnat: { readonly from: string; readonly to: string } | null;
+    readonly snat: { readonly from: string; readonly to: string } | null;
+  };
+  /** The packet as it leaves (after NAT and routing), or null when dropped. */
+  readonly packet_out: PacketSummary | null;
+  /** Matches/statements the simulator could not evaluate, each naming rule and reason. */
+  readonly indeterminate: readonly { readonly chain: string; readonly rule: string; readonly reason: string }[];
+}
