@@ -38,3 +38,17 @@ export interface NatMapping {
   /** Source rewritten: original src -> reply dst. */
   readonly snat: { readonly from: string; readonly to: string } | null;
 }
+
+/**
+ * Where conntrack entries come from: netlink events (native binding), a poll of
+ * /proc/net/nf_conntrack, the `conntrack` tool, or a snapshot file for replays.
+ * `start` delivers events in batches; a source that polls synthesises new/update/destroy by diffing.
+ */
+export interface ConntrackSource {
+  readonly kind: ConntrackEntry['source'];
+  /** What this source cannot see (e.g. "no SNAT/DNAT status bits from /proc"), for the user. */
+  readonly limitations: readonly string[];
+  dump(): Promise<ConntrackEntry[]>;
+  start(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void): Promise<void>;
+  stop(): Promise<void>;
+}

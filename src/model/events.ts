@@ -1,0 +1,106 @@
+import type { Explanation } from './explanation.js';
+import type { NatMapping, ConntrackEntry } from './conntrack.js';
+import type { Tuple } from './tuple.js';
+import type { CaptureStats } from './observation.js';
+
+/**
+ * The versioned event schema shared by `journey watch --json` (one event per line) and the
+ * WebSocket stream of `journey serve`. Published as a JSON Schema under docs/. Any change that
+ * removes or renames a field bumps SCHEMA_VERSION.
+ */
+export const SCHEMA_VERSION = 1;
+
+/** One leg of a flow: the packets of one direction seen on one interface. */
+export interface FlowLeg {
+  readonly iface: string;
+  /** orig = in the direction of the connection's first packet; reply = the answer. */
+  readonly direction: 'orig' | 'reply';
+  /** The tuple as seen on this interface (pre-NAT on the uplink, post-NAT on the bridge...). */
+  readonly tuple: Tuple;
+  readonly firstUs: number;
+  readonly lastUs: number;
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/** Names Docker gives to an address, when the Engine API is reachable. */
+export interface EndpointName {
+  readonly addr: string;
+  readonly container?: string;
+  readonly network?: string;
+  /** e.g. "8000/tcp -> 80" when the address:port is a published port. */
+  readonly published?: string;
+}
+
+export interface FlowInfo {
+  /** Stable id of the flow (conntrack id or derived key). */
+  readonly id: string;
+  readonly orig: Tuple;
+  readonly reply: Tuple | null;
+  readonly nat: NatMapping;
+  readonly legs: readonly FlowLeg[];
+  readonly names: readonly EndpointName[];
+  readonly tcpState?: string;
+  readonly ctStatus: readonly string[];
+  /** Delay between the first packet on the ingress leg and on the egress leg, in microseconds. */
+  readonly legDelayUs?: number;
+  /** docker-proxy: the id of the other half of a proxied journey. */
+  readonly proxiedBy?: { readonly pid: number; readonly peerFlowId: string | null };
+  readonly explanation: Explanation | null;
+  /** Drops seen by eBPF for this flow, if any. */
+  readonly drops: readonly DropInfo[];
+  /** In-kernel NAT proof: tuples seen by the netfilter hook programs. */
+  readonly hookTuples?: readonly { readonly hook: string; readonly priority: number; readonly tuple: Tuple; readonly ctStatus: readonly string[] }[];
+}
+
+export interface DropInfo {
+  readonly timeUs: number;
+  readonly reason: string;
+  readonly iface: string | null;
+  readonly tuple: Tuple | null;
+  /** The rule that dropped it, joined from the explainer, when reason is NETFILTER_DROP. */
+  readonly rule: { readonly table: string; readonly chain: string; readonly rule: string | null } | null;
+}
+
+interface EventBase {
+  readonly v: typeof SCHEMA_VERSION;
+  /** Monotonic sequence number of the event within this journey process. */
+  readonly seq: number;
+  /** Milliseconds since the epoch. */
+  readonly time: number;
+}
+
+export interface FlowEvent extends EventBase {
+  readonly type: 'flow.start' | 'flow.update' | 'flow.end';
+  readonly flow: FlowInfo;
+}
+export interface DropEvent extends EventBase {
+  readonly type: 'drop';
+  readonly drop: DropInfo;
+  readonly flowId: string | null;
+}
+export interface RulesetChangedEvent extends EventBase {
+  readonly type: 'ruleset.changed';
+  readonly tables: readonly string[];
+}
+export interface CaptureStatsEvent extends EventBase {
+  readonly type: 'capture.stats';
+  readonly stats: readonly CaptureStats[];
+  readonly flows: { readonly live: number; readonly evicted: number };
+}
+/** The stream tells a client how many events it lost (slow consumer), in band. */
+export interface LostEvent extends EventBase {
+  readonly type: 'lost';
+  readonly count: number;
+}
+export interface NoticeEvent extends EventBase {
+  readonly type: 'notice';
+  /** e.g. "no drop reasons: eBPF unavailable: EPERM". */
+  readonly message: string;
+  readonly code?: string;
+}
+
+export type JourneyEvent =
+  | FlowEvent | DropEvent | RulesetChangedEvent | CaptureStatsEvent | LostEvent | NoticeEvent;
+
+export type { ConntrackEntry };

@@ -1,0 +1,48 @@
+import type { Tuple } from './tuple.js';
+
+/**
+ * One captured packet, as the correlator needs it: produced by decode/ from a captured frame
+ * (the decoder itself works on a reusable view; an Observation is made only for packets kept).
+ */
+export interface Observation {
+  /** Capture time, microseconds since the epoch. */
+  readonly timeUs: number;
+  /** Interface the packet was captured on (docker0, br-xxxx, eth0, ...). */
+  readonly iface: string;
+  readonly tuple: Tuple;
+  /** Length on the wire. */
+  readonly wireLen: number;
+  /** TCP flags byte (FIN=1 SYN=2 RST=4 PSH=8 ACK=16) when TCP. */
+  readonly tcpFlags?: number;
+  /** For ICMP errors: the tuple of the packet embedded in the error. */
+  readonly inner?: Tuple;
+}
+
+/** A batch of raw frames from one capture worker (the unit of transfer to the main thread). */
+export interface FrameBatch {
+  readonly iface: string;
+  /** libpcap link type (1 = Ethernet, 113 = Linux cooked, 276 = SLL2, 101 = raw IP). */
+  readonly linkType: number;
+  /** Frames packed back to back; `offsets[i]`..`offsets[i]+lengths[i]` is frame i. */
+  readonly data: Uint8Array;
+  readonly offsets: Uint32Array;
+  readonly lengths: Uint32Array;
+  /** Original wire lengths (may exceed the captured length when snaplen cut it). */
+  readonly wireLengths: Uint32Array;
+  /** Timestamps in microseconds since the epoch (as float64). */
+  readonly timesUs: Float64Array;
+  readonly count: number;
+}
+
+export interface CaptureStats {
+  readonly iface: string;
+  /** Packets libpcap delivered to us. */
+  readonly received: number;
+  /** Kernel drops (pcap_stats ps_drop) and interface drops (ps_ifdrop). */
+  readonly kernelDropped: number;
+  readonly ifDropped: number;
+  /** Our own drops (queue full, worker behind). */
+  readonly ownDropped: number;
+  /** Frames the decoder skipped (truncated, unsupported), counted by reason. */
+  readonly skipped: Readonly<Record<string, number>>;
+}
