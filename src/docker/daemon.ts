@@ -1,0 +1,149 @@
+/**
+ * What the Engine API does not say, read from /proc: the dockerd process serving a socket, its
+ * userland-proxy setting (command line, then its daemon.json), and the docker-proxy processes
+ * (`-proto tcp -host-ip 0.0.0.0 -host-port 8000 -container-ip 172.17.0.2 -container-port 80`).
+ * Everything here tolerates missing/vanishing processes; nothing throws.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+export interface DaemonProcess {
+  readonly pid: number;
+  readonly argv: readonly string[];
+  /** The hosts it listens on (-H / --host), e.g. unix:///run/docker.sock. */
+  readonly hosts: readonly string[];
+  /** true/false when known; null when neither the command line nor daemon.json says (default: true). */
+  readonly userlandProxy: boolean | null;
+  readonly userlandProxySource: string;
+}
+
+export interface DockerProxyProcess {
+  readonly pid: number;
+  readonly proto: string;
+  readonly hostIp: string;
+  readonly hostPort: number;
+  readonly containerIp: string;
+  readonly containerPort: number;
+}
+
+function readCmdline(pid: number, procRoot: string): string[] | null {
+  try {
+    const raw = readFileSync(`${procRoot}/${pid}/cmdline`, 'utf8');
+    if (raw === '') return null;
+    return raw.split('\0').filter((s, i, a) => !(s === '' && i === a.length - 1));
+  } catch {
+    return null;
+  }
+}
+
+function pids(procRoot: string): number[] {
+  try {
+    return readdirSync(procRoot).filter((d) => /^\d+$/.test(d)).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Value of a Go-flag style option: `--name=v`, `--name v`, `-name v`, `-name=v`. */
+export function flagValues(argv: readonly string[], names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    for (const n of names) {
+      for (const dash of ['-', '--']) {
+        const f = dash + n;
+        if (a === f && i + 1 < argv.length) out.push(argv[i + 1] ?? '');
+        else if (a.startsWith(f + '=')) out.push(a.slice(f.length + 1));
+      }
+    }
+  }
+  return out;
+}
+
+/** Parses the userland-proxy setting of a dockerd command line (Go bool flag: bare = true). */
+export function userlandProxyFromArgv(argv: readonly string[]): boolean | null {
+  let v: boolean | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    const m = /^--?userland-proxy(?:=(.*))?$/.exec(a);
+    if (!m) continue;
+    if (m[1] !== undefined) v = !/^(false|0|f)$/i.test(m[1]);
+    else v = true; // Go bool flags take no separate value
+  }
+  return v;
+}
+
+export function parseDaemonArgv(pid: number, argv: readonly string[], readFile: (p: string) => string | null): DaemonProcess {
+  const hosts = flagValues(argv, ['H', 'host']);
+  let userlandProxy = userlandProxyFromArgv(argv);
+  let source = userlandProxy === null ? '' : `dockerd command line (pid ${pid})`;
+  if (userlandProxy === null) {
+    const cfg = flagValues(argv, ['config-file'])[0] ?? '/etc/docker/daemon.json';
+    const text = readFile(cfg);
+    if (text !== null) {
+      try {
+        const j = JSON.parse(text) as Record<string, unknown>;
+        if (typeof j['userland-proxy'] === 'boolean') {
+          userlandProxy = j['userland-proxy'];
+          source = cfg;
+        }
+      } catch {
+        /* unreadable daemon.json: unknown */
+      }
+    }
+  }
+  if (userlandProxy === null) source = 'not set (dockerd default: on)';
+  return { pid, argv, hosts, userlandProxy, userlandProxySource: source };
+}
+
+function safeRead(p: string): string | null {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** All dockerd processes on the machine. */
+export function findDaemons(procRoot = '/proc'): DaemonProcess[] {
+  const out: DaemonProcess[] = [];
+  for (const pid of pids(procRoot)) {
+    const argv = readCmdline(pid, procRoot);
+    const exe = argv?.[0];
+    if (argv === null || exe === undefined || !/(^|\/)dockerd$/.test(exe)) continue;
+    out.push(parseDaemonArgv(pid, argv, safeRead));
+  }
+  return out;
+}
+
+/** The dockerd that serves `socketPath` (a daemon without -H serves /var/run/docker.sock). */
+export function daemonForSocket(socketPath: string | undefined, daemons: readonly DaemonProcess[]): DaemonProcess | null {
+  const norm = (p: string): string => p.replace(/^unix:\/\//, '').replace(/^\/run\//, '/var/run/');
+  const want = socketPath === undefined ? null : norm(socketPath);
+  for (const d of daemons) {
+    const hosts = d.hosts.length === 0 ? ['unix:///var/run/docker.sock'] : d.hosts;
+    if (want !== null && hosts.some((h) => norm(h) === want)) return d;
+  }
+  return daemons.length === 1 && want === null ? (daemons[0] ?? null) : null;
+}
+
+export function parseDockerProxyArgv(pid: number, argv: readonly string[]): DockerProxyProcess | null {
+  const get = (n: string): string | undefined => flagValues(argv, [n])[0];
+  const hostPort = Number(get('host-port'));
+  const containerPort = Number(get('container-port'));
+  const containerIp = get('container-ip');
+  if (!Number.isInteger(hostPort) || !Number.isInteger(containerPort) || containerIp === undefined) return null;
+  return { pid, proto: get('proto') ?? 'tcp', hostIp: get('host-ip') ?? '0.0.0.0', hostPort, containerIp, containerPort };
+}
+
+/** Every running docker-proxy (userland proxy) process with its arguments. */
+export function findDockerProxies(procRoot = '/proc'): DockerProxyProcess[] {
+  const out: DockerProxyProcess[] = [];
+  for (const pid of pids(procRoot)) {
+    const argv = readCmdline(pid, procRoot);
+    const exe = argv?.[0];
+    if (argv === null || exe === undefined || !/(^|\/)docker-proxy$/.test(exe)) continue;
+    const p = parseDockerProxyArgv(pid, argv);
+    if (p) out.push(p);
+  }
+  return out;
+}
