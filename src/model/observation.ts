@@ -16,6 +16,21 @@ export interface Observation {
   readonly tcpFlags?: number;
   /** For ICMP errors: the tuple of the packet embedded in the error. */
   readonly inner?: Tuple;
+  /** IPv4 identification (IPv6: the fragment header's id, else 0): with tcpSeq, matches one packet across legs. */
+  readonly ipId?: number;
+  /** IPv4 TTL / IPv6 hop limit (drops by one per routed hop). */
+  readonly ttl?: number;
+  /** TCP sequence and acknowledgement numbers (full TCP header captured). */
+  readonly tcpSeq?: number;
+  readonly tcpAck?: number;
+  /** Transport payload length according to the IP header (when the L4 header was complete). */
+  readonly payloadLen?: number;
+  /** Outer 802.1Q VLAN id when tagged. */
+  readonly vlan?: number;
+  /** Set for IP fragments: byte offset and more-fragments flag (later fragments have no ports). */
+  readonly fragment?: { readonly offset: number; readonly more: boolean };
+  /** Linux cooked captures (`any`): 'out' for packets the host sent, 'in' otherwise. */
+  readonly direction?: 'in' | 'out';
 }
 
 /** A batch of raw frames from one capture worker (the unit of transfer to the main thread). */
