@@ -1,0 +1,77 @@
+/** Turns a decoded view into an Observation (allocates: call it only for packets you keep). */
+import type { Observation } from '../model/observation.js';
+import type { L4Proto, Tuple } from '../model/tuple.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from './frame.js';
+import { ipv4ToString, ipv6ToString } from './format.js';
+import type { L3View, PacketView } from './view.js';
+
+export function protoName(n: number): L4Proto {
+  switch (n) {
+    case IPPROTO_TCP:
+      return 'tcp';
+    case IPPROTO_UDP:
+    case IPPROTO_UDPLITE:
+      return 'udp';
+    case IPPROTO_ICMP:
+      return 'icmp';
+    case IPPROTO_ICMPV6:
+      return 'icmpv6';
+    case IPPROTO_SCTP:
+      return 'sctp';
+    default:
+      return 'other';
+  }
+}
+
+/** The tuple of an IP view (outer or embedded). Ports are 0 when the transport header is absent. */
+export function tupleFromView(v: L3View): Tuple | undefined {
+  if (v.family === 0) return undefined;
+  const proto = protoName(v.protoNum);
+  const src = v.family === 4 ? ipv4ToString(v.src4) : ipv6ToString(v.data, v.src6Offset);
+  const dst = v.family === 4 ? ipv4ToString(v.dst4) : ipv6ToString(v.data, v.dst6Offset);
+  const t: { -readonly [K in keyof Tuple]: Tuple[K] } = {
+    family: v.family,
+    proto,
+    protoNum: v.protoNum,
+    src,
+    dst,
+    sport: v.l4State > 0 ? v.sport : 0,
+    dport: v.l4State > 0 ? v.dport : 0,
+  };
+  if ((proto === 'icmp' || proto === 'icmpv6') && v.l4State > 0) {
+    t.icmpType = v.icmpType;
+    t.icmpCode = v.icmpCode;
+  }
+  return t;
+}
+
+/**
+ * An Observation of the IP packet in `view` (undefined for ARP and anything that is not IP).
+ * `timeUs` defaults to the view's (set by decodeFrame).
+ */
+export function observationFromView(view: PacketView, iface: string, timeUs: number = view.timeUs): Observation | undefined {
+  const tuple = tupleFromView(view);
+  if (tuple === undefined) return undefined;
+  const o: { -readonly [K in keyof Observation]: Observation[K] } = {
+    timeUs,
+    iface,
+    tuple,
+    wireLen: view.wireLen,
+    ipId: view.ipId,
+    ttl: view.ttl,
+  };
+  if (view.protoNum === IPPROTO_TCP && view.l4State === 2) {
+    o.tcpFlags = view.tcpFlags;
+    o.tcpSeq = view.tcpSeq;
+    o.tcpAck = view.tcpAck;
+  }
+  if (view.l4State === 2) o.payloadLen = view.payloadLen;
+  if (view.vlan >= 0) o.vlan = view.vlan;
+  if (view.fragOffset !== 0 || view.moreFragments) o.fragment = { offset: view.fragOffset, more: view.moreFragments };
+  if (view.sllPacketType >= 0) o.direction = view.sllPacketType === 4 ? 'out' : 'in';
+  if (view.hasInner) {
+    const inner = tupleFromView(view.inner);
+    if (inner !== undefined) o.inner = inner;
+  }
+  return o;
+}
