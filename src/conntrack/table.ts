@@ -1,0 +1,118 @@
+/**
+ * ConntrackTable: the live conntrack entries, indexed so that a packet's tuple finds its entry
+ * whichever side of NAT it was captured on. Each entry is reachable by four keys:
+ *   orig            the original direction before NAT   (uplink: 10.0.10.5:40000 > 10.0.10.26:8000)
+ *   reverse(reply)  the original direction after NAT    (bridge: 10.0.10.5:40000 > 172.17.0.2:80)
+ *   reply           the reply direction before de-NAT   (bridge: 172.17.0.2:80 > 10.0.10.5:40000)
+ *   reverse(orig)   the reply direction after de-NAT   (uplink: 10.0.10.26:8000 > 10.0.10.5:40000)
+ * Bounded: at most `maxEntries` entries; the least recently updated is evicted and counted.
+ */
+import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
+import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
+
+export interface TableMatch {
+  readonly entry: ConntrackEntry;
+  readonly direction: 'orig' | 'reply';
+  /** true when the tuple is the NATed form (after DNAT/SNAT for orig, before de-NAT for reply). */
+  readonly natted: boolean;
+}
+
+interface Slot {
+  entry: ConntrackEntry;
+  keys: string[];
+}
+
+/** Tuple key for matching: ICMP type/code are left out (echo and echo-reply share the id). */
+export function matchKey(t: Tuple): string {
+  return tupleKey(t);
+}
+
+export class ConntrackTable {
+  private readonly slots = new Map<string, Slot>();
+  private readonly index = new Map<string, { id: string; direction: 'orig' | 'reply'; natted: boolean }>();
+  readonly maxEntries: number;
+  evicted = 0;
+
+  constructor(opts: { maxEntries?: number } = {}) {
+    this.maxEntries = opts.maxEntries ?? 262_144;
+  }
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  get(id: string): ConntrackEntry | undefined {
+    return this.slots.get(id)?.entry;
+  }
+
+  entries(): IterableIterator<ConntrackEntry> {
+    const it = this.slots.values();
+    return (function* () {
+      for (const s of it) yield s.entry;
+    })();
+  }
+
+  /** Inserts or replaces an entry; returns the previous version if there was one. */
+  upsert(entry: ConntrackEntry): ConntrackEntry | undefined {
+    const old = this.slots.get(entry.id);
+    if (old) {
+      this.unindex(old);
+      this.slots.delete(entry.id); // re-insert: Map order = least recently updated first
+    }
+    const keys: [string, 'orig' | 'reply', boolean][] = [
+      [matchKey(entry.orig), 'orig', false],
+      [matchKey(reverseTuple(entry.reply)), 'orig', true],
+      [matchKey(entry.reply), 'reply', true],
+      [matchKey(reverseTuple(entry.orig)), 'reply', false],
+    ];
+    const slot: Slot = { entry, keys: [] };
+    for (const [k, direction, natted] of keys) {
+      if (slot.keys.includes(k)) continue; // without NAT the pairs coincide
+      this.index.set(k, { id: entry.id, direction, natted });
+      slot.keys.push(k);
+    }
+    this.slots.set(entry.id, slot);
+    while (this.slots.size > this.maxEntries) {
+      const oldest = this.slots.keys().next().value;
+      if (oldest === undefined) break;
+      this.remove(oldest);
+      this.evicted++;
+    }
+    return old?.entry;
+  }
+
+  remove(id: string): ConntrackEntry | undefined {
+    const s = this.slots.get(id);
+    if (!s) return undefined;
+    this.unindex(s);
+    this.slots.delete(id);
+    return s.entry;
+  }
+
+  private unindex(s: Slot): void {
+    for (const k of s.keys) {
+      if (this.index.get(k)?.id === s.entry.id) this.index.delete(k);
+    }
+  }
+
+  /** Applies source events in order. */
+  apply(events: readonly ConntrackEvent[]): void {
+    for (const ev of events) {
+      if (ev.type === 'destroy') this.remove(ev.entry.id);
+      else this.upsert(ev.entry);
+    }
+  }
+
+  /** The entry (and direction) a packet with this tuple belongs to. */
+  lookup(t: Tuple): TableMatch | null {
+    const hit = this.index.get(matchKey(t));
+    if (!hit) return null;
+    const s = this.slots.get(hit.id);
+    return s ? { entry: s.entry, direction: hit.direction, natted: hit.natted } : null;
+  }
+
+  clear(): void {
+    this.slots.clear();
+    this.index.clear();
+  }
+}
