@@ -73,6 +73,8 @@ interface EventBase {
 export interface FlowEvent extends EventBase {
   readonly type: 'flow.start' | 'flow.update' | 'flow.end';
   readonly flow: FlowInfo;
+  /** flow.end only: why it ended — destroyed (conntrack), idle, evicted (table full), shutdown, replay-end. */
+  readonly reason?: string;
 }
 export interface DropEvent extends EventBase {
   readonly type: 'drop';
@@ -92,6 +94,9 @@ export interface CaptureStatsEvent extends EventBase {
 export interface LostEvent extends EventBase {
   readonly type: 'lost';
   readonly count: number;
+  /** seq of the first and last lost event, when the lost messages included events (serve). */
+  readonly firstSeq?: number;
+  readonly lastSeq?: number;
 }
 export interface NoticeEvent extends EventBase {
   readonly type: 'notice';

@@ -1,0 +1,195 @@
+/**
+ * Server-side subscriptions of `journey serve`: what a WebSocket client may send, how it is
+ * validated (ajv, against CLIENT_MESSAGE_SCHEMA, also published in docs/event-schema.json), and
+ * which events a filter lets through.
+ *
+ * Filter semantics (all given criteria must hold — AND):
+ * - flow.start/update/end: `container`/`network` match any Docker name of the flow's endpoints;
+ *   `port` any TCP/UDP/SCTP port of its original or reply tuple or of a leg (so a published port
+ *   and the container's port both match); `protocol` the original tuple's protocol; `verdict` the
+ *   explanation's verdict ("drop" also matches a flow with eBPF drops); `natOnly` a DNAT or SNAT.
+ * - drop: protocol/port on the dropped packet's tuple; verdict only "drop"; container/network/natOnly
+ *   through the flow the drop belongs to (known to the server when it saw that flow).
+ * - ruleset.changed, capture.stats, notice, lost: stream-level events, always delivered (unless
+ *   `types` excludes them).
+ */
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { FlowInfo, JourneyEvent } from '../model/events.js';
+import type { Tuple } from '../model/tuple.js';
+
+export const EVENT_TYPES = [
+  'flow.start', 'flow.update', 'flow.end', 'drop', 'ruleset.changed', 'capture.stats', 'lost', 'notice',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export interface SubscriptionFilter {
+  readonly container?: string;
+  readonly network?: string;
+  readonly port?: number;
+  readonly protocol?: 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'sctp' | 'other';
+  readonly verdict?: 'accept' | 'drop' | 'reject' | 'indeterminate';
+  readonly natOnly?: boolean;
+  /** Only these event types (default: all). */
+  readonly types?: readonly EventType[];
+}
+
+export interface SubscribeMessage {
+  readonly type: 'subscribe';
+  readonly filter?: SubscriptionFilter;
+  /** How many of the last events (that match) to replay first; default: all the server keeps. */
+  readonly replay?: number;
+}
+export interface UnsubscribeMessage {
+  readonly type: 'unsubscribe';
+}
+export type ClientMessage = SubscribeMessage | UnsubscribeMessage;
+
+/** JSON Schema (2020-12) of what clients may send. Kept identical to $defs.ClientMessage in docs/event-schema.json (tested). */
+export const CLIENT_MESSAGE_SCHEMA = {
+  $id: 'https://journey.invalid/schema/client-message.json',
+  oneOf: [
+    {
+      type: 'object',
+      required: ['type'],
+      additionalProperties: false,
+      properties: {
+        type: { const: 'subscribe' },
+        filter: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            container: { type: 'string', minLength: 1, maxLength: 256 },
+            network: { type: 'string', minLength: 1, maxLength: 256 },
+            port: { type: 'integer', minimum: 0, maximum: 65535 },
+            protocol: { enum: ['tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'other'] },
+            verdict: { enum: ['accept', 'drop', 'reject', 'indeterminate'] },
+            natOnly: { type: 'boolean' },
+            types: {
+              type: 'array',
+              maxItems: 8,
+              uniqueItems: true,
+              items: { enum: [...EVENT_TYPES] },
+            },
+          },
+        },
+        replay: { type: 'integer', minimum: 0, maximum: 100000 },
+      },
+    },
+    {
+      type: 'object',
+      required: ['type'],
+      additionalProperties: false,
+      properties: { type: { const: 'unsubscribe' } },
+    },
+  ],
+} as const;
+
+export type ParseResult =
+  | { readonly ok: true; readonly message: ClientMessage }
+  | { readonly ok: false; readonly code: 'E_BAD_JSON' | 'E_BAD_MESSAGE' | 'E_TOO_LARGE' | 'E_BINARY'; readonly message: string };
+
+let validator: ValidateFunction | null = null;
+function validate(): ValidateFunction {
+  if (validator === null) {
+    const ajv = new Ajv2020({ allErrors: false, strict: true });
+    validator = ajv.compile(CLIENT_MESSAGE_SCHEMA);
+  }
+  return validator;
+}
+
+/** Parses and validates one client message (text). Never throws. */
+export function parseClientMessage(text: string, maxBytes: number): ParseResult {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > maxBytes) {
+    return { ok: false, code: 'E_TOO_LARGE', message: `message of ${bytes} bytes exceeds the limit of ${maxBytes} bytes` };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, code: 'E_BAD_JSON', message: `not JSON: ${(e as Error).message}` };
+  }
+  const v = validate();
+  if (!v(value)) {
+    return { ok: false, code: 'E_BAD_MESSAGE', message: describeInvalid(value, v) };
+  }
+  return { ok: true, message: value as ClientMessage };
+}
+
+function describeInvalid(value: unknown, v: ValidateFunction): string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'a message is a JSON object with a "type"';
+  const type = (value as { type?: unknown }).type;
+  if (type !== 'subscribe' && type !== 'unsubscribe') {
+    return `unknown message type ${JSON.stringify(type) ?? 'undefined'} (expected "subscribe" or "unsubscribe")`;
+  }
+  // oneOf reports the errors of every branch: keep those of the branch the type names.
+  const branch = type === 'subscribe' ? 0 : 1;
+  const errs = (v.errors ?? []).filter((e) => e.schemaPath.startsWith(`#/oneOf/${branch}/`));
+  const first = errs[0];
+  if (first === undefined) return 'invalid message';
+  const where = first.instancePath === '' ? 'message' : first.instancePath;
+  const extra = first.keyword === 'additionalProperties'
+    ? ` (${JSON.stringify((first.params as { additionalProperty?: string }).additionalProperty)})`
+    : first.keyword === 'enum'
+      ? ` (${((first.params as { allowedValues?: unknown[] }).allowedValues ?? []).map((x) => JSON.stringify(x)).join(', ')})`
+      : '';
+  return `${where} ${first.message ?? 'is invalid'}${extra}`;
+}
+
+const PORTED = new Set(['tcp', 'udp', 'sctp']);
+
+function tupleHasPort(t: Tuple | null | undefined, port: number): boolean {
+  return t != null && PORTED.has(t.proto) && (t.sport === port || t.dport === port);
+}
+
+/** Whether the flow-level criteria (container, network, port, protocol, verdict, natOnly) hold for a flow. */
+export function flowMatches(f: SubscriptionFilter, flow: FlowInfo): boolean {
+  if (f.protocol !== undefined && flow.orig.proto !== f.protocol) return false;
+  if (f.natOnly === true && flow.nat.dnat === null && flow.nat.snat === null) return false;
+  if (f.port !== undefined) {
+    const p = f.port;
+    if (!tupleHasPort(flow.orig, p) && !tupleHasPort(flow.reply, p) && !flow.legs.some((l) => tupleHasPort(l.tuple, p))) {
+      return false;
+    }
+  }
+  if (f.container !== undefined && !flow.names.some((n) => n.container === f.container)) return false;
+  if (f.network !== undefined && !flow.names.some((n) => n.network === f.network)) return false;
+  if (f.verdict !== undefined) {
+    const v = flow.explanation?.verdict;
+    if (v !== f.verdict && !(f.verdict === 'drop' && flow.drops.length > 0)) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether `ev` passes `f`. `flowOf` resolves a drop's flowId to the last known FlowInfo (or
+ * undefined), so that drops can be filtered by container/network/NAT.
+ */
+export function eventMatches(
+  f: SubscriptionFilter,
+  ev: JourneyEvent,
+  flowOf: (id: string) => FlowInfo | undefined = () => undefined,
+): boolean {
+  if (f.types !== undefined && !f.types.includes(ev.type)) return false;
+  switch (ev.type) {
+    case 'flow.start':
+    case 'flow.update':
+    case 'flow.end':
+      return flowMatches(f, ev.flow);
+    case 'drop': {
+      if (f.verdict !== undefined && f.verdict !== 'drop') return false;
+      const t = ev.drop.tuple;
+      if (f.protocol !== undefined && t?.proto !== f.protocol) return false;
+      if (f.port !== undefined && !tupleHasPort(t, f.port)) return false;
+      if (f.container !== undefined || f.network !== undefined || f.natOnly === true) {
+        const flow = ev.flowId === null ? undefined : flowOf(ev.flowId);
+        if (flow === undefined) return false;
+        const { verdict: _v, port: _p, protocol: _pr, types: _t, ...rest } = f;
+        return flowMatches(rest, flow);
+      }
+      return true;
+    }
+    default:
+      return true;
+  }
+}

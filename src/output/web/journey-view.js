@@ -1,0 +1,103 @@
+// The journey of one flow as numbered steps, like the seeds tell it: the interface where the
+// packet arrives, each hook/table/chain/rule it takes with its verdict (NAT shown where it
+// happens), the interface where it leaves, the answer's way back, and any drop.
+// Pure functions over the event schema (docs/event-schema.json): no DOM here, so that Node can
+// test it too (test/unit/serve-view.test.ts).
+
+/** "10.0.10.5:40000" / "[fd00::1]:80" / "10.0.10.5" (no port for ICMP). */
+export function endpoint(addr, port, family, proto) {
+  if (proto !== 'tcp' && proto !== 'udp' && proto !== 'sctp') return addr;
+  if (port === undefined || port === null) return addr;
+  return family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+/** "tcp 10.0.10.5:40000 → 10.0.10.26:8000" */
+export function tupleText(t) {
+  if (!t) return '?';
+  const icmp = t.proto === 'icmp' || t.proto === 'icmpv6';
+  const extra = icmp && t.icmpType !== undefined ? ` (type ${t.icmpType}${t.icmpCode ? `/${t.icmpCode}` : ''}, id ${t.sport})` : '';
+  return `${t.proto} ${endpoint(t.src, t.sport, t.family, t.proto)} → ${endpoint(t.dst, t.dport, t.family, t.proto)}${extra}`;
+}
+
+/** Docker name of an address, when known ("web (172.17.0.2)"). */
+export function nameOf(flow, addr) {
+  const n = (flow.names || []).find((x) => x.addr === addr);
+  return n && n.container ? `${n.container}` : null;
+}
+
+export function natText(nat) {
+  const parts = [];
+  if (nat && nat.dnat) parts.push(`DNAT ${nat.dnat.from} → ${nat.dnat.to}`);
+  if (nat && nat.snat) parts.push(`SNAT ${nat.snat.from} → ${nat.snat.to}`);
+  return parts.join(', ');
+}
+
+/** The flow's verdict for the list: explanation, else "drop" when eBPF saw drops, else "". */
+export function flowVerdict(flow) {
+  if (flow.explanation) return flow.explanation.verdict;
+  if (flow.drops && flow.drops.length > 0) return 'drop';
+  return '';
+}
+
+const NAT_VERDICTS = new Set(['dnat', 'snat', 'masquerade', 'redirect']);
+
+/**
+ * The numbered steps of a flow's journey: [{kind, title, detail?, rule?, verdict?, meaning?}].
+ * kind: 'leg' (seen on an interface), 'rule' (a netfilter step), 'drop', 'note'.
+ */
+export function journeySteps(flow) {
+  const steps = [];
+  const legs = [...(flow.legs || [])].sort((a, b) => a.firstUs - b.firstUs);
+  const orig = legs.filter((l) => l.direction === 'orig');
+  const reply = legs.filter((l) => l.direction === 'reply');
+  const [first, ...rest] = orig;
+  if (first) {
+    steps.push({ kind: 'leg', title: `arrives on ${first.iface}`, detail: `${tupleText(first.tuple)} · ${first.packets} pkt, ${first.bytes} B` });
+  } else {
+    steps.push({ kind: 'leg', title: 'first packet', detail: tupleText(flow.orig) });
+  }
+  const ex = flow.explanation;
+  if (ex) {
+    for (const s of ex.steps) {
+      const where = `${s.hook} · ${s.family} ${s.table} ${s.chain}`;
+      let detail = '';
+      if (NAT_VERDICTS.has(s.verdict)) {
+        if (s.verdict === 'dnat' || s.verdict === 'redirect') detail = ex.nat.dnat ? `${s.verdict.toUpperCase()} ${ex.nat.dnat.from} → ${ex.nat.dnat.to}` : s.verdict.toUpperCase();
+        else detail = ex.nat.snat ? `${s.verdict.toUpperCase()} ${ex.nat.snat.from} → ${ex.nat.snat.to}` : s.verdict.toUpperCase();
+      }
+      const rule = s.rule === null ? `policy of ${s.chain}` : s.rule;
+      const num = s.ruleNumber !== null ? `#${s.ruleNumber}` : s.handle !== null ? `handle ${s.handle}` : '';
+      const step = { kind: 'rule', title: `${where}${num ? ` ${num}` : ''}`, rule, verdict: s.verdict, detail };
+      if (s.meaning) step.meaning = s.meaning;
+      steps.push(step);
+    }
+  } else {
+    steps.push({ kind: 'note', title: 'no explanation (ruleset not read yet, or the flow could not be explained)' });
+  }
+  for (const l of rest) {
+    steps.push({ kind: 'leg', title: `leaves on ${l.iface}`, detail: `${tupleText(l.tuple)} · ${l.packets} pkt, ${l.bytes} B` });
+  }
+  if (!rest.length && ex && ex.packet_out) {
+    const p = ex.packet_out;
+    steps.push({ kind: 'leg', title: `leaves${p.oif ? ` on ${p.oif}` : ''} (explained)`, detail: `${p.proto} ${p.src}${p.sport !== undefined ? `:${p.sport}` : ''} → ${p.dst}${p.dport !== undefined ? `:${p.dport}` : ''}` });
+  }
+  for (const l of reply) {
+    steps.push({ kind: 'leg', title: `reply on ${l.iface}`, detail: `${tupleText(l.tuple)} · ${l.packets} pkt, ${l.bytes} B` });
+  }
+  for (const d of flow.drops || []) {
+    const by = d.rule ? ` by ${d.rule.table} ${d.rule.chain}${d.rule.rule ? `: ${d.rule.rule}` : ''}` : '';
+    steps.push({ kind: 'drop', title: `dropped${d.iface ? ` at ${d.iface}` : ''}: ${d.reason}`, detail: `${d.tuple ? tupleText(d.tuple) : ''}${by}` });
+  }
+  if (ex) steps.push({ kind: 'note', title: `verdict: ${ex.verdict.toUpperCase()}`, verdict: ex.verdict });
+  return steps;
+}
+
+/** NAT before/after: what the first packet looked like on the way in, and after NAT. */
+export function natBeforeAfter(flow) {
+  if (!flow.nat || (!flow.nat.dnat && !flow.nat.snat)) return null;
+  const o = flow.orig;
+  const r = flow.reply;
+  const before = `${endpoint(o.src, o.sport, o.family, o.proto)} → ${endpoint(o.dst, o.dport, o.family, o.proto)}`;
+  const after = r ? `${endpoint(r.dst, r.dport, r.family, r.proto)} → ${endpoint(r.src, r.sport, r.family, r.proto)}` : '?';
+  return { before, after, text: natText(flow.nat) };
+}

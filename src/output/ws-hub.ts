@@ -1,0 +1,302 @@
+/**
+ * The WebSocket side of `journey serve`: connected clients, their subscriptions, the replay ring
+ * and backpressure.
+ *
+ * - Every event is serialised once; each client whose filter matches gets the same string.
+ * - A client is written to only while its socket's `bufferedAmount` is under `highWaterBytes`;
+ *   otherwise messages wait in its BoundedQueue (count and byte limits). A full queue drops its
+ *   oldest messages, and the next message the client receives is a `lost` event with the count —
+ *   so a client that stops reading costs at most highWater + queue bytes (plus the kernel's socket
+ *   buffers), never more.
+ * - Pings every `pingIntervalMs`; a client that has not answered the previous ping is terminated.
+ * - Client messages are validated (subscription.ts); bad ones are answered with an `error`
+ *   message, and a client sending too many bad messages is closed (1008).
+ */
+import type { IncomingMessage } from 'node:http';
+import { WebSocket, type RawData } from 'ws';
+import { SCHEMA_VERSION, type FlowInfo, type JourneyEvent, type LostEvent } from '../model/events.js';
+import type { ServeMetrics } from './metrics.js';
+import { eventMatches, parseClientMessage, type SubscriptionFilter } from './subscription.js';
+import { BoundedQueue, type QueueItem } from './ws-queue.js';
+import { CLOSE, type ClientErrorCode, type ControlMessage } from './ws-protocol.js';
+
+export interface HubOptions {
+  /** Events kept for replay (default 256). */
+  readonly replay?: number;
+  /** Per-client queue limits (default 2048 messages, 4 MiB). */
+  readonly queueMaxItems?: number;
+  readonly queueMaxBytes?: number;
+  /** Stop writing to a client while its bufferedAmount is at least this (default 1 MiB). */
+  readonly highWaterBytes?: number;
+  /** Largest client message that is answered; default 4096 bytes. */
+  readonly maxMessageBytes?: number;
+  /** Bad messages before the client is closed with 1008 (default 20). */
+  readonly maxErrors?: number;
+  /** Ping period; 0 disables (default 30 s). */
+  readonly pingIntervalMs?: number;
+  /** Flows remembered to filter drop events by container/network (default 10000). */
+  readonly flowMemory?: number;
+  readonly version?: string;
+}
+
+interface RingEntry {
+  readonly ev: JourneyEvent;
+  readonly data: string;
+}
+
+let nextClientId = 1;
+
+export class HubClient {
+  readonly id: string;
+  readonly queue: BoundedQueue;
+  filter: SubscriptionFilter | null = null;
+  alive = true;
+  errors = 0;
+  sentCount = 0;
+  private waiting = false;
+  private readonly onWritten: (err?: Error) => void;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly remote: string,
+    private readonly hub: WsHub,
+    maxItems: number,
+    maxBytes: number,
+  ) {
+    this.id = String(nextClientId++);
+    this.queue = new BoundedQueue(maxItems, maxBytes);
+    this.onWritten = () => {
+      if (this.waiting && this.ws.bufferedAmount < this.hub.lowWater) {
+        this.waiting = false;
+        this.pump();
+      }
+    };
+  }
+
+  /** Queues a message and writes what the socket can take. */
+  offer(item: QueueItem): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.queue.push(item);
+    if (!this.waiting) this.pump();
+  }
+
+  pump(): void {
+    const ws = this.ws;
+    while (ws.readyState === WebSocket.OPEN) {
+      if (ws.bufferedAmount >= this.hub.highWater) {
+        this.waiting = true;
+        return;
+      }
+      let data: string;
+      if (this.queue.lost > 0) {
+        const l = this.queue.takeLost();
+        const ev: LostEvent = {
+          v: SCHEMA_VERSION,
+          seq: l.lastSeq >= 0 ? l.lastSeq : this.hub.lastSeq,
+          time: Date.now(),
+          type: 'lost',
+          count: l.count,
+          ...(l.firstSeq >= 0 ? { firstSeq: l.firstSeq, lastSeq: l.lastSeq } : {}),
+        };
+        data = JSON.stringify(ev);
+        this.hub.metrics?.lost.inc(l.count);
+      } else {
+        const item = this.queue.shift();
+        if (item === undefined) return;
+        data = item.data;
+      }
+      this.sentCount++;
+      this.hub.metrics?.sent.inc();
+      ws.send(data, this.onWritten);
+    }
+  }
+}
+
+export class WsHub {
+  readonly clients = new Set<HubClient>();
+  readonly highWater: number;
+  readonly lowWater: number;
+  lastSeq = 0;
+  private readonly ring: (RingEntry | undefined)[];
+  private ringHead = 0;
+  private ringCount = 0;
+  private readonly flows = new Map<string, FlowInfo>();
+  private readonly opts: Required<HubOptions>;
+  private readonly pingTimer: NodeJS.Timeout | null;
+
+  constructor(
+    readonly metrics: ServeMetrics | null,
+    opts: HubOptions = {},
+  ) {
+    this.opts = {
+      replay: opts.replay ?? 256,
+      queueMaxItems: opts.queueMaxItems ?? 2048,
+      queueMaxBytes: opts.queueMaxBytes ?? 4 * 1024 * 1024,
+      highWaterBytes: opts.highWaterBytes ?? 1024 * 1024,
+      maxMessageBytes: opts.maxMessageBytes ?? 4096,
+      maxErrors: opts.maxErrors ?? 20,
+      pingIntervalMs: opts.pingIntervalMs ?? 30_000,
+      flowMemory: opts.flowMemory ?? 10_000,
+      version: opts.version ?? '0.1.0',
+    };
+    this.highWater = this.opts.highWaterBytes;
+    this.lowWater = Math.floor(this.opts.highWaterBytes / 2);
+    this.ring = new Array<RingEntry | undefined>(Math.max(0, this.opts.replay));
+    this.pingTimer = this.opts.pingIntervalMs > 0 ? setInterval(() => this.heartbeat(), this.opts.pingIntervalMs) : null;
+    this.pingTimer?.unref();
+    metrics?.setClientSampler(() => [...this.clients].map((c) => ({ id: c.id, lost: c.queue.lostTotal, queued: c.queue.length })));
+  }
+
+  get maxMessageBytes(): number {
+    return this.opts.maxMessageBytes;
+  }
+
+  /** Events kept for replay right now. */
+  get replayAvailable(): number {
+    return this.ringCount;
+  }
+
+  /** Publishes one event from the pipeline to every client whose filter matches. */
+  publish(ev: JourneyEvent): void {
+    this.metrics?.observe(ev);
+    if (ev.seq > this.lastSeq) this.lastSeq = ev.seq;
+    if (ev.type === 'flow.start' || ev.type === 'flow.update') this.rememberFlow(ev.flow);
+    const data = JSON.stringify(ev);
+    const entry: RingEntry = { ev, data };
+    if (this.ring.length > 0) {
+      const cap = this.ring.length;
+      this.ring[(this.ringHead + this.ringCount) % cap] = entry;
+      if (this.ringCount < cap) this.ringCount++;
+      else this.ringHead = (this.ringHead + 1) % cap;
+    }
+    const flowOf = (id: string): FlowInfo | undefined => this.flows.get(id);
+    for (const c of this.clients) {
+      if (c.filter !== null && eventMatches(c.filter, ev, flowOf)) c.offer({ data, seq: ev.seq });
+    }
+    if (ev.type === 'flow.end') this.flows.delete(ev.flow.id);
+  }
+
+  /** Takes over an upgraded connection. */
+  attach(ws: WebSocket, req: IncomingMessage): HubClient {
+    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
+    const client = new HubClient(ws, remote, this, this.opts.queueMaxItems, this.opts.queueMaxBytes);
+    this.clients.add(client);
+    this.metrics?.connections.inc();
+    this.metrics?.clients.set(this.clients.size);
+    ws.on('pong', () => {
+      client.alive = true;
+    });
+    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(client, data, isBinary));
+    ws.on('error', (err: Error & { code?: string }) => {
+      // ws closes the connection itself (e.g. 1009 for a frame over maxPayload).
+      this.metrics?.badMessages.inc({ code: err.code ?? 'WS_ERROR' });
+    });
+    ws.on('close', () => this.detach(client));
+    this.sendControl(client, {
+      type: 'hello',
+      v: SCHEMA_VERSION,
+      time: Date.now(),
+      server: 'journey',
+      version: this.opts.version,
+      replayAvailable: this.ringCount,
+      queueLimit: this.opts.queueMaxItems,
+      maxMessageBytes: this.opts.maxMessageBytes,
+    });
+    return client;
+  }
+
+  /** Closes every client (1001) and stops the heartbeat. */
+  close(): void {
+    if (this.pingTimer !== null) clearInterval(this.pingTimer);
+    for (const c of this.clients) {
+      c.ws.close(CLOSE.GOING_AWAY, 'server shutting down');
+      const t = setTimeout(() => c.ws.terminate(), 1000);
+      t.unref();
+    }
+  }
+
+  private detach(client: HubClient): void {
+    if (!this.clients.delete(client)) return;
+    client.queue.clear();
+    this.metrics?.clients.set(this.clients.size);
+    this.metrics?.removeClient(client.id);
+  }
+
+  private heartbeat(): void {
+    for (const c of this.clients) {
+      if (!c.alive) {
+        this.metrics?.deadClients.inc();
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      try {
+        c.ws.ping();
+      } catch {
+        c.ws.terminate();
+      }
+    }
+  }
+
+  private sendControl(client: HubClient, msg: ControlMessage): void {
+    client.offer({ data: JSON.stringify(msg), seq: -1 });
+  }
+
+  private refuse(client: HubClient, code: ClientErrorCode, message: string): void {
+    this.metrics?.badMessages.inc({ code });
+    client.errors++;
+    if (client.errors > this.opts.maxErrors) {
+      this.sendControl(client, { type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_TOO_MANY_ERRORS', message: `more than ${this.opts.maxErrors} bad messages: closing` });
+      client.ws.close(CLOSE.POLICY, 'too many bad messages');
+      return;
+    }
+    this.sendControl(client, { type: 'error', v: SCHEMA_VERSION, time: Date.now(), code, message });
+  }
+
+  private onMessage(client: HubClient, data: RawData, isBinary: boolean): void {
+    if (client.ws.readyState !== WebSocket.OPEN) return;
+    if (isBinary) {
+      this.refuse(client, 'E_BINARY', 'binary messages are not accepted: send JSON text');
+      return;
+    }
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (buf.length > this.opts.maxMessageBytes) {
+      this.refuse(client, 'E_TOO_LARGE', `message of ${buf.length} bytes exceeds the limit of ${this.opts.maxMessageBytes} bytes`);
+      return;
+    }
+    const parsed = parseClientMessage(buf.toString('utf8'), this.opts.maxMessageBytes);
+    if (!parsed.ok) {
+      this.refuse(client, parsed.code, parsed.message);
+      return;
+    }
+    const msg = parsed.message;
+    if (msg.type === 'unsubscribe') {
+      client.filter = null;
+      client.queue.clear();
+      this.sendControl(client, { type: 'subscribed', v: SCHEMA_VERSION, time: Date.now(), filter: null, replayed: 0 });
+      return;
+    }
+    const filter = msg.filter ?? {};
+    client.filter = filter;
+    const want = Math.min(msg.replay ?? this.ringCount, this.ringCount);
+    const flowOf = (id: string): FlowInfo | undefined => this.flows.get(id);
+    const picked: RingEntry[] = [];
+    // newest first, then reversed: the last `want` matching events, in order.
+    for (let i = this.ringCount - 1; i >= 0 && picked.length < want; i--) {
+      const e = this.ring[(this.ringHead + i) % this.ring.length];
+      if (e !== undefined && eventMatches(filter, e.ev, flowOf)) picked.push(e);
+    }
+    picked.reverse();
+    this.sendControl(client, { type: 'subscribed', v: SCHEMA_VERSION, time: Date.now(), filter, replayed: picked.length });
+    for (const e of picked) client.offer({ data: e.data, seq: e.ev.seq });
+  }
+
+  private rememberFlow(flow: FlowInfo): void {
+    if (this.flows.has(flow.id)) this.flows.delete(flow.id);
+    this.flows.set(flow.id, flow);
+    if (this.flows.size > this.opts.flowMemory) {
+      const oldest = this.flows.keys().next();
+      if (oldest.done !== true) this.flows.delete(oldest.value);
+    }
+  }
+}
