@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "journey_native",
+      "sources": ["src/addon.c", "src/netns.c", "src/kernel.c", "src/conntrack.c"],
+      "include_dirs": ["include", "src", "build/bpf"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wno-unused-parameter", "-O2"],
+      "libraries": ["-lbpf", "-lelf", "-lz", "-lmnl", "-lnetfilter_conntrack"]
+    }
+  ]
+}

@@ -1,0 +1,100 @@
+/**
+ * Conntrack over netlink through the native addon (libnetfilter_conntrack + libmnl): a dump and
+ * NEW/UPDATE/DESTROY events with both tuples, the kernel's status bits (SRC_NAT, DST_NAT, ASSURED,
+ * CONFIRMED...), mark, zone, timeout and the kernel id, from a socket opened inside the target
+ * namespace. When the kernel overruns the socket (ENOBUFS) the source re-dumps and emits the
+ * difference, so the table converges, and reports the overrun through onError.
+ *
+ * Contract (src/conntrack/select.ts): createNetlinkConntrackSource({ netns }) throws
+ * JourneyError('E_NATIVE') when the binding is unavailable (missing, JOURNEY_NATIVE=off).
+ */
+import { netnsPath } from '../host/exec.js';
+import type { ConntrackEntry, ConntrackEvent, ConntrackSource } from '../model/conntrack.js';
+import { JourneyError } from '../model/errors.js';
+import { loadBinding, type NativeBinding, type NativeConntrackSession } from '../native/binding.js';
+import { readCtBatch } from '../native/decode.js';
+import { ListingDiff } from './diff.js';
+
+export interface NetlinkSourceOptions {
+  /** Namespace name (under /var/run/netns), path, or pid; default: journey's own. */
+  readonly netns?: string | number;
+}
+
+export class NetlinkConntrackSource implements ConntrackSource {
+  readonly kind = 'netlink' as const;
+  readonly limitations: readonly string[] = [];
+  private readonly binding: NativeBinding;
+  private readonly nsPath: string;
+  private session: NativeConntrackSession | null = null;
+  private readonly diff = new ListingDiff();
+  private overruns = 0;
+  /** Records the decoder could not read. */
+  bad = 0;
+  /** Re-dumps after the kernel dropped events for us. */
+  resyncs = 0;
+
+  constructor(opts: NetlinkSourceOptions = {}) {
+    const { binding, error } = loadBinding();
+    if (binding === null) throw new JourneyError('E_NATIVE', `netlink conntrack unavailable: ${error}`);
+    this.binding = binding;
+    this.nsPath = opts.netns === undefined ? '' : netnsPath(opts.netns);
+  }
+
+  async dump(): Promise<ConntrackEntry[]> {
+    const entries = this.list();
+    this.diff.baseline(entries);
+    return entries;
+  }
+
+  private list(): ConntrackEntry[] {
+    let buf: Buffer;
+    try {
+      buf = this.binding.conntrackDump(this.nsPath ? { netns: this.nsPath } : {});
+    } catch (e) {
+      throw new JourneyError('E_CONNTRACK', `conntrack netlink dump failed: ${(e as Error).message}`, { netns: this.nsPath }, { cause: e });
+    }
+    const { events, bad } = readCtBatch(buf, Math.floor(buf.length / 120));
+    this.bad += bad;
+    return events.map((e) => e.entry);
+  }
+
+  async start(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void): Promise<void> {
+    if (this.session !== null) return;
+    try {
+      this.session = this.binding.conntrackOpen(this.nsPath ? { netns: this.nsPath } : {}, (buf, count, overruns) => {
+        const { events, bad } = readCtBatch(buf, count);
+        this.bad += bad;
+        for (const ev of events) this.diff.track(ev);
+        if (events.length) onEvents(events);
+        if (overruns > this.overruns) {
+          const lostBursts = overruns - this.overruns;
+          this.overruns = overruns;
+          this.resync(onEvents, onError, lostBursts);
+        }
+      });
+    } catch (e) {
+      throw new JourneyError('E_CONNTRACK', `conntrack netlink events unavailable: ${(e as Error).message}`, { netns: this.nsPath }, { cause: e });
+    }
+  }
+
+  private resync(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void, lostBursts: number): void {
+    this.resyncs++;
+    onError(new JourneyError('E_CONNTRACK', `conntrack netlink: the kernel dropped events (ENOBUFS x${lostBursts}); re-listing`, { overruns: this.overruns }));
+    try {
+      const evs = this.diff.next(this.list(), Date.now());
+      if (evs.length) onEvents(evs);
+    } catch (e) {
+      onError(e as Error);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.session?.close();
+    this.session = null;
+  }
+}
+
+/** The factory src/conntrack/select.ts looks for. Throws JourneyError('E_NATIVE') when unavailable. */
+export function createNetlinkConntrackSource(opts: { netns?: string | number } = {}): ConntrackSource {
+  return new NetlinkConntrackSource(opts);
+}

@@ -1,0 +1,24 @@
+/**
+ * journey's native layer: the addon in native-bindings/ (conntrack netlink, eBPF drops and
+ * netfilter hook programs), loaded with a tested fallback. The pipeline uses:
+ *   - nativeAvailability(): whether the addon loads (and why not), for notices;
+ *   - openKernelEvents({ netns, filter }): drops with reasons and NAT at the hooks (kernel-events.ts);
+ *   - createNetlinkConntrackSource({ netns }) in src/conntrack/netlink-source.ts (a ConntrackSource).
+ * JOURNEY_NATIVE=off forces every fallback.
+ */
+import { loadBinding } from './binding.js';
+
+export interface NativeAvailability {
+  readonly available: boolean;
+  /** Why not, when unavailable ("native addon not built (...)", "turned off (JOURNEY_NATIVE=off)"). */
+  readonly reason: string | null;
+}
+
+export function nativeAvailability(): NativeAvailability {
+  const r = loadBinding();
+  return r.binding !== null ? { available: true, reason: null } : { available: false, reason: r.error };
+}
+
+export { nativeDisabled, loadBinding } from './binding.js';
+export { openKernelEvents, natHookPlan, phaseOf, NAT_PRIORITY } from './kernel-events.js';
+export type { KernelEvents, KernelEventsOptions, KernelDrop, HookEvent, HookPoint, KernelFilter } from './kernel-events.js';

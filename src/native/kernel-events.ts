@@ -1,0 +1,350 @@
+/**
+ * The kernel's view for the pipeline: drops with the kernel's reason (tp_btf/kfree_skb) and the
+ * packet's tuple and conntrack entry at netfilter hooks before and after NAT (BPF_PROG_TYPE_NETFILTER
+ * links made inside the target namespace). Filtered in the kernel by namespace and by the user's
+ * filter. When the addon is missing or the kernel refuses a program, `lost` says what is missing
+ * ("no drop reasons: eBPF unavailable: EPERM") and the session delivers what it still can —
+ * possibly nothing. Never throws for an unavailable kernel; only bad options throw (E_USAGE).
+ *
+ *   const k = await openKernelEvents({ netns: 'jl-d-host', filter: { proto: 'tcp', port: 8000 } });
+ *   k.onDrop((drops) => ...); k.onHook((hooks) => ...); for (const l of k.lost) notice(l);
+ *   await k.stop();
+ */
+import { statSync } from 'node:fs';
+import { netnsPath } from '../host/exec.js';
+import type { CtStatusBit } from '../model/conntrack.js';
+import { JourneyError } from '../model/errors.js';
+import type { DropInfo } from '../model/events.js';
+import type { Tuple } from '../model/tuple.js';
+import { loadBinding, type NativeHookSpec, type NativeKernelSession } from './binding.js';
+import { readKernelRecord, type CtView } from './decode.js';
+import { DropReasons } from './drop-reasons.js';
+import { KernelSymbols } from './kallsyms.js';
+import { EVENT, HOOK_NAMES, MAX_SLOTS, NFPROTO_IPV4, NFPROTO_IPV6, addrBytes, type HookName } from './layout.js';
+
+export interface KernelFilter {
+  /** tcp, udp, icmp, icmpv6, sctp or an IP protocol number. */
+  readonly proto?: string | number;
+  /** Source or destination address of the packet or of either conntrack tuple. */
+  readonly addr?: string;
+  /** Source or destination port (tcp/udp/sctp), or ICMP echo id. */
+  readonly port?: number;
+}
+
+export interface HookPoint {
+  readonly family: 4 | 6;
+  readonly hook: HookName;
+  readonly priority: number;
+}
+
+export interface KernelEventsOptions {
+  /** Namespace name (under /var/run/netns), path, or pid; default: journey's own. */
+  readonly netns?: string | number;
+  readonly filter?: KernelFilter;
+  /** Report drops (default true). */
+  readonly drops?: boolean;
+  /** 'nat' (default): before and after the NAT priorities, and at forward/input; 'none'; or a list. */
+  readonly hooks?: 'nat' | 'none' | readonly HookPoint[];
+  /** IP families for the 'nat' plan (default both). */
+  readonly families?: readonly (4 | 6)[];
+}
+
+/** A drop: DropInfo (for the event schema) plus what the kernel told us. */
+export interface KernelDrop extends DropInfo {
+  readonly kind: 'drop';
+  readonly reasonCode: number;
+  readonly netns: number;
+  readonly ifindex: number;
+  /** Where the kernel freed it: "nf_hook_slow+0x9a" (or a hex address). */
+  readonly location: string;
+  readonly len: number;
+  readonly ct: CtView | null;
+}
+
+/** A packet seen by a netfilter program: one of FlowInfo.hookTuples, plus detail. */
+export interface HookEvent {
+  readonly kind: 'hook';
+  readonly timeUs: number;
+  readonly hook: HookName;
+  readonly family: 4 | 6;
+  readonly priority: number;
+  /** Where it sits relative to the NAT of this hook: 'before-nat' / 'after-nat' / null (no NAT here). */
+  readonly phase: 'before-nat' | 'after-nat' | null;
+  readonly tuple: Tuple;
+  readonly ctStatus: readonly CtStatusBit[];
+  readonly ct: CtView | null;
+  readonly iface: string | null;
+  readonly ifindex: number;
+  readonly netns: number;
+  readonly len: number;
+}
+
+export interface KernelEventsStats {
+  readonly delivered: number;
+  readonly batches: number;
+  /** Events the ring buffer had no room for (counted in the kernel). */
+  readonly lostInKernel: number;
+  /** Records that could not be decoded. */
+  readonly bad: number;
+}
+
+export interface KernelEvents {
+  /** What this session cannot show, for the user ("no drop reasons: eBPF unavailable: EPERM"). */
+  readonly lost: readonly string[];
+  readonly available: { readonly drops: boolean; readonly hooks: boolean };
+  /** The hook points actually linked. */
+  readonly hookPoints: readonly HookPoint[];
+  onDrop(cb: (drops: readonly KernelDrop[]) => void): void;
+  onHook(cb: (hooks: readonly HookEvent[]) => void): void;
+  /** Called with the number of newly lost events whenever the kernel reports more. */
+  onLost(cb: (count: number) => void): void;
+  stats(): KernelEventsStats;
+  stop(): Promise<void>;
+}
+
+/** NAT priorities: nat prerouting/output at -100 (DNAT), postrouting/input at 100 (SNAT). */
+export const NAT_PRIORITY: Readonly<Record<HookName, number | null>> = {
+  prerouting: -100,
+  output: -100,
+  postrouting: 100,
+  input: 100,
+  forward: null,
+};
+
+/** The default plan: both sides of each NAT priority, after the filter at forward and input. */
+export function natHookPlan(families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
+  const out: HookPoint[] = [];
+  for (const family of families) {
+    out.push(
+      { family, hook: 'prerouting', priority: -101 },
+      { family, hook: 'prerouting', priority: -99 },
+      { family, hook: 'output', priority: -101 },
+      { family, hook: 'output', priority: -99 },
+      { family, hook: 'forward', priority: 1 },
+      { family, hook: 'input', priority: 101 },
+      { family, hook: 'postrouting', priority: 99 },
+      { family, hook: 'postrouting', priority: 101 },
+    );
+  }
+  return out;
+}
+
+export function phaseOf(hook: HookName, priority: number): HookEvent['phase'] {
+  const nat = NAT_PRIORITY[hook];
+  if (nat === null) return null;
+  return priority < nat ? 'before-nat' : 'after-nat';
+}
+
+/** Kernel symbols for drop locations: loaded once per process, on the first session with drops. */
+const SYMBOLS = new KernelSymbols();
+let symbolsLoading: Promise<void> | null = null;
+
+const PROTO_NUMBERS: Readonly<Record<string, number>> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132 };
+
+/** Validates a user filter into the addon's form. Throws E_USAGE on bad input. */
+export function nativeFilter(f: KernelFilter | undefined): { proto?: number; port?: number; addr?: Buffer } {
+  if (f === undefined) return {};
+  const out: { proto?: number; port?: number; addr?: Buffer } = {};
+  if (f.proto !== undefined) {
+    const n = typeof f.proto === 'number' ? f.proto : PROTO_NUMBERS[f.proto.toLowerCase()];
+    if (n === undefined || !Number.isInteger(n) || n < 0 || n > 255) throw new JourneyError('E_USAGE', `unknown protocol in filter: ${String(f.proto)}`);
+    out.proto = n;
+  }
+  if (f.port !== undefined) {
+    if (!Number.isInteger(f.port) || f.port < 1 || f.port > 65535) throw new JourneyError('E_USAGE', `bad port in filter: ${f.port}`);
+    out.port = f.port;
+  }
+  if (f.addr !== undefined) {
+    const b = addrBytes(f.addr);
+    if (b === null) throw new JourneyError('E_USAGE', `bad address in filter: ${f.addr}`);
+    out.addr = b;
+  }
+  return out;
+}
+
+function netnsInode(path: string): number {
+  try {
+    return statSync(path).ino;
+  } catch (e) {
+    throw new JourneyError('E_NO_NETNS', `network namespace ${path} not found`, { path }, { cause: e });
+  }
+}
+
+function describe(s: { code?: string; error?: string; detail?: string }): string {
+  const verifier = s.detail !== undefined ? ` (${s.detail.trim().split('\n').slice(-2).join(' | ')})` : '';
+  return `${s.code ?? 'error'}${verifier}`;
+}
+
+/** An empty session: nothing available, `lost` says why. */
+function unavailable(lost: string[]): KernelEvents {
+  return {
+    lost,
+    available: { drops: false, hooks: false },
+    hookPoints: [],
+    onDrop: () => {},
+    onHook: () => {},
+    onLost: () => {},
+    stats: () => ({ delivered: 0, batches: 0, lostInKernel: 0, bad: 0 }),
+    stop: async () => {},
+  };
+}
+
+export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<KernelEvents> {
+  const wantDrops = opts.drops ?? true;
+  const plan = opts.hooks === 'none' ? [] : opts.hooks === undefined || opts.hooks === 'nat' ? natHookPlan(opts.families) : [...opts.hooks];
+  if (plan.length > MAX_SLOTS) throw new JourneyError('E_USAGE', `at most ${MAX_SLOTS} hook points`);
+  for (const p of plan) {
+    if (!HOOK_NAMES.includes(p.hook)) throw new JourneyError('E_USAGE', `unknown hook ${String(p.hook)}`);
+    if (!Number.isInteger(p.priority) || p.priority <= -2147483648 || p.priority >= 2147483647) {
+      throw new JourneyError('E_USAGE', `bad hook priority ${p.priority}`);
+    }
+  }
+  const filter = nativeFilter(opts.filter);
+  const nsPath = opts.netns === undefined ? '/proc/self/ns/net' : netnsPath(opts.netns);
+  const inode = netnsInode(nsPath);
+
+  const lost: string[] = [];
+  const { binding, error } = loadBinding();
+  if (binding === null) {
+    if (wantDrops) lost.push(`no drop reasons: eBPF unavailable: ${error}`);
+    if (plan.length) lost.push(`no NAT proof at the netfilter hooks: eBPF unavailable: ${error}`);
+    return unavailable(lost);
+  }
+
+  let reasons: DropReasons | null = null;
+  let dropsWanted = wantDrops;
+  if (wantDrops) {
+    try {
+      reasons = DropReasons.fromBinding(binding);
+    } catch (e) {
+      lost.push(`no drop reasons: kernel BTF unreadable: ${(e as Error).message}`);
+      dropsWanted = false;
+    }
+  }
+  if (!dropsWanted && plan.length === 0) return unavailable(lost);
+
+  const hooks: NativeHookSpec[] = plan.map((p) => ({
+    pf: p.family === 6 ? NFPROTO_IPV6 : NFPROTO_IPV4,
+    hook: HOOK_NAMES.indexOf(p.hook),
+    priority: p.priority,
+  }));
+
+  const dropCbs: ((d: readonly KernelDrop[]) => void)[] = [];
+  const hookCbs: ((h: readonly HookEvent[]) => void)[] = [];
+  const lostCbs: ((n: number) => void)[] = [];
+  const syms = SYMBOLS;
+  if (dropsWanted && symbolsLoading === null) symbolsLoading = SYMBOLS.load();
+  const clockOffsetNs = binding.clockOffsetNs();
+  let delivered = 0;
+  let batches = 0;
+  let bad = 0;
+  let lostInKernel = 0;
+
+  const onBatch = (buf: Buffer, count: number, lostTotal: number): void => {
+    batches++;
+    const drops: KernelDrop[] = [];
+    const seen: HookEvent[] = [];
+    const n = Math.min(count, Math.floor(buf.length / EVENT.size));
+    bad += count - n;
+    for (let i = 0; i < n; i++) {
+      const r = readKernelRecord(buf, i * EVENT.size, clockOffsetNs);
+      if (r === null) {
+        bad++;
+        continue;
+      }
+      delivered++;
+      if (r.kind === 'drop') {
+        drops.push({
+          kind: 'drop',
+          timeUs: r.timeUs,
+          reason: reasons?.name(r.reasonCode) ?? `REASON_${r.reasonCode}`,
+          reasonCode: r.reasonCode,
+          iface: r.iface,
+          tuple: r.tuple,
+          rule: null,
+          netns: r.netns,
+          ifindex: r.ifindex,
+          location: syms.resolve(r.location),
+          len: r.len,
+          ct: r.ct,
+        });
+      } else if (r.tuple !== null) {
+        seen.push({
+          kind: 'hook',
+          timeUs: r.timeUs,
+          hook: r.hook,
+          family: r.pf === NFPROTO_IPV6 ? 6 : 4,
+          priority: r.priority,
+          phase: phaseOf(r.hook, r.priority),
+          tuple: r.tuple,
+          ctStatus: r.ct?.status ?? [],
+          ct: r.ct,
+          iface: r.iface,
+          ifindex: r.ifindex,
+          netns: r.netns,
+          len: r.len,
+        });
+      } else {
+        bad++;
+      }
+    }
+    if (lostTotal > lostInKernel) {
+      const d = lostTotal - lostInKernel;
+      lostInKernel = lostTotal;
+      for (const cb of lostCbs) cb(d);
+    }
+    if (drops.length) for (const cb of dropCbs) cb(drops);
+    if (seen.length) for (const cb of hookCbs) cb(seen);
+  };
+
+  let session: NativeKernelSession;
+  try {
+    session = binding.kernelOpen(
+      {
+        netns: nsPath,
+        netnsInode: inode,
+        drops: dropsWanted,
+        hooks,
+        filter,
+        ...(reasons !== null && reasons.value('SKB_CONSUMED') !== undefined ? { minReason: (reasons.value('SKB_CONSUMED') ?? 1) + 1 } : {}),
+      },
+      onBatch,
+    );
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const why = `eBPF unavailable: ${err.code ?? 'error'}${err.message ? ` (${err.message.split('\n').slice(-2).join(' | ').slice(0, 300)})` : ''}`;
+    if (dropsWanted) lost.push(`no drop reasons: ${why}`);
+    if (plan.length) lost.push(`no NAT proof at the netfilter hooks: ${why}`);
+    return unavailable(lost);
+  }
+
+  const st = session.status;
+  const dropsOk = dropsWanted && st.drops?.ok === true;
+  if (dropsWanted && !dropsOk) lost.push(`no drop reasons: eBPF refused tp_btf/kfree_skb: ${describe(st.drops ?? st.load)}`);
+  const linked: HookPoint[] = [];
+  const refused: string[] = [];
+  st.hooks.forEach((h, i) => {
+    const p = plan[i];
+    if (p === undefined) return;
+    if (h.ok) linked.push(p);
+    else refused.push(`${p.hook}@${p.priority}/ipv${p.family}: ${describe(h)}`);
+  });
+  if (plan.length && linked.length === 0) lost.push(`no NAT proof at the netfilter hooks: eBPF refused the netfilter programs: ${refused[0] ?? 'unknown'}`);
+  else if (refused.length) lost.push(`some netfilter hook points refused: ${refused.join('; ')}`);
+
+  let stopped = false;
+  return {
+    lost,
+    available: { drops: dropsOk, hooks: linked.length > 0 },
+    hookPoints: linked,
+    onDrop: (cb) => void dropCbs.push(cb),
+    onHook: (cb) => void hookCbs.push(cb),
+    onLost: (cb) => void lostCbs.push(cb),
+    stats: () => ({ delivered, batches, lostInKernel, bad }),
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      session.close();
+    },
+  };
+}
