@@ -1,7 +1,7 @@
 // journey's live page: subscribes to /events, lists flows, draws the selected flow's journey.
 // Plain ES module, no dependencies, no build step; the DOM is built with textContent only
 // (container names and rule texts are data, never markup).
-import { tupleText, nameOf, natText, flowVerdict, journeySteps, natBeforeAfter, endpoint } from './journey-view.js';
+import { tupleText, nameOf, flowVerdict, journeySteps, natBeforeAfter, endpoint } from './journey-view.js';
 
 const MAX_FLOWS = 500;
 const flows = new Map(); // id -> { flow, ended, row }
@@ -157,20 +157,25 @@ function label(flow, addr, port) {
 function renderRow(entry) {
   const f = entry.flow;
   const o = f.orig;
+  const r = f.reply;
   const v = flowVerdict(f);
-  const names = (f.names || []).filter((n) => n.container).map((n) => `${n.container}${n.network ? `@${n.network}` : ''}`).join(', ');
-  const pkts = (f.legs || []).reduce((a, l) => a + (l.direction === 'orig' ? l.packets : 0), 0);
+  // packets of the first packet's direction, counted once (the same packets cross several interfaces)
+  const pkts = (f.legs || []).reduce((a, l) => Math.max(a, l.direction === 'orig' ? l.packets : 0), 0);
+  // pre-NAT ⇒ post-NAT, with Docker names where known
+  const from = f.nat.snat && r ? `${label(f, o.src, o.sport)} ⇒ ${label(f, r.dst, r.dport)}` : label(f, o.src, o.sport);
+  const to = f.nat.dnat && r ? `${label(f, o.dst, o.dport)} ⇒ ${label(f, r.src, r.sport)}` : label(f, o.dst, o.dport);
+  const nat = [f.nat.dnat ? 'DNAT' : '', f.nat.snat ? 'SNAT' : ''].filter(Boolean).join('+');
   const cells = [
     el('td', '', o.proto),
-    el('td', '', label(f, o.src, o.sport)),
-    el('td', '', label(f, o.dst, o.dport)),
-    el('td', 'nat-cell', natText(f.nat)),
-    el('td', '', names),
+    el('td', '', from),
+    el('td', '', to),
+    el('td', 'nat-cell', nat),
     el('td', v ? `v-${v}` : '', v ? v.toUpperCase() : '…'),
     el('td', '', String(pkts)),
     el('td', '', entry.ended ? 'ended' : (f.tcpState || '')),
   ];
   entry.row.replaceChildren(...cells);
+  entry.row.title = (f.names || []).filter((n) => n.container).map((n) => `${n.addr}: ${n.container}${n.network ? ` on ${n.network}` : ''}${n.published ? ` (published ${n.published})` : ''}`).join('\n');
   entry.row.classList.toggle('ended', entry.ended);
   entry.row.classList.toggle('selected', selected === f.id);
 }
