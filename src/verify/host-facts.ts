@@ -1,0 +1,298 @@
+/**
+ * What `journey verify hairpin` needs to know about a Docker host, read inside its network
+ * namespace (src/host/exec.ts runs each tool through `nsenter --net=...`; /sys would show the
+ * caller's namespace, so nothing here reads /sys directly):
+ *   - bridges, their addresses and ports with `hairpin_mode` (`bridge -j -d link`, `ip -j -d link`),
+ *     the per-bridge `nf_call_iptables` switch;
+ *   - sysctls `net.bridge.bridge-nf-call-iptables`, `net.ipv4.conf.<br>.route_localnet`, ip_forward
+ *     (read from /proc/sys inside the namespace);
+ *   - the host's own addresses (uplink), the firewall text (`iptables-save`, `nft list ruleset`)
+ *     and its facts (./ruleset-facts.ts);
+ *   - docker-proxy processes whose network namespace is the target's (/proc/PID/ns/net).
+ * `collectHostFacts` never throws for a missing tool or file: it records a notice instead.
+ */
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { run, netnsPath } from '../host/exec.js';
+import { JourneyError } from '../model/errors.js';
+import { iptablesFacts, mergeFacts, nftFacts, type RulesetFacts } from './ruleset-facts.js';
+
+export interface BridgePort {
+  readonly ifname: string;
+  readonly ifindex: number;
+  readonly bridge: string;
+  /** hairpin_mode: the bridge may send a frame back out the port it came in. */
+  readonly hairpin: boolean;
+  readonly state: string;
+  /** The peer's interface index in the other namespace (veth "link": "if5"). */
+  readonly peerIfindex: number | null;
+}
+
+export interface BridgeInfo {
+  readonly name: string;
+  readonly ifindex: number;
+  readonly addrs: readonly { readonly addr: string; readonly prefixlen: number }[];
+  /** Per-bridge netfilter switch (`ip link set BR type bridge nf_call_iptables 1`). */
+  readonly nfCallIptables: boolean | null;
+  readonly routeLocalnet: boolean | null;
+  readonly ports: readonly BridgePort[];
+}
+
+export interface DockerProxyInfo {
+  readonly pid: number;
+  readonly proto: string;
+  readonly hostIp: string;
+  readonly hostPort: number;
+  readonly containerIp: string;
+  readonly containerPort: number;
+}
+
+export interface HostFacts {
+  readonly netns: string | null;
+  /** nsfs inode of the target namespace (to match processes), or null when unknown. */
+  readonly netnsInode: number | null;
+  readonly bridges: readonly BridgeInfo[];
+  /** Global IPv4 addresses of the host that are not on a bridge (the uplink...), with their interface. */
+  readonly hostAddrs: readonly { readonly addr: string; readonly iface: string }[];
+  /** Every local IPv4 address (for "is this source the host?"). */
+  readonly localAddrs: readonly string[];
+  /** net.bridge.bridge-nf-call-iptables; null when br_netfilter is not loaded (same as off). */
+  readonly bridgeNfCallIptables: boolean | null;
+  readonly routeLocalnetAll: boolean | null;
+  readonly ipForward: boolean | null;
+  readonly dockerProxies: readonly DockerProxyInfo[];
+  readonly iptablesSave: string;
+  readonly nftRuleset: string;
+  readonly ruleset: RulesetFacts;
+  readonly notices: readonly string[];
+}
+
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  link?: string;
+  master?: string;
+  operstate?: string;
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+}
+interface IpAddr {
+  ifname: string;
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+}
+interface BridgeLink {
+  ifindex: number;
+  ifname: string;
+  master?: string;
+  hairpin?: boolean;
+  state?: string;
+  link?: string;
+}
+
+function parseJson<T>(what: string, text: string): T {
+  try {
+    return JSON.parse(text === '' ? '[]' : text) as T;
+  } catch (e) {
+    throw new JourneyError('E_PARSE', `${what}: malformed JSON (${(e as Error).message})`);
+  }
+}
+
+/** nsfs inode of a namespace path or pid ("/proc/PID/ns/net"). */
+export function netnsInodeOf(ns: string | number | undefined): number | null {
+  try {
+    return statSync(ns === undefined ? '/proc/self/ns/net' : netnsPath(ns)).ino;
+  } catch {
+    return null;
+  }
+}
+
+/** The nsfs inode of a process's network namespace, or null. */
+export function processNetnsInode(pid: number, procRoot = '/proc'): number | null {
+  try {
+    const m = /^net:\[(\d+)\]$/.exec(readlinkSync(`${procRoot}/${pid}/ns/net`));
+    return m?.[1] !== undefined ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** docker-proxy processes living in the namespace with inode `ino` (all of them when ino is null). */
+export function dockerProxiesIn(ino: number | null, procRoot = '/proc'): DockerProxyInfo[] {
+  const out: DockerProxyInfo[] = [];
+  let pids: string[] = [];
+  try {
+    pids = readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  for (const p of pids) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`${procRoot}/${p}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (!/(^|\/)docker-proxy$/.test(argv[0] ?? '')) continue;
+    const pid = Number(p);
+    if (ino !== null && processNetnsInode(pid, procRoot) !== ino) continue;
+    const parsed = parseDockerProxyArgs(pid, argv);
+    if (parsed) out.push(parsed);
+  }
+  return out;
+}
+
+export function parseDockerProxyArgs(pid: number, argv: readonly string[]): DockerProxyInfo | null {
+  const get = (name: string): string | undefined => {
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i] ?? '';
+      if (a === `-${name}` || a === `--${name}`) return argv[i + 1];
+      if (a.startsWith(`-${name}=`) || a.startsWith(`--${name}=`)) return a.slice(a.indexOf('=') + 1);
+    }
+    return undefined;
+  };
+  const hostPort = Number(get('host-port'));
+  const containerPort = Number(get('container-port'));
+  const containerIp = get('container-ip');
+  if (!Number.isInteger(hostPort) || !Number.isInteger(containerPort) || containerIp === undefined) return null;
+  return { pid, proto: get('proto') ?? 'tcp', hostIp: get('host-ip') ?? '0.0.0.0', hostPort, containerIp, containerPort };
+}
+
+/** Reads many small files in one nsenter: "path:value" lines (files that do not exist are absent). */
+async function readProcSys(paths: readonly string[], netns: string | undefined): Promise<Map<string, string>> {
+  const res = await run(['grep', '-H', '', ...paths], { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 10_000 });
+  const out = new Map<string, string>();
+  for (const line of res.stdout.split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) out.set(line.slice(0, i), line.slice(i + 1).trim());
+  }
+  return out;
+}
+
+function bool01(v: string | undefined): boolean | null {
+  return v === undefined ? null : v.trim() !== '0';
+}
+
+/** Parses the host-inspection outputs (pure: used by collectHostFacts and by unit tests). */
+export function buildHostFacts(input: {
+  netns: string | null;
+  netnsInode: number | null;
+  ipLinkJson: string;
+  ipAddrJson: string;
+  bridgeLinkJson: string;
+  sysctl: ReadonlyMap<string, string>;
+  iptablesSave: string;
+  nftRuleset: string;
+  dockerProxies: readonly DockerProxyInfo[];
+  notices?: readonly string[];
+}): HostFacts {
+  const links = parseJson<IpLink[]>('ip -j -d link', input.ipLinkJson);
+  const addrs = parseJson<IpAddr[]>('ip -j addr', input.ipAddrJson);
+  const blinks = parseJson<BridgeLink[]>('bridge -j -d link', input.bridgeLinkJson);
+  const v4 = new Map<string, { addr: string; prefixlen: number; scope: string }[]>();
+  for (const a of addrs) {
+    const list = (a.addr_info ?? []).filter((i) => i.family === 'inet').map((i) => ({ addr: i.local, prefixlen: i.prefixlen, scope: i.scope ?? 'global' }));
+    v4.set(a.ifname, list);
+  }
+  const bridgeNames = links.filter((l) => l.linkinfo?.info_kind === 'bridge').map((l) => l.ifname);
+  const bridges: BridgeInfo[] = bridgeNames.map((name) => {
+    const l = links.find((x) => x.ifname === name);
+    const nf = l?.linkinfo?.info_data?.['nf_call_iptables'];
+    const ports: BridgePort[] = blinks
+      .filter((b) => b.master === name)
+      .map((b) => ({
+        ifname: b.ifname,
+        ifindex: b.ifindex,
+        bridge: name,
+        hairpin: b.hairpin === true,
+        state: b.state ?? 'unknown',
+        peerIfindex: b.link !== undefined && /^if\d+$/.test(b.link) ? Number(b.link.slice(2)) : null,
+      }));
+    return {
+      name,
+      ifindex: l?.ifindex ?? 0,
+      addrs: (v4.get(name) ?? []).map(({ addr, prefixlen }) => ({ addr, prefixlen })),
+      nfCallIptables: typeof nf === 'number' ? nf !== 0 : null,
+      routeLocalnet: bool01(input.sysctl.get(`/proc/sys/net/ipv4/conf/${name}/route_localnet`)),
+      ports,
+    };
+  });
+  const bridgeSet = new Set(bridgeNames);
+  const portSet = new Set(bridges.flatMap((b) => b.ports.map((p) => p.ifname)));
+  const hostAddrs: { addr: string; iface: string }[] = [];
+  const localAddrs: string[] = [];
+  for (const [ifname, list] of v4) {
+    for (const a of list) {
+      localAddrs.push(a.addr);
+      if (a.scope === 'host' || ifname === 'lo' || bridgeSet.has(ifname) || portSet.has(ifname)) continue;
+      hostAddrs.push({ addr: a.addr, iface: ifname });
+    }
+  }
+  const ruleset = mergeFacts(iptablesFacts(input.iptablesSave), nftFacts(input.nftRuleset));
+  return {
+    netns: input.netns,
+    netnsInode: input.netnsInode,
+    bridges,
+    hostAddrs,
+    localAddrs,
+    bridgeNfCallIptables: bool01(input.sysctl.get('/proc/sys/net/bridge/bridge-nf-call-iptables')),
+    routeLocalnetAll: bool01(input.sysctl.get('/proc/sys/net/ipv4/conf/all/route_localnet')),
+    ipForward: bool01(input.sysctl.get('/proc/sys/net/ipv4/ip_forward')),
+    dockerProxies: input.dockerProxies,
+    iptablesSave: input.iptablesSave,
+    nftRuleset: input.nftRuleset,
+    ruleset,
+    notices: input.notices ?? [],
+  };
+}
+
+/** Inspects the host (or the network namespace `netns`) for the hairpin checks. */
+export async function collectHostFacts(netns?: string): Promise<HostFacts> {
+  if (netns !== undefined) {
+    try {
+      statSync(netnsPath(netns));
+    } catch {
+      throw new JourneyError('E_NO_NETNS', `network namespace ${netns} does not exist (${netnsPath(netns)})`);
+    }
+  }
+  const ns = netns !== undefined ? { netns } : {};
+  const notices: string[] = [];
+  const [link, addr, blink] = await Promise.all([
+    run(['ip', '-j', '-d', 'link', 'show'], ns),
+    run(['ip', '-j', 'addr', 'show'], ns),
+    run(['bridge', '-j', '-d', 'link', 'show'], { ...ns, allowFailure: true }),
+  ]);
+  const links = parseJson<IpLink[]>('ip -j -d link', link.stdout);
+  const bridgeNames = links.filter((l) => l.linkinfo?.info_kind === 'bridge').map((l) => l.ifname);
+  const sysctl = await readProcSys(
+    [
+      '/proc/sys/net/bridge/bridge-nf-call-iptables',
+      '/proc/sys/net/ipv4/ip_forward',
+      '/proc/sys/net/ipv4/conf/all/route_localnet',
+      ...bridgeNames.map((b) => `/proc/sys/net/ipv4/conf/${b}/route_localnet`),
+    ],
+    netns,
+  );
+  if (!sysctl.has('/proc/sys/net/bridge/bridge-nf-call-iptables')) {
+    notices.push('br_netfilter is not loaded: bridged frames do not traverse iptables (bridge-nf-call-iptables is off)');
+  }
+  const ipt = await run(['iptables-save'], { ...ns, allowFailure: true }).catch((e: unknown) => {
+    notices.push(`iptables-save unavailable: ${(e as Error).message}`);
+    return { code: 1, stdout: '', stderr: '' };
+  });
+  if (ipt.code !== 0 && ipt.stderr !== '') notices.push(`iptables-save failed: ${ipt.stderr.trim().split('\n')[0] ?? ''}`);
+  const nft = await run(['nft', 'list', 'ruleset'], { ...ns, allowFailure: true }).catch((e: unknown) => {
+    notices.push(`nft unavailable: ${(e as Error).message}`);
+    return { code: 1, stdout: '', stderr: '' };
+  });
+  const ino = netnsInodeOf(netns);
+  return buildHostFacts({
+    netns: netns ?? null,
+    netnsInode: ino,
+    ipLinkJson: link.stdout,
+    ipAddrJson: addr.stdout,
+    bridgeLinkJson: blink.code === 0 ? blink.stdout : '[]',
+    sysctl,
+    iptablesSave: ipt.stdout,
+    nftRuleset: nft.code === 0 ? nft.stdout : '',
+    dockerProxies: dockerProxiesIn(ino),
+    notices,
+  });
+}

@@ -1,0 +1,245 @@
+/**
+ * `verifyHairpin(opts)`: can containers (and the host) reach each published port through the host,
+ * and does each path behave as this host's configuration says it should? Used by
+ * `journey verify hairpin` (src/cli/verify.ts) and offered by `journey serve`.
+ *
+ *   const report = await verifyHairpin({ netns: 'jl-f-host', timeoutMs: 2000 });
+ *   report.ok          // true when no check failed
+ *   report.checks[i]   // { kind, from, to, status, expected, probe, evidence, causes }
+ *
+ * Active mode: for every planned check (./plan.ts) a TCP connect from the caller's namespace,
+ * watched by conntrack events and a bounded tcpdump in the host namespace; a failing check is
+ * probed once more under the kernel's trace (`nft monitor trace`, temporary table) so the drop is
+ * named by the kernel itself. Passive mode (./passive.ts) sends nothing.
+ */
+import { collectHostFacts, type HostFacts } from './host-facts.js';
+import { bridgeOfAddr, collectInventory, type Inventory } from './endpoints.js';
+import { planChecks, summarizeHost, type PlanOptions, type PlannedCheck } from './plan.js';
+import { runProbe, sourcePortBlock } from './probe.js';
+import { traceProbe, watchConntrack, watchPackets, type Collector, type PacketLine, type TimedEntry } from './collectors.js';
+import { judge, selectConntrack, selectPackets } from './diagnose.js';
+import { parseNftTrace } from '../netfilter/kernel-trace.js';
+import { passiveHairpin } from './passive.js';
+import type { CheckKind, HairpinCheck, HairpinReport, ProbeResult, TraceStep } from './types.js';
+import { VERIFY_REPORT_VERSION } from './types.js';
+
+export interface VerifyOptions extends PlanOptions {
+  /** Network namespace of the Docker host (name under /var/run/netns, path or pid); default: this one. */
+  readonly netns?: string;
+  readonly dockerHost?: string;
+  /** Do not ask the Docker API (find endpoints and ports on the host). */
+  readonly noDocker?: boolean;
+  /** Per-probe timeout (default 2000 ms). */
+  readonly timeoutMs?: number;
+  /** Kernel trace: of failing probes (default), of every probe, or never. */
+  readonly trace?: 'failures' | 'all' | 'none';
+  /** Passive mode: classify hairpin flows as they happen, for `durationMs`, sending nothing. */
+  readonly passive?: boolean;
+  readonly durationMs?: number;
+  /** Progress lines (stderr in the CLI). */
+  readonly log?: (msg: string) => void;
+  /** Stop early (passive mode) when this signal aborts. */
+  readonly signal?: AbortSignal;
+}
+
+function toSteps(text: string, rulesetJson: string, table: string): TraceStep[] {
+  let rs: unknown;
+  try {
+    rs = rulesetJson !== '' ? JSON.parse(rulesetJson) : undefined;
+  } catch {
+    rs = undefined;
+  }
+  const t = parseNftTrace(text, { ...(rs !== undefined ? { ruleset: rs } : {}), traceTable: table });
+  return t.steps.map((s) => ({
+    family: s.family,
+    table: s.table,
+    chain: s.chain,
+    rule: s.rule,
+    handle: s.handle,
+    ruleNumber: s.ruleNumber,
+    verdict: s.verdict,
+    traceId: s.traceId,
+  }));
+}
+
+function targetPortIfname(inv: Inventory, c: PlannedCheck): string | null {
+  return inv.endpoints.find((e) => e.ip === c.port.containerIp)?.port ?? null;
+}
+
+function gatewayFor(host: HostFacts, bridge: string | null): string | null {
+  return host.bridges.find((b) => b.name === bridge)?.addrs[0]?.addr ?? null;
+}
+
+function packetFilter(ports: readonly number[], checks: readonly PlannedCheck[]): string {
+  const lo = Math.min(...ports);
+  const hi = Math.max(...ports);
+  const cports = [...new Set(checks.map((c) => c.port.containerPort))];
+  const targets = cports.map((p) => `port ${p}`).join(' or ');
+  return `tcp and (portrange ${lo}-${hi}${targets !== '' ? ` or ${targets}` : ''})`;
+}
+
+async function runOne(
+  c: PlannedCheck,
+  srcPort: number,
+  host: HostFacts,
+  inv: Inventory,
+  opts: VerifyOptions,
+  ct: Collector<TimedEntry>,
+  pk: Collector<PacketLine>,
+  traceFresh: () => number,
+): Promise<HairpinCheck> {
+  const timeoutMs = opts.timeoutMs ?? 2_000;
+  const netns = opts.netns;
+  const spec = (sp: number) => ({ ns: c.fromNs, ...(netns !== undefined ? { hostNetns: netns } : {}), dstIp: c.dstIp, dstPort: c.dstPort, srcPort: sp, timeoutMs });
+  const from = Date.now();
+  let probe: ProbeResult;
+  let steps: TraceStep[] = [];
+  let usedPort = srcPort;
+  if (opts.trace === 'all') {
+    const r = await traceProbe(netns, srcPort, () => runProbe(spec(srcPort)));
+    probe = r.result;
+    steps = toSteps(r.trace.text, r.trace.rulesetJson, r.trace.table);
+  } else {
+    probe = await runProbe(spec(srcPort));
+  }
+  await new Promise((r) => setTimeout(r, 150));
+  const to = Date.now();
+  const gw = gatewayFor(host, c.port.bridge);
+  let { own, proxyLeg } = selectConntrack(ct.items, c, usedPort, { from, to }, gw);
+  let packets = selectPackets(pk.items, usedPort, proxyLeg, { from, to });
+  if (!probe.connected && (opts.trace ?? 'failures') === 'failures') {
+    // Once more under the kernel's trace, from a fresh source port, so the drop is named by the kernel.
+    usedPort = traceFresh();
+    const t0 = Date.now();
+    const r = await traceProbe(netns, usedPort, () => runProbe(spec(usedPort))).catch((e: unknown) => {
+      opts.log?.(`kernel trace unavailable: ${(e as Error).message}`);
+      return null;
+    });
+    if (r !== null) {
+      steps = toSteps(r.trace.text, r.trace.rulesetJson, r.trace.table);
+      await new Promise((res) => setTimeout(res, 150));
+      const sel = selectConntrack(ct.items, c, usedPort, { from: t0, to: Date.now() }, gw);
+      // keep the first probe's evidence; add the traced one's when the first had none
+      if (own === null) own = sel.own;
+      if (proxyLeg === null) proxyLeg = sel.proxyLeg;
+      if (packets.length === 0) packets = selectPackets(pk.items, usedPort, proxyLeg, { from: t0, to: Date.now() });
+    }
+  }
+  const evidenceBase = {
+    conntrack: own ? [own] : [],
+    proxyLeg,
+    packets: packets.map((p) => p.text),
+    explanation: null,
+    trace: steps,
+  };
+  const j = judge(c, host, probe, evidenceBase, targetPortIfname(inv, c));
+  return {
+    id: c.id,
+    kind: c.kind,
+    port: c.port,
+    from: c.from,
+    to: `${c.dstIp}:${c.dstPort}`,
+    status: j.status,
+    expected: c.expected,
+    probe,
+    evidence: { ...evidenceBase, observed: j.observed },
+    causes: j.causes,
+    deviations: j.deviations,
+    skipReason: null,
+  };
+}
+
+function skipped(c: PlannedCheck): HairpinCheck {
+  return {
+    id: c.id,
+    kind: c.kind,
+    port: c.port,
+    from: c.from,
+    to: `${c.dstIp}:${c.dstPort}`,
+    status: 'skipped',
+    expected: c.expected,
+    probe: null,
+    evidence: null,
+    causes: [],
+    deviations: [],
+    skipReason: c.skipReason,
+  };
+}
+
+export function summarize(checks: readonly { status: string }[]): HairpinReport['summary'] {
+  const n = (s: string): number => checks.filter((c) => c.status === s).length;
+  return { total: checks.length, pass: n('pass'), fail: n('fail'), blocked: n('blocked'), skipped: n('skipped') };
+}
+
+/** Runs the hairpin checks (active, or passive with `passive: true`) and returns the report. */
+export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinReport> {
+  const t0 = Date.now();
+  const startedAt = new Date(t0).toISOString();
+  const host = await collectHostFacts(opts.netns);
+  const inv = await collectInventory(host, {
+    ...(opts.dockerHost !== undefined ? { dockerHost: opts.dockerHost } : {}),
+    ...(opts.noDocker !== undefined ? { noDocker: opts.noDocker } : {}),
+  });
+  const notices = [...host.notices, ...inv.notices];
+  const hostSummary = summarizeHost(host, inv, opts);
+  if (opts.passive === true) {
+    const flows = await passiveHairpin(host, inv, opts);
+    const summary = summarize(flows);
+    return {
+      v: VERIFY_REPORT_VERSION,
+      mode: 'passive',
+      startedAt,
+      durationMs: Date.now() - t0,
+      host: hostSummary,
+      ports: inv.ports.map((p) => ({ ...p, bridge: bridgeOfAddr(host.bridges, p.containerIp)?.name ?? null })),
+      checks: [],
+      flows,
+      summary,
+      ok: summary.fail === 0,
+      notices: flows.length === 0 ? [...notices, 'no hairpin flow was seen while watching'] : notices,
+    };
+  }
+  const plan = planChecks(host, inv, opts);
+  if (inv.ports.length === 0) notices.push('no published port found: nothing to check');
+  const runnable = plan.filter((c) => c.skipReason === null);
+  const ports = sourcePortBlock(runnable.length * 2 + 2);
+  let next = 0;
+  const take = (): number => ports[next++] ?? 40_000 + next;
+  const checks: HairpinCheck[] = [];
+  let ct: Collector<TimedEntry> | null = null;
+  let pk: Collector<PacketLine> | null = null;
+  try {
+    if (runnable.length > 0) {
+      ct = await watchConntrack(opts.netns);
+      pk = await watchPackets(opts.netns, packetFilter(ports, runnable));
+    }
+    for (const c of plan) {
+      if (c.skipReason !== null || ct === null || pk === null) {
+        checks.push(skipped(c));
+        continue;
+      }
+      opts.log?.(`checking ${c.kind}: ${c.from.name} -> ${c.dstIp}:${c.dstPort}`);
+      checks.push(await runOne(c, take(), host, inv, opts, ct, pk, take));
+    }
+  } finally {
+    await ct?.stop();
+    await pk?.stop();
+  }
+  for (const col of [ct, pk]) for (const e of col?.errors ?? []) notices.push(`evidence: ${e}`);
+  const summary = summarize(checks);
+  return {
+    v: VERIFY_REPORT_VERSION,
+    mode: 'active',
+    startedAt,
+    durationMs: Date.now() - t0,
+    host: hostSummary,
+    ports: [...new Map(plan.map((c) => [`${c.port.proto}/${c.port.hostIp}/${c.port.hostPort}`, c.port])).values()],
+    checks,
+    flows: [],
+    summary,
+    ok: summary.fail === 0,
+    notices,
+  };
+}
+
+export type { CheckKind };
