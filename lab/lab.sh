@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# journey lab: a Docker host in network namespaces, with a real containerd + dockerd.
+#
+#   lab/lab.sh up   [--id ID] [--scenario NAME]   build namespaces, start the engine, run the scenario
+#   lab/lab.sh down [--id ID] | --all              remove everything a lab made (idempotent, crash-safe)
+#   lab/lab.sh topology [--id ID]                  only the namespaces and the uplink (used by replay mode)
+#   lab/lab.sh paths [--id ID]                     print the names this lab uses (shell variables)
+#
+# Every name the lab makes starts with "jl-": namespaces jl-<ID>-host / -ext / -ext2 (jl-host,
+# jl-ext, jl-ext2 without an id), the lab directory /tmp/jl-<ID>-lab (/tmp/jl-lab), the cgroup
+# parent jl-<ID>. Nothing is created in, or changed in, the default network namespace: veths are
+# created directly inside the lab namespaces.
+#
+# Topology (see lab/README.md):
+#   jl-ext  : bridge "lan0" 10.0.10.5/24 (+ 198.51.100.10/32 on lo = "the internet"), httpd :80
+#             and a UDP echo on :53 for the outside probes; routes to Docker subnets via the host
+#   jl-ext2 : eth0 10.0.10.6/24 (a second external client), port of lan0
+#   jl-host : eth0 10.0.10.26/24, default via 10.0.10.5; containerd + dockerd (+ firewalld)
+set -euo pipefail
+LAB_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+ID="${JOURNEY_LAB_ID:-}"
+SCENARIO=default
+ALL=0
+CMD="${1:-}"; [ $# -gt 0 ] && shift
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --id) ID="$2"; shift 2 ;;
+    --id=*) ID="${1#--id=}"; shift ;;
+    --scenario) SCENARIO="$2"; shift 2 ;;
+    --scenario=*) SCENARIO="${1#--scenario=}"; shift ;;
+    --all) ALL=1; shift ;;
+    *) die "unknown argument: $1" ;;
+  esac
+done
+
+set_names() { # id
+  local id="$1"
+  if [ -n "$id" ]; then
+    [[ "$id" =~ ^[a-z0-9][a-z0-9_]{0,11}$ ]] || die "lab id must be [a-z0-9_], at most 12 characters: $id"
+    P="jl-$id-"; DIR="/tmp/jl-$id-lab"; CGPARENT="jl-$id"
+  else
+    P="jl-"; DIR="/tmp/jl-lab"; CGPARENT="jl-lab"
+  fi
+  NS_HOST="${P}host"; NS_EXT="${P}ext"; NS_EXT2="${P}ext2"
+  DOCKER_SOCK="$DIR/docker.sock"
+  CTR_SOCK="$DIR/containerd/containerd.sock"
+}
+
+require_root() {
+  [ "$(id -u)" -eq 0 ] || die "the lab needs root (network namespaces, a real dockerd): run as root"
+  ip netns list >/dev/null 2>&1 || die "network namespaces are not available here (ip netns list failed)"
+}
+
+nsx() { local ns="$1"; shift; nsenter --net="/var/run/netns/$ns" -- "$@"; }
+DOCKER_BIN="$(command -v /usr/bin/docker || command -v docker || true)"
+dk() { DOCKER_HOST="unix://$DOCKER_SOCK" "$DOCKER_BIN" "$@"; }
+
+# ---------------------------------------------------------------- topology
+topology() {
+  mkdir -p "$DIR/pids" "$DIR/logs"
+  for ns in "$NS_HOST" "$NS_EXT" "$NS_EXT2"; do
+    ip netns list | awk '{print $1}' | grep -qx "$ns" && die "namespace $ns already exists: run 'lab down${ID:+ --id $ID}' first"
+  done
+  for ns in "$NS_HOST" "$NS_EXT" "$NS_EXT2"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+  done
+  # the external side: a small switch (bridge lan0) in jl-ext joins the host and ext2
+  ip -n "$NS_EXT" link add lan0 type bridge
+  ip -n "$NS_HOST" link add eth0 type veth peer name h0 netns "$NS_EXT"
+  ip -n "$NS_EXT2" link add eth0 type veth peer name e2 netns "$NS_EXT"
+  ip -n "$NS_EXT" link set h0 master lan0
+  ip -n "$NS_EXT" link set e2 master lan0
+  for l in lan0 h0 e2; do ip -n "$NS_EXT" link set "$l" up; done
+  # the switch must not run bridged frames through iptables of jl-ext
+  nsx "$NS_EXT" sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -w "$f" ] && echo 0 > "$f"; done; true'
+  ip -n "$NS_EXT" addr add 10.0.10.5/24 dev lan0
+  ip -n "$NS_EXT" addr add 198.51.100.10/32 dev lo
+  ip -n "$NS_EXT2" addr add 10.0.10.6/24 dev eth0
+  ip -n "$NS_EXT2" link set eth0 up
+  ip -n "$NS_EXT2" route add default via 10.0.10.5
+  ip -n "$NS_HOST" addr add 10.0.10.26/24 dev eth0
+  ip -n "$NS_HOST" link set eth0 up
+  ip -n "$NS_HOST" route add default via 10.0.10.5
+  # "direct access" probes: the outside knows the way to the Docker subnets through the host
+  for net in 172.16.0.0/12 192.168.0.0/16; do ip -n "$NS_EXT" route add "$net" via 10.0.10.26; done
+  # listeners on the outside: an HTTP server and a UDP echo, answering with their own name
+  mkdir -p "$DIR/www-ext"; echo "ext" > "$DIR/www-ext/index.html"
+  start_bg ext-httpd "$NS_EXT" busybox httpd -f -p 80 -h "$DIR/www-ext"
+  start_bg ext-udp "$NS_EXT" node "$LAB_SRC/probe-tool.mjs" serve ext 53,514,1812 10.0.10.5,198.51.100.10
+  echo "${ID}" > "$DIR/id"
+}
+
+# start_bg NAME NETNS ARGV...: a detached process inside a namespace, remembered by pid file
+start_bg() {
+  local name="$1" ns="$2"; shift 2
+  local target
+  if [[ "$ns" =~ ^[0-9]+$ ]]; then target="/proc/$ns/ns/net"; else target="/var/run/netns/$ns"; fi
+  setsid nsenter --net="$target" -- "$@" </dev/null >>"$DIR/logs/$name.log" 2>&1 &
+  echo $! > "$DIR/pids/$name.pid"
+}
+
+# ---------------------------------------------------------------- engine
+build_image() {
+  local cache=/var/cache/journey tar
+  tar="$cache/busybox-rootfs.tar"
+  mkdir -p "$cache"
+  if [ ! -s "$tar" ] || [ /bin/busybox -nt "$tar" ]; then
+    local root; root="$(mktemp -d "$DIR/rootfs.XXXX")"
+    mkdir -p "$root/bin" "$root/www" "$root/tmp" "$root/etc" "$root/proc" "$root/sys" "$root/dev"
+    cp /bin/busybox "$root/bin/busybox"
+    for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+    echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
+    echo "root:x:0:" > "$root/etc/group"
+    echo "journey lab" > "$root/www/index.html"
+    tar -C "$root" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+    rm -rf "$root"
+  fi
+  dk import "$tar" lab/busybox:1 >/dev/null
+}
+
+engine_up() { # userland_proxy icc [dbus_address]
+  local proxy="$1" icc="$2" bus="${3:-}"
+  mkdir -p "$DIR/containerd" "$DIR/docker" "$DIR/exec"
+  cat > "$DIR/containerd.toml" <<EOF
+version = 2
+root = "$DIR/containerd/root"
+state = "$DIR/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CTR_SOCK"
+[ttrpc]
+  address = "$CTR_SOCK.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+EOF
+  start_bg containerd "$NS_HOST" containerd --config "$DIR/containerd.toml"
+  wait_for 30 "containerd socket" test -S "$CTR_SOCK"
+  cat > "$DIR/daemon.json" <<EOF
+{
+  "data-root": "$DIR/docker",
+  "exec-root": "$DIR/exec",
+  "pidfile": "$DIR/dockerd.pid",
+  "hosts": ["unix://$DOCKER_SOCK"],
+  "containerd": "$CTR_SOCK",
+  "cgroup-parent": "/$CGPARENT",
+  "userland-proxy": $proxy,
+  "icc": $icc,
+  "iptables": true,
+  "ip-forward": true,
+  "log-level": "warn"
+}
+EOF
+  if [ -n "$bus" ]; then
+    DBUS_SYSTEM_BUS_ADDRESS="$bus" start_bg dockerd "$NS_HOST" dockerd --config-file "$DIR/daemon.json"
+  else
+    start_bg dockerd "$NS_HOST" dockerd --config-file "$DIR/daemon.json"
+  fi
+  wait_for 60 "dockerd" dk version
+  build_image
+}
+
+firewalld_up() {
+  # a private D-Bus system bus in the lab dir; firewalld in the host namespace, config copied
+  # into the lab dir (--system-config) so the machine's /etc/firewalld is never written
+  cat > "$DIR/dbus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$DIR/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+  <includedir>/usr/share/dbus-1/system.d</includedir>
+</busconfig>
+EOF
+  start_bg dbus "$NS_HOST" dbus-daemon --config-file="$DIR/dbus.conf" --nofork --nopidfile
+  wait_for 15 "private system bus" test -S "$DIR/bus.sock"
+  rm -rf "$DIR/firewalld-etc"; cp -a /etc/firewalld "$DIR/firewalld-etc"
+  DBUS_SYSTEM_BUS_ADDRESS="unix:path=$DIR/bus.sock" start_bg firewalld "$NS_HOST" \
+    firewalld --nofork --nopid --system-config "$DIR/firewalld-etc" --log-target file --log-file "$DIR/logs/firewalld-own.log"
+  wait_for 60 "firewalld's table" sh -c "nsenter --net=/var/run/netns/$NS_HOST -- nft list tables | grep -q 'inet firewalld'"
+  # and for it to answer on the bus (dockerd asks it at start)
+  wait_for 30 "firewalld on the bus" sh -c "DBUS_SYSTEM_BUS_ADDRESS=unix:path=$DIR/bus.sock nsenter --net=/var/run/netns/$NS_HOST -- firewall-cmd --state >/dev/null 2>&1"
+}
+
+wait_for() { # seconds what cmd...
+  local t="$1" what="$2"; shift 2
+  local i
+  for ((i = 0; i < t * 5; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  tail -n 20 "$DIR"/logs/*.log >&2 2>/dev/null || true
+  die "$what did not come up in ${t}s (logs in $DIR/logs)"
+}
+
+# helpers the scenario recipes use ----------------------------------------
+# web NAME [docker run options...]: busybox httpd on :80 answering with the container's name
+web() { local n="$1"; shift; dk run -d --name "$n" "$@" lab/busybox:1 sh -c "echo $n > /www/index.html; exec httpd -f -p \${PORT:-80} -h /www" >/dev/null; }
+# idle NAME [docker run options...]: a client container
+idle() { local n="$1"; shift; dk run -d --name "$n" "$@" lab/busybox:1 sleep 1000000 >/dev/null; }
+# udp_echo CONTAINER PORT...: a UDP echo in the container's network namespace
+udp_echo() {
+  local c="$1"; shift
+  local pid; pid="$(dk inspect -f '{{.State.Pid}}' "$c")"
+  start_bg "udp-$c" "$pid" node "$LAB_SRC/probe-tool.mjs" serve "$c" "$(IFS=,; echo "$*")"
+}
+# bridge_net NAME SUBNET BRIDGE [more options]
+bridge_net() {
+  local n="$1" subnet="$2" br="$3"; shift 3
+  dk network create --driver bridge --subnet "$subnet" -o "com.docker.network.bridge.name=$br" "$@" "$n" >/dev/null
+}
+
+up() {
+  require_root
+  local recipe="$LAB_SRC/scenarios/$SCENARIO.sh"
+  [ -f "$recipe" ] || die "no such scenario: $SCENARIO (see lab/scenarios/)"
+  command -v dockerd >/dev/null || die "dockerd is not installed (run scripts/setup)"
+  [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && die "$DIR exists: run 'lab down${ID:+ --id $ID}' first"
+  USERLAND_PROXY=true ICC=true FIREWALLD=0
+  # shellcheck source=/dev/null
+  . "$recipe"
+  topology
+  echo "$SCENARIO" > "$DIR/scenario"
+  local bus=""
+  if [ "$FIREWALLD" = 1 ]; then firewalld_up; bus="unix:path=$DIR/bus.sock"; fi
+  engine_up "$USERLAND_PROXY" "$ICC" "$bus"
+  scenario_up
+  log "lab ${ID:-(no id)} is up: scenario $SCENARIO, docker at unix://$DOCKER_SOCK"
+}
+
+# ---------------------------------------------------------------- teardown
+ns_inode() { stat -L -c %i "/var/run/netns/$1" 2>/dev/null || true; }
+
+kill_pidfile() { # file [signal]
+  local f="$1" pid
+  [ -f "$f" ] || return 0
+  pid="$(cat "$f" 2>/dev/null || true)"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then kill "-${2:-TERM}" "$pid" 2>/dev/null || true; fi
+}
+
+wait_gone() { # seconds pid...
+  local t="$1"; shift
+  local i p alive
+  for ((i = 0; i < t * 10; i++)); do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# pids of every process whose network namespace is one of the inodes given, or whose command
+# line names the lab directory (containerd shims, docker-proxy, helpers)
+lab_pids() {
+  local inodes=" $* " p ino
+  for p in /proc/[0-9]*; do
+    p="${p#/proc/}"
+    [ "$p" = $$ ] && continue
+    ino="$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null || true)"
+    if [ -n "$ino" ] && [[ "$inodes" == *" $ino "* ]]; then echo "$p"; continue; fi
+    if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$DIR/"; then echo "$p"; fi
+  done
+}
+
+down_one() {
+  log "down: ${ID:-(no id)} ($DIR, ${P}*)"
+  # 1. containers first (dockerd alone waits ~10 s per container that ignores SIGTERM)
+  if [ -S "$DOCKER_SOCK" ] && [ -n "$DOCKER_BIN" ]; then
+    local ids; ids="$(timeout 10 env DOCKER_HOST="unix://$DOCKER_SOCK" "$DOCKER_BIN" ps -aq 2>/dev/null || true)"
+    [ -n "$ids" ] && timeout 30 env DOCKER_HOST="unix://$DOCKER_SOCK" "$DOCKER_BIN" rm -f $ids >/dev/null 2>&1 || true
+  fi
+  # 2. daemons by pid file, dockerd first
+  local pids=() f pid
+  for f in "$DIR/pids/dockerd.pid" "$DIR/dockerd.pid"; do kill_pidfile "$f"; done
+  for f in "$DIR"/pids/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f" 2>/dev/null || true)"; [[ "$pid" =~ ^[0-9]+$ ]] && pids+=("$pid")
+  done
+  for f in "$DIR"/pids/*.pid; do [ "$(basename "$f")" = dockerd.pid ] || kill_pidfile "$f"; done
+  [ ${#pids[@]} -gt 0 ] && { wait_gone 20 "${pids[@]}" || for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; }
+  # 3. anything still living in the lab's namespaces, or started from the lab dir
+  local inodes=() ns ino
+  for ns in "$NS_HOST" "$NS_EXT" "$NS_EXT2"; do ino="$(ns_inode "$ns")"; [ -n "$ino" ] && inodes+=("$ino"); done
+  # container namespaces made by dockerd (bind-mounted under the exec root)
+  if [ -d "$DIR/exec/netns" ]; then
+    for f in "$DIR"/exec/netns/*; do [ -e "$f" ] && { ino="$(stat -L -c %i "$f" 2>/dev/null || true)"; [ -n "$ino" ] && inodes+=("$ino"); }; done
+  fi
+  local rest; rest="$(lab_pids "${inodes[@]}" | tr '\n' ' ')"
+  if [ -n "${rest// /}" ]; then
+    kill -TERM $rest 2>/dev/null || true
+    wait_gone 5 $rest || kill -KILL $rest 2>/dev/null || true
+  fi
+  # 4. mounts under the lab dir (data root, container netns files, overlay layers), deepest first
+  if [ -d "$DIR" ]; then
+    local m
+    for m in $(awk -v d="$DIR" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/mounts | sort -r); do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+  fi
+  # 5. namespaces (their veths go with them)
+  for ns in "$NS_HOST" "$NS_EXT" "$NS_EXT2"; do
+    if [ -e "/var/run/netns/$ns" ]; then ip netns delete "$ns" 2>/dev/null || { umount -l "/var/run/netns/$ns" 2>/dev/null; rm -f "/var/run/netns/$ns"; }; fi
+  done
+  # 6. cgroups dockerd made under our parent, then the lab dir
+  local cg
+  for cg in /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT"; do
+    [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+  rm -rf "$DIR"
+}
+
+all_ids() { # prints one id per line ("" for the id-less lab)
+  {
+    ip netns list 2>/dev/null | awk '{print $1}' | sed -nE 's/^jl-(.+)-(host|ext|ext2)$/\1/p; s/^jl-(host|ext|ext2)$/-/p'
+    for d in /tmp/jl-*-lab /tmp/jl-lab; do
+      [ -d "$d" ] || continue
+      if [ "$d" = /tmp/jl-lab ]; then echo -; else d="${d#/tmp/jl-}"; echo "${d%-lab}"; fi
+    done
+  } | sort -u
+}
+
+down() {
+  [ "$(id -u)" -eq 0 ] || die "the lab needs root: run as root"
+  if [ "$ALL" = 1 ]; then
+    local i
+    for i in $(all_ids); do
+      if [ "$i" = - ]; then set_names ""; else ID="$i"; set_names "$i" 2>/dev/null || continue; fi
+      down_one
+    done
+  else
+    down_one
+  fi
+}
+
+set_names "$ID"
+case "$CMD" in
+  up) up ;;
+  down) down ;;
+  topology) require_root; topology; echo replay > "$DIR/scenario" ;;
+  paths) printf 'NS_HOST=%s\nNS_EXT=%s\nNS_EXT2=%s\nDIR=%s\nDOCKER_SOCK=%s\nCGPARENT=%s\n' \
+           "$NS_HOST" "$NS_EXT" "$NS_EXT2" "$DIR" "$DOCKER_SOCK" "$CGPARENT" ;;
+  ids) all_ids ;;
+  *) die "usage: lab.sh up|down|topology|paths|ids [--id ID] [--scenario NAME] [--all]" ;;
+esac

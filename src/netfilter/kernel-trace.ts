@@ -1,0 +1,547 @@
+/**
+ * The kernel's own account of a packet's path: a parser of `nft -a monitor trace` text as
+ * nftables 1.0.6 prints it, grouped into packets, each step placed in its chain with the rule's
+ * handle, its 1-based position in the chain (from `nft -a -j list ruleset`), its hook and verdict.
+ * Plus a parser of `conntrack -L -o extended,id`. This is the oracle the explainer is checked against.
+ *
+ * Line shapes (nftables 1.0.6, src/trace.c):
+ *   trace id 1a78d99a ip nat PREROUTING packet: iif "eth0" ether saddr … ip saddr 10.0.10.5 … tcp dport 8000 …
+ *   trace id 1a78d99a ip nat PREROUTING rule fib daddr type local counter packets 3 bytes 180 jump DOCKER # handle 6 (verdict jump DOCKER)
+ *   trace id 1a78d99a ip nat DOCKER verdict continue        (end of a regular chain: implicit return)
+ *   trace id 1a78d99a ip nat POSTROUTING policy accept      (end of a base chain)
+ *
+ * The trace id is a hash of the skb's address: it stays the same across hooks for most packets,
+ * but the kernel may copy an skb between hooks (the id changes) and reuses addresses for later
+ * packets (an id comes back). Packets are therefore delimited by the trace table's own chains
+ * (every packet starts there) and a new id that appears mid-path is joined to the packet it
+ * continues, by its IP id, length and protocol. Never throws on bad input: unreadable lines are
+ * counted in `skipped`.
+ */
+import type { ConntrackEntry, CtStatusBit } from '../model/conntrack.js';
+import type { L4Proto, Tuple } from '../model/tuple.js';
+
+export type TraceLineKind = 'packet' | 'rule' | 'return' | 'policy';
+
+/** The packet header as `nft monitor trace` printed it on a `packet:` line. */
+export interface TracePacketHeader {
+  /** The header text after `packet: `. */
+  readonly raw: string;
+  readonly iif?: string;
+  readonly oif?: string;
+  readonly saddr?: string;
+  readonly daddr?: string;
+  /** tcp, udp, icmp, icmpv6, … (from the transport header printed). */
+  readonly proto?: string;
+  readonly sport?: number;
+  readonly dport?: number;
+  readonly ipId?: number;
+  readonly length?: number;
+  readonly ttl?: number;
+  /** As printed: `syn`, `ack`, `0x12`, … */
+  readonly tcpFlags?: string;
+  /** e.g. `echo-request`. */
+  readonly icmpType?: string;
+  readonly icmpId?: number;
+}
+
+export interface TraceStep {
+  /** The kernel's trace id (hex, as printed). */
+  readonly traceId: string;
+  /** 1-based line number in the trace text. */
+  readonly line: number;
+  readonly family: string;
+  readonly table: string;
+  readonly chain: string;
+  /** The hook of the base chain being evaluated (regular chains inherit it from the base chain that jumped to them). */
+  readonly hook: string | null;
+  /** The base chain under which this step ran (equal to `chain` for a base chain). */
+  readonly baseChain: string | null;
+  /** The base chain's priority, when the ruleset snapshot knows it. */
+  readonly priority: number | null;
+  /** `rule`: a rule matched; `return`: end of a regular chain (or an explicit return); `policy`: a base chain's policy. */
+  readonly kind: Exclude<TraceLineKind, 'packet'>;
+  /** The rule's nft text as the kernel trace printed it (counters included), null for return/policy lines. */
+  readonly rule: string | null;
+  /** The rule's handle (`# handle N`), null when absent. */
+  readonly handle: number | null;
+  /** 1-based position of the rule in its chain (for iptables-nft tables: the iptables rule number). */
+  readonly ruleNumber: number | null;
+  /**
+   * The verdict as printed: `continue`, `accept`, `drop`, `return`, `jump DOCKER`, `goto X`, `queue`…;
+   * for policy lines `policy accept` / `policy drop`.
+   */
+  readonly verdict: string;
+  /** The verdict's keyword: continue accept drop jump goto return queue stolen repeat break. */
+  readonly verdictKind: string;
+  /** Chain named by jump/goto. */
+  readonly target?: string;
+  /** The packet header line in effect (the last `packet:` line of this hook). */
+  readonly packet: TracePacketHeader | null;
+}
+
+/** One packet's path through the hooks (a group of steps, possibly under several trace ids). */
+export interface TracePacket {
+  /** Index in `KernelTrace.packets`. */
+  readonly index: number;
+  readonly traceIds: string[];
+  /** Header at the first hook seen. */
+  readonly first: TracePacketHeader | null;
+  /** Headers printed, one per hook entered, in order (they show NAT rewrites). */
+  readonly headers: { readonly hook: string | null; readonly table: string; readonly chain: string; readonly header: TracePacketHeader }[];
+  /** Steps outside the trace table itself, in order. */
+  readonly steps: TraceStep[];
+  /** Hooks in the order the packet visited them (deduplicated consecutive). */
+  readonly hooks: string[];
+  /** The last terminal verdict seen (`accept`, `drop`, `policy accept`…), or null. */
+  readonly final: string | null;
+  /** True when some step dropped the packet (a `drop` verdict or `policy drop`). */
+  readonly dropped: boolean;
+}
+
+export interface KernelTrace {
+  readonly packets: TracePacket[];
+  /** Every step of every packet (trace-table steps excluded), in text order. */
+  readonly steps: TraceStep[];
+  readonly conntrack: ConntrackEntry[];
+  /** Lines that could not be read: their number and why. */
+  readonly skipped: { readonly line: number; readonly reason: string; readonly text: string }[];
+  /** Name of the table the tracer added (its steps are left out). */
+  readonly traceTable: string;
+  /** The raw `nft monitor trace` text. */
+  readonly text: string;
+  readonly startedAt?: string;
+  readonly durationMs?: number;
+}
+
+// ------------------------------------------------------------------ ruleset index
+
+export interface ChainInfo {
+  readonly family: string;
+  readonly table: string;
+  readonly name: string;
+  readonly hook: string | null;
+  readonly priority: number | null;
+  readonly type: string | null;
+  readonly policy: string | null;
+  /** Rule handles in chain order. */
+  readonly handles: number[];
+}
+
+/** Chains of a ruleset by `family table chain`: hook, priority and rule order. */
+export type RulesetIndex = ReadonlyMap<string, ChainInfo>;
+
+const chainKey = (family: string, table: string, chain: string): string => `${family} ${table} ${chain}`;
+
+/** Indexes `nft -a -j list ruleset` output (a JSON string or the parsed object). Unknown shapes are ignored. */
+export function indexNftRuleset(json: unknown): RulesetIndex {
+  const idx = new Map<string, ChainInfo & { handles: number[] }>();
+  let doc: unknown = json;
+  if (typeof json === 'string') {
+    try {
+      doc = JSON.parse(json);
+    } catch {
+      return idx;
+    }
+  }
+  const items = (doc as { nftables?: unknown })?.nftables;
+  if (!Array.isArray(items)) return idx;
+  for (const it of items as Record<string, unknown>[]) {
+    const c = it?.['chain'] as Record<string, unknown> | undefined;
+    if (c && typeof c['name'] === 'string' && typeof c['table'] === 'string' && typeof c['family'] === 'string') {
+      const k = chainKey(c['family'], c['table'], c['name']);
+      const prev = idx.get(k);
+      idx.set(k, {
+        family: c['family'],
+        table: c['table'],
+        name: c['name'],
+        hook: typeof c['hook'] === 'string' ? c['hook'] : null,
+        priority: typeof c['prio'] === 'number' ? c['prio'] : null,
+        type: typeof c['type'] === 'string' ? c['type'] : null,
+        policy: typeof c['policy'] === 'string' ? c['policy'] : null,
+        handles: prev?.handles ?? [],
+      });
+      continue;
+    }
+    const r = it?.['rule'] as Record<string, unknown> | undefined;
+    if (r && typeof r['chain'] === 'string' && typeof r['table'] === 'string' && typeof r['family'] === 'string' && typeof r['handle'] === 'number') {
+      const k = chainKey(r['family'], r['table'], r['chain']);
+      let ch = idx.get(k);
+      if (!ch) {
+        ch = { family: r['family'], table: r['table'], name: r['chain'], hook: null, priority: null, type: null, policy: null, handles: [] };
+        idx.set(k, ch);
+      }
+      ch.handles.push(r['handle']);
+    }
+  }
+  return idx;
+}
+
+// ------------------------------------------------------------------ trace lines
+
+interface RawLine {
+  readonly line: number;
+  readonly traceId: string;
+  readonly family: string;
+  readonly table: string;
+  readonly chain: string;
+  readonly kind: TraceLineKind;
+  readonly rest: string;
+}
+
+const LINE_RE = /^trace id ([0-9a-f]+) (\S+) (\S+) (\S+) (packet: |rule |unknown rule |verdict |policy )(.*)$/;
+
+function readLine(text: string, line: number): RawLine | string {
+  const m = LINE_RE.exec(text);
+  if (!m) return text.startsWith('trace id ') ? 'unrecognised trace line' : 'not a trace line';
+  const [, traceId = '', family = '', table = '', chain = '', word = '', rest = ''] = m;
+  const kind: TraceLineKind = word === 'packet: ' ? 'packet' : word === 'rule ' || word === 'unknown rule ' ? 'rule' : word === 'verdict ' ? 'return' : 'policy';
+  // `unknown rule handle N (verdict X)`: the rule was added after the monitor read the ruleset
+  return { line, traceId, family, table, chain, kind, rest: word === 'unknown rule ' ? `# ${rest.trimEnd()}` : rest.trimEnd() };
+}
+
+/** Reads a `packet:` header: interfaces, addresses, ports, IP id and length, TCP flags, ICMP type. */
+export function parsePacketHeader(raw: string): TracePacketHeader {
+  const h: { -readonly [K in keyof TracePacketHeader]: TracePacketHeader[K] } = { raw: raw.trim() };
+  const str = (re: RegExp): string | undefined => re.exec(raw)?.[1];
+  const num = (re: RegExp): number | undefined => {
+    const v = re.exec(raw)?.[1];
+    if (v === undefined) return undefined;
+    const n = v.startsWith('0x') ? Number.parseInt(v, 16) : Number(v);
+    return Number.isFinite(n) ? n : undefined;
+  };
+  const set = <K extends keyof TracePacketHeader>(k: K, v: TracePacketHeader[K] | undefined): void => {
+    if (v !== undefined) h[k] = v;
+  };
+  set('iif', str(/(?:^|\s)iif "([^"]*)"/));
+  set('oif', str(/(?:^|\s)oif "([^"]*)"/));
+  set('saddr', str(/(?:^|\s)ip6? saddr (\S+)/));
+  set('daddr', str(/(?:^|\s)ip6? daddr (\S+)/));
+  set('ipId', num(/(?:^|\s)ip id (\d+)/));
+  set('length', num(/(?:^|\s)ip6? (?:length|payload length) (\d+)/) ?? num(/(?:^|\s)ip6 length (\d+)/));
+  set('ttl', num(/(?:^|\s)ip ttl (\d+)/) ?? num(/(?:^|\s)ip6 hoplimit (\d+)/));
+  const l4 = /(?:^|\s)(tcp|udp|udplite|sctp|dccp) (?:sport|dport)/.exec(raw)?.[1];
+  if (l4) {
+    h.proto = l4;
+    set('sport', num(new RegExp(`(?:^|\\s)${l4} sport (\\d+)`)));
+    set('dport', num(new RegExp(`(?:^|\\s)${l4} dport (\\d+)`)));
+    if (l4 === 'tcp') set('tcpFlags', str(/(?:^|\s)tcp flags == (\S+)/) ?? str(/(?:^|\s)tcp flags (\S+)/));
+  } else if (/(?:^|\s)icmpv6 type /.test(raw)) {
+    h.proto = 'icmpv6';
+    set('icmpType', str(/(?:^|\s)icmpv6 type (\S+)/));
+    set('icmpId', num(/(?:^|\s)icmpv6 id (\d+)/));
+  } else if (/(?:^|\s)icmp type /.test(raw)) {
+    h.proto = 'icmp';
+    set('icmpType', str(/(?:^|\s)icmp type (\S+)/));
+    set('icmpId', num(/(?:^|\s)icmp id (\d+)/));
+  } else {
+    set('proto', str(/(?:^|\s)ip protocol (\S+)/) ?? str(/(?:^|\s)meta l4proto (\S+)/));
+  }
+  return h;
+}
+
+/** Splits `… # handle 6 (verdict jump DOCKER)` into rule text, handle and verdict. */
+function readRule(rest: string): { rule: string | null; handle: number | null; verdict: string } | null {
+  const m = /^(.*?)(?:(?:^| )# handle (\d+))? \(verdict ([^)]*)\)\s*$/.exec(rest);
+  if (!m) return null;
+  const text = (m[1] ?? '').trim();
+  return { rule: text === '' ? null : text, handle: m[2] === undefined ? null : Number(m[2]), verdict: (m[3] ?? '').trim() };
+}
+
+function verdictParts(v: string): { kind: string; target?: string } {
+  const [kind = v, target] = v.split(/\s+/, 2);
+  return target !== undefined && (kind === 'jump' || kind === 'goto') ? { kind, target } : { kind };
+}
+
+const HOOK_ORDER: Record<string, number> = { ingress: 0, prerouting: 1, input: 2, forward: 2, output: 1, postrouting: 3 };
+
+export interface ParseTraceOptions {
+  /** `nft -a -j list ruleset` (text or parsed) taken while tracing: hooks, priorities, rule numbers. */
+  readonly ruleset?: unknown;
+  /** The tracer's own table (its steps start packets and are left out). Default `jl_trace`. */
+  readonly traceTable?: string;
+  readonly conntrack?: readonly ConntrackEntry[];
+}
+
+/** Parses the text of `nft -a monitor trace` (nftables 1.0.6). Never throws. */
+export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): KernelTrace {
+  const traceTable = opts.traceTable ?? 'jl_trace';
+  const idx: RulesetIndex = opts.ruleset === undefined ? new Map() : indexNftRuleset(opts.ruleset);
+  const skipped: { line: number; reason: string; text: string }[] = [];
+
+  interface Open {
+    packet: {
+      index: number;
+      traceIds: string[];
+      first: TracePacketHeader | null;
+      headers: { hook: string | null; table: string; chain: string; header: TracePacketHeader }[];
+      steps: TraceStep[];
+      hooks: string[];
+      final: string | null;
+      dropped: boolean;
+    };
+    /** Per trace id: the base chain being evaluated and its last header. */
+    base: { chain: string; family: string; table: string; hook: string | null; priority: number | null } | null;
+    header: TracePacketHeader | null;
+    ended: boolean;
+  }
+  const packets: Open['packet'][] = [];
+  const byId = new Map<string, Open>();
+  const allSteps: TraceStep[] = [];
+
+  const newPacket = (traceId: string): Open => {
+    const p: Open = {
+      packet: { index: packets.length, traceIds: [traceId], first: null, headers: [], steps: [], hooks: [], final: null, dropped: false },
+      base: null,
+      header: null,
+      ended: false,
+    };
+    packets.push(p.packet);
+    return p;
+  };
+
+  /** A new id seen mid-path (not at the trace table): the packet it continues, if any. */
+  const findContinued = (h: TracePacketHeader, hook: string | null): Open | undefined => {
+    let best: Open | undefined;
+    for (const o of byId.values()) {
+      const last = o.header;
+      if (!last || o.packet.dropped) continue;
+      if (!sameDatagram(last, h)) continue;
+      if (last.tcpFlags !== h.tcpFlags || last.icmpType !== h.icmpType) continue;
+      const lastHook = o.packet.hooks[o.packet.hooks.length - 1];
+      if (hook && lastHook && (HOOK_ORDER[hook] ?? 9) < (HOOK_ORDER[lastHook] ?? 0)) continue;
+      if (!best || o.packet.index > best.packet.index) best = o;
+    }
+    return best;
+  };
+
+  /** NAT rewrites addresses and ports, never the IP id, the length or the protocol. */
+  const sameDatagram = (a: TracePacketHeader | null, b: TracePacketHeader): boolean =>
+    a === null || (a.ipId === b.ipId && a.length === b.length && a.proto === b.proto);
+
+  /** A hook earlier than the one the packet last reached: an id reused by another packet. */
+  const goesBack = (o: Open, hook: string | null): boolean => {
+    const last = o.packet.hooks[o.packet.hooks.length - 1];
+    return hook !== null && last !== undefined && (HOOK_ORDER[hook] ?? 9) < (HOOK_ORDER[last] ?? 0);
+  };
+
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const t = (lines[i] ?? '').replace(/\r$/, '');
+    if (t.trim() === '') continue;
+    const r = readLine(t, i + 1);
+    if (typeof r === 'string') {
+      skipped.push({ line: i + 1, reason: r, text: t.slice(0, 200) });
+      continue;
+    }
+    const info = idx.get(chainKey(r.family, r.table, r.chain));
+    const isTraceTable = r.table === traceTable;
+
+    if (r.kind === 'packet') {
+      const header = parsePacketHeader(r.rest);
+      let open = byId.get(r.traceId);
+      const isBase = info ? info.hook !== null : true;
+      if (isTraceTable) {
+        // every traced packet enters through the trace table: a new packet (the id may be reused)
+        open = newPacket(r.traceId);
+        byId.set(r.traceId, open);
+      } else if (!open || open.ended || goesBack(open, info?.hook ?? null) || !sameDatagram(open.header, header)) {
+        const hook = info?.hook ?? null;
+        const cont = findContinued(header, hook);
+        if (cont) {
+          open = cont;
+          if (!open.packet.traceIds.includes(r.traceId)) open.packet.traceIds.push(r.traceId);
+        } else {
+          open = newPacket(r.traceId);
+        }
+        byId.set(r.traceId, open);
+      }
+      open.header = header;
+      open.ended = false;
+      if (isBase) {
+        open.base = { chain: r.chain, family: r.family, table: r.table, hook: info?.hook ?? null, priority: info?.priority ?? null };
+      }
+      if (open.packet.first === null) open.packet.first = header;
+      if (!isTraceTable) {
+        open.packet.headers.push({ hook: info?.hook ?? null, table: r.table, chain: r.chain, header });
+        const hook = info?.hook;
+        if (hook && open.packet.hooks[open.packet.hooks.length - 1] !== hook) open.packet.hooks.push(hook);
+      }
+      continue;
+    }
+
+    let open = byId.get(r.traceId);
+    if (!open) {
+      // a step without a packet line (monitor started mid-packet): a packet of its own
+      open = newPacket(r.traceId);
+      byId.set(r.traceId, open);
+    }
+    // a base chain's first rule line may come without a packet line when the header did not change
+    if (info?.hook && (!open.base || open.base.chain !== r.chain || open.base.table !== r.table) && r.kind !== 'return') {
+      if (!open.base || open.base.table !== r.table || open.base.family !== r.family || (open.base.hook !== info.hook)) {
+        open.base = { chain: r.chain, family: r.family, table: r.table, hook: info.hook, priority: info.priority };
+        if (!isTraceTable && open.packet.hooks[open.packet.hooks.length - 1] !== info.hook) open.packet.hooks.push(info.hook);
+      }
+    }
+    let rule: string | null = null;
+    let handle: number | null = null;
+    let verdict: string;
+    if (r.kind === 'rule') {
+      const rr = readRule(r.rest);
+      if (!rr) {
+        skipped.push({ line: r.line, reason: 'rule line without "(verdict …)"', text: t.slice(0, 200) });
+        continue;
+      }
+      ({ rule, handle, verdict } = rr);
+    } else if (r.kind === 'policy') {
+      verdict = `policy ${r.rest.trim()}`;
+    } else {
+      verdict = r.rest.trim();
+    }
+    const vp = r.kind === 'policy' ? { kind: 'policy' } : verdictParts(verdict);
+    const pos = handle !== null && info ? info.handles.indexOf(handle) : -1;
+    const sameBase = open.base && open.base.family === r.family && open.base.table === r.table;
+    const step: TraceStep = {
+      traceId: r.traceId,
+      line: r.line,
+      family: r.family,
+      table: r.table,
+      chain: r.chain,
+      hook: info?.hook ?? (sameBase ? open.base?.hook ?? null : null),
+      baseChain: info?.hook ? r.chain : sameBase ? open.base?.chain ?? null : null,
+      priority: info?.hook ? info.priority : sameBase ? open.base?.priority ?? null : null,
+      kind: r.kind,
+      rule,
+      handle,
+      ruleNumber: pos >= 0 ? pos + 1 : null,
+      verdict,
+      verdictKind: vp.kind,
+      ...(vp.target !== undefined ? { target: vp.target } : {}),
+      packet: open.header,
+    };
+    if (isTraceTable) continue;
+    open.packet.steps.push(step);
+    allSteps.push(step);
+    const terminal = r.kind === 'policy' || vp.kind === 'accept' || vp.kind === 'drop' || vp.kind === 'queue' || vp.kind === 'stolen';
+    if (terminal) {
+      open.packet.final = verdict;
+      if (vp.kind === 'drop' || verdict === 'policy drop') {
+        open.packet.dropped = true;
+        open.ended = true;
+      }
+    }
+  }
+
+  // packets that only crossed the trace table (e.g. locally generated and filtered out) carry no steps
+  const kept = packets.filter((p) => p.steps.length > 0 || p.headers.length > 0).map((p, index) => ({ ...p, index }));
+  return {
+    packets: kept,
+    steps: allSteps,
+    conntrack: [...(opts.conntrack ?? [])],
+    skipped,
+    traceTable,
+    text,
+  };
+}
+
+// ------------------------------------------------------------------ conntrack -L
+
+const PROTO_NUM: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132 };
+
+/**
+ * Parses `conntrack -L -o extended[,id]` output into ConntrackEntry (source `conntrack-tool`).
+ * The tool prints no NAT status bits: SRC_NAT / DST_NAT are derived from the two tuples (the
+ * kernel sets them exactly when the reply tuple is not the inverse of the original), SEEN_REPLY
+ * from the absence of [UNREPLIED]. Unreadable lines are skipped (and counted in `skipped`).
+ */
+export function parseConntrackList(text: string): { entries: ConntrackEntry[]; skipped: number } {
+  const entries: ConntrackEntry[] = [];
+  let skipped = 0;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('conntrack v')) continue;
+    const e = parseConntrackLine(line);
+    if (e) entries.push(e);
+    else skipped++;
+  }
+  return { entries, skipped };
+}
+
+export function parseConntrackLine(line: string): ConntrackEntry | null {
+  const tok = line.split(/\s+/);
+  let i = 0;
+  let family: 4 | 6 = 4;
+  if (tok[0] === 'ipv4' || tok[0] === 'ipv6') {
+    family = tok[0] === 'ipv6' ? 6 : 4;
+    i = 2;
+  }
+  const protoName = tok[i];
+  const protoNum = Number(tok[i + 1]);
+  const timeout = Number(tok[i + 2]);
+  if (protoName === undefined || !Number.isFinite(protoNum) || !Number.isFinite(timeout)) return null;
+  i += 3;
+  let tcpState: string | undefined;
+  if (tok[i] !== undefined && /^[A-Z_]+$/.test(tok[i] ?? '')) tcpState = tok[i++];
+  const tuples: Record<string, string>[] = [];
+  let cur: Record<string, string> | null = null;
+  const flags = new Set<string>();
+  let mark = 0;
+  let zone = 0;
+  let id: string | undefined;
+  for (; i < tok.length; i++) {
+    const t = tok[i] ?? '';
+    const fl = /^\[([A-Z_]+)\]$/.exec(t);
+    if (fl) {
+      flags.add(fl[1] ?? '');
+      continue;
+    }
+    const kv = /^([a-z_]+)=(.*)$/.exec(t);
+    if (!kv) continue;
+    const [, k = '', v = ''] = kv;
+    if (k === 'src') {
+      cur = { src: v };
+      tuples.push(cur);
+    } else if (k === 'mark') mark = Number(v) || 0;
+    else if (k === 'zone') zone = Number(v) || 0;
+    else if (k === 'id') id = v;
+    else if (k === 'use' || k === 'secctx' || k === 'labels') continue;
+    else if (cur) cur[k] = v;
+  }
+  const o = tuples[0];
+  const r = tuples[1];
+  if (!o || !r || o['dst'] === undefined || r['dst'] === undefined) return null;
+  const proto: L4Proto = protoName in PROTO_NUM ? (protoName as L4Proto) : 'other';
+  const mk = (t: Record<string, string>): Tuple => {
+    const isIcmp = proto === 'icmp' || proto === 'icmpv6';
+    const port = (k: string): number => Number(t[k] ?? 0) || 0;
+    const base: Tuple = {
+      family,
+      proto,
+      protoNum,
+      src: t['src'] ?? '',
+      dst: t['dst'] ?? '',
+      sport: isIcmp ? port('id') : port('sport'),
+      dport: isIcmp ? port('id') : port('dport'),
+    };
+    return isIcmp && t['type'] !== undefined ? { ...base, icmpType: Number(t['type']), icmpCode: Number(t['code'] ?? 0) } : base;
+  };
+  const orig = mk(o);
+  const reply = mk(r);
+  const status: CtStatusBit[] = ['CONFIRMED'];
+  if (!flags.has('UNREPLIED')) status.push('SEEN_REPLY');
+  if (flags.has('ASSURED')) status.push('ASSURED');
+  if (reply.src !== orig.dst || reply.sport !== orig.dport) status.push('DST_NAT', 'DST_NAT_DONE');
+  if (reply.dst !== orig.src || reply.dport !== orig.sport) status.push('SRC_NAT', 'SRC_NAT_DONE');
+  if (flags.has('OFFLOAD')) status.push('OFFLOAD');
+  if (flags.has('HW_OFFLOAD')) status.push('HW_OFFLOAD');
+  return {
+    id: id ?? `${proto} ${orig.src}:${orig.sport}>${orig.dst}:${orig.dport}`,
+    orig,
+    reply,
+    status,
+    ...(tcpState !== undefined ? { tcpState } : {}),
+    mark,
+    zone,
+    timeout,
+    source: 'conntrack-tool',
+  };
+}
