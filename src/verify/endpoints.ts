@@ -55,7 +55,15 @@ export function bridgeOfAddr(bridges: readonly BridgeInfo[], ip: string): Bridge
 interface NsAddr {
   ifname: string;
   link?: string;
+  link_index?: number;
   addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+/** The peer's interface index of a veth (`ip -j addr`: "link_index", or "link": "if7"). */
+function peerIndex(i: NsAddr): number | null {
+  if (typeof i.link_index === 'number') return i.link_index;
+  if (i.link !== undefined && /^if\d+$/.test(i.link)) return Number(i.link.slice(2));
+  return null;
 }
 
 /** Every other network namespace on the machine: named ones and those of processes (one pid each). */
@@ -111,9 +119,10 @@ export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
           const br = bridgeOfAddr(host.bridges, a.local);
           if (!br) continue;
           if (br.addrs.some((x) => x.addr === a.local)) continue; // the gateway itself
-          const peer = i.link !== undefined && /^if\d+$/.test(i.link) ? portByIndex.get(Number(i.link.slice(2))) : undefined;
+          const pi = peerIndex(i);
+          const peer = pi !== null ? portByIndex.get(pi) : undefined;
           if (peer !== undefined && peer.bridge !== br.name) continue;
-          if (peer === undefined && br.ports.length > 0 && i.link === undefined) continue; // not a veth into this host
+          if (peer === undefined && br.ports.length > 0 && pi === null) continue; // not a veth into this host
           eps.push({ name: c.name, ip: a.local, bridge: br.name, port: peer?.port ?? null, ns: c.ref, pid: c.pid, network: null });
         }
       }
@@ -197,7 +206,8 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
         try {
           const list = r !== null ? (JSON.parse(r.stdout) as NsAddr[]) : [];
           const i = list.find((x) => (x.addr_info ?? []).some((a) => a.local === ep.ipv4));
-          if (i?.link !== undefined && /^if\d+$/.test(i.link)) port = portByIndex.get(Number(i.link.slice(2))) ?? null;
+          const pi = i !== undefined ? peerIndex(i) : null;
+          if (pi !== null) port = portByIndex.get(pi) ?? null;
         } catch {
           /* leave unknown */
         }

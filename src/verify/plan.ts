@@ -144,6 +144,11 @@ export function expectFor(
   if (masq) {
     sees = masq.target === 'SNAT' && masq.toSource !== null ? masq.toSource : (gw ?? 'the bridge gateway');
     sourceWhy = `${masq.target} (${masq.raw})`;
+  } else if (kind === 'self' || kind === 'host-loopback') {
+    // Docker always installs these (self-hairpin MASQUERADE; src-type LOCAL MASQUERADE with the
+    // userland proxy off): without them the path cannot work, so expect them and name their absence.
+    sees = gw ?? 'the bridge gateway';
+    sourceWhy = kind === 'self' ? 'MASQUERADE for self-hairpin (Docker\'s rule is MISSING)' : 'MASQUERADE of packets from the host (Docker\'s rule is MISSING)';
   }
   let blockedBy: string | null = null;
   if (kind === 'cross-bridge' && tBridge !== null && host.ruleset.isolatedBridges.includes(tBridge)) {
@@ -176,7 +181,7 @@ export function expectFor(
     text:
       blockedBy !== null
         ? `DNAT to ${tName} (${target}), then dropped by design: ${blockedBy}`
-        : `DNAT in ${from.kind === 'host' ? 'OUTPUT' : 'PREROUTING'} to ${tName} (${target}); ${tName} sees ${sees} as the source (${masq ? masq.target : sourceWhy})`,
+        : `DNAT in ${from.kind === 'host' ? 'OUTPUT' : 'PREROUTING'} to ${tName} (${target}); ${tName} sees ${sees} as the source (${masq ? `${masq.target}${kind === 'self' ? ' for self-hairpin' : kind.startsWith('host') ? ' of packets from the host' : ''}` : sourceWhy})`,
   };
 }
 
