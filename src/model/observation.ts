@@ -60,4 +60,10 @@ export interface CaptureStats {
   readonly ownDropped: number;
   /** Frames the decoder skipped (truncated, unsupported), counted by reason. */
   readonly skipped: Readonly<Record<string, number>>;
+  /** Capture backend ('pcap', 'cap', 'file', 'tcpdump'). */
+  readonly backend?: string;
+  /** True when the backend cannot read kernel drop counts (cap has no pcap_stats): kernelDropped is then 0, not known. */
+  readonly kernelStatsUnavailable?: boolean;
+  /** CPU time used by the capture worker of this interface, µs (user + system). */
+  readonly cpuUs?: number;
 }

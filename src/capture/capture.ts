@@ -1,0 +1,350 @@
+/**
+ * Live capture: one worker process per interface, the set of interfaces kept current.
+ * See index.ts for the API contract.
+ */
+import { EventEmitter } from 'node:events';
+import { JourneyError } from '../model/errors.js';
+import type { CaptureStats, FrameBatch } from '../model/observation.js';
+import { LinkWatcher, defaultRouteInterfaces, listLinks, selectInterfaces, type LinkInfo } from './devices.js';
+import { createPcapngWriter, type PcapngWriter } from './pcapng-writer.js';
+import { CaptureWorker } from './worker.js';
+import type { WorkerConfig } from './worker-entry.js';
+import type { WorkerStatsMessage } from './protocol.js';
+
+export type CaptureBackend = 'pcap' | 'cap';
+
+export interface CaptureOptions {
+  /** Interface names or globs (`-i`, repeatable; `any` allowed). Empty/absent: auto. */
+  readonly interfaces?: readonly string[];
+  /** Auto mode: extra interface names/globs to capture besides docker0, br-* and the uplink. */
+  readonly extraInterfaces?: readonly string[];
+  /** Also capture the default route's interface in auto mode (default true). */
+  readonly uplink?: boolean;
+  /** Capture filter, tcpdump syntax (compiled by libpcap in the worker). */
+  readonly filter?: string;
+  /** Bytes kept per packet (default 262144, as tcpdump). */
+  readonly snaplen?: number;
+  /** Kernel ring buffer per interface, bytes (default 8 MiB). */
+  readonly bufferSize?: number;
+  /** TPACKET_V3 block timeout, ms (pcap backend; default 50): the upper bound of batching delay. */
+  readonly bufferTimeoutMs?: number;
+  /** Promiscuous mode (default false; the cap backend is always promiscuous). */
+  readonly promiscuous?: boolean;
+  readonly backend?: CaptureBackend;
+  /** Network namespace (name under /var/run/netns, a path, or a pid) to capture in. */
+  readonly netns?: string;
+  /** How often workers report statistics and 'stats' is emitted, ms (default 1000). */
+  readonly statsIntervalMs?: number;
+  /** Bytes a worker may have waiting for the main process before it drops batches (default 32 MiB). */
+  readonly maxQueueBytes?: number;
+  /** Follow interfaces appearing/vanishing (default true). */
+  readonly watch?: boolean;
+  /** Keep every captured frame in this pcapng file (interface names kept). */
+  readonly write?: string;
+}
+
+export interface CaptureHandleEvents {
+  batch: [FrameBatch];
+  stats: [CaptureStats[]];
+  'iface-up': [{ iface: string; linkType: number; pid: number }];
+  'iface-down': [{ iface: string; reason: string; stats: CaptureStats }];
+  error: [JourneyError];
+}
+
+interface IfaceState {
+  worker: CaptureWorker;
+  up: boolean;
+  /** Totals of earlier workers of the same interface (restarts). */
+  base: Totals;
+  restarts: number;
+  retryTimer?: NodeJS.Timeout | undefined;
+}
+
+interface Totals {
+  received: number;
+  kernelDropped: number;
+  ifDropped: number;
+  ownDropped: number;
+  cpuUs: number;
+}
+const ZERO: Totals = { received: 0, kernelDropped: 0, ifDropped: 0, ownDropped: 0, cpuUs: 0 };
+
+function totalsOf(s: WorkerStatsMessage | undefined, base: Totals): Totals {
+  if (s === undefined) return base;
+  return {
+    received: base.received + s.received,
+    kernelDropped: base.kernelDropped + Math.max(0, s.kernelDropped),
+    ifDropped: base.ifDropped + Math.max(0, s.ifDropped),
+    ownDropped: base.ownDropped + s.ownDropped,
+    cpuUs: base.cpuUs + s.cpuUserUs + s.cpuSystemUs,
+  };
+}
+
+export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
+  private readonly ifaces = new Map<string, IfaceState>();
+  /** Final statistics of interfaces no longer captured. */
+  private readonly gone = new Map<string, Totals>();
+  private watcher: LinkWatcher | undefined;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private extra: string[];
+  private writer: PcapngWriter | undefined;
+  private reconciling: Promise<void> | undefined;
+  private again = false;
+  private readonly cfg: Omit<WorkerConfig, 'iface'>;
+  private readonly kernelStats: boolean;
+  /** Events held until startCapture has returned the handle (so no early batch is lost). */
+  private held: Array<() => void> | undefined = [];
+
+  constructor(private readonly opts: CaptureOptions) {
+    super();
+    this.extra = [...(opts.extraInterfaces ?? [])];
+    const backend = opts.backend ?? 'pcap';
+    this.kernelStats = backend === 'pcap';
+    this.cfg = {
+      backend,
+      filter: opts.filter ?? '',
+      snaplen: opts.snaplen ?? 262144,
+      bufferSize: opts.bufferSize ?? 8 * 1024 * 1024,
+      bufferTimeoutMs: Math.max(1, Math.round(opts.bufferTimeoutMs ?? 50)),
+      promiscuous: opts.promiscuous ?? false,
+      statsIntervalMs: opts.statsIntervalMs ?? 1000,
+      maxQueueBytes: opts.maxQueueBytes ?? 32 * 1024 * 1024,
+      batchFrames: 4096,
+      batchBytes: 1 << 20,
+    };
+    if (opts.write !== undefined) this.writer = createPcapngWriter(opts.write);
+  }
+
+  private out<K extends keyof CaptureHandleEvents>(event: K, ...args: CaptureHandleEvents[K]): void {
+    if (this.held !== undefined) this.held.push(() => this.emit(event, ...(args as never)));
+    else this.emit(event, ...(args as never));
+  }
+
+  /** @internal Releases the events held during start-up (after the caller got the handle). */
+  release(): void {
+    const h = this.held;
+    this.held = undefined;
+    for (const f of h ?? []) f();
+  }
+
+  /** Interfaces being captured now. */
+  interfaces(): string[] {
+    return [...this.ifaces.entries()].filter(([, s]) => s.up).map(([n]) => n);
+  }
+
+  /** Auto mode: replaces the caller's extra names (e.g. custom Docker bridge names) and re-selects. */
+  setExtraInterfaces(names: readonly string[]): void {
+    this.extra = [...names];
+    void this.reconcile();
+  }
+
+  /** Current statistics: live interfaces and those that vanished. */
+  stats(): CaptureStats[] {
+    const out: CaptureStats[] = [];
+    for (const [iface, s] of this.ifaces) out.push(this.toStats(iface, totalsOf(s.worker.lastStats, s.base)));
+    for (const [iface, t] of this.gone) if (!this.ifaces.has(iface)) out.push(this.toStats(iface, t));
+    return out;
+  }
+
+  private toStats(iface: string, t: Totals): CaptureStats {
+    const s: CaptureStats = {
+      iface,
+      received: t.received,
+      kernelDropped: t.kernelDropped,
+      ifDropped: t.ifDropped,
+      ownDropped: t.ownDropped,
+      skipped: {},
+      cpuUs: t.cpuUs,
+      backend: this.cfg.backend,
+    };
+    return this.kernelStats ? s : { ...s, kernelStatsUnavailable: true };
+  }
+
+  /** @internal */
+  async begin(): Promise<void> {
+    await this.reconcile(true);
+    if (this.opts.watch !== false) {
+      this.watcher = new LinkWatcher(this.opts.netns, () => void this.reconcile());
+      this.watcher.start();
+    }
+    this.statsTimer = setInterval(() => this.out('stats', this.stats()), this.cfg.statsIntervalMs);
+  }
+
+  private async reconcile(initial = false): Promise<void> {
+    if (this.reconciling) {
+      this.again = true;
+      return this.reconciling;
+    }
+    this.reconciling = (async () => {
+      do {
+        this.again = false;
+        await this.reconcileOnce(initial);
+        initial = false;
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  private async reconcileOnce(initial: boolean): Promise<void> {
+    if (this.stopped) return;
+    let links: LinkInfo[];
+    let uplinks: string[] = [];
+    try {
+      links = await listLinks(this.opts.netns);
+      const auto = (this.opts.interfaces ?? []).length === 0;
+      if (auto && this.opts.uplink !== false) uplinks = await defaultRouteInterfaces(this.opts.netns);
+    } catch (e) {
+      const err = e instanceof JourneyError ? e : new JourneyError('E_CAPTURE', `cannot list interfaces: ${(e as Error).message}`);
+      if (initial) throw err;
+      this.out('error', err);
+      return;
+    }
+    const patterns = this.opts.interfaces ?? [];
+    if (initial) {
+      for (const p of patterns) {
+        if (p !== 'any' && !/[*?[]/.test(p) && !links.some((l) => l.name === p)) {
+          throw new JourneyError('E_CAPTURE', `no such interface: ${p}${this.opts.netns ? ` (in network namespace ${this.opts.netns})` : ''}`, { iface: p });
+        }
+      }
+    }
+    const want = new Set(selectInterfaces(links, uplinks, { patterns, extra: this.extra }));
+    const present = new Set(links.map((l) => l.name));
+    // vanished or no longer wanted
+    for (const [iface, st] of this.ifaces) {
+      if (!want.has(iface)) await this.drop(iface, st, present.has(iface) ? 'no longer selected' : 'interface vanished');
+    }
+    // new
+    const starting: Array<Promise<void>> = [];
+    for (const iface of want) if (!this.ifaces.has(iface)) starting.push(this.open(iface, ZERO, 0, initial));
+    const results = await Promise.allSettled(starting);
+    if (initial) {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
+  }
+
+  private open(iface: string, base: Totals, restarts: number, initial: boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const st: IfaceState = { worker: undefined as unknown as CaptureWorker, up: false, base, restarts };
+      this.ifaces.set(iface, st);
+      st.worker = new CaptureWorker(iface, { ...this.cfg, iface }, this.opts.netns, {
+        hello: (h) => {
+          st.up = true;
+          if (!settled) {
+            settled = true;
+            resolve();
+          }
+          this.out('iface-up', { iface, linkType: h.linkType, pid: h.pid });
+        },
+        batch: (b) => {
+          if (this.writer) this.writer.writeBatch(b);
+          this.out('batch', b);
+        },
+        stats: () => {},
+        error: (e) => {
+          if (!settled && e.phase === 'open') {
+            settled = true;
+            const err = new JourneyError('E_CAPTURE', e.message, { iface });
+            if (initial) reject(err);
+            else {
+              this.out('error', err);
+              resolve();
+            }
+          }
+          // later failures are reported by onWorkerExit: an error if the interface is still
+          // there (then retried), only 'iface-down' if it vanished
+        },
+        exit: () => {
+          if (!settled) {
+            settled = true;
+            resolve();
+          }
+          void this.onWorkerExit(iface, st);
+        },
+      });
+    });
+  }
+
+  /** A worker ended on its own: restart it while its interface is still wanted, else drop it. */
+  private async onWorkerExit(iface: string, st: IfaceState): Promise<void> {
+    if (this.stopped || this.ifaces.get(iface) !== st) return;
+    const totals = totalsOf(st.worker.lastStats, st.base);
+    const present = await listLinks(this.opts.netns).then(
+      (ls) => ls.some((l) => l.name === iface),
+      () => false,
+    );
+    if (this.stopped || this.ifaces.get(iface) !== st) return;
+    if (!present) {
+      this.ifaces.delete(iface);
+      this.gone.set(iface, totals);
+      this.out('iface-down', { iface, reason: st.worker.lastError?.message ?? 'interface vanished', stats: this.toStats(iface, totals) });
+      return;
+    }
+    // still there (went down, or the worker failed): retry with a backoff, totals carried over
+    const why = st.worker.lastError?.message ?? `capture worker for ${iface} ended`;
+    this.out('error', new JourneyError('E_CAPTURE', `${why} (retrying)`, { iface, phase: st.worker.lastError?.phase ?? 'exit' }));
+    if (st.up) this.out('iface-down', { iface, reason: st.worker.lastError?.message ?? 'capture worker ended', stats: this.toStats(iface, totals) });
+    st.up = false;
+    const delay = Math.min(10_000, 500 * 2 ** Math.min(st.restarts, 5));
+    st.retryTimer = setTimeout(() => {
+      if (this.stopped || this.ifaces.get(iface) !== st) return;
+      this.ifaces.delete(iface);
+      void this.open(iface, totals, st.restarts + 1, false);
+    }, delay);
+  }
+
+  private async drop(iface: string, st: IfaceState, reason: string): Promise<void> {
+    this.ifaces.delete(iface);
+    if (st.retryTimer) clearTimeout(st.retryTimer);
+    await st.worker.stop();
+    const totals = totalsOf(st.worker.lastStats, st.base);
+    this.gone.set(iface, totals);
+    if (st.up) this.out('iface-down', { iface, reason, stats: this.toStats(iface, totals) });
+  }
+
+  /** Stops every worker (each flushes its last batch and statistics); returns the final statistics. */
+  async stop(): Promise<CaptureStats[]> {
+    if (this.stopped) return this.stats();
+    this.stopped = true;
+    this.watcher?.stop();
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    await this.reconciling?.catch(() => {});
+    await Promise.all(
+      [...this.ifaces.values()].map((st) => {
+        if (st.retryTimer) clearTimeout(st.retryTimer);
+        return st.worker.stop();
+      }),
+    );
+    const final = this.stats();
+    if (this.writer) await this.writer.close();
+    return final;
+  }
+
+  /** Frames written to --write and dropped there (disk behind). */
+  writerCounts(): { written: number; dropped: number } | undefined {
+    return this.writer ? { written: this.writer.written, dropped: this.writer.dropped } : undefined;
+  }
+}
+
+/**
+ * Starts capturing. Resolves once every initially selected interface is capturing; rejects with
+ * E_CAPTURE when one cannot be opened (bad filter, no such interface, no permission).
+ */
+export async function startCapture(opts: CaptureOptions = {}): Promise<CaptureHandle> {
+  if (opts.backend !== undefined && opts.backend !== 'pcap' && opts.backend !== 'cap') {
+    throw new JourneyError('E_USAGE', `unknown capture backend ${String(opts.backend)} (pcap or cap)`);
+  }
+  const h = new CaptureHandle(opts);
+  try {
+    await h.begin();
+    setImmediate(() => h.release());
+  } catch (e) {
+    await h.stop().catch(() => {});
+    throw e;
+  }
+  return h;
+}

@@ -1,0 +1,128 @@
+/**
+ * Which interfaces to capture on, and when that changes. Reads `ip -j link` and the default
+ * routes (inside the capture's network namespace) and follows `ip monitor link route`; a slow
+ * poll backs the monitor up.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { inNetns, run } from '../host/exec.js';
+
+export interface LinkInfo {
+  readonly name: string;
+  readonly ifindex: number;
+  readonly up: boolean;
+  readonly kind?: string;
+}
+
+export async function listLinks(netns?: string): Promise<LinkInfo[]> {
+  const res = await run(['ip', '-d', '-j', 'link', 'show'], netns === undefined ? { timeoutMs: 10_000 } : { netns, timeoutMs: 10_000 });
+  const arr = JSON.parse(res.stdout || '[]') as Array<{
+    ifname: string;
+    ifindex: number;
+    flags?: string[];
+    linkinfo?: { info_kind?: string };
+  }>;
+  return arr.map((l) => {
+    const kind = l.linkinfo?.info_kind;
+    const info: LinkInfo = { name: l.ifname, ifindex: l.ifindex, up: (l.flags ?? []).includes('UP') };
+    return kind === undefined ? info : { ...info, kind };
+  });
+}
+
+/** Interfaces of the default routes (IPv4 and IPv6): the uplink. */
+export async function defaultRouteInterfaces(netns?: string): Promise<string[]> {
+  const names = new Set<string>();
+  for (const fam of ['-4', '-6']) {
+    const res = await run(['ip', fam, '-j', 'route', 'show', 'default'], netns === undefined ? { allowFailure: true } : { netns, allowFailure: true });
+    try {
+      for (const r of JSON.parse(res.stdout || '[]') as Array<{ dev?: string }>) if (r.dev) names.add(r.dev);
+    } catch {
+      /* no routes */
+    }
+  }
+  return [...names];
+}
+
+/** tcpdump-style name or a glob (`br-*`, `veth?`). */
+export function matchesPattern(name: string, pattern: string): boolean {
+  if (!/[*?[]/.test(pattern)) return name === pattern;
+  const re = new RegExp(
+    '^' +
+      pattern
+        .split('')
+        .map((ch) => (ch === '*' ? '.*' : ch === '?' ? '.' : /[\\^$.|+(){}]/.test(ch) ? `\\${ch}` : ch))
+        .join('') +
+      '$',
+  );
+  return re.test(name);
+}
+
+export interface Selection {
+  /** Explicit names or globs (-i); when empty, auto mode. */
+  readonly patterns: readonly string[];
+  /** Auto mode: names added by the caller (custom Docker bridge names). */
+  readonly extra: readonly string[];
+}
+
+/** Interfaces wanted now. Auto: docker0, br-*, the caller's names and the default route's interfaces. */
+export function selectInterfaces(links: readonly LinkInfo[], uplinks: readonly string[], sel: Selection): string[] {
+  const names = links.map((l) => l.name);
+  if (sel.patterns.length > 0) {
+    if (sel.patterns.includes('any')) return ['any'];
+    return names.filter((n) => sel.patterns.some((p) => matchesPattern(n, p)));
+  }
+  return names.filter(
+    (n) =>
+      n === 'docker0' ||
+      /^br-[0-9a-f]{6,}$/.test(n) ||
+      sel.extra.some((p) => matchesPattern(n, p)) ||
+      uplinks.includes(n),
+  );
+}
+
+/** Follows link and route changes; calls `onChange` (debounced) whenever something may differ. */
+export class LinkWatcher {
+  private mon: ChildProcess | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly netns: string | undefined,
+    private readonly onChange: () => void,
+    private readonly pollMs = 5000,
+  ) {}
+
+  start(): void {
+    this.startMonitor();
+    this.poll = setInterval(() => this.onChange(), this.pollMs);
+    this.poll.unref();
+  }
+
+  private startMonitor(): void {
+    if (this.stopped) return;
+    const [cmd, ...args] = inNetns(['ip', 'monitor', 'link', 'route'], this.netns);
+    const child = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.mon = child;
+    child.stdout?.on('data', () => this.kick());
+    child.on('error', () => {});
+    child.on('exit', () => {
+      // the monitor died (namespace gone?): the poll still runs; retry later
+      if (!this.stopped) setTimeout(() => this.startMonitor(), 2000).unref();
+    });
+  }
+
+  kick(): void {
+    if (this.debounce !== undefined || this.stopped) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.onChange();
+    }, 150);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.poll) clearInterval(this.poll);
+    if (this.debounce) clearTimeout(this.debounce);
+    this.mon?.kill('SIGTERM');
+  }
+}

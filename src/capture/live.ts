@@ -1,0 +1,64 @@
+/**
+ * Adapter for the pipeline's FrameSource (src/correlate/frame-sources.ts loads this module when
+ * present): the capture workers of capture.ts behind start/stats/stop/addInterface.
+ */
+import type { CaptureStats, FrameBatch } from '../model/observation.js';
+import { startCapture, type CaptureHandle } from './capture.js';
+
+export interface LiveCaptureOptions {
+  readonly netns?: string;
+  /** Names/globs; empty = auto (docker0, br-*, the uplink). */
+  readonly interfaces: readonly string[];
+  readonly filter?: string;
+  readonly snaplen?: number;
+  readonly bufferSizeMiB?: number;
+  readonly promisc?: boolean;
+  readonly backend?: 'pcap' | 'cap';
+  readonly write?: string;
+}
+
+export interface LiveFrameSource {
+  readonly kind: string;
+  start(onBatch: (b: FrameBatch) => void, onError: (e: Error) => void): Promise<void>;
+  addInterface(iface: string): void;
+  stats(): CaptureStats[];
+  stop(): Promise<void>;
+  /** The underlying handle once started (events iface-up/iface-down/stats). */
+  readonly handle: CaptureHandle | undefined;
+}
+
+export function createLiveCapture(opts: LiveCaptureOptions): LiveFrameSource {
+  let handle: CaptureHandle | undefined;
+  const extra: string[] = [];
+  return {
+    kind: `capture-workers(${opts.backend ?? 'pcap'})`,
+    get handle() {
+      return handle;
+    },
+    async start(onBatch, onError) {
+      handle = await startCapture({
+        interfaces: opts.interfaces,
+        extraInterfaces: extra,
+        ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
+        ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
+        ...(opts.snaplen !== undefined ? { snaplen: opts.snaplen } : {}),
+        ...(opts.bufferSizeMiB !== undefined ? { bufferSize: opts.bufferSizeMiB * 1024 * 1024 } : {}),
+        ...(opts.promisc !== undefined ? { promiscuous: opts.promisc } : {}),
+        ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
+        ...(opts.write !== undefined ? { write: opts.write } : {}),
+      });
+      handle.on('batch', onBatch);
+      handle.on('error', onError);
+    },
+    addInterface(iface) {
+      if (!extra.includes(iface)) extra.push(iface);
+      handle?.setExtraInterfaces(extra);
+    },
+    stats() {
+      return handle?.stats() ?? [];
+    },
+    async stop() {
+      await handle?.stop();
+    },
+  };
+}

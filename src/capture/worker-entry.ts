@@ -1,0 +1,265 @@
+/**
+ * A capture worker: one child process per interface (started by worker.ts, possibly through
+ * `nsenter --net=…` so that it captures inside a network namespace). It opens the interface with
+ * node-pcap (TPACKET_V3, buffer timeout) or cap (immediate mode), copies frames into a batch and
+ * writes each batch to fd 3 in the binary framing of protocol.ts. The pipe write is asynchronous:
+ * when the main process falls behind by more than `maxQueueBytes`, whole batches are dropped and
+ * counted (ownDropped) — capture itself never waits. Control: "stop\n" on stdin (or stdin closed).
+ */
+import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  MSG_BATCH,
+  MSG_ERROR,
+  MSG_HELLO,
+  MSG_STATS,
+  encodeJson,
+  type HelloMessage,
+  type WorkerErrorMessage,
+  type WorkerStatsMessage,
+} from './protocol.js';
+import { linkTypeFromName } from './batch.js';
+
+export interface WorkerConfig {
+  iface: string;
+  backend: 'pcap' | 'cap';
+  filter: string;
+  snaplen: number;
+  bufferSize: number;
+  bufferTimeoutMs: number;
+  promiscuous: boolean;
+  statsIntervalMs: number;
+  maxQueueBytes: number;
+  /** Frames per batch and bytes per batch before a forced flush. */
+  batchFrames: number;
+  batchBytes: number;
+}
+
+const require = createRequire(import.meta.url);
+
+function main(): void {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
+  const out = new Socket({ fd: 3, readable: false, writable: true });
+  out.on('error', () => process.exit(0)); // the main process went away
+  const send = (b: Buffer): void => {
+    out.write(b);
+  };
+  let sendStats: () => void = () => {};
+  const fail = (phase: WorkerErrorMessage['phase'], message: string, code = 2): void => {
+    sendStats();
+    send(encodeJson(MSG_ERROR, { phase, message } satisfies WorkerErrorMessage));
+    out.end(() => process.exit(code));
+    setTimeout(() => process.exit(code), 500).unref();
+  };
+
+  // batch columns
+  const maxFrames = cfg.batchFrames;
+  const times = new Float64Array(maxFrames);
+  const lens = new Uint32Array(maxFrames);
+  const wires = new Uint32Array(maxFrames);
+  let data = Buffer.allocUnsafe(cfg.batchBytes);
+  let count = 0;
+  let used = 0;
+  let received = 0;
+  let ownDropped = 0;
+  let batches = 0;
+
+  const flush = (): void => {
+    if (count === 0) return;
+    const n = count;
+    count = 0;
+    const dataLen = used;
+    used = 0;
+    if (out.writableLength > cfg.maxQueueBytes) {
+      ownDropped += n;
+      return;
+    }
+    const msg = Buffer.allocUnsafe(5 + 8 + 16 * n + dataLen);
+    msg.writeUInt32LE(1 + 8 + 16 * n + dataLen, 0);
+    msg[4] = MSG_BATCH;
+    msg.writeUInt32LE(n, 5);
+    msg.writeUInt32LE(dataLen, 9);
+    let o = 13;
+    msg.set(new Uint8Array(times.buffer, 0, 8 * n), o);
+    o += 8 * n;
+    msg.set(new Uint8Array(lens.buffer, 0, 4 * n), o);
+    o += 4 * n;
+    msg.set(new Uint8Array(wires.buffer, 0, 4 * n), o);
+    o += 4 * n;
+    data.copy(msg, o, 0, dataLen);
+    batches++;
+    send(msg);
+  };
+
+  const add = (src: Buffer, capLen: number, wireLen: number, timeUs: number): void => {
+    if (used + capLen > data.length) {
+      flush();
+      if (capLen > data.length) data = Buffer.allocUnsafe(capLen * 2);
+    }
+    src.copy(data, used, 0, capLen);
+    times[count] = timeUs;
+    lens[count] = capLen;
+    wires[count] = wireLen;
+    used += capLen;
+    received++;
+    if (++count === maxFrames) flush();
+  };
+
+  let statsFn: () => { psRecv: number; drop: number; ifdrop: number } = () => ({ psRecv: -1, drop: -1, ifdrop: -1 });
+  let closeFn: () => void = () => {};
+  let linkName: string;
+
+  try {
+    if (cfg.backend === 'cap') {
+      // cap: immediate mode (a wakeup per packet), always promiscuous, no pcap_stats
+      const { Cap } = require('cap') as { Cap: new () => CapSession };
+      const c = new Cap();
+      const buf = Buffer.alloc(cfg.snaplen);
+      linkName = c.open(cfg.iface, cfg.filter, cfg.bufferSize, buf);
+      let scheduled = false;
+      const base = performance.timeOrigin * 1000;
+      c.on('packet', (nbytes: number, truncated: boolean) => {
+        add(buf, nbytes, truncated ? nbytes + 1 : nbytes, Math.floor(base + performance.now() * 1000));
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(() => {
+            scheduled = false;
+            flush();
+          });
+        }
+      });
+      closeFn = () => c.close();
+    } else {
+      const pcapDir = dirname(require.resolve('pcap/package.json'));
+      const binding = require(join(pcapDir, 'build/Release/pcap_binding.node')) as { PcapSession: new () => PcapBinding };
+      const s = new binding.PcapSession();
+      const buf = Buffer.alloc(cfg.snaplen);
+      const hdrBuf = Buffer.alloc(16);
+      const hdr = new Uint32Array(hdrBuf.buffer, hdrBuf.byteOffset, 4);
+      const onPacket = (): void => {
+        add(buf, hdr[2] as number, hdr[3] as number, (hdr[0] as number) * 1e6 + (hdr[1] as number));
+      };
+      const warnings: string[] = [];
+      linkName = s.open_live(
+        cfg.iface,
+        cfg.filter,
+        cfg.bufferSize,
+        cfg.snaplen,
+        '',
+        onPacket,
+        false,
+        cfg.bufferTimeoutMs,
+        (w: string) => warnings.push(w),
+        cfg.promiscuous,
+      );
+      let failed = false;
+      s.read_callback = () => {
+        const r = s.dispatch(buf, hdrBuf);
+        flush();
+        if (r < 0 && !failed) {
+          failed = true;
+          fail('read', `capture on ${cfg.iface} stopped: the interface went down or disappeared`, 3);
+        }
+      };
+      s.start_polling();
+      statsFn = () => {
+        const st = s.stats();
+        return { psRecv: st.ps_recv >>> 0, drop: st.ps_drop >>> 0, ifdrop: st.ps_ifdrop >>> 0 };
+      };
+      closeFn = () => {
+        try {
+          s.close();
+        } catch {
+          /* already closed */
+        }
+      };
+    }
+  } catch (e) {
+    const msg = (e as Error).message || String(e);
+    fail('open', `cannot capture on ${cfg.iface}: ${msg}`);
+    return;
+  }
+
+  send(
+    encodeJson(MSG_HELLO, {
+      iface: cfg.iface,
+      linkType: linkTypeFromName(linkName),
+      backend: cfg.backend,
+      pid: process.pid,
+      snaplen: cfg.snaplen,
+    } satisfies HelloMessage),
+  );
+
+  const stats = (): void => {
+    let k = { psRecv: -1, drop: -1, ifdrop: -1 };
+    try {
+      k = statsFn();
+    } catch {
+      /* closed */
+    }
+    const cpu = process.cpuUsage();
+    send(
+      encodeJson(MSG_STATS, {
+        received,
+        psRecv: k.psRecv,
+        kernelDropped: k.drop,
+        ifDropped: k.ifdrop,
+        ownDropped,
+        batches,
+        cpuUserUs: cpu.user,
+        cpuSystemUs: cpu.system,
+      } satisfies WorkerStatsMessage),
+    );
+  };
+  sendStats = stats;
+  const timer = setInterval(stats, cfg.statsIntervalMs);
+
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(timer);
+    flush();
+    stats();
+    closeFn();
+    out.end(() => process.exit(0));
+    setTimeout(() => process.exit(0), 1000).unref();
+  };
+  process.stdin.on('data', (d: Buffer) => {
+    if (d.toString().includes('stop')) stop();
+  });
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', () => {}); // Ctrl-C reaches the whole process group: the main process decides
+}
+
+interface PcapBinding {
+  open_live(
+    dev: string,
+    filter: string,
+    bufferSize: number,
+    snaplen: number,
+    outfile: string,
+    onPacket: () => void,
+    monitor: boolean,
+    timeoutMs: number,
+    warn: (w: string) => void,
+    promisc: boolean,
+  ): string;
+  dispatch(buf: Buffer, hdr: Buffer): number;
+  start_polling(): void;
+  close(): void;
+  stats(): { ps_recv: number; ps_drop: number; ps_ifdrop: number };
+  read_callback?: () => void;
+}
+
+interface CapSession {
+  open(dev: string, filter: string, bufferSize: number, buf: Buffer): string;
+  on(ev: 'packet', cb: (nbytes: number, truncated: boolean) => void): void;
+  close(): void;
+}
+
+main();
