@@ -33,6 +33,8 @@ export interface PacketSummary {
   readonly dport?: number;
   readonly iif?: string;
   readonly oif?: string;
+  /** Where the packet goes after netfilter: delivered to a local socket, forwarded, or sent by the host. */
+  readonly delivery?: 'local' | 'forward' | 'output';
 }
 
 export interface Explanation {
@@ -46,4 +48,6 @@ export interface Explanation {
   readonly packet_out: PacketSummary | null;
   /** Matches/statements the simulator could not evaluate, each naming rule and reason. */
   readonly indeterminate: readonly { readonly chain: string; readonly rule: string; readonly reason: string }[];
+  /** Routing decisions and other facts of the journey, in plain words (optional, additive). */
+  readonly notes?: readonly string[];
 }

@@ -1,0 +1,184 @@
+/**
+ * journey's explainer API — what other stages call (watch/serve pipelines, verify hairpin):
+ *
+ *   import { loadLiveRuleset, loadHostContext, compileRuleset, explainPacket, ExplanationCache } from '../explain/explain.js';
+ *
+ *   const ruleset = await loadLiveRuleset({ netns: 'jl-a-host' });   // iptables-save + ip6tables-save + nft -j
+ *   const host = await loadHostContext({ netns: 'jl-a-host' });       // ip -j addr, ip -j route show table all
+ *   const compiled = compileRuleset(ruleset, host);                   // once per ruleset change (closures)
+ *   const ex: Explanation = explainPacket(compiled, { tuple, iif: 'eth0' });          // first packet
+ *   explainPacket(compiled, { tuple, iif: 'eth0', ctState: 'established', conntrack: entry }); // later ones
+ *   explainPacket(compiled, { tuple, local: true });                  // sent by the host itself
+ *
+ *   const cache = new ExplanationCache(compiled, 10_000);             // per-flow cache (LRU)
+ *   cache.explain({ tuple, iif })                                     // same key → same object
+ *
+ * Offline inputs: loadRulesetFiles({ iptablesSave, nftJson, nft }) and loadHostContextFiles({ addrs, routes }).
+ * `explainPacket` never throws for rules it cannot evaluate (verdict 'indeterminate', named in
+ * `indeterminate[]`); it throws JourneyError E_USAGE only for an unusable packet (bad address).
+ * The Explanation shape is src/model/explanation.ts (= `journey explain --json`, docs/explain.md).
+ */
+import type { ConntrackEntry } from '../model/conntrack.js';
+import type { Explanation, ExplainStep, PacketSummary } from '../model/explanation.js';
+import { JourneyError } from '../model/errors.js';
+import type { Tuple } from '../model/tuple.js';
+import { formatIp, parseIp } from '../ruleset/ip.js';
+import type { CompiledRuleset } from '../netfilter/compile.js';
+import type { CtState } from '../netfilter/packet.js';
+import { type CtBinding, type SimResult, fmt, simulate } from '../netfilter/simulate.js';
+import { stepMeaning } from './meaning.js';
+
+export { compileRuleset, type CompiledRuleset } from '../netfilter/compile.js';
+export { loadLiveRuleset, loadHostContext, loadHostContextFiles, loadRulesetFiles } from '../ruleset/load.js';
+export type { Ruleset } from '../ruleset/model.js';
+export type { HostContext } from '../ruleset/host-context.js';
+
+export interface PacketSpec {
+  /** The packet as it arrives (for `local`, as the host's socket sends it; src may be '' to let routing choose). */
+  readonly tuple: Tuple;
+  /** Interface the packet comes in on; omit with `local`. */
+  readonly iif?: string;
+  /** Sent by the host itself (output path). */
+  readonly local?: boolean;
+  /** Conntrack state of the packet: 'new' (default: the first packet), 'established', 'related', ... */
+  readonly ctState?: CtState;
+  /** Direction of the packet in its connection (default 'original'). */
+  readonly direction?: 'original' | 'reply';
+  /** The connection's conntrack entry (for established/reply packets: the NAT binding to apply). */
+  readonly conntrack?: ConntrackEntry | CtBinding;
+  readonly mark?: number;
+}
+
+function bindingOf(c: ConntrackEntry | CtBinding): CtBinding {
+  const o = c.orig;
+  const r = c.reply;
+  return {
+    orig: { src: o.src, dst: o.dst, sport: o.sport, dport: o.dport },
+    reply: { src: r.src, dst: r.dst, sport: r.sport, dport: r.dport },
+    ...(c.status ? { status: [...c.status] } : {}),
+  };
+}
+
+/** Explains one packet against a compiled ruleset. */
+export function explainPacket(compiled: CompiledRuleset, spec: PacketSpec): Explanation {
+  const t = spec.tuple;
+  if (parseIp(t.dst) === null) throw new JourneyError('E_USAGE', `not an IP address: ${t.dst}`);
+  if (t.src !== '' && parseIp(t.src) === null) throw new JourneyError('E_USAGE', `not an IP address: ${t.src}`);
+  if (!spec.local && (t.src === '' || spec.iif === undefined)) {
+    throw new JourneyError('E_USAGE', 'a packet that is not local needs its source address and input interface');
+  }
+  let res: SimResult;
+  try {
+    res = simulate(compiled, {
+      v: t.family,
+      l4: t.protoNum,
+      src: t.src === '' ? null : t.src,
+      dst: t.dst,
+      sport: t.sport,
+      dport: t.dport,
+      ...(t.icmpType !== undefined ? { icmpType: t.icmpType } : t.proto === 'icmp' || t.proto === 'icmpv6' ? { icmpType: t.family === 4 ? 8 : 128, icmpCode: 0 } : {}),
+      ...(t.icmpCode !== undefined ? { icmpCode: t.icmpCode } : {}),
+      ...(spec.iif !== undefined ? { iif: spec.iif } : {}),
+      ...(spec.local ? { local: true } : {}),
+      ...(spec.mark !== undefined ? { mark: spec.mark } : {}),
+      ...(spec.ctState ? { ctState: spec.ctState } : {}),
+      ...(spec.direction ? { direction: spec.direction } : {}),
+      ...(spec.conntrack ? { conntrack: bindingOf(spec.conntrack) } : {}),
+    });
+  } catch (e) {
+    if (e instanceof JourneyError) throw e;
+    throw new JourneyError('E_USAGE', e instanceof Error ? e.message : String(e));
+  }
+  return toExplanation(res, t);
+}
+
+function hasPorts(t: Tuple): boolean {
+  return t.proto === 'tcp' || t.proto === 'udp' || t.proto === 'sctp';
+}
+
+export function toExplanation(res: SimResult, t: Tuple): Explanation {
+  const steps: ExplainStep[] = res.steps.map((s) => {
+    const meaning = stepMeaning(s);
+    return {
+      hook: s.hook,
+      family: s.chain.table.family,
+      table: s.chain.table.name,
+      chain: s.chain.name,
+      rule: s.rule ? s.rule.rule.raw : null,
+      ruleNumber: s.rule ? s.rule.rule.position : null,
+      handle: s.rule ? s.rule.rule.handle : null,
+      verdict: s.verdict,
+      ...(meaning !== undefined ? { meaning } : {}),
+    };
+  });
+  const p = res.packetOut;
+  let packetOut: PacketSummary | null = null;
+  if (p) {
+    const ports = hasPorts(t);
+    packetOut = {
+      proto: t.proto,
+      src: formatIp(p.src),
+      ...(ports ? { sport: p.sport } : {}),
+      dst: formatIp(p.dst),
+      ...(ports ? { dport: p.dport } : {}),
+      ...(p.iif !== null ? { iif: p.iif } : {}),
+      ...(p.oif !== null && res.delivery !== 'local' ? { oif: p.oif } : {}),
+      ...(res.delivery !== null ? { delivery: res.delivery } : {}),
+    };
+  }
+  return {
+    verdict: res.verdict,
+    steps,
+    nat: {
+      dnat: res.dnat ? { from: fmt(res.dnat.from), to: fmt(res.dnat.to) } : null,
+      snat: res.snat ? { from: fmt(res.snat.from), to: fmt(res.snat.to) } : null,
+    },
+    packet_out: packetOut,
+    indeterminate: res.indeterminate,
+    notes: res.notes,
+  };
+}
+
+/** Key of a packet spec for caching (flow + interface + state). */
+export function explanationKey(spec: PacketSpec): string {
+  const t = spec.tuple;
+  return `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}|${t.icmpType ?? ''}|${spec.iif ?? ''}|${spec.local ? 'L' : ''}|${spec.ctState ?? 'new'}|${spec.direction ?? 'original'}|${spec.mark ?? 0}`;
+}
+
+/**
+ * A bounded per-flow cache of explanations for one compiled ruleset (make a new one when the ruleset
+ * changes). Established packets with a conntrack entry are keyed by the entry's tuples too.
+ */
+export class ExplanationCache {
+  private readonly map = new Map<string, Explanation>();
+  hits = 0;
+  misses = 0;
+  constructor(
+    readonly compiled: CompiledRuleset,
+    readonly capacity = 10_000,
+  ) {}
+
+  explain(spec: PacketSpec): Explanation {
+    let key = explanationKey(spec);
+    if (spec.conntrack) key += `|${spec.conntrack.reply.src}:${spec.conntrack.reply.sport}>${spec.conntrack.reply.dst}:${spec.conntrack.reply.dport}`;
+    const hit = this.map.get(key);
+    if (hit !== undefined) {
+      this.hits++;
+      this.map.delete(key);
+      this.map.set(key, hit);
+      return hit;
+    }
+    this.misses++;
+    const ex = explainPacket(this.compiled, spec);
+    this.map.set(key, ex);
+    if (this.map.size > this.capacity) {
+      const oldest = this.map.keys().next().value;
+      if (oldest !== undefined) this.map.delete(oldest);
+    }
+    return ex;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
