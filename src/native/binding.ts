@@ -94,6 +94,11 @@ export function nativeDisabled(): boolean {
   return v === 'off' || v === '0' || v === 'false' || v === 'no';
 }
 
+/** Forgets a loaded (or failed) binding: the next loadBinding() looks again (tests). */
+export function resetBindingCache(): void {
+  cached = null;
+}
+
 export function loadBinding(): BindingResult {
   if (nativeDisabled()) return { binding: null, error: 'native bindings turned off (JOURNEY_NATIVE=off)' };
   if (cached !== null) return cached;

@@ -162,6 +162,13 @@ export function addrBytes(addr: string): Buffer | null {
     return Buffer.from(parts);
   }
   if (!addr.includes(':')) return null;
+  // an IPv4 tail ("::ffff:10.0.0.1") is two groups
+  const v4tail = /^(.*:)(\d{1,3}(?:\.\d{1,3}){3})$/.exec(addr);
+  if (v4tail) {
+    const v4 = addrBytes(v4tail[2] ?? '');
+    if (v4 === null) return null;
+    return addrBytes(`${v4tail[1] ?? ''}${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`);
+  }
   const [head, tail] = addr.split('::', 2) as [string, string | undefined];
   if (addr.split('::').length > 2) return null;
   const parse = (s: string | undefined): number[] | null => {
