@@ -43,7 +43,7 @@ function checkLines(c: HairpinCheck, verbose: boolean): string[] {
 }
 
 function flowLine(f: PassiveFlow): string[] {
-  const out = [`  ${(LABEL[f.status] ?? f.status).padEnd(7)} ${f.kind.padEnd(13)} ${f.from} -> ${f.to} via ${f.via}${f.dnatTo !== null ? ` (DNAT to ${f.dnatTo})` : ''}${f.targetSaw !== null ? `, target saw ${f.targetSaw}` : ''}`];
+  const out = [`  ${(LABEL[f.status] ?? f.status).padEnd(7)} ${f.kind.padEnd(13)} ${f.from} -> ${f.to} via ${f.via}${f.dnatTo !== null ? ` (DNAT to ${f.dnatTo})` : ''}${f.targetSaw !== null ? `, target saw ${f.targetSaw}` : ''}${f.seen === 'table' ? ' (already in the table)' : ''}`];
   for (const c of f.causes) out.push(`          cause: ${c}`);
   return out;
 }

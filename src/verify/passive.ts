@@ -29,7 +29,7 @@ function answered(e: ConntrackEntry): boolean {
 }
 
 /** Classifies one conntrack entry as a hairpin flow (or null when it is not one). Pure. */
-export function classifyFlow(e: ConntrackEntry, host: HostFacts, inv: Inventory, related: readonly TimedEntry[] = [], final = true): PassiveFlow | null {
+export function classifyFlow(e: ConntrackEntry, host: HostFacts, inv: Inventory, related: readonly TimedEntry[] = [], final = true, seen: PassiveFlow['seen'] = 'event'): PassiveFlow | null {
   const o = e.orig;
   if (o.family !== 4) return null;
   const isLocal = (ip: string): boolean => ip.startsWith('127.') || host.localAddrs.includes(ip);
@@ -95,6 +95,7 @@ export function classifyFlow(e: ConntrackEntry, host: HostFacts, inv: Inventory,
     status,
     causes,
     conntrack: e,
+    seen,
   };
 }
 
@@ -119,14 +120,16 @@ export async function passiveHairpin(host: HostFacts, inv: Inventory, opts: Pass
   await w.stop();
   const latest = new Map<string, ConntrackEntry>();
   const destroyed = new Set<string>();
+  const live = new Set<string>();
   for (const e of start) latest.set(e.id, e);
   for (const ev of w.items) {
     latest.set(ev.entry.id, ev.entry);
+    live.add(ev.entry.id);
     if (ev.event === 'destroy') destroyed.add(ev.entry.id);
   }
   const out: PassiveFlow[] = [];
   for (const [id, e] of latest) {
-    const f = classifyFlow(e, host, inv, w.items, destroyed.has(id) || answered(e));
+    const f = classifyFlow(e, host, inv, w.items, destroyed.has(id) || answered(e), live.has(id) ? 'event' : 'table');
     if (f) out.push(f);
   }
   return out;

@@ -83,6 +83,8 @@ export function proxyFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec):
 export function dnatFor(host: HostFacts, p: PublishedPortSpec, dst: string, iif: string | null): DnatRule | null {
   const loop = dst.startsWith('127.');
   if (iif === null && loop && host.ruleset.outputNatsLoopback !== true) return null;
+  // Docker < 28 with the userland proxy: `-A DOCKER -i <bridge> -j RETURN` for every bridge, before the DNAT rules.
+  if (iif !== null && host.ruleset.natReturnIfaces.includes(iif)) return null;
   for (const d of host.ruleset.dnat) {
     if (d.proto !== p.proto || d.hostPort !== p.hostPort) continue;
     if (d.hostIp !== null && d.hostIp !== dst) continue;

@@ -148,6 +148,8 @@ export interface PassiveFlow {
   readonly status: CheckStatus;
   readonly causes: readonly string[];
   readonly conntrack: ConntrackEntry;
+  /** table: already in the conntrack table when watching began; event: happened while watching. */
+  readonly seen: 'table' | 'event';
 }
 
 export interface HairpinReport {
