@@ -26,12 +26,30 @@ export class ServeMetrics {
   readonly badMessages: Counter<'code'>;
   readonly deadClients: Counter;
   readonly httpRequests: Counter<'path' | 'status'>;
+  /** Hot-path counts, plain numbers: folded into the prom-client counters at scrape time. */
+  sentCount = 0;
+  lostCount = 0;
+  private readonly eventCounts = new Map<string, number>();
+  private readonly folded = { sent: 0, lost: 0, events: new Map<string, number>() };
   /** Called at each scrape to refresh the per-client gauges. */
   private sampleClients: (() => readonly { id: string; lost: number; queued: number }[]) | null = null;
 
   constructor(opts: { readonly processMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    this.events = new Counter({ name: 'journey_events_total', help: 'Events produced by the pipeline, by type', labelNames: ['type'], registers });
+    const folded = this.folded;
+    const counts = this.eventCounts;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    this.events = new Counter({
+      name: 'journey_events_total', help: 'Events produced by the pipeline, by type', labelNames: ['type'], registers,
+      collect() {
+        for (const [type, n] of counts) {
+          const d = n - (folded.events.get(type) ?? 0);
+          if (d > 0) this.inc({ type }, d);
+          folded.events.set(type, n);
+        }
+      },
+    });
     this.flowsStarted = new Counter({ name: 'journey_flows_started_total', help: 'Flows seen (flow.start events)', registers });
     this.flowsLive = new Gauge({ name: 'journey_flows_live', help: 'Flows in the flow table (last capture.stats)', registers });
     this.flowsEvicted = new Gauge({ name: 'journey_flows_evicted', help: 'Flows evicted from the table since start (last capture.stats)', registers });
@@ -43,8 +61,20 @@ export class ServeMetrics {
     this.clients = new Gauge({ name: 'journey_ws_clients', help: 'Connected WebSocket clients', registers });
     this.connections = new Counter({ name: 'journey_ws_connections_total', help: 'WebSocket connections accepted', registers });
     this.refused = new Counter({ name: 'journey_ws_refused_total', help: 'Requests refused before the upgrade, by reason', labelNames: ['reason'], registers });
-    this.sent = new Counter({ name: 'journey_ws_messages_sent_total', help: 'Messages handed to WebSocket clients (all clients)', registers });
-    this.lost = new Counter({ name: 'journey_ws_messages_lost_total', help: 'Messages dropped from slow clients\' queues (all clients)', registers });
+    this.sent = new Counter({
+      name: 'journey_ws_messages_sent_total', help: 'Messages handed to WebSocket clients (all clients)', registers,
+      collect() {
+        if (self.sentCount > folded.sent) this.inc(self.sentCount - folded.sent);
+        folded.sent = self.sentCount;
+      },
+    });
+    this.lost = new Counter({
+      name: 'journey_ws_messages_lost_total', help: 'Messages dropped from slow clients\' queues (all clients)', registers,
+      collect() {
+        if (self.lostCount > folded.lost) this.inc(self.lostCount - folded.lost);
+        folded.lost = self.lostCount;
+      },
+    });
     this.clientLost = new Gauge({ name: 'journey_ws_client_messages_lost', help: 'Messages lost by each connected client (slow consumer)', labelNames: ['client'], registers,
       collect: () => this.refreshClients() });
     this.clientQueued = new Gauge({ name: 'journey_ws_client_queue_length', help: 'Messages waiting in each connected client\'s queue', labelNames: ['client'], registers });
@@ -56,7 +86,7 @@ export class ServeMetrics {
 
   /** Accounts one event from the pipeline. */
   observe(ev: JourneyEvent): void {
-    this.events.inc({ type: ev.type });
+    this.eventCounts.set(ev.type, (this.eventCounts.get(ev.type) ?? 0) + 1);
     switch (ev.type) {
       case 'flow.start':
         this.flowsStarted.inc();

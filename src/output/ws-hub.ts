@@ -99,14 +99,14 @@ export class HubClient {
           ...(l.firstSeq >= 0 ? { firstSeq: l.firstSeq, lastSeq: l.lastSeq } : {}),
         };
         data = JSON.stringify(ev);
-        this.hub.metrics?.lost.inc(l.count);
+        if (this.hub.metrics !== null) this.hub.metrics.lostCount += l.count;
       } else {
         const item = this.queue.shift();
         if (item === undefined) return;
         data = item.data;
       }
       this.sentCount++;
-      this.hub.metrics?.sent.inc();
+      if (this.hub.metrics !== null) this.hub.metrics.sentCount++;
       ws.send(data, this.onWritten);
     }
   }
@@ -292,7 +292,7 @@ export class WsHub {
   }
 
   private rememberFlow(flow: FlowInfo): void {
-    if (this.flows.has(flow.id)) this.flows.delete(flow.id);
+    // insertion order is the flow's first appearance: eviction forgets the oldest flows first
     this.flows.set(flow.id, flow);
     if (this.flows.size > this.opts.flowMemory) {
       const oldest = this.flows.keys().next();
