@@ -19,6 +19,9 @@ import { runProbe, sourcePortBlock } from './probe.js';
 import { traceProbe, watchConntrack, watchPackets, type Collector, type PacketLine, type TimedEntry } from './collectors.js';
 import { judge, selectConntrack, selectPackets } from './diagnose.js';
 import { parseNftTrace } from '../netfilter/kernel-trace.js';
+import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset, type CompiledRuleset } from '../explain/explain.js';
+import { natEqual, natFromConntrack } from '../explain/kernel-compare.js';
+import type { Explanation } from '../model/explanation.js';
 import { passiveHairpin } from './passive.js';
 import type { CheckKind, HairpinCheck, HairpinReport, ProbeResult, TraceStep } from './types.js';
 import { VERIFY_REPORT_VERSION } from './types.js';
@@ -62,6 +65,27 @@ function toSteps(text: string, rulesetJson: string, table: string): TraceStep[] 
   }));
 }
 
+/** The simulator's account of the probe's first packet (SYN) at the host, or null. */
+export function explainProbe(compiled: CompiledRuleset | null, c: PlannedCheck, srcPort: number): Explanation | null {
+  if (compiled === null) return null;
+  const base = { family: 4 as const, proto: 'tcp' as const, protoNum: 6, dst: c.dstIp, sport: srcPort, dport: c.dstPort };
+  try {
+    if (c.from.kind === 'host') return explainPacket(compiled, { tuple: { ...base, src: c.dstIp.startsWith('127.') ? '127.0.0.1' : c.dstIp }, local: true });
+    if (c.from.bridge === null) return null;
+    return explainPacket(compiled, { tuple: { ...base, src: c.from.ip }, iif: c.from.bridge });
+  } catch {
+    return null;
+  }
+}
+
+function explainedLine(ex: Explanation): string {
+  const nat = [ex.nat.dnat ? `DNAT to ${ex.nat.dnat.to}` : 'no DNAT', ex.nat.snat ? `SNAT to ${ex.nat.snat.to}` : 'no SNAT'].join(', ');
+  const drop = ex.steps.find((s) => s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop');
+  const where = drop ? ` in ${drop.table} ${drop.chain}${drop.ruleNumber !== null ? ` rule ${drop.ruleNumber}` : ' (policy)'}` : '';
+  const out = ex.packet_out ? `, leaves ${ex.packet_out.src}:${ex.packet_out.sport ?? ''} > ${ex.packet_out.dst}:${ex.packet_out.dport ?? ''}${ex.packet_out.oif !== undefined ? ` on ${ex.packet_out.oif}` : ''}` : '';
+  return `explained: ${ex.verdict}${where}; ${nat}${out}${ex.indeterminate.length > 0 ? ` (indeterminate: ${ex.indeterminate.map((i) => `${i.chain}: ${i.reason}`).join('; ')})` : ''}`;
+}
+
 function targetPortIfname(inv: Inventory, c: PlannedCheck): string | null {
   return inv.endpoints.find((e) => e.ip === c.port.containerIp)?.port ?? null;
 }
@@ -87,6 +111,7 @@ async function runOne(
   ct: Collector<TimedEntry>,
   pk: Collector<PacketLine>,
   traceFresh: () => number,
+  compiled: CompiledRuleset | null,
 ): Promise<HairpinCheck> {
   const timeoutMs = opts.timeoutMs ?? 2_000;
   const netns = opts.netns;
@@ -95,7 +120,8 @@ async function runOne(
   let probe: ProbeResult;
   let steps: TraceStep[] = [];
   let usedPort = srcPort;
-  if (opts.trace === 'all') {
+  const traceFirst = opts.trace === 'all' || (c.expected?.outcome === 'blocked' && opts.trace !== 'none');
+  if (traceFirst) {
     const r = await traceProbe(netns, srcPort, () => runProbe(spec(srcPort)));
     probe = r.result;
     steps = toSteps(r.trace.text, r.trace.rulesetJson, r.trace.table);
@@ -125,14 +151,26 @@ async function runOne(
       if (packets.length === 0) packets = selectPackets(pk.items, usedPort, proxyLeg, { from: t0, to: Date.now() });
     }
   }
+  const explanation = explainProbe(compiled, c, srcPort);
   const evidenceBase = {
     conntrack: own ? [own] : [],
     proxyLeg,
     packets: packets.map((p) => p.text),
-    explanation: null,
+    explanation,
     trace: steps,
   };
   const j = judge(c, host, probe, evidenceBase, targetPortIfname(inv, c));
+  if (explanation !== null) {
+    j.observed.push(explainedLine(explanation));
+    if (own !== null && explanation.verdict !== 'drop' && !natEqual(explanation.nat, natFromConntrack(own))) {
+      const k = natFromConntrack(own);
+      j.deviations.push(`the explainer predicts ${explanation.nat.dnat ? `DNAT to ${explanation.nat.dnat.to}` : 'no DNAT'}/${explanation.nat.snat ? `SNAT to ${explanation.nat.snat.to}` : 'no SNAT'}, conntrack shows ${k.dnat ? `DNAT to ${k.dnat.to}` : 'no DNAT'}/${k.snat ? `SNAT to ${k.snat.to}` : 'no SNAT'}`);
+    }
+    if (j.status === 'fail' && steps.length === 0) {
+      const d = explanation.steps.find((x) => x.verdict === 'drop' || x.verdict === 'reject');
+      if (d) j.causes.unshift(`dropped in ${d.chain} by rule ${d.ruleNumber ?? '?'} (explained, not traced)${d.rule !== null ? `: ${d.rule}` : ''}`);
+    }
+  }
   return {
     id: c.id,
     kind: c.kind,
@@ -200,6 +238,13 @@ export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinRe
     };
   }
   const plan = planChecks(host, inv, opts);
+  let compiled: CompiledRuleset | null = null;
+  try {
+    const ns = opts.netns !== undefined ? { netns: opts.netns } : {};
+    compiled = compileRuleset(await loadLiveRuleset(ns), await loadHostContext(ns));
+  } catch (e) {
+    notices.push(`no explanation of the probes: ${(e as Error).message}`);
+  }
   if (inv.ports.length === 0) notices.push('no published port found: nothing to check');
   const runnable = plan.filter((c) => c.skipReason === null);
   const ports = sourcePortBlock(runnable.length * 2 + 2);
@@ -219,7 +264,7 @@ export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinRe
         continue;
       }
       opts.log?.(`checking ${c.kind}: ${c.from.name} -> ${c.dstIp}:${c.dstPort}`);
-      checks.push(await runOne(c, take(), host, inv, opts, ct, pk, take));
+      checks.push(await runOne(c, take(), host, inv, opts, ct, pk, take, compiled));
     }
   } finally {
     await ct?.stop();
