@@ -90,6 +90,8 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
   private extra: string[];
   private writer: PcapngWriter | undefined;
   private reconciling: Promise<void> | undefined;
+  /** Interfaces that vanished before their worker could open them. */
+  transient = 0;
   private again = false;
   private readonly cfg: Omit<WorkerConfig, 'iface'>;
   private readonly kernelStats: boolean;
@@ -250,10 +252,9 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
             settled = true;
             const err = new JourneyError('E_CAPTURE', e.message, { iface });
             if (initial) reject(err);
-            else {
-              this.out('error', err);
-              resolve();
-            }
+            // later: onWorkerExit reports it (an error and a retry if the interface is still
+            // there; nothing if it vanished before it could be opened, as Docker's temporary veths do)
+            else resolve();
           }
           // later failures are reported by onWorkerExit: an error if the interface is still
           // there (then retried), only 'iface-down' if it vanished
@@ -280,8 +281,12 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     if (this.stopped || this.ifaces.get(iface) !== st) return;
     if (!present) {
       this.ifaces.delete(iface);
+      if (!st.up && st.base === ZERO) {
+        this.transient++;
+        return;
+      }
       this.gone.set(iface, totals);
-      this.out('iface-down', { iface, reason: st.worker.lastError?.message ?? 'interface vanished', stats: this.toStats(iface, totals) });
+      if (st.up) this.out('iface-down', { iface, reason: st.worker.lastError?.message ?? 'interface vanished', stats: this.toStats(iface, totals) });
       return;
     }
     // still there (went down, or the worker failed): retry with a backoff, totals carried over

@@ -109,6 +109,7 @@ function main(): void {
 
   let statsFn: () => { psRecv: number; drop: number; ifdrop: number } = () => ({ psRecv: -1, drop: -1, ifdrop: -1 });
   let closeFn: () => void = () => {};
+  let drain: () => void = () => {};
   let linkName: string;
 
   try {
@@ -164,6 +165,9 @@ function main(): void {
         }
       };
       s.start_polling();
+      drain = () => {
+        if (!failed) s.dispatch(buf, hdrBuf);
+      };
       statsFn = () => {
         const st = s.stats();
         return { psRecv: st.ps_recv >>> 0, drop: st.ps_drop >>> 0, ifdrop: st.ps_ifdrop >>> 0 };
@@ -220,7 +224,12 @@ function main(): void {
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
+    // the block being filled is handed to us only when it retires (buffer timeout): wait for it
+    setTimeout(finish, cfg.backend === 'pcap' ? cfg.bufferTimeoutMs + 30 : 10);
+  };
+  const finish = (): void => {
     clearInterval(timer);
+    drain();
     flush();
     stats();
     closeFn();
