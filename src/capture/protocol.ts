@@ -51,6 +51,24 @@ export function encodeJson(type: number, value: unknown): Buffer {
   return b;
 }
 
+/** Encodes the first `n` frames of a worker's batch columns as one BATCH message. */
+export function encodeBatch(n: number, times: Float64Array, lens: Uint32Array, wires: Uint32Array, data: Uint8Array, dataLen: number): Buffer {
+  const msg = Buffer.allocUnsafe(5 + 8 + 16 * n + dataLen);
+  msg.writeUInt32LE(1 + 8 + 16 * n + dataLen, 0);
+  msg[4] = MSG_BATCH;
+  msg.writeUInt32LE(n, 5);
+  msg.writeUInt32LE(dataLen, 9);
+  let o = 13;
+  msg.set(new Uint8Array(times.buffer, times.byteOffset, 8 * n), o);
+  o += 8 * n;
+  msg.set(new Uint8Array(lens.buffer, lens.byteOffset, 4 * n), o);
+  o += 4 * n;
+  msg.set(new Uint8Array(wires.buffer, wires.byteOffset, 4 * n), o);
+  o += 4 * n;
+  msg.set(data.subarray(0, dataLen), o);
+  return msg;
+}
+
 /** Incremental decoder of the worker stream (parent side). */
 export class MessageReader {
   private chunks: Buffer[] = [];

@@ -11,10 +11,10 @@ import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
-  MSG_BATCH,
   MSG_ERROR,
   MSG_HELLO,
   MSG_STATS,
+  encodeBatch,
   encodeJson,
   type HelloMessage,
   type WorkerErrorMessage,
@@ -76,19 +76,7 @@ function main(): void {
       ownDropped += n;
       return;
     }
-    const msg = Buffer.allocUnsafe(5 + 8 + 16 * n + dataLen);
-    msg.writeUInt32LE(1 + 8 + 16 * n + dataLen, 0);
-    msg[4] = MSG_BATCH;
-    msg.writeUInt32LE(n, 5);
-    msg.writeUInt32LE(dataLen, 9);
-    let o = 13;
-    msg.set(new Uint8Array(times.buffer, 0, 8 * n), o);
-    o += 8 * n;
-    msg.set(new Uint8Array(lens.buffer, 0, 4 * n), o);
-    o += 4 * n;
-    msg.set(new Uint8Array(wires.buffer, 0, 4 * n), o);
-    o += 4 * n;
-    data.copy(msg, o, 0, dataLen);
+    const msg = encodeBatch(n, times, lens, wires, data, dataLen);
     batches++;
     send(msg);
   };
