@@ -1,11 +1,169 @@
+/**
+ * `journey serve`: the live pipeline (or a replay) streamed over WebSocket, with the web page and
+ * Prometheus metrics, on one port (src/output/server.ts; docs/events.md).
+ * stderr carries the logs (where it listens, notices); nothing is written to stdout.
+ */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
+import type { JourneyEvent } from '../model/events.js';
+import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
+import { startServer, type ServerOptions } from '../output/server.js';
+
+interface ServeCliOptions {
+  listen: string;
+  port: string;
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  replay: string;
+  maxClients: string;
+  queue: string;
+  interface?: string[];
+  netns?: string;
+  filter?: string;
+  backend?: string;
+  dockerHost?: string;
+  docker: boolean;
+  dockerSnapshot?: string;
+  read?: string[];
+  conntrack?: string[];
+  conntrackSource?: string;
+  explainFlows: boolean;
+  statsInterval: string;
+  maxFlows?: string;
+  duration?: string;
+  quiet?: boolean;
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter((x) => x !== '')];
+
+function intOpt(v: string | undefined, name: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new JourneyError('E_USAGE', `--${name} wants a whole number from ${min} to ${max}, got "${v}"`);
+  return n;
+}
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new JourneyError('E_USAGE', `cannot read the TLS ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
 
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('(being built)')
-    .action(() => {
-      throw new JourneyError('E_USAGE', '`journey serve` is not built yet');
+    .description('Stream annotated flow events over WebSocket, with a live web page and Prometheus metrics, on one port')
+    .argument('[expression...]', 'capture filter in tcpdump syntax (same as --filter)')
+    .option('--listen <addr>', 'address to listen on; anything but loopback needs a token', '127.0.0.1')
+    .option('-p, --port <port>', 'TCP port (0: any free port)', '9339')
+    .option('--token <token>', 'bearer token clients must present (default $JOURNEY_TOKEN; prefer the variable: arguments show in ps)')
+    .option('--tls-cert <file>', 'PEM certificate: serve https/wss')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--replay <n>', 'events kept and replayed to new subscribers', '256')
+    .option('--max-clients <n>', 'WebSocket clients at most', '32')
+    .option('--queue <n>', 'messages queued per client before the oldest are dropped (and reported)', '2048')
+    .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
+    .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
+    .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
+    .option('--backend <name>', 'capture backend: pcap (default) or cap')
+    .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
+    .option('--no-docker', 'do not ask Docker for names')
+    .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
+    .option('-r, --read <file...>', 'replay pcap/pcapng files instead of capturing (the server stays up afterwards)')
+    .option('--conntrack <file...>', 'replay: conntrack snapshot (conntrack -L / -E output, /proc/net/nf_conntrack, JSON lines)')
+    .option('--conntrack-source <kind>', 'live conntrack source: auto, netlink, tool, proc', 'auto')
+    .option('--no-explain-flows', 'do not run the simulator on flows')
+    .option('--stats-interval <seconds>', 'capture.stats period', '5')
+    .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
+    .option('--duration <seconds>', 'stop after this many seconds')
+    .option('-q, --quiet', 'do not log notices on stderr')
+    .action(async (expression: string[], o: ServeCliOptions) => {
+      await runServe(expression, o);
     });
+}
+
+async function runServe(expression: string[], o: ServeCliOptions): Promise<void> {
+  const token = o.token ?? process.env['JOURNEY_TOKEN'];
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new JourneyError('E_USAGE', '--tls-cert and --tls-key go together');
+  if (o.backend !== undefined && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is pcap or cap');
+  const ctSource = o.conntrackSource ?? 'auto';
+  if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
+  if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
+  const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
+  const serverOpts: ServerOptions = {
+    listen: o.listen,
+    port: intOpt(o.port, 'port', 0, 65535) ?? 9339,
+    ...(token !== undefined && token !== '' ? { token } : {}),
+    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { cert: readPem(o.tlsCert, 'certificate'), key: readPem(o.tlsKey, 'key') } } : {}),
+    replay: intOpt(o.replay, 'replay', 0, 100_000) ?? 256,
+    maxClients: intOpt(o.maxClients, 'max-clients', 1, 10_000) ?? 32,
+    queueMaxItems: intOpt(o.queue, 'queue', 16, 1_000_000) ?? 2048,
+  };
+  const statsS = intOpt(o.statsInterval, 'stats-interval', 0, 86_400) ?? 5;
+  const maxFlows = intOpt(o.maxFlows, 'max-flows', 1);
+  const durationS = intOpt(o.duration, 'duration', 1);
+  const pipelineOpts: PipelineOptions = {
+    ...(o.netns !== undefined ? { netns: o.netns } : {}),
+    ...(o.interface ? { interfaces: o.interface } : {}),
+    ...(filterExpr !== '' ? { filter: filterExpr } : {}),
+    ...(o.backend !== undefined ? { backend: o.backend as 'pcap' | 'cap' } : {}),
+    ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
+    ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
+    ...(o.read ? { read: o.read } : {}),
+    ...(o.conntrack ? { conntrackSnapshot: o.conntrack } : {}),
+    conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
+    explain: o.explainFlows,
+    statsIntervalMs: statsS * 1000,
+    ...(maxFlows !== undefined ? { maxFlows } : {}),
+  };
+
+  // Listen first: a busy port or a refused address fails before any capture starts.
+  const server = await startServer(serverOpts);
+  const log = (line: string): void => {
+    process.stderr.write(`journey serve: ${line}\n`);
+  };
+  if (o.token !== undefined) log('warning: --token is visible to other users in the process list; prefer JOURNEY_TOKEN');
+  let pipeline: Awaited<ReturnType<typeof startPipeline>>;
+  try {
+    pipeline = await startPipeline(pipelineOpts);
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
+  pipeline.on('event', (ev: JourneyEvent) => {
+    server.publish(ev);
+    if (ev.type === 'notice' && o.quiet !== true) log(`notice: ${ev.message}`);
+  });
+  log(`listening on ${server.url} (WebSocket ${server.wsUrl}, metrics ${server.url}metrics)${serverOpts.token !== undefined ? ', token required' : ''}; ${pipeline.mode} on ${pipeline.interfaces.join(', ') || '(no interface yet)'}`);
+
+  let stopping = false;
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const stop = (): void => {
+    if (stopping) process.exit(130); // a second Ctrl-C: leave now
+    stopping = true;
+    finish();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  const timer = durationS !== undefined ? setTimeout(stop, durationS * 1000) : null;
+  void pipeline.done.then(() => {
+    if (!stopping && pipeline.mode === 'replay') {
+      log(`replay finished: still serving the last ${server.hub.replayAvailable} events to new subscribers (Ctrl-C to stop)`);
+    }
+  });
+  await finished;
+  if (timer) clearTimeout(timer);
+  await pipeline.stop();
+  await server.close();
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  const s = pipeline.stats();
+  log(`stopped: ${s.flows.flowsStarted} flows, ${server.metrics.sentCount} messages sent, ${server.metrics.lostCount} lost to slow clients`);
 }

@@ -23,8 +23,6 @@ import { loadEventSchema, loadWebFiles, type StaticFile } from './server-static.
 /** Anything that emits JourneyEvents: the live pipeline, a replay, or a synthetic stream in tests. */
 export interface EventSource {
   on(event: 'event', listener: (ev: JourneyEvent) => void): unknown;
-  on(event: 'error', listener: (err: Error) => void): unknown;
-  on(event: 'end', listener: () => void): unknown;
   stop(): Promise<void> | void;
 }
 
