@@ -117,7 +117,10 @@ export class ToolConntrackSource implements ConntrackSource {
     child.on('exit', (code, signal) => {
       if (timer) clearTimeout(timer);
       flush();
-      if (!this.stopped) onError(new JourneyError('E_CONNTRACK', `conntrack -E exited (${code ?? signal ?? '?'})`));
+      // a Ctrl-C reaches the whole process group: wait a moment before calling it a failure
+      setTimeout(() => {
+        if (!this.stopped) onError(new JourneyError('E_CONNTRACK', `conntrack -E exited (${code ?? signal ?? '?'}); conntrack events stopped`));
+      }, 500).unref();
     });
   }
 

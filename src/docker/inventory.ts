@@ -95,6 +95,21 @@ export function buildSnapshot(
       internal: n.Internal === true,
     };
   });
+  // Docker 20.10 leaves the default bridge's gateway out of /networks: learn it from the
+  // containers' endpoints, else take the subnet's first address (Docker's default choice)
+  for (const c of containers) {
+    for (const [net, ep] of Object.entries(c.NetworkSettings?.Networks ?? {})) {
+      const n = nets.find((x) => x.name === net || (ep.NetworkID !== undefined && x.id === ep.NetworkID));
+      if (n && ep.Gateway !== undefined && ep.Gateway !== '' && !n.gateways.includes(ep.Gateway)) (n.gateways as string[]).push(ep.Gateway);
+    }
+  }
+  for (const n of nets) {
+    if (n.gateways.length > 0 || n.bridge === null) continue;
+    for (const sub of n.subnets) {
+      const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(sub);
+      if (m && Number(m[5]) < 31) (n.gateways as string[]).push(`${m[1]}.${m[2]}.${m[3]}.${Number(m[4]) + 1}`);
+    }
+  }
   const cs: ContainerInfo[] = containers.map((c) => {
     const name = (c.Names[0] ?? c.Id.slice(0, 12)).replace(/^\//, '');
     const endpoints: ContainerEndpoint[] = Object.entries(c.NetworkSettings?.Networks ?? {}).map(([net, ep]) => ({

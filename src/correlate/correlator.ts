@@ -1,0 +1,585 @@
+/**
+ * Correlator: observations + conntrack events -> flows -> JourneyEvents (flow.start/update/end).
+ *
+ * A flow is one conntrack entry. Each captured packet is attached to its flow by matching its
+ * tuple against the entry's four keys (see conntrack/table.ts), so the pre-NAT uplink packet and
+ * the post-NAT bridge packet land in one flow, each as a leg: interface, direction, tuple as seen,
+ * first/last time, packets, bytes.
+ *
+ * - Packets that arrive before their conntrack event wait in a bounded queue (holdMs, maxPending).
+ *   When the hold expires without an entry, they become a flow of their own with no conntrack
+ *   entry (`ctStatus: []`, id "pkt:..."): a packet dropped before conntrack confirmed it (the
+ *   isolation drop in FORWARD) still shows, and never reaches the other bridge. Counted.
+ * - Time is driven by the inputs (packet and event times) and `tick(nowMs)`, so a replay behaves
+ *   like the live run it recorded.
+ * - flow.start is emitted `startDelayMs` after the flow appears (legs on both sides of NAT are in
+ *   by then); flow.update when a leg appears, the TCP state / status / explanation / docker-proxy
+ *   link changes, or counters changed and `updateIntervalMs` passed; flow.end when conntrack
+ *   destroys the entry, the flow idles out, is evicted, or at shutdown.
+ * - Bounded: at most `maxFlows` flows (oldest evicted, counted), idle timeout, bounded queue.
+ */
+import type { ConntrackEntry, ConntrackEvent, NatMapping } from '../model/conntrack.js';
+import type { EndpointName, FlowEvent, FlowInfo, FlowLeg, JourneyEvent } from '../model/events.js';
+import { SCHEMA_VERSION } from '../model/events.js';
+import type { Explanation } from '../model/explanation.js';
+import type { Observation } from '../model/observation.js';
+import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
+import { natOf } from '../conntrack/nat.js';
+import { ConntrackTable } from '../conntrack/table.js';
+
+/** Names an address (Docker); null when unknown. */
+export type NameResolver = (addr: string, port: number | undefined, proto: string) => EndpointName | null;
+
+/** Explains a flow (the simulator); null when no explanation is available. See explainer.ts. */
+export interface FlowExplainer {
+  /** Bumped when the ruleset changed: cached explanations of an older generation are redone. */
+  readonly generation: number;
+  explain(flow: FlowInfo): Explanation | null;
+}
+
+/** Links docker-proxy halves; see proxy-link.ts. */
+export interface ProxyLinker {
+  /** Called once per new flow; returns links to set (this flow and possibly its peer). */
+  onFlow(flow: FlowInfo, timeUs: number): readonly { flowId: string; pid: number; peerFlowId: string | null }[];
+}
+
+export interface CorrelatorOptions {
+  readonly emit: (ev: JourneyEvent) => void;
+  readonly names?: NameResolver;
+  readonly explainer?: FlowExplainer;
+  readonly proxyLinker?: ProxyLinker;
+  readonly maxFlows?: number;
+  readonly maxEntries?: number;
+  /** A flow with no packet and no conntrack change for this long ends (default 120 s). */
+  readonly idleTimeoutMs?: number;
+  /** How long a packet waits for its conntrack entry (default 2000 ms). */
+  readonly holdMs?: number;
+  readonly maxPending?: number;
+  readonly startDelayMs?: number;
+  readonly updateIntervalMs?: number;
+  /** Create flows for entries of the initial dump only when packets arrive (default true). */
+  readonly lazyDumped?: boolean;
+}
+
+interface LegState {
+  iface: string;
+  direction: 'orig' | 'reply';
+  tuple: Tuple;
+  firstUs: number;
+  lastUs: number;
+  packets: number;
+  bytes: number;
+}
+
+interface FlowState {
+  id: string;
+  entry: ConntrackEntry | null;
+  orig: Tuple;
+  reply: Tuple | null;
+  nat: NatMapping;
+  legs: LegState[];
+  names: EndpointName[] | null;
+  tcpState: string | undefined;
+  createdMs: number;
+  lastActivityMs: number;
+  started: boolean;
+  /** Something a reader should see changed since the last event. */
+  changed: boolean;
+  /** Only counters changed since the last event. */
+  countersChanged: boolean;
+  lastEmitMs: number;
+  explanation: Explanation | null;
+  explainedGen: number;
+  proxiedBy: { pid: number; peerFlowId: string | null } | undefined;
+  tcpFlagsSeen: number;
+}
+
+interface Pending {
+  obs: Observation;
+  atMs: number;
+  key: string;
+  done: boolean;
+}
+
+export interface CorrelatorStats {
+  flowsLive: number;
+  flowsStarted: number;
+  flowsEnded: number;
+  flowsEvicted: number;
+  flowsIdled: number;
+  ctEntries: number;
+  ctEvicted: number;
+  packetsMatched: number;
+  packetsHeld: number;
+  packetsHeldMatched: number;
+  /** Held packets that found no conntrack entry in time (became conntrack-less flows). */
+  packetsUnmatched: number;
+  /** Held packets dropped because the queue was full. */
+  pendingOverflow: number;
+  /** Link-local control packets without conntrack (IPv6 ND/MLD, IGMP, DHCP): counted, not shown as flows. */
+  linkControl: number;
+  pendingNow: number;
+}
+
+const EMPTY_NAT: NatMapping = { dnat: null, snat: null };
+
+/** The tuple a packet is looked up by: for ICMP errors, the connection of the embedded packet. */
+function probeTuple(obs: Observation): Tuple {
+  return obs.inner !== undefined && obs.tuple.proto !== 'tcp' && obs.tuple.proto !== 'udp' ? reverseTuple(obs.inner) : obs.tuple;
+}
+
+function synthId(t: Tuple): string {
+  return `pkt:${tupleKey(t)}`;
+}
+
+export class Correlator {
+  readonly table: ConntrackTable;
+  private readonly flows = new Map<string, FlowState>();
+  /** conntrack-less flows by packet tuple key (both directions). */
+  private readonly synthIndex = new Map<string, string>();
+  private pending: Pending[] = [];
+  private pendingHead = 0;
+  private pendingLive = 0;
+  /** Held packets by the tuple key they will be found under. */
+  private readonly pendingByKey = new Map<string, Pending[]>();
+  private seq = 0;
+  private nowMs = 0;
+  private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker'>> & Pick<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker'>;
+  readonly counters: Omit<CorrelatorStats, 'flowsLive' | 'ctEntries' | 'ctEvicted' | 'pendingNow'> = {
+    flowsStarted: 0,
+    flowsEnded: 0,
+    flowsEvicted: 0,
+    flowsIdled: 0,
+    packetsMatched: 0,
+    packetsHeld: 0,
+    packetsHeldMatched: 0,
+    packetsUnmatched: 0,
+    pendingOverflow: 0,
+    linkControl: 0,
+  };
+
+  constructor(opts: CorrelatorOptions) {
+    this.o = {
+      maxFlows: 100_000,
+      maxEntries: 262_144,
+      idleTimeoutMs: 120_000,
+      holdMs: 2_000,
+      maxPending: 50_000,
+      startDelayMs: 250,
+      updateIntervalMs: 2_000,
+      lazyDumped: true,
+      ...opts,
+    };
+    this.table = new ConntrackTable({ maxEntries: this.o.maxEntries });
+  }
+
+  stats(): CorrelatorStats {
+    return {
+      ...this.counters,
+      flowsLive: this.flows.size,
+      ctEntries: this.table.size,
+      ctEvicted: this.table.evicted,
+      pendingNow: this.pendingLive,
+    };
+  }
+
+  get liveFlows(): number {
+    return this.flows.size;
+  }
+
+  /** The current view of every live flow (for --top and serve snapshots). */
+  snapshot(): FlowInfo[] {
+    return [...this.flows.values()].map((f) => this.info(f));
+  }
+
+  nextSeq(): number {
+    return ++this.seq;
+  }
+
+  private advance(ms: number): void {
+    if (ms > this.nowMs) this.nowMs = ms;
+  }
+
+  /** Entries that existed before we started: flows are made when their packets arrive. */
+  loadDump(entries: readonly ConntrackEntry[]): void {
+    for (const e of entries) this.table.upsert(e);
+    if (!this.o.lazyDumped) for (const e of entries) this.ensureFlow(e, this.nowMs);
+    this.retryPending();
+  }
+
+  onConntrack(events: readonly ConntrackEvent[]): void {
+    for (const ev of events) {
+      this.advance(ev.time);
+      if (ev.type === 'destroy') {
+        this.table.remove(ev.entry.id);
+        const f = this.flows.get(ev.entry.id);
+        if (f) {
+          this.applyEntry(f, ev.entry);
+          this.end(f, 'destroyed');
+        }
+        continue;
+      }
+      this.table.upsert(ev.entry);
+      const f = this.flows.get(ev.entry.id);
+      if (f) {
+        this.applyEntry(f, ev.entry);
+        f.lastActivityMs = this.nowMs;
+      } else if (ev.type === 'new') {
+        this.ensureFlow(ev.entry, ev.time || this.nowMs);
+      }
+      // held packets join before the next event (a destroy may follow at once)
+      this.retryPendingFor(ev.entry);
+    }
+  }
+
+  private applyEntry(f: FlowState, e: ConntrackEntry): void {
+    const prevState = f.tcpState;
+    const prevStatus = f.entry?.status.join(',');
+    f.entry = e;
+    f.reply = e.reply;
+    f.nat = natOf(e.orig, e.reply);
+    f.tcpState = e.tcpState;
+    if (prevState !== e.tcpState || prevStatus !== e.status.join(',')) f.changed = true;
+  }
+
+  private ensureFlow(e: ConntrackEntry, atMs: number): FlowState {
+    const existing = this.flows.get(e.id);
+    if (existing) return existing;
+    const f: FlowState = {
+      id: e.id,
+      entry: e,
+      orig: e.orig,
+      reply: e.reply,
+      nat: natOf(e.orig, e.reply),
+      legs: [],
+      names: null,
+      tcpState: e.tcpState,
+      createdMs: atMs,
+      lastActivityMs: atMs,
+      started: false,
+      changed: true,
+      countersChanged: false,
+      lastEmitMs: 0,
+      explanation: null,
+      explainedGen: -1,
+      proxiedBy: undefined,
+      tcpFlagsSeen: 0,
+    };
+    this.addFlow(f);
+    return f;
+  }
+
+  private addFlow(f: FlowState): void {
+    this.flows.set(f.id, f);
+    while (this.flows.size > this.o.maxFlows) {
+      const oldest = this.flows.values().next().value;
+      if (oldest === undefined) break;
+      this.counters.flowsEvicted++;
+      this.end(oldest, 'evicted');
+    }
+  }
+
+  /** Attaches a batch of observations (in time order). */
+  onObservations(obs: readonly Observation[]): void {
+    for (const o of obs) this.onObservation(o);
+  }
+
+  onObservation(obs: Observation): void {
+    this.advance(obs.timeUs / 1000);
+    if (!this.attach(obs)) {
+      if (this.pendingLive >= this.o.maxPending) {
+        this.counters.pendingOverflow++;
+        return;
+      }
+      this.counters.packetsHeld++;
+      const key = tupleKey(probeTuple(obs));
+      const p: Pending = { obs, atMs: this.nowMs, key, done: false };
+      this.pending.push(p);
+      this.pendingLive++;
+      const list = this.pendingByKey.get(key);
+      if (list) list.push(p);
+      else this.pendingByKey.set(key, [p]);
+    }
+  }
+
+  /** Finds the flow of a packet and records the leg; false when no entry matches yet. */
+  private attach(obs: Observation, fromPending = false): boolean {
+    const probe = probeTuple(obs);
+    const m = this.table.lookup(probe);
+    let f: FlowState | undefined;
+    let direction: 'orig' | 'reply';
+    if (m) {
+      f = this.flows.get(m.entry.id) ?? this.ensureFlow(m.entry, obs.timeUs / 1000);
+      direction = m.direction;
+    } else {
+      const sid = this.synthIndex.get(tupleKey(probe));
+      if (sid === undefined) return false;
+      f = this.flows.get(sid);
+      if (!f) {
+        this.synthIndex.delete(tupleKey(probe));
+        return false;
+      }
+      direction = tupleKey(probe) === tupleKey(f.orig) ? 'orig' : 'reply';
+    }
+    this.counters.packetsMatched++;
+    if (fromPending) this.counters.packetsHeldMatched++;
+    this.recordLeg(f, obs, direction);
+    return true;
+  }
+
+  private recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): void {
+    let leg: LegState | undefined;
+    for (const l of f.legs) {
+      if (l.iface === obs.iface && l.direction === direction) {
+        leg = l;
+        break;
+      }
+    }
+    if (!leg) {
+      leg = { iface: obs.iface, direction, tuple: obs.tuple, firstUs: obs.timeUs, lastUs: obs.timeUs, packets: 0, bytes: 0 };
+      f.legs.push(leg);
+      f.changed = true;
+    }
+    leg.packets++;
+    leg.bytes += obs.wireLen;
+    if (obs.timeUs > leg.lastUs) leg.lastUs = obs.timeUs;
+    if (obs.timeUs < leg.firstUs) leg.firstUs = obs.timeUs;
+    if (obs.tcpFlags !== undefined) f.tcpFlagsSeen |= obs.tcpFlags;
+    f.countersChanged = true;
+    f.lastActivityMs = obs.timeUs / 1000;
+  }
+
+  /** A new conntrack entry: the packets held for any of its four keys join it now, in order. */
+  private retryPendingFor(e: ConntrackEntry): void {
+    if (this.pendingLive === 0) return;
+    for (const t of [e.orig, e.reply, reverseTuple(e.orig), reverseTuple(e.reply)]) {
+      const key = tupleKey(t);
+      const list = this.pendingByKey.get(key);
+      if (!list) continue;
+      this.pendingByKey.delete(key);
+      for (const p of list) {
+        if (p.done) continue;
+        p.done = true;
+        this.pendingLive--;
+        if (!this.attach(p.obs, true)) this.synthFlow(p.obs);
+      }
+    }
+  }
+
+  private retryPending(): void {
+    for (const e of this.table.entries()) {
+      if (this.pendingLive === 0) return;
+      this.retryPendingFor(e);
+    }
+  }
+
+  /** Packets whose hold expired: conntrack-less flows (dropped before confirmation, untracked...). */
+  private expirePending(): void {
+    while (this.pendingHead < this.pending.length) {
+      const p = this.pending[this.pendingHead] as Pending;
+      if (!p.done && this.nowMs - p.atMs < this.o.holdMs) break;
+      this.pendingHead++;
+      if (p.done) continue;
+      p.done = true;
+      this.pendingLive--;
+      const list = this.pendingByKey.get(p.key);
+      if (list) {
+        const i = list.indexOf(p);
+        if (i >= 0) list.splice(i, 1);
+        if (list.length === 0) this.pendingByKey.delete(p.key);
+      }
+      if (this.attach(p.obs, true)) continue;
+      this.counters.packetsUnmatched++;
+      this.synthFlow(p.obs);
+    }
+    if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.pendingHead);
+      this.pendingHead = 0;
+    }
+  }
+
+  private synthFlow(obs: Observation): void {
+    if (isLinkControl(obs)) {
+      this.counters.linkControl++;
+      return;
+    }
+    const t = probeTuple(obs);
+    const id = synthId(t);
+    let f = this.flows.get(id);
+    if (!f) {
+      f = {
+        id,
+        entry: null,
+        orig: t,
+        reply: null,
+        nat: EMPTY_NAT,
+        legs: [],
+        names: null,
+        tcpState: undefined,
+        createdMs: obs.timeUs / 1000,
+        lastActivityMs: obs.timeUs / 1000,
+        started: false,
+        changed: true,
+        countersChanged: false,
+        lastEmitMs: 0,
+        explanation: null,
+        explainedGen: -1,
+        proxiedBy: undefined,
+        tcpFlagsSeen: 0,
+      };
+      this.synthIndex.set(tupleKey(t), id);
+      this.synthIndex.set(tupleKey(reverseTuple(t)), id);
+      this.addFlow(f);
+    }
+    this.recordLeg(f, obs, tupleKey(t) === tupleKey(obs.tuple) || obs.inner !== undefined ? 'orig' : 'reply');
+  }
+
+  /** Advances time: expires held packets, starts/updates/ends flows. Call every ~100 ms. */
+  tick(nowMs?: number): void {
+    if (nowMs !== undefined) this.advance(nowMs);
+    this.expirePending();
+    const now = this.nowMs;
+    for (const f of this.flows.values()) {
+      if (!f.started) {
+        if (now - f.createdMs >= this.o.startDelayMs) this.start(f);
+        continue;
+      }
+      if (now - f.lastActivityMs >= this.o.idleTimeoutMs) {
+        this.counters.flowsIdled++;
+        this.end(f, 'idle');
+        continue;
+      }
+      const gen = this.o.explainer?.generation ?? 0;
+      if (this.o.explainer && f.explainedGen !== gen) this.explainFlow(f);
+      if (f.changed || (f.countersChanged && now - f.lastEmitMs >= this.o.updateIntervalMs)) this.emitFlow(f, 'flow.update');
+    }
+  }
+
+  private explainFlow(f: FlowState): void {
+    const ex = this.o.explainer;
+    if (!ex) return;
+    const gen = ex.generation;
+    const before = f.explanation === null ? null : JSON.stringify(f.explanation);
+    try {
+      f.explanation = ex.explain(this.info(f));
+    } catch {
+      f.explanation = null;
+    }
+    f.explainedGen = gen;
+    if ((f.explanation === null ? null : JSON.stringify(f.explanation)) !== before) f.changed = true;
+  }
+
+  private start(f: FlowState): void {
+    f.started = true;
+    this.counters.flowsStarted++;
+    if (this.o.names) f.names = this.computeNames(f);
+    if (this.o.proxyLinker) {
+      const firstUs = f.legs.reduce((m, l) => Math.min(m, l.firstUs), f.createdMs * 1000);
+      for (const link of this.o.proxyLinker.onFlow(this.info(f), firstUs)) {
+        const target = this.flows.get(link.flowId);
+        if (target) {
+          target.proxiedBy = { pid: link.pid, peerFlowId: link.peerFlowId };
+          target.changed = true;
+        }
+      }
+    }
+    this.explainFlow(f);
+    this.emitFlow(f, 'flow.start');
+  }
+
+  private computeNames(f: FlowState): EndpointName[] {
+    const out: EndpointName[] = [];
+    const seen = new Set<string>();
+    const add = (addr: string, port: number | undefined): void => {
+      if (seen.has(addr)) return;
+      const n = this.o.names?.(addr, port, f.orig.proto) ?? null;
+      if (n) {
+        seen.add(addr);
+        out.push(n);
+      }
+    };
+    const icmp = f.orig.proto === 'icmp' || f.orig.proto === 'icmpv6';
+    add(f.orig.dst, icmp ? undefined : f.orig.dport);
+    add(f.orig.src, icmp ? undefined : f.orig.sport);
+    if (f.reply) {
+      add(f.reply.src, icmp ? undefined : f.reply.sport);
+      add(f.reply.dst, icmp ? undefined : f.reply.dport);
+    }
+    return out;
+  }
+
+  private end(f: FlowState, reason: string): void {
+    this.flows.delete(f.id);
+    if (f.entry === null) {
+      this.synthIndex.delete(tupleKey(f.orig));
+      this.synthIndex.delete(tupleKey(reverseTuple(f.orig)));
+    }
+    if (!f.started) {
+      // never shown: show it once, so short flows are not lost
+      if (f.legs.length === 0 && reason !== 'destroyed') return;
+      f.started = true;
+      this.counters.flowsStarted++;
+      if (this.o.names) f.names = this.computeNames(f);
+      this.explainFlow(f);
+      this.emitFlow(f, 'flow.start');
+    }
+    this.counters.flowsEnded++;
+    this.emitFlow(f, 'flow.end', reason);
+  }
+
+  /** Ends every flow (shutdown or end of a replay). */
+  flush(reason = 'shutdown'): void {
+    this.tick();
+    // held packets that never found an entry become flows now
+    this.nowMs += this.o.holdMs;
+    this.expirePending();
+    for (const f of [...this.flows.values()]) this.end(f, reason);
+  }
+
+  private info(f: FlowState): FlowInfo {
+    const legs: FlowLeg[] = f.legs.map((l) => ({ iface: l.iface, direction: l.direction, tuple: l.tuple, firstUs: l.firstUs, lastUs: l.lastUs, packets: l.packets, bytes: l.bytes }));
+    const origLegs = f.legs.filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs);
+    const info: { -readonly [K in keyof FlowInfo]: FlowInfo[K] } = {
+      id: f.id,
+      orig: f.orig,
+      reply: f.reply,
+      nat: f.nat,
+      legs,
+      names: f.names ?? [],
+      ctStatus: f.entry?.status ?? [],
+      explanation: f.explanation,
+      drops: [],
+    };
+    const tcpState = f.tcpState ?? (f.entry === null && f.orig.proto === 'tcp' ? synthTcpState(f.tcpFlagsSeen) : undefined);
+    if (tcpState !== undefined) info.tcpState = tcpState;
+    const a = origLegs[0];
+    const b = origLegs[1];
+    if (a && b) info.legDelayUs = b.firstUs - a.firstUs;
+    if (f.proxiedBy) info.proxiedBy = f.proxiedBy;
+    return info;
+  }
+
+  private emitFlow(f: FlowState, type: FlowEvent['type'], reason?: string): void {
+    f.changed = false;
+    f.countersChanged = false;
+    f.lastEmitMs = this.nowMs;
+    const ev: FlowEvent = { v: SCHEMA_VERSION, seq: this.nextSeq(), time: Math.round(this.nowMs), type, flow: this.info(f), ...(reason !== undefined ? { reason } : {}) };
+    this.o.emit(ev);
+  }
+}
+
+/** Neighbour discovery, MLD, IGMP, DHCP: link plumbing that conntrack does not track. */
+export function isLinkControl(o: Observation): boolean {
+  const t = o.tuple;
+  if (t.proto === 'icmpv6') return t.icmpType !== undefined && ((t.icmpType >= 130 && t.icmpType <= 137) || t.icmpType === 143);
+  if (t.protoNum === 2) return true; // IGMP
+  if (t.proto === 'udp' && ((t.sport === 68 && t.dport === 67) || (t.sport === 546 && t.dport === 547))) return true;
+  return false;
+}
+
+function synthTcpState(flags: number): string {
+  if (flags & 4) return 'RST';
+  if (flags & 1) return 'FIN';
+  if ((flags & 2) && !(flags & 16)) return 'SYN_SENT';
+  return 'UNTRACKED';
+}

@@ -1,0 +1,64 @@
+/**
+ * JSON lines: one JourneyEvent per line, exactly the objects `journey serve` streams
+ * (schema docs/event-schema.json). The writer never holds unbounded memory: when the output is
+ * slower than the events (a full pipe), it buffers up to `maxBuffered` lines, then counts what it
+ * drops and reports it in band with a `lost` event as soon as the output drains.
+ */
+import type { Writable } from 'node:stream';
+import { SCHEMA_VERSION, type JourneyEvent } from '../model/events.js';
+
+export function formatJsonLine(ev: JourneyEvent): string {
+  return `${JSON.stringify(ev)}\n`;
+}
+
+export class JsonLinesWriter {
+  private blocked = false;
+  private buffered: string[] = [];
+  lost = 0;
+  written = 0;
+  private lastSeq = 0;
+
+  constructor(
+    private readonly out: Writable,
+    private readonly maxBuffered = 10_000,
+  ) {
+    out.on('drain', () => this.drain());
+    out.on('error', () => {
+      /* EPIPE (reader gone): the caller stops on its own */
+    });
+  }
+
+  write(ev: JourneyEvent): void {
+    this.lastSeq = ev.seq;
+    const line = formatJsonLine(ev);
+    if (this.blocked) {
+      if (this.buffered.length >= this.maxBuffered) this.lost++;
+      else this.buffered.push(line);
+      return;
+    }
+    this.written++;
+    if (!this.out.write(line)) this.blocked = true;
+  }
+
+  private drain(): void {
+    this.blocked = false;
+    if (this.lost > 0) {
+      const lostEv: JourneyEvent = { v: SCHEMA_VERSION, seq: this.lastSeq, time: Date.now(), type: 'lost', count: this.lost };
+      this.lost = 0;
+      this.buffered.push(formatJsonLine(lostEv));
+    }
+    while (this.buffered.length > 0 && !this.blocked) {
+      const line = this.buffered.shift() as string;
+      this.written++;
+      if (!this.out.write(line)) this.blocked = true;
+    }
+  }
+
+  /** Resolves when everything buffered has been handed to the stream. */
+  async flush(): Promise<void> {
+    while (this.buffered.length > 0 || this.blocked) {
+      await new Promise<void>((r) => setTimeout(r, 10));
+      if (!this.blocked) this.drain();
+    }
+  }
+}
