@@ -74,6 +74,8 @@ export interface LabInfo {
   readonly ruleset?: string;
   /** For replay: 'iptables' (iptables-restore) or 'nft' (nft -f). */
   readonly rulesetFormat?: 'iptables' | 'nft';
+  /** Replay mode: options from a moby golden's file name (hairpin, gwm, bindlh…) and what the rules showed. */
+  readonly replay?: { readonly options: Record<string, string>; readonly directAccessDropped: boolean; readonly hairpinNat: boolean; readonly sourceNat: boolean };
   readonly daemon: { readonly userlandProxy: boolean; readonly icc: boolean; readonly iptables: boolean };
   readonly firewalld: boolean;
   readonly bridges: LabBridge[];
@@ -264,7 +266,7 @@ export async function runProbeDef(info: LabInfo, def: ProbeDef): Promise<ProbeRe
   const answered = res.code === 0;
   let outcome: ProbeResult['outcome'] = 'answered';
   if (!answered) {
-    if (/refused|Unreachable|unreachable/i.test(out)) outcome = 'refused';
+    if (/refused|unreach|prohibited/i.test(out)) outcome = 'refused';
     else if (/reset/i.test(out)) outcome = 'reset';
     else if (/timeout|no answer|100% packet loss|0 packets received/i.test(out) || res.code === 124) outcome = 'timeout';
     else outcome = 'error';

@@ -25,6 +25,7 @@ die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 ID="${JOURNEY_LAB_ID:-}"
 SCENARIO=default
 ALL=0
+ARGS=()
 CMD="${1:-}"; [ $# -gt 0 ] && shift
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,7 +34,8 @@ while [ $# -gt 0 ]; do
     --scenario) SCENARIO="$2"; shift 2 ;;
     --scenario=*) SCENARIO="${1#--scenario=}"; shift ;;
     --all) ALL=1; shift ;;
-    *) die "unknown argument: $1" ;;
+    -*) die "unknown option: $1" ;;
+    *) ARGS+=("$1"); shift ;;
   esac
 done
 
@@ -242,6 +244,51 @@ up() {
   log "lab ${ID:-(no id)} is up: scenario $SCENARIO, docker at unix://$DOCKER_SOCK"
 }
 
+# ---------------------------------------------------------------- replay (no dockerd; see lab/replay.ts)
+replay_bridge() { # BRIDGE GW/PREFIX
+  ip -n "$NS_HOST" link add "$1" type bridge
+  ip -n "$NS_HOST" addr add "$2" dev "$1"
+  ip -n "$NS_HOST" link set "$1" up
+}
+
+# a "container": a process holding a fresh network namespace, a veth jl-NAME on the bridge,
+# busybox httpd on each TCP port and a UDP echo on the UDP ports
+replay_container() { # NAME BRIDGE IP/PREFIX GW TCPPORTS|none UDPPORTS|none HAIRPIN(0|1)
+  local name="$1" br="$2" addr="$3" gw="$4" tcp="$5" udp="$6" hp="$7" pid i mine
+  [[ "$name" =~ ^[a-z0-9]{1,10}$ ]] || die "bad container name: $name"
+  mkdir -p "$DIR/ct/$name/www" "$DIR/pids" "$DIR/logs"
+  echo "$name" > "$DIR/ct/$name/www/index.html"
+  : > "$DIR/ct/$name/holder"
+  setsid unshare --net -- tail -f "$DIR/ct/$name/holder" </dev/null >/dev/null 2>&1 &
+  pid=$!
+  echo "$pid" > "$DIR/pids/ct-$name.pid"
+  # never touch the process before it has its own namespace (else the veth would land in ours)
+  mine="$(readlink /proc/self/ns/net)"
+  for ((i = 0; i < 100; i++)); do
+    [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" != "$mine" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tail ] && break
+    sleep 0.05
+  done
+  [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" != "$mine" ] || die "container $name: no namespace of its own"
+  ip -n "$NS_HOST" link add "jl-$name" type veth peer name eth0 netns "$pid"
+  ip -n "$NS_HOST" link set "jl-$name" master "$br"
+  ip -n "$NS_HOST" link set "jl-$name" up
+  [ "$hp" = 1 ] && ip -n "$NS_HOST" link set "jl-$name" type bridge_slave hairpin on
+  nsenter --net="/proc/$pid/ns/net" -- sh -c "ip link set lo up && ip addr add $addr dev eth0 && ip link set eth0 up && ip route add default via $gw"
+  local p
+  if [ "$tcp" != none ]; then
+    for p in ${tcp//,/ }; do start_bg "ct-$name-httpd-$p" "$pid" busybox httpd -f -p "$p" -h "$DIR/ct/$name/www"; done
+  fi
+  if [ "$udp" != none ]; then start_bg "ct-$name-udp" "$pid" node "$LAB_SRC/probe-tool.mjs" serve "$name" "$udp"; fi
+}
+
+replay_proxy() { # PROTO HOSTIP HOSTPORT CONTAINERIP CONTAINERPORT: the userland proxy, as dockerd runs it
+  # docker-proxy reports readiness on fd 3 (a pipe from dockerd) and closes it: give it one
+  local name="proxy-$1-$3"
+  setsid nsenter --net="/var/run/netns/$NS_HOST" -- docker-proxy -proto "$1" -host-ip "$2" -host-port "$3" \
+    -container-ip "$4" -container-port "$5" </dev/null >>"$DIR/logs/$name.log" 2>&1 3>>"$DIR/logs/$name.ready" &
+  echo $! > "$DIR/pids/$name.pid"
+}
+
 # ---------------------------------------------------------------- teardown
 ns_inode() { stat -L -c %i "/var/run/netns/$1" 2>/dev/null || true; }
 
@@ -351,7 +398,11 @@ set_names "$ID"
 case "$CMD" in
   up) up ;;
   down) down ;;
-  topology) require_root; topology; echo replay > "$DIR/scenario" ;;
+  topology) require_root; [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && die "$DIR exists: run 'lab down${ID:+ --id $ID}' first"
+            topology; echo replay > "$DIR/scenario" ;;
+  replay-bridge) require_root; replay_bridge "${ARGS[@]}" ;;
+  replay-container) require_root; replay_container "${ARGS[@]}" ;;
+  replay-proxy) require_root; replay_proxy "${ARGS[@]}" ;;
   paths) printf 'NS_HOST=%s\nNS_EXT=%s\nNS_EXT2=%s\nDIR=%s\nDOCKER_SOCK=%s\nCGPARENT=%s\n' \
            "$NS_HOST" "$NS_EXT" "$NS_EXT2" "$DIR" "$DOCKER_SOCK" "$CGPARENT" ;;
   ids) all_ids ;;

@@ -63,7 +63,7 @@ const p = (
 ): ProbeDef => ({ name, from, proto, to, ...(port !== undefined ? { port } : {}), expect, description });
 
 /** Probes shared by the docker0 scenarios with `web` (-p 8000:80) and `client`. */
-function docker0Probes(o: { proxy: boolean; icc: boolean }): ProbeDef[] {
+function docker0Probes(o: { proxy: boolean; icc: boolean; firewalld?: boolean }): ProbeDef[] {
   return [
     p('ext-to-published', 'ext', 'tcp', 'host', 8000, 'answer', 'external client -> 10.0.10.26:8000 (DNAT to web:80)'),
     p('ext2-to-published', 'ext2', 'tcp', 'host', 8000, 'answer', 'second external client -> 10.0.10.26:8000'),
@@ -72,11 +72,13 @@ function docker0Probes(o: { proxy: boolean; icc: boolean }): ProbeDef[] {
     p('container-ping-outside', 'client', 'icmp', 'outside', undefined, 'answer', 'client pings 198.51.100.10'),
     p('hairpin', 'client', 'tcp', 'host', 8000, 'answer', `client -> 10.0.10.26:8000 (${o.proxy ? 'answered by docker-proxy' : 'hairpin DNAT, no SNAT'})`),
     p('self-hairpin', 'web', 'tcp', 'host', 8000, 'answer', `web -> its own published port 10.0.10.26:8000 (${o.proxy ? 'docker-proxy' : 'DNAT + MASQUERADE to the gateway'})`),
-    p('host-localhost', 'host', 'tcp', 'localhost', 8000, o.proxy ? 'answer' : 'no-answer', `host -> 127.0.0.1:8000 (${o.proxy ? 'docker-proxy listens' : 'OUTPUT DNAT to a bridge address: martian without route_localnet'})`),
+    p('host-localhost', 'host', 'tcp', 'localhost', 8000, 'answer', `host -> 127.0.0.1:8000 (${o.proxy ? 'docker-proxy listens on it' : 'nat OUTPUT DNAT, MASQUERADE --src-type LOCAL, route_localnet=1 on the bridge'})`),
     p('host-to-container', 'host', 'tcp', 'container:web', 80, 'answer', 'host -> web:80 directly'),
     p('container-to-container', 'client', 'tcp', 'container:web', 80, o.icc ? 'answer' : 'no-answer', `client -> web:80 on docker0 (${o.icc ? 'icc' : 'icc=false: filter FORWARD drop'})`),
     p('unpublished-port', 'ext', 'tcp', 'host', 8081, 'no-answer', 'external -> 10.0.10.26:8081 (nothing published: refused by the host)'),
-    p('direct-access', 'ext', 'tcp', 'container:web', 80, 'answer', 'external -> web:80 routed through the host (Docker 20.10 allows it: filter DOCKER accepts the published port)'),
+    o.firewalld
+      ? p('direct-access', 'ext', 'tcp', 'container:web', 80, 'no-answer', 'external -> web:80 routed through the host (firewalld rejects forwarding from the public zone: host-prohibited)')
+      : p('direct-access', 'ext', 'tcp', 'container:web', 80, 'answer', 'external -> web:80 routed through the host (Docker 20.10 allows it: filter DOCKER accepts the published port)'),
     p('direct-unpublished', 'ext', 'tcp', 'container:web', 81, 'no-answer', 'external -> web:81 routed through the host (FORWARD policy DROP)'),
   ];
 }
@@ -91,7 +93,7 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
     case 'noicc':
       return docker0Probes({ proxy: true, icc: false });
     case 'firewalld':
-      return docker0Probes({ proxy: false, icc: true });
+      return docker0Probes({ proxy: false, icc: true, firewalld: true });
     case 'hostip':
       return [
         p('ext-to-published', 'ext', 'tcp', 'host', 81, 'answer', 'external -> 10.0.10.26:81 (published on that address only)'),
@@ -116,7 +118,7 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
         p('self-hairpin', 'proxy', 'tcp', 'host', 8080, 'answer', 'proxy -> its own published port (DNAT + MASQUERADE)'),
         p('container-to-outside', 'client', 'tcp', 'outside', 80, 'answer', 'client -> 198.51.100.10:80 (MASQUERADE)'),
         p('container-udp-outside', 'radius', 'udp', 'outside', 1812, 'answer', 'radius -> 198.51.100.10:1812/udp (MASQUERADE)'),
-        p('host-localhost', 'host', 'tcp', 'localhost', 8080, 'no-answer', 'host -> 127.0.0.1:8080 (proxy off: no listener, martian DNAT)'),
+        p('host-localhost', 'host', 'tcp', 'localhost', 8080, 'answer', 'host -> 127.0.0.1:8080 (proxy off: nat OUTPUT DNAT + MASQUERADE, route_localnet=1 on docker1)'),
         p('unpublished-port', 'ext', 'udp', 'host', 67, 'no-answer', 'external -> 10.0.10.26:67/udp (dhcp is not published)'),
       ];
     case 'internal':
@@ -158,12 +160,27 @@ function replayProbes(info: LabInfo): ProbeDef[] {
       seen.add(key);
       const to = pub.hostIp === '0.0.0.0' || pub.hostIp === '' ? 'host' : pub.hostIp === '127.0.0.1' ? 'localhost' : pub.hostIp;
       const from = to === 'localhost' ? 'host' : 'ext';
-      out.push(p(`ext-to-${pub.proto}-${pub.hostPort}`, from, pub.proto, to, pub.hostPort, 'answer', `${from} -> ${to}:${pub.hostPort}/${pub.proto} (to ${c.name} ${c.ip}:${pub.containerPort})`));
+      out.push(p(from === "host" ? `localhost-${pub.proto}-${pub.hostPort}` : `ext-to-${pub.proto}-${pub.hostPort}`, from, pub.proto, to, pub.hostPort, 'answer', `${from} -> ${to}:${pub.hostPort}/${pub.proto} (to ${c.name} ${c.ip}:${pub.containerPort})`));
+    }
+  }
+  const gwm = info.replay?.options['gwm'];
+  for (const c of info.containers) {
+    for (const l of c.listens ?? []) {
+      const open = gwm === 'routed' || gwm === 'nat-unprotected' || (gwm === undefined && !info.replay?.directAccessDropped);
+      out.push(p(`ext-direct-${c.name}-${l.proto}-${l.port}`, 'ext', l.proto, `container:${c.name}`, l.port, open ? 'answer' : 'no-answer', `ext -> ${c.ip}:${l.port}/${l.proto} routed through the host (${open ? 'no direct-access drop' : 'raw PREROUTING drops direct access'})`));
+    }
+    for (const pub of c.published) {
+      if (pub.proto === 'sctp' || pub.hostIp.startsWith('127.')) continue;
+      const hostIp = pub.hostIp === '0.0.0.0' ? 'host' : pub.hostIp;
+      out.push(p(`${c.name}-hairpin-${pub.proto}-${pub.hostPort}`, c.name, pub.proto, hostIp, pub.hostPort, 'answer', `${c.name} -> its own published port ${hostIp}:${pub.hostPort} (${info.daemon.userlandProxy ? 'docker-proxy' : 'hairpin NAT'})`));
     }
   }
   for (const c of info.containers) {
     const br = info.bridges.find((b) => b.name === c.bridge);
-    out.push(p(`${c.name}-to-outside`, c.name, 'tcp', 'outside', 80, br?.internal ? 'no-answer' : 'answer', `${c.name} -> 198.51.100.10:80`));
+    // without source NAT the answer comes back to the container's own address: the raw direct-access drop kills it
+    const lost = br?.internal === true || (info.replay !== undefined && !info.replay.sourceNat && info.replay.directAccessDropped);
+    const why = br?.internal ? 'internal network' : lost ? 'no SNAT, and the answer to the container address is dropped as direct access' : 'SNAT/MASQUERADE or routed';
+    out.push(p(`${c.name}-to-outside`, c.name, 'tcp', 'outside', 80, lost ? 'no-answer' : 'answer', `${c.name} -> 198.51.100.10:80 (${why})`));
   }
   return out;
 }

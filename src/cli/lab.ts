@@ -86,6 +86,7 @@ export function registerLab(program: Command): void {
   const lab = program
     .command('lab')
     .description('a Docker host in network namespaces with a real dockerd: up, down, status, exec, traffic, trace')
+    .enablePositionalOptions()
     .addHelpText(
       'after',
       `\nScenarios:\n${listScenarios()
@@ -146,6 +147,7 @@ export function registerLab(program: Command): void {
     .argument('<where>')
     .argument('<cmd...>')
     .option('--id <id>', 'lab id')
+    .passThroughOptions()
     .action(async (where: string, cmd: string[], o: IdOpt) => {
       const res = await labExec(o.id, where, cmd, { allowFailure: true, timeoutMs: 600_000 });
       process.stdout.write(res.stdout);
