@@ -1,0 +1,194 @@
+import { describe, it, expect } from 'vitest';
+import { Correlator, type FlowExplainer } from '../../src/correlate/correlator.js';
+import { DockerProxyLinker } from '../../src/correlate/proxy-link.js';
+import type { ConntrackEntry, ConntrackEvent } from '../../src/model/conntrack.js';
+import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
+import type { Observation } from '../../src/model/observation.js';
+import type { Tuple } from '../../src/model/tuple.js';
+import type { Explanation } from '../../src/model/explanation.js';
+
+const T0 = 1_700_000_000_000; // ms
+const tcp = (src: string, sport: number, dst: string, dport: number): Tuple => ({ family: 4, proto: 'tcp', protoNum: 6, src, dst, sport, dport });
+const entry = (id: string, orig: Tuple, reply: Tuple, extra: Partial<ConntrackEntry> = {}): ConntrackEntry => ({ id, orig, reply, status: ['CONFIRMED'], mark: 0, zone: 0, timeout: 100, source: 'proc', tcpState: 'SYN_SENT', ...extra });
+const ev = (type: ConntrackEvent['type'], e: ConntrackEntry, ms: number): ConntrackEvent => ({ type, time: ms, entry: e });
+const pkt = (iface: string, tuple: Tuple, ms: number, len = 60, extra: Partial<Observation> = {}): Observation => ({ timeUs: ms * 1000, iface, tuple, wireLen: len, tcpFlags: 2, ...extra });
+
+// the issue's example: 10.0.10.5:40000 -> 10.0.10.26:8000 DNATed to web 172.17.0.2:80
+const UP = tcp('10.0.10.5', 40000, '10.0.10.26', 8000);
+const BR = tcp('10.0.10.5', 40000, '172.17.0.2', 80);
+const WEB = entry('ct1', UP, tcp('172.17.0.2', 80, '10.0.10.5', 40000));
+
+function harness(opts: Partial<ConstructorParameters<typeof Correlator>[0]> = {}) {
+  const events: JourneyEvent[] = [];
+  const c = new Correlator({ emit: (e) => events.push(e), ...opts });
+  const flows = (type?: FlowEvent['type']) => events.filter((e): e is FlowEvent => e.type.startsWith('flow.') && (type === undefined || e.type === type));
+  return { c, events, flows };
+}
+
+describe('Correlator', () => {
+  it('joins the pre-NAT uplink packet and the post-NAT bridge packet into one flow, both directions', () => {
+    const { c, flows } = harness({ names: (addr) => (addr === '172.17.0.2' ? { addr, container: 'web', network: 'bridge' } : null) });
+    c.onConntrack([ev('new', WEB, T0)]);
+    c.onObservation(pkt('eth0', UP, T0));
+    c.onObservation(pkt('docker0', BR, T0 + 0.05));
+    c.onObservation(pkt('docker0', tcp('172.17.0.2', 80, '10.0.10.5', 40000), T0 + 0.2, 60, { tcpFlags: 18 }));
+    c.onObservation(pkt('eth0', tcp('10.0.10.26', 8000, '10.0.10.5', 40000), T0 + 0.25, 60, { tcpFlags: 18 }));
+    c.tick(T0 + 300);
+    const starts = flows('flow.start');
+    expect(starts).toHaveLength(1);
+    const f = starts[0]!.flow;
+    expect(f.id).toBe('ct1');
+    expect(f.nat).toEqual({ dnat: { from: '10.0.10.26:8000', to: '172.17.0.2:80' }, snat: null });
+    expect(f.legs.map((l) => `${l.iface}/${l.direction}/${l.tuple.dst}:${l.tuple.dport}`)).toEqual([
+      'eth0/orig/10.0.10.26:8000',
+      'docker0/orig/172.17.0.2:80',
+      'docker0/reply/10.0.10.5:40000',
+      'eth0/reply/10.0.10.5:40000',
+    ]);
+    expect(f.legDelayUs).toBe(50);
+    expect(f.names).toEqual([{ addr: '172.17.0.2', container: 'web', network: 'bridge' }]);
+    expect(f.tcpState).toBe('SYN_SENT');
+    // conntrack moves on, then destroys: an update then an end with the counters
+    c.onConntrack([ev('update', { ...WEB, tcpState: 'ESTABLISHED', status: ['CONFIRMED', 'SEEN_REPLY', 'ASSURED'] }, T0 + 400)]);
+    c.tick(T0 + 500);
+    expect(flows('flow.update').at(-1)?.flow.tcpState).toBe('ESTABLISHED');
+    c.onConntrack([ev('destroy', WEB, T0 + 600)]);
+    const end = flows('flow.end');
+    expect(end).toHaveLength(1);
+    expect(end[0]!.reason).toBe('destroyed');
+    expect(end[0]!.flow.legs.find((l) => l.iface === 'eth0' && l.direction === 'orig')?.packets).toBe(1);
+    // seq is strictly increasing
+    const seqs = flows().map((e) => e.seq);
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+    expect(new Set(seqs).size).toBe(seqs.length);
+  });
+
+  it('holds packets that arrive before their conntrack event, then joins them', () => {
+    const { c, flows } = harness();
+    c.onObservation(pkt('eth0', UP, T0));
+    c.onObservation(pkt('docker0', BR, T0 + 0.05));
+    expect(c.stats().pendingNow).toBe(2);
+    c.tick(T0 + 500);
+    expect(flows()).toHaveLength(0);
+    c.onConntrack([ev('new', WEB, T0 + 600)]);
+    expect(c.stats()).toMatchObject({ pendingNow: 0, packetsHeld: 2, packetsHeldMatched: 2, packetsUnmatched: 0 });
+    c.tick(T0 + 900);
+    expect(flows('flow.start')[0]?.flow.legs).toHaveLength(2);
+  });
+
+  it('a packet that never gets an entry becomes a flow without conntrack after the hold, counted', () => {
+    const { c, flows } = harness({ holdMs: 1000 });
+    const drop = tcp('10.0.10.5', 34180, '172.17.0.2', 81);
+    c.onObservation(pkt('eth0', drop, T0));
+    c.onObservation(pkt('eth0', drop, T0 + 1000)); // SYN retransmit
+    c.tick(T0 + 1100);
+    c.tick(T0 + 1400);
+    const s = flows('flow.start');
+    expect(s).toHaveLength(1);
+    expect(s[0]!.flow).toMatchObject({ id: 'pkt:tcp 10.0.10.5:34180>172.17.0.2:81', ctStatus: [], reply: null, tcpState: 'SYN_SENT' });
+    expect(s[0]!.flow.legs.map((l) => l.iface)).toEqual(['eth0']); // never reached the bridge
+    c.tick(T0 + 2100);
+    // the first expired unmatched; the retransmit then joined the conntrack-less flow
+    expect(c.stats().packetsUnmatched).toBe(1);
+    c.flush();
+    expect(flows('flow.end')[0]!.flow.legs[0]!.packets).toBe(2);
+  });
+
+  it('bounded: the hold queue overflows into a counter, the flow table evicts the oldest', () => {
+    const { c, flows } = harness({ maxPending: 3, maxFlows: 2 });
+    for (let i = 0; i < 5; i++) c.onObservation(pkt('eth0', tcp('1.1.1.1', 1000 + i, '2.2.2.2', 80), T0));
+    expect(c.stats()).toMatchObject({ pendingNow: 3, pendingOverflow: 2 });
+    for (let i = 0; i < 4; i++) {
+      const o = tcp('3.3.3.3', 2000 + i, '4.4.4.4', 80);
+      c.onConntrack([ev('new', entry(`e${i}`, o, tcp('4.4.4.4', 80, '3.3.3.3', 2000 + i)), T0 + i)]);
+      c.onObservation(pkt('eth0', o, T0 + i));
+    }
+    expect(c.stats()).toMatchObject({ flowsLive: 2, flowsEvicted: 2 });
+    expect(flows('flow.end').map((e) => [e.flow.id, e.reason])).toEqual([
+      ['e0', 'evicted'],
+      ['e1', 'evicted'],
+    ]);
+  });
+
+  it('idle flows end after the idle timeout', () => {
+    const { c, flows } = harness({ idleTimeoutMs: 1000 });
+    c.onConntrack([ev('new', WEB, T0)]);
+    c.tick(T0 + 300);
+    c.tick(T0 + 1500);
+    expect(flows('flow.end')[0]?.reason).toBe('idle');
+    expect(c.stats().flowsIdled).toBe(1);
+  });
+
+  it('ICMP errors join the connection of the packet they carry', () => {
+    const { c, flows } = harness();
+    const udp: Tuple = { family: 4, proto: 'udp', protoNum: 17, src: '172.17.0.3', dst: '198.51.100.10', sport: 5000, dport: 53 };
+    const e = entry('u1', udp, { ...udp, src: '198.51.100.10', dst: '10.0.10.26', sport: 53, dport: 5000 }, { tcpState: undefined as never });
+    c.onConntrack([ev('new', e, T0)]);
+    // port unreachable from outside, to the MASQUERADEd address, embedding the uplink packet
+    const icmp: Tuple = { family: 4, proto: 'icmp', protoNum: 1, src: '198.51.100.10', dst: '10.0.10.26', sport: 0, dport: 0, icmpType: 3, icmpCode: 3 };
+    c.onObservation(pkt('eth0', icmp, T0 + 1, 90, { inner: { ...udp, src: '10.0.10.26' } }));
+    c.tick(T0 + 300);
+    const f = flows('flow.start')[0]!.flow;
+    expect(f.id).toBe('u1');
+    expect(f.legs).toMatchObject([{ iface: 'eth0', direction: 'reply' }]);
+  });
+
+  it('explains each flow once, and again when the ruleset generation changes', () => {
+    let calls = 0;
+    const explainer = { generation: 1, explain: (_f: FlowInfo): Explanation => ({ verdict: 'accept', steps: [], nat: { dnat: null, snat: null }, packet_out: null, indeterminate: [] }) };
+    const counting: FlowExplainer = { get generation() { return explainer.generation; }, explain: (f) => { calls++; return explainer.explain(f); } };
+    const { c, flows } = harness({ explainer: counting });
+    c.onConntrack([ev('new', WEB, T0)]);
+    c.onObservation(pkt('eth0', UP, T0));
+    c.tick(T0 + 300);
+    c.tick(T0 + 400);
+    c.tick(T0 + 500);
+    expect(calls).toBe(1);
+    expect(flows('flow.start')[0]?.flow.explanation?.verdict).toBe('accept');
+    explainer.generation = 2;
+    explainer.explain = () => ({ verdict: 'drop', steps: [], nat: { dnat: null, snat: null }, packet_out: null, indeterminate: [] });
+    c.tick(T0 + 600);
+    expect(calls).toBe(2);
+    expect(flows('flow.update').at(-1)?.flow.explanation?.verdict).toBe('drop');
+  });
+
+  it('links the two halves of a docker-proxy journey, and not the host talking to a container', () => {
+    const linker = new DockerProxyLinker({
+      proxies: () => [{ pid: 77, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 }],
+      gateways: () => new Set(['172.17.0.1']),
+    });
+    const { c, flows } = harness({ proxyLinker: linker });
+    const front = entry('front', tcp('172.17.0.3', 34148, '10.0.10.26', 8000), tcp('10.0.10.26', 8000, '172.17.0.3', 34148));
+    const back = entry('back', tcp('172.17.0.1', 36322, '172.17.0.2', 80), tcp('172.17.0.2', 80, '172.17.0.1', 36322));
+    const host = entry('host', tcp('172.17.0.1', 39322, '172.17.0.2', 80), tcp('172.17.0.2', 80, '172.17.0.1', 39322));
+    c.onConntrack([ev('new', front, T0)]);
+    c.onConntrack([ev('new', back, T0 + 2)]);
+    c.tick(T0 + 300);
+    c.onConntrack([ev('new', host, T0 + 5000)]);
+    c.tick(T0 + 5300);
+    c.tick(T0 + 5400);
+    const last = new Map(flows().map((e) => [e.flow.id, e.flow]));
+    expect(last.get('front')?.proxiedBy).toEqual({ pid: 77, peerFlowId: 'back' });
+    expect(last.get('back')?.proxiedBy).toEqual({ pid: 77, peerFlowId: 'front' });
+    expect(last.get('host')?.proxiedBy).toBeUndefined();
+  });
+
+  it('flush ends every flow once, starting the ones never shown', () => {
+    const { c, flows } = harness();
+    c.onConntrack([ev('new', WEB, T0)]);
+    c.onObservation(pkt('eth0', UP, T0));
+    c.flush('shutdown');
+    expect(flows().map((e) => e.type)).toEqual(['flow.start', 'flow.end']);
+    expect(flows('flow.end')[0]?.reason).toBe('shutdown');
+    expect(c.liveFlows).toBe(0);
+  });
+
+  it('ignores link-local control traffic without conntrack (ND, MLD), counted', () => {
+    const { c, flows } = harness();
+    const rs: Tuple = { family: 6, proto: 'icmpv6', protoNum: 58, src: 'fe80::1', dst: 'ff02::2', sport: 0, dport: 0, icmpType: 133, icmpCode: 0 };
+    c.onObservation(pkt('eth0', rs, T0));
+    c.flush();
+    expect(flows()).toHaveLength(0);
+    expect(c.stats().linkControl).toBe(1);
+  });
+});
