@@ -1,11 +1,122 @@
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
+import type { L4Proto, Tuple } from '../model/tuple.js';
+import { parseIp } from '../ruleset/ip.js';
+import { emptyHostContext } from '../ruleset/host-context.js';
+import { compileRuleset, explainPacket, loadHostContext, loadHostContextFiles, loadLiveRuleset, loadRulesetFiles } from '../explain/explain.js';
+import { formatExplanation } from '../explain/format.js';
+import type { CtState } from '../netfilter/packet.js';
+
+interface ExplainOpts {
+  src?: string;
+  dst?: string;
+  proto: string;
+  in?: string;
+  local?: boolean;
+  netns?: string;
+  iptablesSave: string[];
+  nftJson: string[];
+  nft: string[];
+  addrs?: string;
+  routes?: string;
+  state: string;
+  reply?: boolean;
+  icmpType?: string;
+  json?: boolean;
+}
+
+/** "1.2.3.4", "1.2.3.4:80", "[fd00::1]:80", "fd00::1". */
+export function parseEndpoint(s: string, what: string): { addr: string; port: number | undefined } {
+  let addr = s;
+  let port: string | undefined;
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
+  if (v6) {
+    addr = v6[1] as string;
+    port = v6[2];
+  } else if ((s.match(/:/g) ?? []).length === 1) {
+    [addr, port] = s.split(':') as [string, string];
+  }
+  if (parseIp(addr) === null) throw new JourneyError('E_USAGE', `${what}: not an address: ${s}`);
+  if (port !== undefined && (!/^\d+$/.test(port) || Number(port) > 65535)) throw new JourneyError('E_USAGE', `${what}: bad port in ${s}`);
+  return { addr, port: port === undefined ? undefined : Number(port) };
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function registerExplain(program: Command): void {
   program
     .command('explain')
-    .description('(being built)')
-    .action(() => {
-      throw new JourneyError('E_USAGE', '`journey explain` is not built yet');
+    .description('Explain which hooks, tables, chains and rules a packet traverses, its NAT and verdict (live, or offline from ruleset files)')
+    .option('--src <ip[:port]>', 'source address (and port); optional with --local')
+    .requiredOption('--dst <ip[:port]>', 'destination address and port')
+    .option('--proto <proto>', 'tcp | udp | icmp', 'tcp')
+    .option('--in <iface>', 'interface the packet arrives on')
+    .option('--local', 'the packet is sent by the host itself (output path)')
+    .option('--netns <name>', 'explain against this network namespace (live)')
+    .option('--iptables-save <file>', 'iptables-save / ip6tables-save output (repeatable)', collect, [])
+    .option('--nft-json <file>', '`nft -j list ruleset` output (repeatable)', collect, [])
+    .option('--nft <file>', 'nft ruleset text, parsed by nft in a scratch namespace (needs root; repeatable)', collect, [])
+    .option('--addrs <file>', '`ip -j addr` output of the host')
+    .option('--routes <file>', '`ip -j route show table all` output of the host')
+    .option('--state <state>', 'conntrack state of the packet: new | established | related | invalid | untracked', 'new')
+    .option('--reply', 'the packet goes in the reply direction of its connection')
+    .option('--icmp-type <n>', 'ICMP type (default echo request)')
+    .option('--json', 'print the Explanation as JSON (docs/explain.md)')
+    .action(async (o: ExplainOpts) => {
+      if (!o.local && o.in === undefined) throw new JourneyError('E_USAGE', 'say where the packet comes from: --in IFACE, or --local');
+      if (o.local && o.in !== undefined) throw new JourneyError('E_USAGE', '--in and --local exclude each other');
+      if (!o.local && o.src === undefined) throw new JourneyError('E_USAGE', '--src is needed unless --local');
+      const proto = o.proto.toLowerCase();
+      if (!['tcp', 'udp', 'icmp', 'icmpv6', 'sctp'].includes(proto)) throw new JourneyError('E_USAGE', `--proto: tcp, udp or icmp, not ${o.proto}`);
+      if (!['new', 'established', 'related', 'invalid', 'untracked'].includes(o.state)) throw new JourneyError('E_USAGE', `--state: bad state ${o.state}`);
+      const dst = parseEndpoint(o.dst as string, '--dst');
+      const src = o.src !== undefined ? parseEndpoint(o.src, '--src') : { addr: '', port: undefined };
+      const family = (parseIp(dst.addr) as { v: 4 | 6 }).v;
+      if (src.addr !== '' && (parseIp(src.addr) as { v: 4 | 6 }).v !== family) throw new JourneyError('E_USAGE', '--src and --dst are of different IP versions');
+      const ports = proto === 'tcp' || proto === 'udp' || proto === 'sctp';
+      if (ports && dst.port === undefined) throw new JourneyError('E_USAGE', `--dst needs a port for ${proto}`);
+      const l4: L4Proto = proto === 'icmp' && family === 6 ? 'icmpv6' : (proto as L4Proto);
+      const protoNum = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132, other: 0 }[l4];
+      const echoId = 1;
+      const tuple: Tuple = {
+        family,
+        proto: l4,
+        protoNum,
+        src: src.addr,
+        dst: dst.addr,
+        sport: ports ? (src.port ?? 40000) : echoId,
+        dport: ports ? (dst.port as number) : echoId,
+        ...(l4 === 'icmp' || l4 === 'icmpv6' ? { icmpType: o.icmpType !== undefined ? Number(o.icmpType) : l4 === 'icmp' ? 8 : 128, icmpCode: 0 } : {}),
+      };
+      const offline = o.iptablesSave.length + o.nftJson.length + o.nft.length > 0;
+      if (offline && o.netns !== undefined) throw new JourneyError('E_USAGE', '--netns reads the live ruleset: do not combine it with ruleset files');
+      const ruleset = offline
+        ? await loadRulesetFiles({ iptablesSave: o.iptablesSave, nftJson: o.nftJson, nft: o.nft })
+        : await loadLiveRuleset(o.netns !== undefined ? { netns: o.netns } : {});
+      let host;
+      if (o.addrs !== undefined || o.routes !== undefined) {
+        host = await loadHostContextFiles({ ...(o.addrs !== undefined ? { addrs: o.addrs } : {}), ...(o.routes !== undefined ? { routes: o.routes } : {}) });
+      } else if (offline) {
+        host = emptyHostContext();
+        ruleset.notes.push('no --addrs/--routes: local addresses and routes are unknown (matches on them are indeterminate)');
+      } else {
+        host = await loadHostContext(o.netns !== undefined ? { netns: o.netns } : {});
+      }
+      const compiled = compileRuleset(ruleset, host);
+      const ex = explainPacket(compiled, {
+        tuple,
+        ...(o.in !== undefined ? { iif: o.in } : {}),
+        ...(o.local ? { local: true } : {}),
+        ctState: o.state as CtState,
+        ...(o.reply ? { direction: 'reply' as const } : {}),
+      });
+      const withNotes = compiled.notes.length ? { ...ex, notes: [...compiled.notes, ...(ex.notes ?? [])] } : ex;
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(withNotes, null, 2)}\n`);
+        return;
+      }
+      const ep = (a: string, p?: number): string => (p === undefined || !ports ? a || '(chosen by routing)' : `${a.includes(':') ? `[${a}]` : a || '(chosen by routing)'}:${p}`);
+      const header = `${l4} ${ep(tuple.src, tuple.sport)} → ${ep(tuple.dst, tuple.dport)}${o.local ? ' sent by the host' : ` in on ${o.in as string}`} (${o.state}${o.reply ? ', reply direction' : ''})`;
+      process.stdout.write(formatExplanation(withNotes, header));
     });
 }

@@ -88,6 +88,8 @@ class Walk {
   readonly notes: string[] = [];
   dnat: { from: Endpoint; to: Endpoint } | null = null;
   snat: { from: Endpoint; to: Endpoint } | null = null;
+  /** Translations set up so far (a NAT rule that maps a tuple onto itself still counts). */
+  natSetups = 0;
   dstManipDone = false;
   srcManipDone = false;
   budget = MAX_STEPS;
@@ -192,11 +194,10 @@ class Walk {
       return 'accept';
     }
     for (const ch of chains) {
-      const before = isDst ? this.dnat : this.snat;
+      const before = this.natSetups;
       const fate = this.runChain(hook, ch);
       if (fate !== 'accept') return fate;
-      const after = isDst ? this.dnat : this.snat;
-      if (after !== before) break; // the NAT core stops once the translation is set up
+      if (this.natSetups !== before) break; // the NAT core stops once the translation is set up
     }
     if (isDst) this.dstManipDone = true;
     else this.srcManipDone = true;
@@ -392,9 +393,12 @@ class Walk {
       }
       p.dst = addr as Ip;
       if (s.port !== undefined && hasPorts(p.l4)) p.dport = s.port;
-      p.ctStatus.add('dnat');
       const to: Endpoint = { addr: formatIp(p.dst), port: hasPorts(p.l4) ? p.dport : null };
-      this.dnat = { from, to };
+      this.natSetups++;
+      if (to.addr !== from.addr || to.port !== from.port) {
+        p.ctStatus.add('dnat');
+        this.dnat = { from, to };
+      }
       if (p.ctReply) p.ctReply = { ...p.ctReply, src: p.dst, sport: p.dport };
       return { kind: 'nat', verdict: s.type === 'redirect' ? 'redirect' : 'dnat', text: `${fmt(from)} → ${fmt(to)}` };
     }
@@ -421,9 +425,12 @@ class Walk {
     }
     p.src = addr;
     if (s.port !== undefined && hasPorts(p.l4)) p.sport = s.port;
-    p.ctStatus.add('snat');
     const to: Endpoint = { addr: formatIp(p.src), port: hasPorts(p.l4) ? p.sport : null };
-    this.snat = { from, to };
+    this.natSetups++;
+    if (to.addr !== from.addr || to.port !== from.port) {
+      p.ctStatus.add('snat');
+      this.snat = { from, to };
+    }
     if (p.ctReply) p.ctReply = { ...p.ctReply, dst: p.src, dport: p.sport };
     return { kind: 'nat', verdict: s.type === 'masquerade' ? 'masquerade' : 'snat', text: `${fmt(from)} → ${fmt(to)}` };
   }

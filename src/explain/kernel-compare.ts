@@ -1,0 +1,125 @@
+/**
+ * Compares an Explanation with the kernel's own trace (`nft monitor trace`, parsed by
+ * src/netfilter/kernel-trace.ts) and with the conntrack entry of the connection.
+ *
+ * Normalisation (both sides, documented in docs/explain.md):
+ *  - NAT verdicts (dnat, snat, masquerade, redirect) are `accept` in the kernel (the NAT statement
+ *    ends the chain with NF_ACCEPT); `reject` is traced as `drop` (it answers, then drops).
+ *  - The implicit return at the end of a regular chain is a step of the explanation (rule null,
+ *    verdict return) but this kernel prints no trace line for it; kernel `return` lines without a rule
+ *    are dropped the same way.
+ *  - iptables-nft creates built-in chains lazily: an empty built-in chain with an ACCEPT policy does
+ *    not exist in the kernel, so its policy step cannot be traced. Such steps are left out of the
+ *    comparison (the simulator still shows them: that is what iptables-save says).
+ *  - Steps in the tracer's own table (jl_trace) are not part of the ruleset and are left out.
+ */
+import type { Explanation, ExplainStep } from '../model/explanation.js';
+import type { ConntrackEntry } from '../model/conntrack.js';
+import type { Ruleset } from '../ruleset/model.js';
+import { canonicalIp } from '../ruleset/ip.js';
+
+/** The subset of kernel-trace's TraceStep the comparison needs. */
+export interface KernelStepLike {
+  readonly family: string;
+  readonly table: string;
+  readonly chain: string;
+  readonly kind: string;
+  readonly rule: string | null;
+  readonly ruleNumber: number | null;
+  readonly verdict: string;
+  readonly verdictKind: string;
+  readonly target?: string;
+}
+
+const NAT_VERDICTS = new Set(['dnat', 'snat', 'masquerade', 'redirect']);
+
+function simKey(s: ExplainStep, targets: readonly string[], i: number): string {
+  let v: string = s.verdict;
+  if (NAT_VERDICTS.has(v)) v = 'accept';
+  if (v === 'reject') v = 'drop';
+  if (v === 'policy-accept') v = 'policy accept';
+  if (v === 'policy-drop') v = 'policy drop';
+  if (v === 'jump' || v === 'goto') v = `${v} ${targets[i] ?? '?'}`;
+  return `${s.family} ${s.table} ${s.chain} ${s.rule === null ? '-' : `#${s.ruleNumber ?? '?'}`} ${v}`;
+}
+
+function kernelKey(k: KernelStepLike): string {
+  let v = k.verdictKind;
+  if (k.kind === 'policy') v = k.verdict.startsWith('policy') ? k.verdict : `policy ${k.verdict}`;
+  if (v === 'jump' || v === 'goto') v = `${v} ${k.target ?? k.verdict.split(' ')[1] ?? '?'}`;
+  return `${k.family} ${k.table} ${k.chain} ${k.kind === 'policy' ? '-' : `#${k.ruleNumber ?? '?'}`} ${v}`;
+}
+
+/** Chains that exist in iptables-save but not in the kernel (empty built-in chains with policy ACCEPT). */
+export function ghostChains(ruleset: Ruleset): Set<string> {
+  const out = new Set<string>();
+  for (const t of ruleset.tables) {
+    if (t.origin !== 'iptables') continue;
+    for (const c of t.chains.values()) {
+      if (c.base !== null && c.rules.length === 0 && c.base.policy === 'accept') out.add(`${t.family} ${t.name} ${c.name}`);
+    }
+  }
+  return out;
+}
+
+export interface StepComparison {
+  readonly equal: boolean;
+  readonly simulated: string[];
+  readonly kernel: string[];
+  /** First differing index, -1 when equal. */
+  readonly firstDifference: number;
+}
+
+/** Compares steps (chain, rule number, verdict) after the normalisation above. */
+export function compareSteps(ex: Explanation, kernel: readonly KernelStepLike[], ruleset: Ruleset, traceTable = 'jl_trace'): StepComparison {
+  const ghosts = ghostChains(ruleset);
+  const targets = ex.steps.map((s) => {
+    if (s.verdict !== 'jump' && s.verdict !== 'goto') return '';
+    const m = /(?:-j|-g|jump|goto)\s+(\S+)/.exec(s.rule ?? '');
+    return m?.[1] ?? '';
+  });
+  const sim: string[] = [];
+  ex.steps.forEach((s, i) => {
+    if (s.rule === null && s.verdict === 'return') return;
+    if (s.rule === null && ghosts.has(`${s.family} ${s.table} ${s.chain}`)) return;
+    sim.push(simKey(s, targets, i));
+  });
+  const ker: string[] = [];
+  for (const k of kernel) {
+    if (k.table === traceTable) continue;
+    if (k.kind === 'return' && k.rule === null) continue;
+    ker.push(kernelKey(k));
+  }
+  let first = -1;
+  for (let i = 0; i < Math.max(sim.length, ker.length); i++) {
+    if (sim[i] !== ker[i]) {
+      first = i;
+      break;
+    }
+  }
+  return { equal: first === -1, simulated: sim, kernel: ker, firstDifference: first };
+}
+
+const ep = (addr: string, port: number | null): string => {
+  const a = canonicalIp(addr);
+  if (port === null) return a;
+  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
+};
+
+/** The NAT a conntrack entry shows, in the Explanation's `nat` shape. */
+export function natFromConntrack(e: ConntrackEntry): Explanation['nat'] {
+  const ports = e.orig.proto === 'tcp' || e.orig.proto === 'udp' || e.orig.proto === 'sctp';
+  const p = (n: number): number | null => (ports ? n : null);
+  const dnatChanged = canonicalIp(e.orig.dst) !== canonicalIp(e.reply.src) || (ports && e.orig.dport !== e.reply.sport);
+  const snatChanged = canonicalIp(e.orig.src) !== canonicalIp(e.reply.dst) || (ports && e.orig.sport !== e.reply.dport);
+  return {
+    dnat: dnatChanged ? { from: ep(e.orig.dst, p(e.orig.dport)), to: ep(e.reply.src, p(e.reply.sport)) } : null,
+    snat: snatChanged ? { from: ep(e.orig.src, p(e.orig.sport)), to: ep(e.reply.dst, p(e.reply.dport)) } : null,
+  };
+}
+
+export function natEqual(a: Explanation['nat'], b: Explanation['nat']): boolean {
+  const same = (x: { from: string; to: string } | null, y: { from: string; to: string } | null): boolean =>
+    x === null || y === null ? x === y : x.from === y.from && x.to === y.to;
+  return same(a.dnat, b.dnat) && same(a.snat, b.snat);
+}
