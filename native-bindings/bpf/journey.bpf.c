@@ -164,22 +164,18 @@ static __always_inline void read_ct(struct sk_buff *skb, struct jn_event *e)
 	read_ct_tuple(&ct->tuplehash[1].tuple, &e->ct_reply, family);
 }
 
+/* Source or destination equals the filter address. Branch-free word compares keep the verifier's
+ * state count low (IPv4 addresses are zero-padded on both sides). */
 static __always_inline int tuple_has_addr(const struct jn_tuple *t, const struct jn_filter *f)
 {
-	int n = f->has_addr == 6 ? 16 : 4;
-	int s = 1, d = 1;
-	if (t->family != f->has_addr)
-		return 0;
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		if (i < n) {
-			if (t->saddr[i] != f->addr[i])
-				s = 0;
-			if (t->daddr[i] != f->addr[i])
-				d = 0;
-		}
-	}
-	return s || d;
+	__u32 sa[4], da[4], fa[4];
+	__u32 ds, dd;
+	__builtin_memcpy(sa, t->saddr, 16);
+	__builtin_memcpy(da, t->daddr, 16);
+	__builtin_memcpy(fa, f->addr, 16);
+	ds = (sa[0] ^ fa[0]) | (sa[1] ^ fa[1]) | (sa[2] ^ fa[2]) | (sa[3] ^ fa[3]);
+	dd = (da[0] ^ fa[0]) | (da[1] ^ fa[1]) | (da[2] ^ fa[2]) | (da[3] ^ fa[3]);
+	return t->family == f->has_addr && (!ds || !dd);
 }
 
 static __always_inline int tuple_matches(const struct jn_tuple *t, const struct jn_filter *f)
@@ -228,12 +224,21 @@ static __always_inline __u32 skb_netns(struct sk_buff *skb)
 	return 0;
 }
 
+/* Events are built on the stack and copied with bpf_ringbuf_output only when they pass the
+ * filter: a reserved-then-discarded record would sit at the consumer position and suppress the
+ * ring buffer's wake-up of user space (adaptive notification) until something else woke it. */
+static __always_inline void emit(struct jn_event *e)
+{
+	if (bpf_ringbuf_output(&jn_events, e, sizeof(*e), 0))
+		count_lost();
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(jn_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
 	__u32 k = 0;
 	struct jn_filter *f = bpf_map_lookup_elem(&jn_config, &k);
-	struct jn_event *e;
+	struct jn_event e;
 	__u32 ns;
 
 	if (!f || !f->drops || (__u32)reason < f->min_reason)
@@ -241,26 +246,18 @@ int BPF_PROG(jn_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	ns = skb_netns(skb);
 	if (f->netns && ns != f->netns)
 		return 0;
-	e = bpf_ringbuf_reserve(&jn_events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
-		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->location = (__u64)location;
-	e->kind = JN_EV_DROP;
-	e->netns = ns;
-	e->reason = (__u32)reason;
-	e->pkt_len = BPF_CORE_READ(skb, len);
-	read_dev(BPF_CORE_READ(skb, dev), e);
-	read_pkt_tuple(skb, &e->pkt);
-	read_ct(skb, e);
-	if (!filter_matches(e, f)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		return 0;
-	}
-	bpf_ringbuf_submit(e, 0);
+	__builtin_memset(&e, 0, sizeof(e));
+	e.ts_ns = bpf_ktime_get_ns();
+	e.location = (__u64)location;
+	e.kind = JN_EV_DROP;
+	e.netns = ns;
+	e.reason = (__u32)reason;
+	e.pkt_len = BPF_CORE_READ(skb, len);
+	read_dev(BPF_CORE_READ(skb, dev), &e);
+	read_pkt_tuple(skb, &e.pkt);
+	read_ct(skb, &e);
+	if (filter_matches(&e, f))
+		emit(&e);
 	return 0;
 }
 
@@ -271,35 +268,27 @@ static __always_inline int nf_common(struct bpf_nf_ctx *ctx, __u32 slot)
 	struct sk_buff *skb = ctx->skb;
 	const struct nf_hook_state *st = ctx->state;
 	struct net_device *in, *out;
-	struct jn_event *e;
+	struct jn_event e;
 
 	if (!f || slot >= JN_NF_PROGS)
 		return 1;
-	e = bpf_ringbuf_reserve(&jn_events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
-		return 1;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->kind = JN_EV_HOOK;
-	e->slot = slot;
-	e->hook = BPF_CORE_READ(st, hook);
-	e->pf = BPF_CORE_READ(st, pf);
-	if (e->hook < 5)
-		e->priority = f->prio[slot & (JN_NF_PROGS - 1)][e->pf == 10 ? 1 : 0][e->hook];
-	e->netns = BPF_CORE_READ(st, net, ns.inum);
-	e->pkt_len = BPF_CORE_READ(skb, len);
+	__builtin_memset(&e, 0, sizeof(e));
+	e.ts_ns = bpf_ktime_get_ns();
+	e.kind = JN_EV_HOOK;
+	e.slot = slot;
+	e.hook = BPF_CORE_READ(st, hook);
+	e.pf = BPF_CORE_READ(st, pf);
+	if (e.hook < 5)
+		e.priority = f->prio[slot & (JN_NF_PROGS - 1)][e.pf == 10 ? 1 : 0][e.hook];
+	e.netns = BPF_CORE_READ(st, net, ns.inum);
+	e.pkt_len = BPF_CORE_READ(skb, len);
 	in = BPF_CORE_READ(st, in);
 	out = BPF_CORE_READ(st, out);
-	read_dev(in ? in : out, e);
-	read_pkt_tuple(skb, &e->pkt);
-	read_ct(skb, e);
-	if (!filter_matches(e, f)) {
-		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		return 1;
-	}
-	bpf_ringbuf_submit(e, 0);
+	read_dev(in ? in : out, &e);
+	read_pkt_tuple(skb, &e.pkt);
+	read_ct(skb, &e);
+	if (filter_matches(&e, f))
+		emit(&e);
 	return 1; /* NF_ACCEPT: journey only observes */
 }
 
