@@ -107,3 +107,51 @@ describe('docs/event-schema.json', () => {
     expect(docs.$defs['SubscriptionFilter']).toEqual(tsFilter);
   });
 });
+
+/** Field names declared at the top level of `export interface NAME { ... }` in a TS source. */
+function interfaceFields(src: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  const re = /(?:export )?interface (\w+)(?: extends (\w+))? \{/g;
+  for (let m = re.exec(src); m !== null; m = re.exec(src)) {
+    const fields = new Set<string>(m[2] !== undefined ? (out.get(m[2]) ?? []) : []);
+    let depth = 1;
+    let lineDepth = 1; // brace depth where the current line starts
+    let line = '';
+    for (let i = re.lastIndex; i < src.length && depth > 0; i++) {
+      const ch = src[i]!;
+      if (ch === '\n') {
+        const f = /^\s*readonly (\w+)\??:/.exec(line);
+        if (f !== null && lineDepth === 1) fields.add(f[1]!);
+        line = '';
+        lineDepth = depth;
+        continue;
+      }
+      if (ch === '{') depth++;
+      else if (ch === '}') depth--;
+      line += ch;
+    }
+    out.set(m[1]!, fields);
+  }
+  return out;
+}
+
+describe('schema and TypeScript types stay in step', () => {
+  it('every field of the event types is declared in docs/event-schema.json (add it there when you add one)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const read = (f: string): string => readFileSync(new URL(`../../src/model/${f}`, import.meta.url), 'utf8');
+    const types = new Map([...interfaceFields(read('events.ts')), ...interfaceFields(read('explanation.ts')), ...interfaceFields(read('tuple.ts')), ...interfaceFields(read('observation.ts'))]);
+    const defs = (loadSchema() as { $defs: Record<string, { properties?: Record<string, unknown> }> }).$defs;
+    const pairs = ['Tuple', 'FlowLeg', 'EndpointName', 'FlowInfo', 'DropInfo', 'ExplainStep', 'PacketSummary', 'Explanation', 'CaptureStats', 'FlowEvent', 'DropEvent', 'RulesetChangedEvent', 'CaptureStatsEvent', 'LostEvent', 'NoticeEvent'];
+    const missing: string[] = [];
+    const extra: string[] = [];
+    for (const name of pairs) {
+      const fields = types.get(name);
+      expect(fields, `interface ${name} not found`).toBeDefined();
+      const props = Object.keys(defs[name]?.properties ?? {});
+      for (const f of fields!) if (!props.includes(f)) missing.push(`${name}.${f}`);
+      for (const f of props) if (!fields!.has(f)) extra.push(`${name}.${f}`);
+    }
+    expect(missing, 'fields in src/model but not in docs/event-schema.json').toEqual([]);
+    expect(extra, 'fields in docs/event-schema.json but not in src/model').toEqual([]);
+  });
+});

@@ -111,9 +111,14 @@ function onMessage(msg) {
   updateCounters();
 }
 
+const banners = [];
+/** Notices and loss reports, the last five, newest last. */
 function showBanner(text) {
+  if (banners[banners.length - 1] === text) return;
+  banners.push(text);
+  if (banners.length > 5) banners.shift();
   const b = $('#banner');
-  b.textContent = text;
+  b.replaceChildren(...banners.map((t) => el('div', '', t)));
   b.hidden = false;
 }
 
