@@ -324,3 +324,44 @@ describe('http', () => {
     expect(m.body).toMatch(/journey_events_total\{type="flow.start"\} 1/);
   });
 });
+
+describe('tls', () => {
+  it('serves https and wss with --tls-cert/--tls-key, token still required', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const https = await import('node:https');
+    const dir = mkdtempSync(join(tmpdir(), 'journey-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+        '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(dir, 'cert.pem'));
+      const s = await server({ token: TOKEN, tls: { cert, key: readFileSync(join(dir, 'key.pem')) } });
+      expect(s.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);
+      expect(s.wsUrl).toMatch(/^wss:\/\//);
+      const anon = client(s.wsUrl, { ca: cert });
+      await expect(anon.opened).rejects.toMatchObject({ statusCode: 401 });
+      const ok = client(s.wsUrl, { ca: cert, headers: { Authorization: `Bearer ${TOKEN}` } });
+      await ok.opened;
+      await ok.until(() => ok.ofType('hello').length === 1);
+      const status = await new Promise<number>((resolve, reject) => {
+        https.get(`${s.url}metrics`, { ca: cert, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject);
+      });
+      expect(status).toBe(200);
+      // the browser log-in cookie is Secure over TLS
+      const cookie = await new Promise<string>((resolve, reject) => {
+        https.get(`${s.url}?token=${TOKEN}`, { ca: cert }, (res) => {
+          res.resume();
+          resolve(String(res.headers['set-cookie']?.[0]));
+        }).on('error', reject);
+      });
+      expect(cookie).toMatch(/; Secure$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
