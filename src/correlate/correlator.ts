@@ -389,7 +389,7 @@ export class Correlator {
         if (list.length === 0) this.pendingByKey.delete(p.key);
       }
       if (this.attach(p.obs, true)) continue;
-      this.counters.packetsUnmatched++;
+      if (!isLinkControl(p.obs)) this.counters.packetsUnmatched++;
       this.synthFlow(p.obs);
     }
     if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {

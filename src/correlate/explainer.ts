@@ -1,17 +1,19 @@
 /**
- * The one place where flows meet the simulator (src/explain, engineer B). Until the simulator
- * is available, `createFlowExplainer` returns an explainer that answers null (the flow's
- * `explanation` field stays null) and says why in `unavailable`.
+ * The one place where flows meet the simulator (src/explain, engineer B's):
+ * loadLiveRuleset + loadHostContext -> compileRuleset -> explainPacket, once per flow (the
+ * correlator caches the answer on the flow), redone for live flows after `reload()` (the
+ * pipeline calls it when `nft monitor` reports a ruleset change; `generation` is bumped).
  *
- * The simulator is loaded dynamically so this stage builds and runs before it lands. Expected
- * module contract (src/explain/index.js): `loadLiveRuleset({ netns })` -> ruleset,
- * `loadHostContext({ netns })` -> context, `compileRuleset(ruleset)` -> compiled,
- * `explainPacket(compiled, packet, context)` -> Explanation. The ruleset is re-read when it
- * changes (`reload()`, driven by the pipeline's ruleset watcher) and `generation` is bumped so the
- * correlator re-explains live flows once.
+ * The packet asked about is the flow's first packet as it arrived: the conntrack original tuple,
+ * coming in on the interface it was first captured on — or, with no capture of it, the interface
+ * the route back to its source uses; a packet from one of the host's own addresses is `local`.
+ * When the ruleset cannot be loaded, `unavailable` says why and every explanation is null.
  */
 import type { FlowInfo } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
+import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset, type CompiledRuleset, type HostContext, type PacketSpec } from '../explain/explain.js';
+import { addrType, lookupRoute } from '../ruleset/host-context.js';
+import { parseIp } from '../ruleset/ip.js';
 import type { FlowExplainer } from './correlator.js';
 
 export interface ReloadableExplainer extends FlowExplainer {
@@ -19,33 +21,26 @@ export interface ReloadableExplainer extends FlowExplainer {
   readonly unavailable: string | null;
   /** Re-reads the ruleset (after a change); bumps `generation`. */
   reload(): Promise<void>;
+  /** Explanations computed and failures (a packet the simulator refused). */
+  readonly counters: { explained: number; failed: number };
 }
 
-type ExplainModule = {
-  loadLiveRuleset?: (o: { netns?: string }) => Promise<unknown> | unknown;
-  loadHostContext?: (o: { netns?: string }) => Promise<unknown> | unknown;
-  compileRuleset?: (r: unknown) => unknown;
-  explainPacket?: (compiled: unknown, packet: unknown, ctx: unknown) => Explanation;
-};
-
-/** The packet the simulator is asked about: the flow's first packet as it arrived. */
-export function flowPacket(flow: FlowInfo): Record<string, unknown> {
+/** The simulator's question for a flow, or null when it cannot be asked (no interface known). */
+export function flowPacketSpec(flow: FlowInfo, host: HostContext | null): PacketSpec | null {
+  const t = flow.orig;
+  const src = parseIp(t.src);
+  if (src === null || parseIp(t.dst) === null) return null;
+  if (host && addrType(host, src) === 'local') return { tuple: t, local: true };
   const first = [...flow.legs].filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs)[0];
-  const t = first?.tuple ?? flow.orig;
-  const icmp = t.proto === 'icmp' || t.proto === 'icmpv6';
-  return {
-    family: t.family,
-    proto: t.proto,
-    src: t.src,
-    dst: t.dst,
-    ...(icmp ? { icmpType: t.icmpType ?? 8, icmpCode: t.icmpCode ?? 0 } : { sport: t.sport, dport: t.dport }),
-    ...(first ? { iif: first.iface } : {}),
-    ctState: 'new',
-  };
+  let iif = first?.iface;
+  if (iif === undefined && host) iif = lookupRoute(host, src)?.route.dev ?? undefined;
+  if (iif === undefined) return null;
+  return { tuple: t, iif };
 }
 
 class NullExplainer implements ReloadableExplainer {
   readonly generation = 0;
+  readonly counters = { explained: 0, failed: 0 };
   constructor(readonly unavailable: string) {}
   explain(): Explanation | null {
     return null;
@@ -54,46 +49,45 @@ class NullExplainer implements ReloadableExplainer {
 }
 
 class SimulatorExplainer implements ReloadableExplainer {
-  generation = 1;
+  generation = 0;
   unavailable: string | null = null;
-  private compiled: unknown = null;
-  private ctx: unknown = null;
-  constructor(
-    private readonly mod: Required<ExplainModule>,
-    private readonly netns: string | undefined,
-  ) {}
+  readonly counters = { explained: 0, failed: 0 };
+  private compiled: CompiledRuleset | null = null;
+  private host: HostContext | null = null;
+  constructor(private readonly netns: string | undefined) {}
+
   async reload(): Promise<void> {
     const o = this.netns !== undefined ? { netns: this.netns } : {};
     try {
-      const rs = await this.mod.loadLiveRuleset(o);
-      this.ctx = await this.mod.loadHostContext(o);
-      this.compiled = this.mod.compileRuleset(rs);
+      const [rs, host] = await Promise.all([loadLiveRuleset(o), loadHostContext(o)]);
+      this.host = host;
+      this.compiled = compileRuleset(rs, host);
       this.unavailable = null;
     } catch (e) {
       this.compiled = null;
-      this.unavailable = `no explanations: ruleset could not be loaded (${(e as Error).message})`;
+      this.unavailable = `no explanations: the ruleset could not be loaded (${(e as Error).message})`;
     }
     this.generation++;
   }
+
   explain(flow: FlowInfo): Explanation | null {
     if (this.compiled === null) return null;
-    return this.mod.explainPacket(this.compiled, flowPacket(flow), this.ctx);
+    const spec = flowPacketSpec(flow, this.host);
+    if (spec === null) return null;
+    try {
+      const ex = explainPacket(this.compiled, spec);
+      this.counters.explained++;
+      return ex;
+    } catch {
+      this.counters.failed++;
+      return null;
+    }
   }
 }
 
 export async function createFlowExplainer(opts: { netns?: string; enabled?: boolean }): Promise<ReloadableExplainer> {
   if (opts.enabled === false) return new NullExplainer('explanations off');
-  let mod: ExplainModule;
-  try {
-    const spec = '../explain/index.js';
-    mod = (await import(spec)) as ExplainModule;
-  } catch {
-    return new NullExplainer('no explanations: the simulator (src/explain) is not available in this build');
-  }
-  if (typeof mod.loadLiveRuleset !== 'function' || typeof mod.compileRuleset !== 'function' || typeof mod.explainPacket !== 'function' || typeof mod.loadHostContext !== 'function') {
-    return new NullExplainer('no explanations: src/explain does not export loadLiveRuleset/loadHostContext/compileRuleset/explainPacket');
-  }
-  const ex = new SimulatorExplainer(mod as Required<ExplainModule>, opts.netns);
+  const ex = new SimulatorExplainer(opts.netns);
   await ex.reload();
   return ex;
 }

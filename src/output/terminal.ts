@@ -97,13 +97,22 @@ export function natLabel(flow: FlowInfo, paint: Paint = (_c, s) => s): string {
   return parts.join(' ');
 }
 
-/** The step that decided the verdict: the last accept/drop/reject (rule or policy). */
+/**
+ * The step that decided the verdict: the last accept/drop/reject of a filtering chain (not nat,
+ * whose policies accept everything), else the last decisive step of any table.
+ */
 export function decidingStep(steps: readonly ExplainStep[]): ExplainStep | undefined {
+  const decisive = (s: ExplainStep): boolean =>
+    s.verdict === 'accept' || s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-accept' || s.verdict === 'policy-drop';
+  let fallback: ExplainStep | undefined;
   for (let i = steps.length - 1; i >= 0; i--) {
     const s = steps[i] as ExplainStep;
-    if (s.verdict === 'accept' || s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-accept' || s.verdict === 'policy-drop') return s;
+    if (!decisive(s)) continue;
+    if (s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop') return s;
+    if (s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && (s.hook === 'forward' || s.hook === 'input' || s.hook === 'output')) return s;
+    fallback ??= s;
   }
-  return undefined;
+  return fallback;
 }
 
 export function ruleRef(s: ExplainStep): string {
