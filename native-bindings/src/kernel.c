@@ -37,6 +37,7 @@ struct jn_link_create_nf {
 
 struct jn_slot {
 	int pf, hook, priority, prog;
+	int step, max_shift; /* on EBUSY (priority taken in this netns): move by step, up to max_shift times */
 	int link_fd;
 	int err; /* 0 ok, else positive errno */
 };
@@ -392,11 +393,15 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 	}
 	for (uint32_t i = 0; i < nh; i++) {
 		napi_value h;
-		int64_t pf = 2, hook = 0, prio = 0;
+		int64_t pf = 2, hook = 0, prio = 0, step = 1, max_shift = 0;
 		napi_get_element(env, hooks, i, &h);
 		jn_get_int(env, h, "pf", &pf);
 		jn_get_int(env, h, "hook", &hook);
 		jn_get_int(env, h, "priority", &prio);
+		jn_get_int(env, h, "step", &step);
+		jn_get_int(env, h, "maxShift", &max_shift);
+		k->slots[i].step = step < 0 ? -1 : 1;
+		k->slots[i].max_shift = max_shift < 0 ? 0 : max_shift > 64 ? 64 : (int)max_shift;
 		if ((pf != 2 && pf != 10) || hook < 0 || hook > 4) {
 			free(k);
 			return jn_throw_errno(env, EINVAL, "kernelOpen: hooks need pf 2|10 and hook 0..4");
@@ -478,9 +483,17 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 				}
 				snprintf(name, sizeof(name), "jn_nf_%d", k->slots[i].prog);
 				prog = bpf_object__find_program_by_name(k->skel->obj, name);
-				int fd = prog ? nf_link(bpf_program__fd(prog), k->slots[i].pf, k->slots[i].hook,
-						       k->slots[i].priority)
-					      : -ENOENT;
+				int fd = -ENOENT;
+				/* one link per (pf, hook, priority) and netns: another observer may hold it */
+				for (int shift = 0; prog && shift <= k->slots[i].max_shift; shift++) {
+					int prio = k->slots[i].priority + shift * k->slots[i].step;
+					fd = nf_link(bpf_program__fd(prog), k->slots[i].pf, k->slots[i].hook, prio);
+					if (fd != -EBUSY) {
+						if (fd >= 0)
+							k->slots[i].priority = prio;
+						break;
+					}
+				}
 				if (fd < 0)
 					k->slots[i].err = -fd;
 				else
@@ -488,6 +501,11 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 			}
 			if (!err)
 				jn_netns_leave(saved);
+			/* the priorities actually linked, for the events */
+			for (int i = 0; i < k->nslots; i++)
+				filter.prio[k->slots[i].prog][k->slots[i].pf == 10 ? 1 : 0][k->slots[i].hook] =
+					k->slots[i].priority;
+			bpf_map_update_elem(bpf_map__fd(k->skel->maps.jn_config), &(__u32){ 0 }, &filter, BPF_ANY);
 		}
 	}
 	if (nsfd >= 0)

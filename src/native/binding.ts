@@ -12,6 +12,10 @@ export interface NativeHookSpec {
   readonly pf: number;
   readonly hook: number;
   readonly priority: number;
+  /** When the priority is taken in the namespace (EBUSY: one link per pf/hook/priority), move by step (+1/-1)... */
+  readonly step?: number;
+  /** ...at most this many times. */
+  readonly maxShift?: number;
 }
 
 export interface NativeStatus {

@@ -135,6 +135,9 @@ export function phaseOf(hook: HookName, priority: number): HookEvent['phase'] {
   return priority < nat ? 'before-nat' : 'after-nat';
 }
 
+/** How far a hook point may move when its priority is taken (stays between NAT and the next table). */
+const MAX_SHIFT = 40;
+
 /** Kernel symbols for drop locations: loaded once per process, on the first session with drops. */
 const SYMBOLS = new KernelSymbols();
 let symbolsLoading: Promise<void> | null = null;
@@ -223,10 +226,14 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
   }
   if (!dropsWanted && plan.length === 0) return unavailable(lost);
 
+  // A priority can be linked once per namespace: when another observer holds it, move away from
+  // the NAT priority (a before-NAT point stays before NAT) by at most MAX_SHIFT.
   const hooks: NativeHookSpec[] = plan.map((p) => ({
     pf: p.family === 6 ? NFPROTO_IPV6 : NFPROTO_IPV4,
     hook: HOOK_NAMES.indexOf(p.hook),
     priority: p.priority,
+    step: phaseOf(p.hook, p.priority) === 'before-nat' ? -1 : 1,
+    maxShift: MAX_SHIFT,
   }));
 
   const dropCbs: ((d: readonly KernelDrop[]) => void)[] = [];
@@ -326,7 +333,7 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
   st.hooks.forEach((h, i) => {
     const p = plan[i];
     if (p === undefined) return;
-    if (h.ok) linked.push(p);
+    if (h.ok) linked.push({ ...p, priority: h.priority });
     else refused.push(`${p.hook}@${p.priority}/ipv${p.family}: ${describe(h)}`);
   });
   if (plan.length && linked.length === 0) lost.push(`no NAT proof at the netfilter hooks: eBPF refused the netfilter programs: ${refused[0] ?? 'unknown'}`);
