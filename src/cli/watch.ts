@@ -24,6 +24,9 @@ interface WatchCliOptions {
   read?: string[];
   conntrack?: string[];
   conntrackSource?: string;
+  ruleset?: string[];
+  hostAddrs?: string;
+  hostRoutes?: string;
   write?: string;
   json?: boolean;
   top?: boolean;
@@ -60,6 +63,9 @@ export function registerWatch(program: Command): void {
     .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
     .option('-r, --read <file...>', 'replay pcap/pcapng files instead of capturing')
     .option('--conntrack <file...>', 'replay: conntrack snapshot (conntrack -L / -E output, /proc/net/nf_conntrack, JSON lines)')
+    .option('--ruleset <file...>', 'replay: the recorded ruleset to explain flows with (iptables-save text or nft -j JSON)')
+    .option('--host-addrs <file>', 'replay: `ip -j addr` of the recorded host')
+    .option('--host-routes <file>', 'replay: `ip -j route show table all` of the recorded host')
     .option('--conntrack-source <kind>', 'live conntrack source: auto, netlink, tool, proc', 'auto')
     .option('-w, --write <file>', 'also write what was captured to a pcapng file')
     .option('--json', 'JSON lines: the same events as `journey serve` (docs/event-schema.json)')
@@ -85,6 +91,22 @@ export function registerWatch(program: Command): void {
     });
 }
 
+/** nft -j JSON or iptables-save text, told apart by the first character. */
+async function splitRulesetFiles(files: readonly string[]): Promise<{ iptablesSave: string[]; nftJson: string[] }> {
+  const { readFile } = await import('node:fs/promises');
+  const out = { iptablesSave: [] as string[], nftJson: [] as string[] };
+  for (const f of files) {
+    let head: string;
+    try {
+      head = (await readFile(f, 'utf8')).trimStart().slice(0, 1);
+    } catch (e) {
+      throw new JourneyError('E_USAGE', `--ruleset ${f}: ${(e as Error).message}`);
+    }
+    (head === '{' || head === '[' ? out.nftJson : out.iptablesSave).push(f);
+  }
+  return out;
+}
+
 function intOpt(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -98,6 +120,10 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
   const ctSource = o.conntrackSource ?? 'auto';
   if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
   if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
+  if ((o.ruleset !== undefined || o.hostAddrs !== undefined || o.hostRoutes !== undefined) && o.read === undefined) {
+    throw new JourneyError('E_USAGE', '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host');
+  }
+  const rulesetFiles = o.ruleset ? await splitRulesetFiles(o.ruleset) : undefined;
   if ([o.json, o.top, o.explain].filter(Boolean).length > 1) throw new JourneyError('E_USAGE', '--json, --top and --explain are different views: choose one');
   const ports = (o.port ?? []).map((p) => {
     const n = Number(p);
@@ -126,6 +152,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
     ...(o.write !== undefined ? { write: o.write } : {}),
     explain: o.explainFlows,
+    ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
     statsIntervalMs: o.json ? statsS * 1000 : 0,
     ...(maxFlows !== undefined ? { maxFlows } : {}),
   };

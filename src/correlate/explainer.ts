@@ -11,7 +11,17 @@
  */
 import type { FlowInfo } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
-import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset, type CompiledRuleset, type HostContext, type PacketSpec } from '../explain/explain.js';
+import {
+  compileRuleset,
+  explainPacket,
+  loadHostContext,
+  loadHostContextFiles,
+  loadLiveRuleset,
+  loadRulesetFiles,
+  type CompiledRuleset,
+  type HostContext,
+  type PacketSpec,
+} from '../explain/explain.js';
 import { addrType, lookupRoute } from '../ruleset/host-context.js';
 import { parseIp } from '../ruleset/ip.js';
 import type { FlowExplainer } from './correlator.js';
@@ -48,18 +58,35 @@ class NullExplainer implements ReloadableExplainer {
   async reload(): Promise<void> {}
 }
 
+/** A recorded ruleset and host context (replays): iptables-save text, nft -j JSON, ip -j addr/route. */
+export interface RulesetFilesSpec {
+  readonly iptablesSave?: readonly string[];
+  readonly nftJson?: readonly string[];
+  readonly addrs?: string;
+  readonly routes?: string;
+}
+
 class SimulatorExplainer implements ReloadableExplainer {
   generation = 0;
   unavailable: string | null = null;
   readonly counters = { explained: 0, failed: 0 };
   private compiled: CompiledRuleset | null = null;
   private host: HostContext | null = null;
-  constructor(private readonly netns: string | undefined) {}
+  constructor(
+    private readonly netns: string | undefined,
+    private readonly files: RulesetFilesSpec | undefined,
+  ) {}
 
   async reload(): Promise<void> {
     const o = this.netns !== undefined ? { netns: this.netns } : {};
+    const f = this.files;
     try {
-      const [rs, host] = await Promise.all([loadLiveRuleset(o), loadHostContext(o)]);
+      const [rs, host] = f
+        ? await Promise.all([
+            loadRulesetFiles({ ...(f.iptablesSave ? { iptablesSave: f.iptablesSave } : {}), ...(f.nftJson ? { nftJson: f.nftJson } : {}) }),
+            loadHostContextFiles({ ...(f.addrs !== undefined ? { addrs: f.addrs } : {}), ...(f.routes !== undefined ? { routes: f.routes } : {}) }),
+          ])
+        : await Promise.all([loadLiveRuleset(o), loadHostContext(o)]);
       this.host = host;
       this.compiled = compileRuleset(rs, host);
       this.unavailable = null;
@@ -85,9 +112,9 @@ class SimulatorExplainer implements ReloadableExplainer {
   }
 }
 
-export async function createFlowExplainer(opts: { netns?: string; enabled?: boolean }): Promise<ReloadableExplainer> {
+export async function createFlowExplainer(opts: { netns?: string; enabled?: boolean; files?: RulesetFilesSpec }): Promise<ReloadableExplainer> {
   if (opts.enabled === false) return new NullExplainer('explanations off');
-  const ex = new SimulatorExplainer(opts.netns);
+  const ex = new SimulatorExplainer(opts.netns, opts.files);
   await ex.reload();
   return ex;
 }

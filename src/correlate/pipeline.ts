@@ -32,7 +32,7 @@ import { connectDocker, DockerIndex, type DockerInventory, type DockerSnapshot }
 import { decodeFrame, observationFromView, PacketView, SkipCounters } from '../decode/index.js';
 import { createPcapngWriter, type PcapngWriter } from '../capture/pcapng-writer.js';
 import { Correlator, type CorrelatorStats, type NameResolver } from './correlator.js';
-import { createFlowExplainer, type ReloadableExplainer } from './explainer.js';
+import { createFlowExplainer, type ReloadableExplainer, type RulesetFilesSpec } from './explainer.js';
 import { DockerProxyLinker } from './proxy-link.js';
 import { openLiveSource, ReplaySource, type FrameSource } from './frame-sources.js';
 import { readFile } from 'node:fs/promises';
@@ -61,8 +61,10 @@ export interface PipelineOptions {
   readonly conntrack?: ConntrackBackend;
   /** Keep what was captured in a pcapng file. */
   readonly write?: string;
-  /** Explain flows with the simulator (default true). */
+  /** Explain flows with the simulator (default true; a replay needs `rulesetFiles`). */
   readonly explain?: boolean;
+  /** Replay: the recorded ruleset and host context to explain flows with. */
+  readonly rulesetFiles?: RulesetFilesSpec;
   readonly maxFlows?: number;
   readonly idleTimeoutMs?: number;
   /** How long packets wait for their conntrack entry (default 2000 ms). */
@@ -189,9 +191,14 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     }
     const names: NameResolver | undefined = this.docker || this.staticIndex ? (addr, port, proto) => this.index()?.nameFor(addr, port, proto) ?? null : undefined;
     // explanations
-    this.explainer = await createFlowExplainer({ ...(o.netns !== undefined ? { netns: o.netns } : {}), enabled: o.explain !== false && this.mode === 'live' });
+    const replayRules = this.mode === 'replay' ? o.rulesetFiles : undefined;
+    this.explainer = await createFlowExplainer({
+      ...(o.netns !== undefined ? { netns: o.netns } : {}),
+      enabled: o.explain !== false && (this.mode === 'live' || replayRules !== undefined),
+      ...(replayRules ? { files: replayRules } : {}),
+    });
     if (this.explainer.unavailable !== null && o.explain !== false) {
-      pendingNotices.push(this.mode === 'replay' ? 'no explanations in a replay (the live ruleset is not the recorded one)' : this.explainer.unavailable);
+      pendingNotices.push(this.mode === 'replay' && !replayRules ? 'no explanations in a replay without the recorded ruleset (--ruleset FILE)' : this.explainer.unavailable);
     }
     const proxyLinker = new DockerProxyLinker({
       proxies: () => this.index()?.snapshot.proxies ?? [],
@@ -349,7 +356,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   }
 
   private watchRuleset(): void {
-    if (!this.explainer || this.explainer.unavailable !== null) return;
+    if (!this.explainer || this.explainer.unavailable !== null || this.mode !== 'live') return;
     const [cmd, ...args] = inNetns(['nft', 'monitor', 'ruleset'], this.opts.netns);
     const child = spawn(cmd ?? 'nft', args, { stdio: ['ignore', 'pipe', 'ignore'] });
     this.rulesetWatch = child;

@@ -16,9 +16,10 @@ const DIR = new URL('../fixtures/watch/default/', import.meta.url).pathname;
 const READ = [DIR + 'eth0.pcap', DIR + 'docker0.pcap'];
 const CT = DIR + 'conntrack.txt';
 const DOCKER = DIR + 'docker.json';
+const RULES = { iptablesSave: [DIR + 'iptables-save.txt'], addrs: DIR + 'addrs.json', routes: DIR + 'routes.json' };
 
 async function replay(extra: Record<string, unknown> = {}): Promise<JourneyEvent[]> {
-  const p = await startPipeline({ read: READ, conntrackSnapshot: CT, dockerSnapshot: DOCKER, ...extra });
+  const p = await startPipeline({ read: READ, conntrackSnapshot: CT, dockerSnapshot: DOCKER, rulesetFiles: RULES, ...extra });
   const events: JourneyEvent[] = [];
   for await (const ev of p) events.push(ev);
   return events;
@@ -47,6 +48,10 @@ describe('watch: replay of a lab recording (scenario default)', () => {
     expect(flow.names.find((n) => n.addr === '172.17.0.2')?.container).toBe('web');
     expect(flow.legDelayUs).toBeGreaterThanOrEqual(0);
     expect(flow.legDelayUs).toBeLessThan(50_000);
+    // explained against the recorded ruleset: DNAT in nat DOCKER, accepted by filter DOCKER #1
+    expect(flow.explanation?.verdict).toBe('accept');
+    expect(flow.explanation?.nat.dnat?.to).toBe('172.17.0.2:80');
+    expect(flow.explanation?.steps.some((st) => st.table === 'nat' && st.chain === 'DOCKER' && st.verdict === 'dnat')).toBe(true);
   });
 
   it('container -> outside shows the MASQUERADE leg: tcp, udp and icmp', () => {
@@ -57,6 +62,7 @@ describe('watch: replay of a lab recording (scenario default)', () => {
       expect(f[0]!.legs.filter((l) => l.direction === 'orig').map((l) => `${l.iface}:${l.tuple.src}`)).toEqual(['docker0:172.17.0.3', 'eth0:10.0.10.26']);
       expect(f[0]!.legs.some((l) => l.direction === 'reply'), proto).toBe(true);
       expect(f[0]!.names.find((n) => n.addr === '172.17.0.3')?.container).toBe('client');
+    expect(f[0]!.explanation?.steps.some((st) => st.verdict === 'masquerade'), proto).toBe(true);
     }
   });
 
@@ -75,6 +81,7 @@ describe('watch: replay of a lab recording (scenario default)', () => {
     expect(f).toHaveLength(1);
     expect(f[0]!.ctStatus).toEqual([]);
     expect(f[0]!.legs.map((l) => l.iface)).toEqual(['eth0']);
+    expect(f[0]!.explanation?.verdict).toBe('drop');
   });
 
   it('every flow appears once; seq increases; every event matches docs/event-schema.json', () => {
@@ -143,7 +150,7 @@ describe('journey watch (the command) on the replay', () => {
     }
     return { out, err };
   }
-  const base = ['--read', ...READ, '--conntrack', CT, '--docker-snapshot', DOCKER, '--no-color'];
+  const base = ['--read', ...READ, '--conntrack', CT, '--docker-snapshot', DOCKER, '--no-color', '--ruleset', DIR + 'iptables-save.txt', '--host-addrs', DIR + 'addrs.json', '--host-routes', DIR + 'routes.json'];
 
   it('prints one line per flow event and the capture statistics on stderr', async () => {
     const { out, err } = await runCli(base);
@@ -169,7 +176,7 @@ describe('journey watch (the command) on the replay', () => {
     const p81 = (await runCli([...base, '--port', '81'])).out.trim().split('\n');
     expect(p81).toHaveLength(2);
     const nat = (await runCli([...base, '--nat'])).out.trim().split('\n');
-    expect(nat.every((l) => /DNAT|SNAT/.test(l))).toBe(true);
+    expect(nat.every((l) => /DNAT|SNAT|MASQUERADE/.test(l))).toBe(true);
   });
 
   it('--explain prints each new flow in full', async () => {
@@ -178,6 +185,8 @@ describe('journey watch (the command) on the replay', () => {
     expect(out).toMatch(/eth0 +orig +10\.0\.10\.5:\d+ → 10\.0\.10\.26:8000/);
     expect(out).toMatch(/docker0 +orig +10\.0\.10\.5:\d+ → 172\.17\.0\.2:80/);
     expect(out).toMatch(/DNAT 10\.0\.10\.26:8000 → 172\.17\.0\.2:80/);
+    expect(out).toMatch(/verdict: ACCEPTED DOCKER#1/);
+    expect(out).toMatch(/prerouting\/ip nat DOCKER #\d+ +dnat/);
   });
 
   it('usage errors are E_USAGE', async () => {
