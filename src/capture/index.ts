@@ -30,7 +30,9 @@
  *   Interfaces appearing/vanishing are followed with `ip monitor link route` (in the netns) and
  *   a 5 s poll: no restart, no crash.
  *
- * Replay — `readCaptureFiles(inputs, {skipped, onSkip, batchFrames}): AsyncIterable<FrameBatch>`
+ * Replay — `readCaptureFiles(inputs, {filter, skipped, counts, onSkip, batchFrames}): AsyncIterable<FrameBatch>`
+ *   `filter`: tcpdump syntax, compiled by libpcap (`tcpdump -ddd`) for each link type and run as
+ *   classic BPF on every frame (bpf.ts), so a replay filters exactly as a live capture would.
  *   pcap (LE/BE, µs/ns) and pcapng (sections, IDB if_name/if_tsresol/if_tsoffset, EPB/SPB/PB).
  *   Several files (one per interface) are merged by time. Interface name: pcapng if_name, else
  *   `{path, iface}`, else the file name without extension. Garbage → JourneyError E_PARSE
@@ -47,4 +49,5 @@ export { startCapture, CaptureHandle, type CaptureOptions, type CaptureBackend, 
 export { readCaptureFiles, readCaptureRecords, type CaptureFileInput, type ReadCaptureOptions, type CaptureRecord } from './pcap-file.js';
 export { createPcapngWriter, type PcapngWriter, type PcapngWriterOptions } from './pcapng-writer.js';
 export { BatchBuilder, linkTypeFromName } from './batch.js';
+export { compileFilter, bpfRun, type BpfProgram } from './bpf.js';
 export { listLinks, defaultRouteInterfaces, selectInterfaces, matchesPattern, type LinkInfo } from './devices.js';

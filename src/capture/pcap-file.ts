@@ -9,6 +9,7 @@ import { basename } from 'node:path';
 import { JourneyError } from '../model/errors.js';
 import type { FrameBatch } from '../model/observation.js';
 import { BatchBuilder } from './batch.js';
+import { bpfRun, compileFilter, type BpfProgram } from './bpf.js';
 
 export interface CaptureFileInput {
   readonly path: string;
@@ -23,6 +24,10 @@ export interface ReadCaptureOptions {
   readonly onSkip?: (reason: string, where: { path: string; offset: number; detail?: string }) => void;
   /** Counts skips by reason (shared with the caller). */
   readonly skipped?: Record<string, number>;
+  /** Capture filter in tcpdump syntax, compiled by libpcap (tcpdump -ddd) per link type. */
+  readonly filter?: string;
+  /** Filled while reading: frames read and frames the filter rejected. */
+  readonly counts?: { read: number; filteredOut: number };
 }
 
 /** One packet record; `data` is valid only until the next record of the same file is read. */
@@ -340,6 +345,8 @@ export async function* readCaptureFiles(
       heads.push(r.done ? undefined : r.value);
     }
     const builders = new Map<string, BatchBuilder>();
+    const filter = opts.filter !== undefined && opts.filter.trim() !== '' ? opts.filter : undefined;
+    const programs = new Map<number, BpfProgram>();
     let builder: BatchBuilder | undefined;
     for (;;) {
       let best = -1;
@@ -349,6 +356,20 @@ export async function* readCaptureFiles(
       }
       if (best < 0) break;
       const r = heads[best] as CaptureRecord;
+      if (opts.counts) opts.counts.read++;
+      if (filter !== undefined) {
+        let prog = programs.get(r.linkType);
+        if (prog === undefined) {
+          prog = await compileFilter(filter, r.linkType);
+          programs.set(r.linkType, prog);
+        }
+        if (bpfRun(prog, r.data, 0, r.capLen, r.wireLen) === 0) {
+          if (opts.counts) opts.counts.filteredOut++;
+          const n = await (its[best] as AsyncIterator<CaptureRecord>).next();
+          heads[best] = n.done ? undefined : n.value;
+          continue;
+        }
+      }
       if (builder === undefined || builder.iface !== r.iface || builder.linkType !== r.linkType) {
         if (builder !== undefined && builder.count > 0) yield builder.take();
         const key = `${r.linkType}/${r.iface}`;
