@@ -123,3 +123,74 @@ export function natEqual(a: Explanation['nat'], b: Explanation['nat']): boolean 
     x === null || y === null ? x === y : x.from === y.from && x.to === y.to;
   return same(a.dnat, b.dnat) && same(a.snat, b.snat);
 }
+
+/** What a recorded or live probe gives the comparison: the first packet as the kernel saw it. */
+export interface KernelCase {
+  readonly name: string;
+  readonly tuple: import('../model/tuple.js').Tuple;
+  /** Input interface, or null for a packet the host sent. */
+  readonly iif: string | null;
+  readonly steps: KernelStepLike[];
+  /** NAT from the conntrack entry of the connection, or null when there was none (dropped). */
+  readonly conntrackNat: Explanation['nat'] | null;
+}
+
+interface HeaderLike {
+  readonly iif?: string;
+  readonly saddr?: string;
+  readonly daddr?: string;
+  readonly proto?: string;
+  readonly sport?: number;
+  readonly dport?: number;
+  readonly icmpType?: string;
+  readonly icmpId?: number;
+}
+
+/**
+ * Finds a probe's first packet in a kernel trace (by destination, port and — unless the host picked
+ * it — source) and makes a comparison case of it.
+ */
+export function kernelCase(
+  name: string,
+  packets: readonly { readonly first: HeaderLike | null; readonly steps: readonly KernelStepLike[] }[],
+  probe: { readonly proto: string; readonly from: { readonly addr: string }; readonly to: { readonly addr: string; readonly port?: number } },
+  fromHost: boolean,
+  conntrack: readonly ConntrackEntry[],
+): KernelCase | null {
+  const pk = packets.find((p) => {
+    const h = p.first;
+    if (!h || h.daddr !== probe.to.addr) return false;
+    if (probe.to.port !== undefined && h.dport !== probe.to.port) return false;
+    if (probe.proto === 'icmp' && h.icmpType !== undefined && h.icmpType !== 'echo-request') return false;
+    return fromHost || h.saddr === probe.from.addr;
+  });
+  if (!pk || !pk.first) return null;
+  const h = pk.first;
+  const proto = (h.proto ?? probe.proto) as import('../model/tuple.js').L4Proto;
+  const icmp = proto === 'icmp';
+  const tuple = {
+    family: 4 as const,
+    proto,
+    protoNum: proto === 'tcp' ? 6 : proto === 'udp' ? 17 : 1,
+    src: h.saddr ?? probe.from.addr,
+    dst: h.daddr ?? probe.to.addr,
+    sport: icmp ? (h.icmpId ?? 0) : (h.sport ?? 0),
+    dport: icmp ? (h.icmpId ?? 0) : (h.dport ?? 0),
+    ...(icmp ? { icmpType: 8, icmpCode: 0 } : {}),
+  };
+  const ct = conntrack.find(
+    (e) => e.orig.src === tuple.src && e.orig.dst === tuple.dst && e.orig.proto === proto && (icmp || (e.orig.sport === tuple.sport && e.orig.dport === tuple.dport)),
+  );
+  const steps = pk.steps.map((s) => ({
+    family: s.family,
+    table: s.table,
+    chain: s.chain,
+    kind: s.kind,
+    rule: s.rule,
+    ruleNumber: s.ruleNumber,
+    verdict: s.verdict,
+    verdictKind: s.verdictKind,
+    ...(s.target !== undefined ? { target: s.target } : {}),
+  }));
+  return { name, tuple, iif: h.iif ?? null, steps, conntrackNat: ct ? natFromConntrack(ct) : null };
+}

@@ -280,15 +280,17 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
     if (!t.startsWith('-')) throw new LineError(`unexpected "${t}"`);
     // module options
     const opt = t;
-    switch (module) {
+    // `-p tcp --dport 80` without `-m tcp`: iptables loads the protocol's module implicitly
+    const mod = module ?? (proto === 'tcp' || proto === 'udp' || proto === 'sctp' || proto === 'icmp' || proto === 'icmpv6' ? (proto === 'icmpv6' ? 'icmp6' : proto) : null);
+    switch (mod) {
       case 'tcp':
       case 'udp':
       case 'sctp':
       case 'udplite':
         if (opt === '--dport' || opt === '--destination-port') {
-          match({ kind: 'payload', proto: module === 'udplite' ? 'th' : module, field: 'dport' }, portValue(next(opt)), `--dport ${toks[i]}`);
+          match({ kind: 'payload', proto: mod === 'udplite' ? 'th' : mod, field: 'dport' }, portValue(next(opt)), `--dport ${toks[i]}`);
         } else if (opt === '--sport' || opt === '--source-port') {
-          match({ kind: 'payload', proto: module === 'udplite' ? 'th' : module, field: 'sport' }, portValue(next(opt)), `--sport ${toks[i]}`);
+          match({ kind: 'payload', proto: mod === 'udplite' ? 'th' : mod, field: 'sport' }, portValue(next(opt)), `--sport ${toks[i]}`);
         } else if (opt === '--tcp-flags') {
           const a = next(opt);
           const b = next(opt);
@@ -297,7 +299,7 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
           unknownMatch('--syn');
         } else if (opt === '--tcp-option') {
           unknownMatch(`--tcp-option ${next(opt)}`);
-        } else throw new LineError(`unknown ${module} option ${opt}`);
+        } else throw new LineError(`unknown ${mod} option ${opt}`);
         continue;
       case 'multiport': {
         const v = next(opt);
@@ -353,10 +355,10 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
         throw new LineError(`unknown comment option ${opt}`);
       case 'mark':
       case 'connmark': {
-        if (opt !== '--mark') throw new LineError(`unknown ${module} option ${opt}`);
+        if (opt !== '--mark') throw new LineError(`unknown ${mod} option ${opt}`);
         const v = next(opt);
         const { value, mask } = markParts(v);
-        match({ kind: module === 'mark' ? 'meta' : 'ct', key: 'mark' }, { kind: 'num', v: value & mask }, `-m ${module} --mark ${v}`, undefined, mask);
+        match({ kind: mod === 'mark' ? 'meta' : 'ct', key: 'mark' }, { kind: 'num', v: value & mask }, `-m ${mod} --mark ${v}`, undefined, mask);
         continue;
       }
       case 'icmp':
@@ -364,7 +366,7 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
       case 'icmpv6': {
         const v = next(opt);
         const m = /^(\d+)(?:\/(\d+))?$/.exec(v);
-        const p = module === 'icmp' ? 'icmp' : 'icmpv6';
+        const p = mod === 'icmp' ? 'icmp' : 'icmpv6';
         if (m) {
           match({ kind: 'payload', proto: p, field: 'type' }, { kind: 'num', v: Number(m[1]) }, `${opt} ${v}`);
           if (m[2] !== undefined) exprs.push({ kind: 'match', key: { kind: 'payload', proto: p, field: 'code' }, op: '==', value: { kind: 'num', v: Number(m[2]) }, text: `${opt} ${v}` });
@@ -404,12 +406,12 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
         }
         throw new LineError(`unknown pkttype option ${opt}`);
       default: {
-        // a module we do not model: keep its options as one unknown match
+        // a mod we do not model: keep its options as one unknown match
         const parts = [opt];
         while (toks[i + 1] !== undefined && !['-m', '--match', '-j', '--jump', '-g', '--goto', '!'].includes(toks[i + 1] as string) && !(toks[i + 1] as string).startsWith('--')) {
           parts.push(toks[++i] as string);
         }
-        unknownMatch(`-m ${module ?? '?'} ${parts.join(' ')}`);
+        unknownMatch(`-m ${mod ?? '?'} ${parts.join(' ')}`);
         continue;
       }
     }

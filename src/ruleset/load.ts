@@ -87,64 +87,105 @@ export interface LiveOptions {
   readonly netns?: string | number;
 }
 
-/** Reads the live ruleset of the host or of a netns. */
-export async function loadLiveRuleset(opts: LiveOptions = {}): Promise<Ruleset> {
-  const netns = opts.netns;
-  const ro = netns === undefined ? { allowFailure: true } : { netns, allowFailure: true };
-  const where = netns === undefined ? 'live' : `netns ${String(netns)}`;
+/** What the live loader reads; also the shape of recorded dumps (test fixtures). */
+export interface RulesetDumps {
+  /** iptables-save output, or null when the tool failed / is missing. */
+  readonly iptablesSave: string | null;
+  readonly ip6tablesSave: string | null;
+  /** `nft -j list ruleset` output. */
+  readonly nftJson: string | null;
+  /** `nft -a list ruleset` output (rule texts by handle). */
+  readonly nftList: string | null;
+}
+
+/**
+ * One ruleset from the dumps: iptables tables from iptables-save (their nft twins, opaque `xt`
+ * expressions, are skipped), native nftables tables from `nft -j`.
+ */
+export function rulesetFromDumps(d: RulesetDumps, where: string): Ruleset {
   const parts: Ruleset[] = [];
-  const notes: string[] = [];
   const iptTables = new Set<string>();
-  for (const [tool, family] of [
-    ['iptables-save', 'ip'],
-    ['ip6tables-save', 'ip6'],
+  const notes: string[] = [];
+  for (const [text, tool, family] of [
+    [d.iptablesSave, 'iptables-save', 'ip'],
+    [d.ip6tablesSave, 'ip6tables-save', 'ip6'],
   ] as const) {
-    try {
-      const r = await run([tool], ro);
-      if (r.code !== 0) {
-        notes.push(`${tool} failed (${r.stderr.trim().split('\n')[0] ?? ''}): its tables are not explained`);
-        continue;
-      }
-      const rs = parseIptablesSave(r.stdout, { family, source: `${where}:${tool}` });
-      for (const t of rs.tables) iptTables.add(tableKey(t));
-      parts.push(rs);
-    } catch (e) {
-      if (e instanceof JourneyError && e.code === 'E_TOOL_MISSING') notes.push(`${tool} is not installed: iptables tables are not read`);
-      else throw e;
+    if (text === null) {
+      notes.push(`${tool} could not be read: its tables are not explained`);
+      continue;
     }
+    const rs = parseIptablesSave(text, { family, source: `${where}:${tool}` });
+    for (const t of rs.tables) iptTables.add(tableKey(t));
+    parts.push(rs);
   }
-  try {
-    const [json, listing] = await Promise.all([run(['nft', '-j', 'list', 'ruleset'], ro), run(['nft', '-a', 'list', 'ruleset'], ro)]);
-    if (json.code !== 0) notes.push(`nft -j list ruleset failed: ${json.stderr.trim().split('\n')[0] ?? ''}`);
-    else {
-      parts.push(
-        parseNftJson(json.stdout.trim() === '' ? '{"nftables":[]}' : json.stdout, {
-          source: `${where}:nft`,
-          ruleText: listing.code === 0 ? parseNftListHandles(listing.stdout) : new Map(),
-          skipTables: iptTables,
-          skipXtTables: true,
-        }),
-      );
-    }
-  } catch (e) {
-    if (e instanceof JourneyError && e.code === 'E_TOOL_MISSING') notes.push('nft is not installed: native nftables tables are not read');
-    else throw e;
+  if (d.nftJson === null) notes.push('nft -j list ruleset could not be read: native nftables tables are not explained');
+  else {
+    parts.push(
+      parseNftJson(d.nftJson.trim() === '' ? '{"nftables":[]}' : d.nftJson, {
+        source: `${where}:nft`,
+        ruleText: d.nftList !== null ? parseNftListHandles(d.nftList) : new Map(),
+        skipTables: iptTables,
+        skipXtTables: true,
+      }),
+    );
   }
   const rs = mergeRulesets(...parts);
   rs.notes.push(...notes);
   return rs;
 }
 
-/** Reads interfaces and routes of the host or a netns (`ip -j addr`, `ip [-6] -j route show table all`). */
-export async function loadHostContext(opts: LiveOptions = {}): Promise<HostContext> {
+/** Runs the tools the live loader needs (in a netns when given). */
+export async function readRulesetDumps(opts: LiveOptions = {}): Promise<RulesetDumps> {
+  const ro = opts.netns === undefined ? { allowFailure: true } : { netns: opts.netns, allowFailure: true };
+  const tool = async (argv: string[]): Promise<string | null> => {
+    try {
+      const r = await run(argv, ro);
+      return r.code === 0 ? r.stdout : null;
+    } catch (e) {
+      if (e instanceof JourneyError && e.code === 'E_TOOL_MISSING') return null;
+      throw e;
+    }
+  };
+  const [iptablesSave, ip6tablesSave, nftJson, nftList] = await Promise.all([
+    tool(['iptables-save']),
+    tool(['ip6tables-save']),
+    tool(['nft', '-j', 'list', 'ruleset']),
+    tool(['nft', '-a', 'list', 'ruleset']),
+  ]);
+  return { iptablesSave, ip6tablesSave, nftJson, nftList };
+}
+
+/** Reads the live ruleset of the host or of a netns. */
+export async function loadLiveRuleset(opts: LiveOptions = {}): Promise<Ruleset> {
+  const where = opts.netns === undefined ? 'live' : `netns ${String(opts.netns)}`;
+  return rulesetFromDumps(await readRulesetDumps(opts), where);
+}
+
+/** What loadHostContext reads; also the shape of recorded dumps. */
+export interface HostDumps {
+  readonly addrs: string;
+  readonly routes4: string;
+  readonly routes6: string;
+}
+
+export async function readHostDumps(opts: LiveOptions = {}): Promise<HostDumps> {
   const ro = opts.netns === undefined ? {} : { netns: opts.netns };
   const [a, r4, r6] = await Promise.all([
     run(['ip', '-j', 'addr'], ro),
     run(['ip', '-j', 'route', 'show', 'table', 'all'], ro),
     run(['ip', '-6', '-j', 'route', 'show', 'table', 'all'], ro),
   ]);
+  return { addrs: a.stdout, routes4: r4.stdout, routes6: r6.stdout };
+}
+
+export function hostFromDumps(d: HostDumps, where: string): HostContext {
+  return makeHostContext(parseIpAddr(d.addrs, `${where}:ip -j addr`), [...parseIpRoute(d.routes4, `${where}:ip -j route`), ...parseIpRoute(d.routes6, `${where}:ip -6 -j route`)], where);
+}
+
+/** Reads interfaces and routes of the host or a netns (`ip -j addr`, `ip [-6] -j route show table all`). */
+export async function loadHostContext(opts: LiveOptions = {}): Promise<HostContext> {
   const where = opts.netns === undefined ? 'live' : `netns ${String(opts.netns)}`;
-  return makeHostContext(parseIpAddr(a.stdout, `${where}:ip -j addr`), [...parseIpRoute(r4.stdout, `${where}:ip -j route`), ...parseIpRoute(r6.stdout, `${where}:ip -6 -j route`)], where);
+  return hostFromDumps(await readHostDumps(opts), where);
 }
 
 /** Host context from files; either may be absent. A routes file may hold IPv4 and IPv6 dumps as one array. */

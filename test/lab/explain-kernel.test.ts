@@ -7,10 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labUp, listProbes, runProbe, traceKernel, SCENARIOS, type LabInfo } from '../../lab/driver.js';
-import type { TracePacket } from '../../src/netfilter/kernel-trace.js';
-import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset } from '../../src/explain/explain.js';
-import { compareSteps, natEqual, natFromConntrack } from '../../src/explain/kernel-compare.js';
-import type { Tuple } from '../../src/model/tuple.js';
+import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
+import { compareSteps, kernelCase, natEqual } from '../../src/explain/kernel-compare.js';
+import { readHostDumps, readRulesetDumps, rulesetFromDumps, hostFromDumps } from '../../src/ruleset/load.js';
+import { writeFileSync } from 'node:fs';
 import type { ProbeResult } from '../../lab/probes.js';
 
 const ID = 'b';
@@ -26,57 +26,36 @@ interface CaseResult {
 
 const results: CaseResult[] = [];
 
-/** The probe's first packet in the trace: its destination (and port), from its source unless the host chose it. */
-function firstPacket(packets: readonly TracePacket[], pr: ProbeResult, fromHost: boolean): TracePacket | undefined {
-  return packets.find((p) => {
-    const h = p.first;
-    if (!h || h.daddr !== pr.to.addr) return false;
-    if (pr.to.port !== undefined && h.dport !== pr.to.port) return false;
-    if (pr.proto === 'icmp' && h.icmpType !== undefined && h.icmpType !== 'echo-request') return false;
-    return fromHost || h.saddr === pr.from.addr;
-  });
-}
-
 async function runScenario(scenario: string): Promise<void> {
   let info: LabInfo | undefined;
   try {
     info = await labUp({ id: ID, scenario });
     const ns = info.netns.host;
-    const ruleset = await loadLiveRuleset({ netns: ns });
-    const host = await loadHostContext({ netns: ns });
+    const dumps = await readRulesetDumps({ netns: ns });
+    const hostDumps = await readHostDumps({ netns: ns });
+    const ruleset = rulesetFromDumps(dumps, `netns ${ns}`);
+    const host = hostFromDumps(hostDumps, `netns ${ns}`);
+    // JOURNEY_RECORD_DIR=test/fixtures/ruleset/lab records what was compared, for the offline unit test
+    const recordDir = process.env['JOURNEY_RECORD_DIR'];
+    const record: unknown[] | null = recordDir ? [] : null;
     const compiled = compileRuleset(ruleset, host);
     for (const probe of listProbes(scenario, info)) {
       const tr = await traceKernel(ID, () => runProbe(ID, probe.name));
       const pr = tr.actionResult as ProbeResult | undefined;
       if (!pr) throw new Error(`${scenario}/${probe.name}: probe failed: ${tr.actionError ?? '?'}`);
-      const pk = firstPacket(tr.packets, pr, probe.from === 'host');
-      if (!pk || !pk.first) throw new Error(`${scenario}/${probe.name}: the kernel traced no packet of the probe (${tr.packets.length} packets)`);
-      const h = pk.first;
-      const proto = (h.proto ?? pr.proto) as Tuple['proto'];
-      const icmp = proto === 'icmp';
-      const tuple: Tuple = {
-        family: 4,
-        proto,
-        protoNum: proto === 'tcp' ? 6 : proto === 'udp' ? 17 : 1,
-        src: h.saddr ?? pr.from.addr,
-        dst: h.daddr ?? pr.to.addr,
-        sport: icmp ? (h.icmpId ?? 0) : (h.sport ?? 0),
-        dport: icmp ? (h.icmpId ?? 0) : (h.dport ?? 0),
-        ...(icmp ? { icmpType: 8, icmpCode: 0 } : {}),
-      };
-      const local = h.iif === undefined;
-      const ex = explainPacket(compiled, local ? { tuple, local: true } : { tuple, iif: h.iif as string });
-      const cmp = compareSteps(ex, pk.steps, ruleset);
-      const ct = tr.conntrack.find(
-        (e) => e.orig.src === tuple.src && e.orig.dst === tuple.dst && e.orig.proto === proto && (icmp || (e.orig.sport === tuple.sport && e.orig.dport === tuple.dport)),
-      );
-      const natOk = ct ? natEqual(ex.nat, natFromConntrack(ct)) : false;
+      const kc = kernelCase(probe.name, tr.packets, pr, probe.from === 'host', tr.conntrack);
+      if (!kc) throw new Error(`${scenario}/${probe.name}: the kernel traced no packet of the probe (${tr.packets.length} packets)`);
+      const ex = explainPacket(compiled, kc.iif === null ? { tuple: kc.tuple, local: true } : { tuple: kc.tuple, iif: kc.iif });
+      const cmp = compareSteps(ex, kc.steps, ruleset);
+      const natOk = kc.conntrackNat !== null && natEqual(ex.nat, kc.conntrackNat);
       const detail = cmp.equal
         ? ''
         : `\n  simulated: ${cmp.simulated.join('\n             ')}\n  kernel:    ${cmp.kernel.join('\n             ')}\n  indeterminate: ${JSON.stringify(ex.indeterminate)}`;
-      const natDetail = ct && !natOk ? `\n  nat: explained ${JSON.stringify(ex.nat)} conntrack ${JSON.stringify(natFromConntrack(ct))}` : '';
-      results.push({ scenario, probe: probe.name, stepsEqual: cmp.equal, natCompared: ct !== undefined, natEqual: natOk, detail: detail + natDetail });
+      const natDetail = kc.conntrackNat && !natOk ? `\n  nat: explained ${JSON.stringify(ex.nat)} conntrack ${JSON.stringify(kc.conntrackNat)}` : '';
+      if (record) record.push({ ...kc, probe: pr });
+      results.push({ scenario, probe: probe.name, stepsEqual: cmp.equal, natCompared: kc.conntrackNat !== null, natEqual: natOk, detail: detail + natDetail });
     }
+    if (recordDir && record) writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
   } finally {
     await labDown(ID);
   }
