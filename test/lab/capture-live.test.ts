@@ -187,3 +187,34 @@ describe('interfaces appearing and vanishing mid-capture', () => {
     expect(final.map((s) => s.iface)).toEqual(expect.arrayContaining([br, 'docker0', 'eth0']));
   });
 });
+
+describe('back-pressure', () => {
+  it('a stalled main process makes the worker drop whole batches and count them; nothing is lost unreported', async () => {
+    const N = 20000;
+    const h = await startCapture({ netns: lab.netns.host, interfaces: ['eth0'], filter: 'udp dst port 9', maxQueueBytes: 64 * 1024, statsIntervalMs: 200, watch: false });
+    let frames = 0;
+    h.on('batch', (b) => (frames += b.count));
+    await new Promise((r) => setTimeout(r, 300));
+    const sender = spawn('nsenter', [
+      `--net=/var/run/netns/${lab.netns.ext}`,
+      '--',
+      process.execPath,
+      '-e',
+      `const s=require('dgram').createSocket('udp4');const b=Buffer.alloc(18);let n=0;` +
+        `function go(){for(let i=0;i<200&&n<${N};i++,n++)s.send(b,9,'10.0.10.26');if(n<${N})setImmediate(go);else setTimeout(()=>s.close(),200);}go();`,
+    ], { stdio: 'ignore' });
+    // stall the main thread while the flood runs: the worker cannot hand its batches over
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      /* busy */
+    }
+    await new Promise((r) => sender.once('exit', r));
+    await new Promise((r) => setTimeout(r, 500));
+    const [st] = await h.stop();
+    expect(st?.ownDropped).toBeGreaterThan(0);
+    expect(st?.kernelDropped).toBe(0);
+    expect(frames + (st?.ownDropped ?? 0)).toBe(st?.received);
+    expect(st?.received).toBe(N);
+  });
+});
+
