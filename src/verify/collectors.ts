@@ -170,9 +170,15 @@ export interface KernelTraceRun {
  * adds `table ip <table>` with chains at priority -500 on prerouting and output that set nftrace
  * for those packets, runs `action`, and removes the table again (also on error).
  */
-export async function traceProbe<T>(netns: string | undefined, port: number, action: () => Promise<T>, table = `jl_verify_${process.pid}`): Promise<{ result: T; trace: KernelTraceRun }> {
+export async function traceProbe<T>(
+  netns: string | undefined,
+  port: number,
+  action: () => Promise<T>,
+  table = `jl_verify_${process.pid}`,
+  proto: 'tcp' | 'udp' = 'tcp',
+): Promise<{ result: T; trace: KernelTraceRun }> {
   const ns = netns !== undefined ? { netns } : {};
-  const match = `tcp sport ${port} meta nftrace set 1\n tcp dport ${port} meta nftrace set 1`;
+  const match = `${proto} sport ${port} meta nftrace set 1\n ${proto} dport ${port} meta nftrace set 1`;
   const def = `table ip ${table} {\n chain pre {\n type filter hook prerouting priority -500; policy accept;\n ${match}\n }\n chain out {\n type filter hook output priority -500; policy accept;\n ${match}\n }\n}\n`;
   await run(['nft', '-f', '-'], { ...ns, input: def, timeoutMs: 10_000 });
   let text = '';

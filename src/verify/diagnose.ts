@@ -38,7 +38,7 @@ export function selectConntrack(
   let proxyLeg: ConntrackEntry | null = null;
   for (const ev of events) {
     const o = ev.entry.orig;
-    if (o.proto !== 'tcp') continue;
+    if (o.proto !== check.port.proto) continue;
     if (o.sport === srcPort && o.dport === check.dstPort && o.dst === check.dstIp) {
       own = ev.entry; // the last event carries the latest state
       continue;
@@ -214,6 +214,17 @@ export function judge(
     if (saw !== null && saw !== e.targetSeesSource && /^\d/.test(e.targetSeesSource)) deviations.push(`the target saw ${saw} as the source, expected ${e.targetSeesSource}`);
     if (e.outcome === 'blocked') deviations.push(`reachable although Docker's configuration should block it: ${e.blockedBy ?? ''}`);
     return { status: 'pass', causes: [], deviations, observed };
+  }
+  if (check.port.proto === 'udp' && e.outcome === 'connect') {
+    // UDP: a silent service is not a broken path. The datagram leaving toward the container's port
+    // (after DNAT, out of a bridge port) proves the hairpin path delivered it.
+    const pk = ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null);
+    const delivered = pk.find((p) => p.dst === check.port.containerIp && p.dport === check.port.containerPort && p.dir === 'Out' && p.iface.startsWith('veth'));
+    if (delivered) {
+      observed.push(`UDP datagram delivered: ${delivered.iface} Out ${delivered.src}:${delivered.sport} > ${delivered.dst}:${delivered.dport}`);
+      deviations.push(`no answer from the UDP service (${probe.error ?? 'none'}), but the datagram reached ${check.port.container ?? check.port.containerIp} through ${delivered.iface}`);
+      return { status: 'pass', causes: [], deviations, observed };
+    }
   }
   // not connected
   const causes: string[] = [];

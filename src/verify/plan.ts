@@ -219,7 +219,7 @@ export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = 
       const d = dstIp ?? (loopOnly ? '127.0.0.1' : (hostAddr ?? '?'));
       const id = `${kind}:${from.name}->${d}:${p.hostPort}/${p.proto}`;
       let skipReason = skip;
-      if (skipReason === null && p.proto !== 'tcp') skipReason = `${p.proto.toUpperCase()} ports are not probed (no answer to wait for): only TCP is checked`;
+      if (skipReason === null && p.proto !== 'tcp' && p.proto !== 'udp') skipReason = `${p.proto.toUpperCase()} ports are not probed: only TCP and UDP are checked`;
       if (skipReason === null && dstIp === null) skipReason = loopOnly ? `published on ${p.hostIp} only: not reachable from containers, by design` : 'the host has no address to call (give --host-addr)';
       out.push({
         id,

@@ -22,6 +22,22 @@ s.on('timeout', () => finish({ connected: false, error: 'ETIMEDOUT', ms: ms(), l
 s.on('error', (e) => finish({ connected: false, error: e.code || e.message, ms: ms(), localAddr: null, localPort: Number(lport) }));
 `;
 
+const UDP_CLIENT = `
+const dgram = require('node:dgram');
+const [host, port, lport, to] = process.argv.slice(1);
+const t0 = process.hrtime.bigint();
+const ms = () => Number((process.hrtime.bigint() - t0) / 1000n) / 1000;
+const s = dgram.createSocket('udp4');
+let done = false;
+const finish = (o) => { if (done) return; done = true; process.stdout.write(JSON.stringify(o) + '\\n'); try { s.close(); } catch {} setTimeout(() => process.exit(0), 20); };
+s.on('error', (e) => finish({ connected: false, error: e.code || e.message, ms: ms(), localAddr: null, localPort: Number(lport) }));
+s.on('message', (m, r) => finish({ connected: true, error: null, ms: ms(), localAddr: null, localPort: Number(lport), from: r.address + ':' + r.port }));
+s.bind(Number(lport) || 0, () => {
+  s.send(Buffer.from('journey verify hairpin\\n'), Number(port), host);
+  setTimeout(() => finish({ connected: false, error: 'NOREPLY', ms: ms(), localAddr: null, localPort: Number(lport) }), Number(to));
+});
+`;
+
 export interface ProbeSpec {
   /** pid, netns path, or null for the host namespace given as `hostNetns`. */
   readonly ns: string | number | null;
@@ -30,12 +46,14 @@ export interface ProbeSpec {
   readonly dstPort: number;
   readonly srcPort: number;
   readonly timeoutMs: number;
+  /** tcp (default): a connect; udp: one datagram, then wait for any answer. */
+  readonly proto?: 'tcp' | 'udp';
 }
 
 /** Runs one probe; never throws (a probe that cannot run reports its error). */
 export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
   const netns = spec.ns ?? spec.hostNetns;
-  const argv = [process.execPath, '-e', CLIENT, spec.dstIp, String(spec.dstPort), String(spec.srcPort), String(spec.timeoutMs)];
+  const argv = [process.execPath, '-e', spec.proto === 'udp' ? UDP_CLIENT : CLIENT, spec.dstIp, String(spec.dstPort), String(spec.srcPort), String(spec.timeoutMs)];
   try {
     const r = await run(argv, { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: spec.timeoutMs + 5_000 });
     const line = r.stdout.trim().split('\n').pop() ?? '';

@@ -68,7 +68,8 @@ function toSteps(text: string, rulesetJson: string, table: string): TraceStep[] 
 /** The simulator's account of the probe's first packet (SYN) at the host, or null. */
 export function explainProbe(compiled: CompiledRuleset | null, c: PlannedCheck, srcPort: number): Explanation | null {
   if (compiled === null) return null;
-  const base = { family: 4 as const, proto: 'tcp' as const, protoNum: 6, dst: c.dstIp, sport: srcPort, dport: c.dstPort };
+  const udp = c.port.proto === 'udp';
+  const base = { family: 4 as const, proto: udp ? ('udp' as const) : ('tcp' as const), protoNum: udp ? 17 : 6, dst: c.dstIp, sport: srcPort, dport: c.dstPort };
   try {
     if (c.from.kind === 'host') return explainPacket(compiled, { tuple: { ...base, src: c.dstIp.startsWith('127.') ? '127.0.0.1' : c.dstIp }, local: true });
     if (c.from.bridge === null) return null;
@@ -99,7 +100,7 @@ function packetFilter(ports: readonly number[], checks: readonly PlannedCheck[])
   const hi = Math.max(...ports);
   const cports = [...new Set(checks.map((c) => c.port.containerPort))];
   const targets = cports.map((p) => `port ${p}`).join(' or ');
-  return `tcp and (portrange ${lo}-${hi}${targets !== '' ? ` or ${targets}` : ''})`;
+  return `(tcp or udp) and (portrange ${lo}-${hi}${targets !== '' ? ` or ${targets}` : ''})`;
 }
 
 async function runOne(
@@ -115,14 +116,15 @@ async function runOne(
 ): Promise<HairpinCheck> {
   const timeoutMs = opts.timeoutMs ?? 2_000;
   const netns = opts.netns;
-  const spec = (sp: number) => ({ ns: c.fromNs, ...(netns !== undefined ? { hostNetns: netns } : {}), dstIp: c.dstIp, dstPort: c.dstPort, srcPort: sp, timeoutMs });
+  const proto = c.port.proto === 'udp' ? ('udp' as const) : ('tcp' as const);
+  const spec = (sp: number) => ({ ns: c.fromNs, ...(netns !== undefined ? { hostNetns: netns } : {}), dstIp: c.dstIp, dstPort: c.dstPort, srcPort: sp, timeoutMs, proto });
   const from = Date.now();
   let probe: ProbeResult;
   let steps: TraceStep[] = [];
   let usedPort = srcPort;
   const traceFirst = opts.trace === 'all' || (c.expected?.outcome === 'blocked' && opts.trace !== 'none');
   if (traceFirst) {
-    const r = await traceProbe(netns, srcPort, () => runProbe(spec(srcPort)));
+    const r = await traceProbe(netns, srcPort, () => runProbe(spec(srcPort)), undefined, proto);
     probe = r.result;
     steps = toSteps(r.trace.text, r.trace.rulesetJson, r.trace.table);
   } else {
@@ -137,7 +139,7 @@ async function runOne(
     // Once more under the kernel's trace, from a fresh source port, so the drop is named by the kernel.
     usedPort = traceFresh();
     const t0 = Date.now();
-    const r = await traceProbe(netns, usedPort, () => runProbe(spec(usedPort))).catch((e: unknown) => {
+    const r = await traceProbe(netns, usedPort, () => runProbe(spec(usedPort)), undefined, proto).catch((e: unknown) => {
       opts.log?.(`kernel trace unavailable: ${(e as Error).message}`);
       return null;
     });

@@ -299,6 +299,20 @@ describe('causes for broken hosts', () => {
     expect(j.deviations).toEqual(['the target saw 172.17.0.1 as the source, expected 172.17.0.3']);
   });
 
+  it('passes a UDP path whose datagram was delivered though the service stayed silent', () => {
+    const h = multiHost();
+    const inv = inventory(h);
+    const udpInv: Inventory = { ...inv, ports: [{ proto: 'udp', hostIp: '0.0.0.0', hostPort: 5514, containerIp: '172.17.0.2', containerPort: 514, container: 'web', source: 'docker' }] };
+    const c = find(planChecks(h, udpInv), 'same-bridge', 5514);
+    expect(c.skipReason).toBeNull();
+    const silent = { ...failedProbe(40012), error: 'NOREPLY' };
+    const delivered = ['vethd12539f Out IP 172.17.0.3.40012 > 172.17.0.2.514: UDP, length 23'];
+    const j = judge(c, h, silent, { ...noEvidence, packets: delivered }, null);
+    expect(j.status).toBe('pass');
+    expect(j.deviations[0]).toMatch(/no answer from the UDP service \(NOREPLY\), but the datagram reached web through vethd12539f/);
+    expect(judge(c, h, silent, noEvidence, null).status).toBe('fail');
+  });
+
   it('keeps a probe blocked by isolation as "blocked", not failed', () => {
     const h = multiHost();
     const c = find(planChecks(h, inventory(h)), 'cross-bridge', 8000, 'bcli');
