@@ -118,7 +118,9 @@ async function trialTcpdump(bin, rate) {
 }
 
 async function trialJourney(bin, rate, backend) {
+  const tStart = performance.now();
   const h = await startCapture({ netns: RX, interfaces: ['rxv'], backend, filter: FILTER, statsIntervalMs: 500, bufferSize: BUFFER_MIB << 20, watch: false });
+  const startMs = performance.now() - tStart;
   const view = new PacketView();
   let frames = 0;
   let decoded = 0;
@@ -137,6 +139,7 @@ async function trialJourney(bin, rate, backend) {
   await sleep(300);
   const c1 = rxCounters();
   const w1 = procCpuUs(pid);
+  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
   const m1 = procCpuUs(process.pid) - m0;
   const final = await h.stop();
   const s1 = final[0];
@@ -150,6 +153,8 @@ async function trialJourney(bin, rate, backend) {
     wire: c1.packets - c0.packets,
     cpuUs: w1 - w0,
     mainCpuUs: m1,
+    workerStartMs: Math.round(startMs),
+    workerRssKiB: rssKiB,
   };
 }
 
@@ -215,6 +220,8 @@ for (const t of TOOLS) {
     workerCpuPerPktUs: a ? +a.cpuPerPktUs.toFixed(3) : null,
     mainCpuPerPktUs: a && t !== 'tcpdump' ? +a.mainCpuPerPktUs.toFixed(3) : null,
     cpuRatioToTcpdump: a && b ? +(total(a, t) / total(b, 'tcpdump')).toFixed(1) : null,
+    workerStartMs: a?.workerStartMs ?? null,
+    workerRssMiB: a?.workerRssKiB ? +(a.workerRssKiB / 1024).toFixed(1) : null,
   };
 }
 if (JSON_OUT) console.log(JSON.stringify({ summary, results }));
@@ -225,6 +232,9 @@ else {
     console.log(
       `${t.padEnd(9)} ${String(s.maxZeroDropPps).padStart(9)}${s.senderLimited ? '+' : ' '} ${String(`(${s.ratioToTcpdump ?? '-'})`).padStart(12)}       ${String(s.firstDropAtPps ?? '-').padStart(9)}   ${String(s.workerCpuPerPktUs ?? '-').padStart(8)} + ${String(s.mainCpuPerPktUs ?? 0).padEnd(8)} ${String(`(${s.cpuRatioToTcpdump ?? '-'})`).padStart(20)}  ${s.cpuAtPps ?? '-'}`,
     );
+  }
+  for (const [t, s] of Object.entries(summary.tools)) {
+    if (s.workerStartMs !== null) console.log(`${t}: worker process start ${s.workerStartMs} ms, RSS ${s.workerRssMiB} MiB`);
   }
   console.log('"+": no drop at the highest rate the sender reached (the sender, not the capture, was the limit).');
 }
