@@ -1,0 +1,336 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync, readdirSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { parseIptablesSave } from '../../src/ruleset/iptables-save.js';
+import { parseNftJson } from '../../src/ruleset/nft-json.js';
+import { mergeRulesets, type Ruleset } from '../../src/ruleset/model.js';
+import { makeHostContext, parseIpAddr, parseIpRoute, emptyHostContext, type HostContext } from '../../src/ruleset/host-context.js';
+import { compileRuleset } from '../../src/netfilter/compile.js';
+import { explainPacket, ExplanationCache, type PacketSpec } from '../../src/explain/explain.js';
+import type { Explanation } from '../../src/model/explanation.js';
+import type { Tuple } from '../../src/model/tuple.js';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+const FIX = join(ROOT, 'test', 'fixtures', 'ruleset');
+const GOLDEN = join(process.env['JOURNEY_CORPUS'] ?? join(ROOT, '..', 'shared', 'corpus'), 'moby-golden');
+
+const host: HostContext = makeHostContext(
+  parseIpAddr(readFileSync(join(FIX, 'golden-host.addrs.json'), 'utf8')),
+  parseIpRoute(readFileSync(join(FIX, 'golden-host.routes.json'), 'utf8')),
+);
+
+const tcp = (src: string, sport: number, dst: string, dport: number): Tuple => ({ family: src.includes(':') || dst.includes(':') ? 6 : 4, proto: 'tcp', protoNum: 6, src, dst, sport, dport });
+
+/** "table chain #n verdict" per step, policy/return as "-". */
+const path = (ex: Explanation): string[] => ex.steps.map((s) => `${s.table} ${s.chain} ${s.ruleNumber === null ? '-' : `#${s.ruleNumber}`} ${s.verdict}`);
+
+function ipt(text: string): Ruleset {
+  return parseIptablesSave(text, { source: 'test' });
+}
+
+/** A tiny nft ruleset from chain specs: base chains and rules as JSON expressions. */
+function nft(family: string, table: string, chains: { name: string; hook?: string; prio?: number; type?: string; policy?: string; rules: unknown[][] }[], sets: unknown[] = []): Ruleset {
+  const items: unknown[] = [{ table: { family, name: table, handle: 1 } }, ...sets];
+  let h = 1;
+  for (const c of chains) {
+    items.push({ chain: { family, table, name: c.name, handle: h++, ...(c.hook ? { type: c.type ?? 'filter', hook: c.hook, prio: c.prio ?? 0, policy: c.policy ?? 'accept' } : {}) } });
+  }
+  for (const c of chains) for (const r of c.rules) items.push({ rule: { family, table, chain: c.name, handle: h++, expr: r } });
+  return parseNftJson({ nftables: items }, { source: 'test' });
+}
+
+const m = (left: unknown, right: unknown, op = '=='): unknown => ({ match: { op, left, right } });
+const meta = (key: string): unknown => ({ meta: { key } });
+const payload = (protocol: string, field: string): unknown => ({ payload: { protocol, field } });
+
+describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', () => {
+  const fwd = (rs: Ruleset, spec?: Partial<PacketSpec>): Explanation =>
+    explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 40000, '192.168.0.2', 80), iif: 'eth0', ...spec });
+
+  it('accept ends only its base chain; a later base chain at the same hook can still drop', () => {
+    const rs = mergeRulesets(
+      nft('inet', 'a', [{ name: 'fw', hook: 'forward', prio: 0, rules: [[{ accept: null }]] }]),
+      nft('ip', 'b', [{ name: 'fw', hook: 'forward', prio: 10, rules: [[m(meta('oifname'), 'br-dummy'), { drop: null }]] }]),
+    );
+    const ex = fwd(rs);
+    expect(path(ex)).toEqual(['a fw #1 accept', 'b fw #1 drop']);
+    expect(ex.verdict).toBe('drop');
+    expect(ex.packet_out).toBeNull();
+  });
+
+  it('runs base chains in priority order across families (ip and inet both see IPv4; ip6 does not)', () => {
+    const rs = mergeRulesets(
+      nft('ip', 'late', [{ name: 'c', hook: 'forward', prio: 50, rules: [[{ counter: null }]] }]),
+      nft('inet', 'early', [{ name: 'c', hook: 'forward', prio: -150, rules: [[{ counter: null }]] }]),
+      nft('ip6', 'v6', [{ name: 'c', hook: 'forward', prio: -200, rules: [[{ drop: null }]] }]),
+    );
+    expect(path(fwd(rs))).toEqual(['early c #1 continue', 'early c - policy-accept', 'late c #1 continue', 'late c - policy-accept']);
+  });
+
+  it('jump returns, goto does not; return pops; the end of a base chain applies its policy', () => {
+    const rs = nft('ip', 't', [
+      { name: 'base', hook: 'forward', policy: 'drop', rules: [[{ jump: { target: 'A' } }], [{ counter: null }]] },
+      { name: 'A', rules: [[{ goto: { target: 'B' } }], [{ drop: null }]] },
+      { name: 'B', rules: [[m(payload('tcp', 'dport'), 22), { accept: null }], [{ return: null }], [{ drop: null }]] },
+    ]);
+    const ex = fwd(rs);
+    // goto B: B's return goes back to base (A's caller), not to A's next rule
+    expect(path(ex)).toEqual(['t base #1 jump', 't A #1 goto', 't B #2 return', 't base #2 continue', 't base - policy-drop']);
+    expect(ex.verdict).toBe('drop');
+  });
+
+  it('implicit return at the end of a regular chain, continue verdict, and verdict maps', () => {
+    const rs = nft(
+      'ip',
+      't',
+      [
+        { name: 'base', hook: 'forward', rules: [[{ vmap: { key: meta('oifname'), data: '@out' } }], [{ continue: null }], [{ vmap: { key: meta('iifname'), data: { set: [['eth1', { drop: null }]] } } }]] },
+        { name: 'to-bridge', rules: [[m(payload('ip', 'saddr'), { prefix: { addr: '10.0.0.0', len: 8 } }, '!='), { drop: null }]] },
+      ],
+      [{ map: { family: 'ip', table: 't', name: 'out', type: 'ifname', map: 'verdict', elem: [['br-dummy', { jump: { target: 'to-bridge' } }]] } }],
+    );
+    const ex = fwd(rs);
+    expect(path(ex)).toEqual(['t base #1 jump', 't to-bridge - return', 't base #2 continue', 't base - policy-accept']);
+    expect(ex.verdict).toBe('accept');
+    expect(fwd(rs, { tuple: tcp('172.16.0.9', 1, '192.168.0.2', 80) }).verdict).toBe('drop');
+  });
+
+  it('interface wildcards, negation, port ranges and multiport (iptables)', () => {
+    const rs = ipt(
+      [
+        '*filter',
+        ':FORWARD DROP [0:0]',
+        '-A FORWARD ! -i br+ -o br-+ -p tcp -m multiport --dports 22,70:90 -j ACCEPT',
+        'COMMIT',
+      ].join('\n'),
+    );
+    expect(fwd(rs).verdict).toBe('accept');
+    expect(fwd(rs, { tuple: tcp('10.0.10.5', 1, '192.168.0.2', 91) }).verdict).toBe('drop');
+  });
+
+  it('NAT: chains consulted for the first packet only; later packets reuse the binding', () => {
+    const rs = ipt(
+      [
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        '-A PREROUTING -d 10.0.10.26/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.168.0.2:80',
+        'COMMIT',
+        '*filter',
+        ':FORWARD DROP [0:0]',
+        '-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT',
+        '-A FORWARD -d 192.168.0.2/32 -m conntrack --ctstate NEW --ctstatus DNAT -j ACCEPT',
+        'COMMIT',
+      ].join('\n'),
+    );
+    const c = compileRuleset(rs, host);
+    const tuple = tcp('10.0.10.5', 40000, '10.0.10.26', 8080);
+    const first = explainPacket(c, { tuple, iif: 'eth0' });
+    expect(path(first)).toEqual(['nat PREROUTING #1 dnat', 'filter FORWARD #2 accept']);
+    expect(first.nat.dnat).toEqual({ from: '10.0.10.26:8080', to: '192.168.0.2:80' });
+    expect(first.packet_out).toMatchObject({ dst: '192.168.0.2', dport: 80, oif: 'br-dummy', delivery: 'forward' });
+    const later = explainPacket(c, {
+      tuple,
+      iif: 'eth0',
+      ctState: 'established',
+      conntrack: { orig: { src: '10.0.10.5', dst: '10.0.10.26', sport: 40000, dport: 8080 }, reply: { src: '192.168.0.2', dst: '10.0.10.5', sport: 80, dport: 40000 } },
+    });
+    expect(path(later)).toEqual(['filter FORWARD #1 accept']);
+    expect(later.packet_out).toMatchObject({ dst: '192.168.0.2', dport: 80 });
+    // the reply comes back from the container and is un-DNATed
+    const reply = explainPacket(c, {
+      tuple: tcp('192.168.0.2', 80, '10.0.10.5', 40000),
+      iif: 'br-dummy',
+      ctState: 'established',
+      direction: 'reply',
+      conntrack: { orig: { src: '10.0.10.5', dst: '10.0.10.26', sport: 40000, dport: 8080 }, reply: { src: '192.168.0.2', dst: '10.0.10.5', sport: 80, dport: 40000 } },
+    });
+    expect(reply.packet_out).toMatchObject({ src: '10.0.10.26', sport: 8080, dst: '10.0.10.5', oif: 'eth0' });
+  });
+
+  it('the NAT core stops at the first NAT chain that sets a translation up', () => {
+    const rs = mergeRulesets(
+      nft('ip', 'one', [{ name: 'pre', hook: 'prerouting', type: 'nat', prio: -100, rules: [[m(payload('tcp', 'dport'), 8080), { dnat: { addr: '192.168.0.2', port: 80 } }]] }]),
+      nft('inet', 'two', [{ name: 'pre', hook: 'prerouting', type: 'nat', prio: -90, rules: [[{ dnat: { addr: '192.168.0.3' } }]] }]),
+    );
+    const ex = explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 8080), iif: 'eth0' });
+    expect(path(ex)).toEqual(['one pre #1 dnat']);
+    const ex2 = explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 9999), iif: 'eth0' });
+    expect(path(ex2)).toEqual(['one pre - policy-accept', 'two pre #1 dnat']);
+    expect(ex2.nat.dnat?.to).toBe('192.168.0.3:9999');
+  });
+
+  it('chains before conntrack (raw, priority -300) see ct state invalid, later ones new', () => {
+    const rs = nft('ip', 't', [
+      { name: 'raw', hook: 'prerouting', prio: -300, rules: [[m({ ct: { key: 'state' } }, 'invalid'), { counter: null }]] },
+      { name: 'mangle', hook: 'prerouting', prio: -150, rules: [[m({ ct: { key: 'state' } }, 'new'), { counter: null }]] },
+    ]);
+    expect(path(fwd(rs)).filter((s) => s.includes('continue'))).toEqual(['t raw #1 continue', 't mangle #1 continue']);
+  });
+
+  it('a match it cannot evaluate makes the step and the verdict indeterminate, and says why', () => {
+    const rs = ipt(['*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -m recent --rcheck --name x -j DROP', '-A FORWARD -m limit --limit 1/s -j LOG', 'COMMIT'].join('\n'));
+    const ex = fwd(rs);
+    expect(ex.verdict).toBe('indeterminate');
+    expect(ex.steps[0]).toMatchObject({ chain: 'FORWARD', ruleNumber: 1, verdict: 'indeterminate' });
+    expect(ex.indeterminate).toEqual([{ chain: 'ip filter FORWARD', rule: '-A FORWARD -m recent --rcheck --name x -j DROP', reason: expect.stringMatching(/not modelled/) }]);
+    // LOG only: same path whatever the limit says, so not indeterminate
+    expect(ex.indeterminate.length).toBe(1);
+    // a rule that is certainly false elsewhere is not indeterminate
+    const rs2 = ipt(['*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -p udp -m recent --rcheck --name x -j DROP', 'COMMIT'].join('\n'));
+    expect(fwd(rs2).verdict).toBe('accept');
+  });
+
+  it('without host context, address types and routes are indeterminate, never guessed', () => {
+    const rs = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', ':DOCKER - [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER', 'COMMIT'].join('\n'));
+    const ex = explainPacket(compileRuleset(rs, emptyHostContext()), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 80), iif: 'eth0' });
+    expect(ex.verdict).toBe('indeterminate');
+    expect(ex.indeterminate.map((i) => i.reason).join(' ')).toMatch(/address types are not known/);
+    expect(ex.indeterminate.map((i) => i.reason).join(' ')).toMatch(/no routes known/);
+  });
+
+  it('marks set and matched, with masks', () => {
+    const rs = ipt(
+      ['*mangle', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -j MARK --set-xmark 0x5/0xff', 'COMMIT', '*filter', ':FORWARD DROP [0:0]', '-A FORWARD -m mark --mark 0x5/0xf -j ACCEPT', 'COMMIT'].join('\n'),
+    );
+    expect(fwd(rs).verdict).toBe('accept');
+  });
+
+  it('never throws on random packets against a golden', () => {
+    const rs = ipt(readFileSync(join(GOLDEN, 'iptables', 'hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden'), 'utf8'));
+    const c = compileRuleset(rs, host);
+    const ip4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'));
+    fc.assert(
+      fc.property(ip4, ip4, fc.nat(65535), fc.nat(65535), fc.constantFrom('eth0', 'br-dummy', 'lo', 'veth9', null), fc.constantFrom('new', 'established', 'related', 'invalid', 'untracked') as fc.Arbitrary<'new'>, fc.constantFrom(6, 17, 1), (s, d, sp, dp, iif, st, proto) => {
+        const tuple: Tuple = { family: 4, proto: proto === 6 ? 'tcp' : proto === 17 ? 'udp' : 'icmp', protoNum: proto, src: s, dst: d, sport: sp, dport: dp };
+        const ex = explainPacket(c, iif === null ? { tuple, local: true, ctState: st } : { tuple, iif, ctState: st });
+        expect(['accept', 'drop', 'reject', 'indeterminate']).toContain(ex.verdict);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('caches per flow', () => {
+    const cache = new ExplanationCache(compileRuleset(ipt('*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n'), host), 2);
+    const a = cache.explain({ tuple: tcp('10.0.10.5', 1, '192.168.0.2', 80), iif: 'eth0' });
+    expect(cache.explain({ tuple: tcp('10.0.10.5', 1, '192.168.0.2', 80), iif: 'eth0' })).toBe(a);
+    cache.explain({ tuple: tcp('10.0.10.5', 2, '192.168.0.2', 80), iif: 'eth0' });
+    cache.explain({ tuple: tcp('10.0.10.5', 3, '192.168.0.2', 80), iif: 'eth0' });
+    expect(cache.size).toBe(2);
+    expect(cache.hits).toBe(1);
+  });
+});
+
+describe('Docker 28 and 29 goldens: the journeys', () => {
+  const bundle = JSON.parse(gunzipSync(readFileSync(join(FIX, 'moby-nft-goldens.json.gz'))).toString('utf8')) as Record<string, unknown>;
+  const iptGolden = (name: string): Ruleset => parseIptablesSave(readFileSync(join(GOLDEN, 'iptables', `${name}.golden`), 'utf8'), { source: name });
+  const nftGolden = (name: string): Ruleset => parseNftJson(bundle[name], { source: name });
+
+  const probes = {
+    published: { tuple: tcp('10.0.10.5', 40000, '10.0.10.26', 8080), iif: 'eth0' },
+    hairpin: { tuple: tcp('192.168.0.3', 40000, '10.0.10.26', 8080), iif: 'br-dummy' },
+    selfHairpin: { tuple: tcp('192.168.0.2', 40000, '10.0.10.26', 8080), iif: 'br-dummy' },
+    outbound: { tuple: tcp('192.168.0.2', 40000, '198.51.100.10', 80), iif: 'br-dummy' },
+    direct: { tuple: tcp('10.0.10.5', 40000, '192.168.0.2', 80), iif: 'eth0' },
+    unpublished: { tuple: tcp('10.0.10.5', 40000, '192.168.0.2', 81), iif: 'eth0' },
+    hostLocal: { tuple: tcp('', 40000, '10.0.10.26', 8080), local: true },
+  } satisfies Record<string, PacketSpec>;
+
+  it('Docker 28 (iptables), userland proxy off (hairpin=true): published, hairpin, self-hairpin, outbound', () => {
+    const c = compileRuleset(iptGolden('hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables'), host);
+    const pub = explainPacket(c, probes.published);
+    expect(path(pub)).toEqual([
+      'raw PREROUTING - policy-accept',
+      'nat PREROUTING #1 jump',
+      'nat DOCKER #1 dnat',
+      'filter FORWARD #1 jump',
+      'filter DOCKER-FORWARD #1 jump',
+      'filter DOCKER-CT - return',
+      'filter DOCKER-FORWARD #2 jump',
+      'filter DOCKER-INTERNAL - return',
+      'filter DOCKER-FORWARD #3 jump',
+      'filter DOCKER-BRIDGE #1 jump',
+      'filter DOCKER #1 accept',
+      'nat POSTROUTING - policy-accept',
+    ].map((s) => s));
+    expect(pub.steps[0]?.hook).toBe('prerouting');
+    expect(pub.steps.at(-1)?.hook).toBe('postrouting');
+    expect(pub.nat).toEqual({ dnat: { from: '10.0.10.26:8080', to: '192.168.0.2:80' }, snat: null });
+    expect(pub.verdict).toBe('accept');
+    expect(pub.steps[2]?.meaning).toMatch(/published port 8080 → the container at 192.168.0.2:80/);
+    const hp = explainPacket(c, probes.hairpin);
+    expect(hp.nat.dnat?.to).toBe('192.168.0.2:80');
+    expect(hp.nat.snat).toBeNull();
+    expect(hp.packet_out).toMatchObject({ iif: 'br-dummy', oif: 'br-dummy' });
+    expect(path(hp)).toContain('filter DOCKER-FORWARD #4 accept');
+    const self = explainPacket(c, probes.selfHairpin);
+    expect(self.nat).toEqual({ dnat: { from: '10.0.10.26:8080', to: '192.168.0.2:80' }, snat: { from: '192.168.0.2:40000', to: '192.168.0.1:40000' } });
+    expect(path(self).at(-1)).toBe('nat POSTROUTING #3 masquerade');
+    const out = explainPacket(c, probes.outbound);
+    expect(out.nat.snat).toEqual({ from: '192.168.0.2:40000', to: '10.0.10.26:40000' });
+    expect(out.packet_out).toMatchObject({ oif: 'eth0', src: '10.0.10.26' });
+    const local = explainPacket(c, probes.hostLocal);
+    expect(local.steps.map((s) => s.hook)).toEqual(['output', 'output', 'output', 'output', 'postrouting']);
+    expect(local.nat.snat?.to).toBe('192.168.0.1:40000');
+  });
+
+  it('Docker 28 (iptables), protected gateway mode: direct access dropped in raw, unpublished port dropped', () => {
+    const c = compileRuleset(iptGolden('hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__iptables'), host);
+    const direct = explainPacket(c, probes.direct);
+    expect(path(direct)).toEqual(['raw PREROUTING #1 drop']);
+    expect(direct.verdict).toBe('drop');
+    const hp = explainPacket(c, probes.hairpin);
+    expect(hp.nat.dnat).toBeNull(); // `! -i br-dummy`: docker-proxy answers on the host
+    expect(hp.packet_out?.delivery).toBe('local');
+    const internal = compileRuleset(iptGolden('hairpin=false,internal=true,icc=false__iptables'), host);
+    const leak = explainPacket(internal, probes.outbound);
+    expect(path(leak)).toContain('filter DOCKER-INTERNAL #2 drop');
+    expect(leak.verdict).toBe('drop');
+  });
+
+  it('Docker 29 (nftables docker-bridges): published, hairpin, outbound, direct, unpublished', () => {
+    const c = compileRuleset(nftGolden('hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__ip'), host);
+    const pub = explainPacket(c, probes.published);
+    expect(pub.nat.dnat).toEqual({ from: '10.0.10.26:8080', to: '192.168.0.2:80' });
+    expect(pub.verdict).toBe('accept');
+    expect(pub.steps.map((s) => s.chain)).toEqual(expect.arrayContaining(['raw-PREROUTING', 'nat-PREROUTING', 'nat-prerouting-and-output', 'filter-FORWARD', 'filter-forward-in__br-dummy']));
+    expect(pub.steps.every((s) => s.handle !== null || s.rule === null)).toBe(true);
+    const out = explainPacket(c, probes.outbound);
+    expect(out.nat.snat?.to).toBe('10.0.10.26:40000');
+    const direct = explainPacket(c, probes.direct);
+    expect(direct.verdict).toBe('drop');
+    expect(direct.steps.at(-1)).toMatchObject({ chain: 'raw-PREROUTING', verdict: 'drop' });
+    const c2 = compileRuleset(nftGolden('hairpin=false,internal=false,icc=false,masq=false,snat=false,gwm=nat,bindlh=false__ip'), host);
+    // no raw drop for an unpublished port of a reachable address in this mode? it is: direct access
+    const unpub = explainPacket(c2, { ...probes.unpublished, tuple: tcp('10.0.10.5', 40000, '10.0.10.26', 8081) });
+    expect(unpub.packet_out?.delivery).toBe('local');
+  });
+
+  it('every golden explains the standard probes without exceptions or indeterminate steps', () => {
+    let n = 0;
+    for (const f of readdirSync(join(GOLDEN, 'iptables')).filter((x) => x.endsWith('__iptables.golden'))) {
+      const c = compileRuleset(iptGolden(f.replace(/\.golden$/, '')), host);
+      for (const p of Object.values(probes)) {
+        const ex = explainPacket(c, p);
+        expect(ex.indeterminate, `${f}`).toEqual([]);
+        n++;
+      }
+    }
+    for (const name of Object.keys(bundle).filter((x) => x.endsWith('__ip'))) {
+      const c = compileRuleset(nftGolden(name), host);
+      for (const p of Object.values(probes)) {
+        const ex = explainPacket(c, p);
+        expect(ex.indeterminate, name).toEqual([]);
+        n++;
+      }
+    }
+    for (const name of Object.keys(bundle).filter((x) => x.endsWith('__ip6'))) {
+      const c = compileRuleset(nftGolden(name), host);
+      const ex = explainPacket(c, { tuple: tcp('fd00:10::5', 40000, 'fd00:10::26', 8080), iif: 'eth0' });
+      expect(ex.indeterminate, name).toEqual([]);
+      n++;
+    }
+    expect(n).toBeGreaterThan(1000);
+  });
+});
