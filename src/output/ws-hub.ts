@@ -36,6 +36,8 @@ export interface HubOptions {
   readonly pingIntervalMs?: number;
   /** Flows remembered to filter drop events by container/network (default 10000). */
   readonly flowMemory?: number;
+  /** `subscribe` messages per client and second (default 10); more get E_RATE_LIMITED. */
+  readonly maxSubscribesPerSecond?: number;
   readonly version?: string;
 }
 
@@ -53,7 +55,13 @@ export class HubClient {
   alive = true;
   errors = 0;
   sentCount = 0;
+  /** Subscriptions in the current one-second window (each may replay the ring: rate-limited). */
+  subscribeWindowStart = 0;
+  subscribeCount = 0;
   private waiting = false;
+  /** Whether the last write carries a completion callback (which wakes the pump). */
+  private lastHasCallback = false;
+  private pollTimer: NodeJS.Timeout | null = null;
   private readonly onWritten: (err?: Error) => void;
 
   constructor(
@@ -65,12 +73,39 @@ export class HubClient {
   ) {
     this.id = String(nextClientId++);
     this.queue = new BoundedQueue(maxItems, maxBytes);
-    this.onWritten = () => {
-      if (this.waiting && this.ws.bufferedAmount < this.hub.lowWater) {
-        this.waiting = false;
-        this.pump();
-      }
-    };
+    this.onWritten = () => this.wake();
+  }
+
+  /** Drops what is queued and any timer (the connection is gone). */
+  dispose(): void {
+    this.queue.clear();
+    this.waiting = false;
+    if (this.pollTimer !== null) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  /** Resumes writing once the socket has drained below the low-water mark. */
+  private wake(): void {
+    if (!this.waiting) return;
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      this.waiting = false;
+      return;
+    }
+    if (this.ws.bufferedAmount < this.hub.lowWater) {
+      this.waiting = false;
+      this.pump();
+    } else {
+      this.poll();
+    }
+  }
+
+  /** Fallback wake-up while no write callback is pending. */
+  private poll(): void {
+    if (this.pollTimer !== null) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      this.wake();
+    }, 10);
   }
 
   /** Queues a message and writes what the socket can take. */
@@ -83,8 +118,10 @@ export class HubClient {
   pump(): void {
     const ws = this.ws;
     while (ws.readyState === WebSocket.OPEN) {
-      if (ws.bufferedAmount >= this.hub.highWater) {
+      const buffered = ws.bufferedAmount;
+      if (buffered >= this.hub.highWater) {
         this.waiting = true;
+        if (!this.lastHasCallback) this.poll();
         return;
       }
       let data: string;
@@ -107,7 +144,11 @@ export class HubClient {
       }
       this.sentCount++;
       if (this.hub.metrics !== null) this.hub.metrics.sentCount++;
-      ws.send(data, this.onWritten);
+      // Completion callbacks cost a tick each: only writes made while the socket is already
+      // filling up carry one (the last of them wakes the pump when everything before it is out).
+      this.lastHasCallback = buffered >= this.hub.lowWater;
+      if (this.lastHasCallback) ws.send(data, this.onWritten);
+      else ws.send(data);
     }
   }
 }
@@ -137,6 +178,7 @@ export class WsHub {
       maxErrors: opts.maxErrors ?? 20,
       pingIntervalMs: opts.pingIntervalMs ?? 30_000,
       flowMemory: opts.flowMemory ?? 10_000,
+      maxSubscribesPerSecond: opts.maxSubscribesPerSecond ?? 10,
       version: opts.version ?? '0.1.0',
     };
     this.highWater = this.opts.highWaterBytes;
@@ -217,7 +259,7 @@ export class WsHub {
 
   private detach(client: HubClient): void {
     if (!this.clients.delete(client)) return;
-    client.queue.clear();
+    client.dispose();
     this.metrics?.clients.set(this.clients.size);
     this.metrics?.removeClient(client.id);
   }
@@ -274,6 +316,15 @@ export class WsHub {
       client.filter = null;
       client.queue.clear();
       this.sendControl(client, { type: 'subscribed', v: SCHEMA_VERSION, time: Date.now(), filter: null, replayed: 0 });
+      return;
+    }
+    const now = Date.now();
+    if (now - client.subscribeWindowStart >= 1000) {
+      client.subscribeWindowStart = now;
+      client.subscribeCount = 0;
+    }
+    if (++client.subscribeCount > this.opts.maxSubscribesPerSecond) {
+      this.refuse(client, 'E_RATE_LIMITED', `more than ${this.opts.maxSubscribesPerSecond} subscriptions per second: this one is ignored`);
       return;
     }
     const filter = msg.filter ?? {};

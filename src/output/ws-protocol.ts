@@ -31,7 +31,7 @@ export interface SubscribedMessage {
   readonly replayed: number;
 }
 
-export type ClientErrorCode = 'E_BAD_JSON' | 'E_BAD_MESSAGE' | 'E_TOO_LARGE' | 'E_BINARY' | 'E_TOO_MANY_ERRORS';
+export type ClientErrorCode = 'E_BAD_JSON' | 'E_BAD_MESSAGE' | 'E_TOO_LARGE' | 'E_BINARY' | 'E_RATE_LIMITED' | 'E_TOO_MANY_ERRORS';
 
 /** A client message was refused; the connection stays open (until too many errors). */
 export interface ErrorMessage {

@@ -152,6 +152,20 @@ describe('hostile clients', () => {
     expect(m.body).toMatch(/journey_ws_bad_client_messages_total\{code="WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"\} 1/);
   });
 
+  it('rate-limits subscriptions (each may replay the ring)', async () => {
+    const s = await server({ maxSubscribesPerSecond: 3, maxErrors: 100 });
+    const f = new EventFactory();
+    for (let i = 0; i < 50; i++) s.publish(f.flow('flow.start', publishedFlow(`p${i}`, 40000 + i)));
+    const c = client(s.wsUrl);
+    await c.opened;
+    for (let i = 0; i < 10; i++) c.send({ type: 'subscribe' });
+    await c.until(() => c.ofType('subscribed').length + c.ofType('error').length === 10);
+    expect(c.ofType('subscribed')).toHaveLength(3);
+    expect(c.ofType('error').map((m) => m['code'])).toEqual(Array(7).fill('E_RATE_LIMITED'));
+    await c.until(() => c.ofType('flow.start').length === 150);
+    expectAllValid(c);
+  });
+
   it('closes a client that keeps sending bad messages (1008)', async () => {
     const s = await server({ maxErrors: 5 });
     const c = client(s.wsUrl);
