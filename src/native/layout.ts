@@ -83,13 +83,21 @@ const CT_STATUS_BITS: readonly CtStatusBit[] = [
   'DST_NAT_DONE', 'DYING', 'FIXED_TIMEOUT', 'TEMPLATE', 'UNTRACKED', 'HELPER', 'OFFLOAD', 'HW_OFFLOAD',
 ];
 
-export function ctStatusNames(bits: number): CtStatusBit[] {
+const statusCache = new Map<number, readonly CtStatusBit[]>();
+
+/** IPS_* names of a status word. Shared, frozen arrays (a flow's status takes few values). */
+export function ctStatusNames(bits: number): readonly CtStatusBit[] {
+  const key = bits & 0xffff;
+  const hit = statusCache.get(key);
+  if (hit !== undefined) return hit;
   const out: CtStatusBit[] = [];
   for (let i = 0; i < CT_STATUS_BITS.length; i++) {
     const name = CT_STATUS_BITS[i];
-    if (name !== undefined && (bits & (1 << i)) !== 0) out.push(name);
+    if (name !== undefined && (key & (1 << i)) !== 0) out.push(name);
   }
-  return out;
+  const frozen = Object.freeze(out);
+  statusCache.set(key, frozen);
+  return frozen;
 }
 
 /** enum tcp_conntrack, as conntrack-tools prints it. */
@@ -147,11 +155,13 @@ export function readTuple(buf: Buffer, off: number): Tuple | null {
   const proto = PROTO_NAMES[protoNum] ?? 'other';
   const src = family === 4 ? ip4(buf, off + f.saddr) : ip6(buf, off + f.saddr);
   const dst = family === 4 ? ip4(buf, off + f.daddr) : ip6(buf, off + f.daddr);
-  const base: Tuple = { family, proto, protoNum, src, dst, sport: buf.readUInt16LE(off + f.sport), dport: buf.readUInt16LE(off + f.dport) };
+  const sport = buf.readUInt16LE(off + f.sport);
+  const dport = buf.readUInt16LE(off + f.dport);
+  // object literals, never spreads: this runs for every event (a spread costs microseconds)
   if (proto === 'icmp' || proto === 'icmpv6') {
-    return { ...base, icmpType: buf.readUInt8(off + f.icmp_type), icmpCode: buf.readUInt8(off + f.icmp_code) };
+    return { family, proto, protoNum, src, dst, sport, dport, icmpType: buf.readUInt8(off + f.icmp_type), icmpCode: buf.readUInt8(off + f.icmp_code) };
   }
-  return base;
+  return { family, proto, protoNum, src, dst, sport, dport };
 }
 
 /** Writes an address ("10.0.0.1", "fd00::1") as the 4 or 16 network-order bytes of a filter. */

@@ -126,7 +126,9 @@ describe.each(['native', 'fallback'] as const)('links die with their owner (%s)'
   });
 
   it('SIGKILL of the owning process detaches every link', async () => {
+    // the child leaves when its stdin closes, so a failed test never leaves it (and its links) behind
     const js = `
+      process.stdin.on('end', () => process.exit(0)); process.stdin.resume();
       const off = process.env.JOURNEY_NATIVE === 'off';
       if (off) { console.log('ready'); setInterval(() => {}, 1000); }
       else {
@@ -136,7 +138,7 @@ describe.each(['native', 'fallback'] as const)('links die with their owner (%s)'
         console.log('ready');
         setInterval(() => {}, 1000);
       }`;
-    const child = spawn(process.execPath, ['-e', js], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+    const child = spawn(process.execPath, ['-e', js], { stdio: ['pipe', 'pipe', 'inherit'], env: process.env });
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('child did not start')), 10_000);
       child.stdout.on('data', (b: Buffer) => {
@@ -147,10 +149,15 @@ describe.each(['native', 'fallback'] as const)('links die with their owner (%s)'
       });
     });
     const pid = child.pid ?? 0;
-    const ids = linkIds(pid);
-    expect(ids).toHaveLength(nativeDisabled() ? 0 : 4);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.on('close', r));
+    const closed = new Promise((r) => child.on('close', r));
+    let ids: number[] = [];
+    try {
+      ids = linkIds(pid);
+      expect(ids).toHaveLength(nativeDisabled() ? 0 : 4);
+    } finally {
+      child.kill('SIGKILL');
+      await closed;
+    }
     expect(await gone(ids)).toBe(true);
   });
 });
