@@ -25,6 +25,7 @@ interface HairpinCliOptions {
   port?: string[];
   only?: string[];
   trace: string;
+  passiveSource: string;
 }
 
 /** `journey verify hairpin`: exit status 0 only when every check passes (E_VERIFY_FAILED -> 1). */
@@ -41,6 +42,7 @@ export function registerVerify(program: Command): void {
     .option('--timeout <ms>', 'per-probe timeout in milliseconds', '2000')
     .option('--passive', 'send nothing: classify hairpin flows as they happen (see --duration)')
     .option('--duration <s>', 'passive mode: how long to watch, in seconds', '10')
+    .option('--passive-source <src>', 'passive mode: the live pipeline (capture + conntrack + explanations) or conntrack events only: pipeline|conntrack', 'pipeline')
     .option('--host-addr <ip>', 'the host address to call (default: the first address not on a bridge)')
     .option('--port <port...>', 'only these published ports (8000 or 8000/tcp)')
     .option('--only <kind...>', `only these checks: ${KINDS.join(', ')}`)
@@ -48,6 +50,7 @@ export function registerVerify(program: Command): void {
     .option('--json', 'print the report as JSON (docs/verify.md)')
     .option('-v, --verbose', 'show the evidence of passing checks too')
     .action(async (o: HairpinCliOptions) => {
+      if (!['pipeline', 'conntrack'].includes(o.passiveSource)) throw new JourneyError('E_USAGE', `--passive-source must be pipeline or conntrack, got "${o.passiveSource}"`);
       if (!['failures', 'all', 'none'].includes(o.trace)) throw new JourneyError('E_USAGE', `--trace must be failures, all or none, got "${o.trace}"`);
       for (const k of o.only ?? []) if (!KINDS.includes(k as CheckKind)) throw new JourneyError('E_USAGE', `--only: unknown check "${k}" (${KINDS.join(', ')})`);
       if (process.getuid?.() !== 0) throw new JourneyError('E_NOT_ROOT', 'verify hairpin enters network namespaces and reads conntrack: run it as root');
@@ -66,6 +69,7 @@ export function registerVerify(program: Command): void {
           ...(o.port !== undefined ? { ports: o.port } : {}),
           ...(o.only !== undefined ? { kinds: o.only as CheckKind[] } : {}),
           trace: o.trace as 'failures' | 'all' | 'none',
+          passiveSource: o.passiveSource as 'pipeline' | 'conntrack',
           log: (m) => process.stderr.write(`journey: ${m}\n`),
           signal: ac.signal,
         });

@@ -42,9 +42,10 @@ function checkLines(c: HairpinCheck, verbose: boolean): string[] {
   return out;
 }
 
-function flowLine(f: PassiveFlow): string[] {
+function flowLine(f: PassiveFlow, verbose: boolean): string[] {
   const out = [`  ${(LABEL[f.status] ?? f.status).padEnd(7)} ${f.kind.padEnd(13)} ${f.from} -> ${f.to} via ${f.via}${f.dnatTo !== null ? ` (DNAT to ${f.dnatTo})` : ''}${f.targetSaw !== null ? `, target saw ${f.targetSaw}` : ''}${f.seen === 'table' ? ' (already in the table)' : ''}`];
   for (const c of f.causes) out.push(`          cause: ${c}`);
+  if (verbose) for (const l of f.legs ?? []) out.push(`          seen: ${l}`);
   return out;
 }
 
@@ -52,7 +53,7 @@ export function formatReport(r: HairpinReport, opts: { verbose?: boolean } = {})
   const lines = formatHost(r);
   if (r.mode === 'passive') {
     lines.push(`hairpin flows seen (passive, ${Math.round(r.durationMs / 1000)} s):`);
-    for (const f of r.flows) lines.push(...flowLine(f));
+    for (const f of r.flows) lines.push(...flowLine(f, opts.verbose === true));
   } else {
     const byPort = new Map<string, HairpinCheck[]>();
     for (const c of r.checks) {

@@ -8,7 +8,10 @@
 import { run } from '../host/exec.js';
 import { natOf } from '../conntrack/nat.js';
 import { parseConntrackLine } from '../conntrack/parse.js';
-import type { ConntrackEntry } from '../model/conntrack.js';
+import type { ConntrackEntry, CtStatusBit } from '../model/conntrack.js';
+import type { FlowInfo, JourneyEvent } from '../model/events.js';
+import { reverseTuple } from '../model/tuple.js';
+import { startPipeline } from '../correlate/pipeline.js';
 import type { HostFacts } from './host-facts.js';
 import type { Endpoint, Inventory, PublishedPortSpec } from './endpoints.js';
 import { bridgeOfAddr } from './endpoints.js';
@@ -19,6 +22,9 @@ import type { CheckKind, PassiveFlow, Peer } from './types.js';
 
 export interface PassiveOptions {
   readonly netns?: string;
+  readonly dockerHost?: string;
+  /** pipeline (default): the live pipeline (capture, conntrack, explanations, drops); conntrack: conntrack events only. */
+  readonly passiveSource?: 'pipeline' | 'conntrack';
   readonly durationMs?: number;
   readonly signal?: AbortSignal;
   readonly log?: (msg: string) => void;
@@ -99,8 +105,83 @@ export function classifyFlow(e: ConntrackEntry, host: HostFacts, inv: Inventory,
   };
 }
 
-/** Watches conntrack in the host namespace and returns the hairpin flows seen. */
+function waitFor(opts: PassiveOptions): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, opts.durationMs ?? 10_000);
+    opts.signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+const CT_BITS = new Set<string>(['EXPECTED', 'SEEN_REPLY', 'ASSURED', 'CONFIRMED', 'SRC_NAT', 'DST_NAT', 'SEQ_ADJUST', 'SRC_NAT_DONE', 'DST_NAT_DONE', 'DYING', 'FIXED_TIMEOUT', 'TEMPLATE', 'UNTRACKED', 'HELPER', 'OFFLOAD', 'HW_OFFLOAD']);
+
+/** The pipeline's flow as a conntrack entry (its tuples and state), for classification. */
+export function entryOfFlow(f: FlowInfo): ConntrackEntry {
+  return {
+    id: f.id,
+    orig: f.orig,
+    reply: f.reply ?? reverseTuple(f.orig),
+    status: f.ctStatus.filter((s): s is CtStatusBit => CT_BITS.has(s)),
+    ...(f.tcpState !== undefined ? { tcpState: f.tcpState } : {}),
+    mark: 0,
+    zone: 0,
+    timeout: 0,
+    source: 'conntrack-tool',
+  };
+}
+
+/** Passive mode on the live pipeline: every flow it reports, classified, with its packets, drops and explanation. */
+async function passiveFromPipeline(host: HostFacts, inv: Inventory, opts: PassiveOptions): Promise<PassiveFlow[]> {
+  const p = await startPipeline({
+    ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
+    ...(opts.dockerHost !== undefined ? { dockerHost: opts.dockerHost } : {}),
+  });
+  const flows = new Map<string, FlowInfo>();
+  const ended = new Set<string>();
+  p.on('event', (ev: JourneyEvent) => {
+    if (ev.type === 'flow.start' || ev.type === 'flow.update' || ev.type === 'flow.end') {
+      flows.set(ev.flow.id, ev.flow);
+      if (ev.type === 'flow.end') ended.add(ev.flow.id);
+    } else if (ev.type === 'notice') opts.log?.(`pipeline: ${ev.message}`);
+  });
+  opts.log?.(`watching hairpin flows for ${Math.round((opts.durationMs ?? 10_000) / 1000)} s with the live pipeline (sending nothing)`);
+  await waitFor(opts);
+  await p.stop();
+  const related: TimedEntry[] = [...flows.values()].map((f) => ({ entry: entryOfFlow(f), event: 'new', timeMs: 0 }));
+  const out: PassiveFlow[] = [];
+  for (const f of flows.values()) {
+    const e = entryOfFlow(f);
+    const c = classifyFlow(e, host, inv, related, ended.has(f.id) || answered(e), 'event');
+    if (!c) continue;
+    const drops = f.drops.map((d) => `${d.reason}${d.iface !== null ? ` on ${d.iface}` : ''}${d.rule ? ` (${d.rule.table} ${d.rule.chain}${d.rule.rule ? `: ${d.rule.rule}` : ''})` : ''}`);
+    out.push({
+      ...c,
+      causes: c.status === 'fail' ? [...drops.map((d) => `dropped: ${d}`), ...c.causes] : c.causes,
+      legs: f.legs.map((l) => `${l.iface} ${l.direction} ${l.tuple.src}:${l.tuple.sport} > ${l.tuple.dst}:${l.tuple.dport} (${l.packets} pkts)`),
+      drops,
+      explanation: f.explanation,
+    });
+  }
+  return out;
+}
+
+/** Watches the host's hairpin flows (live pipeline, or conntrack events) and returns them classified. */
 export async function passiveHairpin(host: HostFacts, inv: Inventory, opts: PassiveOptions): Promise<PassiveFlow[]> {
+  if ((opts.passiveSource ?? 'pipeline') === 'pipeline') {
+    try {
+      return await passiveFromPipeline(host, inv, opts);
+    } catch (e) {
+      opts.log?.(`the live pipeline could not start (${(e as Error).message}): watching conntrack events only`);
+    }
+  }
+  return passiveFromConntrack(host, inv, opts);
+}
+
+/** Watches conntrack in the host namespace and returns the hairpin flows seen. */
+async function passiveFromConntrack(host: HostFacts, inv: Inventory, opts: PassiveOptions): Promise<PassiveFlow[]> {
+
   const ns = opts.netns !== undefined ? { netns: opts.netns } : {};
   const start: ConntrackEntry[] = [];
   const dump = await run(['conntrack', '-L', '-o', 'extended,id'], { ...ns, allowFailure: true, timeoutMs: 10_000 }).catch(() => null);
@@ -110,13 +191,7 @@ export async function passiveHairpin(host: HostFacts, inv: Inventory, opts: Pass
   }
   const w = await watchConntrack(opts.netns);
   opts.log?.(`watching hairpin flows for ${Math.round((opts.durationMs ?? 10_000) / 1000)} s (sending nothing)`);
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, opts.durationMs ?? 10_000);
-    opts.signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
+  await waitFor(opts);
   await w.stop();
   const latest = new Map<string, ConntrackEntry>();
   const destroyed = new Set<string>();

@@ -150,6 +150,12 @@ export interface PassiveFlow {
   readonly conntrack: ConntrackEntry;
   /** table: already in the conntrack table when watching began; event: happened while watching. */
   readonly seen: 'table' | 'event';
+  /** With the live pipeline: where the flow's packets were captured. */
+  readonly legs?: readonly string[];
+  /** With the live pipeline: drops seen by eBPF for this flow, with the kernel's reason. */
+  readonly drops?: readonly string[];
+  /** With the live pipeline: the explained path of the flow's first packet. */
+  readonly explanation?: Explanation | null;
 }
 
 export interface HairpinReport {

@@ -39,6 +39,8 @@ export interface VerifyOptions extends PlanOptions {
   /** Passive mode: classify hairpin flows as they happen, for `durationMs`, sending nothing. */
   readonly passive?: boolean;
   readonly durationMs?: number;
+  /** Passive mode's source: the live pipeline (default) or conntrack events only. */
+  readonly passiveSource?: 'pipeline' | 'conntrack';
   /** Progress lines (stderr in the CLI). */
   readonly log?: (msg: string) => void;
   /** Stop early (passive mode) when this signal aborts. */
