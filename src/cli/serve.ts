@@ -29,6 +29,9 @@ interface ServeCliOptions {
   read?: string[];
   conntrack?: string[];
   conntrackSource?: string;
+  ruleset?: string[];
+  hostAddrs?: string;
+  hostRoutes?: string;
   explainFlows: boolean;
   statsInterval: string;
   maxFlows?: string;
@@ -51,6 +54,21 @@ function readPem(path: string, what: string): Buffer {
   } catch (e) {
     throw new JourneyError('E_USAGE', `cannot read the TLS ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+}
+
+/** nft -j JSON or iptables-save text, told apart by the first character (as `journey watch` does). */
+function splitRulesetFiles(files: readonly string[]): { iptablesSave: string[]; nftJson: string[] } {
+  const out = { iptablesSave: [] as string[], nftJson: [] as string[] };
+  for (const f of files) {
+    let head: string;
+    try {
+      head = readFileSync(f, 'utf8').trimStart().slice(0, 1);
+    } catch (e) {
+      throw new JourneyError('E_USAGE', `--ruleset ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    (head === '{' || head === '[' ? out.nftJson : out.iptablesSave).push(f);
+  }
+  return out;
 }
 
 export function registerServe(program: Command): void {
@@ -76,6 +94,9 @@ export function registerServe(program: Command): void {
     .option('-r, --read <file...>', 'replay pcap/pcapng files instead of capturing (the server stays up afterwards)')
     .option('--conntrack <file...>', 'replay: conntrack snapshot (conntrack -L / -E output, /proc/net/nf_conntrack, JSON lines)')
     .option('--conntrack-source <kind>', 'live conntrack source: auto, netlink, tool, proc', 'auto')
+    .option('--ruleset <file...>', 'replay: the recorded ruleset to explain flows with (iptables-save text or nft -j JSON)')
+    .option('--host-addrs <file>', 'replay: `ip -j addr` of the recorded host')
+    .option('--host-routes <file>', 'replay: `ip -j route show table all` of the recorded host')
     .option('--no-explain-flows', 'do not run the simulator on flows')
     .option('--stats-interval <seconds>', 'capture.stats period', '5')
     .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
@@ -93,6 +114,10 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   const ctSource = o.conntrackSource ?? 'auto';
   if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
   if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
+  if ((o.ruleset !== undefined || o.hostAddrs !== undefined || o.hostRoutes !== undefined) && o.read === undefined) {
+    throw new JourneyError('E_USAGE', '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host');
+  }
+  const rulesetFiles = o.ruleset ? splitRulesetFiles(o.ruleset) : undefined;
   const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
   const serverOpts: ServerOptions = {
     listen: o.listen,
@@ -115,6 +140,7 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
     ...(o.read ? { read: o.read } : {}),
     ...(o.conntrack ? { conntrackSnapshot: o.conntrack } : {}),
+    ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
     conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
     explain: o.explainFlows,
     statsIntervalMs: statsS * 1000,

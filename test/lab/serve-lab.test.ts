@@ -244,6 +244,45 @@ describe('journey serve in the lab', () => {
     expect(serve.stderr.join('\n')).toMatch(/stopped: \d+ flows, \d+ messages sent, 0 lost/);
   }, 90_000);
 
+  it('draws a recorded flow\'s whole journey, each hook, chain and rule with its verdict (replay with the recorded ruleset)', async () => {
+    const dir = join(ROOT, 'test/fixtures/watch/default/');
+    const s = await journey([
+      'serve', '--port', '0', '--replay', '4096',
+      '--read', `${dir}eth0.pcap`, `${dir}docker0.pcap`, '--conntrack', `${dir}conntrack.txt`, '--docker-snapshot', `${dir}docker.json`,
+      '--ruleset', `${dir}iptables-save.txt`, '--host-addrs', `${dir}addrs.json`, '--host-routes', `${dir}routes.json`,
+    ], /replay finished/);
+    const url = /listening on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(s.stderr.join('\n'))![1]!;
+    const b = await launchChromium();
+    try {
+      const page = await b.context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      await page.goto(url);
+      const row = page.locator('#flows tbody tr', { hasText: '10.0.10.5:' }).filter({ hasText: '10.0.10.26:8000 ⇒ web(172.17.0.2:80)' });
+      await row.first().waitFor({ timeout: 15_000 });
+      await row.first().click();
+      await page.locator('#journey li').first().waitFor();
+      const texts = await page.locator('#journey li').allInnerTexts();
+      const at = (re: RegExp): number => texts.findIndex((t) => re.test(t));
+      // the seed's numbered steps: in on the uplink, DNAT in nat DOCKER, filter FORWARD -> DOCKER accept, out on docker0
+      const arrive = at(/^arrives on eth0/);
+      const dnat = at(/^prerouting · ip nat DOCKER #\d+\s*dnat[\s\S]*DNAT 10\.0\.10\.26:8000 → 172\.17\.0\.2:80/);
+      const accept = at(/^forward · ip filter DOCKER #\d+\s*accept[\s\S]*-j ACCEPT/);
+      const leave = at(/^leaves on docker0[\s\S]*→ 172\.17\.0\.2:80/);
+      expect([arrive, dnat, accept, leave].every((i) => i >= 0), texts.join('\n---\n')).toBe(true);
+      expect(arrive).toBeLessThan(dnat);
+      expect(dnat).toBeLessThan(accept);
+      expect(accept).toBeLessThan(leave);
+      expect(texts.at(-1)).toMatch(/verdict: ACCEPT/);
+      expect(await page.locator('#nat').innerText()).toContain('DNAT 10.0.10.26:8000 → 172.17.0.2:80');
+      await page.screenshot({ path: join(RESULTS, 'serve-browser-journey.png'), fullPage: true });
+      expect(errors).toEqual([]);
+    } finally {
+      await b.close();
+      await stop(s);
+    }
+  }, 90_000);
+
   it('on a non-loopback address: refuses to start without a token, and refuses unauthenticated clients before the upgrade', async () => {
     const base = ['serve', '--listen', '10.0.10.26', '--port', '9339', '--netns', lab.netns.host, '--no-docker', '--no-explain-flows', '-i', 'eth0'];
     const noToken = spawn('nsenter', [`--net=/var/run/netns/${lab.netns.host}`, '--', process.execPath, CLI, ...base], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JOURNEY_TOKEN: '' } });
