@@ -22,3 +22,5 @@ export function nativeAvailability(): NativeAvailability {
 export { nativeDisabled, loadBinding } from './binding.js';
 export { openKernelEvents, natHookPlan, phaseOf, NAT_PRIORITY } from './kernel-events.js';
 export type { KernelEvents, KernelEventsOptions, KernelDrop, HookEvent, HookPoint, KernelFilter } from './kernel-events.js';
+export { joinDropRule, dropPacketSpec, HookProof } from './join.js';
+export type { HookTuple } from './join.js';

@@ -18,6 +18,8 @@ import type { ConntrackEntry, ConntrackEvent } from '../../src/model/conntrack.j
 import { reverseTuple, type Tuple } from '../../src/model/tuple.js';
 import { resetBindingCache } from '../../src/native/binding.js';
 import { openKernelEvents, phaseOf, type HookEvent, type KernelDrop } from '../../src/native/index.js';
+import { joinDropRule, HookProof } from '../../src/native/join.js';
+import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset } from '../../src/explain/explain.js';
 
 const ID = 'd';
 const MODES = ['native', 'fallback'] as const;
@@ -91,6 +93,10 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
         // joined with the kernel trace: same packet (source port), the DOCKER-USER rule
         expect(dropStep?.packet?.sport ?? d.tuple?.sport).toBe(d.tuple?.sport);
         expect(dropStep?.rule ?? '').toMatch(/drop/);
+        // joined with the explainer's verdict: the rule that dropped it, as the user wrote it
+        const compiled = compileRuleset(await loadLiveRuleset({ netns: host }), await loadHostContext({ netns: host }));
+        const joined = joinDropRule(d, (spec) => explainPacket(compiled, spec));
+        expect(joined.rule).toEqual({ table: 'filter', chain: 'DOCKER-USER', rule: `-A DOCKER-USER -s ${lab.extAddr}/32 -p tcp -m tcp --dport 80 -j DROP` });
         // only this namespace's drops reached user space
         const hostIno = drops.map((x) => x.netns);
         expect(new Set(hostIno).size).toBe(1);
@@ -140,6 +146,12 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
         expect(entry.status.includes('SRC_NAT')).toBe(snat);
         expect(k.lost).toEqual([]);
         checkHookTrail(hooks, entry, { dnat, snat });
+        // the same proof as the pipeline gets it (FlowInfo.hookTuples)
+        const proof = new HookProof();
+        proof.add(hooks);
+        const tuples = proof.get(entry.orig);
+        expect(tuples.length).toBeGreaterThanOrEqual(8);
+        expect(show(tuples.find((t) => t.direction === 'orig' && t.hook === 'postrouting' && t.priority > 100)?.tuple)).toBe(show(reverseTuple(entry.reply)));
       } else {
         expect(k.lost.join('\n')).toMatch(/no NAT proof at the netfilter hooks: eBPF unavailable/);
         expect(hooks).toEqual([]);

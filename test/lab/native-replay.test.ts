@@ -10,6 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, listProbes, runProbeDef, traceKernel, type LabInfo } from '../../lab/driver.js';
 import { resetBindingCache } from '../../src/native/binding.js';
 import { openKernelEvents, type KernelDrop } from '../../src/native/index.js';
+import { joinDropRule } from '../../src/native/join.js';
+import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset } from '../../src/explain/explain.js';
 
 const ID = 'd';
 const GOLDEN = '/work/shared/corpus/moby-golden';
@@ -69,6 +71,13 @@ describe.each(RULESETS)('replay $name: raw-table DROP DIRECT ACCESS', ({ file, t
         expect(drops.every((x) => x.reason === 'NETFILTER_DROP' && x.tuple?.dst === target?.ip)).toBe(true);
         // raw PREROUTING runs before conntrack (-200): no conntrack entry yet
         expect(d?.ct).toBeNull();
+        // joined with the explainer's verdict on the replayed ruleset: the raw-table rule
+        if (d) {
+          const compiled = compileRuleset(await loadLiveRuleset({ netns: lab.netns.host }), await loadHostContext({ netns: lab.netns.host }));
+          const joined = joinDropRule(d, (spec) => explainPacket(compiled, spec));
+          expect(joined.rule?.table).toBe(table);
+          expect(joined.rule?.rule ?? '').toMatch(table === 'raw' ? new RegExp(`-d ${target?.ip ?? ''}/32 ! -i \\S+ -j DROP`) : /DROP DIRECT ACCESS/);
+        }
       } else {
         expect(k.lost.join('\n')).toMatch(/^no drop reasons: eBPF unavailable: /);
         expect(drops).toEqual([]);
