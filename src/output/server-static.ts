@@ -6,7 +6,6 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { JourneyError } from '../model/errors.js';
 
 export const WEB_FILES: Readonly<Record<string, string>> = {
   '/': 'index.html',
@@ -40,12 +39,15 @@ function findDir(rel: string, probe: string): string | null {
   return null;
 }
 
-/** Loads the page's files once (at server start). */
-export function loadWebFiles(): Map<string, StaticFile> {
+/** Where the page's files were looked for (for the error message when they are missing). */
+export function webDirCandidates(): string[] {
+  return candidates('web/');
+}
+
+/** Loads the page's files once (at server start); null when this installation lacks them. */
+export function loadWebFiles(): Map<string, StaticFile> | null {
   const dir = findDir('web/', 'index.html');
-  if (dir === null) {
-    throw new JourneyError('E_INTERNAL', `the web page's files are missing (looked in ${candidates('web/').join(', ')})`);
-  }
+  if (dir === null) return null;
   const out = new Map<string, StaticFile>();
   for (const [path, name] of Object.entries(WEB_FILES)) {
     const ext = name.slice(name.lastIndexOf('.') + 1);

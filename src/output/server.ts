@@ -18,7 +18,7 @@ import type { JourneyEvent } from '../model/events.js';
 import { ServeMetrics } from './metrics.js';
 import { WsHub, type HubOptions } from './ws-hub.js';
 import { authenticate, authPolicy, hostAllowed, originAllowed, TOKEN_COOKIE } from './server-auth.js';
-import { loadEventSchema, loadWebFiles, type StaticFile } from './server-static.js';
+import { loadEventSchema, loadWebFiles, webDirCandidates, type StaticFile } from './server-static.js';
 
 /** Anything that emits JourneyEvents: the live pipeline, a replay, or a synthetic stream in tests. */
 export interface EventSource {
@@ -146,6 +146,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     }
     if (path === '/events') {
       done(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket' }, 'this is the WebSocket stream: connect with a WebSocket client\n');
+      return;
+    }
+    if (web === null) {
+      // the stream and the metrics work without the page
+      done(path === '/' ? 500 : 404, { 'Content-Type': 'text/plain' }, `the web page's files are missing from this installation (looked in ${webDirCandidates().join(', ')}); /events and /metrics work\n`);
       return;
     }
     const file: StaticFile | undefined = web.get(path);
