@@ -294,6 +294,14 @@ export interface TraceOptions {
   readonly filter?: string;
   /** How long to keep listening after the action ended (late replies), default 300 ms. */
   readonly settleMs?: number;
+  /** Also return the raw `nft -a -j list ruleset`, `iptables-save` and `conntrack -L` texts (fixtures, debugging). */
+  readonly keepRaw?: boolean;
+}
+
+export interface KernelTraceRaw {
+  readonly rulesetJson: string;
+  readonly iptablesSave: string;
+  readonly conntrackText: string;
 }
 
 export const TRACE_TABLE = 'jl_trace';
@@ -309,7 +317,7 @@ export async function traceKernel<T = unknown>(
   id: string | undefined,
   action: () => Promise<T>,
   opts: TraceOptions = {},
-): Promise<KernelTrace & { actionResult?: T; actionError?: string }> {
+): Promise<KernelTrace & { actionResult?: T; actionError?: string; raw?: KernelTraceRaw }> {
   const info = await requireLab(id);
   const ns = info.netns.host;
   const filter = opts.filter ? `${opts.filter} ` : '';
@@ -343,9 +351,10 @@ export async function traceKernel<T = unknown>(
   } finally {
     await run(['nft', 'delete', 'table', 'ip', TRACE_TABLE], { netns: ns, allowFailure: true }).catch(() => undefined);
   }
-  const [ct, rs] = await Promise.all([
+  const [ct, rs, ipt] = await Promise.all([
     run(['conntrack', '-L', '-o', 'extended,id'], { netns: ns, allowFailure: true }),
     run(['nft', '-a', '-j', 'list', 'ruleset'], { netns: ns, allowFailure: true }),
+    opts.keepRaw ? run(['iptables-save'], { netns: ns, allowFailure: true }) : Promise.resolve({ code: 0, stdout: '', stderr: '' }),
   ]);
   await new Promise((r) => setTimeout(r, 100));
   mon.kill('SIGTERM');
@@ -359,6 +368,7 @@ export async function traceKernel<T = unknown>(
     durationMs: Date.now() - startedAt.getTime(),
     ...(actionResult !== undefined ? { actionResult } : {}),
     ...(actionError !== undefined ? { actionError } : {}),
+    ...(opts.keepRaw ? { raw: { rulesetJson: rs.stdout, iptablesSave: ipt.stdout.replace(/^#.*\n/gm, ''), conntrackText: ct.stdout } } : {}),
   };
 }
 

@@ -172,7 +172,10 @@ function replayProbes(info: LabInfo): ProbeDef[] {
     for (const pub of c.published) {
       if (pub.proto === 'sctp' || pub.hostIp.startsWith('127.')) continue;
       const hostIp = pub.hostIp === '0.0.0.0' ? 'host' : pub.hostIp;
-      out.push(p(`${c.name}-hairpin-${pub.proto}-${pub.hostPort}`, c.name, pub.proto, hostIp, pub.hostPort, 'answer', `${c.name} -> its own published port ${hostIp}:${pub.hostPort} (${info.daemon.userlandProxy ? 'docker-proxy' : 'hairpin NAT'})`));
+      // hairpin NAT sends the packet back out of the bridge it came from: icc=false drops -i br -o br
+      const blocked = !info.daemon.userlandProxy && !info.daemon.icc;
+      const how = info.daemon.userlandProxy ? 'docker-proxy' : blocked ? 'hairpin NAT, then the icc=false drop of bridge-to-same-bridge traffic' : 'hairpin NAT';
+      out.push(p(`${c.name}-hairpin-${pub.proto}-${pub.hostPort}`, c.name, pub.proto, hostIp, pub.hostPort, blocked ? 'no-answer' : 'answer', `${c.name} -> its own published port ${hostIp}:${pub.hostPort} (${how})`));
     }
   }
   for (const c of info.containers) {

@@ -90,7 +90,12 @@ export interface TracePacket {
   readonly headers: { readonly hook: string | null; readonly table: string; readonly chain: string; readonly header: TracePacketHeader }[];
   /** Steps outside the trace table itself, in order. */
   readonly steps: TraceStep[];
-  /** Hooks in the order the packet visited them (deduplicated consecutive). */
+  /**
+   * Where the packet entered the trace table: `prerouting` (it arrived on an interface) or
+   * `output` (the host sent it); null when the trace text started mid-packet.
+   */
+  readonly entry: string | null;
+  /** Hooks in the order the packet visited them (deduplicated consecutive), trace table excluded; chains with no rule evaluated (empty iptables-nft built-ins do not exist in the kernel) leave no hook here. */
   readonly hooks: string[];
   /** The last terminal verdict seen (`accept`, `drop`, `policy accept`…), or null. */
   readonly final: string | null;
@@ -272,6 +277,7 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
     packet: {
       index: number;
       traceIds: string[];
+      entry: string | null;
       first: TracePacketHeader | null;
       headers: { hook: string | null; table: string; chain: string; header: TracePacketHeader }[];
       steps: TraceStep[];
@@ -290,7 +296,7 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
 
   const newPacket = (traceId: string): Open => {
     const p: Open = {
-      packet: { index: packets.length, traceIds: [traceId], first: null, headers: [], steps: [], hooks: [], final: null, dropped: false },
+      packet: { index: packets.length, traceIds: [traceId], entry: null, first: null, headers: [], steps: [], hooks: [], final: null, dropped: false },
       base: null,
       header: null,
       ended: false,
@@ -343,6 +349,7 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
       if (isTraceTable) {
         // every traced packet enters through the trace table: a new packet (the id may be reused)
         open = newPacket(r.traceId);
+        open.packet.entry = info?.hook ?? (/^(pre|prerouting)$/i.test(r.chain) ? 'prerouting' : /^(out|output)$/i.test(r.chain) ? 'output' : null);
         byId.set(r.traceId, open);
       } else if (!open || open.ended || goesBack(open, info?.hook ?? null) || !sameDatagram(open.header, header)) {
         const hook = info?.hook ?? null;
@@ -431,10 +438,10 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
     }
   }
 
-  // packets that only crossed the trace table (e.g. locally generated and filtered out) carry no steps
-  const kept = packets.filter((p) => p.steps.length > 0 || p.headers.length > 0).map((p, index) => ({ ...p, index }));
   return {
-    packets: kept,
+    // packets that only crossed the trace table are kept: they met no rule (e.g. established
+    // replies, or hooks whose iptables-nft chains are empty and so absent from the kernel)
+    packets,
     steps: allSteps,
     conntrack: [...(opts.conntrack ?? [])],
     skipped,
@@ -487,6 +494,7 @@ export function parseConntrackLine(line: string): ConntrackEntry | null {
   let mark = 0;
   let zone = 0;
   let id: string | undefined;
+  let meta = false;
   for (; i < tok.length; i++) {
     const t = tok[i] ?? '';
     const fl = /^\[([A-Z_]+)\]$/.exec(t);
@@ -500,11 +508,15 @@ export function parseConntrackLine(line: string): ConntrackEntry | null {
     if (k === 'src') {
       cur = { src: v };
       tuples.push(cur);
-    } else if (k === 'mark') mark = Number(v) || 0;
-    else if (k === 'zone') zone = Number(v) || 0;
-    else if (k === 'id') id = v;
-    else if (k === 'use' || k === 'secctx' || k === 'labels') continue;
-    else if (cur) cur[k] = v;
+    } else if (k === 'mark') {
+      mark = Number(v) || 0;
+      meta = true;
+    } else if (k === 'zone') {
+      zone = Number(v) || 0;
+      meta = true;
+    } else if (k === 'id' && (meta || !cur || cur['id'] !== undefined)) id = v; // the entry's id comes after mark= use=
+    else if (k === 'use' || k === 'secctx' || k === 'labels') meta = true;
+    else if (cur) cur[k] = v; // includes an ICMP tuple's id=
   }
   const o = tuples[0];
   const r = tuples[1];

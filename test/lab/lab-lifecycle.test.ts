@@ -1,0 +1,106 @@
+/**
+ * The lab's life cycle: it refuses loudly without root, two labs coexist under different ids,
+ * `lab down` is idempotent and cleans up after a crash (processes killed, pid files stale), the
+ * CLI speaks JSON, and nothing is ever made in the default network namespace.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { assertLabCanRun, labDown, labNames, labStatus, labUp, leftovers, runProbe } from '../../lab/driver.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CLI = `${ROOT}dist/src/cli/main.js`;
+const G = process.env['JOURNEY_CORPUS'] ?? fileURLToPath(new URL('../../../shared/corpus/moby-golden', import.meta.url));
+const GOLDEN = `${G}/nftables/hairpin=false,internal=false,icc=true,masq=true,snat=true,gwm=nat,bindlh=false__ip.golden`;
+
+const defaultNsLinks = (): string => execFileSync('ip', ['-o', 'link', 'show']).toString().split('\n').map((l) => l.split(':')[1]?.trim() ?? '').sort().join(' ');
+
+function cli(args: string[], uid?: number): { status: number; stdout: string; stderr: string } {
+  const argv = uid === undefined ? [CLI, ...args] : ['--reuid', String(uid), '--regid', String(uid), '--clear-groups', process.execPath, CLI, ...args];
+  const r = spawnSync(uid === undefined ? process.execPath : 'setpriv', argv, { encoding: 'utf8', timeout: 240_000 });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('lab life cycle', () => {
+  let linksBefore = '';
+  beforeAll(async () => {
+    await assertLabCanRun();
+    expect(existsSync(CLI), 'the CLI is built (npm run build)').toBe(true);
+    await labDown('a');
+    await labDown('a1');
+    linksBefore = defaultNsLinks();
+  });
+  afterAll(async () => {
+    await labDown('a');
+    await labDown('a1');
+  });
+
+  it('refuses loudly without root (E_NOT_ROOT, exit 3)', () => {
+    const r = cli(['lab', 'up', '--id', 'a'], 65534);
+    expect(r.status).toBe(3);
+    expect(r.stderr).toMatch(/E_NOT_ROOT: .*root/);
+  });
+
+  it('two labs coexist (a scenario with dockerd and a replay), each answering on its own', async () => {
+    const a = await labUp({ id: 'a', scenario: 'default' });
+    const a1 = await labUp({ id: 'a1', ruleset: GOLDEN });
+    expect(a.netns.host).toBe('jl-a-host');
+    expect(a1.netns.host).toBe('jl-a1-host');
+    expect((await runProbe('a', 'ext-to-published')).answered).toBe(true);
+    expect((await runProbe('a1', 'ext-to-tcp-8080')).answered).toBe(true);
+    await labDown('a1');
+    expect(await leftovers(labNames('a1'))).toEqual([]);
+    // the other lab is untouched
+    expect((await runProbe('a', 'ext-to-published')).answered).toBe(true);
+  });
+
+  it('status --json and traffic --json through the CLI', () => {
+    const s = cli(['lab', 'status', '--id', 'a', '--json']);
+    expect(s.status).toBe(0);
+    const info = JSON.parse(s.stdout) as { scenario: string; containers: { name: string; published: { hostPort: number }[] }[] };
+    expect(info.scenario).toBe('default');
+    expect(info.containers.find((c) => c.name === 'web')?.published[0]?.hostPort).toBe(8000);
+    const t = cli(['lab', 'traffic', '--id', 'a', '--json', 'ext-to-published', 'unpublished-port']);
+    expect(t.status, t.stderr).toBe(0);
+    const res = JSON.parse(t.stdout) as { name: string; answered: boolean; outcome: string }[];
+    expect(res.map((r) => [r.name, r.answered, r.outcome])).toEqual([
+      ['ext-to-published', true, 'answered'],
+      ['unpublished-port', false, 'refused'],
+    ]);
+    expect(cli(['lab', 'status', '--id', 'zz9', '--json']).stdout.trim()).toBe('null');
+  });
+
+  it('trace --json -- CMD returns the kernel path of a command run inside the lab', () => {
+    const r = cli(['lab', 'trace', '--id', 'a', '--json', '--in', 'ext2', '--', 'node', `${ROOT}lab/probe-tool.mjs`, 'tcp', '10.0.10.26', '8000', '2000']);
+    expect(r.status, r.stderr).toBe(0);
+    const t = JSON.parse(r.stdout) as { packets: { first: { saddr: string; dport: number; tcpFlags?: string }; steps: { table: string; chain: string; verdict: string; ruleNumber: number | null }[] }[] };
+    const syn = t.packets.find((p) => p.first.saddr === '10.0.10.6' && p.first.dport === 8000 && p.first.tcpFlags === 'syn');
+    expect(syn?.steps.find((s) => s.table === 'nat' && s.chain === 'DOCKER' && s.verdict === 'accept')?.ruleNumber).toBe(2);
+  });
+
+  it('lab down cleans up after a crash: daemons killed, stale pid files, mounts left', async () => {
+    const n = labNames('a');
+    // simulate a crash: kill dockerd and containerd hard, leave everything else
+    for (const name of ['dockerd', 'containerd']) {
+      const pid = Number(readFileSync(`${n.dir}/pids/${name}.pid`, 'utf8'));
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    expect(await labStatus('a')).not.toBeNull();
+    await labDown('a');
+    expect(await leftovers(n)).toEqual([]);
+    expect(await labStatus('a')).toBeNull();
+    // idempotent
+    await labDown('a');
+    const again = cli(['lab', 'down', '--id', 'a']);
+    expect(again.status).toBe(0);
+  });
+
+  it('never changed the default namespace', () => {
+    expect(defaultNsLinks()).toBe(linksBefore);
+  });
+});
