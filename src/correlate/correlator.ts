@@ -57,6 +57,8 @@ export interface CorrelatorOptions {
   readonly maxPending?: number;
   readonly startDelayMs?: number;
   readonly updateIntervalMs?: number;
+  /** A destroyed entry stays findable this long for late packets (default 1500 ms). */
+  readonly destroyGraceMs?: number;
   /** Create flows for entries of the initial dump only when packets arrive (default true). */
   readonly lazyDumped?: boolean;
 }
@@ -137,6 +139,8 @@ export class Correlator {
   private readonly flows = new Map<string, FlowState>();
   /** conntrack-less flows by packet tuple key (both directions). */
   private readonly synthIndex = new Map<string, string>();
+  /** Destroyed entries kept findable for a grace period: id -> destroy time. */
+  private readonly graveyard = new Map<string, number>();
   private pending: Pending[] = [];
   private pendingHead = 0;
   private pendingLive = 0;
@@ -168,6 +172,7 @@ export class Correlator {
       startDelayMs: 250,
       updateIntervalMs: 2_000,
       lazyDumped: true,
+      destroyGraceMs: 1_500,
       ...opts,
     };
     this.table = new ConntrackTable({ maxEntries: this.o.maxEntries });
@@ -211,14 +216,19 @@ export class Correlator {
     for (const ev of events) {
       this.advance(ev.time);
       if (ev.type === 'destroy') {
-        this.table.remove(ev.entry.id);
+        // captures lag conntrack events: the entry stays findable for `destroyGraceMs`, so the
+        // packets of a short connection (a refused SYN, a DNS answer) still join their flow
+        if (this.o.destroyGraceMs <= 0) this.finishDestroy(ev.entry.id);
+        else this.graveyard.set(ev.entry.id, this.nowMs);
         const f = this.flows.get(ev.entry.id);
-        if (f) {
-          this.applyEntry(f, ev.entry);
-          this.end(f, 'destroyed');
+        if (f && f.entry !== null) {
+          // keep the last known state (a DESTROY may come without it)
+          this.applyEntry(f, ev.entry.tcpState === undefined && f.entry.tcpState !== undefined ? { ...ev.entry, tcpState: f.entry.tcpState } : ev.entry);
         }
         continue;
       }
+      // the id came back (reused by the kernel): the old connection is over
+      if (this.graveyard.has(ev.entry.id)) this.finishDestroy(ev.entry.id);
       this.table.upsert(ev.entry);
       const f = this.flows.get(ev.entry.id);
       if (f) {
@@ -435,10 +445,21 @@ export class Correlator {
   }
 
   /** Advances time: expires held packets, starts/updates/ends flows. Call every ~100 ms. */
+  private finishDestroy(id: string): void {
+    this.graveyard.delete(id);
+    this.table.remove(id);
+    const f = this.flows.get(id);
+    if (f && f.entry !== null) this.end(f, 'destroyed');
+  }
+
   tick(nowMs?: number): void {
     if (nowMs !== undefined) this.advance(nowMs);
     this.expirePending();
     const now = this.nowMs;
+    for (const [id, at] of this.graveyard) {
+      if (now - at < this.o.destroyGraceMs) break; // insertion order = time order
+      this.finishDestroy(id);
+    }
     for (const f of this.flows.values()) {
       if (!f.started) {
         if (now - f.createdMs >= this.o.startDelayMs) this.start(f);
@@ -530,6 +551,7 @@ export class Correlator {
   /** Ends every flow (shutdown or end of a replay). */
   flush(reason = 'shutdown'): void {
     this.tick();
+    for (const id of [...this.graveyard.keys()]) this.finishDestroy(id);
     // held packets that never found an entry become flows now
     this.nowMs += this.o.holdMs;
     this.expirePending();

@@ -4,7 +4,7 @@
  * (`-proto tcp -host-ip 0.0.0.0 -host-port 8000 -container-ip 172.17.0.2 -container-port 80`).
  * Everything here tolerates missing/vanishing processes; nothing throws.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 export interface DaemonProcess {
   readonly pid: number;
@@ -76,19 +76,19 @@ export function parseDaemonArgv(pid: number, argv: readonly string[], readFile: 
   const hosts = flagValues(argv, ['H', 'host']);
   let userlandProxy = userlandProxyFromArgv(argv);
   let source = userlandProxy === null ? '' : `dockerd command line (pid ${pid})`;
-  if (userlandProxy === null) {
-    const cfg = flagValues(argv, ['config-file'])[0] ?? '/etc/docker/daemon.json';
-    const text = readFile(cfg);
-    if (text !== null) {
-      try {
-        const j = JSON.parse(text) as Record<string, unknown>;
-        if (typeof j['userland-proxy'] === 'boolean') {
-          userlandProxy = j['userland-proxy'];
-          source = cfg;
-        }
-      } catch {
-        /* unreadable daemon.json: unknown */
+  const cfg = flagValues(argv, ['config-file'])[0] ?? '/etc/docker/daemon.json';
+  const text = readFile(cfg);
+  if (text !== null) {
+    try {
+      const j = JSON.parse(text) as Record<string, unknown>;
+      if (userlandProxy === null && typeof j['userland-proxy'] === 'boolean') {
+        userlandProxy = j['userland-proxy'];
+        source = cfg;
       }
+      const h = j['hosts'];
+      if (hosts.length === 0 && Array.isArray(h)) for (const x of h) if (typeof x === 'string') hosts.push(x);
+    } catch {
+      /* unreadable daemon.json: unknown */
     }
   }
   if (userlandProxy === null) source = 'not set (dockerd default: on)';
@@ -135,13 +135,27 @@ export function parseDockerProxyArgv(pid: number, argv: readonly string[]): Dock
   return { pid, proto: get('proto') ?? 'tcp', hostIp: get('host-ip') ?? '0.0.0.0', hostPort, containerIp, containerPort };
 }
 
-/** Every running docker-proxy (userland proxy) process with its arguments. */
-export function findDockerProxies(procRoot = '/proc'): DockerProxyProcess[] {
+function netnsOf(pid: number, procRoot: string): string | null {
+  try {
+    return readlinkSync(`${procRoot}/${pid}/ns/net`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Every running docker-proxy (userland proxy) process with its arguments; with `sameNetnsAs`
+ * (the dockerd pid), only those in that daemon's network namespace (other engines on the machine
+ * have their own).
+ */
+export function findDockerProxies(procRoot = '/proc', sameNetnsAs?: number): DockerProxyProcess[] {
   const out: DockerProxyProcess[] = [];
+  const want = sameNetnsAs !== undefined ? netnsOf(sameNetnsAs, procRoot) : null;
   for (const pid of pids(procRoot)) {
     const argv = readCmdline(pid, procRoot);
     const exe = argv?.[0];
     if (argv === null || exe === undefined || !/(^|\/)docker-proxy$/.test(exe)) continue;
+    if (want !== null && netnsOf(pid, procRoot) !== want) continue;
     const p = parseDockerProxyArgv(pid, argv);
     if (p) out.push(p);
   }

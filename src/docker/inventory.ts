@@ -243,7 +243,7 @@ export class DockerInventory extends EventEmitter {
     let daemon = { userlandProxy: null as boolean | null, userlandProxySource: 'unknown (/proc not read)', pid: null as number | null, proxies: [] as DockerProxyProcess[] };
     if (opts.readProc !== false) {
       const d = daemonForSocket(client.endpoint.socketPath, findDaemons(opts.procRoot));
-      const proxies = findDockerProxies(opts.procRoot);
+      const proxies = findDockerProxies(opts.procRoot, d?.pid);
       daemon = d
         ? { userlandProxy: d.userlandProxy, userlandProxySource: d.userlandProxySource, pid: d.pid, proxies }
         : {

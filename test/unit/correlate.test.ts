@@ -53,10 +53,15 @@ describe('Correlator', () => {
     c.tick(T0 + 500);
     expect(flows('flow.update').at(-1)?.flow.tcpState).toBe('ESTABLISHED');
     c.onConntrack([ev('destroy', WEB, T0 + 600)]);
+    // a late packet still joins during the grace period, then the flow ends
+    c.onObservation(pkt('eth0', UP, T0 + 700, 60, { tcpFlags: 17 }));
+    c.tick(T0 + 800);
+    expect(flows('flow.end')).toHaveLength(0);
+    c.tick(T0 + 2200);
     const end = flows('flow.end');
     expect(end).toHaveLength(1);
     expect(end[0]!.reason).toBe('destroyed');
-    expect(end[0]!.flow.legs.find((l) => l.iface === 'eth0' && l.direction === 'orig')?.packets).toBe(1);
+    expect(end[0]!.flow.legs.find((l) => l.iface === 'eth0' && l.direction === 'orig')?.packets).toBe(2);
     // seq is strictly increasing
     const seqs = flows().map((e) => e.seq);
     expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);

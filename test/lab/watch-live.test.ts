@@ -1,0 +1,271 @@
+/**
+ * journey watch, live, in the lab (id "c2"): the real pipeline (capture, conntrack, Docker API,
+ * simulator) on a real dockerd in network namespaces, against every standard probe of the
+ * default scenario, then the multi scenario (isolation drop), a container stopped mid-capture and
+ * dockerd restarted mid-capture. Fails loudly when the lab cannot run (never skips).
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { labUp, labDown, runProbe, listProbes, type LabInfo, type ProbeResult } from '../../lab/driver.js';
+import { run } from '../../src/host/exec.js';
+import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
+import { parseConntrackText } from '../../src/conntrack/parse.js';
+import { natOf } from '../../src/conntrack/nat.js';
+import { tupleKey } from '../../src/model/tuple.js';
+import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
+
+const ID = 'c2';
+
+class Recorder {
+  readonly events: JourneyEvent[] = [];
+  constructor(p: Pipeline) {
+    p.on('event', (e) => this.events.push(e));
+  }
+  flows(type: FlowEvent['type']): FlowInfo[] {
+    return this.events.filter((e): e is FlowEvent => e.type === type).map((e) => e.flow);
+  }
+  /** The latest version of every flow (start/update/end). */
+  latest(): Map<string, FlowInfo> {
+    const m = new Map<string, FlowInfo>();
+    for (const e of this.events) if (e.type.startsWith('flow.')) m.set((e as FlowEvent).flow.id, (e as FlowEvent).flow);
+    return m;
+  }
+  notices(): string[] {
+    return this.events.filter((e) => e.type === 'notice').map((e) => (e as { message: string }).message);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The local port a TCP probe used ("local 10.0.10.5:51136 ..."), if it says. */
+function localPort(r: ProbeResult): number | undefined {
+  const m = /local \S+:(\d+)/.exec(r.output);
+  return m ? Number(m[1]) : undefined;
+}
+/** The local address it used (the host picks 172.17.0.1 towards a container). */
+function localAddr(r: ProbeResult): string {
+  return /local (\d+\.\d+\.\d+\.\d+):\d+/.exec(r.output)?.[1] ?? r.from.addr;
+}
+
+async function conntrackList(ns: string) {
+  const r = await run(['conntrack', '-L', '-o', 'extended,id'], { netns: ns, allowFailure: true });
+  return parseConntrackText(r.stdout, 'conntrack-tool').lines.map((l) => l.entry);
+}
+
+/** Flows started after `t0` whose original tuple goes from `src` to `dst`(:`dport`). */
+function flowsFor(rec: Recorder, q: { src: string; dst: string; dport?: number; sport?: number; proto: string }, t0: number): FlowInfo[] {
+  const latest = rec.latest();
+  return rec
+    .flows('flow.start')
+    .filter((f) => f.orig.src === q.src && f.orig.dst === q.dst && f.orig.proto === q.proto && (q.dport === undefined || f.orig.dport === q.dport) && (q.sport === undefined || f.orig.sport === q.sport))
+    .filter((f) => f.legs.length === 0 || f.legs.some((l) => l.firstUs / 1000 >= t0 - 50))
+    .map((f) => latest.get(f.id) ?? f);
+}
+
+const origIfaces = (f: FlowInfo) => f.legs.filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs).map((l) => l.iface);
+
+describe('journey watch in the lab: scenario default (userland proxy on)', () => {
+  let info: LabInfo;
+  let p: Pipeline;
+  let rec: Recorder;
+  beforeAll(async () => {
+    info = await labUp({ scenario: 'default', id: ID });
+    p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, statsIntervalMs: 1000 });
+    rec = new Recorder(p);
+    await sleep(500);
+  });
+  afterAll(async () => {
+    await p?.stop();
+    await labDown(ID);
+  });
+
+  it('runs on the fast paths and says what it uses', () => {
+    expect(p.interfaces).toEqual(expect.arrayContaining(['eth0', 'docker0']));
+    const n = p.notices.join('\n');
+    expect(n).toMatch(/docker: 2 containers/);
+    expect(n).toMatch(/userland-proxy on/);
+    expect(n).not.toMatch(/no explanations/);
+  });
+
+  it('every standard probe: the flow appears once, with its legs, NAT equal to conntrack, the right names', async () => {
+    const ns = info.netns.host;
+    const web = info.containers.find((c) => c.name === 'web')!;
+    const client = info.containers.find((c) => c.name === 'client')!;
+    const problems: string[] = [];
+    const check = (cond: boolean, what: string) => {
+      if (!cond) problems.push(what);
+    };
+    for (const def of listProbes('default', info)) {
+      const t0 = Date.now();
+      const r = await runProbe(ID, def.name);
+      expect(r.asExpected, `${def.name}: ${r.outcome} ${r.output}`).toBe(true);
+      await sleep(700);
+      const ct = await conntrackList(ns);
+      const sport = localPort(r);
+      const proto = def.proto === 'icmp' ? 'icmp' : def.proto;
+      const src = localAddr(r);
+      const q = { src, dst: r.to.addr, proto, ...(r.to.port !== undefined && proto !== 'icmp' ? { dport: r.to.port } : {}), ...(sport !== undefined ? { sport } : {}) };
+      const fs = flowsFor(rec, q, t0);
+      check(fs.length === 1, `${def.name}: ${fs.length} flows for ${JSON.stringify(q)}`);
+      const f = fs[0];
+      if (!f) continue;
+      // NAT equal to conntrack (flows with an entry)
+      const entry = ct.find((e) => tupleKey(e.orig) === tupleKey(f.orig));
+      const endedDestroyed = () => rec.events.some((e) => e.type === 'flow.end' && (e as FlowEvent).flow.id === f.id && (e as FlowEvent).reason === 'destroyed');
+      // a connection already gone from conntrack (refused, closed) must end as "destroyed"
+      if (f.ctStatus.length > 0 && entry === undefined) {
+        await sleep(2000);
+        check(endedDestroyed(), `${def.name}: gone from conntrack but not ended as destroyed`);
+      }
+      if (f.ctStatus.length > 0 && !endedDestroyed()) {
+        check(entry !== undefined, `${def.name}: no conntrack entry for ${tupleKey(f.orig)}`);
+        if (entry) check(JSON.stringify(f.nat) === JSON.stringify(natOf(entry.orig, entry.reply)), `${def.name}: NAT ${JSON.stringify(f.nat)} != conntrack ${JSON.stringify(natOf(entry.orig, entry.reply))}`);
+      }
+      const names = new Map(f.names.map((n) => [n.addr, n.container]));
+      switch (def.name) {
+        case 'ext-to-published':
+        case 'ext2-to-published':
+          check(JSON.stringify(origIfaces(f)) === '["eth0","docker0"]', `${def.name}: legs ${origIfaces(f)}`);
+          check(f.nat.dnat?.to === `${web.ip}:80`, `${def.name}: dnat ${JSON.stringify(f.nat.dnat)}`);
+          check(names.get(web.ip) === 'web', `${def.name}: names ${JSON.stringify(f.names)}`);
+          check(f.explanation?.verdict === 'accept', `${def.name}: verdict ${f.explanation?.verdict}`);
+          check(f.legs.some((l) => l.direction === 'reply' && l.iface === 'eth0'), `${def.name}: no reply on eth0`);
+          break;
+        case 'container-to-outside':
+        case 'container-udp-outside':
+        case 'container-ping-outside':
+          check(JSON.stringify(origIfaces(f)) === '["docker0","eth0"]', `${def.name}: legs ${origIfaces(f)}`);
+          check((f.nat.snat?.to ?? '').startsWith(info.hostAddr), `${def.name}: snat ${JSON.stringify(f.nat.snat)}`);
+          check(f.legs.find((l) => l.iface === 'eth0' && l.direction === 'orig')?.tuple.src === info.hostAddr, `${def.name}: MASQUERADE leg`);
+          check(f.explanation?.steps.some((s) => s.verdict === 'masquerade') === true, `${def.name}: no masquerade step`);
+          check(names.get(client.ip) === 'client', `${def.name}: names ${JSON.stringify(f.names)}`);
+          break;
+        case 'hairpin':
+        case 'self-hairpin': {
+          check(f.nat.dnat === null, `${def.name}: proxied flows are not DNATed (${JSON.stringify(f.nat)})`);
+          check(f.proxiedBy !== undefined && f.proxiedBy.peerFlowId !== null, `${def.name}: not linked to docker-proxy's backend`);
+          const peer = f.proxiedBy?.peerFlowId ? rec.latest().get(f.proxiedBy.peerFlowId) : undefined;
+          check(peer?.orig.dst === web.ip && peer.orig.dport === 80, `${def.name}: peer ${JSON.stringify(peer?.orig)}`);
+          break;
+        }
+        case 'direct-access':
+          check(JSON.stringify(origIfaces(f)) === '["eth0","docker0"]', `${def.name}: legs ${origIfaces(f)}`);
+          check(f.nat.dnat === null && f.nat.snat === null, `${def.name}: nat`);
+          break;
+        case 'direct-unpublished':
+          check(f.ctStatus.length === 0, `${def.name}: a dropped packet has no confirmed conntrack entry`);
+          check(JSON.stringify(f.legs.map((l) => l.iface)) === '["eth0"]', `${def.name}: never reaches docker0 (${f.legs.map((l) => l.iface)})`);
+          check(f.explanation?.verdict === 'drop', `${def.name}: verdict ${f.explanation?.verdict}`);
+          break;
+        case 'unpublished-port':
+          check(f.legs.some((l) => l.iface === 'eth0'), `${def.name}: legs`);
+          break;
+        default:
+          break;
+      }
+    }
+    // no flow appears twice
+    const ids = rec.flows('flow.start').map((f) => f.id);
+    expect(ids.length - new Set(ids).size).toBe(0);
+    expect(problems).toEqual([]);
+  });
+
+  it('reports capture statistics with no kernel drops', () => {
+    const stats = rec.events.filter((e) => e.type === 'capture.stats').at(-1) as Extract<JourneyEvent, { type: 'capture.stats' }>;
+    expect(stats).toBeDefined();
+    const eth0 = stats.stats.find((s) => s.iface === 'eth0');
+    expect(eth0?.received).toBeGreaterThan(0);
+    expect(stats.stats.reduce((a, s) => a + s.kernelDropped, 0)).toBe(0);
+  });
+});
+
+describe('journey watch in the lab: scenario multi (isolation, container stop, dockerd restart)', () => {
+  let info: LabInfo;
+  let p: Pipeline;
+  let rec: Recorder;
+  beforeAll(async () => {
+    info = await labUp({ scenario: 'multi', id: ID });
+    p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, statsIntervalMs: 1000 });
+    rec = new Recorder(p);
+    await sleep(500);
+  });
+  afterAll(async () => {
+    await p?.stop();
+    await labDown(ID);
+  });
+
+  it('captures every bridge', () => {
+    expect(p.interfaces).toEqual(expect.arrayContaining(['eth0', 'docker0', 'br-neta', 'br-netb']));
+  });
+
+  it('the isolation drop: a flow that never reaches the other bridge', async () => {
+    const t0 = Date.now();
+    const r = await runProbe(ID, 'cross-network');
+    expect(r.asExpected).toBe(true);
+    await sleep(2800); // the hold before a packet without conntrack entry becomes a flow
+    const aweb = info.containers.find((c) => c.name === 'aweb')!;
+    const bcli = info.containers.find((c) => c.name === 'bcli')!;
+    const fs = flowsFor(rec, { src: bcli.ip, dst: aweb.ip, dport: 80, proto: 'tcp' }, t0);
+    expect(fs).toHaveLength(1);
+    const f = fs[0]!;
+    expect(f.legs.length).toBeGreaterThan(0);
+    expect(f.legs.every((l) => l.iface === 'br-netb')).toBe(true);
+    expect(f.ctStatus).toEqual([]);
+    expect(f.explanation?.verdict).toBe('drop');
+    expect(f.explanation?.steps.some((s) => s.chain === 'DOCKER-ISOLATION-STAGE-2' && (s.verdict === 'drop' || s.verdict === 'reject'))).toBe(true);
+    expect(f.names.find((n) => n.addr === bcli.ip)?.container).toBe('bcli');
+  });
+
+  it('a container stopped mid-capture (its veth vanishes) causes no crash', async () => {
+    const env = { ...process.env, DOCKER_HOST: `unix://${info.dockerHost!.replace(/^unix:\/\//, '')}` };
+    await run(['docker', 'stop', '-t', '1', 'bcli'], { env, timeoutMs: 60_000 });
+    await sleep(1500);
+    const t0 = Date.now();
+    const r = await runProbe(ID, 'ext-to-published');
+    expect(r.answered).toBe(true);
+    await sleep(800);
+    const fs = flowsFor(rec, { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) }, t0);
+    expect(fs).toHaveLength(1);
+    expect(origIfaces(fs[0]!)).toEqual(['eth0', 'docker0']);
+  });
+
+  it('dockerd restarted mid-capture: no crash, names come back', async () => {
+    const sock = info.dockerHost!.replace(/^unix:\/\//, '');
+    const env = { ...process.env, DOCKER_HOST: `unix://${sock}` };
+    const pidText = await run(['cat', join(info.dir, 'dockerd.pid')]);
+    const pid = Number(pidText.stdout.trim());
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 120; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        break;
+      }
+      await sleep(250);
+    }
+    await run(['rm', '-f', join(info.dir, 'dockerd.pid')]);
+    // the same daemon again, as the lab started it (detached)
+    const child = spawn('setsid', ['nsenter', `--net=/var/run/netns/${info.netns.host}`, '--', 'dockerd', '--config-file', join(info.dir, 'daemon.json')], { stdio: 'ignore', detached: true });
+    child.unref();
+    let up = false;
+    for (let i = 0; i < 120 && !up; i++) {
+      await sleep(500);
+      up = (await run(['docker', 'version'], { env, allowFailure: true, timeoutMs: 10_000 })).code === 0;
+    }
+    expect(up).toBe(true);
+    await run(['docker', 'start', 'web', 'aweb', 'client'], { env, allowFailure: true, timeoutMs: 60_000 });
+    await sleep(3000);
+    expect(rec.notices().join('\n')).toMatch(/event stream ended/);
+    const t0 = Date.now();
+    const r = await runProbe(ID, 'ext-to-published');
+    expect(r.answered, r.output).toBe(true);
+    await sleep(1000);
+    const fs = flowsFor(rec, { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) }, t0);
+    expect(fs).toHaveLength(1);
+    const webIp = fs[0]!.nat.dnat?.to.split(':')[0];
+    expect(fs[0]!.names.find((n) => n.addr === webIp)?.container).toBe('web');
+    expect(origIfaces(fs[0]!)).toEqual(['eth0', 'docker0']);
+  });
+});
