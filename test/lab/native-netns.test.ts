@@ -1,0 +1,124 @@
+/**
+ * Namespaces and families: every call works inside the namespace it is given — by name/path or by
+ * the pid of a process inside it — and IPv6 is seen like IPv4. Two throwaway namespaces
+ * (jl-d-v6a, jl-d-v6b) joined by a veth with IPv4 and IPv6 addresses; an nft rule in jl-d-v6b drops
+ * UDP port 9 for both families (its `ct state` rule turns conntrack on in that namespace, as Docker's
+ * NAT rules do). Native and fallback runs of the same suite.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNetlinkConntrackSource } from '../../src/conntrack/netlink-source.js';
+import { run } from '../../src/host/exec.js';
+import type { ConntrackEvent } from '../../src/model/conntrack.js';
+import { resetBindingCache } from '../../src/native/binding.js';
+import { openKernelEvents, type HookEvent, type KernelDrop } from '../../src/native/index.js';
+
+const A = 'jl-d-v6a';
+const B = 'jl-d-v6b';
+let sleeper: ChildProcess | null = null;
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error('this lab test needs root');
+  for (const ns of [A, B]) await run(['ip', 'netns', 'del', ns], { allowFailure: true });
+  for (const ns of [A, B]) {
+    await run(['ip', 'netns', 'add', ns]);
+    await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+  await run(['ip', 'link', 'add', 'jl-d-v6x', 'netns', A, 'type', 'veth', 'peer', 'name', 'jl-d-v6y', 'netns', B]);
+  await run(['ip', '-n', A, 'addr', 'add', '10.66.0.1/24', 'dev', 'jl-d-v6x']);
+  await run(['ip', '-n', B, 'addr', 'add', '10.66.0.2/24', 'dev', 'jl-d-v6y']);
+  await run(['ip', '-n', A, 'addr', 'add', 'fd66::1/64', 'dev', 'jl-d-v6x', 'nodad']);
+  await run(['ip', '-n', B, 'addr', 'add', 'fd66::2/64', 'dev', 'jl-d-v6y', 'nodad']);
+  await run(['ip', '-n', A, 'link', 'set', 'jl-d-v6x', 'up']);
+  await run(['ip', '-n', B, 'link', 'set', 'jl-d-v6y', 'up']);
+  await run(['nft', '-f', '-'], { netns: B, input: 'table inet jltest {\n chain in { type filter hook input priority 0; policy accept;\n  ct state new counter\n  udp dport 9 drop\n }\n}\n' });
+  // a process living in B: the namespace is also reachable as /proc/PID/ns/net
+  sleeper = spawn('nsenter', [`--net=/var/run/netns/${B}`, '--', 'sleep', '300'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 200));
+});
+
+afterAll(async () => {
+  sleeper?.kill('SIGKILL');
+  for (const ns of [A, B]) await run(['ip', 'netns', 'del', ns], { allowFailure: true });
+  delete process.env['JOURNEY_NATIVE'];
+  resetBindingCache();
+});
+
+/** The pid of `sleep` inside B (nsenter execs it, so it is the child's pid). */
+function bPid(): number {
+  if (!sleeper?.pid) throw new Error('no process in the namespace');
+  return sleeper.pid;
+}
+
+async function sendUdp(family: 4 | 6, port: number): Promise<void> {
+  const dst = family === 4 ? '10.66.0.2' : 'fd66::2';
+  const js = `const s=require('dgram').createSocket('udp${family}');s.send('x',${port},'${dst}',()=>s.close());`;
+  await run([process.execPath, '-e', js], { netns: A });
+}
+
+describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6 (%s)', (mode) => {
+  beforeAll(() => {
+    if (mode === 'fallback') process.env['JOURNEY_NATIVE'] = 'off';
+    else delete process.env['JOURNEY_NATIVE'];
+    resetBindingCache();
+  });
+
+  it.each([4, 6] as const)('IPv%s: drop and hook events in the namespace named by a pid', async (family) => {
+    const k = await openKernelEvents({ netns: bPid(), filter: { proto: 'udp', port: 9 }, families: [family] });
+    const drops: KernelDrop[] = [];
+    const hooks: HookEvent[] = [];
+    k.onDrop((d) => drops.push(...d));
+    k.onHook((h) => hooks.push(...h));
+    try {
+      await sendUdp(family, 9);
+      await new Promise((r) => setTimeout(r, 300));
+      const src = family === 4 ? '10.66.0.1' : 'fd66::1';
+      const dst = family === 4 ? '10.66.0.2' : 'fd66::2';
+      if (mode === 'native') {
+        expect(k.lost).toEqual([]);
+        const d = drops.find((x) => x.tuple?.dst === dst);
+        expect(d, JSON.stringify(drops)).toBeDefined();
+        expect(d).toMatchObject({ reason: 'NETFILTER_DROP', iface: 'jl-d-v6y', tuple: { family, proto: 'udp', src, dst, dport: 9 } });
+        const pre = hooks.find((h) => h.hook === 'prerouting' && h.tuple.dst === dst);
+        expect(pre, JSON.stringify(hooks.slice(0, 4))).toMatchObject({ family, iface: 'jl-d-v6y', tuple: { src, dport: 9 } });
+        expect(pre?.ct?.orig).toMatchObject({ family, src, dst, dport: 9 });
+        // the namespace: every event came from B
+        expect(new Set([...drops, ...hooks].map((e) => e.netns)).size).toBe(1);
+        // nothing from the other family reached user space
+        expect([...hooks].every((h) => h.family === family)).toBe(true);
+      } else {
+        expect(k.lost).toHaveLength(2);
+        expect(drops).toEqual([]);
+        expect(hooks).toEqual([]);
+      }
+    } finally {
+      await k.stop();
+    }
+  });
+
+  it('conntrack netlink in the namespace named by a pid: IPv4 and IPv6 entries', async () => {
+    if (mode === 'fallback') {
+      expect(() => createNetlinkConntrackSource({ netns: bPid() })).toThrow(/unavailable/);
+      return;
+    }
+    const src = createNetlinkConntrackSource({ netns: bPid() });
+    const events: ConntrackEvent[] = [];
+    await src.start((e) => events.push(...e), () => undefined);
+    try {
+      await sendUdp(4, 5353);
+      await sendUdp(6, 5353);
+      await new Promise((r) => setTimeout(r, 300));
+      const fams = events.filter((e) => e.type === 'new' && e.entry.orig.dport === 5353).map((e) => e.entry.orig.family);
+      expect(fams.sort()).toEqual([4, 6]);
+      const dump = await src.dump();
+      const v6 = dump.find((e) => e.orig.family === 6 && e.orig.dport === 5353);
+      expect(v6?.orig).toMatchObject({ src: 'fd66::1', dst: 'fd66::2', proto: 'udp' });
+      expect(v6?.status).toContain('CONFIRMED');
+      expect(Number(v6?.id)).toBeGreaterThan(0);
+      // the host's own table is not this one
+      expect((await createNetlinkConntrackSource({}).dump()).some((e) => e.orig.src === 'fd66::1')).toBe(false);
+    } finally {
+      await src.stop();
+    }
+  });
+});
