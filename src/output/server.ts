@@ -164,8 +164,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
   const server = secure
     ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
     : http.createServer(onRequest);
+  // hostile or sloppy HTTP clients: bounded time to send headers, bounded connections
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
+  server.maxConnections = maxClients + 64;
+  server.maxHeadersCount = 64;
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
