@@ -250,7 +250,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
         error: (e) => {
           if (!settled && e.phase === 'open') {
             settled = true;
-            const err = new JourneyError('E_CAPTURE', e.message, { iface });
+            const err = openError(iface, e.message);
             if (initial) reject(err);
             // later: onWorkerExit reports it (an error and a retry if the interface is still
             // there; nothing if it vanished before it could be opened, as Docker's temporary veths do)
@@ -259,9 +259,14 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
           // later failures are reported by onWorkerExit: an error if the interface is still
           // there (then retried), only 'iface-down' if it vanished
         },
-        exit: () => {
+        exit: (code, signal) => {
           if (!settled) {
             settled = true;
+            // ended before it could say hello (nsenter failed, the addon crashed at load)
+            if (initial) {
+              reject(openError(iface, st.worker.lastError?.message ?? `capture worker for ${iface} exited (${signal ?? code}) before capturing`));
+              return;
+            }
             resolve();
           }
           void this.onWorkerExit(iface, st);
@@ -333,6 +338,13 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
   writerCounts(): { written: number; dropped: number } | undefined {
     return this.writer ? { written: this.writer.written, dropped: this.writer.dropped } : undefined;
   }
+}
+
+function openError(iface: string, message: string): JourneyError {
+  if (/not permitted|permission denied|you don't have permission/i.test(message)) {
+    return new JourneyError('E_NOT_ROOT', `${message} (live capture needs root or CAP_NET_RAW)`, { iface });
+  }
+  return new JourneyError('E_CAPTURE', message, { iface });
 }
 
 /**
