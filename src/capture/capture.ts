@@ -3,6 +3,8 @@
  * See index.ts for the API contract.
  */
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { netnsPath } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
 import type { CaptureStats, FrameBatch } from '../model/observation.js';
 import { LinkWatcher, defaultRouteInterfaces, listLinks, selectInterfaces, type LinkInfo } from './devices.js';
@@ -250,7 +252,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
         error: (e) => {
           if (!settled && e.phase === 'open') {
             settled = true;
-            const err = openError(iface, e.message);
+            const err = openError(iface, e.message, this.cfg.filter);
             if (initial) reject(err);
             // later: onWorkerExit reports it (an error and a retry if the interface is still
             // there; nothing if it vanished before it could be opened, as Docker's temporary veths do)
@@ -340,7 +342,10 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
   }
 }
 
-function openError(iface: string, message: string): JourneyError {
+function openError(iface: string, message: string, filter = ''): JourneyError {
+  if (/filter expression|syntax error/i.test(message)) {
+    return new JourneyError('E_USAGE', `bad capture filter "${filter}": ${message.replace(/^cannot capture on \S+: /, '')}`, { iface, filter });
+  }
   if (/not permitted|permission denied|you don't have permission/i.test(message)) {
     return new JourneyError('E_NOT_ROOT', `${message} (live capture needs root or CAP_NET_RAW)`, { iface });
   }
@@ -354,6 +359,9 @@ function openError(iface: string, message: string): JourneyError {
 export async function startCapture(opts: CaptureOptions = {}): Promise<CaptureHandle> {
   if (opts.backend !== undefined && opts.backend !== 'pcap' && opts.backend !== 'cap') {
     throw new JourneyError('E_USAGE', `unknown capture backend ${String(opts.backend)} (pcap or cap)`);
+  }
+  if (opts.netns !== undefined && !existsSync(netnsPath(opts.netns))) {
+    throw new JourneyError('E_NO_NETNS', `network namespace ${opts.netns} does not exist (${netnsPath(opts.netns)})`, { netns: opts.netns });
   }
   const h = new CaptureHandle(opts);
   try {

@@ -218,3 +218,24 @@ describe('back-pressure', () => {
   });
 });
 
+
+describe('start errors are clear and stable', () => {
+  it('missing namespace, bad filter (both backends), missing interface', async () => {
+    const code = (p: Promise<CaptureHandle>): Promise<[string, string]> =>
+      p.then(
+        async (h) => {
+          await h.stop();
+          return ['started', ''];
+        },
+        (e: { code: string; message: string }) => [e.code, e.message],
+      );
+    expect(await code(startCapture({ netns: 'jl-c1-nope', interfaces: ['eth0'] }))).toEqual(['E_NO_NETNS', expect.stringMatching(/jl-c1-nope does not exist/)]);
+    for (const backend of ['pcap', 'cap'] as const) {
+      expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0'], filter: 'udp port', backend }))).toEqual([
+        'E_USAGE',
+        expect.stringMatching(/bad capture filter "udp port": .*syntax error/),
+      ]);
+    }
+    expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0', 'nope0'] }))).toEqual(['E_CAPTURE', expect.stringMatching(/no such interface: nope0/)]);
+  });
+});
