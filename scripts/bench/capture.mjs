@@ -126,14 +126,18 @@ async function trialJourney(bin, rate, backend) {
   let decoded = 0;
   let pid = 0;
   h.on('iface-up', (e) => (pid = e.pid));
+  let decodeNs = 0n;
   h.on('batch', (b) => {
     frames += b.count;
+    const t = process.hrtime.bigint();
     for (let i = 0; i < b.count; i++) if (decodeFrame(b, i, view)) decoded++;
+    decodeNs += process.hrtime.bigint() - t;
   });
   h.on('error', (e) => log(`${backend}: ${e.message}`));
   await sleep(400);
   const w0 = procCpuUs(pid);
   const m0 = procCpuUs(process.pid);
+  decodeNs = 0n;
   const c0 = rxCounters();
   const f = flood(bin, rate);
   await sleep(300);
@@ -153,6 +157,7 @@ async function trialJourney(bin, rate, backend) {
     wire: c1.packets - c0.packets,
     cpuUs: w1 - w0,
     mainCpuUs: m1,
+    decodeUs: Number(decodeNs) / 1000,
     workerStartMs: Math.round(startMs),
     workerRssKiB: rssKiB,
   };
@@ -181,7 +186,8 @@ try {
       const achieved = Math.round(r.sent / r.elapsed);
       const cpuPerPkt = r.captured > 0 ? r.cpuUs / r.captured : NaN;
       const mainPerPkt = r.captured > 0 ? r.mainCpuUs / r.captured : NaN;
-      results[tool].trials.push({ rate, achieved, ...r, lost, ok, cpuPerPktUs: cpuPerPkt, mainCpuPerPktUs: mainPerPkt });
+      const decodePerPkt = r.captured > 0 && r.decodeUs !== undefined ? r.decodeUs / r.captured : NaN;
+      results[tool].trials.push({ rate, achieved, ...r, lost, ok, cpuPerPktUs: cpuPerPkt, mainCpuPerPktUs: mainPerPkt, decodePerPktUs: decodePerPkt });
       log(
         `${tool.padEnd(7)} target ${String(rate).padStart(7)} pps: sent ${r.sent} (${achieved} pps) captured ${r.captured} lost ${lost} kernel-drop ${r.kernelDropped} own-drop ${r.ownDropped} path-drop ${r.pathDropped} | cpu ${cpuPerPkt.toFixed(3)} µs/pkt${tool === 'tcpdump' ? '' : ` + main ${mainPerPkt.toFixed(3)} µs/pkt`} ${ok ? 'OK' : 'DROPS'}`,
       );
@@ -220,6 +226,9 @@ for (const t of TOOLS) {
     workerCpuPerPktUs: a ? +a.cpuPerPktUs.toFixed(3) : null,
     mainCpuPerPktUs: a && t !== 'tcpdump' ? +a.mainCpuPerPktUs.toFixed(3) : null,
     cpuRatioToTcpdump: a && b ? +(total(a, t) / total(b, 'tcpdump')).toFixed(1) : null,
+    // main process: pipe read + FrameBatch rebuild (the design's cost) and decoding, per packet
+    mainPipeCpuPerPktUs: a && t !== 'tcpdump' ? +(a.mainCpuPerPktUs - a.decodePerPktUs).toFixed(3) : null,
+    decodeCpuPerPktUs: a && t !== 'tcpdump' ? +a.decodePerPktUs.toFixed(3) : null,
     workerStartMs: a?.workerStartMs ?? null,
     workerRssMiB: a?.workerRssKiB ? +(a.workerRssKiB / 1024).toFixed(1) : null,
   };
@@ -234,7 +243,11 @@ else {
     );
   }
   for (const [t, s] of Object.entries(summary.tools)) {
-    if (s.workerStartMs !== null) console.log(`${t}: worker process start ${s.workerStartMs} ms, RSS ${s.workerRssMiB} MiB`);
+    if (s.workerStartMs !== null) {
+      console.log(
+        `${t}: worker process start ${s.workerStartMs} ms, RSS ${s.workerRssMiB} MiB; main process per packet: pipe + batch ${s.mainPipeCpuPerPktUs} µs, decode ${s.decodeCpuPerPktUs} µs`,
+      );
+    }
   }
   console.log('"+": no drop at the highest rate the sender reached (the sender, not the capture, was the limit).');
 }
