@@ -460,6 +460,7 @@ export class Correlator {
       if (now - at < this.o.destroyGraceMs) break; // insertion order = time order
       this.finishDestroy(id);
     }
+    let reexplained = 0;
     for (const f of this.flows.values()) {
       if (!f.started) {
         if (now - f.createdMs >= this.o.startDelayMs) this.start(f);
@@ -471,7 +472,11 @@ export class Correlator {
         continue;
       }
       const gen = this.o.explainer?.generation ?? 0;
-      if (this.o.explainer && f.explainedGen !== gen) this.explainFlow(f);
+      // after a ruleset change, live flows are re-explained a few thousand per tick
+      if (this.o.explainer && f.explainedGen !== gen && reexplained < 2000) {
+        reexplained++;
+        this.explainFlow(f);
+      }
       if (f.changed || (f.countersChanged && now - f.lastEmitMs >= this.o.updateIntervalMs)) this.emitFlow(f, 'flow.update');
     }
   }

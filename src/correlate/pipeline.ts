@@ -36,6 +36,7 @@ import { createFlowExplainer, type ReloadableExplainer, type RulesetFilesSpec } 
 import { DockerProxyLinker } from './proxy-link.js';
 import { openLiveSource, ReplaySource, type FrameSource } from './frame-sources.js';
 import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 
 export interface PipelineOptions {
   /** Network namespace of the Docker host (name under /var/run/netns, path, or pid). */
@@ -355,6 +356,11 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     return (this.frames?.stats() ?? []).map((c) => ({ ...c, skipped: { ...c.skipped, ...skipped } }));
   }
 
+  /**
+   * Follows ruleset changes with `nft monitor ruleset` in the namespace (iptables-nft changes are
+   * nftables changes too): after 500 ms of quiet the ruleset is re-read, live flows are
+   * re-explained (the correlator sees the new generation) and `ruleset.changed` names the tables.
+   */
   private watchRuleset(): void {
     if (!this.explainer || this.explainer.unavailable !== null || this.mode !== 'live') return;
     const [cmd, ...args] = inNetns(['nft', 'monitor', 'ruleset'], this.opts.netns);
@@ -362,12 +368,18 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     this.rulesetWatch = child;
     child.on('error', () => this.notice('ruleset changes not followed: nft monitor unavailable'));
     let timer: NodeJS.Timeout | null = null;
-    child.stdout?.on('data', () => {
-      if (timer) return;
+    const tables = new Set<string>();
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const m = /^(?:add|insert|delete|replace|flush|update|destroy|rename) (?:rule|chain|table|set|element|map|flowtable|counter|quota|limit) (\w+) (\S+)/.exec(line.trim());
+      if (m) tables.add(`${m[1]} ${m[2]}`);
+      if (timer) clearTimeout(timer);
       timer = setTimeout(() => {
         timer = null;
+        const changed = [...tables].sort();
+        tables.clear();
         void this.explainer?.reload().then(() => {
-          this.emitEvent({ v: SCHEMA_VERSION, seq: this.nextSeq(), time: Date.now(), type: 'ruleset.changed', tables: [] });
+          if (this.stopping) return;
+          this.emitEvent({ v: SCHEMA_VERSION, seq: this.nextSeq(), time: Date.now(), type: 'ruleset.changed', tables: changed });
         });
       }, 500);
     });

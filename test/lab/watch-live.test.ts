@@ -171,6 +171,38 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
     expect(problems).toEqual([]);
   });
 
+  it('a ruleset change is followed: ruleset.changed, live flows re-explained, new flows see the new rule', async () => {
+    const ns = info.netns.host;
+    const before = rec.events.length;
+    const ext2Flow = rec.flows('flow.start').find((f) => f.orig.src === info.ext2Addr && f.orig.dport === 8000);
+    expect(ext2Flow?.explanation?.verdict).toBe('accept');
+    await run(['iptables', '-I', 'DOCKER-USER', '-s', info.ext2Addr, '-j', 'DROP'], { netns: ns });
+    try {
+      let changed: JourneyEvent | undefined;
+      for (let i = 0; i < 40 && !changed; i++) {
+        await sleep(100);
+        changed = rec.events.slice(before).find((e) => e.type === 'ruleset.changed');
+      }
+      expect(changed).toMatchObject({ type: 'ruleset.changed', tables: expect.arrayContaining(['ip filter']) });
+      await sleep(400);
+      // the earlier ext2 flow (still in conntrack) is re-explained: DOCKER-USER drops it now
+      const upd = rec.events.slice(before).filter((e): e is FlowEvent => e.type === 'flow.update' && e.flow.id === ext2Flow!.id).at(-1);
+      expect(upd?.flow.explanation?.verdict).toBe('drop');
+      const t0 = Date.now();
+      const r = await runProbe(ID, 'ext2-to-published');
+      expect(r.answered).toBe(false);
+      await sleep(2800);
+      const fs = flowsFor(rec, { src: info.ext2Addr, dst: info.hostAddr, dport: 8000, proto: 'tcp' }, t0);
+      expect(fs.length).toBeGreaterThanOrEqual(1);
+      expect(fs[0]!.explanation?.verdict).toBe('drop');
+      expect(fs[0]!.explanation?.steps.some((st) => st.chain === 'DOCKER-USER' && st.verdict === 'drop')).toBe(true);
+      // DNAT happened before the drop: the packet never reached docker0
+      expect(fs[0]!.legs.every((l) => l.iface === 'eth0')).toBe(true);
+    } finally {
+      await run(['iptables', '-D', 'DOCKER-USER', '-s', info.ext2Addr, '-j', 'DROP'], { netns: ns, allowFailure: true });
+    }
+  });
+
   it('reports capture statistics with no kernel drops', () => {
     const stats = rec.events.filter((e) => e.type === 'capture.stats').at(-1) as Extract<JourneyEvent, { type: 'capture.stats' }>;
     expect(stats).toBeDefined();
