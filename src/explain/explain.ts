@@ -108,6 +108,7 @@ export function toExplanation(res: SimResult, t: Tuple): Explanation {
       ruleNumber: s.rule ? s.rule.rule.position : null,
       handle: s.rule ? s.rule.rule.handle : null,
       verdict: s.verdict,
+      ...(s.target !== undefined ? { target: s.target } : {}),
       ...(meaning !== undefined ? { meaning } : {}),
     };
   });
@@ -121,7 +122,7 @@ export function toExplanation(res: SimResult, t: Tuple): Explanation {
       ...(ports ? { sport: p.sport } : {}),
       dst: formatIp(p.dst),
       ...(ports ? { dport: p.dport } : {}),
-      ...(p.iif !== null ? { iif: p.iif } : {}),
+      ...(res.inputIif !== null ? { iif: res.inputIif } : {}),
       ...(p.oif !== null && res.delivery !== 'local' ? { oif: p.oif } : {}),
       ...(res.delivery !== null ? { delivery: res.delivery } : {}),
     };

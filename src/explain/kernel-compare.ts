@@ -8,9 +8,10 @@
  *  - The implicit return at the end of a regular chain is a step of the explanation (rule null,
  *    verdict return) but this kernel prints no trace line for it; kernel `return` lines without a rule
  *    are dropped the same way.
- *  - iptables-nft creates built-in chains lazily: an empty built-in chain with an ACCEPT policy does
- *    not exist in the kernel, so its policy step cannot be traced. Such steps are left out of the
- *    comparison (the simulator still shows them: that is what iptables-save says).
+ *  - iptables-nft creates built-in chains lazily: an empty built-in chain may not exist in the
+ *    kernel (iptables-save still prints it), so its policy step cannot be traced. Such steps are left
+ *    out of the comparison (the simulator still shows them: that is what iptables-save says). Which
+ *    chains exist is read from the live `nft -j list ruleset` (see ghostChains).
  *  - Steps in the tracer's own table (jl_trace) are not part of the ruleset and are left out.
  */
 import type { Explanation, ExplainStep } from '../model/explanation.js';
@@ -50,13 +51,20 @@ function kernelKey(k: KernelStepLike): string {
   return `${k.family} ${k.table} ${k.chain} ${k.kind === 'policy' ? '-' : `#${k.ruleNumber ?? '?'}`} ${v}`;
 }
 
-/** Chains that exist in iptables-save but not in the kernel (empty built-in chains with policy ACCEPT). */
+/**
+ * Chains that iptables-save shows but the kernel does not have. When the live nft listing was read
+ * (Table.kernelChains), exactly the built-in chains missing there; otherwise the empty built-in
+ * chains with an ACCEPT policy (what iptables-nft leaves uncreated when rules are added one by one;
+ * iptables-restore creates the ones its input declares).
+ */
 export function ghostChains(ruleset: Ruleset): Set<string> {
   const out = new Set<string>();
   for (const t of ruleset.tables) {
     if (t.origin !== 'iptables') continue;
     for (const c of t.chains.values()) {
-      if (c.base !== null && c.rules.length === 0 && c.base.policy === 'accept') out.add(`${t.family} ${t.name} ${c.name}`);
+      if (c.base === null) continue;
+      const absent = t.kernelChains !== undefined ? !t.kernelChains.has(c.name) : c.rules.length === 0 && c.base.policy === 'accept';
+      if (absent) out.add(`${t.family} ${t.name} ${c.name}`);
     }
   }
   return out;
@@ -75,6 +83,7 @@ export function compareSteps(ex: Explanation, kernel: readonly KernelStepLike[],
   const ghosts = ghostChains(ruleset);
   const targets = ex.steps.map((s) => {
     if (s.verdict !== 'jump' && s.verdict !== 'goto') return '';
+    if (s.target !== undefined) return s.target;
     const m = /(?:-j|-g|jump|goto)\s+(\S+)/.exec(s.rule ?? '');
     return m?.[1] ?? '';
   });
@@ -152,7 +161,11 @@ interface HeaderLike {
  */
 export function kernelCase(
   name: string,
-  packets: readonly { readonly first: HeaderLike | null; readonly steps: readonly KernelStepLike[] }[],
+  packets: readonly {
+    readonly first: HeaderLike | null;
+    readonly steps: readonly KernelStepLike[];
+    readonly headers?: readonly { readonly header: HeaderLike & { readonly oif?: string } }[];
+  }[],
   probe: { readonly proto: string; readonly from: { readonly addr: string }; readonly to: { readonly addr: string; readonly port?: number } },
   fromHost: boolean,
   conntrack: readonly ConntrackEntry[],
@@ -166,6 +179,15 @@ export function kernelCase(
   });
   if (!pk || !pk.first) return null;
   const h = pk.first;
+  // A packet the host sends to itself leaves through lo and comes back in (prerouting, input): the
+  // trace starts a new packet there (the tracer's chain sees it again). Join that second half.
+  let steps0: readonly KernelStepLike[] = pk.steps;
+  const lastHeader = pk.headers?.at(-1)?.header;
+  if (h.iif === undefined && lastHeader?.oif === 'lo') {
+    const i = packets.indexOf(pk);
+    const back = packets.slice(i + 1).find((p) => p.first?.iif === 'lo' && p.first.saddr === h.saddr && p.first.sport === h.sport && p.first.dport === (lastHeader.dport ?? h.dport));
+    if (back) steps0 = [...pk.steps, ...back.steps];
+  }
   const proto = (h.proto ?? probe.proto) as import('../model/tuple.js').L4Proto;
   const icmp = proto === 'icmp';
   const tuple = {
@@ -181,7 +203,7 @@ export function kernelCase(
   const ct = conntrack.find(
     (e) => e.orig.src === tuple.src && e.orig.dst === tuple.dst && e.orig.proto === proto && (icmp || (e.orig.sport === tuple.sport && e.orig.dport === tuple.dport)),
   );
-  const steps = pk.steps.map((s) => ({
+  const steps = steps0.map((s) => ({
     family: s.family,
     table: s.table,
     chain: s.chain,

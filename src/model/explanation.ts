@@ -21,6 +21,8 @@ export interface ExplainStep {
   /** nft handle when the rule came from nftables. */
   readonly handle: number | null;
   readonly verdict: StepVerdict;
+  /** The chain entered, for jump/goto verdicts (also through a verdict map). */
+  readonly target?: string;
   /** Plain-words meaning (Docker's meaning of the chain/rule), for people. */
   readonly meaning?: string;
 }

@@ -50,6 +50,8 @@ export interface SimResult {
   readonly snat: { from: Endpoint; to: Endpoint } | null;
   readonly packetOut: SimPacket | null;
   readonly delivery: 'local' | 'forward' | 'output' | null;
+  /** The interface the packet came in on (hooks may see none, e.g. postrouting of bridged packets). */
+  readonly inputIif: string | null;
   readonly indeterminate: SimIndeterminate[];
   readonly notes: string[];
 }
@@ -93,6 +95,7 @@ class Walk {
   dstManipDone = false;
   srcManipDone = false;
   budget = MAX_STEPS;
+  inputIif: string | null = null;
   constructor(
     readonly c: CompiledRuleset,
     readonly p: SimPacket,
@@ -527,6 +530,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
       if (fate === 'accept' && r2 !== null && r2.local) {
         // looped back through lo to a local socket
         p.iif = 'lo';
+        w.inputIif = 'lo';
         p.oif = null;
         fate = w.runHook('prerouting');
         if (fate === 'accept') fate = w.runHook('input');
@@ -543,6 +547,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   const w = new Walk(c, p, binding);
   w.notes.push(...notes);
   p.iif = input.iif ?? null;
+  w.inputIif = p.iif;
   let fate = w.runHook('prerouting');
   if (fate !== 'accept') return finish(w, fate, null);
   const rr = route(c, p);
@@ -565,8 +570,19 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   );
   fate = w.runHook('forward');
   if (fate !== 'accept') return finish(w, fate, null);
+  if (p.oif !== null && p.oif === p.iif && isBridge(c, p.oif)) {
+    // bridged within the bridge (br_netfilter), also after a hairpin DNAT: br_netfilter runs the
+    // IPv4 postrouting hook from the bridge layer, without an input interface
+    w.notes.push(`bridged back out of ${p.oif} (br_netfilter): postrouting sees no input interface`);
+    p.iif = null;
+  }
   fate = w.runHook('postrouting');
   return finish(w, fate, 'forward');
+}
+
+function isBridge(c: CompiledRuleset, dev: string): boolean {
+  const kind = c.host.interfaces.get(dev)?.kind;
+  return kind === undefined ? true : kind === 'bridge';
 }
 
 function initCt(p: SimPacket, binding: CtBinding | null, direction: 'original' | 'reply'): void {
@@ -601,6 +617,7 @@ function finish(w: Walk, fate: 'accept' | 'drop' | 'reject' | 'indeterminate', d
     snat: w.snat,
     packetOut: fate === 'accept' || fate === 'indeterminate' ? w.p : null,
     delivery: fate === 'accept' || fate === 'indeterminate' ? delivery : null,
+    inputIif: w.inputIif,
     indeterminate: w.indeterminate,
     notes: w.notes,
   };

@@ -21,6 +21,8 @@ export interface HostInterface {
   readonly index: number;
   readonly up: boolean;
   readonly addrs: HostAddr[];
+  /** Link kind from `ip -d -j addr` (bridge, veth, …); undefined when the dump has no details. */
+  readonly kind?: string;
 }
 
 export type RouteType = 'unicast' | 'local' | 'broadcast' | 'multicast' | 'blackhole' | 'unreachable' | 'prohibit' | 'throw' | 'anycast' | 'nat';
@@ -81,7 +83,11 @@ export function parseIpAddr(text: string, source = '<ip -j addr>'): Map<string, 
       if (ip === null || typeof a['prefixlen'] !== 'number') throw new JourneyError('E_PARSE', `${source}: at ${ap}: bad address`, { file: source, path: ap });
       addrs.push({ family: ip.v, local: local as string, ip, prefixlen: a['prefixlen'], scope: String(a['scope'] ?? 'global') });
     });
-    out.set(name, { name, index: typeof it['ifindex'] === 'number' ? it['ifindex'] : 0, up: flags.includes('UP') || it['operstate'] === 'UP', addrs });
+    const li = it['linkinfo'];
+    // `ip -d` adds details (promiscuity, linkinfo…): without them the kind is unknown
+    const detailed = 'promiscuity' in it || 'linkinfo' in it;
+    const kind = isObj(li) && typeof li['info_kind'] === 'string' ? li['info_kind'] : detailed ? 'device' : undefined;
+    out.set(name, { name, index: typeof it['ifindex'] === 'number' ? it['ifindex'] : 0, up: flags.includes('UP') || it['operstate'] === 'UP', addrs, ...(kind !== undefined ? { kind } : {}) });
   });
   return out;
 }

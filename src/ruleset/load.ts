@@ -131,7 +131,36 @@ export function rulesetFromDumps(d: RulesetDumps, where: string): Ruleset {
   }
   const rs = mergeRulesets(...parts);
   rs.notes.push(...notes);
+  if (d.nftJson !== null) markKernelChains(rs, d.nftJson);
   return rs;
+}
+
+/** Records, for iptables tables that iptables-nft keeps in nftables, which chains really exist. */
+function markKernelChains(rs: Ruleset, nftJson: string): void {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(nftJson);
+  } catch {
+    return;
+  }
+  const items = (doc as { nftables?: unknown[] }).nftables;
+  if (!Array.isArray(items)) return;
+  const chains = new Map<string, Set<string>>();
+  const tables = new Set<string>();
+  for (const it of items) {
+    const o = it as { table?: { family?: string; name?: string }; chain?: { family?: string; table?: string; name?: string } };
+    if (o.table) tables.add(`${String(o.table.family)} ${String(o.table.name)}`);
+    if (o.chain) {
+      const k = `${String(o.chain.family)} ${String(o.chain.table)}`;
+      let s = chains.get(k);
+      if (!s) chains.set(k, (s = new Set()));
+      s.add(String(o.chain.name));
+    }
+  }
+  for (const t of rs.tables) {
+    const k = tableKey(t);
+    if (t.origin === 'iptables' && tables.has(k)) t.kernelChains = chains.get(k) ?? new Set();
+  }
 }
 
 /** Runs the tools the live loader needs (in a netns when given). */
@@ -171,7 +200,7 @@ export interface HostDumps {
 export async function readHostDumps(opts: LiveOptions = {}): Promise<HostDumps> {
   const ro = opts.netns === undefined ? {} : { netns: opts.netns };
   const [a, r4, r6] = await Promise.all([
-    run(['ip', '-j', 'addr'], ro),
+    run(['ip', '-d', '-j', 'addr'], ro),
     run(['ip', '-j', 'route', 'show', 'table', 'all'], ro),
     run(['ip', '-6', '-j', 'route', 'show', 'table', 'all'], ro),
   ]);

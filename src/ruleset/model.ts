@@ -138,6 +138,11 @@ export interface Table {
   readonly handle: number | null;
   /** Where it was read from (file path or "live:iptables-save", "live:nft"). */
   readonly source: string;
+  /**
+   * For iptables tables read live through iptables-nft: the chains that exist in the kernel (from
+   * `nft -j list ruleset`). iptables-save also prints built-in chains that were never created.
+   */
+  kernelChains?: ReadonlySet<string>;
 }
 
 export interface Ruleset {
