@@ -236,7 +236,7 @@ export function judge(
   causes.push(...settingCauses(check, host, targetPortIfname));
   if (probe.error === 'ECONNREFUSED') {
     if (nat?.dnat) causes.push(`nothing listens on ${nat.dnat.to} in ${check.port.container ?? check.port.containerIp} (connection refused)`);
-    else if (e.via === 'dnat') causes.push(`connection refused by the host: no DNAT happened for ${check.dstIp}:${check.dstPort}`);
+    else if (e.via === 'dnat' && own) causes.push(`connection refused by the host: no DNAT happened for ${check.dstIp}:${check.dstPort}`);
     else causes.push(`connection refused on ${check.dstIp}:${check.dstPort}`);
   }
   if (own && e.via === 'dnat' && nat?.dnat === null && probe.error !== 'ECONNREFUSED') causes.push(`no DNAT happened for ${check.dstIp}:${check.dstPort} (no rule matched)`);

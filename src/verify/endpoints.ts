@@ -7,7 +7,7 @@
  *   - published ports: the DNAT rules of the ruleset (iptables and nft) and docker-proxy processes.
  * A probe runs in an endpoint's namespace by its PID (`nsenter -t PID -n`) or its netns path.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { run } from '../host/exec.js';
 import { DockerClient, resolveDockerHost } from '../docker/client.js';
 import { buildSnapshot, type DockerSnapshot } from '../docker/inventory.js';
@@ -97,6 +97,19 @@ function candidateNamespaces(targetIno: number | null): { ref: string | number; 
   return out;
 }
 
+/** A name for an endpoint found without Docker: its named netns, its bridge port when not a random veth, else pid and command. */
+function endpointName(c: { name: string; pid: number | null }, port: string | null): string {
+  if (!c.name.startsWith('pid ')) return c.name;
+  if (port !== null && !port.startsWith('veth')) return port;
+  let comm = '';
+  try {
+    comm = readFileSync(`/proc/${c.pid ?? 0}/comm`, 'utf8').trim();
+  } catch {
+    /* gone */
+  }
+  return comm !== '' ? `${c.name} (${comm})` : c.name;
+}
+
 /** Endpoints found without Docker: namespaces with an address on one of the host's bridges. */
 export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
   const cands = candidateNamespaces(host.netnsInode);
@@ -123,7 +136,7 @@ export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
           const peer = pi !== null ? portByIndex.get(pi) : undefined;
           if (peer !== undefined && peer.bridge !== br.name) continue;
           if (peer === undefined && br.ports.length > 0 && pi === null) continue; // not a veth into this host
-          eps.push({ name: c.name, ip: a.local, bridge: br.name, port: peer?.port ?? null, ns: c.ref, pid: c.pid, network: null });
+          eps.push({ name: endpointName(c, peer?.port ?? null), ip: a.local, bridge: br.name, port: peer?.port ?? null, ns: c.ref, pid: c.pid, network: null });
         }
       }
       return eps;

@@ -22,6 +22,9 @@ import { parseNftTrace } from '../netfilter/kernel-trace.js';
 import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset, type CompiledRuleset } from '../explain/explain.js';
 import { natEqual, natFromConntrack } from '../explain/kernel-compare.js';
 import type { Explanation } from '../model/explanation.js';
+import type { ConntrackEntry } from '../model/conntrack.js';
+import { parseConntrackLine } from '../conntrack/parse.js';
+import { run } from '../host/exec.js';
 import { passiveHairpin } from './passive.js';
 import type { CheckKind, HairpinCheck, HairpinReport, ProbeResult, TraceStep } from './types.js';
 import { VERIFY_REPORT_VERSION } from './types.js';
@@ -89,6 +92,16 @@ function explainedLine(ex: Explanation): string {
   return `explained: ${ex.verdict}${where}; ${nat}${out}${ex.indeterminate.length > 0 ? ` (indeterminate: ${ex.indeterminate.map((i) => `${i.chain}: ${i.reason}`).join('; ')})` : ''}`;
 }
 
+/** The probe's entry from the conntrack table itself, when the event stream missed it (it was not yet subscribed). */
+async function conntrackLookup(netns: string | undefined, proto: string, sport: number, c: PlannedCheck): Promise<ConntrackEntry | null> {
+  const r = await run(['conntrack', '-L', '-o', 'extended,id', '-p', proto, '--orig-port-src', String(sport)], { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 5_000 }).catch(() => null);
+  for (const line of r?.stdout.split('\n') ?? []) {
+    const p = parseConntrackLine(line, 'conntrack-tool');
+    if (p && p.entry.orig.dst === c.dstIp && p.entry.orig.dport === c.dstPort) return p.entry;
+  }
+  return null;
+}
+
 function targetPortIfname(inv: Inventory, c: PlannedCheck): string | null {
   return inv.endpoints.find((e) => e.ip === c.port.containerIp)?.port ?? null;
 }
@@ -136,6 +149,7 @@ async function runOne(
   const to = Date.now();
   const gw = gatewayFor(host, c.port.bridge);
   let { own, proxyLeg } = selectConntrack(ct.items, c, usedPort, { from, to }, gw);
+  if (own === null) own = await conntrackLookup(netns, c.port.proto, usedPort, c);
   let packets = selectPackets(pk.items, usedPort, proxyLeg, { from, to });
   if (!probe.connected && (opts.trace ?? 'failures') === 'failures') {
     // Once more under the kernel's trace, from a fresh source port, so the drop is named by the kernel.
