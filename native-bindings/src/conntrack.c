@@ -31,6 +31,7 @@ struct jn_ct {
 	int polling;
 	int closed;
 	double overruns;
+	double reported_overruns;
 	double delivered;
 	uint32_t count;
 	struct nf_conntrack *scratch;
@@ -115,9 +116,11 @@ static uint32_t msg_type(const struct nlmsghdr *nlh)
 
 static void ct_flush(struct jn_ct *c)
 {
-	if (!c->count)
+	/* an overrun with no event to carry it is still reported (an empty batch) */
+	if (!c->count && c->overruns == c->reported_overruns)
 		return;
 	c->delivered += c->count;
+	c->reported_overruns = c->overruns;
 	jn_deliver(c->env, c->cb, c->actx, c->batch, c->count * sizeof(struct jn_ct_event), c->count, c->overruns);
 	c->count = 0;
 }
@@ -144,8 +147,13 @@ static void ct_readable(uv_poll_t *h, int status, int events)
 {
 	struct jn_ct *c = h->data;
 	(void)events;
-	if (status < 0 || c->closed)
+	if (c->closed)
 		return;
+	if (status < 0) {
+		/* libuv stops a poll handle on POLLERR: that is how an overrun (ENOBUFS, sk_err) shows.
+		 * Start it again; the reads below collect the error and the queued messages. */
+		uv_poll_start(&c->poll, UV_READABLE, ct_readable);
+	}
 	for (int guard = 0; guard < 256 && !c->closed; guard++) {
 		ssize_t n = mnl_socket_recvfrom(c->nl, c->buf, sizeof(c->buf));
 		if (n < 0) {

@@ -187,8 +187,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
 	struct jn_kernel *k = h->data;
 	int n;
 	(void)events;
-	if (status < 0 || k->closed)
+	if (k->closed)
 		return;
+	if (status < 0) /* libuv stopped the handle on POLLERR: keep reading */
+		uv_poll_start(&k->poll, UV_READABLE, on_readable);
 	for (int guard = 0; guard < 64 && !k->closed; guard++) {
 		n = ring_buffer__consume(k->rb);
 		if (n == -E2BIG) {

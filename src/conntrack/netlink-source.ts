@@ -15,6 +15,9 @@ import { loadBinding, type NativeBinding, type NativeConntrackSession } from '..
 import { readCtBatch } from '../native/decode.js';
 import { ListingDiff } from './diff.js';
 
+const RESYNC_QUIET_MS = 20;
+const RESYNC_MAX_WAIT_MS = 1000;
+
 export interface NetlinkSourceOptions {
   /** Namespace name (under /var/run/netns), path, or pid; default: journey's own. */
   readonly netns?: string | number;
@@ -32,6 +35,8 @@ export class NetlinkConntrackSource implements ConntrackSource {
   bad = 0;
   /** Re-dumps after the kernel dropped events for us. */
   resyncs = 0;
+  private resyncDue: number | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: NetlinkSourceOptions = {}) {
     const { binding, error } = loadBinding();
@@ -69,7 +74,19 @@ export class NetlinkConntrackSource implements ConntrackSource {
         if (overruns > this.overruns) {
           const lostBursts = overruns - this.overruns;
           this.overruns = overruns;
-          this.resync(onEvents, onError, lostBursts);
+          onError(new JourneyError('E_CONNTRACK', `conntrack netlink: the kernel dropped events (ENOBUFS x${lostBursts}); re-listing`, { overruns }));
+          this.resyncDue ??= Date.now() + RESYNC_MAX_WAIT_MS;
+        }
+        // re-list once the socket is drained (the messages queued before the overrun are older than
+        // the listing would be): when batches stop for a moment, or after RESYNC_MAX_WAIT_MS
+        if (this.resyncDue !== null) {
+          if (this.resyncTimer) clearTimeout(this.resyncTimer);
+          const wait = Date.now() >= this.resyncDue ? 0 : RESYNC_QUIET_MS;
+          this.resyncTimer = setTimeout(() => {
+            this.resyncTimer = null;
+            this.resyncDue = null;
+            this.resync(onEvents, onError);
+          }, wait);
         }
       });
     } catch (e) {
@@ -77,9 +94,9 @@ export class NetlinkConntrackSource implements ConntrackSource {
     }
   }
 
-  private resync(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void, lostBursts: number): void {
+  private resync(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void): void {
+    if (this.session === null) return;
     this.resyncs++;
-    onError(new JourneyError('E_CONNTRACK', `conntrack netlink: the kernel dropped events (ENOBUFS x${lostBursts}); re-listing`, { overruns: this.overruns }));
     try {
       const evs = this.diff.next(this.list(), Date.now());
       if (evs.length) onEvents(evs);
@@ -89,6 +106,9 @@ export class NetlinkConntrackSource implements ConntrackSource {
   }
 
   async stop(): Promise<void> {
+    if (this.resyncTimer) clearTimeout(this.resyncTimer);
+    this.resyncTimer = null;
+    this.resyncDue = null;
     this.session?.close();
     this.session = null;
   }
