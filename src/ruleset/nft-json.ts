@@ -558,7 +558,7 @@ export function parseNftListHandles(text: string): Map<string, string> {
       depth = 2;
       continue;
     }
-    if (/^(set|map|flowtable|counter|quota|ct|limit|secmark|synproxy) .*\{$/.test(line) && depth === 1) {
+    if (/^(set|map|flowtable|counter|quota|ct|limit|secmark|synproxy) .*\{( # handle \d+)?$/.test(line) && depth === 1) {
       depth = 2;
       inChain = false;
       continue;
@@ -569,7 +569,7 @@ export function parseNftListHandles(text: string): Map<string, string> {
       continue;
     }
     if (!inChain) {
-      if (line.endsWith('{')) depth++;
+      if (/\{( # handle \d+)?$/.test(line)) depth++;
       continue;
     }
     const h = /^(.*?)\s+# handle (\d+)$/.exec(line);

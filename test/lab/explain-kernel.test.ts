@@ -10,7 +10,8 @@ import { assertLabCanRun, labDown, labUp, listProbes, runProbe, traceKernel, SCE
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
 import { compareSteps, kernelCase, natEqual } from '../../src/explain/kernel-compare.js';
 import { readHostDumps, readRulesetDumps, rulesetFromDumps, hostFromDumps } from '../../src/ruleset/load.js';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { ProbeResult } from '../../lab/probes.js';
 
 const ID = 'b';
@@ -26,10 +27,33 @@ interface CaseResult {
 
 const results: CaseResult[] = [];
 
-async function runScenario(scenario: string): Promise<void> {
+/** Docker 28 (iptables) and 29 (nftables) goldens replayed in the lab (no dockerd), IPv4. */
+const GOLDEN = process.env['JOURNEY_CORPUS'] ?? join(new URL('../..', import.meta.url).pathname, '..', 'shared', 'corpus', 'moby-golden');
+const REPLAY = [
+  // proxy on, protected gateway mode: direct access dropped in raw, docker-proxy for hairpin
+  'iptables/hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__iptables.golden',
+  'nftables/hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden',
+  // proxy off: hairpin and self-hairpin NAT
+  'iptables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden',
+  'nftables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden',
+  // icc=false with hairpin: the bridge-to-same-bridge drop
+  'iptables/hairpin=true,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__iptables.golden',
+  'nftables/hairpin=true,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden',
+  // published on 127.0.0.1
+  'iptables/hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=true__iptables.golden',
+  'nftables/hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=true__ip.golden',
+  // routed gateway mode with SNAT
+  'iptables/hairpin=false,internal=false,icc=false,masq=false,snat=true,gwm=routed,bindlh=true__iptables.golden',
+  'nftables/hairpin=false,internal=false,icc=false,masq=false,snat=true,gwm=routed,bindlh=true__ip.golden',
+  // internal network
+  'iptables/hairpin=false,internal=true,icc=false__iptables.golden',
+  'nftables/hairpin=false,internal=true,icc=false__ip.golden',
+].map((f) => join(GOLDEN, f));
+
+async function runScenario(scenario: string, ruleset?: string): Promise<void> {
   let info: LabInfo | undefined;
   try {
-    info = await labUp({ id: ID, scenario });
+    info = await labUp(ruleset !== undefined ? { id: ID, ruleset } : { id: ID, scenario });
     const ns = info.netns.host;
     const dumps = await readRulesetDumps({ netns: ns });
     const hostDumps = await readHostDumps({ netns: ns });
@@ -39,7 +63,7 @@ async function runScenario(scenario: string): Promise<void> {
     const recordDir = process.env['JOURNEY_RECORD_DIR'];
     const record: unknown[] | null = recordDir ? [] : null;
     const compiled = compileRuleset(ruleset, host);
-    for (const probe of listProbes(scenario, info)) {
+    for (const probe of listProbes(info.scenario, info)) {
       const tr = await traceKernel(ID, () => runProbe(ID, probe.name));
       const pr = tr.actionResult as ProbeResult | undefined;
       if (!pr) throw new Error(`${scenario}/${probe.name}: probe failed: ${tr.actionError ?? '?'}`);
@@ -55,7 +79,7 @@ async function runScenario(scenario: string): Promise<void> {
       if (record) record.push({ ...kc, probe: pr });
       results.push({ scenario, probe: probe.name, stepsEqual: cmp.equal, natCompared: kc.conntrackNat !== null, natEqual: natOk, detail: detail + natDetail });
     }
-    if (recordDir && record) writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
+    if (recordDir && record && ruleset === undefined) writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
   } finally {
     await labDown(ID);
   }
@@ -81,6 +105,21 @@ describe('journey explain vs the kernel trace (lab)', () => {
     it(`scenario ${scenario}: steps and NAT equal the kernel's`, async () => {
       await runScenario(scenario);
       const mine = results.filter((r) => r.scenario === scenario);
+      expect(mine.length).toBeGreaterThan(0);
+      const bad = mine.filter((r) => !r.stepsEqual || (r.natCompared && !r.natEqual));
+      expect(bad.map((r) => `${r.probe}:${r.detail}`)).toEqual([]);
+    });
+  }
+
+  it('the replayed goldens exist in the corpus', () => {
+    expect(REPLAY.filter((f) => !existsSync(f))).toEqual([]);
+  });
+
+  for (const golden of REPLAY) {
+    const name = `replay ${basename(golden)}`;
+    it(`${name}: steps and NAT equal the kernel's`, async () => {
+      await runScenario(name, golden);
+      const mine = results.filter((r) => r.scenario === name);
       expect(mine.length).toBeGreaterThan(0);
       const bad = mine.filter((r) => !r.stepsEqual || (r.natCompared && !r.natEqual));
       expect(bad.map((r) => `${r.probe}:${r.detail}`)).toEqual([]);

@@ -14,7 +14,7 @@ import type { Tuple } from '../../src/model/tuple.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const FIX = join(ROOT, 'test', 'fixtures', 'ruleset');
-const GOLDEN = join(process.env['JOURNEY_CORPUS'] ?? join(ROOT, '..', 'shared', 'corpus'), 'moby-golden');
+const GOLDEN = process.env['JOURNEY_CORPUS'] ?? join(ROOT, '..', 'shared', 'corpus', 'moby-golden');
 
 const host: HostContext = makeHostContext(
   parseIpAddr(readFileSync(join(FIX, 'golden-host.addrs.json'), 'utf8')),

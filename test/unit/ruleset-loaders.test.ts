@@ -11,8 +11,7 @@ import { parseIp, parseCidr, formatIp } from '../../src/ruleset/ip.js';
 import { isJourneyError } from '../../src/model/errors.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
-const CORPUS = process.env['JOURNEY_CORPUS'] ?? join(ROOT, '..', 'shared', 'corpus');
-const GOLDEN = join(CORPUS, 'moby-golden');
+const GOLDEN = process.env['JOURNEY_CORPUS'] ?? join(ROOT, '..', 'shared', 'corpus', 'moby-golden');
 const FIX = join(ROOT, 'test', 'fixtures', 'ruleset');
 
 function expectParseError(fn: () => unknown, re?: RegExp): void {
@@ -295,5 +294,37 @@ describe('host context', () => {
 
   it('has the corpus', () => {
     expect(existsSync(GOLDEN)).toBe(true);
+  });
+});
+
+describe('nft -a list ruleset texts', () => {
+  it('keeps table/chain context across sets and maps with handles', () => {
+    const listing = [
+      'table ip docker-bridges { # handle 1',
+      '\tmap filter-forward-in-jumps { # handle 11',
+      '\t\ttype ifname : verdict',
+      '\t\telements = { "br-dummy" : jump filter-forward-in__br-dummy }',
+      '\t}',
+      '\tset s { # handle 12',
+      '\t\ttype ipv4_addr',
+      '\t\telements = { 1.2.3.4,',
+      '\t\t\t     5.6.7.8 }',
+      '\t}',
+      '\tchain nat-OUTPUT { # handle 2',
+      '\t\ttype nat hook output priority dstnat; policy accept;',
+      '\t\tip daddr != 127.0.0.0/8 fib daddr type local counter packets 0 bytes 0 jump nat-prerouting-and-output # handle 17',
+      '\t}',
+      '}',
+      'table inet firewalld { # handle 3',
+      '\tchain filter_INPUT { # handle 1',
+      '\t\ttype filter hook input priority filter + 10; policy accept;',
+      '\t\tct state { established, related } accept # handle 5',
+      '\t}',
+      '}',
+    ].join('\n');
+    const t = parseNftListHandles(listing);
+    expect(t.get(ruleTextKey('ip', 'docker-bridges', 'nat-OUTPUT', 17))).toBe('ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output');
+    expect(t.get(ruleTextKey('inet', 'firewalld', 'filter_INPUT', 5))).toBe('ct state { established, related } accept');
+    expect(t.size).toBe(2);
   });
 });
