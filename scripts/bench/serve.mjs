@@ -214,6 +214,7 @@ async function main() {
     }
   }
   child.send({ cmd: 'exit' });
+  const stalled = await stalledClient(startServer, opt('stalled', 50_000));
   // median over the repetitions (reference and journey alternate, so both see the same noise)
   const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
   const by = (n, k) => {
@@ -230,7 +231,7 @@ async function main() {
   }));
   const payload = Buffer.byteLength(JSON.stringify(event(1, 40000)));
   if (args.includes('--json')) {
-    console.log(JSON.stringify({ payloadBytes: payload, events: EVENTS, burst: BURST, rate: RATE, seconds: SECONDS, repeat: REPEAT, results, summary }, null, 2));
+    console.log(JSON.stringify({ payloadBytes: payload, events: EVENTS, burst: BURST, rate: RATE, seconds: SECONDS, repeat: REPEAT, results, summary, stalled }, null, 2));
   } else {
     console.log(`journey serve bench: ${EVENTS} events of ${payload} B in bursts of ${BURST}; delay at ${RATE} ev/s for ${SECONDS} s; ${REPEAT} repetitions`);
     console.log('clients  server     events/s  delivered/s  lost  delay p50 µs  p99 µs');
@@ -240,6 +241,55 @@ async function main() {
     for (const s of summary) {
       console.log(`median, ${s.clients} client(s): journey ${s.journeyEventsPerSecond} ev/s vs reference ${s.referenceEventsPerSecond} ev/s (ratio ${s.ratio}); delay p50/p99 journey ${s.journeyDelayP50us}/${s.journeyDelayP99us} µs, reference ${s.referenceDelayP50us}/${s.referenceDelayP99us} µs`);
     }
+    console.log(`stalled client: ${stalled.events} events (${stalled.megabytes} MB) published while one client read nothing: server heap ${stalled.heapBeforeMiB} -> ${stalled.heapAfterMiB} MiB, RSS ${stalled.rssBeforeMiB} -> ${stalled.rssAfterMiB} MiB; its queue peaked at ${stalled.maxQueued} messages; on resuming it received ${stalled.received} and was told it lost ${stalled.toldLost} (sum ${stalled.received + stalled.toldLost})`);
   }
   clearTimeout(deadline);
+}
+
+/** One client stops reading while events flow: what it costs the server, and what it is told. */
+async function stalledClient(startServer, n) {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc');
+  const srv = await startServer({ port: 0, processMetrics: false, pingIntervalMs: 0 });
+  const ws = new WebSocket(srv.wsUrl);
+  let received = 0;
+  let toldLost = 0;
+  await new Promise((resolve) => {
+    ws.on('message', (d) => {
+      const m = JSON.parse(d.toString());
+      if (m.type === 'subscribed') resolve();
+      else if (m.type === 'flow.update') received++;
+      else if (m.type === 'lost') toldLost += m.count;
+    });
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', replay: 0 })));
+  });
+  ws._socket.pause();
+  gc();
+  const mem0 = process.memoryUsage();
+  let bytes = 0;
+  let maxQueued = 0;
+  const hubClient = [...srv.hub.clients][0];
+  for (let i = 0; i < n; i++) {
+    const ev = event(1_000_000 + i, 40000 + (i % 20000));
+    srv.publish(ev);
+    if (i % 200 === 0) {
+      bytes += 200 * Buffer.byteLength(JSON.stringify(ev));
+      maxQueued = Math.max(maxQueued, hubClient.queue.length);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+  gc();
+  const mem1 = process.memoryUsage();
+  ws._socket.resume();
+  const t0 = Date.now();
+  while (received + toldLost < n && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50));
+  ws.terminate();
+  await srv.close();
+  const mib = (x) => +(x / 1048576).toFixed(1);
+  return {
+    events: n, megabytes: +(bytes / 1e6).toFixed(0), maxQueued, received, toldLost,
+    heapBeforeMiB: mib(mem0.heapUsed), heapAfterMiB: mib(mem1.heapUsed), rssBeforeMiB: mib(mem0.rss), rssAfterMiB: mib(mem1.rss),
+  };
 }

@@ -161,14 +161,25 @@ export function flowMatches(f: SubscriptionFilter, flow: FlowInfo): boolean {
   return true;
 }
 
+/** What a drop's filtering needs to know of its flow (kept per flow by the server, small). */
+export type FlowIdentity = Pick<FlowInfo, 'names' | 'nat'>;
+
+/** container/network/natOnly of a filter against what is known of a flow. */
+export function identityMatches(f: SubscriptionFilter, flow: FlowIdentity): boolean {
+  if (f.natOnly === true && flow.nat.dnat === null && flow.nat.snat === null) return false;
+  if (f.container !== undefined && !flow.names.some((n) => n.container === f.container)) return false;
+  if (f.network !== undefined && !flow.names.some((n) => n.network === f.network)) return false;
+  return true;
+}
+
 /**
- * Whether `ev` passes `f`. `flowOf` resolves a drop's flowId to the last known FlowInfo (or
+ * Whether `ev` passes `f`. `flowOf` resolves a drop's flowId to what is known of its flow (or
  * undefined), so that drops can be filtered by container/network/NAT.
  */
 export function eventMatches(
   f: SubscriptionFilter,
   ev: JourneyEvent,
-  flowOf: (id: string) => FlowInfo | undefined = () => undefined,
+  flowOf: (id: string) => FlowIdentity | undefined = () => undefined,
 ): boolean {
   if (f.types !== undefined && !f.types.includes(ev.type)) return false;
   switch (ev.type) {
@@ -183,9 +194,7 @@ export function eventMatches(
       if (f.port !== undefined && !tupleHasPort(t, f.port)) return false;
       if (f.container !== undefined || f.network !== undefined || f.natOnly === true) {
         const flow = ev.flowId === null ? undefined : flowOf(ev.flowId);
-        if (flow === undefined) return false;
-        const { verdict: _v, port: _p, protocol: _pr, types: _t, ...rest } = f;
-        return flowMatches(rest, flow);
+        return flow !== undefined && identityMatches(f, flow);
       }
       return true;
     }

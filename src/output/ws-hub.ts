@@ -16,7 +16,7 @@ import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import { SCHEMA_VERSION, type FlowInfo, type JourneyEvent, type LostEvent } from '../model/events.js';
 import type { ServeMetrics } from './metrics.js';
-import { eventMatches, parseClientMessage, type SubscriptionFilter } from './subscription.js';
+import { eventMatches, parseClientMessage, type FlowIdentity, type SubscriptionFilter } from './subscription.js';
 import { BoundedQueue, type QueueItem } from './ws-queue.js';
 import { CLOSE, type ClientErrorCode, type ControlMessage } from './ws-protocol.js';
 
@@ -161,7 +161,8 @@ export class WsHub {
   private readonly ring: (RingEntry | undefined)[];
   private ringHead = 0;
   private ringCount = 0;
-  private readonly flows = new Map<string, FlowInfo>();
+  /** Names and NAT of recent flows (small: references into the events), to filter drops by container/network/NAT. */
+  private readonly flows = new Map<string, FlowIdentity>();
   private readonly opts: Required<HubOptions>;
   private readonly pingTimer: NodeJS.Timeout | null;
 
@@ -211,7 +212,7 @@ export class WsHub {
       if (this.ringCount < cap) this.ringCount++;
       else this.ringHead = (this.ringHead + 1) % cap;
     }
-    const flowOf = (id: string): FlowInfo | undefined => this.flows.get(id);
+    const flowOf = (id: string): FlowIdentity | undefined => this.flows.get(id);
     for (const c of this.clients) {
       if (c.filter !== null && eventMatches(c.filter, ev, flowOf)) c.offer({ data, seq: ev.seq });
     }
@@ -330,7 +331,7 @@ export class WsHub {
     const filter = msg.filter ?? {};
     client.filter = filter;
     const want = Math.min(msg.replay ?? this.ringCount, this.ringCount);
-    const flowOf = (id: string): FlowInfo | undefined => this.flows.get(id);
+    const flowOf = (id: string): FlowIdentity | undefined => this.flows.get(id);
     const picked: RingEntry[] = [];
     // newest first, then reversed: the last `want` matching events, in order.
     for (let i = this.ringCount - 1; i >= 0 && picked.length < want; i--) {
@@ -344,7 +345,7 @@ export class WsHub {
 
   private rememberFlow(flow: FlowInfo): void {
     // insertion order is the flow's first appearance: eviction forgets the oldest flows first
-    this.flows.set(flow.id, flow);
+    this.flows.set(flow.id, { names: flow.names, nat: flow.nat });
     if (this.flows.size > this.opts.flowMemory) {
       const oldest = this.flows.keys().next();
       if (oldest.done !== true) this.flows.delete(oldest.value);
