@@ -127,7 +127,7 @@ export function listScenarios(): { name: string; description: string }[] {
     .filter((f) => f.endsWith('.sh'))
     .map((f) => {
       const first = readFileSync(join(dir, f), 'utf8').split('\n')[0] ?? '';
-      return { name: f.replace(/\.sh$/, ''), description: first.replace(/^#\s*/, '') };
+      return { name: f.replace(/\.sh$/, ''), description: first.replace(/^#\s*\S+\s+—\s*/, '').replace(/^#\s*/, '') };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -119,7 +119,9 @@ build_image() {
     echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
     echo "root:x:0:" > "$root/etc/group"
     echo "journey lab" > "$root/www/index.html"
-    tar -C "$root" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+    # several labs may build it at once: write a private file, then rename it into place
+    local tmp; tmp="$(mktemp "$cache/busybox-rootfs.XXXXXX")"
+    tar -C "$root" -cf "$tmp" . && mv -f "$tmp" "$tar"
     rm -rf "$root"
   fi
   dk import "$tar" lab/busybox:1 >/dev/null

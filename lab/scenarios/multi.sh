@@ -1,4 +1,5 @@
-# multi — several bridges at once: docker0 plus user bridges "neta" (172.22.0.0/24, br-neta) and
+# multi — docker0 + br-neta + br-netb: cross-network isolation drops, proxy OFF
+# several bridges at once: docker0 plus user bridges "neta" (172.22.0.0/24, br-neta) and
 # "netb" (172.23.0.0/24, br-netb); traffic between them is dropped by DOCKER-ISOLATION-STAGE-2.
 #   web   docker0  : httpd, -p 8000:80
 #   aweb  neta .2  : httpd, -p 8001:80

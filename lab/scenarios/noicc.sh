@@ -1,4 +1,5 @@
-# noicc — the daemon with icc=false: containers on docker0 cannot talk to each other
+# noicc — daemon icc=false: no container-to-container traffic on docker0
+# the daemon with icc=false: containers on docker0 cannot talk to each other
 # (filter FORWARD -i docker0 -o docker0 -j DROP), published ports still work.
 USERLAND_PROXY=true
 ICC=false

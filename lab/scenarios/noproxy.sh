@@ -1,4 +1,5 @@
-# noproxy — as default, with --userland-proxy=false: hairpin NAT instead of docker-proxy
+# noproxy — as default with --userland-proxy=false: hairpin NAT instead of docker-proxy
+# as default, with --userland-proxy=false: hairpin NAT instead of docker-proxy
 # (-o docker0 --src-type LOCAL MASQUERADE, hairpin_mode on the bridge ports).
 USERLAND_PROXY=false
 scenario_up() {
