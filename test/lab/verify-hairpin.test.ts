@@ -207,7 +207,7 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
   it('names a DROP in DOCKER-USER (kernel trace), the host paths unaffected', async () => {
     await labExec(ID, 'host', ['iptables', '-I', 'DOCKER-USER', '1', '-d', '172.17.0.2/32', '-p', 'tcp', '--dport', '80', '-j', 'DROP']);
     try {
-      const res = await cli(['verify', 'hairpin', '--netns', ns, '--docker-host', dockerHost, '--port', '8000', '--timeout', '1000']);
+      const res = await cli(['verify', 'hairpin', '--netns', ns, '--docker-host', dockerHost, '--port', '8000', '--only', 'same-bridge', 'self', 'host-address', '--timeout', '1000']);
       expect(res.code).toBe(1);
       expect(res.stdout).toMatch(/FAIL\s+same-bridge/);
       expect(res.stdout).toContain('cause: dropped in DOCKER-USER by rule 1: -A DOCKER-USER -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP');
