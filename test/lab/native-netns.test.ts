@@ -157,10 +157,13 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
       for (let i = 0; i < 60 && table.size < want; i++) await new Promise((r) => setTimeout(r, 100));
       // the loss is known, never silent (onError, or the source's resync count the pipeline reports);
       // the re-listing makes the table whole again
+      // (the tool runs in its own process and may keep up: then there is nothing to re-list)
       const resyncs = (ct.source as { resyncs?: number }).resyncs ?? 0;
-      if (mode === 'native') expect(errors.join('\n')).toMatch(/ENOBUFS/);
-      expect(resyncs, errors.join('\n')).toBeGreaterThan(0);
-      expect(table.size).toBe(want);
+      if (mode === 'native') {
+        expect(errors.join('\n')).toMatch(/ENOBUFS/);
+        expect(resyncs).toBeGreaterThan(0);
+      }
+      expect(table.size, `resyncs ${resyncs}; ${errors.join('; ')}`).toBe(want);
     } finally {
       await ct.source.stop();
       await run(['conntrack', '-F'], { netns: B, allowFailure: true });
