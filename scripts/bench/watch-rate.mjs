@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+/**
+ * The highest packet rate `journey watch --json > /dev/null` keeps with zero drops (the whole
+ * pipeline: capture workers, decode, conntrack join, flows, JSON out), as a ratio to
+ * `tcpdump -w /dev/null` on the same interface in the same run.
+ *   sudo node scripts/bench/watch-rate.mjs [--seconds 2] [--rates 50000,100000,...] [--json]
+ * Two throwaway namespaces (jl-c2bench-tx, jl-c2bench-rx) joined by a veth; capture-flood.c
+ * (the capture benchmark's paced sender) floods 60-byte UDP frames to 10.77.0.9:9 through rx,
+ * which routes them on (forwarding on, a conntrack rule loaded, so every frame has a conntrack
+ * entry to join). A rate passes when every frame delivered to the veth was captured and neither
+ * the kernel nor journey dropped one. Needs root and a built tree. Bounded (~3 minutes).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '../..');
+const args = process.argv.slice(2);
+const opt = (n, d) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1] : d);
+const SECONDS = Number(opt('seconds', '2'));
+const RATES = opt('rates', '25000,50000,100000,150000,200000,250000,300000').split(',').map(Number);
+const JSON_OUT = args.includes('--json');
+const DEADLINE = Date.now() + Number(opt('budget', '170')) * 1000;
+const TX = 'jl-c2bench-tx';
+const RX = 'jl-c2bench-rx';
+const FILTER = 'udp dst port 9';
+const sh = (c, a, o = {}) => execFileSync(c, a, { encoding: 'utf8', ...o });
+const nsx = (ns, a) => sh('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...a]);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => process.stderr.write(`bench: ${a.join(' ')}\n`);
+if (process.getuid?.() !== 0) {
+  console.error('bench: needs root');
+  process.exit(2);
+}
+
+function teardown() {
+  for (const ns of [TX, RX]) {
+    try {
+      sh('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    } catch {
+      /* absent */
+    }
+  }
+}
+function setup(dir) {
+  teardown();
+  sh('ip', ['netns', 'add', TX]);
+  sh('ip', ['netns', 'add', RX]);
+  sh('ip', ['-n', TX, 'link', 'add', 'txv', 'type', 'veth', 'peer', 'name', 'rxv', 'netns', RX]);
+  sh('ip', ['-n', TX, 'addr', 'add', '10.77.0.1/24', 'dev', 'txv']);
+  sh('ip', ['-n', RX, 'addr', 'add', '10.77.0.2/24', 'dev', 'rxv']);
+  sh('ip', ['-n', RX, 'link', 'add', 'sink0', 'type', 'veth', 'peer', 'name', 'sink1']);
+  sh('ip', ['-n', RX, 'addr', 'add', '10.78.0.1/24', 'dev', 'sink0']);
+  for (const [ns, dev] of [[TX, 'txv'], [RX, 'rxv'], [RX, 'sink0'], [RX, 'sink1'], [TX, 'lo'], [RX, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+  // rx forwards 10.77.0.9 out of a veth whose peer has no address (a black hole after the taps), tracking every flow
+  nsx(RX, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  sh('ip', ['-n', RX, 'route', 'add', '10.77.0.9/32', 'dev', 'sink0']);
+  sh('ip', ['-n', RX, 'neigh', 'add', '10.77.0.9', 'lladdr', '02:00:00:00:00:09', 'dev', 'sink0', 'nud', 'permanent']);
+  nsx(RX, ['nft', '-f', '-'].concat([]), { input: 'table ip jl_c2bench {\n chain fwd { type filter hook forward priority 0; ct state new counter accept;\n }\n}\n' });
+  const mac = JSON.parse(sh('ip', ['-n', RX, '-j', 'link', 'show', 'rxv']))[0].address;
+  sh('ip', ['-n', TX, 'neigh', 'add', '10.77.0.9', 'lladdr', mac, 'dev', 'txv', 'nud', 'permanent']);
+  sh('ip', ['-n', TX, 'route', 'add', '10.77.0.9/32', 'dev', 'txv']);
+  const bin = join(dir, 'capture-flood');
+  sh('gcc', ['-O2', '-o', bin, join(here, 'capture-flood.c')]);
+  return bin;
+}
+const rxStats = () => JSON.parse(sh('ip', ['-n', RX, '-s', '-j', 'link', 'show', 'rxv']))[0].stats64.rx;
+function flood(bin, rate) {
+  const [sent, elapsed] = nsx(TX, [bin, '10.77.0.9', '9', String(rate), String(SECONDS)]).trim().split(/\s+/).map(Number);
+  return { sent, elapsed };
+}
+
+async function trial(tool, bin, rate) {
+  const argv =
+    tool === 'tcpdump'
+      ? ['nsenter', `--net=/var/run/netns/${RX}`, '--', 'tcpdump', '-i', 'rxv', '-p', '-n', '-B', '8192', '-w', '/dev/null', FILTER]
+      : ['node', join(root, 'dist/src/cli/main.js'), 'watch', '--json', '--netns', RX, '-i', 'rxv', '--no-docker', '--no-explain-flows', '--stats-interval', '0', FILTER];
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const ready = tool === 'tcpdump' ? /listening on/ : /capture statistics|capturing on|E_/;
+  for (let i = 0; i < 200 && !ready.test(err); i++) await sleep(50);
+  await sleep(tool === 'tcpdump' ? 300 : 1500);
+  const s0 = rxStats();
+  const f = flood(bin, rate);
+  await sleep(1500);
+  const s1 = rxStats();
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGINT');
+  await Promise.race([done, sleep(15000)]);
+  let captured;
+  let kdrop;
+  let own = 0;
+  if (tool === 'tcpdump') {
+    captured = Number(/(\d+) packets? captured/.exec(err)?.[1] ?? NaN);
+    kdrop = Number(/(\d+) packets? dropped by kernel/.exec(err)?.[1] ?? NaN);
+  } else {
+    const m = /rxv: (\d+) packets received, (\d+) dropped by kernel, (\d+) dropped by interface, (\d+) dropped by journey/.exec(err);
+    captured = Number(m?.[1] ?? NaN);
+    kdrop = Number(m?.[2] ?? NaN);
+    own = Number(m?.[4] ?? NaN);
+  }
+  const delivered = f.sent - (s1.dropped - s0.dropped);
+  const lost = Math.max(0, delivered - captured);
+  return { rate, achieved: Math.round(f.sent / f.elapsed), sent: f.sent, captured, kernelDropped: kdrop, ownDropped: own, lost, ok: lost === 0 && kdrop === 0 && own === 0 };
+}
+
+const results = { tcpdump: { trials: [], maxZeroDrop: 0, failed: false }, journey: { trials: [], maxZeroDrop: 0, failed: false } };
+const dir = mkdtempSync(join(tmpdir(), 'journey-c2bench-'));
+try {
+  const bin = setup(dir);
+  for (const rate of RATES) {
+    for (const tool of ['tcpdump', 'journey']) {
+      if (results[tool].failed || Date.now() > DEADLINE) continue;
+      const r = await trial(tool, bin, rate);
+      results[tool].trials.push(r);
+      log(`${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) captured ${r.captured} lost ${r.lost} kernel-drop ${r.kernelDropped} own-drop ${r.ownDropped} ${r.ok ? 'OK' : 'DROPS'}`);
+      if (r.ok) results[tool].maxZeroDrop = Math.max(results[tool].maxZeroDrop, r.achieved);
+      else results[tool].failed = true;
+    }
+  }
+} finally {
+  teardown();
+  rmSync(dir, { recursive: true, force: true });
+}
+const ratio = results.tcpdump.maxZeroDrop > 0 ? +(results.journey.maxZeroDrop / results.tcpdump.maxZeroDrop).toFixed(2) : NaN;
+if (JSON_OUT) console.log(JSON.stringify({ ...results, ratio }));
+else {
+  console.log(`highest zero-drop rate: journey watch --json ${results.journey.maxZeroDrop} pps, tcpdump -w /dev/null ${results.tcpdump.maxZeroDrop} pps (ratio ${ratio}; ladder ${RATES.join(',')}${results.tcpdump.failed ? '' : ', tcpdump never dropped: the ladder top bounds its figure'})`);
+}
