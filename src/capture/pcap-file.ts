@@ -109,88 +109,86 @@ function baseName(path: string): string {
   return basename(path).replace(/\.(pcapng|pcap|cap|ntar)(\.\w+)?$/i, '') || path;
 }
 
-/** Reads the records of one capture file, in file order. */
-export async function* readCaptureRecords(
-  input: string | CaptureFileInput,
-  opts: ReadCaptureOptions = {},
-): AsyncGenerator<CaptureRecord> {
-  const path = typeof input === 'string' ? input : input.path;
-  const given = typeof input === 'string' ? undefined : input.iface;
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw new JourneyError('E_PARSE', `${path}: cannot open (${(e as Error).message})`, { path }, { cause: e });
-  }
-  const skip = (reason: string, offset: number, detail?: string): void => {
-    if (opts.skipped) opts.skipped[reason] = (opts.skipped[reason] ?? 0) + 1;
-    opts.onSkip?.(reason, detail === undefined ? { path, offset } : { path, offset, detail });
-  };
-  try {
-    const c = new Cursor(fh);
-    if (!(await c.ensure(4))) throw parseError(path, 0, 'empty or too short to be a pcap or pcapng file');
-    const m = c.b.readUInt32LE(c.i);
-    if (m === 0x0a0d0d0a) {
-      yield* readPcapng(c, path, given ?? baseName(path), skip);
-    } else if (m === 0xa1b2c3d4 || m === 0xd4c3b2a1 || m === 0xa1b23c4d || m === 0x4d3cb2a1) {
-      yield* readPcap(c, path, given ?? baseName(path), skip);
-    } else {
-      throw parseError(path, 0, `not a pcap or pcapng file (magic 0x${m.toString(16).padStart(8, '0')})`);
-    }
-  } finally {
-    await fh.close();
-  }
+type SkipFn = (reason: string, offset: number, detail?: string) => void;
+
+/**
+ * A synchronous parser over a Cursor: `next()` returns the next record while its bytes are
+ * buffered, else undefined with `need` set to the bytes it wants (the caller fills the cursor
+ * and calls again; at end of file it calls `atEnd()`). One record object is reused.
+ */
+interface RecordParser {
+  need: number;
+  next(): CaptureRecord | undefined;
+  atEnd(): void;
 }
 
-async function* readPcap(
-  c: Cursor,
-  path: string,
-  iface: string,
-  skip: (reason: string, offset: number, detail?: string) => void,
-): AsyncGenerator<CaptureRecord> {
-  if (!(await c.ensure(24))) throw parseError(path, 0, 'truncated pcap file header');
-  const m = c.b.readUInt32LE(c.i);
-  const le = m === 0xa1b2c3d4 || m === 0xa1b23c4d;
-  const nano = m === 0xa1b23c4d || m === 0x4d3cb2a1;
-  const r32 = (b: Buffer, o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-  const major = le ? c.b.readUInt16LE(c.i + 4) : c.b.readUInt16BE(c.i + 4);
-  if (major !== 2) throw parseError(path, 4, `unsupported pcap version ${major}`);
-  const snapLen = r32(c.b, c.i + 16);
-  const linkType = r32(c.b, c.i + 20) & 0x0fffffff;
-  c.advance(24);
-  const rec: CaptureRecord = { iface, linkType, data: c.b, capLen: 0, wireLen: 0, timeUs: 0 };
-  const limit = Math.max(MAX_RECORD, snapLen);
-  for (;;) {
-    if (!(await c.ensure(16))) {
-      if (c.available > 0) skip('truncated-record', c.pos, `${c.available} bytes of a record header at the end`);
-      return;
+class PcapParser implements RecordParser {
+  need = 24;
+  private header = true;
+  private le = true;
+  private nano = false;
+  private limit = MAX_RECORD;
+  private snapLen = 0;
+  private readonly rec: CaptureRecord;
+  constructor(
+    private readonly c: Cursor,
+    private readonly path: string,
+    iface: string,
+    private readonly skip: SkipFn,
+  ) {
+    this.rec = { iface, linkType: 0, data: c.b, capLen: 0, wireLen: 0, timeUs: 0 };
+  }
+
+  next(): CaptureRecord | undefined {
+    const c = this.c;
+    if (this.header) {
+      if (c.available < 24) {
+        this.need = 24;
+        return undefined;
+      }
+      const m = c.b.readUInt32LE(c.i);
+      this.le = m === 0xa1b2c3d4 || m === 0xa1b23c4d;
+      this.nano = m === 0xa1b23c4d || m === 0x4d3cb2a1;
+      const major = this.le ? c.b.readUInt16LE(c.i + 4) : c.b.readUInt16BE(c.i + 4);
+      if (major !== 2) throw parseError(this.path, 4, `unsupported pcap version ${major}`);
+      this.snapLen = this.r32(c.b, c.i + 16);
+      this.rec.linkType = this.r32(c.b, c.i + 20) & 0x0fffffff;
+      this.limit = Math.max(MAX_RECORD, this.snapLen);
+      c.advance(24);
+      this.header = false;
+    }
+    if (c.available < 16) {
+      this.need = 16;
+      return undefined;
     }
     const b = c.b;
     const i = c.i;
-    const sec = r32(b, i);
-    const frac = r32(b, i + 4);
-    const capLen = r32(b, i + 8);
-    const wireLen = r32(b, i + 12);
-    if (capLen > limit) throw parseError(path, c.pos, `record claims ${capLen} captured bytes (snaplen ${snapLen}): corrupt file`);
-    const at = c.pos;
-    if (!(await c.ensure(16 + capLen))) {
-      skip('truncated-record', at, `record of ${capLen} bytes cut at end of file`);
-      return;
+    const capLen = this.r32(b, i + 8);
+    if (capLen > this.limit) throw parseError(this.path, c.pos, `record claims ${capLen} captured bytes (snaplen ${this.snapLen}): corrupt file`);
+    if (c.available < 16 + capLen) {
+      this.need = 16 + capLen;
+      return undefined;
     }
-    rec.data = c.b;
+    const rec = this.rec;
+    const frac = this.r32(b, i + 4);
+    rec.data = b.subarray(i + 16, i + 16 + capLen);
     rec.capLen = capLen;
-    rec.wireLen = Math.max(wireLen, capLen);
-    rec.timeUs = sec * 1e6 + (nano ? Math.floor(frac / 1000) : frac);
-    // data is at c.i + 16
-    yield withOffset(rec, c.i + 16);
+    rec.wireLen = Math.max(this.r32(b, i + 12), capLen);
+    rec.timeUs = this.r32(b, i) * 1e6 + (this.nano ? Math.floor(frac / 1000) : frac);
     c.advance(16 + capLen);
+    return rec;
   }
-}
 
-/** Records carry their frame as data.subarray; made lazily to keep one object per record. */
-function withOffset(rec: CaptureRecord, off: number): CaptureRecord {
-  rec.data = rec.data.subarray(off, off + rec.capLen);
-  return rec;
+  atEnd(): void {
+    if (this.header) throw parseError(this.path, 0, 'truncated pcap file header');
+    const c = this.c;
+    if (c.available >= 16) this.skip('truncated-record', c.pos, `record of ${this.r32(c.b, c.i + 8)} bytes cut at end of file`);
+    else if (c.available > 0) this.skip('truncated-record', c.pos, `${c.available} bytes of a record header at the end`);
+  }
+
+  private r32(b: Buffer, o: number): number {
+    return this.le ? b.readUInt32LE(o) : b.readUInt32BE(o);
+  }
 }
 
 const SHB = 0x0a0d0d0a;
@@ -199,63 +197,83 @@ const OPB = 2;
 const SPB = 3;
 const EPB = 6;
 
-async function* readPcapng(
-  c: Cursor,
-  path: string,
-  base: string,
-  skip: (reason: string, offset: number, detail?: string) => void,
-): AsyncGenerator<CaptureRecord> {
-  let le = true;
-  let ifaces: Iface[] = [];
-  let section = 0;
-  const rec: CaptureRecord = { iface: '', linkType: 0, data: c.b, capLen: 0, wireLen: 0, timeUs: 0 };
-  for (;;) {
-    if (!(await c.ensure(12))) {
-      if (c.available > 0) skip('truncated-block', c.pos, `${c.available} bytes at the end`);
-      return;
+class PcapngParser implements RecordParser {
+  need = 12;
+  private le = true;
+  private ifaces: Iface[] = [];
+  private section = 0;
+  private readonly rec: CaptureRecord;
+  constructor(
+    private readonly c: Cursor,
+    private readonly path: string,
+    private readonly base: string,
+    private readonly skip: SkipFn,
+  ) {
+    this.rec = { iface: '', linkType: 0, data: c.b, capLen: 0, wireLen: 0, timeUs: 0 };
+  }
+
+  private r16(o: number): number {
+    return this.le ? this.c.b.readUInt16LE(o) : this.c.b.readUInt16BE(o);
+  }
+  private r32(o: number): number {
+    return this.le ? this.c.b.readUInt32LE(o) : this.c.b.readUInt32BE(o);
+  }
+
+  next(): CaptureRecord | undefined {
+    const c = this.c;
+    const path = this.path;
+    for (;;) {
+      if (c.available < 12) {
+        this.need = 12;
+        return undefined;
+      }
+      const at = c.pos;
+      const i = c.i;
+      const rawType = c.b.readUInt32LE(i);
+      let le = this.le;
+      if (rawType === SHB) {
+        const bom = c.b.readUInt32LE(i + 8);
+        if (bom === 0x1a2b3c4d) le = true;
+        else if (bom === 0x4d3c2b1a) le = false;
+        else throw parseError(path, at + 8, `bad pcapng byte-order magic 0x${bom.toString(16)}`);
+      }
+      const len = le ? c.b.readUInt32LE(i + 4) : c.b.readUInt32BE(i + 4);
+      const type = le ? c.b.readUInt32LE(i) : c.b.readUInt32BE(i);
+      if (len < 12 || len % 4 !== 0 || len > MAX_RECORD + 64) {
+        throw parseError(path, at, `bad pcapng block length ${len} (block type 0x${type.toString(16)})`);
+      }
+      if (c.available < len) {
+        this.need = len;
+        return undefined;
+      }
+      if (rawType === SHB) {
+        this.le = le;
+        this.ifaces = [];
+        this.section++;
+      }
+      if (this.r32(i + len - 4) !== len) throw parseError(path, at, `pcapng block trailer length differs from ${len}: corrupt file`);
+      const rec = this.block(type, i, len, at);
+      c.advance(len);
+      if (rec !== undefined) return rec;
     }
-    const at = c.pos;
-    const rawType = c.b.readUInt32LE(c.i);
-    if (rawType === SHB) {
-      const bom = c.b.readUInt32LE(c.i + 8);
-      if (bom === 0x1a2b3c4d) le = true;
-      else if (bom === 0x4d3c2b1a) le = false;
-      else throw parseError(path, at + 8, `bad pcapng byte-order magic 0x${bom.toString(16)}`);
-      ifaces = [];
-      section++;
-    }
-    const r16 = (o: number): number => (le ? c.b.readUInt16LE(o) : c.b.readUInt16BE(o));
-    const r32 = (o: number): number => (le ? c.b.readUInt32LE(o) : c.b.readUInt32BE(o));
-    const type = r32(c.i);
-    const len = r32(c.i + 4);
-    if (len < 12 || len % 4 !== 0 || len > MAX_RECORD + 64) {
-      throw parseError(path, at, `bad pcapng block length ${len} (block type 0x${type.toString(16)})`);
-    }
-    if (!(await c.ensure(len))) {
-      skip('truncated-block', at, `block of ${len} bytes cut at end of file`);
-      return;
-    }
-    const i = c.i;
-    if (r32(i + len - 4) !== len) throw parseError(path, at, `pcapng block trailer length differs from ${len}: corrupt file`);
+  }
+
+  /** Interprets one complete block; a packet record, or undefined for other blocks. */
+  private block(type: number, i: number, len: number, at: number): CaptureRecord | undefined {
+    const c = this.c;
+    const path = this.path;
     const bodyEnd = i + len - 4;
-    if (type === SHB) {
-      // nothing more to read
-    } else if (type === IDB) {
+    const rec = this.rec;
+    if (type === SHB) return undefined;
+    if (type === IDB) {
       if (len < 20) throw parseError(path, at, 'interface description block too short');
-      const ifc: Iface = {
-        name: '',
-        linkType: r16(i + 8),
-        snapLen: r32(i + 12),
-        resolPow10: 6,
-        resolPow2: 0,
-        offsetUs: 0,
-      };
+      const ifc: Iface = { name: '', linkType: this.r16(i + 8), snapLen: this.r32(i + 12), resolPow10: 6, resolPow2: 0, offsetUs: 0 };
       for (let o = i + 16; o + 4 <= bodyEnd; ) {
-        const code = r16(o);
-        const olen = r16(o + 2);
+        const code = this.r16(o);
+        const olen = this.r16(o + 2);
         if (code === 0) break;
         if (o + 4 + olen > bodyEnd) {
-          skip('bad-option', o - i + at, `IDB option ${code} overruns its block`);
+          this.skip('bad-option', o - i + at, `IDB option ${code} overruns its block`);
           break;
         }
         if (code === 2) ifc.name = c.b.toString('utf8', o + 4, o + 4 + olen).replace(/\0+$/, '');
@@ -266,50 +284,140 @@ async function* readPcapng(
             ifc.resolPow2 = v & 0x7f;
           } else ifc.resolPow10 = v;
         } else if (code === 14 && olen >= 8) {
-          const hi = r32(le ? o + 8 : o + 4);
-          const lo = r32(le ? o + 4 : o + 8);
+          const hi = this.r32(this.le ? o + 8 : o + 4);
+          const lo = this.r32(this.le ? o + 4 : o + 8);
           ifc.offsetUs = (hi * 4294967296 + lo) * 1e6;
         }
         o += 4 + ((olen + 3) & ~3);
       }
-      if (ifc.name === '') ifc.name = section > 1 || ifaces.length > 0 ? `${base}#${ifaces.length}` : base;
-      ifaces.push(ifc);
-    } else if (type === EPB || type === OPB) {
-      if (len < 32) throw parseError(path, at, 'packet block too short');
-      const id = type === EPB ? r32(i + 8) : r16(i + 8);
-      const ifc = ifaces[id];
-      const capLen = r32(i + 20);
-      const wireLen = r32(i + 24);
-      if (ifc === undefined) skip('unknown-interface', at, `packet for interface ${id}, which no IDB described`);
-      else if (28 + capLen > len - 4) skip('bad-block', at, `packet claims ${capLen} bytes in a ${len}-byte block`);
-      else {
-        rec.iface = ifc.name;
-        rec.linkType = ifc.linkType;
-        rec.capLen = capLen;
-        rec.wireLen = Math.max(wireLen, capLen);
-        rec.timeUs = toUs(ifc, r32(i + 12), r32(i + 16));
-        rec.data = c.b.subarray(i + 28, i + 28 + capLen);
-        yield rec;
-      }
-    } else if (type === SPB) {
-      const ifc = ifaces[0];
-      const wireLen = r32(i + 8);
-      if (ifc === undefined) skip('unknown-interface', at, 'simple packet block before any IDB');
-      else {
-        const capLen = Math.min(wireLen, len - 16, ifc.snapLen > 0 ? ifc.snapLen : Infinity);
-        rec.iface = ifc.name;
-        rec.linkType = ifc.linkType;
-        rec.capLen = capLen;
-        rec.wireLen = wireLen;
-        rec.timeUs = 0;
-        rec.data = c.b.subarray(i + 12, i + 12 + capLen);
-        yield rec;
-      }
-    } else {
-      // name resolution, statistics, decryption secrets, custom blocks: not needed
-      skip('ignored-block', at, `block type 0x${type.toString(16)}`);
+      if (ifc.name === '') ifc.name = this.section > 1 || this.ifaces.length > 0 ? `${this.base}#${this.ifaces.length}` : this.base;
+      this.ifaces.push(ifc);
+      return undefined;
     }
-    c.advance(len);
+    if (type === EPB || type === OPB) {
+      if (len < 32) throw parseError(path, at, 'packet block too short');
+      const id = type === EPB ? this.r32(i + 8) : this.r16(i + 8);
+      const ifc = this.ifaces[id];
+      const capLen = this.r32(i + 20);
+      if (ifc === undefined) {
+        this.skip('unknown-interface', at, `packet for interface ${id}, which no IDB described`);
+        return undefined;
+      }
+      if (28 + capLen > len - 4) {
+        this.skip('bad-block', at, `packet claims ${capLen} bytes in a ${len}-byte block`);
+        return undefined;
+      }
+      rec.iface = ifc.name;
+      rec.linkType = ifc.linkType;
+      rec.capLen = capLen;
+      rec.wireLen = Math.max(this.r32(i + 24), capLen);
+      rec.timeUs = toUs(ifc, this.r32(i + 12), this.r32(i + 16));
+      rec.data = c.b.subarray(i + 28, i + 28 + capLen);
+      return rec;
+    }
+    if (type === SPB) {
+      const ifc = this.ifaces[0];
+      if (ifc === undefined) {
+        this.skip('unknown-interface', at, 'simple packet block before any IDB');
+        return undefined;
+      }
+      const wireLen = this.r32(i + 8);
+      const capLen = Math.min(wireLen, len - 16, ifc.snapLen > 0 ? ifc.snapLen : Infinity);
+      rec.iface = ifc.name;
+      rec.linkType = ifc.linkType;
+      rec.capLen = capLen;
+      rec.wireLen = wireLen;
+      rec.timeUs = 0;
+      rec.data = c.b.subarray(i + 12, i + 12 + capLen);
+      return rec;
+    }
+    // name resolution, statistics, decryption secrets, custom blocks: not needed
+    this.skip('ignored-block', at, `block type 0x${type.toString(16)}`);
+    return undefined;
+  }
+
+  atEnd(): void {
+    const c = this.c;
+    if (c.available > 0) this.skip('truncated-block', c.pos, `${c.available} bytes of a block cut at end of file`);
+  }
+}
+
+/** An open capture file: its cursor and parser. */
+class CaptureSource {
+  private done = false;
+  private constructor(
+    private readonly fh: FileHandle,
+    private readonly cursor: Cursor,
+    readonly parser: RecordParser,
+  ) {}
+
+  static async open(input: string | CaptureFileInput, opts: ReadCaptureOptions): Promise<CaptureSource> {
+    const path = typeof input === 'string' ? input : input.path;
+    const given = (typeof input === 'string' ? undefined : input.iface) ?? (path === '-' ? 'stdin' : undefined);
+    let fh: FileHandle;
+    try {
+      // "-" reads standard input (a pipe from tcpdump -w -, say), as tcpdump -r - does
+      fh = await open(path === '-' ? '/dev/stdin' : path, 'r');
+    } catch (e) {
+      throw new JourneyError('E_PARSE', `${path}: cannot open (${(e as Error).message})`, { path }, { cause: e });
+    }
+    const skip: SkipFn = (reason, offset, detail) => {
+      if (opts.skipped) opts.skipped[reason] = (opts.skipped[reason] ?? 0) + 1;
+      opts.onSkip?.(reason, detail === undefined ? { path, offset } : { path, offset, detail });
+    };
+    try {
+      const c = new Cursor(fh);
+      if (!(await c.ensure(4))) throw parseError(path, 0, 'empty or too short to be a pcap or pcapng file');
+      const m = c.b.readUInt32LE(c.i);
+      let parser: RecordParser;
+      if (m === SHB) parser = new PcapngParser(c, path, given ?? baseName(path), skip);
+      else if (m === 0xa1b2c3d4 || m === 0xd4c3b2a1 || m === 0xa1b23c4d || m === 0x4d3cb2a1) parser = new PcapParser(c, path, given ?? baseName(path), skip);
+      else throw parseError(path, 0, `not a pcap or pcapng file (magic 0x${m.toString(16).padStart(8, '0')})`);
+      return new CaptureSource(fh, c, parser);
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+  }
+
+  /** The next record, reading the file when needed; undefined at the end. */
+  async pull(): Promise<CaptureRecord | undefined> {
+    for (;;) {
+      if (this.done) return undefined;
+      const r = this.parser.next();
+      if (r !== undefined) return r;
+      if (!(await this.cursor.ensure(this.parser.need))) {
+        this.done = true;
+        this.parser.atEnd();
+        return undefined;
+      }
+    }
+  }
+
+  /** The next record if its bytes are already buffered (no await): the fast path. */
+  nextBuffered(): CaptureRecord | undefined {
+    return this.done ? undefined : this.parser.next();
+  }
+
+  close(): Promise<void> {
+    return this.fh.close();
+  }
+}
+
+/** Reads the records of one capture file, in file order (`data` valid until the next record). */
+export async function* readCaptureRecords(
+  input: string | CaptureFileInput,
+  opts: ReadCaptureOptions = {},
+): AsyncGenerator<CaptureRecord> {
+  const src = await CaptureSource.open(input, opts);
+  try {
+    for (;;) {
+      const r = src.nextBuffered() ?? (await src.pull());
+      if (r === undefined) return;
+      yield r;
+    }
+  } finally {
+    await src.close();
   }
 }
 
@@ -337,13 +445,11 @@ export async function* readCaptureFiles(
   opts: ReadCaptureOptions = {},
 ): AsyncGenerator<FrameBatch> {
   const maxFrames = opts.batchFrames ?? 1024;
-  const its = inputs.map((inp) => readCaptureRecords(inp, opts)[Symbol.asyncIterator]());
-  const heads: Array<CaptureRecord | undefined> = [];
+  const srcs: CaptureSource[] = [];
   try {
-    for (const it of its) {
-      const r = await it.next();
-      heads.push(r.done ? undefined : r.value);
-    }
+    for (const inp of inputs) srcs.push(await CaptureSource.open(inp, opts));
+    const heads: Array<CaptureRecord | undefined> = [];
+    for (const s of srcs) heads.push(await s.pull());
     const builders = new Map<string, BatchBuilder>();
     const filter = opts.filter !== undefined && opts.filter.trim() !== '' ? opts.filter : undefined;
     const programs = new Map<number, BpfProgram>();
@@ -356,6 +462,7 @@ export async function* readCaptureFiles(
       }
       if (best < 0) break;
       const r = heads[best] as CaptureRecord;
+      let keep = true;
       if (opts.counts) opts.counts.read++;
       if (filter !== undefined) {
         let prog = programs.get(r.linkType);
@@ -364,29 +471,29 @@ export async function* readCaptureFiles(
           programs.set(r.linkType, prog);
         }
         if (bpfRun(prog, r.data, 0, r.capLen, r.wireLen) === 0) {
+          keep = false;
           if (opts.counts) opts.counts.filteredOut++;
-          const n = await (its[best] as AsyncIterator<CaptureRecord>).next();
-          heads[best] = n.done ? undefined : n.value;
-          continue;
         }
       }
-      if (builder === undefined || builder.iface !== r.iface || builder.linkType !== r.linkType) {
-        if (builder !== undefined && builder.count > 0) yield builder.take();
-        const key = `${r.linkType}/${r.iface}`;
-        builder = builders.get(key);
-        if (builder === undefined) {
-          builder = new BatchBuilder(r.iface, r.linkType, maxFrames, 256 * 1024);
-          builders.set(key, builder);
+      if (keep) {
+        if (builder === undefined || builder.iface !== r.iface || builder.linkType !== r.linkType) {
+          if (builder !== undefined && builder.count > 0) yield builder.take();
+          const key = `${r.linkType}/${r.iface}`;
+          builder = builders.get(key);
+          if (builder === undefined) {
+            builder = new BatchBuilder(r.iface, r.linkType, maxFrames, 256 * 1024);
+            builders.set(key, builder);
+          }
+        } else if (builder.wouldOverflow(r.capLen)) {
+          yield builder.take();
         }
-      } else if (builder.wouldOverflow(r.capLen)) {
-        yield builder.take();
+        builder.push(r.data, 0, r.capLen, r.wireLen, r.timeUs);
       }
-      builder.push(r.data, 0, r.capLen, r.wireLen, r.timeUs);
-      const n = await (its[best] as AsyncIterator<CaptureRecord>).next();
-      heads[best] = n.done ? undefined : n.value;
+      const src = srcs[best] as CaptureSource;
+      heads[best] = src.nextBuffered() ?? (await src.pull());
     }
     if (builder !== undefined && builder.count > 0) yield builder.take();
   } finally {
-    await Promise.all(its.map((it) => it.return?.(undefined)));
+    await Promise.all(srcs.map((s) => s.close().catch(() => undefined)));
   }
 }

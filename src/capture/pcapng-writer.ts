@@ -22,6 +22,8 @@ export interface PcapngWriter {
   /** Frames written and frames dropped because the disk was behind. */
   readonly written: number;
   readonly dropped: number;
+  /** Resolves when what was written so far has been handed to the disk (for lossless bulk writes). */
+  drain(): Promise<void>;
   /** Flushes and closes; rejects with E_CAPTURE if the file could not be written. */
   close(): Promise<void>;
 }
@@ -152,6 +154,19 @@ export function createPcapngWriter(path: string, opts: PcapngWriterOptions = {})
         return;
       }
       writeOne(ifaceId(iface, linkType), frame, 0, frame.length, wireLen, timeUs);
+    },
+    drain(): Promise<void> {
+      flush();
+      if (!stream.writableNeedDrain || failure !== undefined) return Promise.resolve();
+      return new Promise((resolve) => {
+        const done = (): void => {
+          stream.off('drain', done);
+          stream.off('error', done);
+          resolve();
+        };
+        stream.on('drain', done);
+        stream.on('error', done);
+      });
     },
     close(): Promise<void> {
       flush();
