@@ -38,6 +38,8 @@ export interface SubscribeMessage {
   readonly filter?: SubscriptionFilter;
   /** How many of the last events (that match) to replay first; default: all the server keeps. */
   readonly replay?: number;
+  /** Also send the latest event of every live flow that matches, even if older than the replay. */
+  readonly snapshot?: boolean;
 }
 export interface UnsubscribeMessage {
   readonly type: 'unsubscribe';
@@ -73,6 +75,7 @@ export const CLIENT_MESSAGE_SCHEMA = {
           },
         },
         replay: { type: 'integer', minimum: 0, maximum: 100000 },
+        snapshot: { type: 'boolean' },
       },
     },
     {

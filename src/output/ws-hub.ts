@@ -36,6 +36,8 @@ export interface HubOptions {
   readonly pingIntervalMs?: number;
   /** Flows remembered to filter drop events by container/network (default 10000). */
   readonly flowMemory?: number;
+  /** Live flows whose latest event is kept for `snapshot` subscriptions (default 1000). */
+  readonly liveFlows?: number;
   /** `subscribe` messages per client and second (default 10); more get E_RATE_LIMITED. */
   readonly maxSubscribesPerSecond?: number;
   readonly version?: string;
@@ -163,6 +165,8 @@ export class WsHub {
   private ringCount = 0;
   /** Names and NAT of recent flows (small: references into the events), to filter drops by container/network/NAT. */
   private readonly flows = new Map<string, FlowIdentity>();
+  /** The latest flow.start/update of each live flow (most recently changed last), for snapshots. */
+  private readonly live = new Map<string, RingEntry>();
   private readonly opts: Required<HubOptions>;
   private readonly pingTimer: NodeJS.Timeout | null;
 
@@ -180,6 +184,7 @@ export class WsHub {
       pingIntervalMs: opts.pingIntervalMs ?? 30_000,
       flowMemory: opts.flowMemory ?? 10_000,
       maxSubscribesPerSecond: opts.maxSubscribesPerSecond ?? 10,
+      liveFlows: opts.liveFlows ?? 1000,
       version: opts.version ?? '0.1.0',
     };
     this.highWater = this.opts.highWaterBytes;
@@ -212,11 +217,22 @@ export class WsHub {
       if (this.ringCount < cap) this.ringCount++;
       else this.ringHead = (this.ringHead + 1) % cap;
     }
+    if (ev.type === 'flow.start' || ev.type === 'flow.update') {
+      this.live.delete(ev.flow.id);
+      this.live.set(ev.flow.id, entry);
+      if (this.live.size > this.opts.liveFlows) {
+        const oldest = this.live.keys().next();
+        if (oldest.done !== true) this.live.delete(oldest.value);
+      }
+    }
     const flowOf = (id: string): FlowIdentity | undefined => this.flows.get(id);
     for (const c of this.clients) {
       if (c.filter !== null && eventMatches(c.filter, ev, flowOf)) c.offer({ data, seq: ev.seq });
     }
-    if (ev.type === 'flow.end') this.flows.delete(ev.flow.id);
+    if (ev.type === 'flow.end') {
+      this.flows.delete(ev.flow.id);
+      this.live.delete(ev.flow.id);
+    }
   }
 
   /** Takes over an upgraded connection. */
@@ -316,7 +332,7 @@ export class WsHub {
     if (msg.type === 'unsubscribe') {
       client.filter = null;
       client.queue.clear();
-      this.sendControl(client, { type: 'subscribed', v: SCHEMA_VERSION, time: Date.now(), filter: null, replayed: 0 });
+      this.sendControl(client, { type: 'subscribed', v: SCHEMA_VERSION, time: Date.now(), filter: null, replayed: 0, snapshot: 0 });
       return;
     }
     const now = Date.now();
@@ -338,8 +354,20 @@ export class WsHub {
       const e = this.ring[(this.ringHead + i) % this.ring.length];
       if (e !== undefined && eventMatches(filter, e.ev, flowOf)) picked.push(e);
     }
-    picked.reverse();
-    this.sendControl(client, { type: 'subscribed', v: SCHEMA_VERSION, time: Date.now(), filter, replayed: picked.length });
+    const replayed = picked.length;
+    let snapshot = 0;
+    if (msg.snapshot === true) {
+      // the latest state of every live flow the replay does not already carry
+      const inReplay = new Set(picked);
+      for (const e of this.live.values()) {
+        if (!inReplay.has(e) && eventMatches(filter, e.ev, flowOf)) {
+          picked.push(e);
+          snapshot++;
+        }
+      }
+    }
+    picked.sort((a, b) => a.ev.seq - b.ev.seq);
+    this.sendControl(client, { type: 'subscribed', v: SCHEMA_VERSION, time: Date.now(), filter, replayed, snapshot });
     for (const e of picked) client.offer({ data: e.data, seq: e.ev.seq });
   }
 

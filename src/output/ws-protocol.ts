@@ -29,6 +29,8 @@ export interface SubscribedMessage {
   readonly filter: SubscriptionFilter | null;
   /** How many kept events were queued for replay (they follow this message). */
   readonly replayed: number;
+  /** How many live flows' latest events were added (subscribe with `snapshot: true`); all follow in seq order. */
+  readonly snapshot: number;
 }
 
 export type ClientErrorCode = 'E_BAD_JSON' | 'E_BAD_MESSAGE' | 'E_TOO_LARGE' | 'E_BINARY' | 'E_RATE_LIMITED' | 'E_TOO_MANY_ERRORS';

@@ -65,8 +65,9 @@ describe('docs/event-schema.json', () => {
   it('describes the control messages of the stream', () => {
     const { server } = validators();
     expect(server({ type: 'hello', v: 1, time: 1, server: 'journey', version: '0.1.0', replayAvailable: 0, queueLimit: 2048, maxMessageBytes: 4096 })).toBe(true);
-    expect(server({ type: 'subscribed', v: 1, time: 1, filter: { port: 80 }, replayed: 3 })).toBe(true);
-    expect(server({ type: 'subscribed', v: 1, time: 1, filter: null, replayed: 0 })).toBe(true);
+    expect(server({ type: 'subscribed', v: 1, time: 1, filter: { port: 80 }, replayed: 3, snapshot: 0 })).toBe(true);
+    expect(server({ type: 'subscribed', v: 1, time: 1, filter: null, replayed: 0, snapshot: 2 })).toBe(true);
+    expect(server({ type: 'subscribed', v: 1, time: 1, filter: null, replayed: 0 })).toBe(false);
     expect(server({ type: 'error', v: 1, time: 1, code: 'E_BAD_JSON', message: 'x' })).toBe(true);
     expect(server({ type: 'error', v: 1, time: 1, code: 'E_OOPS', message: 'x' })).toBe(false);
   });
@@ -78,7 +79,8 @@ describe('docs/event-schema.json', () => {
     const corpus: unknown[] = [
       { type: 'subscribe' },
       { type: 'subscribe', filter: {} },
-      { type: 'subscribe', filter: { container: 'web', network: 'bridge', port: 8000, protocol: 'tcp', verdict: 'accept', natOnly: true, types: ['flow.start', 'drop'] }, replay: 10 },
+      { type: 'subscribe', filter: { container: 'web', network: 'bridge', port: 8000, protocol: 'tcp', verdict: 'accept', natOnly: true, types: ['flow.start', 'drop'] }, replay: 10, snapshot: true },
+      { type: 'subscribe', snapshot: 'yes' },
       { type: 'subscribe', filter: { port: -1 } },
       { type: 'subscribe', filter: { port: 1.5 } },
       { type: 'subscribe', filter: { protocol: 'gre' } },

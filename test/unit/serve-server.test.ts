@@ -94,6 +94,27 @@ describe('subscriptions', () => {
     expectAllValid(c);
   });
 
+  it('snapshot: the latest state of every live flow, even older than the replay, in seq order', async () => {
+    const s = await server({ replay: 4 });
+    const f = new EventFactory();
+    for (let i = 0; i < 10; i++) s.publish(f.flow('flow.start', publishedFlow(`p${i}`, 40000 + i)));
+    s.publish(f.flow('flow.update', publishedFlow('p3', 40003)));
+    s.publish(f.flow('flow.end', publishedFlow('p5', 40005)));
+    for (let i = 0; i < 4; i++) s.publish({ v: 1, seq: ++f.seq, time: Date.now(), type: 'notice', message: `n${i}` });
+    const c = client(s.wsUrl);
+    await c.opened;
+    c.send({ type: 'subscribe', filter: { types: ['flow.start', 'flow.update', 'flow.end', 'notice'] }, snapshot: true });
+    await c.until(() => c.ofType('notice').length === 4);
+    expect(c.ofType('subscribed')[0]).toMatchObject({ replayed: 4, snapshot: 9 });
+    const flows = c.messages.filter((m) => String(m['type']).startsWith('flow.'));
+    // p5 ended: not live; p3 once, as its update
+    expect(flows.map((m) => `${String(m['type'])}:${(m['flow'] as { id: string }).id}`)).toEqual(
+      ['p0', 'p1', 'p2', 'p4', 'p6', 'p7', 'p8', 'p9'].map((id) => `flow.start:${id}`).concat(['flow.update:p3']));
+    const seqs = c.messages.filter((m) => m['seq'] !== undefined).map((m) => Number(m['seq']));
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expectAllValid(c);
+  });
+
   it('filters drops by the flow they belong to, and by protocol/verdict', async () => {
     const s = await server();
     const f = new EventFactory();

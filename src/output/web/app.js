@@ -46,7 +46,8 @@ function updateCounters() {
 
 function subscribe() {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
-  ws.send(JSON.stringify({ type: 'subscribe', filter: currentFilter() }));
+  // the replay plus the latest state of every live flow, however old
+  ws.send(JSON.stringify({ type: 'subscribe', filter: currentFilter(), snapshot: true }));
 }
 
 function connect() {
