@@ -203,6 +203,28 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
     }
   });
 
+  for (const backend of ['tool', 'proc'] as const) {
+    it(`the ${backend === 'tool' ? 'conntrack -E' : '/proc/net/nf_conntrack'} fallback joins the legs just the same, and says what it lacks`, async () => {
+      const q = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, conntrack: backend, explain: false });
+      const r2 = new Recorder(q);
+      try {
+        await sleep(400);
+        expect(q.notices.join('\n')).toMatch(/no SNAT\/DNAT status bits/);
+        const t0 = Date.now();
+        const r = await runProbe(ID, 'ext-to-published');
+        expect(r.answered).toBe(true);
+        await sleep(1200);
+        const fs = flowsFor(r2, { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) }, t0);
+        expect(fs).toHaveLength(1);
+        expect(origIfaces(fs[0]!)).toEqual(['eth0', 'docker0']);
+        expect(fs[0]!.nat.dnat?.to).toBe(`${info.containers.find((c) => c.name === 'web')!.ip}:80`);
+        expect(fs[0]!.ctStatus).toContain('DST_NAT');
+      } finally {
+        await q.stop();
+      }
+    });
+  }
+
   it('reports capture statistics with no kernel drops', () => {
     const stats = rec.events.filter((e) => e.type === 'capture.stats').at(-1) as Extract<JourneyEvent, { type: 'capture.stats' }>;
     expect(stats).toBeDefined();
