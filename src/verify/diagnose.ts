@@ -230,7 +230,7 @@ export function judge(
   const causes: string[] = [];
   causes.push(...traceCauses(ev.trace, host));
   if (e.outcome === 'blocked') {
-    const designed = dropSteps.length === 0 || dropSteps.some((s) => /ISOLATION|DOCKER-FORWARD|DOCKER$|filter-forward/.test(s.chain));
+    const designed = dropSteps.length === 0 || dropSteps.some((s) => /ISOLATION|INTERNAL|DOCKER-FORWARD|DOCKER$|filter-forward/.test(s.chain));
     if (designed) return { status: 'blocked', causes: [e.blockedBy ?? 'blocked by design', ...causes], deviations, observed };
   }
   causes.push(...settingCauses(check, host, targetPortIfname));

@@ -156,6 +156,10 @@ export function expectFor(
   if (kind === 'cross-bridge' && tBridge !== null && host.ruleset.isolatedBridges.includes(tBridge)) {
     blockedBy = `Docker network isolation: DOCKER-ISOLATION-STAGE-2 drops traffic from ${from.bridge ?? 'another bridge'} to ${tBridge}, published port or not (Docker < 28)`;
   }
+  if ((kind === 'cross-bridge' && from.bridge !== null && host.ruleset.internalBridges.includes(from.bridge)) || (kind === 'cross-bridge' && tBridge !== null && host.ruleset.internalBridges.includes(tBridge))) {
+    const which = from.bridge !== null && host.ruleset.internalBridges.includes(from.bridge) ? from.bridge : tBridge;
+    blockedBy = `${which ?? 'the network'} is an internal network: nothing crosses its bridge, published ports included`;
+  }
   if ((kind === 'same-bridge' || kind === 'self') && tBridge !== null && host.ruleset.iccDisabledBridges.includes(tBridge)) {
     blockedBy = `inter-container communication is disabled on ${tBridge} (icc=false): DNATed traffic between its containers is dropped`;
   }

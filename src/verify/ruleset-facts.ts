@@ -63,6 +63,8 @@ export interface RulesetFacts {
   readonly isolatedBridges: readonly string[];
   /** icc=false: bridges whose containers may not talk to each other (`-i X -o X -j DROP`, nft "ICC" drop). */
   readonly iccDisabledBridges: readonly string[];
+  /** Internal networks: their containers may not leave the bridge (`! -d SUBNET -i BR -j DROP`, nft "INTERNAL NETWORK EGRESS"). */
+  readonly internalBridges: readonly string[];
   readonly dockerUser: readonly FilterRule[];
   /** Docker 28+ raw PREROUTING drops (direct access to a container address, remote loopback). */
   readonly rawDrops: readonly FilterRule[];
@@ -146,6 +148,7 @@ export function iptablesFacts(text: string): RulesetFacts {
   const natReturn: string[] = [];
   const isolated: string[] = [];
   const icc: string[] = [];
+  const internal: string[] = [];
   const dockerUser: FilterRule[] = [];
   const rawDrops: FilterRule[] = [];
   const chains: string[] = [];
@@ -210,6 +213,7 @@ export function iptablesFacts(text: string): RulesetFacts {
       }
       if (r.chain === 'DOCKER-ISOLATION-STAGE-2' && r.target === 'DROP' && o.has('-o')) isolated.push(o.get('-o') ?? '');
       if (r.target === 'DROP' && o.has('-i') && o.get('-i') === o.get('-o')) icc.push(o.get('-i') ?? '');
+      if (r.target === 'DROP' && (r.chain === 'DOCKER-INTERNAL' || r.chain === 'DOCKER-ISOLATION-STAGE-1') && o.has('-i') && o.has('!-d')) internal.push(o.get('-i') ?? '');
     } else if (table === 'raw') {
       if (r.chain === 'PREROUTING' && (r.target === 'DROP' || r.target === 'REJECT')) {
         rawDrops.push({ backend: 'iptables', table, chain: r.chain, ruleNumber: r.num, raw: line, target: r.target });
@@ -224,6 +228,7 @@ export function iptablesFacts(text: string): RulesetFacts {
     outputNatsLoopback,
     isolatedBridges: isolated,
     iccDisabledBridges: icc,
+    internalBridges: internal,
     dockerUser,
     rawDrops,
     chains,
@@ -235,6 +240,7 @@ export function nftFacts(text: string): RulesetFacts {
   const dnat: DnatRule[] = [];
   const masq: MasqRule[] = [];
   const icc: string[] = [];
+  const internal: string[] = [];
   const rawDrops: FilterRule[] = [];
   const chains: string[] = [];
   let outputNatsLoopback: boolean | null = null;
@@ -303,6 +309,8 @@ export function nftFacts(text: string): RulesetFacts {
     }
     const fin = /^filter-forward-in__(.+)$/.exec(chain);
     if (fin?.[1] && /\bdrop\b/.test(text1) && /comment "ICC"/.test(text1)) icc.push(fin[1]);
+    const fout = /^filter-forward-out__(.+)$/.exec(chain);
+    if (fout?.[1] && /\bdrop\b/.test(text1) && /INTERNAL NETWORK EGRESS/.test(text1)) internal.push(fout[1]);
     if (chain === 'raw-PREROUTING' && /\bdrop\b/.test(text1)) {
       rawDrops.push({ backend: 'nftables', table: 'docker-bridges', chain, ruleNumber: num, raw: line, target: 'drop' });
     }
@@ -315,6 +323,7 @@ export function nftFacts(text: string): RulesetFacts {
     outputNatsLoopback,
     isolatedBridges: [],
     iccDisabledBridges: icc,
+    internalBridges: internal,
     dockerUser: [],
     rawDrops,
     chains,
@@ -332,6 +341,7 @@ export function mergeFacts(a: RulesetFacts, b: RulesetFacts): RulesetFacts {
     outputNatsLoopback: pick(a.outputNatsLoopback, b.outputNatsLoopback),
     isolatedBridges: [...a.isolatedBridges, ...b.isolatedBridges],
     iccDisabledBridges: [...a.iccDisabledBridges, ...b.iccDisabledBridges],
+    internalBridges: [...a.internalBridges, ...b.internalBridges],
     dockerUser: [...a.dockerUser, ...b.dockerUser],
     rawDrops: [...a.rawDrops, ...b.rawDrops],
     chains: [...a.chains, ...b.chains],

@@ -28,6 +28,7 @@ import { run } from '../host/exec.js';
 import { passiveHairpin } from './passive.js';
 import type { CheckKind, HairpinCheck, HairpinReport, ProbeResult, TraceStep } from './types.js';
 import { VERIFY_REPORT_VERSION } from './types.js';
+import { JourneyError } from '../model/errors.js';
 
 export interface VerifyOptions extends PlanOptions {
   /** Network namespace of the Docker host (name under /var/run/netns, path or pid); default: this one. */
@@ -264,6 +265,10 @@ export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinRe
     notices.push(`no explanation of the probes: ${(e as Error).message}`);
   }
   if (inv.ports.length === 0) notices.push('no published port found: nothing to check');
+  else if (opts.ports !== undefined && opts.ports.length > 0 && plan.length === 0) {
+    throw new JourneyError('E_USAGE', `no published port ${opts.ports.join(', ')} (published: ${inv.ports.map((p) => `${p.hostPort}/${p.proto}`).join(', ')})`);
+  }
+  if (/^table inet firewalld\b/m.test(host.nftRuleset)) notices.push('firewalld is active (table inet firewalld): its chains are on these paths too, and are in the explained path and the kernel trace');
   const runnable = plan.filter((c) => c.skipReason === null);
   const ports = sourcePortBlock(runnable.length * 2 + 2);
   let next = 0;

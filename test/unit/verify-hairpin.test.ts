@@ -131,6 +131,8 @@ describe('ruleset facts', () => {
     expect(f.outputNatsLoopback).toBe(true);
     expect(f.rawDrops).toHaveLength(1);
     expect(nftFacts(golden('nftables', G29_NOICC)).iccDisabledBridges).toEqual(['br-dummy']);
+    expect(nftFacts(golden('nftables', 'hairpin=true,internal=true,icc=true__ip.golden')).internalBridges).toEqual(['br-dummy']);
+    expect(iptablesFacts(golden('iptables', 'hairpin=true,internal=true,icc=true,wsl2mirrored=true__iptables.golden')).internalBridges).toEqual(['br-dummy']);
   });
 
   it('tokenizes quoted comments and matches CIDRs', () => {
