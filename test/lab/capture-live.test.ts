@@ -88,7 +88,8 @@ describe.each(['pcap', 'cap'] as const)('live capture with the %s backend', (bac
     const filter = 'ip';
     const batches: FrameBatch[] = [];
     const errors: Error[] = [];
-    const h = await startCapture({ netns: lab.netns.host, interfaces: ['docker0', 'eth0'], filter, backend, statsIntervalMs: 300 });
+    const written = join(tmp, `${backend}-written.pcapng`);
+    const h = await startCapture({ netns: lab.netns.host, interfaces: ['docker0', 'eth0'], filter, backend, statsIntervalMs: 300, write: written });
     h.on('batch', (b) => batches.push(b));
     h.on('error', (e) => errors.push(e));
     expect(h.interfaces().sort()).toEqual(['docker0', 'eth0']);
@@ -124,6 +125,15 @@ describe.each(['pcap', 'cap'] as const)('live capture with the %s backend', (bac
       expect(st[iface]?.kernelDropped).toBe(0);
       expect(st[iface]?.kernelStatsUnavailable).toBe(backend === 'cap' ? true : undefined);
     }
+
+    // --write kept every frame, with the interface names, readable by tcpdump too
+    const back: FrameBatch[] = [];
+    for await (const b of readCaptureFiles([written])) back.push(b);
+    for (const iface of ['docker0', 'eth0']) {
+      expect(framesOf(back, iface).map((f) => f.hex)).toEqual(framesOf(batches, iface).map((f) => f.hex));
+    }
+    const td2 = await run(['tcpdump', '-r', written, '-n'], { allowFailure: true });
+    expect(td2.stdout.trim().split('\n').length).toBe(framesOf(batches, 'docker0').length + framesOf(batches, 'eth0').length);
 
     // the decoder sees both legs of the published-port flow: uplink before DNAT, bridge after
     const obs = observations(batches);
