@@ -21,6 +21,8 @@
 #include "jn.h"
 
 #define JN_CT_BATCH_MAX 1024
+/* netlink dumps fill messages up to the reader's buffer size: a small buffer truncates them */
+#define JN_DUMP_BUF (256 * 1024)
 
 struct jn_ct {
 	napi_env env;
@@ -371,7 +373,7 @@ napi_value jn_ct_dump(napi_env env, napi_callback_info info)
 	err = open_in_netns(env, argv[0], 0, &nl, 0);
 	if (err)
 		return jn_throw_errno(env, err, "conntrack netlink socket");
-	buf = malloc(MNL_SOCKET_BUFFER_SIZE * 4);
+	buf = malloc(JN_DUMP_BUF);
 	d.ct = nfct_new();
 	if (!buf || !d.ct) {
 		free(buf);
@@ -393,7 +395,7 @@ napi_value jn_ct_dump(napi_env env, napi_callback_info info)
 		err = -errno;
 	} else {
 		for (;;) {
-			ret = (int)mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE * 4);
+			ret = (int)mnl_socket_recvfrom(nl, buf, JN_DUMP_BUF);
 			if (ret < 0) {
 				err = -errno;
 				break;
