@@ -6,7 +6,8 @@
 //   node scripts/bench/serve-live.mjs [--rate 100] [--seconds 5] [--json]
 //
 // Loopback only: a throwaway namespace jl-e-bench (lo up, nothing else) where a small TCP
-// server on 127.0.0.1:7000 gets --rate connections per second for --seconds; journey serve and
+// server on 127.0.0.1:7000 gets --rate connections per second for --seconds through a DNAT
+// from 127.0.0.1:7001 (nft, nat output: conntrack joins and NATs every flow); journey serve and
 // journey watch both capture `lo` in that namespace (conntrack joins the flows). Each flow.start
 // carries its first packet's capture time (legs[].firstUs) and each event its latest packet
 // (legs[].lastUs): the client subtracts them from its receive time (same host, same clock).
@@ -74,7 +75,7 @@ async function traffic() {
         const due = Math.min(total, Math.floor((Date.now() - t0) / 1000 * ${RATE}));
         while (started < due) {
           started++;
-          const c = net.connect(7000, '127.0.0.1', () => c.write('x'));
+          const c = net.connect(7001, '127.0.0.1', () => c.write('x'));
           c.on('data', () => c.end()); c.on('error', () => {});
           c.on('close', () => { if (++done === total) { srv.close(); process.exit(0); } });
         }
@@ -87,7 +88,7 @@ async function traffic() {
 }
 
 async function runOnce(nClients) {
-  const common = ['--netns', NS, '-i', 'lo', '--no-docker', '--no-explain-flows', '--stats-interval', '0', '--duration', '120', 'tcp port 7000'];
+  const common = ['--netns', NS, '-i', 'lo', '--no-docker', '--no-explain-flows', '--stats-interval', '0', '--duration', '120', 'tcp port 7000 or tcp port 7001'];
   const serve = await startJourney(['serve', '--port', '0', '-q', ...common], /listening on/);
   const wsUrl = /WebSocket (ws:\/\/\S+?),/.exec(serve.stderr.join('\n'))[1];
   const watch = await startJourney(['watch', '--json', ...common], /"capturing on/);
@@ -109,7 +110,7 @@ async function runOnce(nClients) {
   const clients = await Promise.all(Array.from({ length: nClients }, (_, i) => new Promise((resolve, reject) => {
     const ws = new WebSocket(wsUrl);
     ws.on('error', reject);
-    ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', filter: { protocol: 'tcp', port: 7000 }, replay: 0 })));
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', filter: { protocol: 'tcp', port: 7000, natOnly: true }, replay: 0 })));
     ws.on('message', (d) => {
       const ev = JSON.parse(d.toString());
       if (ev.type === 'subscribed') resolve(ws);
@@ -141,6 +142,11 @@ async function runOnce(nClients) {
 try { execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' }); } catch { /* not there */ }
 execFileSync('ip', ['netns', 'add', NS]);
 execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
+// a NAT rule makes conntrack track the namespace (a fresh one tracks nothing) and gives every
+// flow a DNAT to explain: 127.0.0.1:7001 -> 127.0.0.1:7000, as a published port would
+execFileSync('nsenter', [`--net=/var/run/netns/${NS}`, '--', 'nft', '-f', '-'], {
+  input: 'table ip jl_bench {\n chain out {\n  type nat hook output priority -100;\n  tcp dport 7001 dnat to 127.0.0.1:7000\n }\n}\n',
+});
 const results = [];
 for (const n of [1, 10]) results.push(...(await runOnce(n)));
 cleanup();
