@@ -286,6 +286,10 @@ export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinRe
         checks.push(skipped(c));
         continue;
       }
+      if (opts.signal?.aborted === true) {
+        checks.push({ ...skipped(c), skipReason: 'interrupted before this check ran' });
+        continue;
+      }
       opts.log?.(`checking ${c.kind}: ${c.from.name} -> ${c.dstIp}:${c.dstPort}`);
       checks.push(await runOne(c, take(), host, inv, opts, ct, pk, take, compiled));
     }
