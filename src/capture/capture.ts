@@ -18,7 +18,7 @@ export type CaptureBackend = 'pcap' | 'cap';
 export interface CaptureOptions {
   /** Interface names or globs (`-i`, repeatable; `any` allowed). Empty/absent: auto. */
   readonly interfaces?: readonly string[];
-  /** Auto mode: extra interface names/globs to capture besides docker0, br-* and the uplink. */
+  /** Extra interface names/globs to capture (besides docker0, br-* and the uplink in auto mode, or the -i list). */
   readonly extraInterfaces?: readonly string[];
   /** Also capture the default route's interface in auto mode (default true). */
   readonly uplink?: boolean;
@@ -137,7 +137,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     return [...this.ifaces.entries()].filter(([, s]) => s.up).map(([n]) => n);
   }
 
-  /** Auto mode: replaces the caller's extra names (e.g. custom Docker bridge names) and re-selects. */
+  /** Replaces the caller's extra names (e.g. custom Docker bridge names) and re-selects (both modes). */
   setExtraInterfaces(names: readonly string[]): void {
     this.extra = [...names];
     void this.reconcile();

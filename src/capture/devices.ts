@@ -59,7 +59,7 @@ export function matchesPattern(name: string, pattern: string): boolean {
 export interface Selection {
   /** Explicit names or globs (-i); when empty, auto mode. */
   readonly patterns: readonly string[];
-  /** Auto mode: names added by the caller (custom Docker bridge names). */
+  /** Names/globs added by the caller (custom Docker bridge names), in both modes. */
   readonly extra: readonly string[];
 }
 
@@ -68,7 +68,8 @@ export function selectInterfaces(links: readonly LinkInfo[], uplinks: readonly s
   const names = links.map((l) => l.name);
   if (sel.patterns.length > 0) {
     if (sel.patterns.includes('any')) return ['any'];
-    return names.filter((n) => sel.patterns.some((p) => matchesPattern(n, p)));
+    // names added later by the caller (a new Docker network) join the explicit ones
+    return names.filter((n) => sel.patterns.some((p) => matchesPattern(n, p)) || sel.extra.some((p) => matchesPattern(n, p)));
   }
   return names.filter(
     (n) =>

@@ -25,7 +25,7 @@
  *     'iface-down' ({iface, reason, stats}) an interface vanished / went down / was deselected
  *     'error'      (JourneyError)          non-fatal: a worker failed (restarted with backoff
  *                                          while its interface exists)
- *     interfaces(), stats(), setExtraInterfaces(names) (auto mode: custom Docker bridge
+ *     interfaces(), stats(), setExtraInterfaces(names) (custom Docker bridge
  *     names), writerCounts(), stop(): Promise<CaptureStats[]> (flushes, final statistics).
  *   Interfaces appearing/vanishing are followed with `ip monitor link route` (in the netns) and
  *   a 5 s poll: no restart, no crash.

@@ -118,6 +118,8 @@ describe('interface selection', () => {
   it('-i: names and globs as given; any', () => {
     expect(selectInterfaces(links, ['eth0'], { patterns: ['veth*', 'docker?'], extra: [] })).toEqual(['docker0', 'veth12ab', 'docker1']);
     expect(selectInterfaces(links, [], { patterns: ['any'], extra: [] })).toEqual(['any']);
+    // names added later (a new Docker network) join an explicit list
+    expect(selectInterfaces(links, ['eth0'], { patterns: ['eth0'], extra: ['br-lan'] })).toEqual(['eth0', 'br-lan']);
     expect(matchesPattern('br-lan', 'br-*')).toBe(true);
     expect(matchesPattern('br.lan', 'br-*')).toBe(false);
     expect(matchesPattern('a+b', 'a+b')).toBe(true);
