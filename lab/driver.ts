@@ -136,6 +136,10 @@ export function listScenarios(): { name: string; description: string }[] {
 export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
   await assertLabCanRun();
   const n = labNames(opts.id);
+  // never tear down a lab that is up because another `up` was asked for the same id
+  if (existsSync(`/var/run/netns/${n.netns.host}`) || existsSync(join(n.dir, 'pids'))) {
+    throw new JourneyError('E_LAB', `lab "${n.id}" is already up (or was left by a crash): run 'journey lab down${n.id ? ` --id ${n.id}` : ''}' first`, { id: n.id });
+  }
   if (opts.ruleset !== undefined) {
     const info = await replayUp(n, opts.ruleset);
     writeFileSync(infoPath(n), JSON.stringify(info, null, 2));

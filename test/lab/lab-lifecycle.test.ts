@@ -49,6 +49,9 @@ describe('lab life cycle', () => {
     expect(a1.netns.host).toBe('jl-a1-host');
     expect((await runProbe('a', 'ext-to-published')).answered).toBe(true);
     expect((await runProbe('a1', 'ext-to-tcp-8080')).answered).toBe(true);
+    // a second `up` for an id that is up is refused, and leaves the running lab alone
+    await expect(labUp({ id: 'a1', scenario: 'default' })).rejects.toMatchObject({ code: 'E_LAB' });
+    expect((await runProbe('a1', 'ext-to-tcp-8080')).answered).toBe(true);
     await labDown('a1');
     expect(await leftovers(labNames('a1'))).toEqual([]);
     // the other lab is untouched
