@@ -74,6 +74,9 @@ describe('journey view (web page)', () => {
     expect(steps[leave]!.detail).toMatch(/10\.0\.10\.5:40000 → 172\.17\.0\.2:80/);
     expect(titles.filter((t) => t.startsWith('reply on'))).toEqual(['reply on docker0', 'reply on eth0']);
     expect(titles.at(-1)).toBe('verdict: ACCEPT');
+    expect(titles).toContain('crossed the host in 31 µs (first packet, ingress to egress leg)');
+    const proxied = view.journeySteps({ ...publishedFlow('w', 40000), proxiedBy: { pid: 42, peerFlowId: 'ct9' } }) as { title: string; peer?: string }[];
+    expect(proxied.find((s) => s.peer === 'ct9')?.title).toBe('docker-proxy (pid 42) carries this journey on');
     expect(steps.find((s) => s.verdict === 'policy-accept')!.rule).toBe('policy of POSTROUTING');
     expect(view.natBeforeAfter(publishedFlow('w', 40000))).toEqual({ before: '10.0.10.5:40000 → 10.0.10.26:8000', after: '10.0.10.5:40000 → 172.17.0.2:80', text: 'DNAT 10.0.10.26:8000 → 172.17.0.2:80' });
     expect(view.natBeforeAfter(masqueradeFlow('m', 50000))).toMatchObject({ before: '172.17.0.3:50000 → 10.0.10.5:9000', after: '10.0.10.26:50000 → 10.0.10.5:9000' });

@@ -194,7 +194,8 @@ function select(id) {
 }
 
 function renderJourney(flow) {
-  $('#journey-title').textContent = `— ${tupleText(flow.orig)}`;
+  const state = [flow.tcpState, ...(flow.ctStatus || []).filter((b) => b === 'ASSURED' || b.endsWith('NAT'))].filter(Boolean).join(' ');
+  $('#journey-title').textContent = `— ${tupleText(flow.orig)}${state ? ` (${state})` : ''}`;
   const nat = natBeforeAfter(flow);
   const natBox = $('#nat');
   if (nat) {
@@ -213,6 +214,12 @@ function renderJourney(flow) {
     if (s.rule) li.append(el('code', 'rule', s.rule));
     if (s.detail) li.append(el('div', s.kind === 'rule' ? 'nat-cell' : '', s.detail));
     if (s.meaning) li.append(el('div', 'meaning', s.meaning));
+    if (s.peer && flows.has(s.peer)) {
+      const a = el('a', 'peer', 'show the other half');
+      a.href = '#';
+      a.addEventListener('click', (e) => { e.preventDefault(); select(s.peer); });
+      li.append(' ', a);
+    }
     return li;
   }));
   const ind = $('#indeterminate');

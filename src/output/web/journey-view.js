@@ -88,7 +88,15 @@ export function journeySteps(flow) {
     const by = d.rule ? ` by ${d.rule.table} ${d.rule.chain}${d.rule.rule ? `: ${d.rule.rule}` : ''}` : '';
     steps.push({ kind: 'drop', title: `dropped${d.iface ? ` at ${d.iface}` : ''}: ${d.reason}`, detail: `${d.tuple ? tupleText(d.tuple) : ''}${by}` });
   }
-  if (ex) steps.push({ kind: 'note', title: `verdict: ${ex.verdict.toUpperCase()}`, verdict: ex.verdict });
+  if (flow.proxiedBy) {
+    const peer = flow.proxiedBy.peerFlowId;
+    steps.push({ kind: 'note', title: `docker-proxy (pid ${flow.proxiedBy.pid}) carries this journey${peer ? ' on' : ''}`, ...(peer ? { peer, detail: `the other half is flow ${peer}` } : {}) });
+  }
+  if (flow.legDelayUs !== undefined) steps.push({ kind: 'note', title: `crossed the host in ${flow.legDelayUs} µs (first packet, ingress to egress leg)` });
+  if (ex) {
+    for (const n of ex.notes || []) steps.push({ kind: 'note', title: n });
+    steps.push({ kind: 'note', title: `verdict: ${ex.verdict.toUpperCase()}`, verdict: ex.verdict });
+  }
   return steps;
 }
 
