@@ -1,17 +1,27 @@
 /** Address formatting for kept packets (allocates strings: never on the per-packet hot path). */
 
+/** Addresses repeat: a small cache of their text (cleared when full, so bounded). */
+const v4Cache = new Map<number, string>();
+
 export function ipv4ToString(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
+  const hit = v4Cache.get(a);
+  if (hit !== undefined) return hit;
+  const s = `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
+  if (v4Cache.size >= 8192) v4Cache.clear();
+  v4Cache.set(a, s);
+  return s;
 }
 
-/** RFC 5952 text form (as inet_ntop and conntrack print it), IPv4-mapped as ::ffff:a.b.c.d. */
+const words = new Uint16Array(8);
+
+/** RFC 5952 text form exactly as glibc's inet_ntop prints it (conntrack -L): ::ffff:a.b.c.d for mapped. */
 export function ipv6ToString(d: Uint8Array, o: number): string {
-  const w: number[] = new Array<number>(8);
-  for (let i = 0; i < 8; i++) w[i] = (((d[o + 2 * i] ?? 0) << 8) | (d[o + 2 * i + 1] ?? 0)) >>> 0;
+  const w = words;
+  for (let i = 0; i < 8; i++) w[i] = ((d[o + 2 * i] ?? 0) << 8) | (d[o + 2 * i + 1] ?? 0);
   if (w[0] === 0 && w[1] === 0 && w[2] === 0 && w[3] === 0 && w[4] === 0 && w[5] === 0xffff) {
     return `::ffff:${d[o + 12] ?? 0}.${d[o + 13] ?? 0}.${d[o + 14] ?? 0}.${d[o + 15] ?? 0}`;
   }
-  // longest run of zero words (length >= 2), first one wins
+  // longest run of zero words (length >= 2), the first one on a tie
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
@@ -27,13 +37,19 @@ export function ipv6ToString(d: Uint8Array, o: number): string {
     }
     i = j;
   }
-  const hex = (i: number): string => (w[i] ?? 0).toString(16);
-  if (bestStart < 0) return w.map((_, i) => hex(i)).join(':');
-  const head: string[] = [];
-  for (let i = 0; i < bestStart; i++) head.push(hex(i));
-  const tail: string[] = [];
-  for (let i = bestStart + bestLen; i < 8; i++) tail.push(hex(i));
-  return `${head.join(':')}::${tail.join(':')}`;
+  // IPv4-compatible (::a.b.c.d, deprecated) as glibc's inet_ntop prints it
+  if (bestStart === 0 && bestLen === 6) return `::${d[o + 12] ?? 0}.${d[o + 13] ?? 0}.${d[o + 14] ?? 0}.${d[o + 15] ?? 0}`;
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (out !== '' && !out.endsWith(':')) out += ':';
+    out += (w[i] as number).toString(16);
+  }
+  return out;
 }
 
 export function macToString(d: Uint8Array, o: number): string {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { SocketAddress } from 'node:net';
 import {
   PacketView,
   SkipCounters,
@@ -201,5 +202,18 @@ describe('address formatting', () => {
     expect(ipv6ToString(h('2001:0db8:0001:0001:0001:0001:0000:0001'), 0)).toBe('2001:db8:1:1:1:1:0:1');
     expect(ipv6ToString(h('0000:0000:0000:0000:0000:ffff:0a00:0001'), 0)).toBe('::ffff:10.0.0.1');
     expect(ipv4ToString(0xac110002)).toBe('172.17.0.2');
+  });
+
+  it('IPv6 text equals inet_ntop (node:net SocketAddress) for random addresses, dense in zero runs', () => {
+    const word = fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 0, max: 0xffff }));
+    fc.assert(
+      fc.property(fc.array(word, { minLength: 8, maxLength: 8 }), (ws) => {
+        const b = Buffer.alloc(16);
+        ws.forEach((w, i) => b.writeUInt16BE(w, 2 * i));
+        const full = ws.map((w) => w.toString(16)).join(':');
+        expect(ipv6ToString(b, 0)).toBe(new SocketAddress({ address: full, family: 'ipv6' }).address);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
