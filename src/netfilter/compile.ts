@@ -338,6 +338,8 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext): CCond {
       reason: '',
     };
   }
+  const fast = fastMatch(m);
+  if (fast !== null) return { test: fast, text, reason: '' };
   const ex = extractor(key, host, table.family);
   if (ex === null) return unknown(`not modelled: ${text}`);
   if (m.op === '<' || m.op === '>' || m.op === '<=' || m.op === '>=') {
@@ -404,6 +406,46 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext): CCond {
     text,
     reason: ex.reason,
   };
+}
+
+/**
+ * Allocation-free closures for the commonest matches (IPv4 addresses and prefixes, protocol numbers,
+ * ports and port ranges, interface names): most rules of a large ruleset are made of these.
+ */
+function fastMatch(m: MatchExpr): ((p: SimPacket) => Tri) | null {
+  if (m.mask !== undefined || (m.op !== '==' && m.op !== '!=' && m.op !== 'in')) return null;
+  const neg = m.op === '!=';
+  const key = m.key;
+  const v = m.value;
+  if (key.kind === 'payload' && key.proto === 'ip' && (key.field === 'saddr' || key.field === 'daddr') && (v.kind === 'addr' || v.kind === 'prefix')) {
+    const c = parseCidr(v.kind === 'addr' ? v.v : `${v.addr}/${v.len}`);
+    if (c === null || c.v !== 4) return null;
+    const net = Number(c.net);
+    const mask = Number(c.mask);
+    if (key.field === 'saddr') return (p) => (p.v !== 4 ? 0 : (((p.src.n4 & mask) >>> 0) === net) !== neg ? 1 : 0);
+    return (p) => (p.v !== 4 ? 0 : (((p.dst.n4 & mask) >>> 0) === net) !== neg ? 1 : 0);
+  }
+  if (key.kind === 'meta' && key.key === 'l4proto' && v.kind === 'num') {
+    const n = v.v;
+    return (p) => ((p.l4 === n) !== neg ? 1 : 0);
+  }
+  if (key.kind === 'payload' && (key.proto === 'tcp' || key.proto === 'udp' || key.proto === 'sctp') && (key.field === 'dport' || key.field === 'sport')) {
+    const want = PROTO_BY_NAME[key.proto] as number;
+    let lo: number;
+    let hi: number;
+    if (v.kind === 'num') lo = hi = v.v;
+    else if (v.kind === 'range' && v.lo.kind === 'num' && v.hi.kind === 'num') {
+      lo = v.lo.v;
+      hi = v.hi.v;
+    } else return null;
+    if (key.field === 'dport') return (p) => (p.l4 !== want ? 0 : (p.dport >= lo && p.dport <= hi) !== neg ? 1 : 0);
+    return (p) => (p.l4 !== want ? 0 : (p.sport >= lo && p.sport <= hi) !== neg ? 1 : 0);
+  }
+  if (key.kind === 'meta' && (key.key === 'iifname' || key.key === 'iif') && v.kind === 'str') {
+    const f = ifaceMatcher(v.v);
+    return (p) => (f(p.iif ?? '') !== neg ? 1 : 0);
+  }
+  return null;
 }
 
 function lowerSyms(v: Value): Value {

@@ -50,10 +50,10 @@ const REPLAY = [
   'nftables/hairpin=false,internal=true,icc=false__ip.golden',
 ].map((f) => join(GOLDEN, f));
 
-async function runScenario(scenario: string, ruleset?: string): Promise<void> {
+async function runScenario(scenario: string, rulesetFile?: string): Promise<void> {
   let info: LabInfo | undefined;
   try {
-    info = await labUp(ruleset !== undefined ? { id: ID, ruleset } : { id: ID, scenario });
+    info = await labUp(rulesetFile !== undefined ? { id: ID, ruleset: rulesetFile } : { id: ID, scenario });
     const ns = info.netns.host;
     const dumps = await readRulesetDumps({ netns: ns });
     const hostDumps = await readHostDumps({ netns: ns });
@@ -79,7 +79,7 @@ async function runScenario(scenario: string, ruleset?: string): Promise<void> {
       if (record) record.push({ ...kc, probe: pr });
       results.push({ scenario, probe: probe.name, stepsEqual: cmp.equal, natCompared: kc.conntrackNat !== null, natEqual: natOk, detail: detail + natDetail });
     }
-    if (recordDir && record && ruleset === undefined) writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
+    if (recordDir && record && rulesetFile === undefined) writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
   } finally {
     await labDown(ID);
   }
