@@ -32,6 +32,8 @@ interface WatchCliOptions {
   top?: boolean;
   explain?: boolean;
   explainFlows: boolean;
+  kernel: boolean;
+  drops?: boolean;
   color?: boolean;
   updates?: boolean;
   counters?: boolean;
@@ -72,6 +74,8 @@ export function registerWatch(program: Command): void {
     .option('--top', 'a table of live flows, refreshed every second')
     .option('--explain', "print each new flow's journey in full")
     .option('--no-explain-flows', 'do not run the simulator on flows')
+    .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
+    .option('--drops', 'also print kernel drops that belong to no flow')
     .option('--color', 'force colour')
     .option('--no-color', 'no colour (default when stdout is not a terminal)')
     .option('--updates', 'also print flow updates (state changes, counters)')
@@ -152,6 +156,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
     ...(o.write !== undefined ? { write: o.write } : {}),
     explain: o.explainFlows,
+    kernel: o.kernel,
     ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
     statsIntervalMs: o.json ? statsS * 1000 : 0,
     ...(maxFlows !== undefined ? { maxFlows } : {}),
@@ -174,7 +179,11 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
       process.stderr.write(`${formatEvent(ev, { color: process.stderr.isTTY === true && color, tz })}\n`);
       return;
     }
-    if (top || ev.type === 'capture.stats' || ev.type === 'drop') return;
+    if (ev.type === 'drop') {
+      if (o.drops && ev.flowId === null && !top) process.stdout.write(`${formatEvent(ev, { color, tz })}\n`);
+      return;
+    }
+    if (top || ev.type === 'capture.stats') return;
     if (!eventMatches(ev, filter)) return;
     if (ev.type === 'flow.update' && !o.updates) return;
     if (o.explain) {

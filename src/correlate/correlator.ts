@@ -19,7 +19,7 @@
  * - Bounded: at most `maxFlows` flows (oldest evicted, counted), idle timeout, bounded queue.
  */
 import type { ConntrackEntry, ConntrackEvent, NatMapping } from '../model/conntrack.js';
-import type { EndpointName, FlowEvent, FlowInfo, FlowLeg, JourneyEvent } from '../model/events.js';
+import type { DropInfo, EndpointName, FlowEvent, FlowInfo, FlowLeg, JourneyEvent } from '../model/events.js';
 import { SCHEMA_VERSION } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Observation } from '../model/observation.js';
@@ -57,6 +57,10 @@ export interface CorrelatorOptions {
   readonly maxPending?: number;
   readonly startDelayMs?: number;
   readonly updateIntervalMs?: number;
+  /** In-kernel NAT proof (eBPF netfilter hook programs) for a connection, by its original tuple. */
+  readonly hookTuples?: (orig: Tuple) => readonly { hook: string; priority: number; tuple: Tuple; ctStatus: readonly string[] }[];
+  /** At most this many drops are kept per flow (default 16; more are counted). */
+  readonly maxDropsPerFlow?: number;
   /** A destroyed entry stays findable this long for late packets (default 1500 ms). */
   readonly destroyGraceMs?: number;
   /** Create flows for entries of the initial dump only when packets arrive (default true). */
@@ -94,6 +98,7 @@ interface FlowState {
   explainedGen: number;
   proxiedBy: { pid: number; peerFlowId: string | null } | undefined;
   tcpFlagsSeen: number;
+  drops: DropInfo[];
 }
 
 interface Pending {
@@ -120,6 +125,10 @@ export interface CorrelatorStats {
   pendingOverflow: number;
   /** Link-local control packets without conntrack (IPv6 ND/MLD, IGMP, DHCP): counted, not shown as flows. */
   linkControl: number;
+  /** Kernel drops seen, drops that found no flow, drops beyond the per-flow limit. */
+  drops: number;
+  dropsUnjoined: number;
+  dropsOverLimit: number;
   pendingNow: number;
 }
 
@@ -148,7 +157,9 @@ export class Correlator {
   private readonly pendingByKey = new Map<string, Pending[]>();
   private seq = 0;
   private nowMs = 0;
-  private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker'>> & Pick<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker'>;
+  private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>> & Pick<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>;
+  /** Drops whose flow does not exist yet (its packets are still held): by tuple key. */
+  private readonly dropStash = new Map<string, { drop: DropInfo; atMs: number }[]>();
   readonly counters: Omit<CorrelatorStats, 'flowsLive' | 'ctEntries' | 'ctEvicted' | 'pendingNow'> = {
     flowsStarted: 0,
     flowsEnded: 0,
@@ -160,6 +171,9 @@ export class Correlator {
     packetsUnmatched: 0,
     pendingOverflow: 0,
     linkControl: 0,
+    drops: 0,
+    dropsUnjoined: 0,
+    dropsOverLimit: 0,
   };
 
   constructor(opts: CorrelatorOptions) {
@@ -173,6 +187,7 @@ export class Correlator {
       updateIntervalMs: 2_000,
       lazyDumped: true,
       destroyGraceMs: 1_500,
+      maxDropsPerFlow: 16,
       ...opts,
     };
     this.table = new ConntrackTable({ maxEntries: this.o.maxEntries });
@@ -274,8 +289,10 @@ export class Correlator {
       explainedGen: -1,
       proxiedBy: undefined,
       tcpFlagsSeen: 0,
+      drops: [],
     };
     this.addFlow(f);
+    this.takeStashedDrops(f);
     return f;
   }
 
@@ -286,6 +303,62 @@ export class Correlator {
       if (oldest === undefined) break;
       this.counters.flowsEvicted++;
       this.end(oldest, 'evicted');
+    }
+  }
+
+  /**
+   * A packet the kernel dropped (eBPF): joined to its flow by the connection's original tuple
+   * (`ctOrig`, when the skb had a conntrack entry) or the packet's tuple. A drop whose flow does
+   * not exist yet (its packets still held) waits with them. Returns the flow id when joined.
+   */
+  onDrop(drop: DropInfo, ctOrig: Tuple | null): string | null {
+    this.counters.drops++;
+    this.advance(drop.timeUs / 1000);
+    const probes = [ctOrig, drop.tuple].filter((t): t is Tuple => t !== null);
+    for (const t of probes) {
+      const m = this.table.lookup(t);
+      const f = m ? (this.flows.get(m.entry.id) ?? this.ensureFlow(m.entry, drop.timeUs / 1000)) : this.flows.get(this.synthIndex.get(tupleKey(t)) ?? '');
+      if (f) {
+        this.addDrop(f, drop);
+        return f.id;
+      }
+    }
+    const t = probes[0];
+    if (t === undefined) {
+      this.counters.dropsUnjoined++;
+      return null;
+    }
+    const key = tupleKey(t);
+    const list = this.dropStash.get(key) ?? [];
+    list.push({ drop, atMs: this.nowMs });
+    this.dropStash.set(key, list.slice(-this.o.maxDropsPerFlow));
+    if (this.dropStash.size > 10_000) {
+      const oldest = this.dropStash.keys().next().value;
+      if (oldest !== undefined) {
+        this.counters.dropsUnjoined += this.dropStash.get(oldest)?.length ?? 0;
+        this.dropStash.delete(oldest);
+      }
+    }
+    return null;
+  }
+
+  private addDrop(f: FlowState, drop: DropInfo): void {
+    if (f.drops.length >= this.o.maxDropsPerFlow) {
+      this.counters.dropsOverLimit++;
+      return;
+    }
+    f.drops.push(drop);
+    f.changed = true;
+  }
+
+  private takeStashedDrops(f: FlowState): void {
+    if (this.dropStash.size === 0) return;
+    const keys = [f.orig, reverseTuple(f.orig), ...(f.reply ? [f.reply, reverseTuple(f.reply)] : [])].map(tupleKey);
+    for (const k of keys) {
+      const list = this.dropStash.get(k);
+      if (!list) continue;
+      this.dropStash.delete(k);
+      for (const d of list) this.addDrop(f, d.drop);
     }
   }
 
@@ -436,10 +509,12 @@ export class Correlator {
         explainedGen: -1,
         proxiedBy: undefined,
         tcpFlagsSeen: 0,
+        drops: [],
       };
       this.synthIndex.set(tupleKey(t), id);
       this.synthIndex.set(tupleKey(reverseTuple(t)), id);
       this.addFlow(f);
+      this.takeStashedDrops(f);
     }
     this.recordLeg(f, obs, tupleKey(t) === tupleKey(obs.tuple) || obs.inner !== undefined ? 'orig' : 'reply');
   }
@@ -456,6 +531,11 @@ export class Correlator {
     if (nowMs !== undefined) this.advance(nowMs);
     this.expirePending();
     const now = this.nowMs;
+    for (const [k, list] of this.dropStash) {
+      if (now - (list[list.length - 1]?.atMs ?? 0) < this.o.holdMs * 2) break;
+      this.counters.dropsUnjoined += list.length;
+      this.dropStash.delete(k);
+    }
     for (const [id, at] of this.graveyard) {
       if (now - at < this.o.destroyGraceMs) break; // insertion order = time order
       this.finishDestroy(id);
@@ -575,7 +655,7 @@ export class Correlator {
       names: f.names ?? [],
       ctStatus: f.entry?.status ?? [],
       explanation: f.explanation,
-      drops: [],
+      drops: [...f.drops],
     };
     const tcpState = f.tcpState ?? (f.entry === null && f.orig.proto === 'tcp' ? synthTcpState(f.tcpFlagsSeen) : undefined);
     if (tcpState !== undefined) info.tcpState = tcpState;
@@ -583,6 +663,10 @@ export class Correlator {
     const b = origLegs[1];
     if (a && b) info.legDelayUs = b.firstUs - a.firstUs;
     if (f.proxiedBy) info.proxiedBy = f.proxiedBy;
+    if (this.o.hookTuples) {
+      const ht = this.o.hookTuples(f.orig);
+      if (ht.length > 0) info.hookTuples = ht.map((h) => ({ hook: h.hook, priority: h.priority, tuple: h.tuple, ctStatus: [...h.ctStatus] }));
+    }
     return info;
   }
 

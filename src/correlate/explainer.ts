@@ -33,6 +33,8 @@ export interface ReloadableExplainer extends FlowExplainer {
   reload(): Promise<void>;
   /** Explanations computed and failures (a packet the simulator refused). */
   readonly counters: { explained: number; failed: number };
+  /** Explains any packet (e.g. one the kernel dropped); null when unavailable. */
+  explainSpec(spec: PacketSpec): Explanation | null;
 }
 
 /** The simulator's question for a flow, or null when it cannot be asked (no interface known). */
@@ -53,6 +55,9 @@ class NullExplainer implements ReloadableExplainer {
   readonly counters = { explained: 0, failed: 0 };
   constructor(readonly unavailable: string) {}
   explain(): Explanation | null {
+    return null;
+  }
+  explainSpec(): Explanation | null {
     return null;
   }
   async reload(): Promise<void> {}
@@ -98,9 +103,12 @@ class SimulatorExplainer implements ReloadableExplainer {
   }
 
   explain(flow: FlowInfo): Explanation | null {
-    if (this.compiled === null) return null;
     const spec = flowPacketSpec(flow, this.host);
-    if (spec === null) return null;
+    return spec === null ? null : this.explainSpec(spec);
+  }
+
+  explainSpec(spec: PacketSpec): Explanation | null {
+    if (this.compiled === null) return null;
     try {
       const ex = explainPacket(this.compiled, spec);
       this.counters.explained++;

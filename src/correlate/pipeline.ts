@@ -26,6 +26,7 @@ import { JourneyError } from '../model/errors.js';
 import type { ConntrackEvent, ConntrackSource } from '../model/conntrack.js';
 import { SCHEMA_VERSION, type EndpointName, type FlowInfo, type JourneyEvent } from '../model/events.js';
 import type { CaptureStats, FrameBatch, Observation } from '../model/observation.js';
+import type { Tuple } from '../model/tuple.js';
 import { openConntrackSource, type ConntrackBackend } from '../conntrack/select.js';
 import { SnapshotConntrackSource } from '../conntrack/snapshot-source.js';
 import { connectDocker, DockerIndex, type DockerInventory, type DockerSnapshot } from '../docker/inventory.js';
@@ -36,6 +37,7 @@ import { createFlowExplainer, type ReloadableExplainer, type RulesetFilesSpec } 
 import { DockerProxyLinker } from './proxy-link.js';
 import { openLiveSource, ReplaySource, type FrameSource } from './frame-sources.js';
 import { readFile } from 'node:fs/promises';
+import { openKernelEvents, joinDropRule, HookProof, type KernelEvents, type KernelDrop } from '../native/index.js';
 import { createInterface } from 'node:readline';
 
 export interface PipelineOptions {
@@ -62,6 +64,12 @@ export interface PipelineOptions {
   readonly conntrack?: ConntrackBackend;
   /** Keep what was captured in a pcapng file. */
   readonly write?: string;
+  /**
+   * Live: the kernel's view through eBPF (src/native, engineer D's): drops with the kernel's reason
+   * (joined to flows and to the rule that dropped them) and tuples at the netfilter hooks (the
+   * in-kernel NAT proof, FlowInfo.hookTuples). Default true; what the kernel refuses is noticed.
+   */
+  readonly kernel?: boolean;
   /** Explain flows with the simulator (default true; a replay needs `rulesetFiles`). */
   readonly explain?: boolean;
   /** Replay: the recorded ruleset and host context to explain flows with. */
@@ -140,6 +148,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private tickTimer: NodeJS.Timeout | null = null;
   private statsTimer: NodeJS.Timeout | null = null;
   private rulesetWatch: ChildProcess | null = null;
+  private kernel: KernelEvents | null = null;
+  private readonly hookProof = new HookProof(50_000);
   private stopping: Promise<void> | null = null;
   private readonly view = new PacketView();
   private readonly skips = new SkipCounters();
@@ -210,6 +220,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       ...(names ? { names } : {}),
       ...(this.explainer.unavailable === null ? { explainer: this.explainer } : {}),
       proxyLinker,
+      ...(this.mode === 'live' && o.kernel !== false ? { hookTuples: (t: Tuple) => this.hookProof.get(t) } : {}),
       ...(o.maxFlows !== undefined ? { maxFlows: o.maxFlows } : {}),
       ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
       ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
@@ -397,6 +408,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       this.tickTimer = setInterval(() => this.correlator.tick(Date.now()), 100);
       if (statsMs > 0) this.statsTimer = setInterval(() => this.statsEvent(), statsMs);
       this.watchRuleset();
+      if (this.opts.kernel !== false) await this.startKernel();
       await frames.start(
         (b) => this.onBatch(b),
         (e) => this.notice(e.message, (e as JourneyError).code),
@@ -423,6 +435,30 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     })();
   }
 
+  /** eBPF drops and hook tuples; never fails the pipeline (what is missing is noticed). */
+  private async startKernel(): Promise<void> {
+    try {
+      const k = await openKernelEvents({ ...(this.opts.netns !== undefined ? { netns: this.opts.netns } : {}) });
+      this.kernel = k;
+      for (const l of k.lost) this.notice(`kernel: ${l}`);
+      k.onHook((hooks) => this.hookProof.add(hooks));
+      k.onDrop((drops) => {
+        for (const d of drops) this.onKernelDrop(d);
+      });
+      k.onLost((n) => this.notice(`kernel: ${n} events lost in the kernel ring buffer`));
+    } catch (e) {
+      this.notice(`kernel: no drop reasons or hook tuples (${(e as Error).message})`, (e as JourneyError).code);
+    }
+  }
+
+  private onKernelDrop(raw: KernelDrop): void {
+    const ex = this.explainer;
+    const joined = ex && ex.unavailable === null ? joinDropRule(raw, (spec) => ex.explainSpec(spec)) : raw;
+    const drop = { timeUs: joined.timeUs, reason: joined.reason, iface: joined.iface, tuple: joined.tuple, rule: joined.rule };
+    const flowId = this.correlator.onDrop(drop, joined.ct?.orig ?? null);
+    this.emitEvent({ v: SCHEMA_VERSION, seq: this.nextSeq(), time: Date.now(), type: 'drop', drop, flowId });
+  }
+
   flows(): FlowInfo[] {
     return this.correlator.snapshot();
   }
@@ -447,6 +483,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       if (this.tickTimer) clearInterval(this.tickTimer);
       if (this.statsTimer) clearInterval(this.statsTimer);
       this.rulesetWatch?.kill('SIGTERM');
+      await this.kernel?.stop().catch(() => {});
       await this.frames?.stop().catch(() => {});
       await this.ct?.stop().catch(() => {});
       this.docker?.close();

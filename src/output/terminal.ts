@@ -152,6 +152,16 @@ export function stateLabel(flow: FlowInfo): string {
   return flow.ctStatus.includes('SEEN_REPLY') ? 'replied' : 'unreplied';
 }
 
+/** "NETFILTER_DROP×3 filter/FORWARD": kernel drop reasons with counts and the rule's chain. */
+export function dropsLabel(flow: FlowInfo): string {
+  const m = new Map<string, number>();
+  for (const d of flow.drops) {
+    const k = `${d.reason}${d.rule ? ` ${d.rule.table}/${d.rule.chain}` : ''}`;
+    m.set(k, (m.get(k) ?? 0) + 1);
+  }
+  return [...m].map(([k, n]) => (n > 1 ? k.replace(/^(\S+)/, `$1×${n}`) : k)).join(', ');
+}
+
 const TYPE_WORD: Record<FlowEvent['type'], string> = { 'flow.start': 'START', 'flow.update': 'UPDATE', 'flow.end': 'END' };
 
 /** The flow part of a line (no time, no event word): also the row label of --top. */
@@ -179,7 +189,7 @@ export function formatFlowEvent(ev: FlowEvent, opts: PrintOptions = {}): string 
   const verdict = verdictLabel(f, paint);
   if (verdict !== '') parts.push(verdict);
   parts.push(stateLabel(f));
-  if (f.drops.length > 0) parts.push(paint('red', `drop: ${f.drops.map((d) => d.reason).join(',')}`));
+  if (f.drops.length > 0) parts.push(paint('red', `drop: ${dropsLabel(f)}`));
   if (ev.type === 'flow.end' || opts.counters) parts.push(countersLabel(f));
   if (ev.type === 'flow.end' && ev.reason !== undefined) parts.push(paint('dim', ev.reason));
   return parts.join(' ');

@@ -131,6 +131,8 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
           check(names.get(web.ip) === 'web', `${def.name}: names ${JSON.stringify(f.names)}`);
           check(f.explanation?.verdict === 'accept', `${def.name}: verdict ${f.explanation?.verdict}`);
           check(f.legs.some((l) => l.direction === 'reply' && l.iface === 'eth0'), `${def.name}: no reply on eth0`);
+          // in-kernel proof of the DNAT: the tuple before and after nat prerouting
+          check((f.hookTuples ?? []).some((h) => h.hook === 'prerouting' && h.tuple.dst === info.hostAddr) && (f.hookTuples ?? []).some((h) => h.tuple.dst === web.ip), `${def.name}: hookTuples ${JSON.stringify(f.hookTuples?.map((h) => `${h.hook}/${h.priority} ${h.tuple.dst}`))}`);
           break;
         case 'container-to-outside':
         case 'container-udp-outside':
@@ -157,6 +159,8 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
           check(f.ctStatus.length === 0, `${def.name}: a dropped packet has no confirmed conntrack entry`);
           check(JSON.stringify(f.legs.map((l) => l.iface)) === '["eth0"]', `${def.name}: never reaches docker0 (${f.legs.map((l) => l.iface)})`);
           check(f.explanation?.verdict === 'drop', `${def.name}: verdict ${f.explanation?.verdict}`);
+          // the kernel's own word (eBPF kfree_skb), joined to the rule by the explainer
+          check(f.drops.some((d) => d.reason === 'NETFILTER_DROP' && d.rule?.chain === 'FORWARD'), `${def.name}: drops ${JSON.stringify(f.drops)}`);
           break;
         case 'unpublished-port':
           check(f.legs.some((l) => l.iface === 'eth0'), `${def.name}: legs`);
@@ -269,6 +273,7 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     expect(f.explanation?.verdict).toBe('drop');
     expect(f.explanation?.steps.some((s) => s.chain === 'DOCKER-ISOLATION-STAGE-2' && (s.verdict === 'drop' || s.verdict === 'reject'))).toBe(true);
     expect(f.names.find((n) => n.addr === bcli.ip)?.container).toBe('bcli');
+    expect(f.drops.some((d) => d.reason === 'NETFILTER_DROP' && d.rule?.chain === 'DOCKER-ISOLATION-STAGE-2')).toBe(true);
   });
 
   it('a container stopped mid-capture (its veth vanishes) causes no crash', async () => {

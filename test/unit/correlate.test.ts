@@ -188,6 +188,21 @@ describe('Correlator', () => {
     expect(c.liveFlows).toBe(0);
   });
 
+  it('joins kernel drops to their flow, also when the flow appears later (held packets)', () => {
+    const { c, flows } = harness({ holdMs: 500 });
+    const drop = tcp('10.0.10.5', 34180, '172.17.0.2', 81);
+    const d = { timeUs: T0 * 1000 + 10, reason: 'NETFILTER_DROP', iface: 'eth0', tuple: drop, rule: { table: 'filter', chain: 'FORWARD', rule: null } };
+    c.onObservation(pkt('eth0', drop, T0));
+    expect(c.onDrop(d, drop)).toBeNull(); // the packet is still held: the drop waits with it
+    c.tick(T0 + 600);
+    c.tick(T0 + 900);
+    expect(flows('flow.start')[0]?.flow.drops).toEqual([d]);
+    // a drop of a known connection joins at once, by its conntrack original tuple
+    c.onConntrack([ev('new', WEB, T0 + 1000)]);
+    expect(c.onDrop({ ...d, tuple: BR }, UP)).toBe('ct1');
+    expect(c.stats()).toMatchObject({ drops: 2, dropsUnjoined: 0 });
+  });
+
   it('ignores link-local control traffic without conntrack (ND, MLD), counted', () => {
     const { c, flows } = harness();
     const rs: Tuple = { family: 6, proto: 'icmpv6', protoNum: 58, src: 'fe80::1', dst: 'ff02::2', sport: 0, dport: 0, icmpType: 133, icmpCode: 0 };
