@@ -176,9 +176,12 @@ export async function traceProbe<T>(
   action: () => Promise<T>,
   table = `jl_verify_${process.pid}`,
   proto: 'tcp' | 'udp' = 'tcp',
+  /** Also trace the packets to (and from) this address:port — the docker-proxy's own connection. */
+  also?: { readonly ip: string; readonly port: number },
 ): Promise<{ result: T; trace: KernelTraceRun }> {
   const ns = netns !== undefined ? { netns } : {};
-  const match = `${proto} sport ${port} meta nftrace set 1\n ${proto} dport ${port} meta nftrace set 1`;
+  let match = `${proto} sport ${port} meta nftrace set 1\n ${proto} dport ${port} meta nftrace set 1`;
+  if (also !== undefined) match += `\n ip daddr ${also.ip} ${proto} dport ${also.port} meta nftrace set 1\n ip saddr ${also.ip} ${proto} sport ${also.port} meta nftrace set 1`;
   const def = `table ip ${table} {\n chain pre {\n type filter hook prerouting priority -500; policy accept;\n ${match}\n }\n chain out {\n type filter hook output priority -500; policy accept;\n ${match}\n }\n}\n`;
   await run(['nft', '-f', '-'], { ...ns, input: def, timeoutMs: 10_000 });
   let text = '';

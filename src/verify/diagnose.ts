@@ -195,7 +195,7 @@ export function judge(
   if (own) observed.push(`conntrack: ${describeEntry(own)}`);
   else observed.push(`conntrack: no entry for ${check.from.ip || 'the probe'}:${probe.localPort} -> ${check.dstIp}:${check.dstPort} in the host namespace`);
   const nat = own ? natOf(own.orig, own.reply) : null;
-  const saw = own ? (ev.proxyLeg ? ev.proxyLeg.orig.src : own.reply.dst) : null;
+  const saw = ev.proxyLeg ? ev.proxyLeg.orig.src : own && nat?.dnat ? own.reply.dst : null;
   if (ev.proxyLeg) observed.push(`docker-proxy connection: ${describeEntry(ev.proxyLeg)}`);
   if (probe.connected && saw !== null) observed.push(`${check.port.container ?? check.port.containerIp} saw ${saw} as the source`);
   observed.push(...packetPath(ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null), probe.localPort));
@@ -207,6 +207,22 @@ export function judge(
   }
   if (e === null) return { status: 'skipped', causes: [], deviations, observed };
 
+  if (probe.connected && e.via === 'docker-proxy' && !(own && natOf(own.orig, own.reply).dnat)) {
+    // docker-proxy accepts first and dials the container afterwards: the client's connect alone
+    // proves nothing about the container. Its own connection must have been answered.
+    const tName = check.port.container ?? check.port.containerIp;
+    const target = `${check.port.containerIp}:${check.port.containerPort}`;
+    const legOk = ev.proxyLeg !== null && (ev.proxyLeg.status.includes('SEEN_REPLY') || ev.proxyLeg.status.includes('ASSURED'));
+    if (!legOk) {
+      const causes = traceCauses(ev.trace, host);
+      causes.push(
+        ev.proxyLeg === null
+          ? `docker-proxy accepted the connection, but no connection from it to ${tName} (${target}) was seen`
+          : `docker-proxy accepted the connection, but its connection to ${tName} (${target}) got no answer${ev.proxyLeg.tcpState ? ` (${ev.proxyLeg.tcpState})` : ''}`,
+      );
+      return { status: 'fail', causes, deviations, observed };
+    }
+  }
   if (probe.connected) {
     if (e.via === 'dnat' && nat !== null && nat.dnat === null && own) deviations.push(`expected DNAT to ${e.dnatTo ?? '?'}, but the connection was not DNATed (answered on the host)`);
     if (e.via === 'docker-proxy' && nat?.dnat) deviations.push(`expected docker-proxy to answer, but the kernel DNATed to ${nat.dnat.to}`);

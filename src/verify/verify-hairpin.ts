@@ -171,14 +171,27 @@ async function runOne(
     }
   }
   const explanation = explainProbe(compiled, c, srcPort);
-  const evidenceBase = {
+  const evidenceBase: Omit<HairpinCheck['evidence'] & object, 'observed'> & { trace: TraceStep[] } = {
     conntrack: own ? [own] : [],
     proxyLeg,
     packets: packets.map((p) => p.text),
     explanation,
     trace: steps,
   };
-  const j = judge(c, host, probe, evidenceBase, targetPortIfname(inv, c));
+  let j = judge(c, host, probe, evidenceBase, targetPortIfname(inv, c));
+  if (j.status === 'fail' && probe.connected && steps.length === 0 && (opts.trace ?? 'failures') === 'failures') {
+    // docker-proxy accepted but did not reach the container: trace its own connection to name the drop
+    const sp = traceFresh();
+    const t0 = Date.now();
+    const r = await traceProbe(netns, sp, () => runProbe(spec(sp)), undefined, proto, { ip: c.port.containerIp, port: c.port.containerPort }).catch(() => null);
+    if (r !== null) {
+      await new Promise((res) => setTimeout(res, 150));
+      const sel = selectConntrack(ct.items, c, sp, { from: t0, to: Date.now() }, gw);
+      const traced = toSteps(r.trace.text, r.trace.rulesetJson, r.trace.table);
+      j = judge(c, host, probe, { ...evidenceBase, proxyLeg: evidenceBase.proxyLeg ?? sel.proxyLeg, trace: traced }, targetPortIfname(inv, c));
+      evidenceBase.trace = traced;
+    }
+  }
   if (explanation !== null) {
     j.observed.push(explainedLine(explanation));
     if (own !== null && explanation.verdict !== 'drop' && !natEqual(explanation.nat, natFromConntrack(own))) {

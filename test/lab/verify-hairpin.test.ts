@@ -300,6 +300,21 @@ describe('verify hairpin: userland proxy on (lab default)', () => {
     expect(ha.expected?.via).toBe('dnat');
     expect(ha.evidence?.conntrack[0]?.reply.dst).toBe('10.0.10.26');
   });
+
+  it('fails when docker-proxy accepts but cannot reach the container, naming the drop', async () => {
+    const rule = ['-d', '172.17.0.2/32', '-p', 'tcp', '-m', 'tcp', '--dport', '80', '-j', 'DROP'];
+    await labExec(ID, 'host', ['iptables', '-I', 'OUTPUT', '1', ...rule]);
+    try {
+      const r = await verifyHairpin({ netns: ns, dockerHost, kinds: ['same-bridge'], timeoutMs: 1000 });
+      const c = check(r, 'same-bridge', 8000);
+      expect(c.probe?.connected).toBe(true); // docker-proxy accepted...
+      expect(c.status).toBe('fail'); // ...but the container was never reached
+      expect(c.causes).toContain('dropped in OUTPUT by rule 1: -A OUTPUT -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP');
+      expect(c.causes.join('\n')).toMatch(/docker-proxy accepted the connection, but .*web \(172\.17\.0\.2:80\)/);
+    } finally {
+      await labExec(ID, 'host', ['iptables', '-D', 'OUTPUT', ...rule]);
+    }
+  });
 });
 
 const GOLDEN = [join(ROOT, '..', 'shared', 'corpus', 'moby-golden'), '/work/shared/corpus/moby-golden'].find((p) => existsSync(p)) ?? '/work/shared/corpus/moby-golden';

@@ -315,6 +315,21 @@ describe('causes for broken hosts', () => {
     expect(judge(c, h, silent, noEvidence, null).status).toBe('fail');
   });
 
+  it('fails a docker-proxy path whose own connection to the container was not answered', () => {
+    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace('-A DOCKER -p tcp', '-A DOCKER -i docker0 -j RETURN\n-A DOCKER ! -i docker0 -p tcp');
+    const h = multiHost({ iptables: text });
+    const c = find(planChecks(h, inventory(h)), 'same-bridge', 8000);
+    const own = ct(['172.17.0.3', 40020, '10.0.10.26', 8000], ['10.0.10.26', 8000, '172.17.0.3', 40020]);
+    const deadLeg = ct(['172.17.0.1', 50000, '172.17.0.2', 80], ['172.17.0.2', 80, '172.17.0.1', 50000], [], 'SYN_SENT');
+    const j = judge(c, h, okProbe(40020), { ...noEvidence, conntrack: [own], proxyLeg: deadLeg }, null);
+    expect(j.status).toBe('fail');
+    expect(j.causes).toEqual(['docker-proxy accepted the connection, but its connection to web (172.17.0.2:80) got no answer (SYN_SENT)']);
+    const liveLeg = ct(['172.17.0.1', 50001, '172.17.0.2', 80], ['172.17.0.2', 80, '172.17.0.1', 50001]);
+    const ok = judge(c, h, okProbe(40021), { ...noEvidence, conntrack: [own], proxyLeg: liveLeg }, null);
+    expect(ok.status).toBe('pass');
+    expect(ok.observed).toContain('web saw 172.17.0.1 as the source');
+  });
+
   it('keeps a probe blocked by isolation as "blocked", not failed', () => {
     const h = multiHost();
     const c = find(planChecks(h, inventory(h)), 'cross-bridge', 8000, 'bcli');
