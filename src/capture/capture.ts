@@ -92,6 +92,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
   private extra: string[];
   private writer: PcapngWriter | undefined;
   private reconciling: Promise<void> | undefined;
+  private netnsGone = false;
   /** Interfaces that vanished before their worker could open them. */
   transient = 0;
   private again = false;
@@ -203,6 +204,17 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     } catch (e) {
       const err = e instanceof JourneyError ? e : new JourneyError('E_CAPTURE', `cannot list interfaces: ${(e as Error).message}`);
       if (initial) throw err;
+      if (this.opts.netns !== undefined && !existsSync(netnsPath(this.opts.netns))) {
+        // the namespace was deleted under us: say so once, stop following it, and stop the
+        // workers (a process inside a namespace keeps it, and its interfaces, alive)
+        if (!this.netnsGone) {
+          this.netnsGone = true;
+          this.watcher?.stop();
+          this.out('error', new JourneyError('E_NO_NETNS', `network namespace ${this.opts.netns} disappeared: capture there has ended`, { netns: this.opts.netns }));
+          for (const [iface, st] of [...this.ifaces]) await this.drop(iface, st, 'network namespace deleted');
+        }
+        return;
+      }
       this.out('error', err);
       return;
     }

@@ -249,3 +249,25 @@ describe('start errors are clear and stable', () => {
     expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0', 'nope0'] }))).toEqual(['E_CAPTURE', expect.stringMatching(/no such interface: nope0/)]);
   });
 });
+
+describe('a namespace deleted under a capture', () => {
+  it('is reported once (E_NO_NETNS), its workers stop and release it; no crash', async () => {
+    const ns = 'jl-c1-gone';
+    await run(['ip', 'netns', 'del', ns], { allowFailure: true });
+    await run(['ip', 'netns', 'add', ns]);
+    await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    const h = await startCapture({ netns: ns, interfaces: ['lo'] });
+    const errors: string[] = [];
+    const downs: string[] = [];
+    h.on('error', (e) => errors.push(e.code));
+    h.on('iface-down', (e) => downs.push(e.iface));
+    const pid = await new Promise<number>((r) => h.once('iface-up', (e) => r(e.pid)));
+    await run(['ip', 'netns', 'del', ns]);
+    for (let i = 0; i < 100 && downs.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(errors).toEqual(['E_NO_NETNS']);
+    expect(downs).toEqual(['lo']);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(() => process.kill(pid, 0)).toThrow(); // the worker is gone
+    await h.stop();
+  });
+});
