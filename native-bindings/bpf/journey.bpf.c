@@ -46,6 +46,21 @@ struct {
 	__type(value, __u64);
 } jn_lost SEC(".maps");
 
+/* hook_once: last status reported per (connection, hook point, direction). LRU: old flows age out. */
+struct jn_once_key {
+	__u64 ct;      /* nf_conn address */
+	__u32 ports;   /* orig sport << 16 | dport: a reused address is another connection */
+	__u16 point;   /* program << 8 | pf-index << 4 | hook */
+	__u16 dir;     /* 0 original, 1 reply */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct jn_once_key);
+	__type(value, __u32);
+} jn_once SEC(".maps");
+
 static __always_inline void count_lost(void)
 {
 	__u32 k = 0;
@@ -59,38 +74,40 @@ static __always_inline int l4_has_ports(__u8 p)
 	return p == IPPROTO_TCP_ || p == IPPROTO_UDP_ || p == IPPROTO_SCTP_;
 }
 
-/* The packet's tuple from its network header. 0 when it is not IPv4/IPv6 or unreadable. */
+/* The packet's tuple from its network header. 0 when it is not IPv4/IPv6 or unreadable.
+ * skb is a BTF pointer in both program types: its fields are plain (CO-RE) loads; the header bytes
+ * take one bpf_probe_read_kernel (40 bytes cover IPv4 and IPv6) and one for the ports. */
 static __always_inline int read_pkt_tuple(struct sk_buff *skb, struct jn_tuple *t)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
-	__u8 first;
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u16 proto = bpf_ntohs(skb->protocol);
+	union {
+		struct iphdr v4;
+		struct ipv6hdr v6;
+		__u8 first;
+	} h;
 	__u32 l4off;
+	__u8 version;
 
 	if (!head || nh == (__u16)~0U)
 		return 0;
-	if (bpf_probe_read_kernel(&first, 1, head + nh))
+	if (bpf_probe_read_kernel(&h, sizeof(h), head + nh))
 		return 0;
-	if ((first >> 4) == 4 && (proto == ETH_P_IP || proto == 0)) {
-		struct iphdr ip;
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
-			return 0;
+	version = h.first >> 4;
+	if (version == 4 && (proto == ETH_P_IP || proto == 0)) {
 		t->family = 4;
-		t->proto = ip.protocol;
-		__builtin_memcpy(t->saddr, &ip.saddr, 4);
-		__builtin_memcpy(t->daddr, &ip.daddr, 4);
-		l4off = nh + (ip.ihl & 0xf) * 4;
-		if (bpf_ntohs(ip.frag_off) & 0x1fff)
+		t->proto = h.v4.protocol;
+		__builtin_memcpy(t->saddr, &h.v4.saddr, 4);
+		__builtin_memcpy(t->daddr, &h.v4.daddr, 4);
+		l4off = nh + (h.v4.ihl & 0xf) * 4;
+		if (bpf_ntohs(h.v4.frag_off) & 0x1fff)
 			return 1; /* not the first fragment: no L4 header */
-	} else if ((first >> 4) == 6 && (proto == ETH_P_IPV6 || proto == 0)) {
-		struct ipv6hdr ip6;
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
-			return 0;
+	} else if (version == 6 && (proto == ETH_P_IPV6 || proto == 0)) {
 		t->family = 6;
-		t->proto = ip6.nexthdr;
-		bpf_probe_read_kernel(t->saddr, 16, &ip6.saddr);
-		bpf_probe_read_kernel(t->daddr, 16, &ip6.daddr);
+		t->proto = h.v6.nexthdr;
+		__builtin_memcpy(t->saddr, &h.v6.saddr, 16);
+		__builtin_memcpy(t->daddr, &h.v6.daddr, 16);
 		l4off = nh + sizeof(struct ipv6hdr);
 	} else {
 		return 0;
@@ -114,6 +131,70 @@ static __always_inline int read_pkt_tuple(struct sk_buff *skb, struct jn_tuple *
 		}
 	}
 	return 1;
+}
+
+/* Conntrack tuple through a BTF pointer (netfilter programs, after bpf_rdonly_cast): plain loads. */
+static __always_inline void ct_tuple_direct(const struct nf_conntrack_tuple *tp, struct jn_tuple *t, __u8 family)
+{
+	t->family = family;
+	t->proto = tp->dst.protonum;
+	if (family == 4) {
+		__u32 sa = tp->src.u3.ip, da = tp->dst.u3.ip;
+		__builtin_memcpy(t->saddr, &sa, 4);
+		__builtin_memcpy(t->daddr, &da, 4);
+	} else {
+		__u32 w;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			w = tp->src.u3.all[i];
+			__builtin_memcpy(t->saddr + 4 * i, &w, 4);
+			w = tp->dst.u3.all[i];
+			__builtin_memcpy(t->daddr + 4 * i, &w, 4);
+		}
+	}
+	if (l4_has_ports(t->proto)) {
+		t->sport = bpf_ntohs(tp->src.u.all);
+		t->dport = bpf_ntohs(tp->dst.u.all);
+	} else if (t->proto == IPPROTO_ICMP_ || t->proto == IPPROTO_ICMPV6_) {
+		t->sport = bpf_ntohs(tp->src.u.icmp.id);
+		t->dport = t->sport;
+		t->icmp_type = tp->dst.u.icmp.type;
+		t->icmp_code = tp->dst.u.icmp.code;
+	}
+}
+
+extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
+
+/* BTF id of struct nf_conn in the running kernel, set by the loader before load (read-only data:
+ * a known constant to the verifier). Not a CO-RE type-id relocation: some kernels' BTF carries
+ * struct nf_conn twice, which libbpf rejects as ambiguous. */
+const volatile __u32 jn_nf_conn_btf_id = 0;
+
+/* The conntrack entry of a packet seen by a netfilter program: skb->_nfct cast back to a BTF
+ * pointer (bpf_rdonly_cast, Linux 6.2+, like netfilter programs themselves: 6.4+). */
+static __always_inline void read_ct_direct(struct sk_buff *skb, struct jn_event *e)
+{
+	unsigned long nfct = skb->_nfct;
+	struct nf_conn *ct;
+	__u8 family;
+
+	e->ctinfo = nfct & NFCT_INFOMASK;
+	if (!(nfct & ~NFCT_INFOMASK))
+		return;
+	if (!jn_nf_conn_btf_id)
+		return;
+	ct = bpf_rdonly_cast((void *)(nfct & ~NFCT_INFOMASK), jn_nf_conn_btf_id);
+	e->ct_status = (__u32)ct->status;
+	if (e->ct_status & (1u << 11)) /* IPS_TEMPLATE (raw-table CT target): no real entry */
+		return;
+	e->has_ct = 1;
+	if (bpf_core_field_exists(ct->mark))
+		e->ct_mark = ct->mark;
+	if (bpf_core_field_exists(ct->zone))
+		e->ct_zone = ct->zone.id;
+	family = ct->tuplehash[0].tuple.src.l3num == 10 ? 6 : 4;
+	ct_tuple_direct(&ct->tuplehash[0].tuple, &e->ct_orig, family);
+	ct_tuple_direct(&ct->tuplehash[1].tuple, &e->ct_reply, family);
 }
 
 static __always_inline void read_ct_tuple(struct nf_conntrack_tuple *src, struct jn_tuple *t, __u8 family)
@@ -142,6 +223,11 @@ static __always_inline void read_ct_tuple(struct nf_conntrack_tuple *src, struct
 }
 
 /* Conntrack entry attached to the skb: status, mark, zone and both tuples. */
+static __always_inline unsigned long skb_ct(struct sk_buff *skb)
+{
+	return BPF_CORE_READ(skb, _nfct) & ~NFCT_INFOMASK;
+}
+
 static __always_inline void read_ct(struct sk_buff *skb, struct jn_event *e)
 {
 	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
@@ -208,19 +294,19 @@ static __always_inline void read_dev(struct net_device *dev, struct jn_event *e)
 {
 	if (!dev)
 		return;
-	e->ifindex = BPF_CORE_READ(dev, ifindex);
-	bpf_probe_read_kernel_str(e->ifname, sizeof(e->ifname), &dev->name);
+	e->ifindex = dev->ifindex;
+	__builtin_memcpy(e->ifname, dev->name, sizeof(e->ifname));
 }
 
 static __always_inline __u32 skb_netns(struct sk_buff *skb)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	struct sock *sk;
 	if (dev)
-		return BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	sk = BPF_CORE_READ(skb, sk);
+		return dev->nd_net.net->ns.inum;
+	sk = skb->sk;
 	if (sk)
-		return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		return sk->__sk_common.skc_net.net->ns.inum;
 	return 0;
 }
 
@@ -252,12 +338,13 @@ int BPF_PROG(jn_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	e.kind = JN_EV_DROP;
 	e.netns = ns;
 	e.reason = (__u32)reason;
-	e.pkt_len = BPF_CORE_READ(skb, len);
-	read_dev(BPF_CORE_READ(skb, dev), &e);
+	e.pkt_len = skb->len;
 	read_pkt_tuple(skb, &e.pkt);
 	read_ct(skb, &e);
-	if (filter_matches(&e, f))
-		emit(&e);
+	if (!filter_matches(&e, f))
+		return 0;
+	read_dev(skb->dev, &e);
+	emit(&e);
 	return 0;
 }
 
@@ -276,19 +363,32 @@ static __always_inline int nf_common(struct bpf_nf_ctx *ctx, __u32 slot)
 	e.ts_ns = bpf_ktime_get_ns();
 	e.kind = JN_EV_HOOK;
 	e.slot = slot;
-	e.hook = BPF_CORE_READ(st, hook);
-	e.pf = BPF_CORE_READ(st, pf);
+	e.hook = st->hook;
+	e.pf = st->pf;
 	if (e.hook < 5)
 		e.priority = f->prio[slot & (JN_NF_PROGS - 1)][e.pf == 10 ? 1 : 0][e.hook];
-	e.netns = BPF_CORE_READ(st, net, ns.inum);
-	e.pkt_len = BPF_CORE_READ(skb, len);
-	in = BPF_CORE_READ(st, in);
-	out = BPF_CORE_READ(st, out);
-	read_dev(in ? in : out, &e);
+	e.netns = st->net->ns.inum;
+	e.pkt_len = skb->len;
 	read_pkt_tuple(skb, &e.pkt);
-	read_ct(skb, &e);
-	if (filter_matches(&e, f))
-		emit(&e);
+	read_ct_direct(skb, &e);
+	if (!filter_matches(&e, f))
+		return 1;
+	if (f->hook_once && e.has_ct) {
+		struct jn_once_key key = {
+			.ct = skb_ct(skb),
+			.ports = ((__u32)e.ct_orig.sport << 16) | e.ct_orig.dport,
+			.point = (__u16)((slot << 8) | ((e.pf == 10 ? 1 : 0) << 4) | (e.hook & 0xf)),
+			.dir = e.ctinfo >= 3 ? 1 : 0,
+		};
+		__u32 *last = bpf_map_lookup_elem(&jn_once, &key);
+		if (last && *last == e.ct_status)
+			return 1;
+		bpf_map_update_elem(&jn_once, &key, &e.ct_status, BPF_ANY);
+	}
+	in = st->in;
+	out = st->out;
+	read_dev(in ? in : out, &e);
+	emit(&e);
 	return 1; /* NF_ACCEPT: journey only observes */
 }
 

@@ -80,7 +80,7 @@ struct jn_ct_event {
 	struct jn_tuple reply;
 };
 
-/* The kernel-side filter of one session (BPF config map, key 0). */
+/* The kernel-side filter of one session (BPF config map, key 0). 196 bytes. */
 struct jn_filter {
 	__u32 netns;     /* drops: only this netns inode (0 = any) */
 	__u32 drops;     /* 1 = report drops */
@@ -91,6 +91,9 @@ struct jn_filter {
 	__u32 min_reason; /* drops with reason < this are ignored (SKB_CONSUMED and below) */
 	/* priority each program was linked at, by [program][pf: 0 ipv4, 1 ipv6][hook] */
 	__s32 prio[JN_NF_PROGS][2][5];
+	/* 1 = a hook point reports a connection's packet only when it is the first one there in its
+	 * direction or the conntrack status changed (enough for the NAT proof, far fewer events) */
+	__u32 hook_once;
 };
 
 #endif

@@ -225,6 +225,7 @@ static napi_value layout(napi_env env, napi_callback_info info)
 	FIELD(fltf, struct jn_filter, port);
 	FIELD(fltf, struct jn_filter, min_reason);
 	FIELD(fltf, struct jn_filter, prio);
+	FIELD(fltf, struct jn_filter, hook_once);
 	napi_set_named_property(env, flt, "fields", fltf);
 	napi_set_named_property(env, root, "filter", flt);
 

@@ -95,6 +95,24 @@ static void log_reset(void)
 	libbpf_set_print(jn_print);
 }
 
+/* BTF id of struct nf_conn in the running kernel (0 when unknown: hook events then carry no
+ * conntrack view). Looked up once. */
+static __u32 nf_conn_btf_id(void)
+{
+	static int done;
+	static __u32 id;
+	if (!done) {
+		struct btf *btf = btf__load_vmlinux_btf();
+		done = 1;
+		if (btf) {
+			__s32 r = btf__find_by_name_kind(btf, "nf_conn", BTF_KIND_STRUCT);
+			id = r > 0 ? (__u32)r : 0;
+			btf__free(btf);
+		}
+	}
+	return id;
+}
+
 /* Opens and loads the object with only the wanted programs. Returns 0 or -errno. */
 static int try_load(int want_drops, int nprogs, struct journey_bpf **out)
 {
@@ -107,6 +125,7 @@ static int try_load(int want_drops, int nprogs, struct journey_bpf **out)
 	skel = journey_bpf__open();
 	if (!skel)
 		return errno ? -errno : -EINVAL;
+	skel->rodata->jn_nf_conn_btf_id = nf_conn_btf_id();
 	bpf_program__set_autoload(skel->progs.jn_kfree_skb, want_drops);
 	for (int i = 0; i < JN_NF_PROGS; i++) {
 		snprintf(name, sizeof(name), "jn_nf_%d", i);
@@ -386,6 +405,11 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 		return jn_throw_errno(env, EINVAL, "kernelOpen: filter.addr must be a 4 or 16 byte Buffer");
 	}
 	filter.drops = want_drops ? 1 : 0;
+	{
+		int once = 0;
+		jn_get_bool(env, argv[0], "hookOnce", &once);
+		filter.hook_once = once ? 1 : 0;
+	}
 	if (napi_get_named_property(env, argv[0], "hooks", &hooks) == napi_ok &&
 	    napi_is_array(env, hooks, &isarr) == napi_ok && isarr)
 		napi_get_array_length(env, hooks, &nh);

@@ -65,6 +65,7 @@ export interface NativeBinding {
       hooks?: readonly NativeHookSpec[];
       filter?: { proto?: number; port?: number; addr?: Buffer };
       minReason?: number;
+      hookOnce?: boolean;
     },
     onEvents: (buf: Buffer, count: number, lostTotal: number) => void,
   ): NativeKernelSession;

@@ -47,6 +47,12 @@ export interface KernelEventsOptions {
   readonly hooks?: 'nat' | 'none' | readonly HookPoint[];
   /** IP families for the 'nat' plan (default both). */
   readonly families?: readonly (4 | 6)[];
+  /**
+   * Report every packet at every hook point. Default false: a hook point reports a connection's
+   * packet only when it is the first there in its direction or the conntrack status changed (decided
+   * in the kernel) — all the NAT proof needs, at a fraction of the events.
+   */
+  readonly everyPacket?: boolean;
 }
 
 /** A drop: DropInfo (for the event schema) plus what the kernel told us. */
@@ -313,6 +319,7 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
         drops: dropsWanted,
         hooks,
         filter,
+        hookOnce: opts.everyPacket !== true,
         ...(reasons !== null && reasons.value('SKB_CONSUMED') !== undefined ? { minReason: (reasons.value('SKB_CONSUMED') ?? 1) + 1 } : {}),
       },
       onBatch,
