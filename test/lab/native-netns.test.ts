@@ -169,4 +169,33 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
       await run(['conntrack', '-F'], { netns: B, allowFailure: true });
     }
   });
+
+  it('a hook point reports a connection once per direction and status (everyPacket: every packet)', async () => {
+    const count = async (everyPacket: boolean): Promise<number[]> => {
+      const k = await openKernelEvents({ netns: B, drops: false, families: [4], filter: { proto: 'udp', port: 5001 }, everyPacket });
+      const hooks: HookEvent[] = [];
+      k.onHook((h) => hooks.push(...h));
+      try {
+        const js = "const s=require('dgram').createSocket('udp4');let n=0;const t=setInterval(()=>{s.send('x',5001,'10.66.0.2');if(++n===10){clearInterval(t);setTimeout(()=>s.close(),50);}},5);";
+        await run([process.execPath, '-e', js], { netns: A });
+        await new Promise((r) => setTimeout(r, 300));
+      } finally {
+        await k.stop();
+      }
+      if (mode === 'fallback') {
+        expect(k.lost).toHaveLength(1);
+        return [];
+      }
+      const pre = hooks.filter((h) => h.hook === 'prerouting');
+      return [...new Set(pre.map((h) => h.priority))].map((p) => pre.filter((h) => h.priority === p).length);
+    };
+    const once = await count(false);
+    const every = await count(true);
+    if (mode === 'native') {
+      // prerouting before and after NAT: 10 datagrams each with everyPacket; with the default, the
+      // first (unconfirmed) and the first CONFIRMED one: the status changed once
+      expect(every).toEqual([10, 10]);
+      expect(once).toEqual([2, 2]);
+    }
+  });
 });
