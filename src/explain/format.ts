@@ -32,6 +32,7 @@ export function formatExplanation(ex: Explanation, header: string): string {
   const out: string[] = [header];
   let lastHook = '';
   let lastChain = '';
+  let seen = new Set<string>();
   let n = 0;
   for (const s of ex.steps) {
     n++;
@@ -39,13 +40,15 @@ export function formatExplanation(ex: Explanation, header: string): string {
       out.push('', `── ${s.hook} ──`);
       lastHook = s.hook;
       lastChain = '';
+      seen = new Set();
     }
     const key = `${s.family} ${s.table} ${s.chain}`;
-    if (key !== lastChain) {
+    if (key !== lastChain && !seen.has(key)) {
       const m = chainMeaning(s.family, s.table, s.chain);
       if (m) out.push(`    [${key}] ${m}`);
-      lastChain = key;
     }
+    seen.add(key);
+    lastChain = key;
     out.push(...stepLine(n, s));
   }
   if (ex.steps.length === 0) out.push('', '(no rule or chain on this path)');

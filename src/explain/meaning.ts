@@ -62,7 +62,7 @@ export function stepMeaning(s: SimStep): string | undefined {
     case 'goto': {
       const target = s.target ?? '';
       const m = chainMeaning(ch.table.family, ch.table.name, target);
-      return m ? `→ ${m}` : `→ chain ${target}`;
+      return m ? `to ${m}` : `to chain ${target}`;
     }
     case 'policy-accept':
     case 'policy-drop':
