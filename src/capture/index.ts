@@ -9,6 +9,10 @@
  *   pipe in a columnar binary framing (protocol.ts); the main process rebuilds a FrameBatch with
  *   typed-array views on one copy. If the main process falls behind, the worker drops whole
  *   batches and counts them (`ownDropped`): capture never blocks.
+ *   Measured (scripts/bench/capture.mjs, 2-core box): the pcap worker costs 0.26-0.40 µs of CPU
+ *   per packet, the main process 0.11 µs for the pipe and batch rebuild plus ~0.05 µs to decode;
+ *   a worker starts in 0.1-0.2 s and holds ~65-75 MiB RSS (node + an 8 MiB ring). A second
+ *   worker_threads worker loading pcap_binding.node fails "Module did not self-register".
  *   Options (CaptureOptions): interfaces (`-i`, names/globs/`any`; empty = auto: docker0, br-*,
  *   extraInterfaces, and the default route's interface), filter (tcpdump syntax, compiled by
  *   libpcap), snaplen (262144), bufferSize (8 MiB), bufferTimeoutMs (50), promiscuous (false),
