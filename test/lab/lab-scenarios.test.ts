@@ -66,11 +66,24 @@ function scenario(name: string, checks: (get: () => LabInfo) => void): void {
       }
     });
 
-    it('every probe behaves as the real engine does', async () => {
+    it('every probe behaves as the real engine does, and the kernel trace shows its path', async () => {
       const bad: string[] = [];
       for (const p of listProbes(name, get())) {
-        const r = await runProbe(ID, p.name);
+        const t = await traceKernel(ID, () => runProbe(ID, p.name));
+        const r = t.actionResult;
+        if (!r) {
+          bad.push(`${p.name}: ${t.actionError ?? 'no result'}`);
+          continue;
+        }
         if (!r.asExpected) bad.push(`${p.name}: expected ${p.expect}, got ${r.outcome} (${r.output.slice(0, 120)})`);
+        // the probe's own packets are in the trace, with their path through the rules
+        const mine = t.packets.filter((x) => x.first?.daddr === r.to.addr && (r.to.port === undefined || x.first?.dport === r.to.port));
+        if (mine.length === 0) bad.push(`${p.name}: no packet to ${r.to.addr}:${r.to.port ?? ''} in the trace`);
+        else if (!mine.some((x) => x.steps.length > 0)) bad.push(`${p.name}: its packets met no rule`);
+        // silence over TCP or ICMP is a drop, and the trace says where
+        if (r.outcome === 'timeout' && p.proto !== 'udp' && !mine.some((x) => x.dropped)) bad.push(`${p.name}: timed out but no packet was dropped in the trace`);
+        if (r.answered && mine.some((x) => x.first?.proto === 'tcp' && x.first?.tcpFlags === 'syn' && x.dropped)) bad.push(`${p.name}: answered but its SYN was dropped`);
+        if (t.skipped.length) bad.push(`${p.name}: ${t.skipped.length} unreadable trace lines`);
       }
       expect(bad).toEqual([]);
     });
