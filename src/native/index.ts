@@ -23,4 +23,4 @@ export { nativeDisabled, loadBinding } from './binding.js';
 export { openKernelEvents, natHookPlan, phaseOf, NAT_PRIORITY } from './kernel-events.js';
 export type { KernelEvents, KernelEventsOptions, KernelDrop, HookEvent, HookPoint, KernelFilter } from './kernel-events.js';
 export { joinDropRule, dropPacketSpec, HookProof } from './join.js';
-export type { HookTuple } from './join.js';
+export type { HookTuple, HookTupleDetail } from './join.js';

@@ -57,14 +57,17 @@ export function joinDropRule(drop: KernelDrop, explain: (spec: PacketSpec) => Ex
   return { ...drop, rule: { table: step.table, chain: step.chain, rule: step.rule } };
 }
 
-export type HookTuple = NonNullable<FlowInfo['hookTuples']>[number] & { readonly direction: 'orig' | 'reply'; readonly timeUs: number; readonly iface: string | null };
+/** One entry of FlowInfo.hookTuples: exactly the event schema's fields (it allows no others). */
+export type HookTuple = NonNullable<FlowInfo['hookTuples']>[number];
+/** With the detail the schema leaves out: direction, time, interface. */
+export type HookTupleDetail = HookTuple & { readonly direction: 'orig' | 'reply'; readonly timeUs: number; readonly iface: string | null };
 
 /**
  * Hook events indexed by their connection (conntrack original tuple key, tupleKey()): for each hook
  * point and direction, the first packet seen. Bounded: the least recently added connections go first.
  */
 export class HookProof {
-  private readonly flows = new Map<string, Map<string, HookTuple>>();
+  private readonly flows = new Map<string, Map<string, HookTupleDetail>>();
   evicted = 0;
 
   constructor(readonly capacity = 50_000) {}
@@ -94,6 +97,11 @@ export class HookProof {
 
   /** FlowInfo.hookTuples for the connection whose original tuple is `orig`, in time order. */
   get(orig: Tuple): HookTuple[] {
+    return this.detail(orig).map((d) => ({ hook: d.hook, priority: d.priority, tuple: d.tuple, ctStatus: d.ctStatus }));
+  }
+
+  /** The same with direction, time and interface of each first packet. */
+  detail(orig: Tuple): HookTupleDetail[] {
     const points = this.flows.get(tupleKey(orig));
     return points ? [...points.values()].sort((a, b) => a.timeUs - b.timeUs) : [];
   }

@@ -149,7 +149,7 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
         // the same proof as the pipeline gets it (FlowInfo.hookTuples)
         const proof = new HookProof();
         proof.add(hooks);
-        const tuples = proof.get(entry.orig);
+        const tuples = proof.detail(entry.orig);
         expect(tuples.length).toBeGreaterThanOrEqual(8);
         expect(show(tuples.find((t) => t.direction === 'orig' && t.hook === 'postrouting' && t.priority > 100)?.tuple)).toBe(show(reverseTuple(entry.reply)));
       } else {

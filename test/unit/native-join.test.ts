@@ -63,7 +63,9 @@ describe('hook proof', () => {
     const p = new HookProof();
     p.add([ev('prerouting', -101, orig, 2, 1), ev('prerouting', -99, post, 2, 2), ev('prerouting', -101, orig, 0, 9)]);
     p.add([ev('prerouting', -101, reply, 3, 5)]);
-    const got = p.get(orig);
+    // the schema's fields only (docs/event-schema.json allows no others)
+    expect(Object.keys(p.get(orig)[0] ?? {}).sort()).toEqual(['ctStatus', 'hook', 'priority', 'tuple']);
+    const got = p.detail(orig);
     expect(got.map((x) => [x.hook, x.priority, x.direction, x.timeUs])).toEqual([
       ['prerouting', -101, 'orig', 1],
       ['prerouting', -99, 'orig', 2],
