@@ -49,6 +49,8 @@ const CASES: Case[] = [
   { file: 'iptables/hairpin=true,internal=false,icc=false,masq=true,snat=true,gwm=nat,bindlh=true__iptables.golden' },
   { file: 'iptables/hairpin=true,internal=false,icc=true,masq=true,snat=true,gwm=routed,bindlh=false__iptables.golden' },
   { file: 'iptables/hairpin=false,internal=true,icc=false__iptables.golden' },
+  // icc=false with hairpin NAT: a container's own published port is dropped (bridge to same bridge)
+  { file: 'iptables/hairpin=true,internal=false,icc=false,masq=true,snat=false,gwm=routed,bindlh=false__iptables.golden' },
   {
     // Docker 29, nftables: table ip docker-bridges with verdict maps per bridge
     file: 'nftables/hairpin=false,internal=false,icc=true,masq=true,snat=true,gwm=nat,bindlh=false__ip.golden',
@@ -109,8 +111,17 @@ describe('replay of moby golden rulesets', () => {
         expect(listing).toContain('br-dummy');
         const bad: string[] = [];
         for (const p of listProbes('replay', info)) {
-          const r = await runProbe(ID, p.name);
+          const t = await traceKernel(ID, () => runProbe(ID, p.name));
+          const r = t.actionResult;
+          if (!r) {
+            bad.push(`${p.name}: ${t.actionError ?? 'no result'}`);
+            continue;
+          }
           if (!r.asExpected) bad.push(`${p.name}: expected ${p.expect}, got ${r.outcome} (${r.output.slice(0, 100)})`);
+          const mine = t.packets.filter((x) => x.first?.daddr === r.to.addr && x.first?.dport === r.to.port);
+          if (!mine.some((x) => x.steps.length > 0)) bad.push(`${p.name}: no traced path to ${r.to.addr}:${r.to.port}`);
+          if (r.outcome === 'timeout' && !mine.some((x) => x.dropped)) bad.push(`${p.name}: timed out but the trace shows no drop`);
+          if (t.skipped.length) bad.push(`${p.name}: ${t.skipped.length} unreadable trace lines`);
         }
         expect(bad).toEqual([]);
         if (info.bridges[0]?.internal !== true) expect(published(info)).toMatch(/^(ext-to|localhost)-tcp-8080$/);
