@@ -26,6 +26,7 @@ interface HairpinCliOptions {
   only?: string[];
   trace: string;
   passiveSource: string;
+  ebpf: boolean;
 }
 
 /** `journey verify hairpin`: exit status 0 only when every check passes (E_VERIFY_FAILED -> 1). */
@@ -47,6 +48,7 @@ export function registerVerify(program: Command): void {
     .option('--port <port...>', 'only these published ports (8000 or 8000/tcp)')
     .option('--only <kind...>', `only these checks: ${KINDS.join(', ')}`)
     .option('--trace <when>', 'kernel trace (nft monitor trace) of failing probes, all probes, or none: failures|all|none', 'failures')
+    .option('--no-ebpf', 'do not load the eBPF drop tracer (drop reasons)')
     .option('--json', 'print the report as JSON (docs/verify.md)')
     .option('-v, --verbose', 'show the evidence of passing checks too')
     .action(async (o: HairpinCliOptions) => {
@@ -70,6 +72,7 @@ export function registerVerify(program: Command): void {
           ...(o.only !== undefined ? { kinds: o.only as CheckKind[] } : {}),
           trace: o.trace as 'failures' | 'all' | 'none',
           passiveSource: o.passiveSource as 'pipeline' | 'conntrack',
+          drops: o.ebpf,
           log: (m) => process.stderr.write(`journey: ${m}\n`),
           signal: ac.signal,
         });

@@ -13,6 +13,7 @@ import type { PlannedCheck } from './plan.js';
 import { masqFor } from './ruleset-facts.js';
 import type { CheckStatus, Evidence, ProbeResult, TraceStep } from './types.js';
 import type { PacketLine, TimedEntry } from './collectors.js';
+import type { DropInfo } from '../model/events.js';
 
 const fmt = (a: string, p: number): string => `${a}:${p}`;
 
@@ -173,6 +174,18 @@ export function settingCauses(check: PlannedCheck, host: HostFacts, targetPortIf
   return out;
 }
 
+/** Drops grouped by reason and interface ("NETFILTER_DROP on veth1a2b"). */
+function groupDrops(drops: readonly DropInfo[]): Map<string, { n: number; first: DropInfo }> {
+  const m = new Map<string, { n: number; first: DropInfo }>();
+  for (const d of drops) {
+    const k = `${d.reason}${d.iface !== null ? ` on ${d.iface}` : ''}`;
+    const g = m.get(k);
+    if (g) g.n++;
+    else m.set(k, { n: 1, first: d });
+  }
+  return m;
+}
+
 export interface Judgement {
   readonly status: CheckStatus;
   readonly causes: string[];
@@ -205,6 +218,7 @@ export function judge(
       `kernel trace: ${ev.trace.filter((s) => s.verdict !== 'continue').slice(0, 12).map((s) => `${s.table}/${s.chain}${s.ruleNumber !== null ? `#${s.ruleNumber}` : ''} ${s.verdict}`).join(' → ')}`,
     );
   }
+  for (const [k, g] of groupDrops(ev.drops ?? [])) observed.push(`eBPF drop: ${k} x${g.n}`);
   if (e === null) return { status: 'skipped', causes: [], deviations, observed };
 
   if (probe.connected && e.via === 'docker-proxy' && !(own && natOf(own.orig, own.reply).dnat)) {
@@ -260,6 +274,10 @@ export function judge(
     const pk = ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null);
     const rawReply = pk.find((p) => p.dport === probe.localPort && p.src === check.port.containerIp && p.flags.startsWith('S.'));
     if (rawReply) causes.push(`the reply reached ${check.from.name} from ${rawReply.src}:${rawReply.sport} without un-DNAT: conntrack did not see it on the bridge`);
+  }
+  for (const [k, g] of groupDrops(ev.drops ?? [])) {
+    const t = g.first.tuple !== null ? `, e.g. ${g.first.tuple.src}:${g.first.tuple.sport} > ${g.first.tuple.dst}:${g.first.tuple.dport}` : '';
+    if (causes.length < 8) causes.push(`the kernel dropped it (eBPF): ${k} (${g.n} packet${g.n > 1 ? 's' : ''}${t})`);
   }
   if (causes.length === 0) {
     const last = ev.packets.length > 0 ? ev.packets[ev.packets.length - 1] : undefined;

@@ -4,6 +4,7 @@
  */
 import type { ConntrackEntry } from '../model/conntrack.js';
 import type { Explanation } from '../model/explanation.js';
+import type { DropInfo } from '../model/events.js';
 
 export const VERIFY_REPORT_VERSION = 1;
 
@@ -92,6 +93,8 @@ export interface Evidence {
   readonly packets: readonly string[];
   /** The first packet's journey as the simulator explains it, when src/explain is available. */
   readonly explanation: Explanation | null;
+  /** Drops of the probe's packets seen by eBPF (tp_btf/kfree_skb), with the kernel's reason, when available. */
+  readonly drops?: readonly DropInfo[];
   /** The kernel's own trace of the probe (nft monitor trace), when taken. */
   readonly trace: readonly TraceStep[];
   /** What the evidence shows, in plain words. */

@@ -22,6 +22,8 @@ import { parseNftTrace } from '../netfilter/kernel-trace.js';
 import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset, type CompiledRuleset } from '../explain/explain.js';
 import { natEqual, natFromConntrack } from '../explain/kernel-compare.js';
 import type { Explanation } from '../model/explanation.js';
+import type { DropInfo } from '../model/events.js';
+import { openKernelEvents, type KernelDrop, type KernelEvents } from '../native/index.js';
 import type { ConntrackEntry } from '../model/conntrack.js';
 import { parseConntrackLine } from '../conntrack/parse.js';
 import { run } from '../host/exec.js';
@@ -45,6 +47,8 @@ export interface VerifyOptions extends PlanOptions {
   readonly durationMs?: number;
   /** Passive mode's source: the live pipeline (default) or conntrack events only. */
   readonly passiveSource?: 'pipeline' | 'conntrack';
+  /** eBPF drop reasons (default on when the kernel and the native binding allow it). */
+  readonly drops?: boolean;
   /** Progress lines (stderr in the CLI). */
   readonly log?: (msg: string) => void;
   /** Stop early (passive mode) when this signal aborts. */
@@ -129,6 +133,7 @@ async function runOne(
   pk: Collector<PacketLine>,
   traceFresh: () => number,
   compiled: CompiledRuleset | null,
+  kernelDrops: readonly KernelDrop[] = [],
 ): Promise<HairpinCheck> {
   const timeoutMs = opts.timeoutMs ?? 2_000;
   const netns = opts.netns;
@@ -171,12 +176,18 @@ async function runOne(
     }
   }
   const explanation = explainProbe(compiled, c, srcPort);
+  const mine = (p: number): boolean => p === srcPort || p === usedPort;
+  const probeDrops = kernelDrops
+    .filter((d) => d.tuple !== null && (mine(d.tuple.sport) || mine(d.tuple.dport) || (proxyLeg !== null && (d.tuple.sport === proxyLeg.orig.sport || d.tuple.dport === proxyLeg.orig.sport))))
+    .slice(0, 20)
+    .map((d): DropInfo => ({ timeUs: d.timeUs, reason: d.reason, iface: d.iface, tuple: d.tuple, rule: d.rule }));
   const evidenceBase: Omit<HairpinCheck['evidence'] & object, 'observed'> & { trace: TraceStep[] } = {
     conntrack: own ? [own] : [],
     proxyLeg,
     packets: packets.map((p) => p.text),
     explanation,
     trace: steps,
+    drops: probeDrops,
   };
   let j = judge(c, host, probe, evidenceBase, targetPortIfname(inv, c));
   if (j.status === 'fail' && probe.connected && steps.length === 0 && (opts.trace ?? 'failures') === 'failures') {
@@ -289,10 +300,24 @@ export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinRe
   const checks: HairpinCheck[] = [];
   let ct: Collector<TimedEntry> | null = null;
   let pk: Collector<PacketLine> | null = null;
+  let kd: KernelEvents | null = null;
+  const drops: KernelDrop[] = [];
   try {
     if (runnable.length > 0) {
       ct = await watchConntrack(opts.netns);
       pk = await watchPackets(opts.netns, packetFilter(ports, runnable));
+      if (opts.drops !== false) {
+        kd = await openKernelEvents({ ...(opts.netns !== undefined ? { netns: opts.netns } : {}), hooks: 'none', drops: true }).catch((e: unknown) => {
+          notices.push(`no eBPF drop reasons: ${(e as Error).message}`);
+          return null;
+        });
+        if (kd !== null) {
+          for (const l of kd.lost) notices.push(l);
+          kd.onDrop((d) => {
+            if (drops.length < 10_000) drops.push(...d);
+          });
+        }
+      }
     }
     for (const c of plan) {
       if (c.skipReason !== null || ct === null || pk === null) {
@@ -304,11 +329,12 @@ export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinRe
         continue;
       }
       opts.log?.(`checking ${c.kind}: ${c.from.name} -> ${c.dstIp}:${c.dstPort}`);
-      checks.push(await runOne(c, take(), host, inv, opts, ct, pk, take, compiled));
+      checks.push(await runOne(c, take(), host, inv, opts, ct, pk, take, compiled, drops));
     }
   } finally {
     await ct?.stop();
     await pk?.stop();
+    await kd?.stop();
   }
   for (const col of [ct, pk]) for (const e of col?.errors ?? []) notices.push(`evidence: ${e}`);
   const summary = summarize(checks);

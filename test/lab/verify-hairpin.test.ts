@@ -212,6 +212,7 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
       expect(res.stdout).toMatch(/FAIL\s+same-bridge/);
       expect(res.stdout).toContain('cause: dropped in DOCKER-USER by rule 1: -A DOCKER-USER -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP');
       expect(res.stdout).toMatch(/PASS\s+host-address/); // OUTPUT -> POSTROUTING: FORWARD (and DOCKER-USER) not crossed
+      expect(res.stdout).toMatch(/cause: the kernel dropped it \(eBPF\): NETFILTER_DROP/); // the drop reason, from tp_btf/kfree_skb
     } finally {
       await labExec(ID, 'host', ['iptables', '-D', 'DOCKER-USER', '-d', '172.17.0.2/32', '-p', 'tcp', '--dport', '80', '-j', 'DROP']);
     }
