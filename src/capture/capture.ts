@@ -56,6 +56,8 @@ export interface CaptureHandleEvents {
 interface IfaceState {
   worker: CaptureWorker;
   up: boolean;
+  /** This interface captured at least once (restarts of a working capture are never given up). */
+  everUp: boolean;
   /** Totals of earlier workers of the same interface (restarts). */
   base: Totals;
   restarts: number;
@@ -93,6 +95,8 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
   private writer: PcapngWriter | undefined;
   private reconciling: Promise<void> | undefined;
   private netnsGone = false;
+  /** Interfaces whose capture never opened after several tries: not retried until re-created. */
+  private readonly givenUp = new Set<string>();
   /** Interfaces that vanished before their worker could open them. */
   transient = 0;
   private again = false;
@@ -226,11 +230,18 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
         }
       }
     }
-    const want = new Set(selectInterfaces(links, uplinks, { patterns, extra: this.extra }));
     const present = new Set(links.map((l) => l.name));
+    for (const g of this.givenUp) if (!present.has(g)) this.givenUp.delete(g);
+    // administratively down interfaces are picked up when they come up (ip monitor sees it);
+    // a -i name given at start is opened anyway, so that a down one fails as in tcpdump
+    const usable = links.filter((l) => l.up || (initial && patterns.includes(l.name)));
+    const isUp = new Set(usable.map((l) => l.name));
+    const want = new Set(selectInterfaces(usable, uplinks, { patterns, extra: this.extra }).filter((n) => !this.givenUp.has(n)));
     // vanished or no longer wanted
     for (const [iface, st] of this.ifaces) {
-      if (!want.has(iface)) await this.drop(iface, st, present.has(iface) ? 'no longer selected' : 'interface vanished');
+      if (!want.has(iface)) {
+        await this.drop(iface, st, !present.has(iface) ? 'interface vanished' : !isUp.has(iface) ? 'interface is down' : 'no longer selected');
+      }
     }
     // new
     const starting: Array<Promise<void>> = [];
@@ -242,14 +253,15 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     }
   }
 
-  private open(iface: string, base: Totals, restarts: number, initial: boolean): Promise<void> {
+  private open(iface: string, base: Totals, restarts: number, initial: boolean, everUp = false): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let settled = false;
-      const st: IfaceState = { worker: undefined as unknown as CaptureWorker, up: false, base, restarts };
+      const st: IfaceState = { worker: undefined as unknown as CaptureWorker, up: false, everUp, base, restarts };
       this.ifaces.set(iface, st);
       st.worker = new CaptureWorker(iface, { ...this.cfg, iface }, this.opts.netns, {
         hello: (h) => {
           st.up = true;
+          st.everUp = true;
           if (!settled) {
             settled = true;
             resolve();
@@ -308,8 +320,15 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
       if (st.up) this.out('iface-down', { iface, reason: st.worker.lastError?.message ?? 'interface vanished', stats: this.toStats(iface, totals) });
       return;
     }
-    // still there (went down, or the worker failed): retry with a backoff, totals carried over
+    // still there (went down, or the worker failed): retry with a backoff, totals carried over;
+    // an interface that never opened after 5 tries is left alone until it is re-created
     const why = st.worker.lastError?.message ?? `capture worker for ${iface} ended`;
+    if (!st.up && !st.everUp && st.restarts >= 4) {
+      this.ifaces.delete(iface);
+      this.givenUp.add(iface);
+      this.out('error', new JourneyError('E_CAPTURE', `${why} (gave up after ${st.restarts + 1} tries)`, { iface, phase: st.worker.lastError?.phase ?? 'exit' }));
+      return;
+    }
     this.out('error', new JourneyError('E_CAPTURE', `${why} (retrying)`, { iface, phase: st.worker.lastError?.phase ?? 'exit' }));
     if (st.up) this.out('iface-down', { iface, reason: st.worker.lastError?.message ?? 'capture worker ended', stats: this.toStats(iface, totals) });
     st.up = false;
@@ -317,7 +336,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     st.retryTimer = setTimeout(() => {
       if (this.stopped || this.ifaces.get(iface) !== st) return;
       this.ifaces.delete(iface);
-      void this.open(iface, totals, st.restarts + 1, false);
+      void this.open(iface, totals, st.restarts + 1, false, st.everUp || st.up);
     }, delay);
   }
 
@@ -326,7 +345,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     if (st.retryTimer) clearTimeout(st.retryTimer);
     await st.worker.stop();
     const totals = totalsOf(st.worker.lastStats, st.base);
-    this.gone.set(iface, totals);
+    if (st.up || st.everUp || st.worker.lastStats !== undefined) this.gone.set(iface, totals);
     if (st.up) this.out('iface-down', { iface, reason, stats: this.toStats(iface, totals) });
   }
 
