@@ -267,6 +267,8 @@ export async function runProbeDef(info: LabInfo, def: ProbeDef): Promise<ProbeRe
     res = { code: 124, stdout: '', stderr: 'timeout: killed' };
   }
   const out = `${res.stdout}${res.stderr}`.trim();
+  const sp = (/local \S+:(\d+)/.exec(out) ?? /\(sport (\d+)\)/.exec(out))?.[1];
+  const sport = sp !== undefined && Number(sp) > 0 ? Number(sp) : undefined;
   const answered = res.code === 0;
   let outcome: ProbeResult['outcome'] = 'answered';
   if (!answered) {
@@ -279,7 +281,11 @@ export async function runProbeDef(info: LabInfo, def: ProbeDef): Promise<ProbeRe
     name: def.name,
     description: def.description,
     proto: def.proto,
-    from: { where: def.from, addr: r.srcAddr },
+    from: {
+      where: def.from,
+      addr: /local (\d+\.\d+\.\d+\.\d+):\d+/.exec(out)?.[1] ?? r.srcAddr,
+      ...(sport !== undefined ? { port: sport } : {}),
+    },
     to: { addr: r.dst, ...(r.dport !== undefined ? { port: r.dport } : {}), ...(r.via ? { via: r.via } : {}) },
     expect: def.expect,
     answered,

@@ -10,7 +10,10 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 
 const [mode, ...args] = process.argv.slice(2);
-const fail = (why) => { process.stderr.write(`${why}\n`); process.exit(1); };
+// the source port is chosen here (not by the kernel) so that it is known even when there is no answer
+let chosenPort = 0;
+const pickPort = (given) => (chosenPort = given ? Number(given) : 32768 + Math.floor(Math.random() * 28000));
+const fail = (why) => { process.stderr.write(`${why} (sport ${chosenPort})\n`); process.exit(1); };
 
 if (mode === 'serve') {
   const [name = 'udp', ports = '', addrs = '0.0.0.0'] = args;
@@ -28,16 +31,19 @@ if (mode === 'serve') {
   const timer = setTimeout(() => fail(`timeout: no answer from ${host}:${port} in ${ms} ms`), Number(ms));
   s.on('message', (msg, rinfo) => {
     clearTimeout(timer);
-    process.stdout.write(`from ${rinfo.address}:${rinfo.port} ${msg.toString()}`);
+    const me = s.address();
+    process.stdout.write(`local ${me.address}:${me.port} from ${rinfo.address}:${rinfo.port} ${msg.toString()}`);
     s.close();
   });
-  s.on('error', (e) => fail(`error: ${e.message}`));
-  const send = () => s.send('journey-probe\n', Number(port), host, (e) => { if (e) fail(`error: ${e.message}`); });
-  if (sport) s.bind(Number(sport), send); else send();
+  // a connected socket: its local address is the one the kernel chose, and an ICMP port unreachable
+  // comes back as ECONNREFUSED
+  s.on('error', (e) => fail(`${e.code === 'ECONNREFUSED' ? 'refused' : 'error'}: ${e.message}`));
+  s.bind(pickPort(sport), () =>
+    s.connect(Number(port), host, () => s.send('journey-probe\n', (e) => { if (e) fail(`${e.code === 'ECONNREFUSED' ? 'refused' : 'error'}: ${e.message}`); })),
+  );
 } else if (mode === 'tcp') {
   const [host = '', port = '80', ms = '3000', sport] = args;
-  const opts = { host, port: Number(port) };
-  if (sport) opts.localPort = Number(sport);
+  const opts = { host, port: Number(port), localPort: pickPort(sport) };
   const sock = net.connect(opts);
   const chunks = [];
   const timer = setTimeout(() => { sock.destroy(); fail(`timeout: no answer from ${host}:${port} in ${ms} ms`); }, Number(ms));

@@ -30,7 +30,8 @@ export interface ProbeResult {
   readonly name: string;
   readonly description: string;
   readonly proto: ProbeProto;
-  readonly from: { readonly where: string; readonly addr: string };
+  /** Sender; `addr` is the address the packet really left with when the tool reported it, `port` its source port (TCP/UDP). */
+  readonly from: { readonly where: string; readonly addr: string; readonly port?: number };
   readonly to: { readonly addr: string; readonly port?: number; readonly via?: string };
   readonly expect: 'answer' | 'no-answer';
   readonly answered: boolean;
@@ -119,7 +120,7 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
         p('container-to-outside', 'client', 'tcp', 'outside', 80, 'answer', 'client -> 198.51.100.10:80 (MASQUERADE)'),
         p('container-udp-outside', 'radius', 'udp', 'outside', 1812, 'answer', 'radius -> 198.51.100.10:1812/udp (MASQUERADE)'),
         p('host-localhost', 'host', 'tcp', 'localhost', 8080, 'answer', 'host -> 127.0.0.1:8080 (proxy off: nat OUTPUT DNAT + MASQUERADE, route_localnet=1 on docker1)'),
-        p('unpublished-port', 'ext', 'udp', 'host', 67, 'no-answer', 'external -> 10.0.10.26:67/udp (dhcp is not published)'),
+        p('unpublished-port', 'ext', 'udp', 'host', 67, 'no-answer', 'external -> 10.0.10.26:67/udp (dhcp is not published: ICMP port unreachable)'),
       ];
     case 'internal':
       return [
