@@ -66,6 +66,12 @@ export interface CompiledRuleset {
   readonly hooks: ReadonlyMap<string, readonly HookSlot[]>;
   readonly notes: readonly string[];
   readonly ruleCount: number;
+  /**
+   * Whether connection tracking runs in the namespace. Since Linux 4.10 conntrack hooks a namespace
+   * only when a rule needs it (ct matches, NAT statements): without any, there is no conntrack entry,
+   * `ct state` reads invalid and NAT chains are never evaluated (the kernel's trace shows it).
+   */
+  readonly conntrackActive: boolean;
 }
 
 const IFACE_KEYS = new Set(['iifname', 'oifname', 'iif', 'oif']);
@@ -509,6 +515,16 @@ export function compileRuleset(ruleset: Ruleset, host: HostContext): CompiledRul
     chainsByTable.set(ct, m);
   }
   let ruleCount = 0;
+  let conntrackActive = false;
+  for (const t of ruleset.tables) {
+    for (const c of t.chains.values()) {
+      for (const r of c.rules) {
+        for (const e of r.exprs) {
+          if ((e.kind === 'match' && e.key.kind === 'ct') || e.kind === 'nat' || (e.kind === 'mark' && e.target === 'ct')) conntrackActive = true;
+        }
+      }
+    }
+  }
   for (const ct of ctables) {
     const m = chainsByTable.get(ct) as Map<string, CChain>;
     const resolve = (name: string): CChain => {
@@ -605,7 +621,8 @@ export function compileRuleset(ruleset: Ruleset, host: HostContext): CompiledRul
     }
   }
   for (const s of skippedFamilies) notes.push(`table ${s} is not simulated (only ip, ip6 and inet families are)`);
-  return { ruleset, host, tables: ctables, hooks, notes, ruleCount };
+  if (!conntrackActive && ruleCount > 0) notes.push('no rule needs connection tracking, so the kernel does not track connections here: NAT chains are not evaluated and ct state reads invalid');
+  return { ruleset, host, tables: ctables, hooks, notes, ruleCount, conntrackActive };
 }
 
 export type { Cidr };

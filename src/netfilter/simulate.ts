@@ -116,10 +116,11 @@ class Walk {
       // conntrack runs at -200 in prerouting/output; in other hooks the entry is already attached
       if (!ctApplied && (hook !== 'prerouting' && hook !== 'output' ? true : prio > -200)) {
         ctApplied = true;
-        if (p.ctState !== 'untracked') p.ctAttached = true;
+        if (p.ctState !== 'untracked' && this.c.conntrackActive) p.ctAttached = true;
       }
     };
     if (hook !== 'prerouting' && hook !== 'output') attachCt(0);
+    if (!this.c.conntrackActive && p.ctState !== 'untracked') p.ctState = 'invalid';
     const savedState = p.ctState;
     const natPrio = hook === 'prerouting' || hook === 'output' ? -100 : 100;
     for (const slot of slots) {

@@ -183,11 +183,20 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
   });
 
   it('without host context, address types and routes are indeterminate, never guessed', () => {
-    const rs = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', ':DOCKER - [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER', 'COMMIT'].join('\n'));
+    const rs = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', ':DOCKER - [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER', '-A DOCKER -p tcp -j DNAT --to-destination 192.168.0.2', 'COMMIT'].join('\n'));
     const ex = explainPacket(compileRuleset(rs, emptyHostContext()), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 80), iif: 'eth0' });
     expect(ex.verdict).toBe('indeterminate');
     expect(ex.indeterminate.map((i) => i.reason).join(' ')).toMatch(/address types are not known/);
     expect(ex.indeterminate.map((i) => i.reason).join(' ')).toMatch(/no routes known/);
+  });
+
+  it('without any rule that needs conntrack, NAT chains are not evaluated and ct state reads invalid', () => {
+    const rs = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN', 'COMMIT', '*filter', ':FORWARD ACCEPT [0:0]', 'COMMIT'].join('\n'));
+    const c = compileRuleset(rs, host);
+    expect(c.conntrackActive).toBe(false);
+    expect(path(fwd(rs))).toEqual(['filter FORWARD - policy-accept']);
+    const withCt = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN', 'COMMIT', '*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -m conntrack --ctstate INVALID -j DROP', 'COMMIT'].join('\n'));
+    expect(path(fwd(withCt))).toEqual(['nat PREROUTING - policy-accept', 'filter FORWARD - policy-accept']);
   });
 
   it('marks set and matched, with masks', () => {
