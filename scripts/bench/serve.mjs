@@ -241,7 +241,7 @@ async function main() {
     for (const s of summary) {
       console.log(`median, ${s.clients} client(s): journey ${s.journeyEventsPerSecond} ev/s vs reference ${s.referenceEventsPerSecond} ev/s (ratio ${s.ratio}); delay p50/p99 journey ${s.journeyDelayP50us}/${s.journeyDelayP99us} µs, reference ${s.referenceDelayP50us}/${s.referenceDelayP99us} µs`);
     }
-    console.log(`stalled client: ${stalled.events} events (${stalled.megabytes} MB) published while one client read nothing: server heap ${stalled.heapBeforeMiB} -> ${stalled.heapAfterMiB} MiB, RSS ${stalled.rssBeforeMiB} -> ${stalled.rssAfterMiB} MiB; its queue peaked at ${stalled.maxQueued} messages; on resuming it received ${stalled.received} and was told it lost ${stalled.toldLost} (sum ${stalled.received + stalled.toldLost})`);
+    console.log(`stalled client: ${stalled.events} events (${stalled.megabytes} MB) published while one client read nothing: server heap+buffers ${stalled.heapBeforeMiB} -> ${stalled.heapAfterMiB} MiB, RSS ${stalled.rssBeforeMiB} -> ${stalled.rssAfterMiB} MiB; its queue peaked at ${stalled.maxQueued} messages; on resuming it received ${stalled.received} and was told it lost ${stalled.toldLost} (sum ${stalled.received + stalled.toldLost})`);
   }
   clearTimeout(deadline);
 }
@@ -290,6 +290,6 @@ async function stalledClient(startServer, n) {
   const mib = (x) => +(x / 1048576).toFixed(1);
   return {
     events: n, megabytes: +(bytes / 1e6).toFixed(0), maxQueued, received, toldLost,
-    heapBeforeMiB: mib(mem0.heapUsed), heapAfterMiB: mib(mem1.heapUsed), rssBeforeMiB: mib(mem0.rss), rssAfterMiB: mib(mem1.rss),
+    heapBeforeMiB: mib(mem0.heapUsed + mem0.arrayBuffers), heapAfterMiB: mib(mem1.heapUsed + mem1.arrayBuffers), rssBeforeMiB: mib(mem0.rss), rssAfterMiB: mib(mem1.rss),
   };
 }

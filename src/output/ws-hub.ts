@@ -45,10 +45,11 @@ export interface HubOptions {
 
 interface RingEntry {
   readonly ev: JourneyEvent;
-  readonly data: string;
+  readonly data: Buffer;
 }
 
 let nextClientId = 1;
+const TEXT = { binary: false } as const;
 
 export class HubClient {
   readonly id: string;
@@ -126,7 +127,7 @@ export class HubClient {
         if (!this.lastHasCallback) this.poll();
         return;
       }
-      let data: string;
+      let data: Buffer;
       if (this.queue.lost > 0) {
         const l = this.queue.takeLost();
         const ev: LostEvent = {
@@ -137,7 +138,7 @@ export class HubClient {
           count: l.count,
           ...(l.firstSeq >= 0 ? { firstSeq: l.firstSeq, lastSeq: l.lastSeq } : {}),
         };
-        data = JSON.stringify(ev);
+        data = Buffer.from(JSON.stringify(ev));
         if (this.hub.metrics !== null) this.hub.metrics.lostCount += l.count;
       } else {
         const item = this.queue.shift();
@@ -149,8 +150,10 @@ export class HubClient {
       // Completion callbacks cost a tick each: only writes made while the socket is already
       // filling up carry one (the last of them wakes the pump when everything before it is out).
       this.lastHasCallback = buffered >= this.hub.lowWater;
-      if (this.lastHasCallback) ws.send(data, this.onWritten);
-      else ws.send(data);
+      // a Buffer is framed without a copy (text frame: binary false); a string would be
+      // encoded again for every client
+      if (this.lastHasCallback) ws.send(data, TEXT, this.onWritten);
+      else ws.send(data, TEXT);
     }
   }
 }
@@ -209,7 +212,7 @@ export class WsHub {
     this.metrics?.observe(ev);
     if (ev.seq > this.lastSeq) this.lastSeq = ev.seq;
     if (ev.type === 'flow.start' || ev.type === 'flow.update') this.rememberFlow(ev.flow);
-    const data = JSON.stringify(ev);
+    const data = Buffer.from(JSON.stringify(ev));
     const entry: RingEntry = { ev, data };
     if (this.ring.length > 0) {
       const cap = this.ring.length;
@@ -298,7 +301,7 @@ export class WsHub {
   }
 
   private sendControl(client: HubClient, msg: ControlMessage): void {
-    client.offer({ data: JSON.stringify(msg), seq: -1 });
+    client.offer({ data: Buffer.from(JSON.stringify(msg)), seq: -1 });
   }
 
   private refuse(client: HubClient, code: ClientErrorCode, message: string): void {

@@ -4,7 +4,8 @@
  * (and the seq range of the dropped events) is what the client is told in its `lost` event.
  */
 export interface QueueItem {
-  readonly data: string;
+  /** The message as UTF-8, encoded once for every client (sent as a text frame). */
+  readonly data: Buffer;
   /** seq of the event, or -1 for control messages. */
   readonly seq: number;
 }
