@@ -10,7 +10,7 @@
  * Budget: about a minute.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +31,7 @@ const TOKEN = 'lab-e-token-5f0c1d2e3a4b';
 let lab: LabInfo;
 const children: ChildProcess[] = [];
 const clients: RecordingClient[] = [];
+const tmpDirs: string[] = [];
 
 interface Journey {
   readonly child: ChildProcess;
@@ -110,6 +111,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of clients) c.close();
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
   await labDown(ID);
 }, 180_000);
 
@@ -296,6 +298,7 @@ describe('journey serve in the lab', () => {
     try {
       // a client in the external namespace, with and without the token
       const dir = mkdtempSync(join(tmpdir(), 'journey-e-'));
+      tmpDirs.push(dir);
       const script = join(dir, 'client.mjs');
       writeFileSync(script, `
 import WebSocket from ${JSON.stringify(join(ROOT, 'node_modules/ws/wrapper.mjs'))};
