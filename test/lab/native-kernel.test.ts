@@ -165,16 +165,26 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
   it('conntrack events equal `conntrack -E` for the same traffic', async () => {
     useMode(mode);
     const host = lab.netns.host;
-    const tool = spawn('nsenter', [`--net=/var/run/netns/${host}`, '--', 'conntrack', '-E', '-o', 'extended,id', '-p', 'tcp', '--orig-port-dst', '8000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // line-buffered, so its events can be counted while it runs
+    const tool = spawn('nsenter', [`--net=/var/run/netns/${host}`, '--', 'stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id', '-p', 'tcp', '--orig-port-dst', '8000'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const toolOut: Buffer[] = [];
     tool.stdout.on('data', (b: Buffer) => toolOut.push(b));
     const ct = await openConntrackSource({ netns: host });
     const ours: ConntrackEvent[] = [];
     await ct.source.start((e) => ours.push(...e), () => undefined);
+    const toolLines = (): number => Buffer.concat(toolOut).toString('utf8').split('\n').filter((l) => l.includes('dport=8000')).length;
+    const ourCount = (): number => ours.filter((e) => e.entry.orig.proto === 'tcp' && e.entry.orig.dport === 8000).length;
     try {
       await sleep(300);
       for (const p of ['ext-to-published', 'ext2-to-published', 'hairpin']) expect((await runProbe(ID, p)).answered).toBe(true);
-      await sleep(500);
+      // both have seen everything when their counts agree and stop moving (bounded: 5 s)
+      let last = -1;
+      for (let i = 0; i < 50; i++) {
+        await sleep(100);
+        const n = toolLines();
+        if (n > 0 && n === ourCount() && n === last) break;
+        last = n;
+      }
     } finally {
       await ct.source.stop();
       tool.kill('SIGTERM');
