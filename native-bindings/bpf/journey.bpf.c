@@ -329,6 +329,12 @@ int BPF_PROG(jn_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 
 	if (!f || !f->drops || (__u32)reason < f->min_reason)
 		return 0;
+	{
+		__u32 r = (__u32)reason, idx = r >> 5;
+		barrier_var(idx); /* keep the bound check on the index the load uses */
+		if (idx < 16 && (f->ignore[idx] >> (r & 31)) & 1)
+			return 0;
+	}
 	ns = skb_netns(skb);
 	if (f->netns && ns != f->netns)
 		return 0;

@@ -80,7 +80,7 @@ struct jn_ct_event {
 	struct jn_tuple reply;
 };
 
-/* The kernel-side filter of one session (BPF config map, key 0). 196 bytes. */
+/* The kernel-side filter of one session (BPF config map, key 0). 260 bytes. */
 struct jn_filter {
 	__u32 netns;     /* drops: only this netns inode (0 = any) */
 	__u32 drops;     /* 1 = report drops */
@@ -94,6 +94,8 @@ struct jn_filter {
 	/* 1 = a hook point reports a connection's packet only when it is the first one there in its
 	 * direction or the conntrack status changed (enough for the NAT proof, far fewer events) */
 	__u32 hook_once;
+	/* drops whose reason's bit is set here are not reported (reasons 0..511) */
+	__u32 ignore[16];
 };
 
 #endif

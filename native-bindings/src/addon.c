@@ -226,6 +226,7 @@ static napi_value layout(napi_env env, napi_callback_info info)
 	FIELD(fltf, struct jn_filter, min_reason);
 	FIELD(fltf, struct jn_filter, prio);
 	FIELD(fltf, struct jn_filter, hook_once);
+	FIELD(fltf, struct jn_filter, ignore);
 	napi_set_named_property(env, flt, "fields", fltf);
 	napi_set_named_property(env, root, "filter", flt);
 

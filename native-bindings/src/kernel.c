@@ -320,6 +320,20 @@ static int read_filter(napi_env env, napi_value opts, struct jn_filter *f)
 	int64_t v;
 	if (jn_get_int(env, opts, "netnsInode", &v))
 		f->netns = (__u32)v;
+	{
+		napi_value ign;
+		bool isarr = false;
+		uint32_t n = 0;
+		if (napi_get_named_property(env, opts, "ignoreReasons", &ign) == napi_ok &&
+		    napi_is_array(env, ign, &isarr) == napi_ok && isarr && napi_get_array_length(env, ign, &n) == napi_ok) {
+			for (uint32_t i = 0; i < n; i++) {
+				napi_value x;
+				uint32_t r;
+				if (napi_get_element(env, ign, i, &x) == napi_ok && napi_get_value_uint32(env, x, &r) == napi_ok && r < 512)
+					f->ignore[r >> 5] |= 1u << (r & 31);
+			}
+		}
+	}
 	if (jn_get_int(env, opts, "minReason", &v))
 		f->min_reason = (__u32)v;
 	else

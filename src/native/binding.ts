@@ -66,6 +66,7 @@ export interface NativeBinding {
       filter?: { proto?: number; port?: number; addr?: Buffer };
       minReason?: number;
       hookOnce?: boolean;
+      ignoreReasons?: readonly number[];
     },
     onEvents: (buf: Buffer, count: number, lostTotal: number) => void,
   ): NativeKernelSession;

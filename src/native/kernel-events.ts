@@ -53,6 +53,8 @@ export interface KernelEventsOptions {
    * in the kernel) — all the NAT proof needs, at a fraction of the events.
    */
   readonly everyPacket?: boolean;
+  /** Drop reasons not to report, by the kernel's name ("NOT_SPECIFIED", "NO_SOCKET"...), dropped in the kernel. */
+  readonly ignoreReasons?: readonly string[];
 }
 
 /** A drop: DropInfo (for the event schema) plus what the kernel told us. */
@@ -234,6 +236,15 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
 
   // A priority can be linked once per namespace: when another observer holds it, move away from
   // the NAT priority (a before-NAT point stays before NAT) by at most MAX_SHIFT.
+  const ignore: number[] = [];
+  if (reasons !== null) {
+    for (const name of opts.ignoreReasons ?? []) {
+      const v = reasons.value(name);
+      if (v === undefined) throw new JourneyError('E_USAGE', `unknown drop reason ${name} (this kernel has ${reasons.size})`);
+      ignore.push(v);
+    }
+  }
+
   const hooks: NativeHookSpec[] = plan.map((p) => ({
     pf: p.family === 6 ? NFPROTO_IPV6 : NFPROTO_IPV4,
     hook: HOOK_NAMES.indexOf(p.hook),
@@ -320,6 +331,7 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
         hooks,
         filter,
         hookOnce: opts.everyPacket !== true,
+        ignoreReasons: ignore,
         ...(reasons !== null && reasons.value('SKB_CONSUMED') !== undefined ? { minReason: (reasons.value('SKB_CONSUMED') ?? 1) + 1 } : {}),
       },
       onBatch,

@@ -56,8 +56,8 @@ export const CT_EVENT = {
 } as const;
 
 export const FILTER = {
-  size: 196,
-  fields: { netns: 0, drops: 4, addr: 8, has_addr: 24, proto: 25, port: 26, min_reason: 28, prio: 32, hook_once: 192 },
+  size: 260,
+  fields: { netns: 0, drops: 4, addr: 8, has_addr: 24, proto: 25, port: 26, min_reason: 28, prio: 32, hook_once: 192, ignore: 196 },
 } as const;
 
 export const NF_PROGRAMS = 4;

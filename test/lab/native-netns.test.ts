@@ -198,4 +198,23 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
       expect(once).toEqual([2, 2]);
     }
   });
+
+  it('ignored drop reasons are filtered in the kernel', async () => {
+    if (mode === 'fallback') return expect((await openKernelEvents({ netns: B, hooks: 'none' })).available.drops).toBe(false);
+    await expect(openKernelEvents({ netns: B, hooks: 'none', ignoreReasons: ['NO_SUCH_REASON'] })).rejects.toMatchObject({ code: 'E_USAGE' });
+    const seen = async (ignoreReasons: string[]): Promise<string[]> => {
+      const k = await openKernelEvents({ netns: B, hooks: 'none', filter: { proto: 'udp', port: 9 }, ignoreReasons });
+      const reasons: string[] = [];
+      k.onDrop((d) => reasons.push(...d.map((x) => x.reason)));
+      try {
+        await sendUdp(4, 9);
+        await new Promise((r) => setTimeout(r, 300));
+      } finally {
+        await k.stop();
+      }
+      return reasons;
+    };
+    expect(await seen([])).toContain('NETFILTER_DROP');
+    expect(await seen(['NETFILTER_DROP'])).toEqual([]);
+  });
 });
