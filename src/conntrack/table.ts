@@ -5,6 +5,8 @@
  *   reverse(reply)  the original direction after NAT    (bridge: 10.0.10.5:40000 > 172.17.0.2:80)
  *   reply           the reply direction before de-NAT   (bridge: 172.17.0.2:80 > 10.0.10.5:40000)
  *   reverse(orig)   the reply direction after de-NAT   (uplink: 10.0.10.26:8000 > 10.0.10.5:40000)
+ * With both DNAT and SNAT, two more: the packet between the two rewrites, each way (hairpin to
+ * one's own published port: 172.17.0.2:x > 172.17.0.2:80 on docker0, before MASQUERADE).
  * Bounded: at most `maxEntries` entries; the least recently updated is evicted and counted.
  */
 import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
@@ -65,6 +67,16 @@ export class ConntrackTable {
       [matchKey(entry.reply), 'reply', true],
       [matchKey(reverseTuple(entry.orig)), 'reply', false],
     ];
+    const o = entry.orig;
+    const r = entry.reply;
+    const dnat = o.dst !== r.src || o.dport !== r.sport;
+    const snat = o.src !== r.dst || o.sport !== r.dport;
+    if (dnat && snat) {
+      // both: between the two rewrites (after DNAT, before SNAT; after de-SNAT, before de-DNAT).
+      // A bridge capture sees these: br_netfilter runs PREROUTING before the bridge device does.
+      keys.push([matchKey({ ...o, dst: r.src, dport: r.sport }), 'orig', true]);
+      keys.push([matchKey({ ...r, dst: o.src, dport: o.sport }), 'reply', true]);
+    }
     const slot: Slot = { entry, keys: [] };
     for (const [k, direction, natted] of keys) {
       if (slot.keys.includes(k)) continue; // without NAT the pairs coincide

@@ -55,6 +55,7 @@ export interface CorrelatorOptions {
   /** How long a packet waits for its conntrack entry (default 2000 ms). */
   readonly holdMs?: number;
   readonly maxPending?: number;
+  /** flow.start comes this long after the flow appears (default 250 ms; up to 4x while no packet is captured). */
   readonly startDelayMs?: number;
   readonly updateIntervalMs?: number;
   /** In-kernel NAT proof (eBPF netfilter hook programs) for a connection, by its original tuple. */
@@ -75,6 +76,13 @@ interface LegState {
   lastUs: number;
   packets: number;
   bytes: number;
+  /** Identity of the last packet (IP id, TCP seq/ack, length), to count a packet seen twice once. */
+  lastId: number;
+}
+
+/** A packet's identity across a second sighting on the same interface (hairpin: in and out of the bridge). */
+function packetId(o: Observation): number {
+  return ((o.ipId ?? 0) * 31 + (o.tcpSeq ?? 0) * 17 + (o.tcpAck ?? 0) * 7 + o.wireLen) | 0;
 }
 
 interface FlowState {
@@ -129,6 +137,8 @@ export interface CorrelatorStats {
   drops: number;
   dropsUnjoined: number;
   dropsOverLimit: number;
+  /** Packets seen a second time on the same interface (bridge hairpin), counted once. */
+  sameTwice: number;
   pendingNow: number;
 }
 
@@ -174,6 +184,7 @@ export class Correlator {
     drops: 0,
     dropsUnjoined: 0,
     dropsOverLimit: 0,
+    sameTwice: 0,
   };
 
   constructor(opts: CorrelatorOptions) {
@@ -293,7 +304,20 @@ export class Correlator {
     };
     this.addFlow(f);
     this.takeStashedDrops(f);
+    this.linkProxy(f);
     return f;
+  }
+
+  /** docker-proxy halves are paired in the order conntrack created them. */
+  private linkProxy(f: FlowState): void {
+    if (!this.o.proxyLinker) return;
+    for (const link of this.o.proxyLinker.onFlow(this.info(f), f.createdMs * 1000)) {
+      const target = this.flows.get(link.flowId);
+      if (target) {
+        target.proxiedBy = { pid: link.pid, peerFlowId: link.peerFlowId };
+        target.changed = true;
+      }
+    }
   }
 
   private addFlow(f: FlowState): void {
@@ -412,17 +436,27 @@ export class Correlator {
 
   private recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): void {
     let leg: LegState | undefined;
+    // one leg per interface, direction and tuple: a hairpinned packet crosses the bridge twice,
+    // before and after NAT, and both crossings are legs
+    const t = obs.tuple;
     for (const l of f.legs) {
-      if (l.iface === obs.iface && l.direction === direction) {
+      if (l.iface === obs.iface && l.direction === direction && l.tuple.src === t.src && l.tuple.dst === t.dst && l.tuple.sport === t.sport && l.tuple.dport === t.dport) {
         leg = l;
         break;
       }
     }
+    const id = packetId(obs);
     if (!leg) {
-      leg = { iface: obs.iface, direction, tuple: obs.tuple, firstUs: obs.timeUs, lastUs: obs.timeUs, packets: 0, bytes: 0 };
+      leg = { iface: obs.iface, direction, tuple: obs.tuple, firstUs: obs.timeUs, lastUs: obs.timeUs, packets: 0, bytes: 0, lastId: id ^ 1 };
       f.legs.push(leg);
       f.changed = true;
+    } else if (leg.lastId === id && obs.timeUs - leg.lastUs < 1000 && (obs.ipId !== undefined || obs.tcpSeq !== undefined)) {
+      // the same packet again on the same bridge (received from a port, sent back out to another
+      // after DNAT: br_netfilter runs PREROUTING before the bridge device sees it): count it once
+      this.counters.sameTwice++;
+      return;
     }
+    leg.lastId = id;
     leg.packets++;
     leg.bytes += obs.wireLen;
     if (obs.timeUs > leg.lastUs) leg.lastUs = obs.timeUs;
@@ -543,7 +577,10 @@ export class Correlator {
     let reexplained = 0;
     for (const f of this.flows.values()) {
       if (!f.started) {
-        if (now - f.createdMs >= this.o.startDelayMs) this.start(f);
+        // a flow known from conntrack waits for its first captured packet (capture batches lag
+        // conntrack events), up to four times the start delay
+        const age = now - f.createdMs;
+        if ((age >= this.o.startDelayMs && f.legs.length > 0) || age >= this.o.startDelayMs * 4) this.start(f);
         continue;
       }
       if (now - f.lastActivityMs >= this.o.idleTimeoutMs) {
@@ -579,16 +616,6 @@ export class Correlator {
     f.started = true;
     this.counters.flowsStarted++;
     if (this.o.names) f.names = this.computeNames(f);
-    if (this.o.proxyLinker) {
-      const firstUs = f.legs.reduce((m, l) => Math.min(m, l.firstUs), f.createdMs * 1000);
-      for (const link of this.o.proxyLinker.onFlow(this.info(f), firstUs)) {
-        const target = this.flows.get(link.flowId);
-        if (target) {
-          target.proxiedBy = { pid: link.pid, peerFlowId: link.peerFlowId };
-          target.changed = true;
-        }
-      }
-    }
     this.explainFlow(f);
     this.emitFlow(f, 'flow.start');
   }

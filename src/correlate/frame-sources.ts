@@ -31,7 +31,7 @@ export interface LiveCaptureOptions {
   readonly snaplen?: number;
   readonly bufferSizeMiB?: number;
   readonly promisc?: boolean;
-  readonly backend?: 'pcap' | 'cap';
+  readonly backend?: 'native' | 'pcap' | 'cap';
 }
 
 /** Replays capture files (merged by time). */

@@ -47,8 +47,8 @@ export interface PipelineOptions {
   readonly interfaces?: readonly string[];
   /** Capture filter in tcpdump syntax (compiled by libpcap; live capture only). */
   readonly filter?: string;
-  /** Capture backend (libpcap addon): pcap (default, fast) or cap. */
-  readonly backend?: 'pcap' | 'cap';
+  /** Capture backend: native (journey's libpcap addon, default; pcap when missing), pcap (node-pcap) or cap. */
+  readonly backend?: 'native' | 'pcap' | 'cap';
   readonly snaplen?: number;
   readonly bufferSizeMiB?: number;
   readonly promisc?: boolean;

@@ -80,6 +80,14 @@ describe('table', () => {
     t.remove(e.id);
     expect(t.lookup(tcp('10.0.10.5', 40000, '10.0.10.26', 8000))).toBeNull();
   });
+  it('with DNAT and SNAT, also finds the packet between the two rewrites (self-hairpin on a bridge)', () => {
+    const t = new ConntrackTable();
+    // web 172.17.0.2 -> its own published port, DNAT to itself and MASQUERADE to the gateway
+    t.upsert({ id: 'h', orig: tcp('172.17.0.2', 39650, '10.0.10.26', 8000), reply: tcp('172.17.0.2', 80, '172.17.0.1', 39650), status: [], mark: 0, zone: 0, timeout: 1, source: 'proc' });
+    expect(t.lookup(tcp('172.17.0.2', 39650, '172.17.0.2', 80))).toMatchObject({ direction: 'orig', natted: true });
+    expect(t.lookup(tcp('172.17.0.2', 80, '172.17.0.2', 39650))).toMatchObject({ direction: 'reply', natted: true });
+    expect(t.lookup(tcp('172.17.0.1', 39650, '172.17.0.2', 80))).toMatchObject({ direction: 'orig' });
+  });
   it('is bounded and counts evictions', () => {
     const t = new ConntrackTable({ maxEntries: 100 });
     for (let i = 0; i < 250; i++) {

@@ -119,7 +119,10 @@ describe('Correlator', () => {
     const { c, flows } = harness({ idleTimeoutMs: 1000 });
     c.onConntrack([ev('new', WEB, T0)]);
     c.tick(T0 + 300);
-    c.tick(T0 + 1500);
+    expect(flows('flow.start')).toHaveLength(0); // no packet yet: waits up to 4x the start delay
+    c.tick(T0 + 1100);
+    expect(flows('flow.start')).toHaveLength(1);
+    c.tick(T0 + 2500);
     expect(flows('flow.end')[0]?.reason).toBe('idle');
     expect(c.stats().flowsIdled).toBe(1);
   });
