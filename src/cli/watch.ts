@@ -59,7 +59,7 @@ export function registerWatch(program: Command): void {
     .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
     .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
     .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
-    .option('--backend <name>', 'capture backend: pcap (default) or cap')
+    .option('--backend <name>', 'capture backend: native (default: journey\'s libpcap addon; pcap when it is not built), pcap (node-pcap) or cap')
     .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
     .option('--no-docker', 'do not ask Docker for names')
     .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
@@ -120,7 +120,7 @@ function intOpt(v: string | undefined, name: string): number | undefined {
 
 async function runWatch(expression: string[], o: WatchCliOptions): Promise<void> {
   const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
-  if (o.backend !== undefined && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is pcap or cap');
+  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
   const ctSource = o.conntrackSource ?? 'auto';
   if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
   if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
@@ -148,7 +148,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
     ...(o.interface ? { interfaces: o.interface } : {}),
     ...(filterExpr !== '' ? { filter: filterExpr } : {}),
-    ...(o.backend !== undefined ? { backend: o.backend as 'pcap' | 'cap' } : {}),
+    ...(o.backend !== undefined ? { backend: o.backend as 'native' | 'pcap' | 'cap' } : {}),
     ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
     ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
     ...(o.read ? { read: o.read } : {}),
@@ -212,8 +212,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
 
   await p.done;
   if (timer) clearTimeout(timer);
-  top?.stop();
-  if (top) top.draw();
+  top?.stop(); // the last table stays on screen
   await json?.flush();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
