@@ -323,6 +323,10 @@ export const TRACE_TABLE = 'jl_trace';
  * parsed trace (per packet, each step with table, chain, hook, rule, handle, rule number, verdict)
  * plus the conntrack table (`conntrack -L -o extended,id`) as it was right after the action.
  */
+/** Marker packets (host -> 127.0.0.127, dropped by the trace table before conntrack) frame a trace. */
+const MARKER_ADDR = '127.0.0.127';
+const isMarkerLine = (l: string): boolean => l.includes(`ip daddr ${MARKER_ADDR}`);
+
 export async function traceKernel<T = unknown>(
   id: string | undefined,
   action: () => Promise<T>,
@@ -335,7 +339,8 @@ export async function traceKernel<T = unknown>(
   const table =
     `table ip ${TRACE_TABLE} {\n` +
     `  chain pre { type filter hook prerouting priority -350; policy accept;\n    ${filter}meta nftrace set 1\n  }\n` +
-    `  chain out { type filter hook output priority -350; policy accept;\n    ${filter}meta nftrace set 1\n  }\n}\n`;
+    `  chain out { type filter hook output priority -350; policy accept;\n` +
+    `    ip daddr ${MARKER_ADDR} meta nftrace set 1 drop\n    ${filter}meta nftrace set 1\n  }\n}\n`;
   // the table goes in before the monitor starts: nft monitor reads the ruleset once, at start,
   // and prints rules added later as "unknown rule handle N"
   await run(['nft', '-f', '-'], { netns: ns, input: table });
@@ -346,18 +351,32 @@ export async function traceKernel<T = unknown>(
   mon.stdout.on('data', (b: Buffer) => out.push(b));
   mon.stderr.on('data', (b: Buffer) => err.push(b));
   const exited = new Promise<void>((resolve) => mon.on('close', () => resolve()));
+  const markersSeen = (): number => Buffer.concat(out).toString('utf8').split('\n').filter((l) => l.includes(' packet: ') && isMarkerLine(l)).length;
+  /** Sends a marker until the monitor has printed `want` of them: everything traced before is in. */
+  const syncMarker = async (want: number): Promise<void> => {
+    for (let i = 0; i < 40; i++) {
+      if (mon.exitCode !== null) throw new JourneyError('E_TOOL_FAILED', `nft monitor trace exited: ${Buffer.concat(err).toString().trim()}`);
+      await run(['bash', '-c', `echo journey-trace-marker > /dev/udp/${MARKER_ADDR}/9`], { netns: ns, allowFailure: true });
+      for (let j = 0; j < 10; j++) {
+        if (markersSeen() >= want) return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    throw new JourneyError('E_TIMEOUT', `nft monitor trace in ${ns} printed no marker packet in 10 s`);
+  };
   let actionResult: T | undefined;
   let actionError: string | undefined;
   try {
-    // the monitor subscribes before the first packet is marked
-    await new Promise((r) => setTimeout(r, 250));
-    if (mon.exitCode !== null) throw new JourneyError('E_TOOL_FAILED', `nft monitor trace exited: ${Buffer.concat(err).toString()}`);
+    // the monitor has subscribed once it prints a marker: no packet of the action is missed
+    await syncMarker(1);
     try {
       actionResult = await action();
     } catch (e) {
       actionError = (e as Error).message;
     }
     await new Promise((r) => setTimeout(r, opts.settleMs ?? 300));
+    // and all the action's events were read once a later marker is printed
+    await syncMarker(markersSeen() + 1);
   } finally {
     await run(['nft', 'delete', 'table', 'ip', TRACE_TABLE], { netns: ns, allowFailure: true }).catch(() => undefined);
   }
@@ -366,10 +385,14 @@ export async function traceKernel<T = unknown>(
     run(['nft', '-a', '-j', 'list', 'ruleset'], { netns: ns, allowFailure: true }),
     opts.keepRaw ? run(['iptables-save'], { netns: ns, allowFailure: true }) : Promise.resolve({ code: 0, stdout: '', stderr: '' }),
   ]);
-  await new Promise((r) => setTimeout(r, 100));
   mon.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-  const text = Buffer.concat(out).toString('utf8');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000).unref())]);
+  // the markers are the tracer's own: left out of the text and of the packets
+  const text = Buffer.concat(out)
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => !isMarkerLine(l))
+    .join('\n');
   const conntrack: ConntrackEntry[] = parseConntrackList(ct.stdout).entries;
   const trace = parseNftTrace(text, { ruleset: rs.stdout, traceTable: TRACE_TABLE, conntrack });
   return {

@@ -186,7 +186,7 @@ scenario('docker1', (get) => {
     const dnat = stepIn(p, 'nat', 'DOCKER', (s) => s.verdict === 'accept');
     expect(dnat?.rule, describePacket(p)).toContain('dnat to 172.20.0.4:1812');
     expect(dnat?.ruleNumber).toBe(iptablesRuleNumber(await iptablesSave(), 'nat', 'DOCKER', /--dport 1812 -j DNAT/));
-    expect(t.conntrack.find((c) => c.orig.proto === 'udp' && c.orig.dport === 1812)?.reply.src).toBe('172.20.0.4');
+    expect(t.conntrack.find((c) => c.orig.proto === 'udp' && c.orig.dport === 1812 && c.orig.src === '10.0.10.5')?.reply.src).toBe('172.20.0.4');
   });
 });
 
