@@ -23,12 +23,20 @@ afterEach(() => {
 
 const cases: [string, () => void, RegExp][] = [
   ['JOURNEY_NATIVE=off', () => void (process.env['JOURNEY_NATIVE'] = 'off'), /turned off/],
-  ['addon missing', () => void (process.env['JOURNEY_NATIVE_ADDON'] = '/nonexistent/journey_native.node'), /not built/],
+  [
+    'addon missing',
+    () => {
+      delete process.env['JOURNEY_NATIVE'];
+      process.env['JOURNEY_NATIVE_ADDON'] = '/nonexistent/journey_native.node';
+    },
+    /not built/,
+  ],
   [
     'addon unloadable (garbage file)',
     () => {
       const f = join(mkdtempSync(join(tmpdir(), 'jn-bad-')), 'journey_native.node');
       writeFileSync(f, 'not an ELF object');
+      delete process.env['JOURNEY_NATIVE'];
       process.env['JOURNEY_NATIVE_ADDON'] = f;
     },
     /failed to load/,
