@@ -92,8 +92,23 @@ export async function watchConntrack(netns: string | undefined, max = 20_000): P
       if (!/flow events have been shown/.test(l) && l.trim() !== '') errors.push(l.trim());
     },
   );
-  // conntrack -E prints nothing when ready: give it a moment to subscribe.
-  await new Promise((r) => setTimeout(r, 150));
+  // conntrack -E prints nothing when ready: prove it is subscribed with a marker of our own, one
+  // UDP datagram on the namespace's loopback (127.0.0.1 -> 127.0.0.1:9, discard), seen as an event.
+  await new Promise((r) => setTimeout(r, 50));
+  const t0 = Date.now();
+  const markers = new Set<number>();
+  while (Date.now() - t0 < 3_000) {
+    const marker = 20_000 + Math.floor(Math.random() * 10_000);
+    markers.add(marker);
+    const send = `const s=require('node:dgram').createSocket('udp4');s.on('error',()=>process.exit(0));s.bind(${marker},'127.0.0.1',()=>s.send('journey',9,'127.0.0.1',()=>s.close()))`;
+    await run([process.execPath, '-e', send], { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 3_000 }).catch(() => undefined);
+    let ready = false;
+    for (let i = 0; i < 10 && !ready; i++) {
+      ready = items.some((x) => x.entry.orig.proto === 'udp' && markers.has(x.entry.orig.sport));
+      if (!ready) await new Promise((r) => setTimeout(r, 20));
+    }
+    if (ready) break;
+  }
   c.stop = () => stopChild(s);
   return c;
 }

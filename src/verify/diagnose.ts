@@ -36,6 +36,7 @@ export function selectConntrack(
   gateway: string | null,
 ): { own: ConntrackEntry | null; proxyLeg: ConntrackEntry | null } {
   let own: ConntrackEntry | null = null;
+  let legId: string | null = null;
   let proxyLeg: ConntrackEntry | null = null;
   for (const ev of events) {
     const o = ev.entry.orig;
@@ -44,16 +45,11 @@ export function selectConntrack(
       own = ev.entry; // the last event carries the latest state
       continue;
     }
-    if (
-      ev.timeMs >= window.from - 50 &&
-      ev.timeMs <= window.to + 500 &&
-      o.dst === check.port.containerIp &&
-      o.dport === check.port.containerPort &&
-      (gateway === null || o.src === gateway) &&
-      o.sport !== srcPort
-    ) {
-      if (proxyLeg === null || proxyLeg.id === ev.entry.id) proxyLeg = ev.entry;
+    // the docker-proxy's connection: BORN during this probe (its NEW event in the window), then followed
+    if (legId === null && ev.event === 'new' && ev.timeMs >= window.from - 50 && ev.timeMs <= window.to + 500 && o.dst === check.port.containerIp && o.dport === check.port.containerPort && (gateway === null || o.src === gateway) && o.sport !== srcPort) {
+      legId = ev.entry.id;
     }
+    if (legId !== null && ev.entry.id === legId) proxyLeg = ev.entry;
   }
   return { own, proxyLeg };
 }

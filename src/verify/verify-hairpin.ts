@@ -107,6 +107,18 @@ async function conntrackLookup(netns: string | undefined, proto: string, sport: 
   return null;
 }
 
+/** The docker-proxy connections (gateway -> container:port) in the table now. */
+async function proxyLegs(netns: string | undefined, c: PlannedCheck, gw: string | null): Promise<ConntrackEntry[]> {
+  const argv = ['conntrack', '-L', '-o', 'extended,id', '-p', c.port.proto, '-d', c.port.containerIp, '--dport', String(c.port.containerPort)];
+  const r = await run(argv, { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 5_000 }).catch(() => null);
+  const out: ConntrackEntry[] = [];
+  for (const line of r?.stdout.split('\n') ?? []) {
+    const p = parseConntrackLine(line, 'conntrack-tool');
+    if (p && (gw === null || p.entry.orig.src === gw)) out.push(p.entry);
+  }
+  return out;
+}
+
 function targetPortIfname(inv: Inventory, c: PlannedCheck): string | null {
   return inv.endpoints.find((e) => e.ip === c.port.containerIp)?.port ?? null;
 }
@@ -139,6 +151,8 @@ async function runOne(
   const netns = opts.netns;
   const proto = c.port.proto === 'udp' ? ('udp' as const) : ('tcp' as const);
   const spec = (sp: number) => ({ ns: c.fromNs, ...(netns !== undefined ? { hostNetns: netns } : {}), dstIp: c.dstIp, dstPort: c.dstPort, srcPort: sp, timeoutMs, proto });
+  const gwFirst = gatewayFor(host, c.port.bridge);
+  const legsBefore = c.expected?.via === 'docker-proxy' ? await proxyLegs(netns, c, gwFirst) : null;
   const from = Date.now();
   let probe: ProbeResult;
   let steps: TraceStep[] = [];
@@ -156,6 +170,11 @@ async function runOne(
   const gw = gatewayFor(host, c.port.bridge);
   let { own, proxyLeg } = selectConntrack(ct.items, c, usedPort, { from, to }, gw);
   if (own === null) own = await conntrackLookup(netns, c.port.proto, usedPort, c);
+  if (proxyLeg === null && legsBefore !== null && probe.connected) {
+    // the event stream missed it: the docker-proxy connection that appeared during this probe
+    const before = new Set(legsBefore.map((e) => e.id));
+    proxyLeg = (await proxyLegs(netns, c, gw)).find((e) => !before.has(e.id)) ?? null;
+  }
   let packets = selectPackets(pk.items, usedPort, proxyLeg, { from, to });
   if (!probe.connected && (opts.trace ?? 'failures') === 'failures') {
     // Once more under the kernel's trace, from a fresh source port, so the drop is named by the kernel.

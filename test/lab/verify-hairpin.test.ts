@@ -177,6 +177,7 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
     await labExec(ID, 'host', ['bridge', 'link', 'set', 'dev', port ?? '', 'hairpin', 'off']);
     try {
       const res = await cli(['verify', 'hairpin', '--netns', ns, '--docker-host', dockerHost, '--port', '8000', '--only', 'self', 'same-bridge', '--timeout', '1000', '--json']);
+      expect(res.stdout, `the CLI printed nothing: ${res.stderr}`).not.toBe('');
       expect(res.code).toBe(1);
       const r = JSON.parse(res.stdout) as HairpinReport;
       const self = check(r, 'self', 8000);
@@ -208,7 +209,7 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
     await labExec(ID, 'host', ['iptables', '-I', 'DOCKER-USER', '1', '-d', '172.17.0.2/32', '-p', 'tcp', '--dport', '80', '-j', 'DROP']);
     try {
       const res = await cli(['verify', 'hairpin', '--netns', ns, '--docker-host', dockerHost, '--port', '8000', '--only', 'same-bridge', 'self', 'host-address', '--timeout', '1000']);
-      expect(res.code).toBe(1);
+      expect(res.code, res.stderr).toBe(1);
       expect(res.stdout).toMatch(/FAIL\s+same-bridge/);
       expect(res.stdout).toContain('cause: dropped in DOCKER-USER by rule 1: -A DOCKER-USER -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP');
       expect(res.stdout).toMatch(/PASS\s+host-address/); // OUTPUT -> POSTROUTING: FORWARD (and DOCKER-USER) not crossed
@@ -266,6 +267,10 @@ describe('verify hairpin: userland proxy on (lab default)', () => {
     ns = info.netns.host;
     if (info.dockerHost === null) throw new Error('the default scenario has no dockerd');
     dockerHost = info.dockerHost;
+    // a second bridge with a client, so the proxy-on host is checked across bridges too
+    const env = { ...process.env, DOCKER_HOST: `unix://${dockerHost}` };
+    await run(['docker', 'network', 'create', '--subnet', '172.30.0.0/24', 'other'], { env, timeoutMs: 30_000 });
+    await run(['docker', 'run', '-d', '--name', 'far', '--network', 'other', 'lab/busybox:1', 'sleep', '1000000'], { env, timeoutMs: 30_000 });
   });
   afterAll(async () => {
     await labDown(ID);
@@ -281,7 +286,7 @@ describe('verify hairpin: userland proxy on (lab default)', () => {
     expect(r.host.dockerProxies.length).toBeGreaterThan(0);
     expect(r.ok).toBe(true);
     expect(r.summary.fail).toBe(0);
-    for (const k of ['same-bridge', 'self', 'host-loopback']) {
+    for (const k of ['same-bridge', 'self', 'host-loopback', 'cross-bridge']) {
       const c = check(r, k, 8000);
       expect(c.status, `${c.id}: ${c.causes.join('; ')}`).toBe('pass');
       expect(c.expected?.via).toBe('docker-proxy');
