@@ -14,12 +14,13 @@
  * iptables-restore (iptables-nft), a small C sender (explain-udp-send.c, compiled here) sending UDP
  * datagrams to 127.0.0.1:9: ns per sendto() with the 10,000 rules and with none; their difference is
  * the kernel's cost of the 10,000 rules for one packet (output, postrouting, lo, input).
- * Ratio = simulator time per packet / kernel time per packet (same rules). Needs root and a built
+ * Ratio = simulator time per packet / kernel time per packet (same rules), medians of 3 alternating
+ * rounds (the load average is printed: a shared machine makes both vary). Needs root and a built
  * tree (npm run build). Bounded: about a minute.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
@@ -75,6 +76,7 @@ const results = {};
 }
 
 const RULES = 10_000;
+let simSynthetic = () => NaN;
 const lines = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]'];
 for (let i = 0; i < RULES; i++) lines.push(`-A OUTPUT -s 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32 -p udp -m udp --dport ${1000 + (i % 60000)} -j DROP`);
 lines.push('COMMIT', '');
@@ -90,8 +92,10 @@ const synthetic = lines.join('\n');
   const ex = explainPacket(c, udp(0));
   results.syntheticStepsPerPacket = ex.steps.length;
   results.syntheticVerdict = ex.verdict;
-  results.syntheticUsPerPacket = timeIt((i) => explainPacket(c, udp(i)), Math.max(200, Math.floor(N / 50)));
+  simSynthetic = () => timeIt((i) => explainPacket(c, udp(i)), Math.max(200, Math.floor(N / 50)));
 }
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ROUNDS = 3;
 
 // kernel reference
 const tmp = mkdtempSync(join(tmpdir(), 'jl-b-bench-'));
@@ -101,13 +105,23 @@ try {
   execFileSync('ip', ['netns', 'add', ns]);
   const inNs = (argv, input) => execFileSync('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...argv], { input, encoding: 'utf8' });
   inNs(['ip', 'link', 'set', 'lo', 'up']);
-  const sends = 200_000;
-  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const measure = () => median([0, 1, 2].map(() => Number(inNs([join(tmp, 'send'), String(sends), '9']).trim())));
-  results.kernelNsPerSendNoRules = measure();
+  const sends = 100_000;
+  const send = () => Number(inNs([join(tmp, 'send'), String(sends), '9']).trim());
+  // the simulator and the kernel measured alternately, ROUNDS times; medians (the machine may be shared)
+  const without = [];
+  for (let r = 0; r < ROUNDS; r++) without.push(send());
   writeFileSync(join(tmp, 'rules'), synthetic);
   inNs(['iptables-restore', join(tmp, 'rules')]);
-  results.kernelNsPerSendWithRules = measure();
+  const withRules = [];
+  const sim = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    withRules.push(send());
+    sim.push(simSynthetic());
+  }
+  results.kernelNsPerSendNoRules = median(without);
+  results.kernelNsPerSendWithRules = median(withRules);
+  results.syntheticUsPerPacket = median(sim);
+  results.syntheticUsPerPacketRounds = sim;
   results.kernelUsPerPacketRules = (results.kernelNsPerSendWithRules - results.kernelNsPerSendNoRules) / 1000;
   results.ratioSimToKernelRules = results.syntheticUsPerPacket / results.kernelUsPerPacketRules;
 } catch (e) {
@@ -118,7 +132,8 @@ try {
   } catch {}
   rmSync(tmp, { recursive: true, force: true });
 }
-results.machine = `${cpus()[0]?.model ?? '?'} × ${cpus().length}, node ${process.version}`;
+if (results.syntheticUsPerPacket === undefined) results.syntheticUsPerPacket = simSynthetic();
+results.machine = `${cpus()[0]?.model ?? '?'} × ${cpus().length}, node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`;
 results.packets = N;
 
 if (asJson) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

@@ -82,7 +82,8 @@ export interface SimInput {
   readonly conntrack?: CtBinding;
 }
 
-const MAX_STEPS = 20_000;
+/** Rule evaluations per packet before giving up (the kernel refuses loops; this only bounds the work). */
+const MAX_STEPS = 5_000_000;
 
 class Walk {
   readonly steps: SimStep[] = [];
