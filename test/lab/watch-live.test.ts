@@ -278,6 +278,24 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     expect(f.drops.some((d) => d.reason === 'NETFILTER_DROP' && d.rule?.chain === 'DOCKER-ISOLATION-STAGE-2')).toBe(true);
   });
 
+  it('a network created mid-capture: its bridge is captured without a restart', async () => {
+    const env = { ...process.env, DOCKER_HOST: `unix://${info.dockerHost!.replace(/^unix:\/\//, '')}` };
+    await run(['docker', 'network', 'create', '--subnet', '172.24.0.0/24', '-o', 'com.docker.network.bridge.name=br-netc', 'netc'], { env, timeoutMs: 60_000 });
+    await run(['docker', 'run', '-d', '--name', 'cweb', '--network', 'netc', '--ip', '172.24.0.2', '-p', '8002:80', 'lab/busybox:1', 'httpd', '-f', '-p', '80', '-h', '/'], { env, timeoutMs: 60_000 });
+    for (let i = 0; i < 40 && !p.interfaces.includes('br-netc'); i++) await sleep(250);
+    expect(p.interfaces).toContain('br-netc');
+    await sleep(1500); // the new capture worker opens
+    const t0 = Date.now();
+    const probe = await run(['node', join(process.cwd(), 'lab/probe-tool.mjs'), 'tcp', info.hostAddr, '8002', '2500'], { netns: info.netns.ext, allowFailure: true, timeoutMs: 10_000 });
+    expect(probe.code, probe.stdout + probe.stderr).toBe(0);
+    await sleep(1500);
+    const fs = flowsFor(rec, { src: info.extAddr, dst: info.hostAddr, dport: 8002, proto: 'tcp' }, t0);
+    expect(fs).toHaveLength(1);
+    expect(origIfaces(fs[0]!)).toEqual(['eth0', 'br-netc']);
+    expect(fs[0]!.names.find((n) => n.addr === '172.24.0.2')?.container).toBe('cweb');
+    expect(rec.notices().join('\n')).toMatch(/new bridge br-netc/);
+  });
+
   it('a container stopped mid-capture (its veth vanishes) causes no crash', async () => {
     const env = { ...process.env, DOCKER_HOST: `unix://${info.dockerHost!.replace(/^unix:\/\//, '')}` };
     await run(['docker', 'stop', '-t', '1', 'bcli'], { env, timeoutMs: 60_000 });
