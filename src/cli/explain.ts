@@ -17,6 +17,7 @@ interface ExplainOpts {
   iptablesSave: string[];
   nftJson: string[];
   nft: string[];
+  ipset: string[];
   addrs?: string;
   routes?: string;
   state: string;
@@ -56,6 +57,7 @@ export function registerExplain(program: Command): void {
     .option('--iptables-save <file>', 'iptables-save / ip6tables-save output (repeatable)', collect, [])
     .option('--nft-json <file>', '`nft -j list ruleset` output (repeatable)', collect, [])
     .option('--nft <file>', 'nft ruleset text, parsed by nft in a scratch namespace (needs root; repeatable)', collect, [])
+    .option('--ipset <file>', '`ipset save` output: members of the sets `-m set` matches (repeatable)', collect, [])
     .option('--addrs <file>', '`ip -j addr` output of the host')
     .option('--routes <file>', '`ip -j route show table all` output of the host')
     .option('--state <state>', 'conntrack state of the packet: new | established | related | invalid | untracked', 'new')
@@ -91,7 +93,7 @@ export function registerExplain(program: Command): void {
       const offline = o.iptablesSave.length + o.nftJson.length + o.nft.length > 0;
       if (offline && o.netns !== undefined) throw new JourneyError('E_USAGE', '--netns reads the live ruleset: do not combine it with ruleset files');
       const ruleset = offline
-        ? await loadRulesetFiles({ iptablesSave: o.iptablesSave, nftJson: o.nftJson, nft: o.nft })
+        ? await loadRulesetFiles({ iptablesSave: o.iptablesSave, nftJson: o.nftJson, nft: o.nft, ipset: o.ipset })
         : await loadLiveRuleset(o.netns !== undefined ? { netns: o.netns } : {});
       let host;
       if (o.addrs !== undefined || o.routes !== undefined) {

@@ -9,6 +9,7 @@ import type { Chain, Key, MatchExpr, NamedSet, Rule, Ruleset, Stmt, Table, Value
 import { type Cidr, type Ip, cidrContains, parseCidr, parseIp } from '../ruleset/ip.js';
 import { type HostContext, addrType, lookupRoute } from '../ruleset/host-context.js';
 import { ICMP_TYPES, ICMPV6_TYPES, PROTO_BY_NAME, type SimPacket } from './packet.js';
+import type { IpSet } from '../ruleset/ipset.js';
 
 export type Tri = 0 | 1 | 2;
 
@@ -294,12 +295,34 @@ function extractor(key: Key, host: HostContext, tableFamily: NfFamily): KeyExtra
 
 const CT_STATE_FLAGS = new Set(['new', 'established', 'related', 'invalid', 'untracked']);
 
-function compileMatch(m: MatchExpr, table: Table, host: HostContext): CCond {
+function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: ReadonlyMap<string, IpSet>): CCond {
   const text = m.text;
   const unknown = (reason: string): CCond => ({ test: () => 2, text, reason });
   const key = m.key;
   if (key.kind === 'unknown') return unknown(`not modelled: ${key.text}`);
-  if (key.kind === 'ipset') return unknown(`ipset ${key.name}: its members are not known`);
+  if (key.kind === 'ipset') {
+    const set = ipsets?.get(key.name);
+    if (set === undefined) return unknown(`ipset ${key.name}: its members are not known (live: ipset save; offline: --ipset FILE)`);
+    if (!/^(hash:ip|hash:net|bitmap:ip)$/.test(set.type) || key.fields.length !== 1) return unknown(`ipset ${key.name} of type ${set.type}: not modelled`);
+    const v = set.family === 'inet6' ? 6 : 4;
+    const members = set.members;
+    const useSrc = key.fields[0] === 'src';
+    const neg = m.op === '!=';
+    return {
+      test: (p) => {
+        if (p.v !== v) return T(neg);
+        const ip = useSrc ? p.src : p.dst;
+        let found = false;
+        for (const c of members) if (cidrContains(c, ip)) {
+          found = true;
+          break;
+        }
+        return T(found !== neg);
+      },
+      text,
+      reason: '',
+    };
+  }
   // bitmask flags: ct state / ct status
   if (key.kind === 'ct' && (key.key === 'state' || key.key === 'status')) {
     const flags = m.value.kind === 'flags' ? m.value.v : m.value.kind === 'sym' ? [m.value.v] : m.value.kind === 'set' ? m.value.items.map((i) => (i.kind === 'sym' ? i.v : '?')) : null;
@@ -545,7 +568,7 @@ export function compileRuleset(ruleset: Ruleset, host: HostContext): CompiledRul
         let effective = false;
         for (const e of r.exprs) {
           if (e.kind === 'match') {
-            conds.push(compileMatch(e, ct.table, host));
+            conds.push(compileMatch(e, ct.table, host, ruleset.ipsets));
             continue;
           }
           // a match after a statement (nft allows it): keep order by treating the rest as conditions too

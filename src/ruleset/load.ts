@@ -12,6 +12,7 @@ import { run } from '../host/exec.js';
 import { type Ruleset, mergeRulesets, tableKey } from './model.js';
 import { parseIptablesSave } from './iptables-save.js';
 import { parseNftJson, parseNftListHandles } from './nft-json.js';
+import { parseIpsetSave } from './ipset.js';
 import { type HostContext, makeHostContext, parseIpAddr, parseIpRoute } from './host-context.js';
 
 async function readText(path: string): Promise<string> {
@@ -96,6 +97,8 @@ export interface RulesetDumps {
   readonly nftJson: string | null;
   /** `nft -a list ruleset` output (rule texts by handle). */
   readonly nftList: string | null;
+  /** `ipset save` output, when ipset is installed. */
+  readonly ipsetSave?: string | null;
 }
 
 /**
@@ -129,6 +132,7 @@ export function rulesetFromDumps(d: RulesetDumps, where: string): Ruleset {
       }),
     );
   }
+  if (d.ipsetSave) parts.push({ tables: [], notes: [], ipsets: parseIpsetSave(d.ipsetSave, `${where}:ipset save`) });
   const rs = mergeRulesets(...parts);
   rs.notes.push(...notes);
   if (d.nftJson !== null) markKernelChains(rs, d.nftJson);
@@ -175,13 +179,14 @@ export async function readRulesetDumps(opts: LiveOptions = {}): Promise<RulesetD
       throw e;
     }
   };
-  const [iptablesSave, ip6tablesSave, nftJson, nftList] = await Promise.all([
+  const [iptablesSave, ip6tablesSave, nftJson, nftList, ipsetSave] = await Promise.all([
     tool(['iptables-save']),
     tool(['ip6tables-save']),
     tool(['nft', '-j', 'list', 'ruleset']),
     tool(['nft', '-a', 'list', 'ruleset']),
+    tool(['ipset', 'save']),
   ]);
-  return { iptablesSave, ip6tablesSave, nftJson, nftList };
+  return { iptablesSave, ip6tablesSave, nftJson, nftList, ipsetSave };
 }
 
 /** Reads the live ruleset of the host or of a netns. */
@@ -234,6 +239,8 @@ export interface RulesetFiles {
   readonly iptablesSave?: readonly string[];
   readonly nftJson?: readonly string[];
   readonly nft?: readonly string[];
+  /** `ipset save` output (members of the sets `-m set` matches). */
+  readonly ipset?: readonly string[];
 }
 
 /** Loads any subset of ruleset files into one model. */
@@ -242,5 +249,6 @@ export async function loadRulesetFiles(files: RulesetFiles): Promise<Ruleset> {
   for (const f of files.iptablesSave ?? []) parts.push(await loadIptablesSaveFile(f));
   for (const f of files.nftJson ?? []) parts.push(await loadNftJsonFile(f));
   for (const f of files.nft ?? []) parts.push(await loadNftTextFile(f));
+  for (const f of files.ipset ?? []) parts.push({ tables: [], notes: [], ipsets: parseIpsetSave(await readText(f), f) });
   return mergeRulesets(...parts);
 }

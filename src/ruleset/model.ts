@@ -5,6 +5,7 @@
  * language shared by both front ends, that src/netfilter/compile.ts turns into closures.
  */
 import type { Hook, NfFamily } from '../model/explanation.js';
+import type { IpSet } from './ipset.js';
 
 export type ChainType = 'filter' | 'nat' | 'route';
 
@@ -149,6 +150,8 @@ export interface Ruleset {
   readonly tables: Table[];
   /** Notes from the loaders (skipped tables, what was rewritten). */
   readonly notes: string[];
+  /** ipsets (from `ipset save`) that iptables rules match with `-m set`, by name. */
+  readonly ipsets?: ReadonlyMap<string, IpSet>;
 }
 
 export function emptyRuleset(): Ruleset {
@@ -157,7 +160,9 @@ export function emptyRuleset(): Ruleset {
 
 /** Puts several loaded rulesets together (e.g. iptables-save + nft -j). */
 export function mergeRulesets(...parts: readonly Ruleset[]): Ruleset {
-  return { tables: parts.flatMap((p) => p.tables), notes: parts.flatMap((p) => p.notes) };
+  const sets = new Map<string, IpSet>();
+  for (const p of parts) for (const [k, v] of p.ipsets ?? []) sets.set(k, v);
+  return { tables: parts.flatMap((p) => p.tables), notes: parts.flatMap((p) => p.notes), ...(sets.size ? { ipsets: sets } : {}) };
 }
 
 export function tableKey(t: { family: string; name: string }): string {

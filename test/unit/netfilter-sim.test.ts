@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { parseIptablesSave } from '../../src/ruleset/iptables-save.js';
 import { parseNftJson } from '../../src/ruleset/nft-json.js';
+import { parseIpsetSave } from '../../src/ruleset/ipset.js';
 import { mergeRulesets, type Ruleset } from '../../src/ruleset/model.js';
 import { makeHostContext, parseIpAddr, parseIpRoute, emptyHostContext, type HostContext } from '../../src/ruleset/host-context.js';
 import { compileRuleset } from '../../src/netfilter/compile.js';
@@ -197,6 +198,18 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
     expect(path(fwd(rs))).toEqual(['filter FORWARD - policy-accept']);
     const withCt = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN', 'COMMIT', '*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -m conntrack --ctstate INVALID -j DROP', 'COMMIT'].join('\n'));
     expect(path(fwd(withCt))).toEqual(['nat PREROUTING - policy-accept', 'filter FORWARD - policy-accept']);
+  });
+
+  it('ipset matches (Docker 28 docker-ext-bridges-v4) from ipset save; indeterminate without it', () => {
+    const text = ['*filter', ':FORWARD DROP [0:0]', '-A FORWARD -m set --match-set docker-ext-bridges-v4 dst -j ACCEPT', 'COMMIT'].join('\n');
+    const noSets = fwd(ipt(text));
+    expect(noSets.verdict).toBe('indeterminate');
+    expect(noSets.indeterminate[0]?.reason).toMatch(/ipset docker-ext-bridges-v4: its members are not known/);
+    const sets = parseIpsetSave('create docker-ext-bridges-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12\nadd docker-ext-bridges-v4 192.168.0.0/24\n', 'sets');
+    const rs = { ...ipt(text), ipsets: sets };
+    expect(fwd(rs).verdict).toBe('accept');
+    expect(fwd(rs, { tuple: tcp('10.0.10.5', 1, '172.30.0.2', 80) }).verdict).toBe('drop');
+    expect(() => parseIpsetSave('add nope 1.2.3.4\n', 'f')).toThrow(/f:1: add to undeclared set nope/);
   });
 
   it('marks set and matched, with masks', () => {
