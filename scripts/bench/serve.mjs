@@ -13,7 +13,7 @@
 //   - delay from the packet to the client, p50/p99, at a paced rate (--rate events/s): each event
 //     carries the time it was made (its leg's lastUs — the packet time in a live run) and the
 //     client subtracts it from its receive time (same host, same clock).
-// Clients run in a child process (as a real consumer would, on the other core) and parse every
+// Events are flow.update of 2000 flows in turn (a busy host). Clients run in a child process (as a real consumer would, on the other core) and parse every
 // message (JSON.parse), like a real client.
 import { fork } from 'node:child_process';
 import http from 'node:http';
@@ -180,14 +180,19 @@ async function main() {
       // throughput
       await ask({ cmd: 'connect', url: srv.wsUrl, n, subscribe: kind === 'journey', measure: false });
       let lost = 0;
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       for (let sent = 0; sent < EVENTS; sent += BURST) {
         child.send({ cmd: 'expect', count: sent + BURST });
-        for (let i = 0; i < BURST; i++) srv.publish(event(++seq, 40000 + (seq % 20000)));
+        for (let i = 0; i < BURST; i++) srv.publish(event(++seq, 40000 + (seq % 2000)));
         const r = await next();
         lost += r.lost;
       }
       const secs = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      // server CPU per published event (user + system of this process): steadier than wall-clock
+      // rates on a busy machine, and what the server itself costs
+      const cpuUsPerEvent = +((cpu.user + cpu.system) / EVENTS).toFixed(1);
       // delay at a paced rate
       await ask({ cmd: 'connect', url: srv.wsUrl, n, subscribe: kind === 'journey', measure: true });
       const total = RATE * SECONDS;
@@ -196,7 +201,7 @@ async function main() {
       await new Promise((resolve) => {
         const timer = setInterval(() => {
           const due = Math.min(total, Math.floor(((performance.now() - t1) / 1000) * RATE));
-          while (published < due) { srv.publish(event(++seq, 40000 + (seq % 20000))); published++; }
+          while (published < due) { srv.publish(event(++seq, 40000 + (seq % 2000))); published++; }
           if (published >= total) { clearInterval(timer); resolve(); }
         }, 1);
       });
@@ -207,6 +212,7 @@ async function main() {
       results.push({
         clients: n, server: kind, rep,
         eventsPerSecond: Math.round(EVENTS / secs),
+        cpuUsPerEvent,
         deliveredPerSecond: Math.round((EVENTS * n) / secs),
         lost,
         delayP50us: d.p50, delayP99us: d.p99, delayMaxUs: d.max, delaySamples: d.n,
@@ -219,13 +225,16 @@ async function main() {
   const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
   const by = (n, k) => {
     const rs = results.filter((r) => r.clients === n && r.server === k);
-    return Object.fromEntries(['eventsPerSecond', 'delayP50us', 'delayP99us'].map((f) => [f, median(rs.map((r) => r[f]))]));
+    return Object.fromEntries(['eventsPerSecond', 'cpuUsPerEvent', 'delayP50us', 'delayP99us'].map((f) => [f, median(rs.map((r) => r[f]))]));
   };
   const summary = [1, 10].map((n) => ({
     clients: n,
     journeyEventsPerSecond: by(n, 'journey').eventsPerSecond,
     referenceEventsPerSecond: by(n, 'reference').eventsPerSecond,
     ratio: +(by(n, 'journey').eventsPerSecond / by(n, 'reference').eventsPerSecond).toFixed(2),
+    journeyCpuUsPerEvent: by(n, 'journey').cpuUsPerEvent,
+    referenceCpuUsPerEvent: by(n, 'reference').cpuUsPerEvent,
+    cpuRatio: +(by(n, 'journey').cpuUsPerEvent / by(n, 'reference').cpuUsPerEvent).toFixed(2),
     journeyDelayP50us: by(n, 'journey').delayP50us, journeyDelayP99us: by(n, 'journey').delayP99us,
     referenceDelayP50us: by(n, 'reference').delayP50us, referenceDelayP99us: by(n, 'reference').delayP99us,
   }));
@@ -234,12 +243,12 @@ async function main() {
     console.log(JSON.stringify({ payloadBytes: payload, events: EVENTS, burst: BURST, rate: RATE, seconds: SECONDS, repeat: REPEAT, results, summary, stalled }, null, 2));
   } else {
     console.log(`journey serve bench: ${EVENTS} events of ${payload} B in bursts of ${BURST}; delay at ${RATE} ev/s for ${SECONDS} s; ${REPEAT} repetitions`);
-    console.log('clients  server     events/s  delivered/s  lost  delay p50 µs  p99 µs');
+    console.log('clients  server     events/s  delivered/s  lost  cpu µs/ev  delay p50 µs  p99 µs');
     for (const r of results) {
-      console.log(`${String(r.clients).padStart(7)}  ${r.server.padEnd(9)}  ${String(r.eventsPerSecond).padStart(8)}  ${String(r.deliveredPerSecond).padStart(11)}  ${String(r.lost).padStart(4)}  ${String(r.delayP50us).padStart(12)}  ${String(r.delayP99us).padStart(6)}`);
+      console.log(`${String(r.clients).padStart(7)}  ${r.server.padEnd(9)}  ${String(r.eventsPerSecond).padStart(8)}  ${String(r.deliveredPerSecond).padStart(11)}  ${String(r.lost).padStart(4)}  ${String(r.cpuUsPerEvent).padStart(9)}  ${String(r.delayP50us).padStart(12)}  ${String(r.delayP99us).padStart(6)}`);
     }
     for (const s of summary) {
-      console.log(`median, ${s.clients} client(s): journey ${s.journeyEventsPerSecond} ev/s vs reference ${s.referenceEventsPerSecond} ev/s (ratio ${s.ratio}); delay p50/p99 journey ${s.journeyDelayP50us}/${s.journeyDelayP99us} µs, reference ${s.referenceDelayP50us}/${s.referenceDelayP99us} µs`);
+      console.log(`median, ${s.clients} client(s): journey ${s.journeyEventsPerSecond} ev/s vs reference ${s.referenceEventsPerSecond} ev/s (ratio ${s.ratio}); server CPU ${s.journeyCpuUsPerEvent} vs ${s.referenceCpuUsPerEvent} µs/event (ratio ${s.cpuRatio}); delay p50/p99 journey ${s.journeyDelayP50us}/${s.journeyDelayP99us} µs, reference ${s.referenceDelayP50us}/${s.referenceDelayP99us} µs`);
     }
     console.log(`stalled client: ${stalled.events} events (${stalled.megabytes} MB) published while one client read nothing: server heap+buffers ${stalled.heapBeforeMiB} -> ${stalled.heapAfterMiB} MiB, RSS ${stalled.rssBeforeMiB} -> ${stalled.rssAfterMiB} MiB; its queue peaked at ${stalled.maxQueued} messages; on resuming it received ${stalled.received} and was told it lost ${stalled.toldLost} (sum ${stalled.received + stalled.toldLost})`);
   }

@@ -45,10 +45,26 @@ export interface HubOptions {
 
 interface RingEntry {
   readonly ev: JourneyEvent;
-  readonly data: Buffer;
+  readonly data: string;
 }
 
 let nextClientId = 1;
+
+function sameNat(a: FlowIdentity['nat'], b: FlowIdentity['nat']): boolean {
+  return (a.dnat === null) === (b.dnat === null) && (a.snat === null) === (b.snat === null);
+}
+
+/** Whether what drop filtering needs (containers, networks, NAT or not) is unchanged. */
+function sameIdentity(a: FlowIdentity, b: FlowIdentity): boolean {
+  if (a.names === b.names) return sameNat(a.nat, b.nat);
+  if (a.names.length !== b.names.length || !sameNat(a.nat, b.nat)) return false;
+  for (let i = 0; i < a.names.length; i++) {
+    const x = a.names[i]!;
+    const y = b.names[i]!;
+    if (x.container !== y.container || x.network !== y.network) return false;
+  }
+  return true;
+}
 const TEXT = { binary: false } as const;
 
 export class HubClient {
@@ -127,7 +143,7 @@ export class HubClient {
         if (!this.lastHasCallback) this.poll();
         return;
       }
-      let data: Buffer;
+      let data: string | Buffer;
       if (this.queue.lost > 0) {
         const l = this.queue.takeLost();
         const ev: LostEvent = {
@@ -138,7 +154,7 @@ export class HubClient {
           count: l.count,
           ...(l.firstSeq >= 0 ? { firstSeq: l.firstSeq, lastSeq: l.lastSeq } : {}),
         };
-        data = Buffer.from(JSON.stringify(ev));
+        data = JSON.stringify(ev);
         if (this.hub.metrics !== null) this.hub.metrics.lostCount += l.count;
       } else {
         const item = this.queue.shift();
@@ -150,8 +166,7 @@ export class HubClient {
       // Completion callbacks cost a tick each: only writes made while the socket is already
       // filling up carry one (the last of them wakes the pump when everything before it is out).
       this.lastHasCallback = buffered >= this.hub.lowWater;
-      // a Buffer is framed without a copy (text frame: binary false); a string would be
-      // encoded again for every client
+      // binary: false — a shared Buffer still goes out as a text frame
       if (this.lastHasCallback) ws.send(data, TEXT, this.onWritten);
       else ws.send(data, TEXT);
     }
@@ -170,6 +185,8 @@ export class WsHub {
   private readonly flows = new Map<string, FlowIdentity>();
   /** The latest flow.start/update of each live flow (most recently changed last), for snapshots. */
   private readonly live = new Map<string, RingEntry>();
+  /** Scratch list of the clients an event goes to (reused). */
+  private readonly matching: HubClient[] = [];
   private readonly opts: Required<HubOptions>;
   private readonly pingTimer: NodeJS.Timeout | null;
 
@@ -212,7 +229,7 @@ export class WsHub {
     this.metrics?.observe(ev);
     if (ev.seq > this.lastSeq) this.lastSeq = ev.seq;
     if (ev.type === 'flow.start' || ev.type === 'flow.update') this.rememberFlow(ev.flow);
-    const data = Buffer.from(JSON.stringify(ev));
+    const data = JSON.stringify(ev);
     const entry: RingEntry = { ev, data };
     if (this.ring.length > 0) {
       const cap = this.ring.length;
@@ -229,8 +246,18 @@ export class WsHub {
       }
     }
     const flowOf = (id: string): FlowIdentity | undefined => this.flows.get(id);
+    const to = this.matching;
     for (const c of this.clients) {
-      if (c.filter !== null && eventMatches(c.filter, ev, flowOf)) c.offer({ data, seq: ev.seq });
+      if (c.filter !== null && eventMatches(c.filter, ev, flowOf)) to.push(c);
+    }
+    if (to.length > 0) {
+      // measured: one client is cheapest with the string; several share one UTF-8 encoding
+      const item = { data: to.length > 1 ? Buffer.from(data) : data, seq: ev.seq };
+      try {
+        for (const c of to) c.offer(item);
+      } finally {
+        to.length = 0;
+      }
     }
     if (ev.type === 'flow.end') {
       this.flows.delete(ev.flow.id);
@@ -301,7 +328,7 @@ export class WsHub {
   }
 
   private sendControl(client: HubClient, msg: ControlMessage): void {
-    client.offer({ data: Buffer.from(JSON.stringify(msg)), seq: -1 });
+    client.offer({ data: JSON.stringify(msg), seq: -1 });
   }
 
   private refuse(client: HubClient, code: ClientErrorCode, message: string): void {
@@ -375,7 +402,11 @@ export class WsHub {
   }
 
   private rememberFlow(flow: FlowInfo): void {
-    // insertion order is the flow's first appearance: eviction forgets the oldest flows first
+    // Updates mostly repeat what is known: keep the old record then (retaining fresh objects
+    // from every event in a long-lived map is what costs, in GC). Insertion order is the flow's
+    // first appearance: eviction forgets the oldest flows first.
+    const known = this.flows.get(flow.id);
+    if (known !== undefined && sameIdentity(known, flow)) return;
     this.flows.set(flow.id, { names: flow.names, nat: flow.nat });
     if (this.flows.size > this.opts.flowMemory) {
       const oldest = this.flows.keys().next();

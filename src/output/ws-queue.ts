@@ -4,8 +4,11 @@
  * (and the seq range of the dropped events) is what the client is told in its `lost` event.
  */
 export interface QueueItem {
-  /** The message as UTF-8, encoded once for every client (sent as a text frame). */
-  readonly data: Buffer;
+  /**
+   * The message (sent as a text frame): a string, or the same UTF-8 Buffer shared by every client
+   * it goes to (encoded once instead of once per client). Sizes count string length or bytes.
+   */
+  readonly data: string | Buffer;
   /** seq of the event, or -1 for control messages. */
   readonly seq: number;
 }
