@@ -50,8 +50,17 @@ export interface ProbeSpec {
   readonly proto?: 'tcp' | 'udp';
 }
 
-/** Runs one probe; never throws (a probe that cannot run reports its error). */
+/**
+ * Runs one probe; never throws (a probe that cannot run reports its error). When the source port is
+ * taken in the caller's namespace, tries the next ones (the result's localPort says which was used).
+ */
 export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
+  let r = await runProbeOnce(spec);
+  for (let i = 1; i <= 3 && r.error === 'EADDRINUSE'; i++) r = await runProbeOnce({ ...spec, srcPort: spec.srcPort + 101 * i });
+  return r;
+}
+
+async function runProbeOnce(spec: ProbeSpec): Promise<ProbeResult> {
   const netns = spec.ns ?? spec.hostNetns;
   const argv = [process.execPath, '-e', spec.proto === 'udp' ? UDP_CLIENT : CLIENT, spec.dstIp, String(spec.dstPort), String(spec.srcPort), String(spec.timeoutMs)];
   try {

@@ -132,7 +132,8 @@ function packetFilter(ports: readonly number[], checks: readonly PlannedCheck[])
   const hi = Math.max(...ports);
   const cports = [...new Set(checks.map((c) => c.port.containerPort))];
   const targets = cports.map((p) => `port ${p}`).join(' or ');
-  return `(tcp or udp) and (portrange ${lo}-${hi}${targets !== '' ? ` or ${targets}` : ''})`;
+  // + 303: runProbe's retries on EADDRINUSE (source port + 101, 202, 303)
+  return `(tcp or udp) and (portrange ${lo}-${hi + 303}${targets !== '' ? ` or ${targets}` : ''})`;
 }
 
 async function runOne(
@@ -165,6 +166,9 @@ async function runOne(
   } else {
     probe = await runProbe(spec(srcPort));
   }
+  // the probe may have moved to another source port (EADDRINUSE in the caller's namespace)
+  srcPort = probe.localPort;
+  usedPort = srcPort;
   await new Promise((r) => setTimeout(r, 150));
   const to = Date.now();
   const gw = gatewayFor(host, c.port.bridge);

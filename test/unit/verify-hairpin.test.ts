@@ -15,7 +15,8 @@ import { portsFromHost, type Endpoint, type Inventory } from '../../src/verify/e
 import { judge, traceCauses, iptablesRuleText, selectConntrack } from '../../src/verify/diagnose.js';
 import { classifyFlow } from '../../src/verify/passive.js';
 import { parseTcpdumpLine } from '../../src/verify/collectors.js';
-import { sourcePortBlock } from '../../src/verify/probe.js';
+import { runProbe, sourcePortBlock } from '../../src/verify/probe.js';
+import { createServer, type Server } from 'node:net';
 import { formatReport } from '../../src/verify/format.js';
 import { summarize } from '../../src/verify/verify-hairpin.js';
 import type { ConntrackEntry } from '../../src/model/conntrack.js';
@@ -340,6 +341,35 @@ describe('causes for broken hosts', () => {
     // dropped elsewhere (DOCKER-USER): a failure even though isolation would block it too
     const other: TraceStep[] = [{ ...trace[0]!, chain: 'DOCKER-USER', ruleNumber: 1 }];
     expect(judge(c, h, failedProbe(40011), { ...noEvidence, trace: other }, null).status).toBe('fail');
+  });
+});
+
+describe('the probe client (loopback only)', () => {
+  const listen = (port = 0): Promise<Server> =>
+    new Promise((resolve, reject) => {
+      const srv = createServer((sock) => sock.end());
+      srv.once('error', reject);
+      srv.listen(port, '127.0.0.1', () => resolve(srv));
+    });
+  const portOf = (s: Server): number => (s.address() as { port: number }).port;
+
+  it('connects from the chosen source port, moves on when it is taken, reports refusals', async () => {
+    const srv = await listen();
+    const busy = await listen(); // occupies a port the probe is asked to use
+    try {
+      const ok = await runProbe({ ns: null, dstIp: '127.0.0.1', dstPort: portOf(srv), srcPort: sourcePortBlock(1)[0]!, timeoutMs: 2000 });
+      expect(ok.connected).toBe(true);
+      const moved = await runProbe({ ns: null, dstIp: '127.0.0.1', dstPort: portOf(srv), srcPort: portOf(busy), timeoutMs: 2000 });
+      expect(moved.connected).toBe(true);
+      expect(moved.localPort).not.toBe(portOf(busy));
+      const closedPort = portOf(busy);
+      await new Promise<void>((r) => busy.close(() => r()));
+      const refused = await runProbe({ ns: null, dstIp: '127.0.0.1', dstPort: closedPort, srcPort: sourcePortBlock(1)[0]!, timeoutMs: 2000 });
+      expect(refused).toMatchObject({ connected: false, error: 'ECONNREFUSED' });
+    } finally {
+      srv.close();
+      busy.close();
+    }
   });
 });
 
