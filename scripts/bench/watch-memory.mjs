@@ -54,7 +54,12 @@ table.clear();
 // journey: the correlator with N live flows, 4 legs each
 base = heap();
 let emitted = 0;
-const names = (addr) => (addr.startsWith('172.17.') ? { addr, container: 'web', network: 'bridge' } : null);
+// as the pipeline does: one name object per address, shared by its flows
+const nameCache = new Map();
+const names = (addr) => {
+  if (!nameCache.has(addr)) nameCache.set(addr, addr.startsWith('172.17.') ? { addr, container: 'web', network: 'bridge' } : null);
+  return nameCache.get(addr);
+};
 const c = new Correlator({ emit: () => emitted++, names, maxFlows: N + 10, maxEntries: N + 10 });
 const t0 = 1_700_000_000_000;
 const obs = (iface, tuple, us) => ({ timeUs: us, iface, tuple, wireLen: 60, tcpFlags: 16 });

@@ -31,7 +31,8 @@ export function matchKey(t: Tuple): string {
 
 export class ConntrackTable {
   private readonly slots = new Map<string, Slot>();
-  private readonly index = new Map<string, { id: string; direction: 'orig' | 'reply'; natted: boolean }>();
+  /** key -> slot; which of the entry's keys it is is worked out at lookup (no object per key). */
+  private readonly index = new Map<string, Slot>();
   readonly maxEntries: number;
   evicted = 0;
 
@@ -61,7 +62,7 @@ export class ConntrackTable {
       this.unindex(old);
       this.slots.delete(entry.id); // re-insert: Map order = least recently updated first
     }
-    const keys: [string, 'orig' | 'reply', boolean][] = [
+    const keys: [string, ('orig' | 'reply')?, boolean?][] = [
       [matchKey(entry.orig), 'orig', false],
       [matchKey(reverseTuple(entry.reply)), 'orig', true],
       [matchKey(entry.reply), 'reply', true],
@@ -78,9 +79,9 @@ export class ConntrackTable {
       keys.push([matchKey({ ...r, dst: o.src, dport: o.sport }), 'reply', true]);
     }
     const slot: Slot = { entry, keys: [] };
-    for (const [k, direction, natted] of keys) {
+    for (const [k] of keys) {
       if (slot.keys.includes(k)) continue; // without NAT the pairs coincide
-      this.index.set(k, { id: entry.id, direction, natted });
+      this.index.set(k, slot);
       slot.keys.push(k);
     }
     this.slots.set(entry.id, slot);
@@ -103,7 +104,7 @@ export class ConntrackTable {
 
   private unindex(s: Slot): void {
     for (const k of s.keys) {
-      if (this.index.get(k)?.id === s.entry.id) this.index.delete(k);
+      if (this.index.get(k) === s) this.index.delete(k);
     }
   }
 
@@ -117,10 +118,18 @@ export class ConntrackTable {
 
   /** The entry (and direction) a packet with this tuple belongs to. */
   lookup(t: Tuple): TableMatch | null {
-    const hit = this.index.get(matchKey(t));
-    if (!hit) return null;
-    const s = this.slots.get(hit.id);
-    return s ? { entry: s.entry, direction: hit.direction, natted: hit.natted } : null;
+    const s = this.index.get(matchKey(t));
+    if (!s) return null;
+    const e = s.entry;
+    // which key matched: the original direction leaves from the original source (before SNAT)
+    // or arrives at the reply's source (after DNAT); everything else is the reply direction
+    const same = (a: Tuple, src: string, sport: number, dst: string, dport: number): boolean => a.src === src && a.sport === sport && a.dst === dst && a.dport === dport;
+    if (same(t, e.orig.src, e.orig.sport, e.orig.dst, e.orig.dport)) return { entry: e, direction: 'orig', natted: false };
+    if (same(t, e.reply.src, e.reply.sport, e.reply.dst, e.reply.dport)) return { entry: e, direction: 'reply', natted: true };
+    if (same(t, e.orig.dst, e.orig.dport, e.orig.src, e.orig.sport)) return { entry: e, direction: 'reply', natted: false };
+    if (same(t, e.reply.dst, e.reply.dport, e.reply.src, e.reply.sport)) return { entry: e, direction: 'orig', natted: true };
+    // between the two rewrites (DNAT and SNAT both): from the original source, or to it
+    return { entry: e, direction: t.src === e.orig.src && t.sport === e.orig.sport ? 'orig' : 'reply', natted: true };
   }
 
   clear(): void {

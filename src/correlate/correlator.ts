@@ -90,7 +90,6 @@ interface FlowState {
   entry: ConntrackEntry | null;
   orig: Tuple;
   reply: Tuple | null;
-  nat: NatMapping;
   legs: LegState[];
   names: EndpointName[] | null;
   tcpState: string | undefined;
@@ -273,7 +272,6 @@ export class Correlator {
     const prevStatus = f.entry?.status.join(',');
     f.entry = e;
     f.reply = e.reply;
-    f.nat = natOf(e.orig, e.reply);
     f.tcpState = e.tcpState;
     if (prevState !== e.tcpState || prevStatus !== e.status.join(',')) f.changed = true;
   }
@@ -286,7 +284,6 @@ export class Correlator {
       entry: e,
       orig: e.orig,
       reply: e.reply,
-      nat: natOf(e.orig, e.reply),
       legs: [],
       names: null,
       tcpState: e.tcpState,
@@ -529,7 +526,6 @@ export class Correlator {
         entry: null,
         orig: t,
         reply: null,
-        nat: EMPTY_NAT,
         legs: [],
         names: null,
         tcpState: undefined,
@@ -677,7 +673,7 @@ export class Correlator {
       id: f.id,
       orig: f.orig,
       reply: f.reply,
-      nat: f.nat,
+      nat: f.entry ? natOf(f.entry.orig, f.entry.reply) : EMPTY_NAT,
       legs,
       names: f.names ?? [],
       ctStatus: f.entry?.status ?? [],

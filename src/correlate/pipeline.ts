@@ -156,6 +156,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private nonIp = 0;
   private staticIndex: DockerIndex | null = null;
   private readonly obsBuf: Observation[] = [];
+  private clearNames: () => void = () => {};
 
   constructor(private readonly opts: PipelineOptions) {
     super();
@@ -200,7 +201,22 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         inventory.on('change', () => this.onDockerChange());
       }
     }
-    const names: NameResolver | undefined = this.docker || this.staticIndex ? (addr, port, proto) => this.index()?.nameFor(addr, port, proto) ?? null : undefined;
+    // names are shared between flows (one object per address/port), dropped when Docker changes
+    const nameCache = new Map<string, EndpointName | null>();
+    this.clearNames = () => nameCache.clear();
+    const names: NameResolver | undefined =
+      this.docker || this.staticIndex
+        ? (addr, port, proto) => {
+            const k = `${addr}|${port ?? ''}|${proto}`;
+            let n = nameCache.get(k);
+            if (n === undefined) {
+              n = this.index()?.nameFor(addr, port, proto) ?? null;
+              if (nameCache.size > 100_000) nameCache.clear();
+              nameCache.set(k, n);
+            }
+            return n;
+          }
+        : undefined;
     // explanations
     const replayRules = this.mode === 'replay' ? o.rulesetFiles : undefined;
     this.explainer = await createFlowExplainer({
@@ -288,6 +304,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   }
 
   private onDockerChange(): void {
+    this.clearNames();
     if (this.mode !== 'live' || !this.docker || this.opts.interfaces?.length) return;
     void bridgeInterfaces(this.opts.netns).then((existing) => {
       for (const b of this.docker?.bridges() ?? []) {
