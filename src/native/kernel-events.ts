@@ -234,8 +234,6 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
   }
   if (!dropsWanted && plan.length === 0) return unavailable(lost);
 
-  // A priority can be linked once per namespace: when another observer holds it, move away from
-  // the NAT priority (a before-NAT point stays before NAT) by at most MAX_SHIFT.
   const ignore: number[] = [];
   if (reasons !== null) {
     for (const name of opts.ignoreReasons ?? []) {
@@ -245,6 +243,8 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
     }
   }
 
+  // A priority can be linked once per namespace: when another observer holds it, move away from
+  // the NAT priority (a before-NAT point stays before NAT) by at most MAX_SHIFT.
   const hooks: NativeHookSpec[] = plan.map((p) => ({
     pf: p.family === 6 ? NFPROTO_IPV6 : NFPROTO_IPV4,
     hook: HOOK_NAMES.indexOf(p.hook),
