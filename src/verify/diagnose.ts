@@ -170,6 +170,19 @@ export function settingCauses(check: PlannedCheck, host: HostFacts, targetPortIf
   return out;
 }
 
+/** The first packet's steps (retransmissions and replies left out): up to a drop, or until the path starts over. */
+export function firstPacketPath(trace: readonly TraceStep[]): TraceStep[] {
+  const steps = trace.filter((s) => s.verdict !== 'continue');
+  const first = steps[0];
+  const out: TraceStep[] = [];
+  for (const [i, s] of steps.entries()) {
+    if (i > 0 && first !== undefined && s.table === first.table && s.chain === first.chain && s.ruleNumber === first.ruleNumber) break;
+    out.push(s);
+    if (/\bdrop\b|\breject\b/.test(s.verdict) || out.length >= 16) break;
+  }
+  return out;
+}
+
 /** Drops grouped by reason and interface ("NETFILTER_DROP on veth1a2b"). */
 function groupDrops(drops: readonly DropInfo[]): Map<string, { n: number; first: DropInfo }> {
   const m = new Map<string, { n: number; first: DropInfo }>();
@@ -210,9 +223,7 @@ export function judge(
   observed.push(...packetPath(ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null), probe.localPort));
   const dropSteps = ev.trace.filter((s) => /\bdrop\b|\breject\b/.test(s.verdict));
   if (ev.trace.length > 0) {
-    observed.push(
-      `kernel trace: ${ev.trace.filter((s) => s.verdict !== 'continue').slice(0, 12).map((s) => `${s.table}/${s.chain}${s.ruleNumber !== null ? `#${s.ruleNumber}` : ''} ${s.verdict}`).join(' → ')}`,
-    );
+    observed.push(`kernel trace: ${firstPacketPath(ev.trace).map((s) => `${s.table}/${s.chain}${s.ruleNumber !== null ? `#${s.ruleNumber}` : ''} ${s.verdict}`).join(' → ')}`);
   }
   for (const [k, g] of groupDrops(ev.drops ?? [])) observed.push(`eBPF drop: ${k} x${g.n}`);
   if (e === null) return { status: 'skipped', causes: [], deviations, observed };
