@@ -267,7 +267,9 @@ export function judge(
   const causes: string[] = [];
   causes.push(...traceCauses(ev.trace, host));
   if (e.outcome === 'blocked') {
-    const designed = dropSteps.length === 0 || dropSteps.some((s) => /ISOLATION|INTERNAL|DOCKER-FORWARD|DOCKER$|filter-forward/.test(s.chain));
+    const designed =
+      dropSteps.length === 0 ||
+      dropSteps.some((s) => /ISOLATION|INTERNAL|DOCKER-FORWARD|DOCKER$|filter-forward/.test(s.chain) || /iifname "([^"]+)" oifname "\1"/.test(s.rule ?? '')); // icc=false: -i br -o br -j DROP
     if (designed) return { status: 'blocked', causes: [e.blockedBy ?? 'blocked by design', ...causes], deviations, observed };
   }
   causes.push(...settingCauses(check, host, targetPortIfname));
