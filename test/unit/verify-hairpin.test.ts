@@ -316,6 +316,21 @@ describe('causes for broken hosts', () => {
     expect(judge(c, h, silent, noEvidence, null).status).toBe('fail');
   });
 
+  it('treats icc=false (Docker 20.10: -i docker0 -o docker0 -j DROP) as blocking same-bridge hairpin by design', () => {
+    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace('-A FORWARD -i docker0 -o docker0 -j ACCEPT', '-A FORWARD -i docker0 -o docker0 -j DROP');
+    const h = multiHost({ iptables: text });
+    expect(h.ruleset.iccDisabledBridges).toEqual(['docker0']);
+    const c = find(planChecks(h, inventory(h)), 'same-bridge', 8000);
+    expect(c.expected?.outcome).toBe('blocked');
+    const trace: TraceStep[] = [{ family: 'ip', table: 'filter', chain: 'FORWARD', rule: 'iifname "docker0" oifname "docker0" counter packets 0 bytes 0 drop', handle: 30, ruleNumber: 6, verdict: 'drop', traceId: 'c' }];
+    const j = judge(c, h, failedProbe(40030), { ...noEvidence, trace }, null);
+    expect(j.status).toBe('blocked');
+    expect(j.causes[0]).toMatch(/icc=false/);
+    // another drop in FORWARD is not Docker's design
+    const other: TraceStep[] = [{ ...trace[0]!, rule: 'ip saddr 172.17.0.3 counter drop', ruleNumber: 1 }];
+    expect(judge(c, h, failedProbe(40031), { ...noEvidence, trace: other }, null).status).toBe('fail');
+  });
+
   it('fails a docker-proxy path whose own connection to the container was not answered', () => {
     const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace('-A DOCKER -p tcp', '-A DOCKER -i docker0 -j RETURN\n-A DOCKER ! -i docker0 -p tcp');
     const h = multiHost({ iptables: text });
