@@ -111,7 +111,7 @@ function labScript(): string {
 }
 
 async function labSh(args: string[], timeoutMs: number): Promise<RunResult> {
-  return run(['bash', labScript(), ...args], { timeoutMs, allowFailure: true });
+  return run(['bash', labScript(), ...args], { timeoutMs, allowFailure: true, env: { ...process.env, JOURNEY_NODE: process.execPath } });
 }
 
 function infoPath(n: LabNames): string {

@@ -18,6 +18,7 @@
 #   jl-host : eth0 10.0.10.26/24, default via 10.0.10.5; containerd + dockerd (+ firewalld)
 set -euo pipefail
 LAB_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NODE="${JOURNEY_NODE:-$(command -v node || echo node)}"   # the driver passes its own node binary
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -93,7 +94,7 @@ topology() {
   # listeners on the outside: an HTTP server and a UDP echo, answering with their own name
   mkdir -p "$DIR/www-ext"; echo "ext" > "$DIR/www-ext/index.html"
   start_bg ext-httpd "$NS_EXT" busybox httpd -f -p 80 -h "$DIR/www-ext"
-  start_bg ext-udp "$NS_EXT" node "$LAB_SRC/probe-tool.mjs" serve ext 53,514,1812 10.0.10.5,198.51.100.10
+  start_bg ext-udp "$NS_EXT" "$NODE" "$LAB_SRC/probe-tool.mjs" serve ext 53,514,1812 10.0.10.5,198.51.100.10
   echo "${ID}" > "$DIR/id"
 }
 
@@ -220,7 +221,7 @@ idle() { local n="$1"; shift; dk run -d --name "$n" "$@" lab/busybox:1 sleep 100
 udp_echo() {
   local c="$1"; shift
   local pid; pid="$(dk inspect -f '{{.State.Pid}}' "$c")"
-  start_bg "udp-$c" "$pid" node "$LAB_SRC/probe-tool.mjs" serve "$c" "$(IFS=,; echo "$*")"
+  start_bg "udp-$c" "$pid" "$NODE" "$LAB_SRC/probe-tool.mjs" serve "$c" "$(IFS=,; echo "$*")"
 }
 # bridge_net NAME SUBNET BRIDGE [more options]
 bridge_net() {
@@ -280,7 +281,7 @@ replay_container() { # NAME BRIDGE IP/PREFIX GW TCPPORTS|none UDPPORTS|none HAIR
   if [ "$tcp" != none ]; then
     for p in ${tcp//,/ }; do start_bg "ct-$name-httpd-$p" "$pid" busybox httpd -f -p "$p" -h "$DIR/ct/$name/www"; done
   fi
-  if [ "$udp" != none ]; then start_bg "ct-$name-udp" "$pid" node "$LAB_SRC/probe-tool.mjs" serve "$name" "$udp"; fi
+  if [ "$udp" != none ]; then start_bg "ct-$name-udp" "$pid" "$NODE" "$LAB_SRC/probe-tool.mjs" serve "$name" "$udp"; fi
 }
 
 replay_proxy() { # PROTO HOSTIP HOSTPORT CONTAINERIP CONTAINERPORT: the userland proxy, as dockerd runs it

@@ -226,9 +226,9 @@ export function probeArgv(r: ResolvedProbe, labDir: string): string[] {
   const tool = join(labDir, 'probe-tool.mjs');
   switch (r.def.proto) {
     case 'tcp':
-      return ['timeout', String(secs + 3), 'node', tool, 'tcp', r.dst, String(r.dport ?? 80), String(r.timeoutMs)];
+      return ['timeout', String(secs + 3), process.execPath, tool, 'tcp', r.dst, String(r.dport ?? 80), String(r.timeoutMs)];
     case 'udp':
-      return ['timeout', String(secs + 3), 'node', tool, 'udp', r.dst, String(r.dport ?? 53), String(r.timeoutMs)];
+      return ['timeout', String(secs + 3), process.execPath, tool, 'udp', r.dst, String(r.dport ?? 53), String(r.timeoutMs)];
     case 'icmp':
       return ['timeout', String(secs + 3), 'busybox', 'ping', '-c', '1', '-W', String(secs), r.dst];
   }

@@ -225,7 +225,7 @@ export function numericPriorities(text: string): string {
 }
 
 async function sh(args: string[], timeoutMs = 60_000): Promise<void> {
-  const res = await run(['bash', join(labSourceDir(), 'lab.sh'), ...args], { timeoutMs, allowFailure: true });
+  const res = await run(['bash', join(labSourceDir(), 'lab.sh'), ...args], { timeoutMs, allowFailure: true, env: { ...process.env, JOURNEY_NODE: process.execPath } });
   if (res.code !== 0) throw new JourneyError('E_LAB', `lab.sh ${args.join(' ')} failed: ${res.stderr.trim().split('\n').slice(-5).join(' | ')}`);
 }
 

@@ -75,7 +75,7 @@ describe('lab life cycle', () => {
   });
 
   it('trace --json -- CMD returns the kernel path of a command run inside the lab', () => {
-    const r = cli(['lab', 'trace', '--id', 'a', '--json', '--in', 'ext2', '--', 'node', `${ROOT}lab/probe-tool.mjs`, 'tcp', '10.0.10.26', '8000', '2000']);
+    const r = cli(['lab', 'trace', '--id', 'a', '--json', '--in', 'ext2', '--', process.execPath, `${ROOT}lab/probe-tool.mjs`, 'tcp', '10.0.10.26', '8000', '2000']);
     expect(r.status, r.stderr).toBe(0);
     const t = JSON.parse(r.stdout) as { packets: { first: { saddr: string; dport: number; tcpFlags?: string }; steps: { table: string; chain: string; verdict: string; ruleNumber: number | null }[] }[] };
     const syn = t.packets.find((p) => p.first.saddr === '10.0.10.6' && p.first.dport === 8000 && p.first.tcpFlags === 'syn');
