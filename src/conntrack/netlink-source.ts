@@ -43,6 +43,14 @@ export class NetlinkConntrackSource implements ConntrackSource {
     if (binding === null) throw new JourneyError('E_NATIVE', `netlink conntrack unavailable: ${error}`);
     this.binding = binding;
     this.nsPath = opts.netns === undefined ? '' : netnsPath(opts.netns);
+    // refuse now, not at start(), when the kernel will not let us listen (no CAP_NET_ADMIN, no
+    // nf_conntrack_netlink, no such namespace), so the caller can pick a fallback
+    try {
+      this.binding.conntrackOpen(this.nsPath ? { netns: this.nsPath } : {}, () => {}).close();
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? 'error';
+      throw new JourneyError('E_NATIVE', `netlink conntrack unavailable: ${code === 'EPERM' ? 'EPERM (needs root or CAP_NET_ADMIN)' : (e as Error).message}`, { code, netns: this.nsPath }, { cause: e });
+    }
   }
 
   async dump(): Promise<ConntrackEntry[]> {

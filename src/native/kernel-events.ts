@@ -186,6 +186,14 @@ function describe(s: { code?: string; error?: string; detail?: string }): string
   return `${s.code ?? 'error'}${verifier}`;
 }
 
+/** Why the kernel refused, in a line: the errno name and what to do about it. */
+function refusal(err: Error & { code?: string }): string {
+  const code = err.code ?? 'error';
+  if (code === 'EPERM' || code === 'EACCES') return `${code} (needs root, or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN)`;
+  const last = err.message.split('\n').map((l) => l.replace(/^libbpf: /, '').trim()).filter(Boolean).slice(-1)[0] ?? '';
+  return last ? `${code} (${last.slice(0, 200)})` : code;
+}
+
 /** An empty session: nothing available, `lost` says why. */
 function unavailable(lost: string[]): KernelEvents {
   return {
@@ -337,8 +345,7 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
       onBatch,
     );
   } catch (e) {
-    const err = e as Error & { code?: string };
-    const why = `eBPF unavailable: ${err.code ?? 'error'}${err.message ? ` (${err.message.split('\n').slice(-2).join(' | ').slice(0, 300)})` : ''}`;
+    const why = `eBPF unavailable: ${refusal(e as Error & { code?: string })}`;
     if (dropsWanted) lost.push(`no drop reasons: ${why}`);
     if (plan.length) lost.push(`no NAT proof at the netfilter hooks: ${why}`);
     return unavailable(lost);
