@@ -113,7 +113,6 @@ export function expectFor(
   const target = `${p.containerIp}:${p.containerPort}`;
   const tName = p.container ?? p.containerIp;
   const iif = from.kind === 'host' ? null : from.bridge;
-  const proxy = proxyFor(host, inv, p);
   const rule = dnatFor(host, p, dst, iif);
   const requires: string[] = [];
   if (rule === null) {

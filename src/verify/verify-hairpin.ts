@@ -75,6 +75,16 @@ function toSteps(text: string, rulesetJson: string, table: string): TraceStep[] 
   }));
 }
 
+/** A check's evidence while it is being gathered (the judgement adds `observed`). */
+interface EvidenceDraft {
+  conntrack: ConntrackEntry[];
+  proxyLeg: ConntrackEntry | null;
+  packets: string[];
+  explanation: Explanation | null;
+  trace: TraceStep[];
+  drops: DropInfo[];
+}
+
 /** The simulator's account of the probe's first packet (SYN) at the host, or null. */
 export function explainProbe(compiled: CompiledRuleset | null, c: PlannedCheck, srcPort: number): Explanation | null {
   if (compiled === null) return null;
@@ -204,7 +214,7 @@ async function runOne(
     .filter((d) => d.tuple !== null && (mine(d.tuple.sport) || mine(d.tuple.dport) || (proxyLeg !== null && (d.tuple.sport === proxyLeg.orig.sport || d.tuple.dport === proxyLeg.orig.sport))))
     .slice(0, 20)
     .map((d): DropInfo => ({ timeUs: d.timeUs, reason: d.reason, iface: d.iface, tuple: d.tuple, rule: d.rule }));
-  const evidenceBase: Omit<HairpinCheck['evidence'] & object, 'observed'> & { trace: TraceStep[] } = {
+  const evidenceBase: EvidenceDraft = {
     conntrack: own ? [own] : [],
     proxyLeg,
     packets: packets.map((p) => p.text),
