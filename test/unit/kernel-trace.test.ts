@@ -157,6 +157,39 @@ describe('parseNftTrace on recorded lab traces', () => {
     expect(p?.steps.find((s) => s.table === 'nat' && s.chain === 'DOCKER' && s.verdict === 'accept')?.rule).toContain('dnat to 172.17.0.2:80');
   });
 
+  it('hostip, ping to the outside: one ICMP echo followed across a trace id change, MASQUERADEd, its reply de-NATed', () => {
+    const { t, save } = load('hostip-ping-outside');
+    expect(t.skipped).toEqual([]);
+    const req = t.packets.find((p) => p.first?.icmpType === 'echo-request');
+    expect(req?.first).toMatchObject({ proto: 'icmp', saddr: '172.17.0.3', daddr: '198.51.100.10', iif: 'docker0' });
+    expect(req?.traceIds.length).toBeGreaterThanOrEqual(2);
+    expect(req?.hooks).toEqual(['prerouting', 'forward', 'postrouting']);
+    const masq = req?.steps.find((s) => s.table === 'nat' && s.chain === 'POSTROUTING' && s.verdict === 'accept');
+    expect(masq?.rule).toContain('masquerade');
+    expect(masq?.ruleNumber).toBe(iptNum(save, 'nat', 'POSTROUTING', /-s 172\.17\.0\.0\/16 ! -o docker0 -j MASQUERADE/));
+    const rep = t.packets.find((p) => p.first?.icmpType === 'echo-reply');
+    expect(rep?.first?.daddr).toBe('10.0.10.26');
+    expect(rep?.headers.find((h) => h.hook === 'forward')?.header.daddr).toBe('172.17.0.3');
+    expect(rep?.final).toBe('accept');
+    const ct = t.conntrack.find((c) => c.orig.proto === 'icmp' && c.orig.dst === '198.51.100.10');
+    expect(ct?.reply.dst).toBe('10.0.10.26');
+    expect(ct?.orig.sport).toBeGreaterThan(0); // the echo id
+    expect(ct?.status).toContain('SRC_NAT');
+  });
+
+  it('firewalld, direct access: rejected in inet firewalld (reject prints as verdict drop)', () => {
+    const { t } = load('firewalld-direct-access');
+    expect(t.skipped).toEqual([]);
+    const p = syn(t, '172.17.0.2', 80);
+    expect(p?.dropped).toBe(true);
+    const drop = p?.steps.at(-1);
+    expect(drop).toMatchObject({ family: 'inet', table: 'firewalld', chain: 'filter_FWD_public', verdict: 'drop', hook: 'forward', baseChain: 'filter_FORWARD' });
+    expect(drop?.rule).toBe('reject with icmpx admin-prohibited');
+    const rules = indexNftRuleset(read('firewalld-direct-access.ruleset.json')).get('inet firewalld filter_FWD_public');
+    expect(drop?.ruleNumber).toBe((rules?.handles.indexOf(drop?.handle ?? -1) ?? -2) + 1);
+    expect(drop?.ruleNumber).toBeGreaterThan(0);
+  });
+
   it('Docker 29 nft golden: vmap jumps to per-bridge chains, named chains keep nft rule order', () => {
     const { t } = load('nft29-ext-to-published');
     expect(t.skipped).toEqual([]);
