@@ -163,6 +163,10 @@ describe('journey serve in the lab', () => {
       expect(f.nat.snat).toBeNull();
       expect(new Set(f.legs.map((l) => l.iface))).toEqual(new Set(['eth0', 'docker0']));
       expect(f.names.some((n) => n.container === 'web' && n.addr === web.ip)).toBe(true);
+      // explained live: DNAT in nat DOCKER, accepted by filter DOCKER (seed 000's path)
+      expect(f.explanation?.verdict).toBe('accept');
+      expect(f.explanation?.steps.some((st) => st.table === 'nat' && st.chain === 'DOCKER' && st.verdict === 'dnat')).toBe(true);
+      expect(f.explanation?.steps.some((st) => st.table === 'filter' && st.chain === 'DOCKER' && st.verdict === 'accept')).toBe(true);
     }
     const u = [...flowsOf(udp).values()];
     expect(u).toHaveLength(1);
@@ -230,13 +234,17 @@ describe('journey serve in the lab', () => {
       expect(texts.some((t) => t.startsWith('leaves on docker0') && t.includes(`→ ${web.ip}:80`))).toBe(true);
       expect(texts.some((t) => t.startsWith('reply on docker0'))).toBe(true);
       expect(await page.locator('#nat').innerText()).toContain(`DNAT 10.0.10.26:8000 → ${web.ip}:80`);
-      // the explanation's steps, when the flow has one, each drawn with its verdict
-      const ruleSteps = await page.locator('#journey li.step-rule').count();
-      const noExplanation = texts.some((t) => /no explanation/.test(t));
-      if (!noExplanation) {
-        expect(ruleSteps).toBeGreaterThan(0);
-        expect(texts.some((t) => /prerouting · ip nat DOCKER/.test(t) && /dnat/i.test(t))).toBe(true);
-      }
+      // the live explanation's steps, each drawn with its verdict, in the seed's order
+      expect(texts.some((t) => /no explanation/.test(t)), texts.join('\n')).toBe(false);
+      expect(await page.locator('#journey li.step-rule').count()).toBeGreaterThan(3);
+      const dnat = texts.findIndex((t) => /^prerouting · ip nat DOCKER #\d+\s*dnat/.test(t));
+      const accept = texts.findIndex((t) => /^forward · ip filter DOCKER #\d+\s*accept/.test(t));
+      const leaveAt = texts.findIndex((t) => t.startsWith('leaves on docker0'));
+      expect(dnat, texts.join('\n')).toBeGreaterThan(0);
+      expect(accept).toBeGreaterThan(dnat);
+      expect(leaveAt).toBeGreaterThan(accept);
+      expect(texts.at(-1)).toMatch(/verdict: ACCEPT/);
+      expect(await page.locator('#banner').innerText()).toMatch(/capturing on eth0, docker0/);
       await page.screenshot({ path: join(RESULTS, 'serve-browser.png'), fullPage: true });
       expect(errors).toEqual([]);
     } finally {

@@ -79,6 +79,10 @@ function onMessage(msg) {
       // a new filter: start the list again from the replay that follows
       flows.clear();
       $('#flows tbody').replaceChildren();
+      // the replay brings the notices again
+      banners.length = 0;
+      $('#banner').replaceChildren();
+      $('#banner').hidden = true;
       $('#filter-error').textContent = '';
       break;
     case 'error':
