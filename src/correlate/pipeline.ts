@@ -30,6 +30,7 @@ import type { Tuple } from '../model/tuple.js';
 import { openConntrackSource, type ConntrackBackend } from '../conntrack/select.js';
 import { SnapshotConntrackSource } from '../conntrack/snapshot-source.js';
 import { connectDocker, DockerIndex, type DockerInventory, type DockerSnapshot } from '../docker/inventory.js';
+import { processSockets } from '../docker/daemon.js';
 import { decodeFrame, observationFromView, PacketView, SkipCounters } from '../decode/index.js';
 import { createPcapngWriter, type PcapngWriter } from '../capture/pcapng-writer.js';
 import { Correlator, type CorrelatorStats, type NameResolver } from './correlator.js';
@@ -230,6 +231,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     const proxyLinker = new DockerProxyLinker({
       proxies: () => this.index()?.snapshot.proxies ?? [],
       gateways: () => new Set((this.index()?.snapshot.networks ?? []).flatMap((n) => n.gateways)),
+      ...(this.mode === 'live' ? { sockets: (pid: number) => processSockets(pid) } : {}),
     });
     this.correlator = new Correlator({
       emit: (ev) => this.emitEvent(ev),

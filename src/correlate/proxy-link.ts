@@ -6,7 +6,8 @@
  * -container-port`) names both ends; the two halves are paired in order — the backend connection
  * docker-proxy opens within `windowUs` after accepting the client's (the oldest waiting client
  * half of that docker-proxy first). A gateway -> container connection with no client half waiting
- * is the host's own and is not tagged. Each half gets `proxiedBy: { pid, peerFlowId }` (the
+ * is the host's own and is not tagged. Live, the socket tables settle it when the connection is
+ * still open: held by docker-proxy (confirmed) or by another process (not the proxy's). Each half gets `proxiedBy: { pid, peerFlowId }` (the
  * client half has peerFlowId null until its backend appears). Pairing is by time, not by socket:
  * two clients of one docker-proxy within the window can be paired crosswise.
  */
@@ -20,6 +21,12 @@ export interface ProxyLinkerOptions {
   /** Addresses docker-proxy connects from (bridge gateways). */
   readonly gateways: () => ReadonlySet<string>;
   readonly windowUs?: number;
+  /**
+   * Live only: the sockets a docker-proxy holds ("tcp 172.17.0.1:36322>172.17.0.2:80"), to
+   * confirm that a gateway -> container connection is the proxy's own (its connect() is in
+   * progress when conntrack reports the connection). Omitted in replays (time alone then).
+   */
+  readonly sockets?: (pid: number) => { readonly owned: ReadonlySet<string>; readonly others: ReadonlySet<string> };
 }
 
 interface Waiting {
@@ -33,6 +40,9 @@ export class DockerProxyLinker implements ProxyLinker {
   private frontends: Waiting[] = [];
   private backends: Waiting[] = [];
   linked = 0;
+  /** Backend halves confirmed / refuted by docker-proxy's sockets (live). */
+  confirmed = 0;
+  refuted = 0;
 
   constructor(opts: ProxyLinkerOptions) {
     this.opts = opts;
@@ -49,6 +59,17 @@ export class DockerProxyLinker implements ProxyLinker {
       if (p.proto !== o.proto) continue;
       // backend half: gateway -> container:port
       if (o.dst === p.containerIp && o.dport === p.containerPort && this.opts.gateways().has(o.src)) {
+        if (this.opts.sockets) {
+          const socks = this.opts.sockets(p.pid);
+          const key = `${o.proto} ${o.src}:${o.sport}>${o.dst}:${o.dport}`;
+          // another process holds this connection: the host itself talks to the container.
+          // (Gone from every table — a short connection already closed — proves nothing.)
+          if (socks.others.has(key)) {
+            this.refuted++;
+            continue;
+          }
+          if (socks.owned.has(key)) this.confirmed++;
+        }
         const i = this.frontends.findIndex((w) => w.pid === p.pid);
         if (i >= 0) {
           const front = this.frontends[i] as Waiting;

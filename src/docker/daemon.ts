@@ -5,6 +5,7 @@
  * Everything here tolerates missing/vanishing processes; nothing throws.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { normaliseIp } from '../conntrack/parse.js';
 
 export interface DaemonProcess {
   readonly pid: number;
@@ -160,4 +161,82 @@ export function findDockerProxies(procRoot = '/proc', sameNetnsAs?: number): Doc
     if (p) out.push(p);
   }
   return out;
+}
+
+/** Parses an address of /proc/net/{tcp,udp}{,6}: "0100007F:1F40" -> ["127.0.0.1", 8000]. */
+export function parseProcNetAddr(hex: string): [string, number] | null {
+  const [a, p] = hex.split(':');
+  if (a === undefined || p === undefined) return null;
+  const port = parseInt(p, 16);
+  if (a.length === 8) {
+    const n = parseInt(a, 16);
+    return [`${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${(n >>> 24) & 255}`, port];
+  }
+  if (a.length === 32) {
+    // four little-endian 32-bit words
+    const words: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const w = a.slice(i * 8, i * 8 + 8);
+      const be = (w.match(/../g) ?? []).reverse().join('');
+      words.push(be.slice(0, 4), be.slice(4));
+    }
+    const groups = words.map((g) => parseInt(g, 16).toString(16));
+    const v4 = groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff';
+    if (v4) {
+      // an IPv4 peer of a dual-stack socket: shown as conntrack shows it
+      const lo = parseInt(words[6] ?? '0', 16);
+      const lo2 = parseInt(words[7] ?? '0', 16);
+      return [`${lo >> 8}.${lo & 255}.${lo2 >> 8}.${lo2 & 255}`, port];
+    }
+    return [normaliseIp(words.join(':')), port];
+  }
+  return null;
+}
+
+/**
+ * The sockets a process holds ("proto local:port>remote:port"), from its fds and the socket
+ * tables of its network namespace (/proc/PID/net/*), and the live sockets of that namespace held
+ * by other processes (`others`: inode set, not in TIME_WAIT). Empty when the process is gone.
+ */
+export function processSockets(pid: number, procRoot = '/proc'): { owned: Set<string>; others: Set<string> } {
+  const owned = new Set<string>();
+  const others = new Set<string>();
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`${procRoot}/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`${procRoot}/${pid}/fd/${fd}`));
+        if (m?.[1] !== undefined) inodes.add(m[1]);
+      } catch {
+        /* fd closed meanwhile */
+      }
+    }
+  } catch {
+    return { owned, others };
+  }
+  for (const [file, proto] of [
+    ['tcp', 'tcp'],
+    ['tcp6', 'tcp'],
+    ['udp', 'udp'],
+    ['udp6', 'udp'],
+  ] as const) {
+    let text: string;
+    try {
+      text = readFileSync(`${procRoot}/${pid}/net/${file}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const inode = f[9];
+      if (inode === undefined) continue;
+      const l = parseProcNetAddr(f[1] ?? '');
+      const r = parseProcNetAddr(f[2] ?? '');
+      if (!l || !r) continue;
+      const key = `${proto} ${l[0]}:${l[1]}>${r[0]}:${r[1]}`;
+      if (inodes.has(inode)) owned.add(key);
+      else if (inode !== '0') others.add(key);
+    }
+  }
+  return { owned, others };
 }

@@ -152,6 +152,10 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
           check(peer?.orig.dst === web.ip && peer.orig.dport === 80, `${def.name}: peer ${JSON.stringify(peer?.orig)}`);
           break;
         }
+        case 'host-to-container':
+          check(f.proxiedBy === undefined, `${def.name}: the host's own connection is not docker-proxy's`);
+          check(JSON.stringify(origIfaces(f)) === '["docker0"]', `${def.name}: legs ${origIfaces(f)}`);
+          break;
         case 'direct-access':
           check(JSON.stringify(origIfaces(f)) === '["eth0","docker0"]', `${def.name}: legs ${origIfaces(f)}`);
           check(f.nat.dnat === null && f.nat.snat === null, `${def.name}: nat`);

@@ -181,6 +181,24 @@ describe('Correlator', () => {
     expect(last.get('host')?.proxiedBy).toBeUndefined();
   });
 
+  it("the socket tables refute a backend half held by another process (live)", () => {
+    const linker = new DockerProxyLinker({
+      proxies: () => [{ pid: 77, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 }],
+      gateways: () => new Set(['172.17.0.1']),
+      sockets: () => ({ owned: new Set(['tcp 172.17.0.1:36322>172.17.0.2:80']), others: new Set(['tcp 172.17.0.1:39322>172.17.0.2:80']) }),
+    });
+    const { c, flows } = harness({ proxyLinker: linker });
+    const front = entry('front', tcp('172.17.0.3', 34148, '10.0.10.26', 8000), tcp('10.0.10.26', 8000, '172.17.0.3', 34148));
+    const other = entry('other', tcp('172.17.0.1', 39322, '172.17.0.2', 80), tcp('172.17.0.2', 80, '172.17.0.1', 39322));
+    const back = entry('back', tcp('172.17.0.1', 36322, '172.17.0.2', 80), tcp('172.17.0.2', 80, '172.17.0.1', 36322));
+    c.onConntrack([ev('new', front, T0), ev('new', other, T0 + 1), ev('new', back, T0 + 2)]);
+    c.tick(T0 + 1100);
+    const last = new Map(flows().map((e) => [e.flow.id, e.flow]));
+    expect(last.get('other')?.proxiedBy).toBeUndefined();
+    expect(last.get('front')?.proxiedBy?.peerFlowId).toBe('back');
+    expect(linker).toMatchObject({ confirmed: 1, refuted: 1, linked: 1 });
+  });
+
   it('flush ends every flow once, starting the ones never shown', () => {
     const { c, flows } = harness();
     c.onConntrack([ev('new', WEB, T0)]);

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient, resolveDockerHost } from '../../src/docker/client.js';
 import { DockerInventory, buildSnapshot, bridgeNameOf, DockerIndex, connectDocker } from '../../src/docker/inventory.js';
-import { parseDaemonArgv, userlandProxyFromArgv, parseDockerProxyArgv, findDaemons, findDockerProxies, daemonForSocket } from '../../src/docker/daemon.js';
+import { parseDaemonArgv, userlandProxyFromArgv, parseDockerProxyArgv, findDaemons, findDockerProxies, daemonForSocket, parseProcNetAddr, processSockets } from '../../src/docker/daemon.js';
+import { symlinkSync } from 'node:fs';
 
 const NETWORKS = [
   { Name: 'bridge', Id: 'a'.repeat(64), Driver: 'bridge', IPAM: { Config: [{ Subnet: '172.17.0.0/16', Gateway: '172.17.0.1' }] }, Options: { 'com.docker.network.bridge.name': 'docker0' } },
@@ -135,6 +136,36 @@ describe('daemon and docker-proxy command lines', () => {
       mkdirSync(join(root, 'self'));
       expect(findDaemons(root).map((d) => [d.pid, d.userlandProxy])).toEqual([[100, false]]);
       expect(findDockerProxies(root)).toEqual([{ pid: 101, proto: 'udp', hostIp: '10.0.10.26', hostPort: 5353, containerIp: '172.17.0.3', containerPort: 53 }]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("docker-proxy's sockets", () => {
+  it('parses /proc/net addresses (IPv4, IPv6, v4-mapped)', () => {
+    expect(parseProcNetAddr('0100007F:1F40')).toEqual(['127.0.0.1', 8000]);
+    expect(parseProcNetAddr('010011AC:8D42')).toEqual(['172.17.0.1', 36162]);
+    expect(parseProcNetAddr('0000FDFD000000000000000002000000:0050')?.[1]).toBe(80);
+    expect(parseProcNetAddr('0000000000000000FFFF00000100007F:0050')).toEqual(['127.0.0.1', 80]);
+    expect(parseProcNetAddr('00000000000000000000000001000000:0016')).toEqual(['::1', 22]);
+    expect(parseProcNetAddr('garbage')).toBeNull();
+  });
+  it("lists the sockets a process holds from its fds and its namespace's tables", () => {
+    const root = mkdtempSync(join(tmpdir(), 'jsock-'));
+    try {
+      mkdirSync(join(root, '7/fd'), { recursive: true });
+      mkdirSync(join(root, '7/net'));
+      symlinkSync('socket:[1111]', join(root, '7/fd/3'));
+      symlinkSync('/dev/null', join(root, '7/fd/4'));
+      const hdr = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+      writeFileSync(join(root, '7/net/tcp'), hdr +
+        '   0: 010011AC:8D42 020011AC:0050 01 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 20 4 30 10 -1\n' +
+        '   1: 010011AC:8D43 020011AC:0050 01 00000000:00000000 00:00000000 00000000     0        0 2222 1 0000000000000000 20 4 30 10 -1\n');
+      const s7 = processSockets(7, root);
+      expect([...s7.owned]).toEqual(['tcp 172.17.0.1:36162>172.17.0.2:80']);
+      expect([...s7.others]).toEqual(['tcp 172.17.0.1:36163>172.17.0.2:80']);
+      expect(processSockets(8, root).owned.size).toBe(0);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
