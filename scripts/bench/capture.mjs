@@ -9,15 +9,18 @@
  * (capture-flood.c, compiled here) floods 60-byte UDP frames at a paced rate from tx; the
  * receiver captures on its veth with filter "udp dst port 9":
  *   - tcpdump -p -w /dev/null (the reference; drops from its "dropped by kernel" line),
- *   - journey's workers, backend pcap (TPACKET_V3) and backend cap (immediate mode), the main
- *     process decoding every frame into a PacketView (capture + decode, as `journey watch` does).
+ *   - journey's workers, backend native (journey's libpcap addon: TPACKET_V3, whole batches to JS),
+ *     backend pcap (node-pcap, TPACKET_V3, a JS callback per packet) and backend cap (immediate
+ *     mode), the main process decoding every frame into a PacketView (capture + decode, as
+ *     `journey watch` does).
  * A rate passes when every frame the sender sent (minus what the veth itself dropped before any
  * tap) was captured and the kernel reported no drop. The ladder stops at a tool's first failure.
- * CPU per packet: the capturing processes' user+system time during the flood / packets captured.
- * Needs root and a built tree (npm run build). Bounded: stops by itself within ~3 minutes.
+ * CPU per packet: the capturing process's user+system time (all its threads: the native backend
+ * drains the ring in a libuv pool thread) during the flood / packets captured.
+ * Needs root and a built tree (npm run build). Bounded: stops by itself within ~4 minutes.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,10 +37,10 @@ const opt = (name, def) => {
 };
 const SECONDS = Number(opt('seconds', '2'));
 const RATES = opt('rates', '50000,100000,150000,200000,250000,300000,400000,500000,700000').split(',').map(Number);
-const TOOLS = opt('tools', 'tcpdump,pcap,cap').split(',');
+const TOOLS = opt('tools', 'tcpdump,native,pcap,cap').split(',');
 const JSON_OUT = args.includes('--json');
 const BUFFER_MIB = Number(opt('buffer-mib', '8'));
-const DEADLINE = Date.now() + Number(opt('budget', '170')) * 1000;
+const DEADLINE = Date.now() + Number(opt('budget', '240')) * 1000;
 const TX = 'jl-c1bench-tx';
 const RX = 'jl-c1bench-rx';
 const DST = '10.77.0.9';
@@ -45,7 +48,6 @@ const FILTER = 'udp dst port 9';
 const log = (...a) => process.stderr.write(`bench: ${a.join(' ')}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sh = (cmd, a, o = {}) => execFileSync(cmd, a, { encoding: 'utf8', ...o });
-const nsx = (ns, a) => sh('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...a]);
 
 if (process.getuid?.() !== 0) {
   console.error('bench: needs root (network namespaces, capture)');
@@ -81,18 +83,31 @@ function rxCounters() {
   const s = JSON.parse(sh('ip', ['-n', RX, '-s', '-j', 'link', 'show', 'rxv']))[0].stats64.rx;
   return { packets: s.packets, dropped: s.dropped };
 }
-/** CPU time of a process in µs, from the scheduler (ns precision, user + system). */
+/** CPU time of a process in µs, all its threads, from the scheduler (ns precision, user + system). */
 function procCpuUs(pid) {
   try {
-    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        /* the thread ended */
+      }
+    }
+    return ns / 1000;
   } catch {
     return NaN;
   }
 }
+/** Runs the sender; the event loop stays free (journey's main process decodes while it runs). */
 function flood(bin, rate) {
-  const out = nsx(TX, [bin, DST, '9', String(rate), String(SECONDS)]);
-  const [sent, el] = out.trim().split(/\s+/).map(Number);
-  return { sent, elapsed: el };
+  return new Promise((resolve, reject) =>
+    execFile('nsenter', [`--net=/var/run/netns/${TX}`, '--', bin, DST, '9', String(rate), String(SECONDS)], { encoding: 'utf8' }, (err, out) => {
+      if (err) return reject(err);
+      const [sent, el] = out.trim().split(/\s+/).map(Number);
+      resolve({ sent, elapsed: el });
+    }),
+  );
 }
 
 async function trialTcpdump(bin, rate) {
@@ -105,7 +120,7 @@ async function trialTcpdump(bin, rate) {
   await sleep(300);
   const c0 = rxCounters();
   const cpu0 = procCpuUs(child.pid);
-  const f = flood(bin, rate);
+  const f = await flood(bin, rate);
   await sleep(1200); // tcpdump's 1 s block timeout
   const c1 = rxCounters();
   const cpu1 = procCpuUs(child.pid);
@@ -121,6 +136,7 @@ async function trialJourney(bin, rate, backend) {
   const tStart = performance.now();
   const h = await startCapture({ netns: RX, interfaces: ['rxv'], backend, filter: FILTER, statsIntervalMs: 500, bufferSize: BUFFER_MIB << 20, watch: false });
   const startMs = performance.now() - tStart;
+  if (h.backend !== backend) throw new Error(`backend ${backend} asked, ${h.backend} running: ${h.fallback ?? ''}`);
   const view = new PacketView();
   let frames = 0;
   let decoded = 0;
@@ -139,7 +155,7 @@ async function trialJourney(bin, rate, backend) {
   const m0 = procCpuUs(process.pid);
   decodeNs = 0n;
   const c0 = rxCounters();
-  const f = flood(bin, rate);
+  const f = await flood(bin, rate);
   await sleep(300);
   const c1 = rxCounters();
   const w1 = procCpuUs(pid);

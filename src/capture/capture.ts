@@ -9,11 +9,28 @@ import { JourneyError } from '../model/errors.js';
 import type { CaptureStats, FrameBatch } from '../model/observation.js';
 import { LinkWatcher, defaultRouteInterfaces, listLinks, selectInterfaces, type LinkInfo } from './devices.js';
 import { createPcapngWriter, type PcapngWriter } from './pcapng-writer.js';
+import { loadCaptureAddon } from './native-addon.js';
 import { CaptureWorker } from './worker.js';
 import type { WorkerConfig } from './worker-entry.js';
 import type { WorkerStatsMessage } from './protocol.js';
 
-export type CaptureBackend = 'pcap' | 'cap';
+export type CaptureBackend = 'native' | 'pcap' | 'cap';
+export const CAPTURE_BACKENDS: readonly CaptureBackend[] = ['native', 'pcap', 'cap'];
+/** The backend used when none is asked for (falls back to `pcap` when the addon is missing). */
+export const DEFAULT_CAPTURE_BACKEND: CaptureBackend = 'native';
+
+/**
+ * The backend that will really run for `requested` (default: DEFAULT_CAPTURE_BACKEND): `native`
+ * falls back to `pcap` when journey's addon is not built, does not load, or is turned off
+ * (JOURNEY_CAPTURE_NATIVE=off); `fallback` then says why.
+ */
+export function resolveCaptureBackend(requested: CaptureBackend | undefined): { backend: CaptureBackend; fallback?: string } {
+  const want = requested ?? DEFAULT_CAPTURE_BACKEND;
+  if (want !== 'native') return { backend: want };
+  const l = loadCaptureAddon();
+  if (l.ok) return { backend: 'native' };
+  return { backend: 'pcap', fallback: `native capture addon unavailable (${l.reason}): capturing with node-pcap (backend pcap)` };
+}
 
 export interface CaptureOptions {
   /** Interface names or globs (`-i`, repeatable; `any` allowed). Empty/absent: auto. */
@@ -32,6 +49,7 @@ export interface CaptureOptions {
   readonly bufferTimeoutMs?: number;
   /** Promiscuous mode (default false; the cap backend is always promiscuous). */
   readonly promiscuous?: boolean;
+  /** 'native' (journey's addon, default), 'pcap' (node-pcap) or 'cap' (immediate mode). */
   readonly backend?: CaptureBackend;
   /** Network namespace (name under /var/run/netns, a path, or a pid) to capture in. */
   readonly netns?: string;
@@ -51,6 +69,8 @@ export interface CaptureHandleEvents {
   'iface-up': [{ iface: string; linkType: number; pid: number }];
   'iface-down': [{ iface: string; reason: string; stats: CaptureStats }];
   error: [JourneyError];
+  /** Something the user should know that is not an error (a backend fallback), once per handle. */
+  notice: [JourneyError];
 }
 
 interface IfaceState {
@@ -104,12 +124,22 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
   private readonly kernelStats: boolean;
   /** Events held until startCapture has returned the handle (so no early batch is lost). */
   private held: Array<() => void> | undefined = [];
+  /** The backend really used (see resolveCaptureBackend). */
+  readonly backend: CaptureBackend;
+  /** Why the requested backend was replaced, or undefined. */
+  readonly fallback: string | undefined;
 
   constructor(private readonly opts: CaptureOptions) {
     super();
     this.extra = [...(opts.extraInterfaces ?? [])];
-    const backend = opts.backend ?? 'pcap';
-    this.kernelStats = backend === 'pcap';
+    const chosen = resolveCaptureBackend(opts.backend);
+    const backend = chosen.backend;
+    this.backend = backend;
+    this.fallback = chosen.fallback;
+    if (chosen.fallback !== undefined) {
+      this.out('notice', new JourneyError('E_NATIVE', chosen.fallback, { requested: opts.backend ?? DEFAULT_CAPTURE_BACKEND, backend }));
+    }
+    this.kernelStats = backend !== 'cap';
     this.cfg = {
       backend,
       filter: opts.filter ?? '',
@@ -388,8 +418,8 @@ function openError(iface: string, message: string, filter = ''): JourneyError {
  * E_CAPTURE when one cannot be opened (bad filter, no such interface, no permission).
  */
 export async function startCapture(opts: CaptureOptions = {}): Promise<CaptureHandle> {
-  if (opts.backend !== undefined && opts.backend !== 'pcap' && opts.backend !== 'cap') {
-    throw new JourneyError('E_USAGE', `unknown capture backend ${String(opts.backend)} (pcap or cap)`);
+  if (opts.backend !== undefined && !CAPTURE_BACKENDS.includes(opts.backend)) {
+    throw new JourneyError('E_USAGE', `unknown capture backend ${String(opts.backend)} (${CAPTURE_BACKENDS.join(', ')})`);
   }
   if (opts.netns !== undefined && !existsSync(netnsPath(opts.netns))) {
     throw new JourneyError('E_NO_NETNS', `network namespace ${opts.netns} does not exist (${netnsPath(opts.netns)})`, { netns: opts.netns });

@@ -3,7 +3,7 @@
  * present): the capture workers of capture.ts behind start/stats/stop/addInterface.
  */
 import type { CaptureStats, FrameBatch } from '../model/observation.js';
-import { startCapture, type CaptureHandle } from './capture.js';
+import { DEFAULT_CAPTURE_BACKEND, startCapture, type CaptureBackend, type CaptureHandle } from './capture.js';
 
 export interface LiveCaptureOptions {
   readonly netns?: string;
@@ -13,7 +13,7 @@ export interface LiveCaptureOptions {
   readonly snaplen?: number;
   readonly bufferSizeMiB?: number;
   readonly promisc?: boolean;
-  readonly backend?: 'pcap' | 'cap';
+  readonly backend?: CaptureBackend;
   readonly write?: string;
 }
 
@@ -31,7 +31,9 @@ export function createLiveCapture(opts: LiveCaptureOptions): LiveFrameSource {
   let handle: CaptureHandle | undefined;
   const extra: string[] = [];
   return {
-    kind: `capture-workers(${opts.backend ?? 'pcap'})`,
+    get kind() {
+      return `capture-workers(${handle?.backend ?? opts.backend ?? DEFAULT_CAPTURE_BACKEND})`;
+    },
     get handle() {
       return handle;
     },
@@ -49,6 +51,7 @@ export function createLiveCapture(opts: LiveCaptureOptions): LiveFrameSource {
       });
       handle.on('batch', onBatch);
       handle.on('error', onError);
+      handle.on('notice', onError); // the pipeline turns these into notice events
     },
     addInterface(iface) {
       if (!extra.includes(iface)) extra.push(iface);

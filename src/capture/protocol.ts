@@ -16,7 +16,7 @@ export const MSG_ERROR = 4;
 export interface HelloMessage {
   iface: string;
   linkType: number;
-  backend: 'pcap' | 'cap';
+  backend: 'native' | 'pcap' | 'cap';
   pid: number;
   snaplen: number;
 }

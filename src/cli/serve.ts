@@ -87,7 +87,7 @@ export function registerServe(program: Command): void {
     .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
     .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
     .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
-    .option('--backend <name>', 'capture backend: pcap (default) or cap')
+    .option('--backend <name>', 'capture backend: native (default: journey\'s libpcap addon; pcap when it is not built), pcap (node-pcap) or cap')
     .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
     .option('--no-docker', 'do not ask Docker for names')
     .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
@@ -110,7 +110,7 @@ export function registerServe(program: Command): void {
 async function runServe(expression: string[], o: ServeCliOptions): Promise<void> {
   const token = o.token ?? process.env['JOURNEY_TOKEN'];
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new JourneyError('E_USAGE', '--tls-cert and --tls-key go together');
-  if (o.backend !== undefined && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is pcap or cap');
+  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
   const ctSource = o.conntrackSource ?? 'auto';
   if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
   if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
@@ -135,7 +135,7 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
     ...(o.interface ? { interfaces: o.interface } : {}),
     ...(filterExpr !== '' ? { filter: filterExpr } : {}),
-    ...(o.backend !== undefined ? { backend: o.backend as 'pcap' | 'cap' } : {}),
+    ...(o.backend !== undefined ? { backend: o.backend as 'native' | 'pcap' | 'cap' } : {}),
     ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
     ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
     ...(o.read ? { read: o.read } : {}),

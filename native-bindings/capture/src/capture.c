@@ -20,15 +20,21 @@
  * API (all errors are thrown as Error with a `code` property: EINVAL, EBUSY, ECLOSED, EPCAP):
  *   open(device, {snaplen, bufferSize, timeoutMs, promisc, immediate, filter, msgType})
  *       -> {handle, linkType, linkName, warning}
- *   nextBatch(handle, maxFrames, maxBytes, waitMs)
- *       -> Promise<{data: Buffer|null, count, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
+ *   nextBatch(handle, maxFrames, maxBytes, waitMs[, out: Buffer])
+ *       -> Promise<{data: Buffer|null, length, count, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
+ *       With `out`, the message is written into it (data null, `length` bytes) when it fits, so a
+ *       caller recycling a few buffers allocates nothing per batch; else `data` is a new Buffer.
+ *   nextBatchSync(...same) -> the same object, on the calling thread (blocks it <= waitMs)
+ *   setPipeSize(fd, bytes) -> new capacity or -errno (F_SETPIPE_SZ: fewer wakeups on the pipe)
  *   stats(handle) -> {psRecv, psDrop, psIfdrop} | null (null while a nextBatch is in flight)
  *   wake(handle), close(handle), libVersion()
  */
+#define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pcap/pcap.h>
 #include <poll.h>
 #include <stdint.h>
@@ -68,6 +74,10 @@ typedef struct {
   char err[PCAP_ERRBUF_SIZE + 64];
   int have_stats;
   struct pcap_stat st;
+
+  uint8_t *out;      /* caller's buffer for the message (reused by the caller), or NULL */
+  size_t out_len;
+  napi_ref out_ref;  /* keeps it alive while the call is in flight */
 
   napi_async_work work;
   napi_deferred deferred;
@@ -410,16 +420,23 @@ static void work_execute(napi_env env, void *data) {
   if (c->p && pcap_stats(c->p, &c->st) == 0) c->have_stats = 1;
 }
 
-static void work_complete(napi_env env, napi_status status, void *data) {
-  cap_t *c = data;
+/* the call's result object (JS thread); resets the per-call state */
+static napi_value make_result(napi_env env, cap_t *c) {
   napi_value res, buf;
   napi_create_object(env, &res);
+  size_t length = 0;
   if (c->count > 0) {
     size_t n = c->count;
     size_t total = HDR_BYTES + 16 * n + c->used;
     void *mem = NULL;
-    if (napi_create_buffer(env, total, &mem, &buf) == napi_ok) {
+    int into_out = c->out != NULL && total <= c->out_len;
+    if (into_out) {
+      mem = c->out; /* the caller's reused buffer: no allocation, pages already mapped */
+      napi_get_null(env, &buf);
+    }
+    if (into_out || napi_create_buffer(env, total, &mem, &buf) == napi_ok) {
       uint8_t *b = mem;
+      length = total;
       uint32_t len = (uint32_t)(total - 4), cnt = (uint32_t)n, dlen = (uint32_t)c->used;
       memcpy(b, &len, 4); /* little-endian host (x86_64, aarch64) */
       b[4] = c->msg_type;
@@ -442,6 +459,7 @@ static void work_complete(napi_env env, napi_status status, void *data) {
     napi_get_null(env, &buf);
   }
   napi_set_named_property(env, res, "data", buf);
+  set_num(env, res, "length", (double)length);
   set_num(env, res, "count", c->count);
   set_num(env, res, "bytes", (double)c->used);
   set_num(env, res, "psRecv", c->have_stats ? (double)c->st.ps_recv : -1.0);
@@ -450,7 +468,12 @@ static void work_complete(napi_env env, napi_status status, void *data) {
   set_str(env, res, "error", c->err[0] ? c->err : NULL);
   c->count = 0;
   c->used = 0;
+  return res;
+}
 
+static void work_complete(napi_env env, napi_status status, void *data) {
+  cap_t *c = data;
+  napi_value res = make_result(env, c);
   napi_deferred d = c->deferred;
   c->deferred = NULL;
   napi_delete_async_work(env, c->work);
@@ -459,6 +482,10 @@ static void work_complete(napi_env env, napi_status status, void *data) {
   if (c->close_pending) cap_release(c);
   napi_ref self = c->self;
   c->self = NULL;
+  if (c->out_ref) napi_delete_reference(env, c->out_ref);
+  c->out_ref = NULL;
+  c->out = NULL;
+  c->out_len = 0;
   if (status == napi_cancelled) {
     napi_value e;
     napi_value m;
@@ -471,11 +498,11 @@ static void work_complete(napi_env env, napi_status status, void *data) {
   if (self) napi_delete_reference(env, self); /* last: may let the handle be collected */
 }
 
-static napi_value js_next_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+static napi_value next_batch(napi_env env, napi_callback_info info, int sync) {
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) return throw_code(env, "EINVAL", "nextBatch(handle, maxFrames, maxBytes, waitMs)");
+  if (argc < 4) return throw_code(env, "EINVAL", "nextBatch(handle, maxFrames, maxBytes, waitMs[, out])");
   cap_t *c = get_cap(env, argv[0]);
   if (!c) return throw_code(env, "EINVAL", "nextBatch: not a capture handle");
   if (c->closed || c->close_pending) return throw_code(env, "ECLOSED", "nextBatch: the capture is closed");
@@ -487,24 +514,65 @@ static napi_value js_next_batch(napi_env env, napi_callback_info info) {
     return throw_code(env, "EINVAL", "nextBatch: maxBytes must be 1024..2^28");
   if (napi_get_value_double(env, argv[3], &wm) != napi_ok || !(wm >= 0 && wm <= 60000))
     return throw_code(env, "EINVAL", "nextBatch: waitMs must be 0..60000");
+  void *outp = NULL;
+  size_t outlen = 0;
+  if (argc >= 5) {
+    napi_valuetype t;
+    napi_typeof(env, argv[4], &t);
+    if (t != napi_undefined && t != napi_null) {
+      bool isbuf = false;
+      napi_is_buffer(env, argv[4], &isbuf);
+      if (!isbuf || napi_get_buffer_info(env, argv[4], &outp, &outlen) != napi_ok)
+        return throw_code(env, "EINVAL", "nextBatch: out must be a Buffer");
+    }
+  }
   c->max_frames = (uint32_t)mf;
   c->max_bytes = (size_t)mb;
   c->wait_ms = (int)wm;
+  if (sync) {
+    /* on the calling thread: blocks it for at most waitMs (a worker process's own loop) */
+    c->busy = 1;
+    c->out = outp;
+    c->out_len = outlen;
+    work_execute(env, c);
+    c->busy = 0;
+    napi_value res = make_result(env, c);
+    c->out = NULL;
+    c->out_len = 0;
+    if (c->close_pending) cap_release(c);
+    return res;
+  }
 
   napi_value promise, name;
   CHECK(napi_create_promise(env, &c->deferred, &promise));
   CHECK(napi_create_string_utf8(env, "journey.capture.nextBatch", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_create_reference(env, argv[0], 1, &c->self));
+  if (outp) {
+    CHECK(napi_create_reference(env, argv[4], 1, &c->out_ref));
+    c->out = outp;
+    c->out_len = outlen;
+  }
   CHECK(napi_create_async_work(env, NULL, name, work_execute, work_complete, c, &c->work));
   if (napi_queue_async_work(env, c->work) != napi_ok) {
     napi_delete_async_work(env, c->work);
     c->work = NULL;
     napi_delete_reference(env, c->self);
     c->self = NULL;
+    if (c->out_ref) napi_delete_reference(env, c->out_ref);
+    c->out_ref = NULL;
+    c->out = NULL;
     return throw_code(env, "EINVAL", "napi_queue_async_work failed");
   }
   c->busy = 1;
   return promise;
+}
+
+static napi_value js_next_batch(napi_env env, napi_callback_info info) {
+  return next_batch(env, info, 0);
+}
+
+static napi_value js_next_batch_sync(napi_env env, napi_callback_info info) {
+  return next_batch(env, info, 1);
 }
 
 /* ---------------------------------------------------------------- stats, wake, close */
@@ -563,6 +631,19 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setPipeSize(fd, bytes) -> the pipe's new capacity (F_SETPIPE_SZ), or -errno */
+static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], v;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1, bytes = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &bytes) != napi_ok || fd < 0 || bytes <= 0)
+    return throw_code(env, "EINVAL", "setPipeSize(fd, bytes)");
+  int r = fcntl(fd, F_SETPIPE_SZ, bytes);
+  napi_create_int32(env, r < 0 ? -errno : r, &v);
+  return v;
+}
+
 static napi_value js_lib_version(napi_env env, napi_callback_info info) {
   napi_value v;
   napi_create_string_utf8(env, pcap_lib_version(), NAPI_AUTO_LENGTH, &v);
@@ -573,9 +654,11 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nextBatch", NULL, js_next_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nextBatchSync", NULL, js_next_batch_sync, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"wake", NULL, js_wake, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"libVersion", NULL, js_lib_version, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
