@@ -11,7 +11,7 @@ export function formatHost(r: HairpinReport): string[] {
   const h = r.host;
   const lines: string[] = [];
   lines.push(
-    `host${h.netns !== null ? ` ${h.netns}` : ''}: userland-proxy ${onOff(h.userlandProxy)} (${h.userlandProxyWhy}); firewall ${h.backends.join('+') || 'none'} (${h.generation}); bridge-nf-call-iptables ${onOff(h.bridgeNfCallIptables)}; host address ${h.hostAddress ?? '?'}`,
+    `host${h.netns !== null ? (/^\d+$/.test(h.netns) ? ` (network namespace of pid ${h.netns})` : ` ${h.netns}`) : ''}: userland-proxy ${onOff(h.userlandProxy)} (${h.userlandProxyWhy}); firewall ${h.backends.join('+') || 'none'} (${h.generation}); bridge-nf-call-iptables ${onOff(h.bridgeNfCallIptables)}; host address ${h.hostAddress ?? '?'}`,
   );
   for (const b of h.bridges) {
     const ports = b.ports.map((p) => `${p.ifname}${p.endpoint !== null ? `(${p.endpoint})` : ''} hairpin ${p.hairpin ? 'on' : 'OFF'}`).join(', ');

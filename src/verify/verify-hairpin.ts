@@ -12,7 +12,9 @@
  * probed once more under the kernel's trace (`nft monitor trace`, temporary table) so the drop is
  * named by the kernel itself. Passive mode (./passive.ts) sends nothing.
  */
-import { collectHostFacts, type HostFacts } from './host-facts.js';
+import { collectHostFacts, netnsInodeOf, processNetnsInode, type HostFacts } from './host-facts.js';
+import { resolveDockerHost } from '../docker/client.js';
+import { daemonForSocket, findDaemons } from '../docker/daemon.js';
 import { bridgeOfAddr, collectInventory, type Inventory } from './endpoints.js';
 import { planChecks, summarizeHost, type PlanOptions, type PlannedCheck } from './plan.js';
 import { runProbe, sourcePortBlock } from './probe.js';
@@ -285,16 +287,37 @@ export function summarize(checks: readonly { status: string }[]): HairpinReport[
   return { total: checks.length, pass: n('pass'), fail: n('fail'), blocked: n('blocked'), skipped: n('skipped') };
 }
 
+/**
+ * Without --netns: when the dockerd serving --docker-host runs in another network namespace than
+ * journey (a daemon started inside a namespace, as in the lab), check that namespace.
+ */
+function withDaemonNetns(opts: VerifyOptions, notices: string[]): VerifyOptions {
+  if (opts.netns !== undefined || opts.noDocker === true) return opts;
+  try {
+    const ep = resolveDockerHost(opts.dockerHost);
+    const d = daemonForSocket(ep.socketPath, findDaemons());
+    if (d === null) return opts;
+    const theirs = processNetnsInode(d.pid);
+    if (theirs === null || theirs === netnsInodeOf(undefined)) return opts;
+    notices.push(`dockerd (pid ${d.pid}) runs in another network namespace than journey: checking that one (/proc/${d.pid}/ns/net)`);
+    return { ...opts, netns: String(d.pid) };
+  } catch {
+    return opts;
+  }
+}
+
 /** Runs the hairpin checks (active, or passive with `passive: true`) and returns the report. */
-export async function verifyHairpin(opts: VerifyOptions = {}): Promise<HairpinReport> {
+export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinReport> {
   const t0 = Date.now();
   const startedAt = new Date(t0).toISOString();
+  const early: string[] = [];
+  const opts = withDaemonNetns(given, early);
   const host = await collectHostFacts(opts.netns);
   const inv = await collectInventory(host, {
     ...(opts.dockerHost !== undefined ? { dockerHost: opts.dockerHost } : {}),
     ...(opts.noDocker !== undefined ? { noDocker: opts.noDocker } : {}),
   });
-  const notices = [...host.notices, ...inv.notices];
+  const notices = [...early, ...host.notices, ...inv.notices];
   const hostSummary = summarizeHost(host, inv, opts);
   if (opts.passive === true) {
     const flows = await passiveHairpin(host, inv, opts);
