@@ -7,7 +7,9 @@
  *     deleted, a DROP in DOCKER-USER, bridge-nf-call-iptables off: each detected, the right cause
  *     named, and the CLI's exit status is 1;
  *   - userland proxy on (scenario default): docker-proxy answers, the target sees the gateway;
- *   - passive mode classifies hairpin flows made by someone else, sending nothing.
+ *   - passive mode (live pipeline, and conntrack events only) classifies hairpin flows made by
+ *     someone else, sending nothing;
+ *   - Docker 28 (iptables) and Docker 29 (nftables) goldens in replay mode, no Docker API.
  * Fails (never skips) when the lab cannot run.
  */
 import { spawn } from 'node:child_process';
@@ -235,27 +237,34 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
     expect(again.ok).toBe(true);
   });
 
-  it('passive mode classifies hairpin flows made by others and sends nothing', async () => {
-    const client = info.containers.find((c) => c.name === 'client');
-    if (!client) throw new Error('no client container');
-    const p = verifyHairpin({ netns: ns, dockerHost, passive: true, durationMs: 2500 });
-    await new Promise((res) => setTimeout(res, 1200));
-    // someone else's traffic: the lab's probe tool from the client, and the host's own
-    await labExec(ID, 'client', [process.execPath, '-e', "require('net').connect({host:'10.0.10.26',port:8000,localPort:47001}).on('connect',function(){this.end()})"]);
-    await run([process.execPath, '-e', "require('net').connect({host:'127.0.0.1',port:8000,localPort:47002}).on('connect',function(){this.end()})"], { netns: ns });
-    const r = await p;
-    expect(r.mode).toBe('passive');
-    expect(r.checks).toEqual([]);
-    const f1 = r.flows.find((f) => f.conntrack.orig.sport === 47001);
-    expect(f1?.kind).toBe('same-bridge');
-    expect(f1?.status).toBe('pass');
-    expect(f1?.dnatTo).toBe('172.17.0.2:80');
-    expect(f1?.targetSaw).toBe(client.ip);
-    expect(f1?.seen).toBe('event');
-    const f2 = r.flows.find((f) => f.conntrack.orig.sport === 47002);
-    expect(f2?.kind).toBe('host-loopback');
-    expect(f2?.targetSaw).toBe('172.17.0.1');
-  });
+  for (const [source, sports] of [
+    ['pipeline', [47001, 47002]],
+    ['conntrack', [47011, 47012]],
+  ] as const) {
+    it(`passive mode (${source}) classifies hairpin flows made by others and sends nothing`, async () => {
+      const client = info.containers.find((c) => c.name === 'client');
+      if (!client) throw new Error('no client container');
+      const p = verifyHairpin({ netns: ns, dockerHost, passive: true, passiveSource: source, durationMs: 2500 });
+      await new Promise((res) => setTimeout(res, 1200));
+      // someone else's traffic: a connection from the client, and one from the host itself
+      const connect = (host: string, sport: number): string[] => [process.execPath, '-e', `require('net').connect({host:'${host}',port:8000,localPort:${sport}}).on('connect',function(){this.end()})`];
+      await labExec(ID, 'client', connect('10.0.10.26', sports[0]));
+      await run(connect('127.0.0.1', sports[1]), { netns: ns });
+      const r = await p;
+      expect(r.mode).toBe('passive');
+      expect(r.checks).toEqual([]);
+      const f1 = r.flows.find((f) => f.conntrack.orig.sport === sports[0]);
+      expect(f1?.kind).toBe('same-bridge');
+      expect(f1?.status).toBe('pass');
+      expect(f1?.dnatTo).toBe('172.17.0.2:80');
+      expect(f1?.targetSaw).toBe(client.ip);
+      expect(f1?.seen).toBe('event');
+      const f2 = r.flows.find((f) => f.conntrack.orig.sport === sports[1]);
+      expect(f2?.kind).toBe('host-loopback');
+      expect(f2?.targetSaw).toBe('172.17.0.1');
+      if (source === 'pipeline') expect(f1?.legs?.length).toBeGreaterThan(0); // packets captured on the bridge
+    });
+  }
 });
 
 describe('verify hairpin: userland proxy on (lab default)', () => {
