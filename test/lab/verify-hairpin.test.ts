@@ -225,6 +225,7 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
     await labExec(ID, 'host', ['sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=0']);
     try {
       const r = await verifyHairpin({ netns: ns, dockerHost, kinds: ['same-bridge'], ports: ['8000'], timeoutMs: 1000 });
+      expect(r.ok).toBe(false); // -> E_VERIFY_FAILED, exit status 1 in the CLI
       const same = check(r, 'same-bridge', 8000);
       expect(same.status).toBe('fail');
       expect(same.causes).toContain('bridge-nf-call-iptables is off');
