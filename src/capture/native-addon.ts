@@ -57,6 +57,8 @@ export type NativeHandle = { readonly [nativeHandle]: true };
 
 export interface CaptureAddon {
   open(device: string, opts: NativeOpenOptions): NativeOpened;
+  /** A pcap/pcapng file through the same batching (tests of the framing without root). */
+  openOffline(path: string, opts: { filter?: string; msgType: number }): NativeOpened;
   /** Drains in the libuv thread pool (for worker_threads or a busy event loop). */
   nextBatch(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out?: Buffer): Promise<NativeBatch>;
   /** The same on the calling thread, which it blocks for at most waitMs (a capture worker process). */

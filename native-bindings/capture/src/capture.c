@@ -20,6 +20,7 @@
  * API (all errors are thrown as Error with a `code` property: EINVAL, EBUSY, ECLOSED, EPCAP):
  *   open(device, {snaplen, bufferSize, timeoutMs, promisc, immediate, filter, msgType})
  *       -> {handle, linkType, linkName, warning}
+ *   openOffline(path, {filter, msgType}) -> the same, reading a pcap/pcapng file (tests)
  *   nextBatch(handle, maxFrames, maxBytes, waitMs[, out: Buffer])
  *       -> Promise<{data: Buffer|null, length, count, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
  *       With `out`, the message is written into it (data null, `length` bytes) when it fits, so a
@@ -55,6 +56,7 @@ typedef struct {
   volatile int close_pending; /* set on the JS thread, read by the pool thread */
   int closed;
   uint8_t msg_type;
+  int offline; /* a savefile (openOffline): end of file ends a call, no waiting */
 
   /* scratch columns, reused */
   double *times;
@@ -193,6 +195,48 @@ static cap_t *get_cap(napi_env env, napi_value v) {
 
 /* ---------------------------------------------------------------- open */
 
+/* wraps an activated pcap_t in a handle object {handle, linkType, dlt, linkName, warning} */
+static napi_value wrap_pcap(napi_env env, pcap_t *p, int64_t msgtype, const char *warning, int offline) {
+  int fd = pcap_get_selectable_fd(p);
+  int wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0 || wakefd < 0) {
+    if (wakefd >= 0) close(wakefd);
+    pcap_close(p);
+    return throw_code(env, "EPCAP", fd < 0 ? "no selectable file descriptor for this device" : "eventfd failed");
+  }
+
+  cap_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(wakefd);
+    pcap_close(p);
+    return throw_code(env, "ENOMEM", "out of memory");
+  }
+  c->p = p;
+  c->fd = fd;
+  c->wakefd = wakefd;
+  c->msg_type = (uint8_t)msgtype;
+  c->offline = offline;
+
+  napi_value handle, out;
+  if (napi_create_external(env, c, cap_finalize, NULL, &handle) != napi_ok) {
+    cap_finalize(env, c, NULL);
+    return throw_code(env, "EINVAL", "napi_create_external failed");
+  }
+  CHECK(napi_create_object(env, &out));
+  napi_set_named_property(env, out, "handle", handle);
+  int dlt = pcap_datalink(p);
+  /* LINKTYPE_* (what pcap files carry) equals DLT_* except for the platform-specific few */
+  int linktype = dlt;
+#ifdef DLT_RAW
+  if (dlt == DLT_RAW) linktype = 101;
+#endif
+  set_num(env, out, "linkType", linktype);
+  set_num(env, out, "dlt", dlt);
+  set_str(env, out, "linkName", pcap_datalink_val_to_name(dlt));
+  set_str(env, out, "warning", warning);
+  return out;
+}
+
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -283,43 +327,54 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     pcap_close(p);
     return throw_code(env, "EPCAP", msg);
   }
-  int fd = pcap_get_selectable_fd(p);
-  int wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0 || wakefd < 0) {
-    if (wakefd >= 0) close(wakefd);
-    pcap_close(p);
-    return throw_code(env, "EPCAP", fd < 0 ? "no selectable file descriptor for this device" : "eventfd failed");
-  }
+  return wrap_pcap(env, p, msgtype, warning, 0);
+}
 
-  cap_t *c = calloc(1, sizeof *c);
-  if (!c) {
-    close(wakefd);
-    pcap_close(p);
-    return throw_code(env, "ENOMEM", "out of memory");
-  }
-  c->p = p;
-  c->fd = fd;
-  c->wakefd = wakefd;
-  c->msg_type = (uint8_t)msgtype;
 
-  napi_value handle, out;
-  if (napi_create_external(env, c, cap_finalize, NULL, &handle) != napi_ok) {
-    cap_finalize(env, c, NULL);
-    return throw_code(env, "EINVAL", "napi_create_external failed");
+/* openOffline(path, {filter, msgType}): a pcap/pcapng file through the same batching (tests, replays) */
+static napi_value js_open_offline(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char path[4096];
+  size_t plen = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
+    return throw_code(env, "EINVAL", "openOffline: path must be a non-empty string");
+  napi_value o;
+  if (argc >= 2) {
+    napi_valuetype t;
+    napi_typeof(env, argv[1], &t);
+    if (t != napi_object) return throw_code(env, "EINVAL", "openOffline: options must be an object");
+    o = argv[1];
+  } else {
+    CHECK(napi_create_object(env, &o));
   }
-  CHECK(napi_create_object(env, &out));
-  napi_set_named_property(env, out, "handle", handle);
-  int dlt = pcap_datalink(p);
-  /* LINKTYPE_* (what pcap files carry) equals DLT_* except for the platform-specific few */
-  int linktype = dlt;
-#ifdef DLT_RAW
-  if (dlt == DLT_RAW) linktype = 101;
-#endif
-  set_num(env, out, "linkType", linktype);
-  set_num(env, out, "dlt", dlt);
-  set_str(env, out, "linkName", pcap_datalink_val_to_name(dlt));
-  set_str(env, out, "warning", warning);
-  return out;
+  int64_t msgtype;
+  if (!get_int(env, o, "msgType", 2, &msgtype) || msgtype < 0 || msgtype > 255)
+    return throw_code(env, "EINVAL", "openOffline: msgType must be 0..255");
+  int bad = 0;
+  char *filter = get_str(env, o, "filter", &bad);
+  if (bad) return throw_code(env, "EINVAL", "openOffline: filter must be a string");
+  char errbuf[PCAP_ERRBUF_SIZE];
+  char msg[PCAP_ERRBUF_SIZE + 64];
+  pcap_t *p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
+  if (!p) {
+    free(filter);
+    snprintf(msg, sizeof msg, "%s", errbuf);
+    return throw_code(env, "EPCAP", msg);
+  }
+  if (filter && *filter) {
+    struct bpf_program prog;
+    if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0 || pcap_setfilter(p, &prog) < 0) {
+      snprintf(msg, sizeof msg, "%s", pcap_geterr(p));
+      pcap_close(p);
+      free(filter);
+      return throw_code(env, "EPCAP", msg);
+    }
+    pcap_freecode(&prog);
+  }
+  free(filter);
+  return wrap_pcap(env, p, msgtype, NULL, 1);
 }
 
 /* ---------------------------------------------------------------- nextBatch */
@@ -398,7 +453,11 @@ static void work_execute(napi_env env, void *data) {
       snprintf(c->err, sizeof c->err, "out of memory while copying frames");
       break;
     }
+    /* a savefile keeps the break flag when it returns frames: the next call sees it alone */
+    if (r == PCAP_ERROR_BREAK && c->count == 0) continue;
     if (r == PCAP_ERROR_BREAK || c->count >= c->max_frames || c->used >= c->max_bytes) break; /* full */
+    if (c->offline && r > 0) continue; /* keep reading the file until full or its end */
+    if (c->offline) break;       /* a file: what it had (0 = end of file) */
     if (r > 0) continue;         /* more may be ready */
     if (c->count > 0) break;     /* the ring is drained: hand over what we have */
     int64_t left = deadline - now_ms();
@@ -417,7 +476,7 @@ static void work_execute(napi_env env, void *data) {
     }
     /* POLLIN: a block retired; POLLERR/POLLHUP: the next dispatch reports the error */
   }
-  if (c->p && pcap_stats(c->p, &c->st) == 0) c->have_stats = 1;
+  if (c->p && !c->offline && pcap_stats(c->p, &c->st) == 0) c->have_stats = 1;
 }
 
 /* the call's result object (JS thread); resets the per-call state */
@@ -653,6 +712,7 @@ static napi_value js_lib_version(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"openOffline", NULL, js_open_offline, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nextBatch", NULL, js_next_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nextBatchSync", NULL, js_next_batch_sync, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
