@@ -72,7 +72,7 @@ interface IpLink {
   link?: string;
   master?: string;
   operstate?: string;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown>; info_slave_kind?: string; info_slave_data?: Record<string, unknown> };
 }
 interface IpAddr {
   ifname: string;
@@ -195,16 +195,22 @@ export function buildHostFacts(input: {
   const bridges: BridgeInfo[] = bridgeNames.map((name) => {
     const l = links.find((x) => x.ifname === name);
     const nf = l?.linkinfo?.info_data?.['nf_call_iptables'];
-    const ports: BridgePort[] = blinks
-      .filter((b) => b.master === name)
-      .map((b) => ({
+    // Ports: `bridge -j -d link` when it answered, else the bridge slaves of `ip -j -d link`
+    // (whose info_slave_data carries hairpin too, so a missing `bridge` tool loses nothing).
+    const slaves = links.filter((x) => x.master === name && x.linkinfo?.info_slave_kind === 'bridge');
+    const fromBridge = blinks.filter((b) => b.master === name);
+    const ports: BridgePort[] = (fromBridge.length > 0 ? fromBridge : slaves.map((x) => ({ ifindex: x.ifindex, ifname: x.ifname, master: name, ...(x.link !== undefined ? { link: x.link } : {}) }) as BridgeLink)).map((b) => {
+      const slave = slaves.find((x) => x.ifname === b.ifname)?.linkinfo?.info_slave_data;
+      const hp = b.hairpin ?? (typeof slave?.['hairpin'] === 'boolean' ? slave['hairpin'] : false);
+      return {
         ifname: b.ifname,
         ifindex: b.ifindex,
         bridge: name,
-        hairpin: b.hairpin === true,
-        state: b.state ?? 'unknown',
+        hairpin: hp === true,
+        state: b.state ?? (typeof slave?.['state'] === 'string' ? slave['state'] : 'unknown'),
         peerIfindex: b.link !== undefined && /^if\d+$/.test(b.link) ? Number(b.link.slice(2)) : null,
-      }));
+      };
+    });
     return {
       name,
       ifindex: l?.ifindex ?? 0,

@@ -158,6 +158,25 @@ describe('host facts and plan', () => {
     expect(generationOf(h)).toBe('docker<28');
   });
 
+  it('reads ports and hairpin_mode from `ip -d link` when the bridge tool gave nothing', () => {
+    const h = buildHostFacts({
+      netns: null,
+      netnsInode: null,
+      ipLinkJson: readFileSync(join(FIX, 'ip-link.json'), 'utf8'),
+      ipAddrJson: readFileSync(join(FIX, 'ip-addr.json'), 'utf8'),
+      bridgeLinkJson: '[]',
+      sysctl: sysctl(),
+      iptablesSave: '',
+      nftRuleset: '',
+      dockerProxies: [],
+    });
+    const d0 = h.bridges.find((b) => b.name === 'docker0');
+    expect(d0?.ports.map((p) => [p.ifname, p.hairpin]).sort()).toEqual([
+      ['veth63ddaa2', true],
+      ['vethd12539f', true],
+    ]);
+  });
+
   it('plans every path for each published port, with expectations for the proxy-off host', () => {
     const h = multiHost();
     const plan = planChecks(h, inventory(h));
