@@ -13,7 +13,9 @@
  *   const cache = new ExplanationCache(compiled, 10_000);             // per-flow cache (LRU)
  *   cache.explain({ tuple, iif })                                     // same key → same object
  *
- * Offline inputs: loadRulesetFiles({ iptablesSave, nftJson, nft }) and loadHostContextFiles({ addrs, routes }).
+ * Offline inputs: loadRulesetFiles({ iptablesSave, nftJson, nft, ipset }) and loadHostContextFiles({ addrs, routes }).
+ * Watching for changes: const d = await readRulesetDumps({ netns }); if (rulesetDigest(d) !== last)
+ *   compiled = compileRuleset(rulesetFromDumps(d, 'live'), host)  (and start a new ExplanationCache).
  * `explainPacket` never throws for rules it cannot evaluate (verdict 'indeterminate', named in
  * `indeterminate[]`); it throws JourneyError E_USAGE only for an unusable packet (bad address).
  * The Explanation shape is src/model/explanation.ts (= `journey explain --json`, docs/explain.md).
@@ -29,7 +31,7 @@ import { type CtBinding, type SimResult, fmt, simulate } from '../netfilter/simu
 import { stepMeaning } from './meaning.js';
 
 export { compileRuleset, type CompiledRuleset } from '../netfilter/compile.js';
-export { loadLiveRuleset, loadHostContext, loadHostContextFiles, loadRulesetFiles } from '../ruleset/load.js';
+export { loadLiveRuleset, loadHostContext, loadHostContextFiles, loadRulesetFiles, readRulesetDumps, rulesetFromDumps, rulesetDigest } from '../ruleset/load.js';
 export type { Ruleset } from '../ruleset/model.js';
 export type { HostContext } from '../ruleset/host-context.js';
 

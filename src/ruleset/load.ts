@@ -5,6 +5,7 @@
  * ruleset` for native nftables tables, skipping the iptables-nft ones that show as `xt`).
  */
 import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JourneyError } from '../model/errors.js';
@@ -187,6 +188,22 @@ export async function readRulesetDumps(opts: LiveOptions = {}): Promise<RulesetD
     tool(['ipset', 'save']),
   ]);
   return { iptablesSave, ip6tablesSave, nftJson, nftList, ipsetSave };
+}
+
+/**
+ * A digest of the dumps that ignores counters: equal digests mean the same ruleset, so a caller
+ * polling readRulesetDumps() recompiles (and drops its explanation cache) only when it changed.
+ */
+export function rulesetDigest(d: RulesetDumps): string {
+  const strip = (s: string | null | undefined): string =>
+    (s ?? '')
+      .replace(/\[\d+:\d+\]/g, '')
+      .replace(/counter packets \d+ bytes \d+/g, 'counter')
+      .replace(/"counter":\s*\{\s*"packets":\s*\d+,\s*"bytes":\s*\d+\s*\}/g, '"counter":{}')
+      .replace(/^# (Generated|Completed) .*$/gm, '');
+  return createHash('sha256')
+    .update([d.iptablesSave, d.ip6tablesSave, d.nftJson, d.nftList, d.ipsetSave].map(strip).join('\0'))
+    .digest('hex');
 }
 
 /** Reads the live ruleset of the host or of a netns. */
