@@ -1,8 +1,10 @@
 /**
- * Live capture on the lab's real interfaces (namespace jl-c1-host, a real dockerd): what the
- * capture workers deliver equals what tcpdump sees on the same interfaces, for both backends;
- * the decoder finds both NAT legs; Docker networks and containers appearing and vanishing
- * mid-capture are followed without a crash. Budget: well under 5 minutes.
+ * Live capture on the lab's real interfaces (namespace jl-c3-host, a real dockerd): what the
+ * capture workers deliver equals what tcpdump sees on the same interfaces, for every backend
+ * (native = journey's addon, the default; pcap = node-pcap; cap); the decoder finds both NAT
+ * legs; Docker networks and containers appearing and vanishing mid-capture are followed without a
+ * crash (default backend); back-pressure; the fallback to pcap when the native addon is turned off.
+ * Budget: well under 5 minutes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -12,13 +14,14 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
 import { startCapture, readCaptureFiles, type CaptureHandle } from '../../src/capture/index.js';
+import { loadCaptureAddon } from '../../src/capture/native-addon.js';
 import { run } from '../../src/host/exec.js';
 import { PacketView, decodeFrame, observationFromView } from '../../src/decode/index.js';
 import type { CaptureStats, FrameBatch, Observation } from '../../src/model/observation.js';
 
-const ID = 'c1';
+const ID = 'c3';
 let lab: LabInfo;
-const tmp = mkdtempSync(join(tmpdir(), 'journey-c1-lab-'));
+const tmp = mkdtempSync(join(tmpdir(), 'journey-c3-lab-'));
 
 beforeAll(async () => {
   await labDown(ID).catch(() => undefined);
@@ -83,7 +86,7 @@ function observations(bs: FrameBatch[]): Observation[] {
   return out;
 }
 
-describe.each(['pcap', 'cap'] as const)('live capture with the %s backend', (backend) => {
+describe.each(['native', 'pcap', 'cap'] as const)('live capture with the %s backend', (backend) => {
   it('delivers exactly the frames tcpdump sees on docker0 and eth0, with both NAT legs', async () => {
     const filter = 'ip';
     const batches: FrameBatch[] = [];
@@ -92,6 +95,7 @@ describe.each(['pcap', 'cap'] as const)('live capture with the %s backend', (bac
     const h = await startCapture({ netns: lab.netns.host, interfaces: ['docker0', 'eth0'], filter, backend, statsIntervalMs: 300, write: written });
     h.on('batch', (b) => batches.push(b));
     h.on('error', (e) => errors.push(e));
+    expect(h.backend).toBe(backend); // never a silent fallback
     expect(h.interfaces().sort()).toEqual(['docker0', 'eth0']);
     // cap is always promiscuous: compare with a promiscuous tcpdump then
     const promisc = backend === 'cap';
@@ -124,6 +128,8 @@ describe.each(['pcap', 'cap'] as const)('live capture with the %s backend', (bac
       expect(st[iface]?.ownDropped).toBe(0);
       expect(st[iface]?.kernelDropped).toBe(0);
       expect(st[iface]?.kernelStatsUnavailable).toBe(backend === 'cap' ? true : undefined);
+      expect(st[iface]?.backend).toBe(backend);
+      expect(st[iface]?.cpuUs).toBeGreaterThan(0);
     }
 
     // --write kept every frame, with the interface names, readable by tcpdump too
@@ -161,6 +167,7 @@ describe('interfaces appearing and vanishing mid-capture', () => {
     const batches: FrameBatch[] = [];
     // auto mode (docker0, br-*, the uplink) plus the containers' veths
     const h: CaptureHandle = await startCapture({ netns: lab.netns.host, extraInterfaces: ['veth*'], statsIntervalMs: 300 });
+    expect(h.backend).toBe('native'); // the default
     h.on('iface-up', (e) => ups.push(e.iface));
     h.on('iface-down', (e) => downs.push(e.iface));
     h.on('error', (e) => errors.push(e));
@@ -176,10 +183,10 @@ describe('interfaces appearing and vanishing mid-capture', () => {
       for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 100));
       expect(cond(), what).toBe(true);
     };
-    await docker('network', 'create', '--subnet', '172.29.0.0/24', 'c1net');
+    await docker('network', 'create', '--subnet', '172.29.0.0/24', 'c3net');
     await waitFor(() => ups.some((i) => i.startsWith('br-')), 'a br-* interface came up');
     const br = ups.find((i) => i.startsWith('br-'))!;
-    await docker('network', 'rm', 'c1net');
+    await docker('network', 'rm', 'c3net');
     await waitFor(() => downs.includes(br), `${br} went down`);
 
     await docker('kill', 'client');
@@ -201,7 +208,9 @@ describe('interfaces appearing and vanishing mid-capture', () => {
 describe('back-pressure', () => {
   it('a stalled main process makes the worker drop whole batches and count them; nothing is lost unreported', async () => {
     const N = 20000;
+    // the default backend (native); its pipe holds 1 MiB: 20000 frames of 60 bytes (+16 per frame) overflow it
     const h = await startCapture({ netns: lab.netns.host, interfaces: ['eth0'], filter: 'udp dst port 9', maxQueueBytes: 64 * 1024, statsIntervalMs: 200, watch: false });
+    expect(h.backend).toBe('native');
     let frames = 0;
     h.on('batch', (b) => (frames += b.count));
     await new Promise((r) => setTimeout(r, 300));
@@ -230,7 +239,7 @@ describe('back-pressure', () => {
 
 
 describe('start errors are clear and stable', () => {
-  it('missing namespace, bad filter (both backends), missing interface', async () => {
+  it('missing namespace, bad filter (every backend), missing interface, interface down', async () => {
     const code = (p: Promise<CaptureHandle>): Promise<[string, string]> =>
       p.then(
         async (h) => {
@@ -239,20 +248,29 @@ describe('start errors are clear and stable', () => {
         },
         (e: { code: string; message: string }) => [e.code, e.message],
       );
-    expect(await code(startCapture({ netns: 'jl-c1-nope', interfaces: ['eth0'] }))).toEqual(['E_NO_NETNS', expect.stringMatching(/jl-c1-nope does not exist/)]);
-    for (const backend of ['pcap', 'cap'] as const) {
+    expect(await code(startCapture({ netns: 'jl-c3-nope', interfaces: ['eth0'] }))).toEqual(['E_NO_NETNS', expect.stringMatching(/jl-c3-nope does not exist/)]);
+    for (const backend of ['native', 'pcap', 'cap'] as const) {
       expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0'], filter: 'udp port', backend }))).toEqual([
         'E_USAGE',
         expect.stringMatching(/bad capture filter "udp port": .*syntax error/),
       ]);
     }
     expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0', 'nope0'] }))).toEqual(['E_CAPTURE', expect.stringMatching(/no such interface: nope0/)]);
+    // an interface that exists but is down: refused at start, as tcpdump does
+    await run(['ip', '-n', lab.netns.host, 'link', 'add', 'jl-c3-down', 'type', 'veth', 'peer', 'name', 'jl-c3-downp']);
+    try {
+      const [c, m] = await code(startCapture({ netns: lab.netns.host, interfaces: ['jl-c3-down'], backend: 'native' }));
+      expect(c).toBe('E_CAPTURE');
+      expect(m).toMatch(/jl-c3-down.*(not up|down)/i);
+    } finally {
+      await run(['ip', '-n', lab.netns.host, 'link', 'del', 'jl-c3-down'], { allowFailure: true });
+    }
   });
 });
 
 describe('a namespace deleted under a capture', () => {
   it('is reported once (E_NO_NETNS), its workers stop and release it; no crash', async () => {
-    const ns = 'jl-c1-gone';
+    const ns = 'jl-c3-gone';
     await run(['ip', 'netns', 'del', ns], { allowFailure: true });
     await run(['ip', 'netns', 'add', ns]);
     await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
@@ -269,5 +287,36 @@ describe('a namespace deleted under a capture', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(() => process.kill(pid, 0)).toThrow(); // the worker is gone
     await h.stop();
+  });
+});
+
+describe('the native addon turned off (JOURNEY_CAPTURE_NATIVE=off)', () => {
+  it('falls back to pcap, says so once (E_NATIVE notice), and captures', async () => {
+    const saved = process.env['JOURNEY_CAPTURE_NATIVE'];
+    process.env['JOURNEY_CAPTURE_NATIVE'] = 'off';
+    loadCaptureAddon(true);
+    try {
+      const h = await startCapture({ netns: lab.netns.host, interfaces: ['eth0'], filter: 'tcp port 8000', watch: false });
+      const notices: Array<{ code: string; message: string }> = [];
+      const errors: Error[] = [];
+      h.on('notice', (e) => notices.push({ code: e.code, message: e.message }));
+      h.on('error', (e) => errors.push(e));
+      let frames = 0;
+      h.on('batch', (b) => (frames += b.count));
+      expect(h.backend).toBe('pcap');
+      expect(h.fallback).toMatch(/turned off by JOURNEY_CAPTURE_NATIVE=off/);
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await runProbe(ID, 'ext-to-published')).answered).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+      const [st] = await h.stop();
+      expect(notices).toEqual([{ code: 'E_NATIVE', message: expect.stringMatching(/native capture addon unavailable .*capturing with node-pcap/) }]);
+      expect(errors).toEqual([]);
+      expect(frames).toBeGreaterThan(3);
+      expect(st).toMatchObject({ iface: 'eth0', backend: 'pcap', received: frames, kernelDropped: 0 });
+    } finally {
+      if (saved === undefined) delete process.env['JOURNEY_CAPTURE_NATIVE'];
+      else process.env['JOURNEY_CAPTURE_NATIVE'] = saved;
+      loadCaptureAddon(true);
+    }
   });
 });
