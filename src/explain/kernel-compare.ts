@@ -216,3 +216,51 @@ export function kernelCase(
   }));
   return { name, tuple, iif: h.iif ?? null, steps, conntrackNat: ct ? natFromConntrack(ct) : null };
 }
+
+/** A later packet of a probe's connection, as the kernel traced it, with what explaining it needs. */
+export interface KernelFollowUp extends KernelCase {
+  readonly direction: 'original' | 'reply';
+  readonly conntrack: ConntrackEntry;
+}
+
+/**
+ * The later packets of a connection in a kernel trace: the first reply (SYN-ACK, UDP/ICMP answer) and
+ * the second packet in the original direction; both are `established` for conntrack.
+ */
+export function kernelFollowUps(
+  packets: readonly { readonly first: HeaderLike | null; readonly steps: readonly KernelStepLike[] }[],
+  entry: ConntrackEntry,
+  first: KernelCase,
+): KernelFollowUp[] {
+  const icmp = entry.orig.proto === 'icmp';
+  const same = (h: HeaderLike, t: { src: string; dst: string; sport: number; dport: number }): boolean =>
+    h.saddr === t.src && h.daddr === t.dst && (icmp || (h.sport === t.sport && h.dport === t.dport));
+  const out: KernelFollowUp[] = [];
+  const firstIdx = packets.findIndex((p) => p.first !== null && same(p.first, entry.orig) && p.first.iif === (first.iif ?? undefined));
+  const later = packets.slice(firstIdx + 1);
+  const reply = later.find((p) => p.first !== null && same(p.first, entry.reply) && (!icmp || p.first.icmpType === 'echo-reply'));
+  const again = later.find((p) => p.first !== null && same(p.first, entry.orig) && p.first.iif === (first.iif ?? undefined));
+  const mk = (p: (typeof packets)[number], direction: 'original' | 'reply'): KernelFollowUp => {
+    const h = p.first as HeaderLike;
+    const tuple = {
+      ...first.tuple,
+      src: h.saddr ?? '',
+      dst: h.daddr ?? '',
+      sport: icmp ? first.tuple.sport : (h.sport ?? 0),
+      dport: icmp ? first.tuple.dport : (h.dport ?? 0),
+      ...(icmp ? { icmpType: direction === 'reply' ? 0 : 8, icmpCode: 0 } : {}),
+    };
+    return {
+      name: `${first.name} (${direction === 'reply' ? 'reply' : 'second packet'})`,
+      tuple,
+      iif: h.iif ?? null,
+      steps: p.steps.map((s) => ({ family: s.family, table: s.table, chain: s.chain, kind: s.kind, rule: s.rule, ruleNumber: s.ruleNumber, verdict: s.verdict, verdictKind: s.verdictKind, ...(s.target !== undefined ? { target: s.target } : {}) })),
+      conntrackNat: null,
+      direction,
+      conntrack: entry,
+    };
+  };
+  if (reply) out.push(mk(reply, 'reply'));
+  if (again) out.push(mk(again, 'original'));
+  return out;
+}

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labUp, listProbes, runProbe, traceKernel, SCENARIOS, type LabInfo } from '../../lab/driver.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
-import { compareSteps, kernelCase, natEqual } from '../../src/explain/kernel-compare.js';
+import { compareSteps, kernelCase, kernelFollowUps, natEqual } from '../../src/explain/kernel-compare.js';
 import { readHostDumps, readRulesetDumps, rulesetFromDumps, hostFromDumps } from '../../src/ruleset/load.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -17,6 +17,8 @@ import type { ProbeResult } from '../../lab/probes.js';
 const ID = 'b';
 
 interface CaseResult {
+  /** first: the first packet; later: the first reply or the second packet (established). */
+  readonly kind: 'first' | 'later';
   readonly scenario: string;
   readonly probe: string;
   readonly stepsEqual: boolean;
@@ -76,8 +78,19 @@ async function runScenario(scenario: string, rulesetFile?: string): Promise<void
         ? ''
         : `\n  simulated: ${cmp.simulated.join('\n             ')}\n  kernel:    ${cmp.kernel.join('\n             ')}\n  indeterminate: ${JSON.stringify(ex.indeterminate)}`;
       const natDetail = kc.conntrackNat && !natOk ? `\n  nat: explained ${JSON.stringify(ex.nat)} conntrack ${JSON.stringify(kc.conntrackNat)}` : '';
-      if (record) record.push({ ...kc, probe: pr });
-      results.push({ scenario, probe: probe.name, stepsEqual: cmp.equal, natCompared: kc.conntrackNat !== null, natEqual: natOk, detail: detail + natDetail });
+      // later packets of the connection (established): the first reply and the second packet
+      const entry = tr.conntrack.find(
+        (e) => e.orig.src === kc.tuple.src && e.orig.dst === kc.tuple.dst && e.orig.proto === kc.tuple.proto && (kc.tuple.proto === 'icmp' || (e.orig.sport === kc.tuple.sport && e.orig.dport === kc.tuple.dport)),
+      );
+      const followUps = entry ? kernelFollowUps(tr.packets, entry, kc) : [];
+      if (record) record.push({ ...kc, probe: pr, followUps });
+      for (const f of followUps) {
+        const fx = explainPacket(compiled, { tuple: f.tuple, ...(f.iif === null ? { local: true } : { iif: f.iif }), ctState: 'established', direction: f.direction, conntrack: f.conntrack });
+        const fc = compareSteps(fx, f.steps, ruleset);
+        const fd = fc.equal ? '' : `\n  simulated: ${fc.simulated.join('\n             ')}\n  kernel:    ${fc.kernel.join('\n             ')}`;
+        results.push({ kind: 'later', scenario, probe: f.name, stepsEqual: fc.equal, natCompared: false, natEqual: false, detail: fd });
+      }
+      results.push({ kind: 'first', scenario, probe: probe.name, stepsEqual: cmp.equal, natCompared: kc.conntrackNat !== null, natEqual: natOk, detail: detail + natDetail });
     }
     if (recordDir && record && rulesetFile === undefined) writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
   } finally {
@@ -92,12 +105,14 @@ describe('journey explain vs the kernel trace (lab)', () => {
   });
   afterAll(async () => {
     await labDown(ID).catch(() => undefined);
-    const steps = results.filter((r) => r.stepsEqual).length;
-    const natN = results.filter((r) => r.natCompared).length;
-    const natOk = results.filter((r) => r.natCompared && r.natEqual).length;
+    const first = results.filter((r) => r.kind === 'first');
+    const later = results.filter((r) => r.kind === 'later');
+    const natN = first.filter((r) => r.natCompared).length;
+    const natOk = first.filter((r) => r.natCompared && r.natEqual).length;
     process.stdout.write(
-      `explain-kernel: compared ${results.length} first packets with nft monitor trace: ${steps} equal; ` +
-        `NAT compared with ${natN} conntrack entries: ${natOk} equal (no entry: ${results.length - natN}, dropped or closed before the dump)\n`,
+      `explain-kernel: compared ${first.length} first packets with nft monitor trace: ${first.filter((r) => r.stepsEqual).length} equal; ` +
+        `NAT compared with ${natN} conntrack entries: ${natOk} equal (no entry: ${first.length - natN}, dropped or closed before the dump); ` +
+        `later packets (first reply, second packet; established): ${later.length} compared, ${later.filter((r) => r.stepsEqual).length} equal\n`,
     );
   });
 
