@@ -7,6 +7,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { labUp, labDown, runProbe, listProbes, type LabInfo, type ProbeResult } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
 import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
@@ -233,6 +235,40 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
       }
     });
   }
+
+  it('the command: one line per flow event, Ctrl-C exits 0 with the capture statistics; --json lines match the schema', async () => {
+    const cli = join(process.cwd(), 'dist/src/cli/main.js');
+    const runWatch = async (extra: string[]) => {
+      const child = spawn('node', [cli, 'watch', '--netns', info.netns.host, '--docker-host', info.dockerHost!, '--no-color', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      for (let i = 0; i < 100 && !/capturing on/.test(err + out); i++) await sleep(100);
+      await sleep(500);
+      const r = await runProbe(ID, 'ext-to-published');
+      expect(r.answered).toBe(true);
+      await sleep(1500);
+      child.kill('SIGINT');
+      const code = await Promise.race([exited, sleep(15_000).then(() => 'hung')]);
+      return { code, out, err };
+    };
+    const text = await runWatch([]);
+    expect(text.code).toBe(0);
+    expect(text.out).toMatch(/ START +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:\d+ tcp via eth0→docker0 DNAT 10\.0\.10\.26:8000 ACCEPTED DOCKER#1 /);
+    expect(text.out).toMatch(/ END +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:\d+ .*↑\d+\/\d+B ↓\d+\/\d+B shutdown/);
+    expect(text.err).toMatch(/capture statistics/);
+    expect(text.err).toMatch(/eth0: [1-9]\d* packets received, 0 dropped by kernel/);
+    const json = await runWatch(['--json']);
+    expect(json.code).toBe(0);
+    const ajv = new Ajv2020({ strict: false });
+    const validate = ajv.compile(JSON.parse(readFileSync(join(process.cwd(), 'docs/event-schema.json'), 'utf8')));
+    const evs = json.out.trim().split('\n').map((l) => JSON.parse(l) as JourneyEvent);
+    for (const e of evs) expect(validate(e) ? null : { e, errors: validate.errors }).toBeNull();
+    expect(evs.some((e) => e.type === 'flow.start' && (e as FlowEvent).flow.nat.dnat?.from === `${info.hostAddr}:8000`)).toBe(true);
+    expect(evs.at(-1)?.type).toBe('capture.stats');
+  });
 
   it('reports capture statistics with no kernel drops', () => {
     const stats = rec.events.filter((e) => e.type === 'capture.stats').at(-1) as Extract<JourneyEvent, { type: 'capture.stats' }>;
