@@ -263,7 +263,6 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
       const f2 = r.flows.find((f) => f.conntrack.orig.sport === sports[1]);
       expect(f2?.kind).toBe('host-loopback');
       expect(f2?.targetSaw).toBe('172.17.0.1');
-      if (source === 'pipeline') expect(f1?.legs?.length).toBeGreaterThan(0); // packets captured on the bridge
     });
   }
 });
