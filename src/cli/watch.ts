@@ -222,4 +222,5 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
   process.stderr.write(
     `${stats}\n  flows: ${s.flows.flowsStarted} seen, ${s.flows.flowsEvicted} evicted, ${s.flows.flowsIdled} idled out; packets: ${s.flows.packetsMatched} joined to flows, ${s.flows.packetsUnmatched} without conntrack entry, ${s.flows.pendingOverflow} dropped from the hold queue${s.written ? `; written ${s.written.frames} frames (${s.written.dropped} dropped)` : ''}\n`,
   );
+  if (p.error) throw p.error; // a replay that could not be read to the end
 }

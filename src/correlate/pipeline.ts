@@ -37,7 +37,8 @@ import { Correlator, type CorrelatorStats, type NameResolver } from './correlato
 import { createFlowExplainer, type ReloadableExplainer, type RulesetFilesSpec } from './explainer.js';
 import { DockerProxyLinker } from './proxy-link.js';
 import { openLiveSource, ReplaySource, type FrameSource } from './frame-sources.js';
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { openKernelEvents, joinDropRule, HookProof, type KernelEvents, type KernelDrop } from '../native/index.js';
 import { createInterface } from 'node:readline';
 
@@ -110,6 +111,8 @@ export interface Pipeline extends AsyncIterable<JourneyEvent> {
   readonly interfaces: readonly string[];
   readonly mode: 'live' | 'replay';
   readonly docker: DockerInventory | null;
+  /** Set when a replay could not be read to the end (the events up to there were delivered). */
+  readonly error: JourneyError | null;
 }
 
 /** The default route's interface in the namespace (the uplink). */
@@ -139,6 +142,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   interfaces: string[] = [];
   mode: 'live' | 'replay';
   docker: DockerInventory | null = null;
+  error: JourneyError | null = null;
   done: Promise<void>;
   private resolveDone!: () => void;
   private correlator!: Correlator;
@@ -273,6 +277,13 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     // capture
     if (o.write !== undefined) this.writer = createPcapngWriter(o.write, { application: 'journey' });
     if (this.mode === 'replay') {
+      for (const f of o.read ?? []) {
+        try {
+          await access(f, constants.R_OK);
+        } catch (e) {
+          throw new JourneyError('E_PARSE', `${f}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: f });
+        }
+      }
       if (o.filter !== undefined) this.notice('the capture filter applies to live capture only; use the display filters on a replay');
       this.frames = new ReplaySource(o.read ?? []);
     } else {
@@ -443,6 +454,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         );
       } catch (e) {
         this.notice(`replay: ${(e as Error).message}`, (e as JourneyError).code ?? 'E_PARSE');
+        this.error = e instanceof JourneyError ? e : new JourneyError('E_PARSE', `replay: ${(e as Error).message}`, {}, { cause: e });
       }
       // conntrack events after the last packet (destroys) still count, in their own time
       for (const ev of this.ctTimeline.slice(this.ctNext)) {

@@ -126,6 +126,10 @@ describe('watch: replay of a lab recording (scenario default)', () => {
       const evs: JourneyEvent[] = [];
       for await (const ev of p) evs.push(ev);
       expect(evs.some((e) => e.type === 'notice' && e.code === 'E_PARSE')).toBe(true);
+      expect(p.error?.code).toBe('E_PARSE');
+      await expect(startPipeline({ read: [join(d, 'absent.pcap')] })).rejects.toMatchObject({ code: 'E_PARSE', message: /cannot open/ });
+      writeFileSync(join(d, 'docker.json'), '{not json');
+      await expect(startPipeline({ read: READ, dockerSnapshot: join(d, 'docker.json') })).rejects.toMatchObject({ code: 'E_PARSE' });
     } finally {
       rmSync(d, { recursive: true, force: true });
     }
@@ -187,6 +191,16 @@ describe('journey watch (the command) on the replay', () => {
     expect(out).toMatch(/DNAT 10\.0\.10\.26:8000 → 172\.17\.0\.2:80/);
     expect(out).toMatch(/verdict: ACCEPTED DOCKER#1/);
     expect(out).toMatch(/prerouting\/ip nat DOCKER #\d+ +dnat/);
+  });
+
+  it('a capture file that cannot be read is an error exit, after the statistics', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'jw-'));
+    try {
+      writeFileSync(join(d, 'bad.pcap'), 'garbage garbage garbage garbage');
+      await expect(runCli(['--read', join(d, 'bad.pcap')])).rejects.toMatchObject({ code: 'E_PARSE' });
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 
   it('usage errors are E_USAGE', async () => {
