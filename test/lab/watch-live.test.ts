@@ -39,6 +39,10 @@ class Recorder {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Polls `cond` every 100 ms until it holds or `ms` passed. */
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end && !cond(); ) await sleep(100);
+}
 
 /** The local port a TCP probe used ("local 10.0.10.5:51136 ..."), if it says. */
 function localPort(r: ProbeResult): number | undefined {
@@ -103,12 +107,14 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
       const t0 = Date.now();
       const r = await runProbe(ID, def.name);
       expect(r.asExpected, `${def.name}: ${r.outcome} ${r.output}`).toBe(true);
-      await sleep(1200); // a flow without captured packets starts after 4x the start delay
-      const ct = await conntrackList(ns);
       const sport = localPort(r);
       const proto = def.proto === 'icmp' ? 'icmp' : def.proto;
       const src = localAddr(r);
       const q = { src, dst: r.to.addr, proto, ...(r.to.port !== undefined && proto !== 'icmp' ? { dport: r.to.port } : {}), ...(sport !== undefined ? { sport } : {}) };
+      // a flow without captured packets starts after 4x the start delay; a loaded machine is slower
+      await waitFor(() => flowsFor(rec, q, t0).length > 0, 6000);
+      await sleep(300); // a second flow for the same packets (a join that failed) would show by now
+      const ct = await conntrackList(ns);
       const fs = flowsFor(rec, q, t0);
       check(fs.length === 1, `${def.name}: ${fs.length} flows for ${JSON.stringify(q)}`);
       const f = fs[0];
@@ -224,8 +230,9 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
         const t0 = Date.now();
         const r = await runProbe(ID, 'ext-to-published');
         expect(r.answered).toBe(true);
-        await sleep(1200);
-        const fs = flowsFor(r2, { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) }, t0);
+        const q2 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
+        await waitFor(() => flowsFor(r2, q2, t0).some((f) => f.legs.length >= 2), 6000);
+        const fs = flowsFor(r2, q2, t0);
         expect(fs).toHaveLength(1);
         expect(origIfaces(fs[0]!)).toEqual(['eth0', 'docker0']);
         expect(fs[0]!.nat.dnat?.to).toBe(`${info.containers.find((c) => c.name === 'web')!.ip}:80`);
@@ -328,8 +335,9 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     const t0 = Date.now();
     const probe = await run(['node', join(process.cwd(), 'lab/probe-tool.mjs'), 'tcp', info.hostAddr, '8002', '2500'], { netns: info.netns.ext, allowFailure: true, timeoutMs: 10_000 });
     expect(probe.code, probe.stdout + probe.stderr).toBe(0);
-    await sleep(1500);
-    const fs = flowsFor(rec, { src: info.extAddr, dst: info.hostAddr, dport: 8002, proto: 'tcp' }, t0);
+    const q3 = { src: info.extAddr, dst: info.hostAddr, dport: 8002, proto: 'tcp' };
+    await waitFor(() => flowsFor(rec, q3, t0).some((f) => f.legs.length >= 2), 6000);
+    const fs = flowsFor(rec, q3, t0);
     expect(fs).toHaveLength(1);
     expect(origIfaces(fs[0]!)).toEqual(['eth0', 'br-netc']);
     expect(fs[0]!.names.find((n) => n.addr === '172.24.0.2')?.container).toBe('cweb');
@@ -343,8 +351,9 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     const t0 = Date.now();
     const r = await runProbe(ID, 'ext-to-published');
     expect(r.answered).toBe(true);
-    await sleep(800);
-    const fs = flowsFor(rec, { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) }, t0);
+    const q4 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
+    await waitFor(() => flowsFor(rec, q4, t0).some((f) => f.legs.length >= 2), 6000);
+    const fs = flowsFor(rec, q4, t0);
     expect(fs).toHaveLength(1);
     expect(origIfaces(fs[0]!)).toEqual(['eth0', 'docker0']);
   });
@@ -380,8 +389,9 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     const t0 = Date.now();
     const r = await runProbe(ID, 'ext-to-published');
     expect(r.answered, r.output).toBe(true);
-    await sleep(1000);
-    const fs = flowsFor(rec, { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) }, t0);
+    const q5 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
+    await waitFor(() => flowsFor(rec, q5, t0).some((f) => f.legs.length >= 2 && f.names.length > 0), 8000);
+    const fs = flowsFor(rec, q5, t0);
     expect(fs).toHaveLength(1);
     const webIp = fs[0]!.nat.dnat?.to.split(':')[0];
     expect(fs[0]!.names.find((n) => n.addr === webIp)?.container).toBe('web');
