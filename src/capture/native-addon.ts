@@ -42,6 +42,8 @@ export interface NativeBatch {
   data: Buffer | null;
   /** Bytes of the message (0 when empty). */
   length: number;
+  /** nextBatchSync with an fd: bytes of the message already written there. */
+  written: number;
   count: number;
   bytes: number;
   /** pcap_stats after this drain (-1 when unavailable). */
@@ -61,9 +63,19 @@ export interface CaptureAddon {
   openOffline(path: string, opts: { filter?: string; msgType: number }): NativeOpened;
   /** Drains in the libuv thread pool (for worker_threads or a busy event loop). */
   nextBatch(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out?: Buffer): Promise<NativeBatch>;
-  /** The same on the calling thread, which it blocks for at most waitMs (a capture worker process). */
-  nextBatchSync(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out?: Buffer): NativeBatch;
-  /** F_SETPIPE_SZ: the pipe's new capacity, or -errno. */
+  /**
+   * The same on the calling thread, which it blocks for at most waitMs (a capture worker process).
+   * With `out` and `fd`, the message is also written to fd (non-blocking): `written` bytes went.
+   */
+  nextBatchSync(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out?: Buffer, fd?: number): NativeBatch;
+  /**
+   * The hot path of a worker: no result object. `info` (Float64Array(8)) receives [count, length,
+   * written, psRecv, psDrop, psIfdrop, bytes, failed]; returns the message only when it did not
+   * fit `out` (else null); the error text of a failed call is lastError(h).
+   */
+  nextBatchSync(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out: Buffer, fd: number | null, info: Float64Array): Buffer | null;
+  lastError(h: NativeHandle): string | null;
+  /** F_SETPIPE_SZ (a socketpair: SO_SNDBUF): the new capacity, or -errno. */
   setPipeSize(fd: number, bytes: number): number;
   stats(h: NativeHandle): { psRecv: number; psDrop: number; psIfdrop: number } | null;
   wake(h: NativeHandle): void;

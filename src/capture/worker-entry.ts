@@ -265,52 +265,72 @@ function main(): void {
       return last;
     };
     closeFn = () => addon.close(h);
-    // a 1 MiB pipe: a whole batch usually goes to the kernel in one write, no wait for the reader
+    // a 1 MiB pipe (node's stdio pipe is a socketpair: its send buffer): a whole batch usually
+    // goes to the kernel in one write, without waiting for the reader
     addon.setPipeSize(3, 1 << 20);
     // message buffers, reused once the pipe has taken them: no allocation (and no fresh pages) per batch
     const size = 13 + 16 * maxFrames + cfg.batchBytes + 65536;
     const free: Buffer[] = [];
     const take = (): Buffer => free.pop() ?? Buffer.allocUnsafeSlow(size);
+    const info = new Float64Array(8);
     const give = (b: Buffer): void => {
       if (free.length < 4) free.push(b);
     };
     // The drain runs on this thread (nextBatchSync): a worker process has nothing else to do, and
-    // it saves the thread-pool hand-offs of nextBatch (measured: about half the CPU per packet).
-    // Each call blocks at most 100 ms; between calls the event loop writes to the pipe, reads
-    // "stop" from stdin and sends statistics. While batches wait for the pipe (the main process
-    // is behind), the drain runs in the thread pool instead (nextBatch), so that the event loop
-    // keeps writing as fast as the reader takes.
+    // it saves the thread-pool hand-offs of nextBatch (measured: about half the CPU per packet);
+    // the addon also writes the batch to the pipe itself (no JS stream work per batch). Each call
+    // blocks at most 100 ms; between calls the event loop reads "stop" from stdin and sends
+    // statistics. While bytes wait for the pipe (the main process is behind), the drain runs in
+    // the thread pool instead (nextBatch) and batches go through the socket's queue, so that the
+    // event loop keeps writing as fast as the reader takes, and drops are counted past maxQueueBytes.
     const step = async (): Promise<void> => {
       const wait = stopping ? Math.max(0, stopAt - Date.now()) : 100;
       const buf = take();
-      let r;
+      // nothing queued on the pipe: drain here and let the addon write the batch to fd 3 itself
+      const direct = out.writableLength === 0;
+      let count: number;
+      let length: number;
+      let written = 0;
+      let data: Buffer | null;
+      let error: string | null = null;
       try {
-        r = out.writableLength > 0 ? await addon.nextBatch(h, maxFrames, cfg.batchBytes, wait, buf) : addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf);
+        if (direct) {
+          data = addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf, 3, info);
+          count = info[0] as number;
+          length = info[1] as number;
+          written = info[2] as number;
+          if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
+          if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
+        } else {
+          const r = await addon.nextBatch(h, maxFrames, cfg.batchBytes, wait, buf);
+          ({ count, length, data, error } = r);
+          if (r.psRecv >= 0) last = { psRecv: r.psRecv, drop: r.psDrop, ifdrop: r.psIfdrop };
+        }
       } catch (e) {
         fail('internal', `native capture on ${cfg.iface}: ${(e as Error).message}`);
         return;
       }
-      if (r.psRecv >= 0) last = { psRecv: r.psRecv, drop: r.psDrop, ifdrop: r.psIfdrop };
       let kept = false;
-      if (r.count > 0) {
-        received += r.count;
-        if (out.writableLength > cfg.maxQueueBytes) ownDropped += r.count;
+      if (count > 0) {
+        received += count;
+        if (!direct && out.writableLength > cfg.maxQueueBytes) ownDropped += count;
         else {
           batches++;
           // already a BATCH message (protocol.ts): passed through as is
-          if (r.data !== null) out.write(r.data);
-          else {
+          if (data !== null) out.write(data);
+          else if (written < length) {
+            // the pipe took part of it (or nothing): the rest is queued, in order
             kept = true;
-            out.write(buf.subarray(0, r.length), () => give(buf));
+            out.write(buf.subarray(written, length), () => give(buf));
           }
         }
       }
       if (!kept) give(buf);
-      if (r.error !== null) {
-        fail('read', `capture on ${cfg.iface} stopped: the interface went down or disappeared (${r.error})`, 3);
+      if (error !== null) {
+        fail('read', `capture on ${cfg.iface} stopped: the interface went down or disappeared (${error})`, 3);
         return;
       }
-      if (stopping && Date.now() >= stopAt && r.count < maxFrames) {
+      if (stopping && Date.now() >= stopAt && count < maxFrames) {
         finish();
         return;
       }

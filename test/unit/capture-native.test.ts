@@ -42,7 +42,7 @@ async function reference(path: string): Promise<Frame[]> {
 }
 
 /** Reads a whole file with the addon, in batches of at most maxFrames, through the pipe's reader. */
-async function viaAddon(path: string, maxFrames: number, opts: { filter?: string; sync?: boolean; out?: boolean; maxBytes?: number } = {}): Promise<{ frames: Frame[]; batches: number; linkType: number }> {
+async function viaAddon(path: string, maxFrames: number, opts: { filter?: string; sync?: boolean; out?: boolean; info?: boolean; maxBytes?: number } = {}): Promise<{ frames: Frame[]; batches: number; linkType: number }> {
   const a = addon();
   const o = a.openOffline(path, { msgType: MSG_BATCH, ...(opts.filter !== undefined ? { filter: opts.filter } : {}) });
   const got: FrameBatch[] = [];
@@ -56,7 +56,15 @@ async function viaAddon(path: string, maxFrames: number, opts: { filter?: string
   const out = opts.out ? Buffer.alloc(13 + 16 * maxFrames + maxBytes + 65536) : undefined;
   let batches = 0;
   for (;;) {
-    const r: NativeBatch = opts.sync ? a.nextBatchSync(o.handle, maxFrames, maxBytes, 0, out) : await a.nextBatch(o.handle, maxFrames, maxBytes, 0, out);
+    let r: NativeBatch;
+    if (opts.info) {
+      // the worker's hot path: no result object, figures in a Float64Array
+      const info = new Float64Array(8).fill(NaN);
+      const data = a.nextBatchSync(o.handle, maxFrames, maxBytes, 0, out as Buffer, null, info);
+      expect(Array.from(info.subarray(2, 6))).toEqual([0, -1, -1, -1]); // no fd, no kernel stats for a file
+      expect(info[7]).toBe(0);
+      r = { data, count: info[0] as number, length: info[1] as number, written: 0, bytes: info[6] as number, psRecv: -1, psDrop: -1, psIfdrop: -1, error: a.lastError(o.handle) };
+    } else r = opts.sync ? a.nextBatchSync(o.handle, maxFrames, maxBytes, 0, out) : await a.nextBatch(o.handle, maxFrames, maxBytes, 0, out);
     expect(r.error).toBeNull();
     if (r.count === 0) break;
     expect(r.count).toBeLessThanOrEqual(maxFrames);
@@ -86,6 +94,8 @@ describe('native capture addon: batches in the pipe framing', () => {
       expect(small.batches).toBe(Math.ceil(ref.length / 7));
       const async = await viaAddon(file, 5, { out: true });
       expect(async.frames).toEqual(ref);
+      const hot = await viaAddon(file, 9, { sync: true, out: true, info: true });
+      expect(hot.frames).toEqual(ref);
     }
     expect((await viaAddon(ETH, 10)).linkType).toBe(1);
     expect((await viaAddon(SLL2, 10)).linkType).toBe(276); // LINKTYPE_LINUX_SLL2

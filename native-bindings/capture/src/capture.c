@@ -25,8 +25,14 @@
  *       -> Promise<{data: Buffer|null, length, count, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
  *       With `out`, the message is written into it (data null, `length` bytes) when it fits, so a
  *       caller recycling a few buffers allocates nothing per batch; else `data` is a new Buffer.
- *   nextBatchSync(...same) -> the same object, on the calling thread (blocks it <= waitMs)
- *   setPipeSize(fd, bytes) -> new capacity or -errno (F_SETPIPE_SZ: fewer wakeups on the pipe)
+ *   nextBatchSync(...same[, fd]) -> the same object, on the calling thread (blocks it <= waitMs);
+ *       with `out` and `fd`, the message is also written to fd (non-blocking) and `written` says
+ *       how much went (the caller queues the rest)
+ *   nextBatchSync(h, maxFrames, maxBytes, waitMs, out, fd, info: Float64Array(8)) -> Buffer|null:
+ *       the hot path: no result object; info = [count, length, written, psRecv, psDrop, psIfdrop,
+ *       bytes, failed]; the Buffer only when the message did not fit `out`; lastError(h) the text
+ *   setPipeSize(fd, bytes) -> new capacity or -errno (F_SETPIPE_SZ, or SO_SNDBUF on a socketpair)
+ *   lastError(handle) -> the last call's error text or null
  *   stats(handle) -> {psRecv, psDrop, psIfdrop} | null (null while a nextBatch is in flight)
  *   wake(handle), close(handle), libVersion()
  */
@@ -43,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +63,7 @@ typedef struct {
   volatile int close_pending; /* set on the JS thread, read by the pool thread */
   int closed;
   uint8_t msg_type;
+  int write_fd; /* nextBatchSync: write the message to this fd itself (-1: no) */
   int offline; /* a savefile (openOffline): end of file ends a call, no waiting */
 
   /* scratch columns, reused */
@@ -216,6 +224,7 @@ static napi_value wrap_pcap(napi_env env, pcap_t *p, int64_t msgtype, const char
   c->wakefd = wakefd;
   c->msg_type = (uint8_t)msgtype;
   c->offline = offline;
+  c->write_fd = -1;
 
   napi_value handle, out;
   if (napi_create_external(env, c, cap_finalize, NULL, &handle) != napi_ok) {
@@ -480,10 +489,9 @@ static void work_execute(napi_env env, void *data) {
 }
 
 /* the call's result object (JS thread); resets the per-call state */
-static napi_value make_result(napi_env env, cap_t *c) {
-  napi_value res, buf;
-  napi_create_object(env, &res);
-  size_t length = 0;
+static napi_value make_result(napi_env env, cap_t *c, double *info) {
+  napi_value res = NULL, buf;
+  size_t length = 0, written = 0;
   if (c->count > 0) {
     size_t n = c->count;
     size_t total = HDR_BYTES + 16 * n + c->used;
@@ -509,6 +517,15 @@ static napi_value make_result(napi_env env, cap_t *c) {
       memcpy(o, c->wires, 4 * n);
       o += 4 * n;
       memcpy(o, c->data, c->used);
+      if (into_out && c->write_fd >= 0) {
+        /* straight to the pipe (the caller has nothing queued on it): no JS stream per batch */
+        while (written < total) {
+          ssize_t w = write(c->write_fd, b + written, total - written);
+          if (w > 0) written += (size_t)w;
+          else if (w < 0 && errno == EINTR) continue;
+          else break; /* EAGAIN (the reader is behind: the caller queues the rest), EPIPE... */
+        }
+      }
     } else {
       napi_get_null(env, &buf);
       snprintf(c->err, sizeof c->err, "cannot allocate a %zu-byte batch", total);
@@ -517,14 +534,29 @@ static napi_value make_result(napi_env env, cap_t *c) {
   } else {
     napi_get_null(env, &buf);
   }
-  napi_set_named_property(env, res, "data", buf);
-  set_num(env, res, "length", (double)length);
-  set_num(env, res, "count", c->count);
-  set_num(env, res, "bytes", (double)c->used);
-  set_num(env, res, "psRecv", c->have_stats ? (double)c->st.ps_recv : -1.0);
-  set_num(env, res, "psDrop", c->have_stats ? (double)c->st.ps_drop : -1.0);
-  set_num(env, res, "psIfdrop", c->have_stats ? (double)c->st.ps_ifdrop : -1.0);
-  set_str(env, res, "error", c->err[0] ? c->err : NULL);
+  if (info) {
+    /* the caller's Float64Array: no object, no property lookups per batch */
+    info[0] = c->count;
+    info[1] = (double)length;
+    info[2] = (double)written;
+    info[3] = c->have_stats ? (double)c->st.ps_recv : -1.0;
+    info[4] = c->have_stats ? (double)c->st.ps_drop : -1.0;
+    info[5] = c->have_stats ? (double)c->st.ps_ifdrop : -1.0;
+    info[6] = (double)c->used;
+    info[7] = c->err[0] ? 1 : 0;
+    res = buf;
+  } else {
+    napi_create_object(env, &res);
+    napi_set_named_property(env, res, "data", buf);
+    set_num(env, res, "length", (double)length);
+    set_num(env, res, "written", (double)written);
+    set_num(env, res, "count", c->count);
+    set_num(env, res, "bytes", (double)c->used);
+    set_num(env, res, "psRecv", c->have_stats ? (double)c->st.ps_recv : -1.0);
+    set_num(env, res, "psDrop", c->have_stats ? (double)c->st.ps_drop : -1.0);
+    set_num(env, res, "psIfdrop", c->have_stats ? (double)c->st.ps_ifdrop : -1.0);
+    set_str(env, res, "error", c->err[0] ? c->err : NULL);
+  }
   c->count = 0;
   c->used = 0;
   return res;
@@ -532,7 +564,7 @@ static napi_value make_result(napi_env env, cap_t *c) {
 
 static void work_complete(napi_env env, napi_status status, void *data) {
   cap_t *c = data;
-  napi_value res = make_result(env, c);
+  napi_value res = make_result(env, c, NULL);
   napi_deferred d = c->deferred;
   c->deferred = NULL;
   napi_delete_async_work(env, c->work);
@@ -558,10 +590,10 @@ static void work_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value next_batch(napi_env env, napi_callback_info info, int sync) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) return throw_code(env, "EINVAL", "nextBatch(handle, maxFrames, maxBytes, waitMs[, out])");
+  if (argc < 4) return throw_code(env, "EINVAL", "nextBatch(handle, maxFrames, maxBytes, waitMs[, out[, fd]])");
   cap_t *c = get_cap(env, argv[0]);
   if (!c) return throw_code(env, "EINVAL", "nextBatch: not a capture handle");
   if (c->closed || c->close_pending) return throw_code(env, "ECLOSED", "nextBatch: the capture is closed");
@@ -588,14 +620,36 @@ static napi_value next_batch(napi_env env, napi_callback_info info, int sync) {
   c->max_frames = (uint32_t)mf;
   c->max_bytes = (size_t)mb;
   c->wait_ms = (int)wm;
+  int32_t wfd = -1;
+  if (argc >= 6) {
+    napi_valuetype t;
+    napi_typeof(env, argv[5], &t);
+    if (t != napi_undefined && t != napi_null) {
+      if (!sync || !outp || napi_get_value_int32(env, argv[5], &wfd) != napi_ok || wfd < 0)
+        return throw_code(env, "EINVAL", "nextBatchSync: fd must be a file descriptor, with an out buffer");
+    }
+  }
+  double *infop = NULL;
+  if (argc >= 7) {
+    napi_typedarray_type tt;
+    size_t tlen = 0;
+    void *tdata = NULL;
+    bool ista = false;
+    napi_is_typedarray(env, argv[6], &ista);
+    if (!sync || !ista || napi_get_typedarray_info(env, argv[6], &tt, &tlen, &tdata, NULL, NULL) != napi_ok || tt != napi_float64_array || tlen < 8)
+      return throw_code(env, "EINVAL", "nextBatchSync: info must be a Float64Array of 8");
+    infop = tdata;
+  }
   if (sync) {
     /* on the calling thread: blocks it for at most waitMs (a worker process's own loop) */
+    c->write_fd = wfd;
     c->busy = 1;
     c->out = outp;
     c->out_len = outlen;
     work_execute(env, c);
     c->busy = 0;
-    napi_value res = make_result(env, c);
+    napi_value res = make_result(env, c, infop);
+    c->write_fd = -1;
     c->out = NULL;
     c->out_len = 0;
     if (c->close_pending) cap_release(c);
@@ -699,7 +753,33 @@ static napi_value js_set_pipe_size(napi_env env, napi_callback_info info) {
   if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &bytes) != napi_ok || fd < 0 || bytes <= 0)
     return throw_code(env, "EINVAL", "setPipeSize(fd, bytes)");
   int r = fcntl(fd, F_SETPIPE_SZ, bytes);
-  napi_create_int32(env, r < 0 ? -errno : r, &v);
+  if (r < 0 && errno == EBADF) {
+    napi_create_int32(env, -EBADF, &v);
+    return v;
+  }
+  if (r < 0) {
+    /* node's stdio 'pipe' is a socketpair: its send buffer instead (SO_SNDBUFFORCE as root) */
+    int b = bytes;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &b, sizeof b) < 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b, sizeof b) < 0) {
+      napi_create_int32(env, -errno, &v);
+      return v;
+    }
+    socklen_t sl = sizeof b;
+    r = getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b, &sl) == 0 ? b : -errno;
+  }
+  napi_create_int32(env, r, &v);
+  return v;
+}
+
+/* lastError(handle) -> the last call's error text, or null */
+static napi_value js_last_error(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], v;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  cap_t *c = argc ? get_cap(env, argv[0]) : NULL;
+  if (!c) return throw_code(env, "EINVAL", "lastError: not a capture handle");
+  if (c->err[0]) napi_create_string_utf8(env, c->err, NAPI_AUTO_LENGTH, &v);
+  else napi_get_null(env, &v);
   return v;
 }
 
@@ -719,6 +799,7 @@ NAPI_MODULE_INIT() {
       {"wake", NULL, js_wake, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lastError", NULL, js_last_error, NULL, NULL, NULL, napi_enumerable, NULL},
       {"libVersion", NULL, js_lib_version, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
