@@ -17,6 +17,8 @@ import { ListingDiff } from './diff.js';
 
 const RESYNC_QUIET_MS = 20;
 const RESYNC_MAX_WAIT_MS = 1000;
+const RESYNC_SECOND_MS = 100;
+const RESYNC_FOLLOW_UP_MS = 1000;
 
 export interface NetlinkSourceOptions {
   /** Namespace name (under /var/run/netns), path, or pid; default: journey's own. */
@@ -102,15 +104,42 @@ export class NetlinkConntrackSource implements ConntrackSource {
     }
   }
 
-  private resync(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void): void {
+  /**
+   * Re-lists after an overrun (and once more RESYNC_FOLLOW_UP_MS later). A dump is not atomic: an entry inserted while it walks the hash table
+   * can be missing from it, and would then read as destroyed. So two listings RESYNC_SECOND_MS apart
+   * are merged (the later one wins): an entry is taken as gone only when both lack it. One that
+   * really went in between is destroyed by its event, or by the next re-listing.
+   */
+  private resync(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void, followUp = true): void {
     if (this.session === null) return;
     this.resyncs++;
+    let first: ConntrackEntry[];
     try {
-      const evs = this.diff.next(this.list(), Date.now());
-      if (evs.length) onEvents(evs);
+      first = this.list();
     } catch (e) {
       onError(e as Error);
+      return;
     }
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = null;
+      if (this.session === null) return;
+      try {
+        const merged = new Map(first.map((e) => [e.id, e]));
+        for (const e of this.list()) merged.set(e.id, e);
+        const evs = this.diff.next([...merged.values()], Date.now());
+        if (evs.length) onEvents(evs);
+      } catch (e) {
+        onError(e as Error);
+      }
+      // packets of the burst still queued in the kernel (softirq deferred to ksoftirqd) can make
+      // entries after the listing while the socket still overflows: one more listing catches them
+      if (followUp && this.resyncDue === null) {
+        this.resyncTimer = setTimeout(() => {
+          this.resyncTimer = null;
+          this.resync(onEvents, onError, false);
+        }, RESYNC_FOLLOW_UP_MS);
+      }
+    }, RESYNC_SECOND_MS);
   }
 
   async stop(): Promise<void> {
