@@ -185,7 +185,12 @@ async function runOne(
   const to = Date.now();
   const gw = gatewayFor(host, c.port.bridge);
   let { own, proxyLeg } = selectConntrack(ct.items, c, usedPort, { from, to }, gw);
-  if (own === null) own = await conntrackLookup(netns, c.port.proto, usedPort, c);
+  for (let i = 0; own === null && i < 3; i++) {
+    // the event stream missed it (a loaded host): read the table itself, a little later each time
+    if (i > 0) await new Promise((res) => setTimeout(res, 200 * i));
+    own = await conntrackLookup(netns, c.port.proto, usedPort, c);
+    if (own === null) own = selectConntrack(ct.items, c, usedPort, { from, to: Date.now() }, gw).own;
+  }
   if (proxyLeg === null && legsBefore !== null && probe.connected) {
     // the event stream missed it: the docker-proxy connection that appeared during this probe
     const before = new Set(legsBefore.map((e) => e.id));

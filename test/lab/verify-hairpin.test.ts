@@ -369,7 +369,7 @@ describe('verify hairpin: Docker 28/29 goldens in replay mode (no Docker API)', 
         if (g.proxy) {
           expect(self.evidence?.proxyLeg?.orig.src).toBe('192.168.0.1');
         } else {
-          expect(self.evidence?.conntrack[0]?.reply.dst).toBe('192.168.0.1'); // MASQ TO OWN PORT
+          expect(self.evidence?.conntrack[0]?.reply.dst, self.evidence?.observed.join('\n')).toBe('192.168.0.1'); // MASQ TO OWN PORT
           expect(check(r, 'host-loopback', 8080).evidence?.conntrack[0]?.reply.src).toBe('192.168.0.2');
         }
         expect(check(r, 'host-address', 8080).status).toBe('pass');
