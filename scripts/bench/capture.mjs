@@ -242,6 +242,17 @@ for (const t of TOOLS) {
     workerCpuPerPktUs: a ? +a.cpuPerPktUs.toFixed(3) : null,
     mainCpuPerPktUs: a && t !== 'tcpdump' ? +a.mainCpuPerPktUs.toFixed(3) : null,
     cpuRatioToTcpdump: a && b ? +(total(a, t) / total(b, 'tcpdump')).toFixed(1) : null,
+    // the capturing process alone (journey's worker vs tcpdump), at the same rate, and over every
+    // rate both ran (median of the per-rate ratios: the machine's load hits both alike)
+    workerCpuRatioToTcpdump: a && b ? +(a.cpuPerPktUs / b.cpuPerPktUs).toFixed(2) : null,
+    workerCpuRatioMedian: (() => {
+      const rs = (results[t]?.trials ?? [])
+        .map((x) => [x, trial('tcpdump', x.rate)])
+        .filter(([x, y]) => y && x.captured > 0 && y.captured > 0)
+        .map(([x, y]) => x.cpuPerPktUs / y.cpuPerPktUs)
+        .sort((p, q) => p - q);
+      return rs.length ? +(rs[Math.floor(rs.length / 2)]).toFixed(2) : null;
+    })(),
     // main process: pipe read + FrameBatch rebuild (the design's cost) and decoding, per packet
     mainPipeCpuPerPktUs: a && t !== 'tcpdump' ? +(a.mainCpuPerPktUs - a.decodePerPktUs).toFixed(3) : null,
     decodeCpuPerPktUs: a && t !== 'tcpdump' ? +a.decodePerPktUs.toFixed(3) : null,
@@ -257,6 +268,11 @@ else {
     console.log(
       `${t.padEnd(9)} ${String(s.maxZeroDropPps).padStart(9)}${s.senderLimited ? '+' : ' '} ${String(`(${s.ratioToTcpdump ?? '-'})`).padStart(12)}       ${String(s.firstDropAtPps ?? '-').padStart(9)}   ${String(s.workerCpuPerPktUs ?? '-').padStart(8)} + ${String(s.mainCpuPerPktUs ?? 0).padEnd(8)} ${String(`(${s.cpuRatioToTcpdump ?? '-'})`).padStart(20)}  ${s.cpuAtPps ?? '-'}`,
     );
+  }
+  for (const [t, s] of Object.entries(summary.tools)) {
+    if (t !== 'tcpdump' && s.workerCpuRatioToTcpdump !== null) {
+      console.log(`${t}: capture process alone ${s.workerCpuRatioToTcpdump}x tcpdump's CPU per packet at ${s.cpuAtPps} pps; median over all rates ${s.workerCpuRatioMedian}x`);
+    }
   }
   for (const [t, s] of Object.entries(summary.tools)) {
     if (s.workerStartMs !== null) {
