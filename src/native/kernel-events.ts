@@ -265,7 +265,9 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
   const hookCbs: ((h: readonly HookEvent[]) => void)[] = [];
   const lostCbs: ((n: number) => void)[] = [];
   const syms = SYMBOLS;
+  // drop locations need the symbols from the first drop on: wait for them (once per process, ~0.3 s)
   if (dropsWanted && symbolsLoading === null) symbolsLoading = SYMBOLS.load();
+  if (dropsWanted) await symbolsLoading;
   const clockOffsetNs = binding.clockOffsetNs();
   let delivered = 0;
   let batches = 0;
