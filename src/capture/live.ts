@@ -2,6 +2,7 @@
  * Adapter for the pipeline's FrameSource (src/correlate/frame-sources.ts loads this module when
  * present): the capture workers of capture.ts behind start/stats/stop/addInterface.
  */
+import { JourneyError } from '../model/errors.js';
 import type { CaptureStats, FrameBatch } from '../model/observation.js';
 import { DEFAULT_CAPTURE_BACKEND, startCapture, type CaptureBackend, type CaptureHandle } from './capture.js';
 
@@ -51,7 +52,9 @@ export function createLiveCapture(opts: LiveCaptureOptions): LiveFrameSource {
       });
       handle.on('batch', onBatch);
       handle.on('error', onError);
-      handle.on('notice', onError); // the pipeline turns these into notice events
+      // the pipeline turns these into notice events; said now, while it sets up (not through the
+      // handle's held 'notice' event, which would arrive after the pipeline has started)
+      if (handle.fallback !== undefined) onError(new JourneyError('E_NATIVE', handle.fallback, { backend: handle.backend }));
     },
     addInterface(iface) {
       if (!extra.includes(iface)) extra.push(iface);
