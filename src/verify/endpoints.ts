@@ -56,6 +56,7 @@ interface NsAddr {
   ifname: string;
   link?: string;
   link_index?: number;
+  link_netnsid?: number;
   addr_info?: { family: string; local: string; prefixlen: number }[];
 }
 
@@ -110,21 +111,49 @@ function endpointName(c: { name: string; pid: number | null }, port: string | nu
   return comm !== '' ? `${c.name} (${comm})` : c.name;
 }
 
-/** Endpoints found without Docker: namespaces with an address on one of the host's bridges. */
+/** The name under /var/run/netns of the namespace with this inode, if it has one. */
+function namedNetnsOf(ino: number | null): string | null {
+  if (ino === null) return null;
+  try {
+    for (const n of readdirSync('/var/run/netns')) if (netnsInodeOf(n) === ino) return n;
+  } catch {
+    /* none */
+  }
+  return null;
+}
+
+/**
+ * Endpoints found without Docker: namespaces with an address on one of the host's bridges, whose
+ * veth peer is a port of that bridge IN THE TARGET NAMESPACE (interface indexes repeat across
+ * namespaces: another Docker host, or another lab, may have the same addresses and indexes). The
+ * peer's namespace is told by its nsid as the candidate sees it, named through /var/run/netns.
+ */
 export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
   const cands = candidateNamespaces(host.netnsInode);
+  const targetName = namedNetnsOf(host.netnsInode);
   const portByIndex = new Map<number, { port: string; bridge: string }>();
   for (const b of host.bridges) for (const p of b.ports) portByIndex.set(p.ifindex, { port: p.ifname, bridge: b.name });
   const results = await Promise.all(
     cands.map(async (c) => {
-      const r = await run(['ip', '-j', '-d', 'addr', 'show'], { netns: c.ref, allowFailure: true, timeoutMs: 5_000 }).catch(() => null);
+      const [r, ids] = await Promise.all([
+        run(['ip', '-j', '-d', 'addr', 'show'], { netns: c.ref, allowFailure: true, timeoutMs: 5_000 }).catch(() => null),
+        run(['ip', '-j', 'netns', 'list-id'], { netns: c.ref, allowFailure: true, timeoutMs: 5_000 }).catch(() => null),
+      ]);
       if (r === null || r.code !== 0) return [];
       let list: NsAddr[] = [];
+      const nsidName = new Map<number, string>();
       try {
         list = JSON.parse(r.stdout) as NsAddr[];
+        for (const x of JSON.parse(ids?.stdout || '[]') as { nsid: number; name?: string }[]) if (x.name !== undefined) nsidName.set(x.nsid, x.name);
       } catch {
         return [];
       }
+      /** The peer lives in the target namespace (as far as names can tell). */
+      const peerInTarget = (i: NsAddr): boolean => {
+        if (i.link_netnsid === undefined) return true; // same namespace or unknown: the index check decides
+        const name = nsidName.get(i.link_netnsid) ?? null;
+        return name === targetName;
+      };
       const eps: Endpoint[] = [];
       for (const i of list) {
         for (const a of i.addr_info ?? []) {
@@ -132,6 +161,7 @@ export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
           const br = bridgeOfAddr(host.bridges, a.local);
           if (!br) continue;
           if (br.addrs.some((x) => x.addr === a.local)) continue; // the gateway itself
+          if (!peerInTarget(i)) continue;
           const pi = peerIndex(i);
           const peer = pi !== null ? portByIndex.get(pi) : undefined;
           if (peer !== undefined && peer.bridge !== br.name) continue;
