@@ -67,6 +67,10 @@ export interface LabInfo {
   readonly ext2Addr: string;
   /** An address on the external side that stands for "the internet" (on jl-ext's lo). */
   readonly outsideAddr: string;
+  /** 6 when the lab replays an IPv6 ruleset: probes then use the `v6` addresses (default 4). */
+  readonly family?: 4 | 6;
+  /** The IPv6 addresses of an IPv6 replay (fd00:10::/64 on the uplink, 2001:db8:ff::10 outside). */
+  readonly v6?: { readonly hostAddr: string; readonly extAddr: string; readonly ext2Addr: string; readonly outsideAddr: string };
   /** unix socket path of the lab's dockerd, null in replay mode. */
   readonly dockerHost: string | null;
   /** Scenario name, or 'replay'. */
@@ -283,7 +287,7 @@ export async function runProbeDef(info: LabInfo, def: ProbeDef): Promise<ProbeRe
     proto: def.proto,
     from: {
       where: def.from,
-      addr: /local (\d+\.\d+\.\d+\.\d+):\d+/.exec(out)?.[1] ?? r.srcAddr,
+      addr: /local (\S+):\d+(?:\s|$)/.exec(out)?.[1] ?? r.srcAddr,
       ...(sport !== undefined ? { port: sport } : {}),
     },
     to: { addr: r.dst, ...(r.dport !== undefined ? { port: r.dport } : {}), ...(r.via ? { via: r.via } : {}) },
@@ -336,8 +340,11 @@ export async function traceKernel<T = unknown>(
   const ns = info.netns.host;
   const filter = opts.filter ? `${opts.filter} ` : '';
   await run(['nft', 'delete', 'table', 'ip', TRACE_TABLE], { netns: ns, allowFailure: true });
+  await run(['nft', 'delete', 'table', 'inet', TRACE_TABLE], { netns: ns, allowFailure: true });
+  // an IPv6 lab is traced by an inet table (IPv4 markers still work there)
+  const fam = info.family === 6 ? 'inet' : 'ip';
   const table =
-    `table ip ${TRACE_TABLE} {\n` +
+    `table ${fam} ${TRACE_TABLE} {\n` +
     `  chain pre { type filter hook prerouting priority -350; policy accept;\n    ${filter}meta nftrace set 1\n  }\n` +
     `  chain out { type filter hook output priority -350; policy accept;\n` +
     `    ip daddr ${MARKER_ADDR} meta nftrace set 1 drop\n    ${filter}meta nftrace set 1\n  }\n}\n`;
@@ -378,7 +385,7 @@ export async function traceKernel<T = unknown>(
     // and all the action's events were read once a later marker is printed
     await syncMarker(markersSeen() + 1);
   } finally {
-    await run(['nft', 'delete', 'table', 'ip', TRACE_TABLE], { netns: ns, allowFailure: true }).catch(() => undefined);
+    await run(['nft', 'delete', 'table', fam, TRACE_TABLE], { netns: ns, allowFailure: true }).catch(() => undefined);
   }
   const [ct, rs, ipt] = await Promise.all([
     run(['conntrack', '-L', '-o', 'extended,id'], { netns: ns, allowFailure: true }),

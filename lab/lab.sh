@@ -98,6 +98,19 @@ topology() {
   echo "${ID}" > "$DIR/id"
 }
 
+# IPv6 on the same topology (replay of ip6 rulesets): fd00:10::/64 on the uplink, the outside
+# 2001:db8:ff::10 on jl-ext's lo, fd00::/8 routed back through the host (no DAD: usable at once)
+topology6() {
+  ip -n "$NS_EXT" addr add fd00:10::5/64 dev lan0 nodad
+  ip -n "$NS_EXT" addr add 2001:db8:ff::10/128 dev lo nodad
+  ip -n "$NS_EXT2" addr add fd00:10::6/64 dev eth0 nodad
+  ip -n "$NS_EXT2" -6 route add default via fd00:10::5
+  ip -n "$NS_HOST" addr add fd00:10::26/64 dev eth0 nodad
+  ip -n "$NS_HOST" -6 route add default via fd00:10::5
+  ip -n "$NS_EXT" -6 route add fd00::/8 via fd00:10::26
+  nsx "$NS_HOST" sysctl -qw net.ipv6.conf.all.forwarding=1
+}
+
 # start_bg NAME NETNS ARGV...: a detached process inside a namespace, remembered by pid file
 start_bg() {
   local name="$1" ns="$2"; shift 2
@@ -250,7 +263,7 @@ up() {
 # ---------------------------------------------------------------- replay (no dockerd; see lab/replay.ts)
 replay_bridge() { # BRIDGE GW/PREFIX
   ip -n "$NS_HOST" link add "$1" type bridge
-  ip -n "$NS_HOST" addr add "$2" dev "$1"
+  if [[ "$2" == *:* ]]; then ip -n "$NS_HOST" addr add "$2" dev "$1" nodad; else ip -n "$NS_HOST" addr add "$2" dev "$1"; fi
   ip -n "$NS_HOST" link set "$1" up
 }
 
@@ -276,12 +289,16 @@ replay_container() { # NAME BRIDGE IP/PREFIX GW TCPPORTS|none UDPPORTS|none HAIR
   ip -n "$NS_HOST" link set "jl-$name" master "$br"
   ip -n "$NS_HOST" link set "jl-$name" up
   [ "$hp" = 1 ] && ip -n "$NS_HOST" link set "jl-$name" type bridge_slave hairpin on
-  nsenter --net="/proc/$pid/ns/net" -- sh -c "ip link set lo up && ip addr add $addr dev eth0 && ip link set eth0 up && ip route add default via $gw"
+  if [[ "$addr" == *:* ]]; then
+    nsenter --net="/proc/$pid/ns/net" -- sh -c "ip link set lo up && ip addr add $addr dev eth0 nodad && ip link set eth0 up && ip -6 route add default via $gw"
+  else
+    nsenter --net="/proc/$pid/ns/net" -- sh -c "ip link set lo up && ip addr add $addr dev eth0 && ip link set eth0 up && ip route add default via $gw"
+  fi
   local p
   if [ "$tcp" != none ]; then
     for p in ${tcp//,/ }; do start_bg "ct-$name-httpd-$p" "$pid" busybox httpd -f -p "$p" -h "$DIR/ct/$name/www"; done
   fi
-  if [ "$udp" != none ]; then start_bg "ct-$name-udp" "$pid" "$NODE" "$LAB_SRC/probe-tool.mjs" serve "$name" "$udp"; fi
+  if [ "$udp" != none ]; then start_bg "ct-$name-udp" "$pid" "$NODE" "$LAB_SRC/probe-tool.mjs" serve "$name" "$udp" "$([[ "$addr" == *:* ]] && echo :: || echo 0.0.0.0)"; fi
 }
 
 replay_proxy() { # PROTO HOSTIP HOSTPORT CONTAINERIP CONTAINERPORT: the userland proxy, as dockerd runs it
@@ -403,6 +420,7 @@ case "$CMD" in
   down) down ;;
   topology) require_root; [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && die "$DIR exists: run 'lab down${ID:+ --id $ID}' first"
             topology; echo replay > "$DIR/scenario" ;;
+  topology6) require_root; topology6 ;;
   replay-bridge) require_root; replay_bridge "${ARGS[@]}" ;;
   replay-container) require_root; replay_container "${ARGS[@]}" ;;
   replay-proxy) require_root; replay_proxy "${ARGS[@]}" ;;

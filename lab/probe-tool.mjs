@@ -19,7 +19,7 @@ if (mode === 'serve') {
   const [name = 'udp', ports = '', addrs = '0.0.0.0'] = args;
   for (const p of ports.split(',').filter(Boolean)) {
     for (const a of addrs.split(',').filter(Boolean)) {
-      const s = dgram.createSocket('udp4');
+      const s = dgram.createSocket(a.includes(':') ? 'udp6' : 'udp4');
       s.on('message', (msg, rinfo) => s.send(`${name} ${msg.toString().trim()}\n`, rinfo.port, rinfo.address));
       s.on('error', (e) => process.stderr.write(`udp ${a}:${p}: ${e.message}\n`));
       s.bind(Number(p), a);
@@ -27,7 +27,7 @@ if (mode === 'serve') {
   }
 } else if (mode === 'udp') {
   const [host, port, ms = '2000', sport] = args;
-  const s = dgram.createSocket('udp4');
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   const timer = setTimeout(() => fail(`timeout: no answer from ${host}:${port} in ${ms} ms`), Number(ms));
   s.on('message', (msg, rinfo) => {
     clearTimeout(timer);

@@ -159,9 +159,21 @@ function replayProbes(info: LabInfo): ProbeDef[] {
       const key = `${pub.proto}/${pub.hostPort}`;
       if (seen.has(key) || pub.proto === 'sctp') continue;
       seen.add(key);
-      const to = pub.hostIp === '0.0.0.0' || pub.hostIp === '' ? 'host' : pub.hostIp === '127.0.0.1' ? 'localhost' : pub.hostIp;
+      const to = pub.hostIp === '0.0.0.0' || pub.hostIp === '::' || pub.hostIp === '' ? 'host' : pub.hostIp === '127.0.0.1' || pub.hostIp === '::1' ? 'localhost' : pub.hostIp;
       const from = to === 'localhost' ? 'host' : 'ext';
-      out.push(p(from === "host" ? `localhost-${pub.proto}-${pub.hostPort}` : `ext-to-${pub.proto}-${pub.hostPort}`, from, pub.proto, to, pub.hostPort, 'answer', `${from} -> ${to}:${pub.hostPort}/${pub.proto} (to ${c.name} ${c.ip}:${pub.containerPort})`));
+      // IPv6 has no route_localnet: without docker-proxy, ::1 DNATed to a bridge address is a martian, dropped by routing
+      const v6lo = pub.hostIp === '::1' && !info.daemon.userlandProxy;
+      out.push(
+        p(
+          from === 'host' ? `localhost-${pub.proto}-${pub.hostPort}` : `ext-to-${pub.proto}-${pub.hostPort}`,
+          from,
+          pub.proto,
+          to,
+          pub.hostPort,
+          v6lo ? 'no-answer' : 'answer',
+          `${from} -> ${to}:${pub.hostPort}/${pub.proto} (to ${c.name} ${c.ip}:${pub.containerPort}${v6lo ? '; IPv6 cannot route ::1 out: dropped by routing, not by a rule' : ''})`,
+        ),
+      );
     }
   }
   const gwm = info.replay?.options['gwm'];
@@ -171,8 +183,8 @@ function replayProbes(info: LabInfo): ProbeDef[] {
       out.push(p(`ext-direct-${c.name}-${l.proto}-${l.port}`, 'ext', l.proto, `container:${c.name}`, l.port, open ? 'answer' : 'no-answer', `ext -> ${c.ip}:${l.port}/${l.proto} routed through the host (${open ? 'no direct-access drop' : 'raw PREROUTING drops direct access'})`));
     }
     for (const pub of c.published) {
-      if (pub.proto === 'sctp' || pub.hostIp.startsWith('127.')) continue;
-      const hostIp = pub.hostIp === '0.0.0.0' ? 'host' : pub.hostIp;
+      if (pub.proto === 'sctp' || pub.hostIp.startsWith('127.') || pub.hostIp === '::1') continue;
+      const hostIp = pub.hostIp === '0.0.0.0' || pub.hostIp === '::' ? 'host' : pub.hostIp;
       // hairpin NAT sends the packet back out of the bridge it came from: icc=false drops -i br -o br
       const blocked = !info.daemon.userlandProxy && !info.daemon.icc;
       const how = info.daemon.userlandProxy ? 'docker-proxy' : blocked ? 'hairpin NAT, then the icc=false drop of bridge-to-same-bridge traffic' : 'hairpin NAT';
@@ -191,19 +203,20 @@ function replayProbes(info: LabInfo): ProbeDef[] {
 
 /** Fills in addresses from the running lab. */
 export function resolveProbe(info: LabInfo, def: ProbeDef): ResolvedProbe {
+  const six = info.family === 6 && info.v6 ? info.v6 : null;
   const addrOf = (where: string): string => {
-    if (where === 'host') return info.hostAddr;
-    if (where === 'ext') return info.extAddr;
-    if (where === 'ext2') return info.ext2Addr;
+    if (where === 'host') return six?.hostAddr ?? info.hostAddr;
+    if (where === 'ext') return six?.extAddr ?? info.extAddr;
+    if (where === 'ext2') return six?.ext2Addr ?? info.ext2Addr;
     const c = info.containers.find((x) => x.name === where);
     if (!c) throw new JourneyError('E_USAGE', `probe ${def.name}: no container "${where}" in lab ${info.id}`);
     return c.ip;
   };
   let dst: string;
-  if (def.to === 'host') dst = info.hostAddr;
-  else if (def.to === 'localhost') dst = '127.0.0.1';
-  else if (def.to === 'ext') dst = info.extAddr;
-  else if (def.to === 'outside') dst = info.outsideAddr;
+  if (def.to === 'host') dst = six?.hostAddr ?? info.hostAddr;
+  else if (def.to === 'localhost') dst = six ? '::1' : '127.0.0.1';
+  else if (def.to === 'ext') dst = six?.extAddr ?? info.extAddr;
+  else if (def.to === 'outside') dst = six?.outsideAddr ?? info.outsideAddr;
   else if (def.to.startsWith('container:')) dst = addrOf(def.to.slice('container:'.length));
   else if (def.to.startsWith('gateway:')) {
     const c = info.containers.find((x) => x.name === def.to.slice('gateway:'.length));
@@ -213,7 +226,7 @@ export function resolveProbe(info: LabInfo, def: ProbeDef): ResolvedProbe {
   } else dst = def.to;
   return {
     def,
-    srcAddr: def.from === 'host' && dst === '127.0.0.1' ? '127.0.0.1' : addrOf(def.from),
+    srcAddr: def.from === 'host' && (dst === '127.0.0.1' || dst === '::1') ? dst : addrOf(def.from),
     dst,
     ...(def.port !== undefined ? { dport: def.port } : {}),
     timeoutMs: def.timeoutMs ?? 2500,
@@ -230,6 +243,6 @@ export function probeArgv(r: ResolvedProbe, labDir: string): string[] {
     case 'udp':
       return ['timeout', String(secs + 3), process.execPath, tool, 'udp', r.dst, String(r.dport ?? 53), String(r.timeoutMs)];
     case 'icmp':
-      return ['timeout', String(secs + 3), 'busybox', 'ping', '-c', '1', '-W', String(secs), r.dst];
+      return ['timeout', String(secs + 3), 'busybox', r.dst.includes(':') ? 'ping6' : 'ping', '-c', '1', '-W', String(secs), r.dst];
   }
 }

@@ -61,21 +61,82 @@ export function goldenOptions(file: string): Record<string, string> {
   return out;
 }
 
-function cidrContains(cidr: string, ip: string): boolean {
-  const [net = '', bits = '32'] = cidr.split('/');
-  const toN = (a: string): number => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-  const b = Number(bits);
-  const mask = b === 0 ? 0 : (0xffffffff << (32 - b)) >>> 0;
-  return ((toN(net) & mask) >>> 0) === ((toN(ip) & mask) >>> 0);
+/** An address as a BigInt (IPv4 or IPv6, `::` shorthand and embedded IPv4 allowed). */
+function addrToBig(a: string): bigint {
+  if (!a.includes(':')) return a.split('.').reduce((n, o) => n * 256n + BigInt(Number(o) || 0), 0n);
+  let s = a;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s)?.[1];
+  if (v4) {
+    const n = Number(addrToBig(v4));
+    s = s.slice(0, -v4.length) + `${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head = '', tail] = s.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail !== undefined ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+  return groups.reduce((n, g) => n * 65536n + BigInt(Number.parseInt(g || '0', 16) || 0), 0n);
 }
 
-function nthHost(cidr: string, n: number): string {
-  const [net = '', bits = '24'] = cidr.split('/');
-  const toN = (a: string): number => a.split('.').reduce((x, o) => x * 256 + Number(o), 0);
-  const b = Number(bits);
-  const mask = b === 0 ? 0 : (0xffffffff << (32 - b)) >>> 0;
-  const v = ((toN(net) & mask) >>> 0) + n;
-  return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
+function bigToAddr(v: bigint, v6: boolean): string {
+  if (!v6) return [24n, 16n, 8n, 0n].map((sh) => String((v >> sh) & 255n)).join('.');
+  const g: string[] = [];
+  for (let i = 7; i >= 0; i--) g.push(((v >> BigInt(i * 16)) & 0xffffn).toString(16));
+  // compress the longest run of zero groups (RFC 5952)
+  let best = -1;
+  let len = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === '0') j++;
+    if (j - i > len && j - i > 1) {
+      best = i;
+      len = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return g.join(':');
+  return `${g.slice(0, best).join(':')}::${g.slice(best + len).join(':')}`;
+}
+
+function cidrParts(cidr: string): { net: bigint; bits: number; width: number; v6: boolean } {
+  const [a = '', b] = cidr.split('/');
+  const v6 = a.includes(':');
+  const width = v6 ? 128 : 32;
+  return { net: addrToBig(a), bits: b === undefined ? width : Number(b), width, v6 };
+}
+
+export function cidrContains(cidr: string, ip: string): boolean {
+  const c = cidrParts(cidr);
+  if (c.v6 !== ip.includes(':')) return false;
+  const shift = BigInt(c.width - c.bits);
+  return c.net >> shift === addrToBig(ip) >> shift;
+}
+
+/** The n-th address of a subnet (0 = the network address). */
+export function nthHost(cidr: string, n: number): string {
+  const c = cidrParts(cidr);
+  const shift = BigInt(c.width - c.bits);
+  return bigToAddr(((c.net >> shift) << shift) + BigInt(n), c.v6);
+}
+
+/** Address syntax of one family, for reading rules. */
+function addrSyntax(v6: boolean): { addr: string; host: string; isLoopback: (a: string) => boolean; skipCidr: (c: string) => boolean } {
+  return v6
+    ? {
+        addr: String.raw`[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}`,
+        host: '128',
+        isLoopback: (a) => a === '::1',
+        skipCidr: (c) => c.endsWith('/128') || c.endsWith('/0') || /^fe80:/i.test(c) || c.startsWith('::1/'),
+      }
+    : {
+        addr: IPV4,
+        host: '32',
+        isLoopback: (a) => a.startsWith('127.'),
+        skipCidr: (c) => c.startsWith('127.') || c.endsWith('/32') || c.endsWith('/0') || c.startsWith('0.'),
+      };
 }
 
 /**
@@ -90,6 +151,9 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   const options = goldenOptions(file);
   const family: 'ip' | 'ip6' = /__ip6/.test(file) || (format === 'nft' && /^\s*table\s+ip6\s/m.test(text) && !/^\s*table\s+(ip|inet)\s/m.test(text)) ? 'ip6' : 'ip';
   const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const v6 = family === 'ip6';
+  const X = addrSyntax(v6);
+  const A = X.addr;
 
   const bridgeRe = /(?:-[io]\s+|iifname\s+(?:!=\s+)?"|oifname\s+(?:!=\s+)?"|"|\s)(docker\d*|br-[A-Za-z0-9_.-]+)(?=["\s]|$)/g;
   const bridgeNames: string[] = [];
@@ -103,9 +167,9 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   // subnets: a CIDR on a rule that names the bridge
   const subnetOf = new Map<string, string>();
   for (const l of lines) {
-    const cidrs = [...l.matchAll(new RegExp(`(${IPV4})/(\\d{1,2})`, 'g'))]
+    const cidrs = [...l.matchAll(new RegExp(`(${A})/(\\d{1,3})`, 'g'))]
       .map((m) => `${m[1]}/${m[2]}`)
-      .filter((c) => !c.startsWith('127.') && !c.endsWith('/32') && !c.endsWith('/0') && !c.startsWith('0.'));
+      .filter((c) => !X.skipCidr(c));
     if (cidrs.length === 0) continue;
     for (const b of bridgeNames) {
       if (!subnetOf.has(b) && new RegExp(`(^|[\\s"])${b.replace(/[.]/g, '\\.')}(["\\s]|$)`).test(l) && cidrs[0]) subnetOf.set(b, cidrs[0]);
@@ -119,8 +183,8 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
       if (m) chainBridge = m[1] ?? null;
       else if (l.startsWith('chain ')) chainBridge = null;
       if (!chainBridge || subnetOf.has(chainBridge)) continue;
-      const c = new RegExp(`(${IPV4}/\\d{1,2})`).exec(l)?.[1];
-      if (c && !c.startsWith('127.') && !c.endsWith('/32')) subnetOf.set(chainBridge, c);
+      const c = new RegExp(`(${A}/\\d{1,3})`).exec(l)?.[1];
+      if (c && !X.skipCidr(c)) subnetOf.set(chainBridge, c);
     }
   }
 
@@ -131,7 +195,7 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   const listens = new Map<string, Set<string>>(); // ip -> "tcp/80"
   const ips: string[] = [];
   const addIp = (ip: string): void => {
-    if (!ips.includes(ip) && !ip.startsWith('127.')) ips.push(ip);
+    if (ip && !ips.includes(ip) && !X.isLoopback(ip)) ips.push(ip);
   };
   let routeLocalnet = false;
   let directAccessDropped = false;
@@ -139,12 +203,15 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   for (const l of lines) {
     const proto = (/-p\s+(tcp|udp|sctp)\b/.exec(l) ?? /\b(tcp|udp|sctp)\s+dport\b/.exec(l))?.[1] as LabPublished['proto'] | undefined;
     const dport = Number((/--dport\s+(\d+)/.exec(l) ?? /\b(?:tcp|udp|sctp)\s+dport\s+(\d+)/.exec(l))?.[1] ?? NaN);
-    const dnat = new RegExp(`(?:--to-destination|dnat to)\\s+(${IPV4})(?::(\\d+))?`).exec(l);
+    const dnat = v6
+      ? new RegExp(`(?:--to-destination|dnat to)\\s+\\[(${A})\\](?::(\\d+))?`).exec(l) ?? new RegExp(`(?:--to-destination|dnat to)\\s+(${A})(?:\\s|$)`).exec(l)
+      : new RegExp(`(?:--to-destination|dnat to)\\s+(${A})(?::(\\d+))?`).exec(l);
     if (dnat) {
       const ip = dnat[1] ?? '';
       const cport = Number(dnat[2] ?? dport);
-      const hostIp = (new RegExp(`(?:^|\\s)-d\\s+(${IPV4})(?:/32)?(?:\\s|$)`).exec(l) ?? new RegExp(`ip daddr (${IPV4})(?:\\s|$)`).exec(l))?.[1] ?? '0.0.0.0';
-      if (hostIp.startsWith('127.')) routeLocalnet = true;
+      const hostIp =
+        (new RegExp(`(?:^|\\s)-d\\s+(${A})(?:/${X.host})?(?:\\s|$)`).exec(l) ?? new RegExp(`ip6? daddr (${A})(?:\\s|$)`).exec(l))?.[1] ?? (v6 ? '::' : '0.0.0.0');
+      if (X.isLoopback(hostIp)) routeLocalnet = true;
       addIp(ip);
       if (proto && Number.isFinite(dport)) {
         pubs.push({ ip, hostIp, hostPort: dport, proto, containerPort: Number.isFinite(cport) ? cport : dport });
@@ -155,14 +222,14 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
       continue;
     }
     // filter accept of a published port on a container address (routed mode, Docker 20.10 DOCKER chain)
-    const dst = (new RegExp(`(?:^|\\s)-d\\s+(${IPV4})/32`).exec(l) ?? new RegExp(`ip daddr (${IPV4})(?:\\s|$)`).exec(l))?.[1];
-    if (dst && !dst.startsWith('127.') && /(-j ACCEPT|\baccept\b)/.test(l) && proto && Number.isFinite(dport)) {
+    const dst = (new RegExp(`(?:^|\\s)-d\\s+(${A})/${X.host}`).exec(l) ?? new RegExp(`ip6? daddr (${A})(?:\\s|$)`).exec(l))?.[1];
+    if (dst && !X.isLoopback(dst) && /(-j ACCEPT|\baccept\b)/.test(l) && proto && Number.isFinite(dport)) {
       addIp(dst);
       const set = listens.get(dst) ?? new Set<string>();
       set.add(`${proto}/${dport}`);
       listens.set(dst, set);
     }
-    if (dst && !dst.startsWith('127.') && /(-j DROP|\bdrop\b)/.test(l) && (/^-A PREROUTING/.test(l) || /DROP DIRECT ACCESS/.test(l)) && !proto) {
+    if (dst && !X.isLoopback(dst) && /(-j DROP|\bdrop\b)/.test(l) && (/^-A PREROUTING/.test(l) || /DROP DIRECT ACCESS/.test(l)) && !proto) {
       addIp(dst);
       directAccessDropped = true;
     }
@@ -170,30 +237,38 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   }
   // SNAT-to-own-port rules name container addresses too
   for (const l of lines) {
-    const m = new RegExp(`-s (${IPV4})/32 -d \\1/32|ip saddr (${IPV4}) ip daddr \\2`).exec(l);
+    const m = new RegExp(`-s (${A})/${X.host} -d \\1/${X.host}|ip6? saddr (${A}) ip6? daddr \\2`).exec(l);
     if (m) addIp(m[1] ?? m[2] ?? '');
   }
   // subnets still unknown: from a container address, else a private /24 of our own
   bridgeNames.forEach((b, i) => {
     if (subnetOf.has(b)) return;
     const ip = ips.find((a) => ![...subnetOf.values()].some((s) => cidrContains(s, a)));
-    if (ip && bridgeNames.length === 1) subnetOf.set(b, `${ip.split('.').slice(0, 3).join('.')}.0/24`);
+    if (ip && bridgeNames.length === 1) subnetOf.set(b, v6 ? `${nthHost(`${ip}/64`, 0)}/64` : `${ip.split('.').slice(0, 3).join('.')}.0/24`);
+    else if (v6) subnetOf.set(b, `fd00:${(0xd0 + i).toString(16)}::/64`);
     else subnetOf.set(b, b === 'docker0' ? '172.17.0.0/16' : `192.168.${i}.0/24`);
   });
   if (bridgeNames.length === 0 && ips.length) {
     bridgeNames.push('docker0');
-    subnetOf.set('docker0', `${(ips[0] ?? '172.17.0.2').split('.').slice(0, 3).join('.')}.0/24`);
+    subnetOf.set('docker0', v6 ? `${nthHost(`${ips[0] ?? 'fd00:d0::2'}/64`, 0)}/64` : `${(ips[0] ?? '172.17.0.2').split('.').slice(0, 3).join('.')}.0/24`);
   }
   const internal = (b: string): boolean =>
     options['internal'] === 'true' ||
     lines.some((l) => (l.startsWith('-A DOCKER-INTERNAL') && l.includes(b)) || /INTERNAL NETWORK/.test(l));
   const bridges = bridgeNames.map((name) => {
-    const subnet = subnetOf.get(name) ?? '192.168.0.0/24';
-    return { name, subnet, gateway: nthHost(subnet, 1), network: name, internal: internal(name), prefix: Number(subnet.split('/')[1] ?? 24) };
+    const subnet = subnetOf.get(name) ?? (v6 ? 'fd00:d0::/64' : '192.168.0.0/24');
+    // the gateway: the subnet's first address no container uses (moby's v6 goldens put a container on ::1)
+    let n = 1;
+    while (ips.includes(nthHost(subnet, n))) n++;
+    return { name, subnet, gateway: nthHost(subnet, n), network: name, internal: internal(name), prefix: Number(subnet.split('/')[1] ?? (v6 ? 64 : 24)) };
   });
   // every bridge gets at least one container, so that probes from it exist
   for (const b of bridges) {
-    if (!ips.some((ip) => cidrContains(b.subnet, ip))) ips.push(nthHost(b.subnet, 2));
+    if (!ips.some((ip) => cidrContains(b.subnet, ip))) {
+      let n = 2;
+      while (nthHost(b.subnet, n) === b.gateway) n++;
+      ips.push(nthHost(b.subnet, n));
+    }
   }
   const containers: ReplayContainer[] = ips.map((ip, i) => {
     const br = bridges.find((b) => cidrContains(b.subnet, ip)) ?? bridges[0];
@@ -210,7 +285,7 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   });
   const hairpin = options['hairpin'] !== undefined ? options['hairpin'] === 'true' : hairpinNat;
   // containers' traffic to the outside leaves with the host's address (MASQUERADE / SNAT of the subnet)
-  const sourceNat = lines.some((l) => /(-s \S+\/(?!32)\d+ .*-j (MASQUERADE|SNAT)|ip saddr \S+\/\d+ .*(masquerade|snat to))/.test(l));
+  const sourceNat = lines.some((l) => /(-s \S+\/(?!32\b|128\b)\d+ .*-j (MASQUERADE|SNAT)|ip6? saddr \S+\/\d+ .*(masquerade|snat to))/.test(l));
   return { format, family, bridges, containers, routeLocalnet, hairpin, options, directAccessDropped, sourceNat };
 }
 
@@ -234,9 +309,7 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
   if (!existsSync(path)) throw new JourneyError('E_USAGE', `no such ruleset file: ${file}`);
   const text = readFileSync(path, 'utf8');
   const plan = planFromRuleset(text, path);
-  if (plan.family === 'ip6') {
-    throw new JourneyError('E_USAGE', `${basename(path)}: IPv6 rulesets cannot be replayed: the lab's addresses and probes are IPv4`);
-  }
+  const v6 = plan.family === 'ip6';
   const idArgs = ['--id', n.id];
   await sh(['topology', ...idArgs]).catch(async (e: unknown) => {
     await sh(['down', ...idArgs]).catch(() => undefined);
@@ -246,12 +319,13 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
     const host = n.netns.host;
     const inHost = (argv: string[], input?: string): Promise<unknown> => run(argv, { netns: host, ...(input !== undefined ? { input } : {}) });
     await inHost(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    if (v6) await sh(['topology6', ...idArgs]);
     for (const b of plan.bridges) {
       await sh(['replay-bridge', ...idArgs, b.name, `${b.gateway}/${b.prefix}`]);
-      if (plan.routeLocalnet || plan.hairpin) await inHost(['sysctl', '-qw', `net.ipv4.conf.${b.name}.route_localnet=1`]);
+      if (!v6 && (plan.routeLocalnet || plan.hairpin)) await inHost(['sysctl', '-qw', `net.ipv4.conf.${b.name}.route_localnet=1`]);
     }
     // bridged frames through iptables, as Docker sets it (br_netfilter is per namespace)
-    await run(['sh', '-c', 'for f in /proc/sys/net/bridge/bridge-nf-call-iptables; do [ -w "$f" ] && echo 1 > "$f"; done; true'], { netns: host });
+    await run(['sh', '-c', 'for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables; do [ -w "$f" ] && echo 1 > "$f"; done; true'], { netns: host });
     for (const c of plan.containers) {
       const br = plan.bridges.find((b) => b.name === c.bridge);
       if (!br) continue;
@@ -261,7 +335,7 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
     }
     // the ruleset
     if (plan.format === 'iptables') {
-      await inHost(['iptables-restore'], text);
+      await inHost([v6 ? 'ip6tables-restore' : 'iptables-restore'], text);
     } else {
       await inHost(['nft', '-f', '-'], numericPriorities(text));
     }
@@ -272,6 +346,17 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
           if (p.proto === 'sctp') continue;
           await sh(['replay-proxy', ...idArgs, p.proto, p.hostIp, String(p.hostPort), c.ip, String(p.containerPort)]);
         }
+      }
+    }
+    if (v6) {
+      // neighbour discovery and link-local DAD make the first IPv6 packets late: settle them now
+      const warm = (netns: string | number, dst: string): Promise<unknown> =>
+        run(['busybox', 'ping6', '-c', '1', '-W', '2', dst], { netns, allowFailure: true, timeoutMs: 5000 });
+      await Promise.all([warm(n.netns.ext, 'fd00:10::26'), warm(n.netns.ext2, 'fd00:10::26'), warm(host, 'fd00:10::5')]);
+      for (const c of plan.containers) {
+        const br = plan.bridges.find((b) => b.name === c.bridge);
+        const pid = Number(readFileSync(join(n.dir, 'pids', `ct-${c.name}.pid`), 'utf8').trim());
+        if (br) await warm(pid, br.gateway);
       }
     }
     const pidOf = (name: string): number => Number(readFileSync(join(n.dir, 'pids', `ct-${name}.pid`), 'utf8').trim());
@@ -296,6 +381,7 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
       extAddr: '10.0.10.5',
       ext2Addr: '10.0.10.6',
       outsideAddr: '198.51.100.10',
+      ...(v6 ? { family: 6 as const, v6: { hostAddr: 'fd00:10::26', extAddr: 'fd00:10::5', ext2Addr: 'fd00:10::6', outsideAddr: '2001:db8:ff::10' } } : {}),
       dockerHost: null,
       scenario: 'replay',
       ruleset: path,

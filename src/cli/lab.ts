@@ -30,12 +30,15 @@ export function formatLab(info: LabInfo): string {
   const lines: string[] = [];
   lines.push(`lab ${info.id || '(no id)'}: scenario ${info.scenario}${info.ruleset ? ` (${info.ruleset})` : ''}  dir ${info.dir}`);
   lines.push(`  namespaces  host ${info.netns.host} (eth0 ${info.hostAddr}, default via ${info.extAddr})  ext ${info.netns.ext} (${info.extAddr}, outside ${info.outsideAddr})  ext2 ${info.netns.ext2} (${info.ext2Addr})`);
+  if (info.v6) lines.push(`  ipv6        host ${info.v6.hostAddr}  ext ${info.v6.extAddr}  ext2 ${info.v6.ext2Addr}  outside ${info.v6.outsideAddr}`);
   lines.push(`  engine      ${info.dockerHost ? `dockerd unix://${info.dockerHost}` : 'none (replay)'}  userland-proxy=${info.daemon.userlandProxy} icc=${info.daemon.icc} iptables=${info.daemon.iptables}${info.firewalld ? '  firewalld' : ''}`);
   for (const b of info.bridges) {
     lines.push(`  bridge      ${b.name.padEnd(14)} ${b.subnet.padEnd(16)} gw ${b.gateway.padEnd(14)} network ${b.network}${b.internal ? ' (internal)' : ''}`);
   }
   for (const c of info.containers) {
-    const pub = c.published.map((p) => `${p.hostIp === '0.0.0.0' ? '' : `${p.hostIp}:`}${p.hostPort}->${p.containerPort}/${p.proto}`).join(', ');
+    const pub = c.published
+      .map((p) => `${p.hostIp === '0.0.0.0' || p.hostIp === '::' ? '' : p.hostIp.includes(':') ? `[${p.hostIp}]:` : `${p.hostIp}:`}${p.hostPort}->${p.containerPort}/${p.proto}`)
+      .join(', ');
     lines.push(`  container   ${c.name.padEnd(14)} ${c.ip.padEnd(16)} on ${c.bridge.padEnd(12)} pid ${String(c.pid).padEnd(8)} ${pub}`);
   }
   return lines.join('\n');

@@ -67,7 +67,7 @@ describe('planFromRuleset', () => {
     let n = 0;
     for (const dir of ['iptables', 'nftables']) {
       for (const f of readdirSync(`${G}/${dir}`)) {
-        if (/ip6/.test(f) || f.startsWith('cleaned')) continue;
+        if (/ip6/.test(f) || f.startsWith('cleaned')) continue; // IPv6: below
         const p = planFromRuleset(readFileSync(`${G}/${dir}/${f}`, 'utf8'), f);
         expect(p.bridges.length, f).toBeGreaterThan(0);
         expect(p.containers.length, f).toBeGreaterThan(0);
@@ -75,6 +75,33 @@ describe('planFromRuleset', () => {
       }
     }
     expect(n).toBeGreaterThan(150);
+  });
+
+  it('reads IPv6 goldens: the v6 subnet, the container on ::1, the gateway beside it, ::1 bindings', () => {
+    const f = `${G}/nftables/hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=true__ip6.golden`;
+    const p = planFromRuleset(readFileSync(f, 'utf8'), f);
+    expect(p.family).toBe('ip6');
+    expect(p.bridges).toEqual([{ name: 'br-dummy', subnet: 'fd49:efd7:54aa::/64', gateway: 'fd49:efd7:54aa::2', network: 'br-dummy', internal: false, prefix: 64 }]);
+    expect(p.containers[0]).toMatchObject({ ip: 'fd49:efd7:54aa::1', published: [{ hostIp: '::1', hostPort: 8080, proto: 'tcp', containerPort: 80 }] });
+    const g = `${G}/iptables/hairpin=false,internal=false,icc=true,masq=true,snat=true,gwm=nat-unprotected,bindlh=false__ip6tables.golden`;
+    const q = planFromRuleset(readFileSync(g, 'utf8'), g);
+    expect(q.format).toBe('iptables');
+    expect(q.containers[0]?.published).toEqual([{ hostIp: '::', hostPort: 8080, proto: 'tcp', containerPort: 80 }]);
+    expect(q.sourceNat).toBe(true);
+    let n = 0;
+    for (const dir of ['iptables', 'nftables']) {
+      for (const file of readdirSync(`${G}/${dir}`)) {
+        if (!/ip6/.test(file) || file.startsWith('cleaned')) continue;
+        const r = planFromRuleset(readFileSync(`${G}/${dir}/${file}`, 'utf8'), file);
+        expect(r.family, file).toBe('ip6');
+        expect(r.bridges[0]?.subnet, file).toBe('fd49:efd7:54aa::/64');
+        expect(r.containers.length, file).toBeGreaterThan(0);
+        for (const c of r.containers) expect(c.ip, file).toMatch(/^fd49:efd7:54aa::[0-9a-f]+$/);
+        expect(r.containers.map((c) => c.ip), file).not.toContain(r.bridges[0]?.gateway);
+        n++;
+      }
+    }
+    expect(n).toBeGreaterThan(100);
   });
 
   it('rejects what is not a ruleset', () => {
