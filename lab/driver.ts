@@ -211,7 +211,16 @@ export async function leftovers(n: LabNames): Promise<string[]> {
 export async function labStatus(id?: string): Promise<LabInfo | null> {
   const n = labNames(id);
   if (!existsSync(`/var/run/netns/${n.netns.host}`)) return null;
-  if (!existsSync(infoPath(n))) return null;
+  if (!existsSync(infoPath(n))) {
+    // a lab made by lab/lab.sh directly (Vagrant, compose): describe it from its dockerd
+    const scen = join(n.dir, 'scenario');
+    if (!existsSync(scen) || !existsSync(n.dockerSock)) return null;
+    const scenario = readFileSync(scen, 'utf8').trim();
+    if (scenario === 'replay') return null;
+    const info = await describeDockerLab(n, scenario);
+    writeFileSync(infoPath(n), JSON.stringify(info, null, 2));
+    return info;
+  }
   try {
     return JSON.parse(readFileSync(infoPath(n), 'utf8')) as LabInfo;
   } catch (e) {
