@@ -109,7 +109,8 @@ export class MessageReader {
 
   /** Takes n bytes; for messages the result is a fresh, 8-aligned copy. */
   private take(n: number): Uint8Array {
-    const out = new Uint8Array(n);
+    // uninitialised (every byte is written below), its own ArrayBuffer at offset 0 (aligned columns)
+    const out = Buffer.allocUnsafeSlow(n);
     let got = 0;
     while (got < n) {
       const c = this.chunks[0] as Buffer;
