@@ -101,6 +101,8 @@ export class ToolConntrackSource implements ConntrackSource {
       if (/ENOBUFS/i.test(line)) {
         // the kernel dropped events: re-list and emit what changed
         this.resyncs++;
+        // say so: events between the overflow and the re-list are lost (the table converges)
+        onError(new JourneyError('E_CONNTRACK', `conntrack -E overflowed (ENOBUFS): events were lost; re-listing the table (resync ${this.resyncs})`, { resyncs: this.resyncs }));
         this.dumpDiff()
           .then((evs) => {
             if (evs.length > 0 && !this.stopped) onEvents(evs);
