@@ -146,6 +146,7 @@ export interface KernelCase {
 
 interface HeaderLike {
   readonly iif?: string;
+  readonly oif?: string;
   readonly saddr?: string;
   readonly daddr?: string;
   readonly proto?: string;
@@ -155,17 +156,34 @@ interface HeaderLike {
   readonly icmpId?: number;
 }
 
+type TracedPacket = {
+  readonly first: HeaderLike | null;
+  readonly steps: readonly KernelStepLike[];
+  readonly headers?: readonly { readonly header: HeaderLike & { readonly oif?: string } }[];
+};
+
+/**
+ * A packet the host sends to itself leaves through lo and comes back in (prerouting, input): the
+ * trace starts a new packet there (the tracer's chain sees it again). Joins that second half.
+ */
+function withLoopback(packets: readonly TracedPacket[], pk: TracedPacket): readonly KernelStepLike[] {
+  const h = pk.first;
+  const lastHeader = pk.headers?.at(-1)?.header ?? h;
+  if (!h || h.iif !== undefined || lastHeader?.oif !== 'lo') return pk.steps;
+  const i = packets.indexOf(pk);
+  const back = packets
+    .slice(i + 1)
+    .find((p) => p.first?.iif === 'lo' && p.first.saddr === (lastHeader.saddr ?? h.saddr) && p.first.sport === (lastHeader.sport ?? h.sport) && p.first.dport === (lastHeader.dport ?? h.dport));
+  return back ? [...pk.steps, ...back.steps] : pk.steps;
+}
+
 /**
  * Finds a probe's first packet in a kernel trace (by destination, port and — unless the host picked
  * it — source) and makes a comparison case of it.
  */
 export function kernelCase(
   name: string,
-  packets: readonly {
-    readonly first: HeaderLike | null;
-    readonly steps: readonly KernelStepLike[];
-    readonly headers?: readonly { readonly header: HeaderLike & { readonly oif?: string } }[];
-  }[],
+  packets: readonly TracedPacket[],
   probe: { readonly proto: string; readonly from: { readonly addr: string }; readonly to: { readonly addr: string; readonly port?: number } },
   fromHost: boolean,
   conntrack: readonly ConntrackEntry[],
@@ -179,15 +197,7 @@ export function kernelCase(
   });
   if (!pk || !pk.first) return null;
   const h = pk.first;
-  // A packet the host sends to itself leaves through lo and comes back in (prerouting, input): the
-  // trace starts a new packet there (the tracer's chain sees it again). Join that second half.
-  let steps0: readonly KernelStepLike[] = pk.steps;
-  const lastHeader = pk.headers?.at(-1)?.header;
-  if (h.iif === undefined && lastHeader?.oif === 'lo') {
-    const i = packets.indexOf(pk);
-    const back = packets.slice(i + 1).find((p) => p.first?.iif === 'lo' && p.first.saddr === h.saddr && p.first.sport === h.sport && p.first.dport === (lastHeader.dport ?? h.dport));
-    if (back) steps0 = [...pk.steps, ...back.steps];
-  }
+  const steps0 = withLoopback(packets, pk);
   const proto = (h.proto ?? probe.proto) as import('../model/tuple.js').L4Proto;
   const icmp = proto === 'icmp';
   const tuple = {
@@ -228,7 +238,7 @@ export interface KernelFollowUp extends KernelCase {
  * the second packet in the original direction; both are `established` for conntrack.
  */
 export function kernelFollowUps(
-  packets: readonly { readonly first: HeaderLike | null; readonly steps: readonly KernelStepLike[] }[],
+  packets: readonly TracedPacket[],
   entry: ConntrackEntry,
   first: KernelCase,
 ): KernelFollowUp[] {
@@ -254,7 +264,7 @@ export function kernelFollowUps(
       name: `${first.name} (${direction === 'reply' ? 'reply' : 'second packet'})`,
       tuple,
       iif: h.iif ?? null,
-      steps: p.steps.map((s) => ({ family: s.family, table: s.table, chain: s.chain, kind: s.kind, rule: s.rule, ruleNumber: s.ruleNumber, verdict: s.verdict, verdictKind: s.verdictKind, ...(s.target !== undefined ? { target: s.target } : {}) })),
+      steps: withLoopback(packets, p).map((s) => ({ family: s.family, table: s.table, chain: s.chain, kind: s.kind, rule: s.rule, ruleNumber: s.ruleNumber, verdict: s.verdict, verdictKind: s.verdictKind, ...(s.target !== undefined ? { target: s.target } : {}) })),
       conntrackNat: null,
       direction,
       conntrack: entry,

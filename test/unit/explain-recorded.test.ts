@@ -10,7 +10,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rulesetFromDumps, hostFromDumps, type RulesetDumps, type HostDumps } from '../../src/ruleset/load.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
-import { compareSteps, natEqual, type KernelCase } from '../../src/explain/kernel-compare.js';
+import { compareSteps, natEqual, type KernelCase, type KernelFollowUp } from '../../src/explain/kernel-compare.js';
 import { formatExplanation } from '../../src/explain/format.js';
 import type { Explanation } from '../../src/model/explanation.js';
 
@@ -20,7 +20,7 @@ interface Recording {
   scenario: string;
   dumps: RulesetDumps;
   hostDumps: HostDumps;
-  cases: KernelCase[];
+  cases: (KernelCase & { followUps?: KernelFollowUp[] })[];
 }
 
 const recordings: Recording[] = readdirSync(DIR)
@@ -51,14 +51,22 @@ describe('explanations equal recorded kernel traces (8 lab scenarios)', () => {
       const ruleset = rulesetFromDumps(rec.dumps, rec.scenario);
       const c = compileRuleset(ruleset, hostFromDumps(rec.hostDumps, rec.scenario));
       const bad: string[] = [];
+      let later = 0;
       for (const k of rec.cases) {
         const ex = explainPacket(c, k.iif === null ? { tuple: k.tuple, local: true } : { tuple: k.tuple, iif: k.iif });
         const cmp = compareSteps(ex, k.steps, ruleset);
         if (!cmp.equal) bad.push(`${k.name}: simulated ${cmp.simulated.join(' | ')} ≠ kernel ${cmp.kernel.join(' | ')}`);
         if (k.conntrackNat && !natEqual(ex.nat, k.conntrackNat)) bad.push(`${k.name}: nat ${JSON.stringify(ex.nat)} ≠ ${JSON.stringify(k.conntrackNat)}`);
         expect(ex.indeterminate).toEqual([]);
+        for (const f of k.followUps ?? []) {
+          const fx = explainPacket(c, { tuple: f.tuple, ...(f.iif === null ? { local: true } : { iif: f.iif }), ctState: 'established', direction: f.direction, conntrack: f.conntrack });
+          const fc = compareSteps(fx, f.steps, ruleset);
+          if (!fc.equal) bad.push(`${f.name}: simulated ${fc.simulated.join(' | ')} ≠ kernel ${fc.kernel.join(' | ')}`);
+          later++;
+        }
       }
       expect(rec.cases.length).toBeGreaterThan(5);
+      expect(later).toBeGreaterThan(5);
       expect(bad).toEqual([]);
     });
   }
