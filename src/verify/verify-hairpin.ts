@@ -171,10 +171,15 @@ async function runOne(
   let steps: TraceStep[] = [];
   let usedPort = srcPort;
   const traceFirst = opts.trace === 'all' || (c.expected?.outcome === 'blocked' && opts.trace !== 'none');
-  if (traceFirst) {
-    const r = await traceProbe(netns, srcPort, () => runProbe(spec(srcPort)), undefined, proto);
-    probe = r.result;
-    steps = toSteps(r.trace.text, r.trace.rulesetJson, r.trace.table);
+  const traced = traceFirst
+    ? await traceProbe(netns, srcPort, () => runProbe(spec(srcPort)), undefined, proto).catch((e: unknown) => {
+        opts.log?.(`kernel trace unavailable: ${(e as Error).message}`);
+        return null;
+      })
+    : null;
+  if (traced !== null) {
+    probe = traced.result;
+    steps = toSteps(traced.trace.text, traced.trace.rulesetJson, traced.trace.table);
   } else {
     probe = await runProbe(spec(srcPort));
   }
