@@ -111,6 +111,16 @@ function endpointName(c: { name: string; pid: number | null }, port: string | nu
   return comm !== '' ? `${c.name} (${comm})` : c.name;
 }
 
+/**
+ * Whether a veth's peer lives in the target namespace, as far as names can tell: the peer's nsid (as
+ * the candidate namespace sees it) named through /var/run/netns must be the target's name, or both
+ * unnamed (e.g. the root namespace). No nsid: the peer is in the same namespace (not a veth to us).
+ */
+export function peerIsInTarget(linkNetnsid: number | undefined, nsidNames: ReadonlyMap<number, string>, targetName: string | null): boolean {
+  if (linkNetnsid === undefined) return true;
+  return (nsidNames.get(linkNetnsid) ?? null) === targetName;
+}
+
 /** The name under /var/run/netns of the namespace with this inode, if it has one. */
 function namedNetnsOf(ino: number | null): string | null {
   if (ino === null) return null;
@@ -148,12 +158,7 @@ export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
       } catch {
         return [];
       }
-      /** The peer lives in the target namespace (as far as names can tell). */
-      const peerInTarget = (i: NsAddr): boolean => {
-        if (i.link_netnsid === undefined) return true; // same namespace or unknown: the index check decides
-        const name = nsidName.get(i.link_netnsid) ?? null;
-        return name === targetName;
-      };
+      const peerInTarget = (i: NsAddr): boolean => peerIsInTarget(i.link_netnsid, nsidName, targetName);
       const eps: Endpoint[] = [];
       for (const i of list) {
         for (const a of i.addr_info ?? []) {

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { buildHostFacts, parseDockerProxyArgs, type HostFacts } from '../../src/verify/host-facts.js';
 import { iptablesFacts, nftFacts, inCidr, masqFor, tokenizeRule } from '../../src/verify/ruleset-facts.js';
 import { planChecks, generationOf, type PlannedCheck } from '../../src/verify/plan.js';
-import { portsFromHost, type Endpoint, type Inventory } from '../../src/verify/endpoints.js';
+import { peerIsInTarget, portsFromHost, type Endpoint, type Inventory } from '../../src/verify/endpoints.js';
 import { judge, traceCauses, iptablesRuleText, selectConntrack } from '../../src/verify/diagnose.js';
 import { classifyFlow } from '../../src/verify/passive.js';
 import { parseTcpdumpLine } from '../../src/verify/collectors.js';
@@ -175,6 +175,15 @@ describe('host facts and plan', () => {
       ['veth63ddaa2', true],
       ['vethd12539f', true],
     ]);
+  });
+
+  it('keeps only endpoints whose veth peer is in the target namespace', () => {
+    const names = new Map([[0, 'jl-f-host']]);
+    expect(peerIsInTarget(0, names, 'jl-f-host')).toBe(true);
+    expect(peerIsInTarget(0, new Map([[0, 'jl-d-host']]), 'jl-f-host')).toBe(false); // another lab, same addresses
+    expect(peerIsInTarget(1, names, null)).toBe(true); // both unnamed (the root namespace)
+    expect(peerIsInTarget(0, names, null)).toBe(false);
+    expect(peerIsInTarget(undefined, names, 'jl-f-host')).toBe(true);
   });
 
   it('plans every path for each published port, with expectations for the proxy-off host', () => {
