@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { netnsPath } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
 import type { L4Proto, Tuple } from '../model/tuple.js';
 import { parseIp } from '../ruleset/ip.js';
@@ -92,6 +94,10 @@ export function registerExplain(program: Command): void {
       };
       const offline = o.iptablesSave.length + o.nftJson.length + o.nft.length > 0;
       if (offline && o.netns !== undefined) throw new JourneyError('E_USAGE', '--netns reads the live ruleset: do not combine it with ruleset files');
+      if (!offline) {
+        if (process.getuid?.() !== 0) throw new JourneyError('E_NOT_ROOT', 'reading the live ruleset (iptables-save, nft) needs root; or explain offline with --iptables-save/--nft-json/--nft');
+        if (o.netns !== undefined && !existsSync(netnsPath(o.netns))) throw new JourneyError('E_NO_NETNS', `no network namespace ${o.netns} (${netnsPath(o.netns)})`);
+      }
       const ruleset = offline
         ? await loadRulesetFiles({ iptablesSave: o.iptablesSave, nftJson: o.nftJson, nft: o.nft, ipset: o.ipset })
         : await loadLiveRuleset(o.netns !== undefined ? { netns: o.netns } : {});
