@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { assertLabCanRun, labDown, labNames, labStatus, labUp, leftovers, runProbe } from '../../lab/driver.js';
 
@@ -101,6 +102,20 @@ describe('lab life cycle', () => {
     await labDown('a');
     const again = cli(['lab', 'down', '--id', 'a']);
     expect(again.status).toBe(0);
+  });
+
+  it('a malformed ruleset fails with E_LAB or E_PARSE and leaves nothing behind', async () => {
+    const dir = mkdtempSync(`${tmpdir()}/journey-a-`);
+    try {
+      writeFileSync(`${dir}/bad.rules`, '*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i br-x -j NO-SUCH-CHAIN\nCOMMIT\n');
+      writeFileSync(`${dir}/junk.txt`, 'not a ruleset at all\n');
+      await expect(labUp({ id: 'a1', ruleset: `${dir}/bad.rules` })).rejects.toMatchObject({ code: 'E_LAB', message: expect.stringContaining('bad.rules') });
+      expect(await leftovers(labNames('a1'))).toEqual([]);
+      await expect(labUp({ id: 'a1', ruleset: `${dir}/junk.txt` })).rejects.toMatchObject({ code: 'E_PARSE' });
+      expect(await leftovers(labNames('a1'))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('never changed the default namespace', () => {
