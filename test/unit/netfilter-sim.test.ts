@@ -212,6 +212,33 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
     expect(() => parseIpsetSave('add nope 1.2.3.4\n', 'f')).toThrow(/f:1: add to undeclared set nope/);
   });
 
+  it('notrack in raw: no conntrack entry, no NAT, ct state untracked', () => {
+    const rs = ipt(
+      [
+        '*raw', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -p tcp -m tcp --dport 8080 -j CT --notrack', 'COMMIT',
+        '*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -p tcp -j DNAT --to-destination 192.168.0.2:80', 'COMMIT',
+        '*filter', ':INPUT DROP [0:0]', '-A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT', 'COMMIT',
+      ].join('\n'),
+    );
+    const ex = explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 8080), iif: 'eth0' });
+    expect(path(ex)).toEqual(['raw PREROUTING #1 continue', 'raw PREROUTING - policy-accept', 'filter INPUT #1 accept']);
+    expect(ex.nat.dnat).toBeNull();
+  });
+
+  it('REDIRECT to the input interface address, REJECT ends the packet', () => {
+    const rs = ipt(
+      [
+        '*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -i eth0 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128', 'COMMIT',
+        '*filter', ':INPUT ACCEPT [0:0]', '-A INPUT -p tcp -m tcp --dport 3128 -j REJECT --reject-with tcp-reset', 'COMMIT',
+      ].join('\n'),
+    );
+    const ex = explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 1, '198.51.100.10', 80), iif: 'eth0' });
+    expect(ex.nat.dnat).toEqual({ from: '198.51.100.10:80', to: '10.0.10.26:3128' });
+    expect(path(ex)).toEqual(['nat PREROUTING #1 redirect', 'filter INPUT #1 reject']);
+    expect(ex.verdict).toBe('reject');
+    expect(ex.packet_out).toBeNull();
+  });
+
   it('marks set and matched, with masks', () => {
     const rs = ipt(
       ['*mangle', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -j MARK --set-xmark 0x5/0xff', 'COMMIT', '*filter', ':FORWARD DROP [0:0]', '-A FORWARD -m mark --mark 0x5/0xf -j ACCEPT', 'COMMIT'].join('\n'),
