@@ -6,7 +6,7 @@
  */
 import type { Hook, NfFamily } from '../model/explanation.js';
 import type { Chain, Key, MatchExpr, NamedSet, Rule, Ruleset, Stmt, Table, Value, VerdictTarget } from '../ruleset/model.js';
-import { type Cidr, type Ip, cidrContains, parseCidr, parseIp } from '../ruleset/ip.js';
+import { type Ip, cidrContains, parseCidr, parseIp } from '../ruleset/ip.js';
 import { type HostContext, addrType, lookupRoute } from '../ruleset/host-context.js';
 import { ICMP_TYPES, ICMPV6_TYPES, PROTO_BY_NAME, type SimPacket } from './packet.js';
 import type { IpSet } from '../ruleset/ipset.js';
@@ -648,4 +648,3 @@ export function compileRuleset(ruleset: Ruleset, host: HostContext): CompiledRul
   return { ruleset, host, tables: ctables, hooks, notes, ruleCount, conntrackActive };
 }
 
-export type { Cidr };

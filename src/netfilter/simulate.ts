@@ -143,7 +143,6 @@ class Walk {
   }
 
   private natSlotDone(hook: Hook): void {
-    const p = this.p;
     const isDst = hook === 'prerouting' || hook === 'output';
     if (isDst) {
       if (!this.dstManipDone) {
@@ -156,7 +155,6 @@ class Walk {
         this.applyBinding('src');
       }
     }
-    void p;
   }
 
   /** For established packets: rewrite from the conntrack binding at the NAT core's slot. */
@@ -370,9 +368,6 @@ class Walk {
 
   private nat(hook: Hook, chain: CChain, r: CRule, s: Extract<CStmt, { kind: 'nat' }>['stmt']): { kind: 'nat'; verdict: StepVerdict; text: string } | { kind: 'unknown-terminal' } {
     const p = this.p;
-    if (chain.chain.base !== null && chain.chain.base.type !== 'nat' && !(chain.table.table.origin === 'iptables' && chain.table.name === 'nat')) {
-      // nft only allows NAT in nat chains; regular chains inherit from their caller
-    }
     const isDst = s.type === 'dnat' || s.type === 'redirect';
     if (isDst) {
       const from: Endpoint = { addr: formatIp(p.dst), port: hasPorts(p.l4) ? p.dport : null };
