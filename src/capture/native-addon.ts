@@ -75,6 +75,8 @@ export interface CaptureAddon {
    */
   nextBatchSync(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out: Buffer, fd: number | null, info: Float64Array): Buffer | null;
   lastError(h: NativeHandle): string | null;
+  /** A close-on-exec AF_UNIX stream pair [parentFd, childFd] (the worker pipe). */
+  socketPair(): [number, number];
   /** F_SETPIPE_SZ (a socketpair: SO_SNDBUF): the new capacity, or -errno. */
   setPipeSize(fd: number, bytes: number): number;
   stats(h: NativeHandle): { psRecv: number; psDrop: number; psIfdrop: number } | null;

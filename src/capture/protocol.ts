@@ -95,6 +95,18 @@ export class MessageReader {
     }
   }
 
+  /**
+   * Copies what is left of the chunks pushed so far (an incomplete message) into memory of its
+   * own: for a caller that pushes views of one reused read buffer.
+   */
+  detach(): void {
+    if (this.have === 0) {
+      this.chunks.length = 0;
+      return;
+    }
+    this.chunks = [Buffer.concat(this.chunks, this.have)]; // always a copy
+  }
+
   private peekU32(): number {
     const first = this.chunks[0] as Buffer;
     if (first.length >= 4) return first.readUInt32LE(0);

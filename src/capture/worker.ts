@@ -1,6 +1,7 @@
 /** Parent side of one capture worker: spawns the child (in the netns), reads its stream. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
+import { Socket, type SocketConstructorOpts } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -17,6 +18,22 @@ import {
   type WorkerStatsMessage,
 } from './protocol.js';
 import type { WorkerConfig } from './worker-entry.js';
+import { loadCaptureAddon } from './native-addon.js';
+
+/**
+ * The worker pipe: an AF_UNIX stream pair from journey's addon when it is there, so that this
+ * side reads into one reused 1 MiB buffer (a message usually in one read, nothing allocated per
+ * read); else the child_process 'pipe' (a fresh 64 KiB chunk per read).
+ */
+function workerPipe(): [number, number] | undefined {
+  const l = loadCaptureAddon();
+  if (!l.ok || typeof l.addon.socketPair !== 'function') return undefined;
+  try {
+    return l.addon.socketPair();
+  } catch {
+    return undefined;
+  }
+}
 
 /** The compiled worker script (next to this module in dist, or dist/ when running from sources). */
 export function workerScriptPath(): string {
@@ -42,6 +59,7 @@ export class CaptureWorker {
   lastError: WorkerErrorMessage | undefined;
   exited = false;
   private stderrTail = '';
+  private readonly onEnd: Array<() => void> = [];
 
   constructor(
     readonly iface: string,
@@ -52,7 +70,12 @@ export class CaptureWorker {
     const script = workerScriptPath();
     const argv = [process.execPath, script, JSON.stringify(cfg)];
     const full = netns === undefined ? argv : ['nsenter', `--net=${netnsPath(netns)}`, '--', ...argv];
-    this.child = spawn(full[0] as string, full.slice(1), { stdio: ['pipe', 'ignore', 'pipe', 'pipe'] });
+    const pair = workerPipe();
+    try {
+      this.child = spawn(full[0] as string, full.slice(1), { stdio: ['pipe', 'ignore', 'pipe', pair ? pair[1] : 'pipe'] });
+    } finally {
+      if (pair) closeSync(pair[1]); // the child has its copy
+    }
     const reader = new MessageReader(
       () => this.iface,
       () => this.linkType,
@@ -71,8 +94,46 @@ export class CaptureWorker {
       },
       (b) => ev.batch(b),
     );
-    (this.child.stdio[3] as Readable).on('data', (c: Buffer) => reader.push(c));
-    (this.child.stdio[3] as Readable).on('error', () => {});
+    // the end: the process exited ('close') and its stream is drained (our own pipe: its 'close')
+    let streamDone = pair === undefined;
+    let exit: [number | null, NodeJS.Signals | null] | undefined;
+    const end = (): void => {
+      if (!streamDone || exit === undefined || this.exited) return;
+      this.exited = true;
+      const [code, signal] = exit;
+      if (code !== 0 && this.lastError === undefined) {
+        const why = this.stderrTail.trim().split('\n').slice(-2).join(' | ');
+        this.lastError = { phase: 'internal', message: `capture worker for ${iface} exited (${signal ?? code})${why ? `: ${why}` : ''}` };
+        ev.error(this.lastError);
+      }
+      for (const f of this.onEnd.splice(0)) f();
+      ev.exit(code, signal);
+    };
+    if (pair) {
+      // `onread` (Node >= 12.?, documented for the constructor since 22) is missing from our @types/node
+      const opts: SocketConstructorOpts & { onread: { buffer: Uint8Array; callback: (n: number, buf: Uint8Array) => boolean } } = {
+        fd: pair[0],
+        readable: true,
+        writable: false,
+        onread: {
+          buffer: Buffer.allocUnsafe(1 << 20),
+          callback: (n: number, buf: Uint8Array): boolean => {
+            reader.push(Buffer.from(buf.buffer, buf.byteOffset, n));
+            reader.detach(); // the read buffer is reused
+            return true;
+          },
+        },
+      };
+      const sock = new Socket(opts);
+      sock.on('error', () => {});
+      sock.on('close', () => {
+        streamDone = true;
+        end();
+      });
+    } else {
+      (this.child.stdio[3] as Readable).on('data', (c: Buffer) => reader.push(c));
+      (this.child.stdio[3] as Readable).on('error', () => {});
+    }
     this.child.stderr?.on('data', (c: Buffer) => {
       this.stderrTail = (this.stderrTail + c.toString()).slice(-2000);
     });
@@ -81,15 +142,9 @@ export class CaptureWorker {
       this.lastError = { phase: 'open', message: `cannot start capture worker for ${iface}: ${e.message}` };
       ev.error(this.lastError);
     });
-    // 'close': the process exited and fd 3 is drained
     this.child.on('close', (code, signal) => {
-      this.exited = true;
-      if (code !== 0 && this.lastError === undefined) {
-        const why = this.stderrTail.trim().split('\n').slice(-2).join(' | ');
-        this.lastError = { phase: 'internal', message: `capture worker for ${iface} exited (${signal ?? code})${why ? `: ${why}` : ''}` };
-        ev.error(this.lastError);
-      }
-      ev.exit(code, signal);
+      exit = [code, signal];
+      end();
     });
   }
 
@@ -100,7 +155,7 @@ export class CaptureWorker {
       const t = setTimeout(() => {
         this.child.kill('SIGKILL');
       }, graceMs);
-      this.child.once('close', () => {
+      this.onEnd.push(() => {
         clearTimeout(t);
         resolve();
       });

@@ -73,6 +73,34 @@ describe('worker pipe protocol', () => {
     );
   });
 
+  it('reads from one reused buffer (onread): detach() keeps an incomplete message of its own', () => {
+    const frames = Array.from({ length: 40 }, (_, i) => ({ data: Uint8Array.from({ length: 20 + i }, (_, k) => (i * 7 + k) & 0xff), wire: 100 + i, t: 1e15 + i }));
+    const stream = Buffer.concat([encodeFrames(frames.slice(0, 15)), encodeJson(MSG_STATS, { received: 15 }), encodeFrames(frames.slice(15))]);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 40 }), (cuts) => {
+        const got: FrameBatch[] = [];
+        const json: unknown[] = [];
+        const r = new MessageReader(() => 'eth0', () => 1, (t, v) => json.push([t, v]), (b) => got.push(b));
+        const readBuf = Buffer.alloc(1024);
+        let at = 0;
+        let k = 0;
+        while (at < stream.length) {
+          const n = Math.min(cuts[k++ % cuts.length] as number, stream.length - at, readBuf.length);
+          stream.copy(readBuf, 0, at, at + n);
+          r.push(readBuf.subarray(0, n));
+          r.detach();
+          readBuf.fill(0xee); // the next read overwrites it
+          at += n;
+        }
+        expect(json).toEqual([[MSG_STATS, { received: 15 }]]);
+        const all = got.flatMap((b) => Array.from({ length: b.count }, (_, i) => Array.from(b.data.subarray(b.offsets[i]!, b.offsets[i]! + b.lengths[i]!))));
+        expect(all).toEqual(frames.map((f) => Array.from(f.data)));
+        expect(got.flatMap((b) => Array.from(b.wireLengths))).toEqual(frames.map((f) => f.wire));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('ignores a batch whose header claims more than the message holds', () => {
     const bad = encodeFrames([{ data: new Uint8Array(10), wire: 10, t: 1 }]);
     bad.writeUInt32LE(1000, 9); // dataLen
