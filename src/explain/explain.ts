@@ -91,7 +91,34 @@ export function explainPacket(compiled: CompiledRuleset, spec: PacketSpec): Expl
     if (e instanceof JourneyError) throw e;
     throw new JourneyError('E_USAGE', e instanceof Error ? e.message : String(e));
   }
-  return toExplanation(res, t);
+  const ex = toExplanation(res, t);
+  const proxy = res.delivery === 'local' ? proxyNote(compiled, t, ex) : null;
+  return proxy ? { ...ex, notes: [...(ex.notes ?? []), proxy] } : ex;
+}
+
+/**
+ * A packet delivered to the host on a port that a DNAT rule publishes, without being DNATed (it came
+ * from the container's own bridge, or from the host itself): with Docker's userland proxy on, that
+ * is docker-proxy's job. Says so (a note; the verdict is the ruleset's).
+ */
+function proxyNote(compiled: CompiledRuleset, t: Tuple, ex: Explanation): string | null {
+  if (ex.nat.dnat !== null || !(t.proto === 'tcp' || t.proto === 'udp' || t.proto === 'sctp')) return null;
+  for (const table of compiled.ruleset.tables) {
+    for (const chain of table.chains.values()) {
+      for (const r of chain.rules) {
+        const nat = r.exprs.find((e) => e.kind === 'nat' && e.type === 'dnat');
+        if (nat === undefined || nat.kind !== 'nat' || nat.addr === undefined) continue;
+        const port = r.exprs.find((e) => e.kind === 'match' && e.key.kind === 'payload' && e.key.field === 'dport' && e.value.kind === 'num' && e.value.v === t.dport);
+        const proto = r.exprs.find((e) => e.kind === 'match' && e.key.kind === 'meta' && e.key.key === 'l4proto');
+        const protoOk = proto === undefined || (proto.kind === 'match' && proto.value.kind === 'num' && proto.value.v === t.protoNum);
+        const payloadProto = port !== undefined && port.kind === 'match' && port.key.kind === 'payload' ? port.key.proto : 'th';
+        if (port === undefined || !protoOk || (payloadProto !== 'th' && payloadProto !== t.proto)) continue;
+        const to = nat.port !== undefined ? `${nat.addr}:${nat.port}` : nat.addr;
+        return `port ${t.dport}/${t.proto} is published (DNAT to ${to}) but this packet is not DNATed: it is delivered to the host, where docker-proxy (Docker's userland proxy) answers it and opens its own connection to ${to}`;
+      }
+    }
+  }
+  return null;
 }
 
 function hasPorts(t: Tuple): boolean {

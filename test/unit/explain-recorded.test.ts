@@ -121,6 +121,18 @@ describe("the seeds' journeys, computed", () => {
     expect(ex.steps.some((s) => s.family === 'inet' && s.table === 'firewalld' && s.hook === 'prerouting')).toBe(true);
   });
 
+  it('seed 000 §2 / lab recipe: with the userland proxy, a container calling the published port is answered by docker-proxy', () => {
+    const ex = load('default').explain('hairpin');
+    expect(ex.nat.dnat).toBeNull();
+    expect(ex.packet_out?.delivery).toBe('local');
+    expect(ex.steps.find((s) => s.chain === 'DOCKER' && s.table === 'nat')?.rule).toBe('-A DOCKER -i docker0 -j RETURN');
+    expect(ex.notes?.join('\n')).toMatch(/port 8000\/tcp is published \(DNAT to 172\.17\.0\.2:80\).*docker-proxy/);
+    // without the proxy the same call is hairpin-NATed and no such note is given
+    const np = load('noproxy').explain('hairpin');
+    expect(np.nat.dnat?.to).toBe('172.17.0.2:80');
+    expect(np.notes?.join('\n')).not.toMatch(/docker-proxy/);
+  });
+
   it('prints numbered steps with Docker meanings', () => {
     const ex = load('default').explain('ext-to-published');
     const text = formatExplanation(ex, 'tcp 10.0.10.5:40000 → 10.0.10.26:8000 in on eth0 (new)');
