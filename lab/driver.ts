@@ -252,10 +252,14 @@ export async function labExec(
   id: string | undefined,
   where: string,
   argv: string[],
-  opts: Omit<RunOptions, 'netns'> = {},
+  opts: Omit<RunOptions, 'netns'> & { readonly mount?: boolean } = {},
 ): Promise<RunResult> {
   const info = await requireLab(id);
-  return run(argv, { ...opts, netns: whereToNetns(info, where) });
+  const ns = whereToNetns(info, where);
+  const { mount, ...runOpts } = opts;
+  // mount: a container's own file system too (its busybox), not only its network namespace
+  if (mount && typeof ns === 'number') return run(['nsenter', '-t', String(ns), '-m', '-n', '--', ...argv], runOpts);
+  return run(argv, { ...runOpts, netns: ns });
 }
 
 /** Runs one of the scenario's probes (bounded in time) and says whether it was answered. */

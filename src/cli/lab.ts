@@ -150,9 +150,10 @@ export function registerLab(program: Command): void {
     .argument('<where>')
     .argument('<cmd...>')
     .option('--id <id>', 'lab id')
+    .option('--mnt', "in a container: also enter its mount namespace (use the container's own binaries)")
     .passThroughOptions()
-    .action(async (where: string, cmd: string[], o: IdOpt) => {
-      const res = await labExec(o.id, where, cmd, { allowFailure: true, timeoutMs: 600_000 });
+    .action(async (where: string, cmd: string[], o: IdOpt & { mnt?: boolean }) => {
+      const res = await labExec(o.id, where, cmd, { allowFailure: true, timeoutMs: 600_000, ...(o.mnt ? { mount: true } : {}) });
       process.stdout.write(res.stdout);
       process.stderr.write(res.stderr);
       process.exitCode = res.code;

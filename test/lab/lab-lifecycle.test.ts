@@ -73,6 +73,12 @@ describe('lab life cycle', () => {
       ['unpublished-port', false, 'refused'],
     ]);
     expect(cli(['lab', 'status', '--id', 'zz9', '--json']).stdout.trim()).toBe('null');
+    // exec in a container: its network namespace, and with --mnt its own busybox too
+    const ip = cli(['lab', 'exec', '--id', 'a', 'client', 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+    expect(ip.stdout).toContain('inet 172.17.0.3/16');
+    const wget = cli(['lab', 'exec', '--id', 'a', '--mnt', 'client', 'wget', '-q', '-O-', 'http://10.0.10.26:8000/']);
+    expect(wget.status, wget.stderr).toBe(0);
+    expect(wget.stdout.trim()).toBe('web');
   });
 
   it('trace --json -- CMD returns the kernel path of a command run inside the lab', () => {
