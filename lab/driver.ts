@@ -150,7 +150,9 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
     return info;
   }
   const scenario = opts.scenario ?? 'default';
-  if (!existsSync(join(labSourceDir(), 'scenarios', `${scenario}.sh`))) {
+  const custom = scenario.includes('/');
+  if (custom && !existsSync(scenario)) throw new JourneyError('E_USAGE', `no such scenario file: ${scenario}`);
+  if (!custom && !existsSync(join(labSourceDir(), 'scenarios', `${scenario}.sh`))) {
     throw new JourneyError('E_USAGE', `no such scenario: ${scenario} (have: ${listScenarios().map((s) => s.name).join(', ')})`);
   }
   const t0 = Date.now();

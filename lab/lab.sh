@@ -245,6 +245,8 @@ bridge_net() {
 up() {
   require_root
   local recipe="$LAB_SRC/scenarios/$SCENARIO.sh"
+  # a recipe of your own: --scenario ./path/to/recipe.sh (same variables and helpers)
+  if [[ "$SCENARIO" == */* ]]; then recipe="$(cd "$(dirname "$SCENARIO")" && pwd)/$(basename "$SCENARIO")"; fi
   [ -f "$recipe" ] || die "no such scenario: $SCENARIO (see lab/scenarios/)"
   command -v dockerd >/dev/null || die "dockerd is not installed (run scripts/setup)"
   [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && die "$DIR exists: run 'lab down${ID:+ --id $ID}' first"
