@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { assertLabCanRun, labDown, labNames, labStatus, labUp, leftovers, runProbe } from '../../lab/driver.js';
+import { assertLabCanRun, labDown, labNames, labStatus, labUp, leftovers, listProbes, runProbe } from '../../lab/driver.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = `${ROOT}dist/src/cli/main.js`;
@@ -122,6 +122,23 @@ describe('lab life cycle', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('runs a recipe of your own (--scenario PATH), with probes derived from what it publishes', async () => {
+    const dir = mkdtempSync(`${tmpdir()}/journey-a-`);
+    try {
+      const recipe = `${dir}/mine.sh`;
+      writeFileSync(recipe, '# mine: one published web server on a user bridge, proxy off\nUSERLAND_PROXY=false\nscenario_up() {\n  bridge_net mynet 172.30.0.0/24 br-mine\n  web site --network mynet --ip 172.30.0.2 -p 9090:80\n}\n');
+      const info = await labUp({ id: 'a1', scenario: recipe });
+      expect(info.bridges.find((b) => b.name === 'br-mine')?.subnet).toBe('172.30.0.0/24');
+      const probes = listProbes(info.scenario, info).map((p) => p.name);
+      expect(probes).toEqual(['ext-to-tcp-9090', 'ext-direct-site-tcp-80', 'site-hairpin-tcp-9090', 'site-to-outside']);
+      for (const p of probes) expect((await runProbe('a1', p)).asExpected, p).toBe(true);
+    } finally {
+      await labDown('a1');
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(await leftovers(labNames('a1'))).toEqual([]);
   });
 
   it('never changed the default namespace', () => {
