@@ -21,15 +21,18 @@
  *   If it falls behind, the worker drops whole batches and counts them (`ownDropped`): capture
  *   never blocks.
  *   Measured (scripts/bench/capture.mjs, 2-core box under load, 60-byte UDP flood over a veth,
- *   tcpdump -w /dev/null in the same run; CPU = all threads of the capturing process; 3 runs):
- *     tcpdump 0.051-0.067 µs/pkt; native 0.06-0.15 µs/pkt = 1.2-2.0x tcpdump (median of the
- *     per-rate ratios of a run 1.6-2.0x; 1.1-1.3x at 190-280 kpps, ~2x at 50-100 kpps where a
- *     node process's fixed cost weighs more); pcap 0.25-0.48 µs/pkt = 5.7-6.6x; cap 6-6.6
- *     µs/pkt and drops from 50 kpps. native, pcap and tcpdump: zero drops up to the sender's
- *     maximum (~260-290 kpps here). Main process: 0.1-0.14 µs/pkt for the pipe and batch rebuild
- *     plus ~0.05 µs to decode (now the larger share). A worker starts in 0.1-0.2 s and holds
- *     ~55 MiB RSS (native; pcap ~61 MiB). Before the addon writes to the pipe itself and skips
- *     the result object, native cost 0.10-0.17 µs/pkt; draining in the thread pool, 0.19-0.29.
+ *   tcpdump -w /dev/null in the same run; CPU = all threads of the capturing process; 5 runs):
+ *     tcpdump 0.05-0.08 µs/pkt; native 0.05-0.15 µs/pkt: the median of a run's per-rate ratios
+ *     to tcpdump 1.2-2.0x (single rates 0.7-2.0x; nearer 1x at the top rates, where a node
+ *     process's fixed cost is spread thinner); pcap 0.25-0.48 µs/pkt = 5.3-6.6x; cap 6-7 µs/pkt
+ *     (~105x) and drops from 50 kpps. native, pcap and tcpdump: zero drops up to the sender's
+ *     maximum (~250-290 kpps here). Main process: 0.06-0.14 µs/pkt for the pipe and batch
+ *     rebuild plus ~0.05 µs to decode (now the larger share). A worker starts in 0.1-0.3 s and
+ *     holds ~55 MiB RSS (native; pcap ~61 MiB). Steps that got native there: draining in the
+ *     thread pool cost 0.19-0.29 µs/pkt (hand-offs), on the worker's thread 0.10-0.17, with the
+ *     addon writing to the pipe itself and no result object 0.05-0.15.
+ *   The pipe: an AF_UNIX socketpair made by the addon (else child_process's), 1 MiB send buffer;
+ *   the main process reads it into one reused 1 MiB buffer (net.Socket onread).
  *   Options (CaptureOptions): interfaces (`-i`, names/globs/`any`; empty = auto: docker0, br-*,
  *   extraInterfaces, and the default route's interface), filter (tcpdump syntax, compiled by
  *   libpcap), snaplen (262144), bufferSize (8 MiB), bufferTimeoutMs (50), promiscuous (false),
