@@ -5,7 +5,7 @@
  * No lab needed, but root (scratch namespaces). Fails, never skips, without root.
  */
 import { describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadNftTextFile, loadIptablesSaveFile } from '../../src/ruleset/load.js';
@@ -55,8 +55,12 @@ describe('golden rulesets through the real loaders (root)', () => {
   it('reports a malformed nft file with its name and line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jl-b-test-'));
     const bad = join(dir, 'bad.nft');
-    writeFileSync(bad, 'table ip t {\n  chain c {\n    type filter hook forward priority filter; policy accept;\n    ip saddr 1.2.3.4 frobnicate\n  }\n}\n');
-    await expect(loadNftTextFile(bad)).rejects.toMatchObject({ code: 'E_PARSE', message: expect.stringMatching(/bad\.nft:4:/) });
+    try {
+      writeFileSync(bad, 'table ip t {\n  chain c {\n    type filter hook forward priority filter; policy accept;\n    ip saddr 1.2.3.4 frobnicate\n  }\n}\n');
+      await expect(loadNftTextFile(bad)).rejects.toMatchObject({ code: 'E_PARSE', message: expect.stringMatching(/bad\.nft:4:/) });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('journey explain works offline on a golden (human and --json) and on nft text', async () => {
