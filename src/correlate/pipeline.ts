@@ -173,8 +173,25 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     return this.correlator.nextSeq();
   }
 
+  /**
+   * Events said before the pipeline is released (while it sets up, and until the setImmediate
+   * after startPipeline returns) wait here, in order; null once released. Every event goes
+   * through here exactly once, so none is delivered twice (a listener that attaches right after
+   * startPipeline returns sees the held ones first, then the rest, each once).
+   */
+  private held: JourneyEvent[] | null = [];
+
   private emitEvent(ev: JourneyEvent): void {
-    this.emit('event', ev);
+    if (this.held !== null) this.held.push(ev);
+    else this.emit('event', ev);
+  }
+
+  /** Delivers the held events, then lets events through as they come. Idempotent. */
+  release(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    for (const ev of held) this.emit('event', ev);
   }
 
   notice(message: string, code?: string): void {
@@ -427,6 +444,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   }
 
   async run(): Promise<void> {
+    if (this.stopping) return; // stopped before it ran (e.g. stop() right after startPipeline)
     const frames = this.frames as FrameSource;
     const ct = this.ct as ConntrackSource;
     const statsMs = this.opts.statsIntervalMs ?? 5_000;
@@ -527,6 +545,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       if (this.writer) {
         await this.writer.close().catch((e: unknown) => this.notice(`write: ${(e as Error).message}`));
       }
+      this.release();
       this.emit('end');
       this.resolveDone();
     })();
@@ -582,16 +601,11 @@ class PipelineImpl extends EventEmitter implements Pipeline {
 
 /**
  * Starts the pipeline (see the header). Listeners attached right after the returned promise
- * resolves get every event: events are emitted no earlier than the next tick, and the opening
- * notices are replayed to the first listener through `notices`.
+ * resolves get every event, each once: events (the opening notices included) are held until the
+ * setImmediate after it returns, then delivered in order; what comes later is delivered as it comes.
  */
 export async function startPipeline(opts: PipelineOptions = {}): Promise<Pipeline> {
   const p = new PipelineImpl(opts);
-  const early: JourneyEvent[] = [];
-  const hold = (ev: JourneyEvent): void => {
-    early.push(ev);
-  };
-  p.on('event', hold);
   try {
     await p.init();
     if (p.mode === 'live') await p.run();
@@ -599,10 +613,9 @@ export async function startPipeline(opts: PipelineOptions = {}): Promise<Pipelin
     await p.stop().catch(() => {});
     throw e;
   }
-  // deliver what was said during the set-up to listeners that attach now, then run a replay
+  // deliver what was said during the set-up (and since) to listeners that attach now, then run a replay
   setImmediate(() => {
-    p.off('event', hold);
-    for (const ev of early) p.emit('event', ev);
+    p.release();
     if (p.mode === 'replay') {
       p.run().catch((e: unknown) => {
         p.notice(`pipeline: ${(e as Error).message}`, (e as JourneyError).code ?? 'E_INTERNAL');
