@@ -198,17 +198,18 @@ export function kernelCase(
   if (!pk || !pk.first) return null;
   const h = pk.first;
   const steps0 = withLoopback(packets, pk);
-  const proto = (h.proto ?? probe.proto) as import('../model/tuple.js').L4Proto;
-  const icmp = proto === 'icmp';
+  const v6 = (h.daddr ?? probe.to.addr).includes(':');
+  const proto = (v6 && (h.proto ?? probe.proto) === 'icmp' ? 'icmpv6' : (h.proto ?? probe.proto)) as import('../model/tuple.js').L4Proto;
+  const icmp = proto === 'icmp' || proto === 'icmpv6';
   const tuple = {
-    family: 4 as const,
+    family: (v6 ? 6 : 4) as 4 | 6,
     proto,
-    protoNum: proto === 'tcp' ? 6 : proto === 'udp' ? 17 : 1,
+    protoNum: proto === 'tcp' ? 6 : proto === 'udp' ? 17 : proto === 'icmpv6' ? 58 : 1,
     src: h.saddr ?? probe.from.addr,
     dst: h.daddr ?? probe.to.addr,
     sport: icmp ? (h.icmpId ?? 0) : (h.sport ?? 0),
     dport: icmp ? (h.icmpId ?? 0) : (h.dport ?? 0),
-    ...(icmp ? { icmpType: 8, icmpCode: 0 } : {}),
+    ...(icmp ? { icmpType: v6 ? 128 : 8, icmpCode: 0 } : {}),
   };
   const ct = conntrack.find(
     (e) => e.orig.src === tuple.src && e.orig.dst === tuple.dst && e.orig.proto === proto && (icmp || (e.orig.sport === tuple.sport && e.orig.dport === tuple.dport)),
@@ -242,7 +243,7 @@ export function kernelFollowUps(
   entry: ConntrackEntry,
   first: KernelCase,
 ): KernelFollowUp[] {
-  const icmp = entry.orig.proto === 'icmp';
+  const icmp = entry.orig.proto === 'icmp' || entry.orig.proto === 'icmpv6';
   const same = (h: HeaderLike, t: { src: string; dst: string; sport: number; dport: number }): boolean =>
     h.saddr === t.src && h.daddr === t.dst && (icmp || (h.sport === t.sport && h.dport === t.dport));
   const out: KernelFollowUp[] = [];
@@ -258,7 +259,7 @@ export function kernelFollowUps(
       dst: h.daddr ?? '',
       sport: icmp ? first.tuple.sport : (h.sport ?? 0),
       dport: icmp ? first.tuple.dport : (h.dport ?? 0),
-      ...(icmp ? { icmpType: direction === 'reply' ? 0 : 8, icmpCode: 0 } : {}),
+      ...(icmp ? { icmpType: first.tuple.family === 6 ? (direction === 'reply' ? 129 : 128) : direction === 'reply' ? 0 : 8, icmpCode: 0 } : {}),
     };
     return {
       name: `${first.name} (${direction === 'reply' ? 'reply' : 'second packet'})`,

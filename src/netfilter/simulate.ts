@@ -534,6 +534,11 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
         return finish(w, fate, 'local');
       }
       if (fate === 'accept' && r2 === null) return finish(w, 'indeterminate', 'output');
+      if (fate === 'accept' && p.v === 6 && p.src.n === 1n && p.oif !== 'lo') {
+        // IPv6 has no route_localnet: a packet from ::1 is never sent out of another interface
+        w.notes.push(`routing: a packet from ::1 cannot leave through ${p.oif ?? '?'} (IPv6 has no route_localnet): dropped by routing, not by a rule`);
+        return finish(w, 'drop', null);
+      }
     }
     return finish(w, fate, 'output');
   }

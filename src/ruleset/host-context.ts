@@ -8,6 +8,17 @@
 import { JourneyError } from '../model/errors.js';
 import { type Cidr, type Ip, parseCidr, parseIp, cidrContains } from './ip.js';
 
+/** Text of a JSON value that never throws (String() throws on objects such as {"toString": false}). */
+function str(x: unknown): string {
+  if (typeof x === 'string') return x;
+  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return `${x}`;
+  try {
+    return JSON.stringify(x) ?? '';
+  } catch {
+    return '?';
+  }
+}
+
 export interface HostAddr {
   readonly family: 4 | 6;
   readonly local: string;
@@ -56,7 +67,7 @@ function parseJsonArray(text: string, source: string): J[] {
   try {
     doc = JSON.parse(text === '' ? '[]' : text) as J;
   } catch (e) {
-    throw new JourneyError('E_PARSE', `${source}: not JSON: ${e instanceof Error ? e.message : String(e)}`, { file: source });
+    throw new JourneyError('E_PARSE', `${source}: not JSON: ${e instanceof Error ? e.message : str(e)}`, { file: source });
   }
   if (!Array.isArray(doc)) throw new JourneyError('E_PARSE', `${source}: at $: expected an array`, { file: source, path: '$' });
   return doc;
@@ -70,7 +81,7 @@ export function parseIpAddr(text: string, source = '<ip -j addr>'): Map<string, 
     const p = `$[${i}]`;
     if (!isObj(it) || typeof it['ifname'] !== 'string') throw new JourneyError('E_PARSE', `${source}: at ${p}: expected {ifname, addr_info}`, { file: source, path: p });
     const name = it['ifname'];
-    const flags = Array.isArray(it['flags']) ? (it['flags'] as J[]).map(String) : [];
+    const flags = Array.isArray(it['flags']) ? (it['flags'] as J[]).map(str) : [];
     const addrs: HostAddr[] = [];
     const ai = it['addr_info'];
     if (ai !== undefined && !Array.isArray(ai)) throw new JourneyError('E_PARSE', `${source}: at ${p}.addr_info: expected an array`, { file: source, path: `${p}.addr_info` });
@@ -81,7 +92,7 @@ export function parseIpAddr(text: string, source = '<ip -j addr>'): Map<string, 
       const local = a['local'];
       const ip = typeof local === 'string' ? parseIp(local) : null;
       if (ip === null || typeof a['prefixlen'] !== 'number') throw new JourneyError('E_PARSE', `${source}: at ${ap}: bad address`, { file: source, path: ap });
-      addrs.push({ family: ip.v, local: local as string, ip, prefixlen: a['prefixlen'], scope: String(a['scope'] ?? 'global') });
+      addrs.push({ family: ip.v, local: local as string, ip, prefixlen: a['prefixlen'], scope: str(a['scope'] ?? 'global') });
     });
     const li = it['linkinfo'];
     // `ip -d` adds details (promiscuity, linkinfo…): without them the kind is unknown
@@ -101,7 +112,7 @@ export function parseIpRoute(text: string, source = '<ip -j route>'): HostRoute[
   doc.forEach((it, i) => {
     const p = `$[${i}]`;
     if (!isObj(it) || typeof it['dst'] !== 'string') throw new JourneyError('E_PARSE', `${source}: at ${p}: expected {dst, dev}`, { file: source, path: p });
-    const type = String(it['type'] ?? 'unicast');
+    const type = str(it['type'] ?? 'unicast');
     if (!ROUTE_TYPES.has(type)) throw new JourneyError('E_PARSE', `${source}: at ${p}.type: unknown route type ${type}`, { file: source, path: `${p}.type` });
     const dstText = it['dst'];
     let dst: Cidr | null;
@@ -112,7 +123,7 @@ export function parseIpRoute(text: string, source = '<ip -j route>'): HostRoute[
     } else dst = parseCidr(dstText);
     if (dst === null) throw new JourneyError('E_PARSE', `${source}: at ${p}.dst: bad destination "${dstText}"`, { file: source, path: `${p}.dst` });
     out.push({
-      table: String(it['table'] ?? 'main'),
+      table: str(it['table'] ?? 'main'),
       type: type as RouteType,
       dst,
       dev: typeof it['dev'] === 'string' ? it['dev'] : null,

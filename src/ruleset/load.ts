@@ -16,6 +16,17 @@ import { parseNftJson, parseNftListHandles } from './nft-json.js';
 import { parseIpsetSave } from './ipset.js';
 import { type HostContext, makeHostContext, parseIpAddr, parseIpRoute } from './host-context.js';
 
+/** Text of a JSON value that never throws (String() throws on objects such as {"toString": false}). */
+function str(x: unknown): string {
+  if (typeof x === 'string') return x;
+  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return `${x}`;
+  try {
+    return JSON.stringify(x) ?? '';
+  } catch {
+    return '?';
+  }
+}
+
 async function readText(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
@@ -154,12 +165,12 @@ function markKernelChains(rs: Ruleset, nftJson: string): void {
   const tables = new Set<string>();
   for (const it of items) {
     const o = it as { table?: { family?: string; name?: string }; chain?: { family?: string; table?: string; name?: string } };
-    if (o.table) tables.add(`${String(o.table.family)} ${String(o.table.name)}`);
+    if (o.table) tables.add(`${str(o.table.family)} ${str(o.table.name)}`);
     if (o.chain) {
-      const k = `${String(o.chain.family)} ${String(o.chain.table)}`;
+      const k = `${str(o.chain.family)} ${str(o.chain.table)}`;
       let s = chains.get(k);
       if (!s) chains.set(k, (s = new Set()));
-      s.add(String(o.chain.name));
+      s.add(str(o.chain.name));
     }
   }
   for (const t of rs.tables) {
@@ -208,7 +219,7 @@ export function rulesetDigest(d: RulesetDumps): string {
 
 /** Reads the live ruleset of the host or of a netns. */
 export async function loadLiveRuleset(opts: LiveOptions = {}): Promise<Ruleset> {
-  const where = opts.netns === undefined ? 'live' : `netns ${String(opts.netns)}`;
+  const where = opts.netns === undefined ? 'live' : `netns ${str(opts.netns)}`;
   return rulesetFromDumps(await readRulesetDumps(opts), where);
 }
 
@@ -235,7 +246,7 @@ export function hostFromDumps(d: HostDumps, where: string): HostContext {
 
 /** Reads interfaces and routes of the host or a netns (`ip -j addr`, `ip [-6] -j route show table all`). */
 export async function loadHostContext(opts: LiveOptions = {}): Promise<HostContext> {
-  const where = opts.netns === undefined ? 'live' : `netns ${String(opts.netns)}`;
+  const where = opts.netns === undefined ? 'live' : `netns ${str(opts.netns)}`;
   return hostFromDumps(await readHostDumps(opts), where);
 }
 

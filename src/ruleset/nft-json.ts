@@ -8,6 +8,17 @@ import { JourneyError } from '../model/errors.js';
 import type { BaseChainInfo, Chain, Expr, Key, MatchExpr, NamedSet, Rule, Ruleset, Stmt, Table, Value, VerdictTarget } from './model.js';
 import { parseCidr } from './ip.js';
 
+/** Text of a JSON value that never throws (String() throws on objects such as {"toString": false}). */
+function str(x: unknown): string {
+  if (typeof x === 'string') return x;
+  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return `${x}`;
+  try {
+    return JSON.stringify(x) ?? '';
+  } catch {
+    return '?';
+  }
+}
+
 class PathError extends Error {
   constructor(
     readonly path: string,
@@ -53,7 +64,7 @@ function keyOf(x: J, path: string): Key {
     case 'fib': {
       if (!isObj(v) || typeof v['result'] !== 'string') throw new PathError(`${path}.fib`, 'expected {result, flags}');
       const f = v['flags'];
-      const flags = Array.isArray(f) ? f.map(String) : typeof f === 'string' ? [f] : [];
+      const flags = Array.isArray(f) ? f.map(str) : typeof f === 'string' ? [f] : [];
       return { kind: 'fib', result: v['result'], flags };
     }
     default:
@@ -70,7 +81,7 @@ function isAddrKey(key: Key): boolean {
 
 function valueOf(x: J, key: Key, path: string): Value {
   if (typeof x === 'number') return { kind: 'num', v: x };
-  if (typeof x === 'boolean') return { kind: 'sym', v: String(x) };
+  if (typeof x === 'boolean') return { kind: 'sym', v: str(x) };
   if (typeof x === 'string') {
     if (x.startsWith('@')) return { kind: 'named', name: x.slice(1) };
     if (isIfaceKey(key)) {
@@ -84,7 +95,7 @@ function valueOf(x: J, key: Key, path: string): Value {
     return { kind: 'sym', v: x };
   }
   if (Array.isArray(x)) {
-    if (key.kind === 'ct' && (key.key === 'state' || key.key === 'status')) return { kind: 'flags', v: x.map(String) };
+    if (key.kind === 'ct' && (key.key === 'state' || key.key === 'status')) return { kind: 'flags', v: x.map(str) };
     return { kind: 'set', items: x.map((e, i) => valueOf(e, key, `${path}[${i}]`)) };
   }
   if (isObj(x)) {
@@ -139,8 +150,8 @@ function natArgs(v: J, path: string): { addr?: string; addrHi?: string; port?: n
   const a = v['addr'];
   if (typeof a === 'string') out.addr = a;
   else if (isObj(a) && Array.isArray(a['range'])) {
-    out.addr = String(a['range'][0]);
-    out.addrHi = String(a['range'][1]);
+    out.addr = str(a['range'][0]);
+    out.addrHi = str(a['range'][1]);
   } else if (a !== undefined) return null; // maps and other expressions
   const p = v['port'];
   if (typeof p === 'number') out.port = p;
@@ -227,8 +238,8 @@ function stmtOf(x: J, path: string): Expr {
       return { kind: 'nat', type: k, ...args, text: renderStmt(x) };
     }
     case 'xt': {
-      const t = isObj(v) ? String(v['type'] ?? '') : '';
-      const name = isObj(v) ? String(v['name'] ?? '') : '';
+      const t = isObj(v) ? str(v['type'] ?? '') : '';
+      const name = isObj(v) ? str(v['name'] ?? '') : '';
       if (t === 'match') return { kind: 'match', key: { kind: 'unknown', text: `xt match ${name}` }, op: '==', value: { kind: 'sym', v: '?' }, text: `xt match "${name}"` };
       return { kind: 'unknown', text: `xt ${t} "${name}" (made by iptables-nft: read this table with iptables-save)`, terminal: true };
     }
@@ -255,17 +266,17 @@ function renderKey(x: J): string {
   const o = isObj(v) ? v : {};
   switch (k) {
     case 'payload':
-      return `${String(o['protocol'] ?? 'payload')} ${String(o['field'] ?? '')}`.trim();
+      return `${str(o['protocol'] ?? 'payload')} ${str(o['field'] ?? '')}`.trim();
     case 'meta': {
-      const mk = String(o['key']);
+      const mk = str(o['key']);
       return ['iifname', 'oifname', 'iif', 'oif', 'mark', 'l4proto', 'nfproto', 'protocol', 'pkttype', 'nftrace', 'iiftype', 'oiftype'].includes(mk) && mk !== 'protocol' && mk !== 'l4proto' && mk !== 'nfproto' && mk !== 'mark'
         ? mk
         : `meta ${mk}`;
     }
     case 'ct':
-      return `ct${o['dir'] ? ` ${String(o['dir'])}` : ''} ${String(o['key'])}`;
+      return `ct${o['dir'] ? ` ${str(o['dir'])}` : ''} ${str(o['key'])}`;
     case 'fib':
-      return `fib ${(Array.isArray(o['flags']) ? o['flags'] : [o['flags']]).map(String).join(' . ')} ${String(o['result'])}`;
+      return `fib ${(Array.isArray(o['flags']) ? o['flags'] : [o['flags']]).map(str).join(' . ')} ${str(o['result'])}`;
     case '&':
       return Array.isArray(v) ? `${renderKey(v[0])} & ${renderVal(v[1])}` : '?';
     case 'concat':
@@ -277,11 +288,11 @@ function renderKey(x: J): string {
 
 function renderVal(x: J): string {
   if (typeof x === 'string') return /^[\w.:/*@-]+$/.test(x) ? x : `"${x}"`;
-  if (typeof x === 'number' || typeof x === 'boolean') return String(x);
+  if (typeof x === 'number' || typeof x === 'boolean') return str(x);
   if (Array.isArray(x)) return x.map(renderVal).join(',');
   if (isObj(x)) {
     const [k, v] = Object.entries(x)[0] ?? ['?', null];
-    if (k === 'prefix' && isObj(v)) return `${String(v['addr'])}/${String(v['len'])}`;
+    if (k === 'prefix' && isObj(v)) return `${str(v['addr'])}/${str(v['len'])}`;
     if (k === 'range' && Array.isArray(v)) return `${renderVal(v[0])}-${renderVal(v[1])}`;
     if (k === 'set') return `{ ${(Array.isArray(v) ? v : [v]).map((e) => (Array.isArray(e) ? `${renderVal(e[0])} : ${renderStmt(e[1])}` : renderVal(e))).join(', ')} }`;
     if (k === 'elem' && isObj(v)) return renderVal(v['val']);
@@ -292,15 +303,15 @@ function renderVal(x: J): string {
 
 function renderMatch(m: Record<string, J>): string {
   const left = m['left'];
-  const isIface = isObj(left) && isObj(left['meta']) && /ifname$/.test(String((left['meta'] as Record<string, J>)['key']));
+  const isIface = isObj(left) && isObj(left['meta']) && /ifname$/.test(str((left['meta'] as Record<string, J>)['key']));
   let right = renderVal(m['right']);
   if (isIface && typeof m['right'] === 'string') right = `"${m['right']}"`;
-  const op = m['op'] === '==' || m['op'] === 'in' || m['op'] === undefined ? '' : `${String(m['op'])} `;
+  const op = m['op'] === '==' || m['op'] === 'in' || m['op'] === undefined ? '' : `${str(m['op'])} `;
   return `${renderKey(left)} ${op}${right}`;
 }
 
 function renderStmt(x: J): string {
-  if (!isObj(x)) return String(x);
+  if (!isObj(x)) return str(x);
   const [k, v] = Object.entries(x)[0] ?? ['?', null];
   const o = isObj(v) ? v : {};
   switch (k) {
@@ -308,9 +319,9 @@ function renderStmt(x: J): string {
       return renderMatch(o);
     case 'jump':
     case 'goto':
-      return `${k} ${String(o['target'])}`;
+      return `${k} ${str(o['target'])}`;
     case 'counter':
-      return isObj(v) && v['packets'] !== undefined ? `counter packets ${String(v['packets'])} bytes ${String(v['bytes'])}` : 'counter';
+      return isObj(v) && v['packets'] !== undefined ? `counter packets ${str(v['packets'])} bytes ${str(v['bytes'])}` : 'counter';
     case 'dnat':
     case 'snat': {
       const a = o['addr'] !== undefined ? renderVal(o['addr']) : '';
@@ -326,11 +337,11 @@ function renderStmt(x: J): string {
     case 'mangle':
       return `${renderKey(o['key'])} set ${renderVal(o['value'])}`;
     case 'reject':
-      return isObj(v) ? `reject with ${String(o['type'] ?? '')} ${o['expr'] !== undefined ? `type ${String(o['expr'])}` : ''}`.trim() : 'reject';
+      return isObj(v) ? `reject with ${str(o['type'] ?? '')} ${o['expr'] !== undefined ? `type ${str(o['expr'])}` : ''}`.trim() : 'reject';
     case 'xt':
-      return `xt ${String(o['type'] ?? '')} "${String(o['name'] ?? '')}"`;
+      return `xt ${str(o['type'] ?? '')} "${str(o['name'] ?? '')}"`;
     case 'log':
-      return isObj(v) && v['prefix'] !== undefined ? `log prefix "${String(v['prefix'])}"` : 'log';
+      return isObj(v) && v['prefix'] !== undefined ? `log prefix "${str(v['prefix'])}"` : 'log';
     default:
       return v === null ? k : `${k} ${JSON.stringify(v)}`;
   }
@@ -365,7 +376,7 @@ export function parseNftJson(input: string | J, opts: NftJsonOptions = {}): Rule
     try {
       doc = JSON.parse(input) as J;
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
+      const msg = e instanceof Error ? e.message : str(e);
       throw new JourneyError('E_PARSE', `${source}: not JSON: ${msg}`, { file: source });
     }
   }
@@ -439,7 +450,7 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
         const t = getTable(v['family'], v['table'], p);
         const name = v['name'];
         if (typeof name !== 'string') throw new PathError(`${p}.name`, 'expected a string');
-        const type = Array.isArray(v['type']) ? (v['type'] as J[]).map(String).join(' . ') : String(v['type'] ?? '');
+        const type = Array.isArray(v['type']) ? (v['type'] as J[]).map(str).join(' . ') : str(v['type'] ?? '');
         const keyHint: Key = /ifname/.test(type) ? { kind: 'meta', key: 'iifname' } : /addr/.test(type) ? { kind: 'payload', proto: 'ip', field: 'daddr' } : { kind: 'unknown', text: type };
         const elems = Array.isArray(v['elem']) ? (v['elem'] as J[]) : [];
         const elements: Value[] = [];
@@ -459,8 +470,8 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
           kind: k,
           type,
           elements,
-          ...(k === 'map' ? { mapTo: String(v['map']), targets } : {}),
-          ...(Array.isArray(v['flags']) ? { flags: (v['flags'] as J[]).map(String) } : {}),
+          ...(k === 'map' ? { mapTo: str(v['map']), targets } : {}),
+          ...(Array.isArray(v['flags']) ? { flags: (v['flags'] as J[]).map(str) } : {}),
         };
         t.sets.set(name, s);
         return;
@@ -507,10 +518,10 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
       for (const r of c.rules) {
         for (const e of r.exprs) {
           if ((e.kind === 'jump' || e.kind === 'goto') && !t.chains.has(e.target)) {
-            throw new PathError(`table ${t.family} ${t.name} chain ${c.name} handle ${String(r.handle)}`, `${e.kind} to unknown chain ${e.target}`);
+            throw new PathError(`table ${t.family} ${t.name} chain ${c.name} handle ${str(r.handle)}`, `${e.kind} to unknown chain ${e.target}`);
           }
           if (e.kind === 'vmap' && typeof e.map === 'string' && !t.sets.has(e.map)) {
-            throw new PathError(`table ${t.family} ${t.name} chain ${c.name} handle ${String(r.handle)}`, `vmap @${e.map} is not declared`);
+            throw new PathError(`table ${t.family} ${t.name} chain ${c.name} handle ${str(r.handle)}`, `vmap @${e.map} is not declared`);
           }
         }
       }

@@ -239,6 +239,14 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
     expect(ex.packet_out).toBeNull();
   });
 
+  it('IPv6: a host packet from ::1 DNATed to a container is dropped by routing (no route_localnet)', () => {
+    const rs = ipt(['*nat', ':OUTPUT ACCEPT [0:0]', '-A OUTPUT -d ::1/128 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd49:efd7:54aa::1]:80', 'COMMIT'].join('\n'));
+    const ex = explainPacket(compileRuleset(rs, host), { tuple: { family: 6, proto: 'tcp', protoNum: 6, src: '::1', dst: '::1', sport: 1, dport: 8080 }, local: true });
+    expect(ex.nat.dnat).toEqual({ from: '[::1]:8080', to: '[fd49:efd7:54aa::1]:80' });
+    expect(ex.verdict).toBe('drop');
+    expect(ex.notes?.join(' ')).toMatch(/dropped by routing, not by a rule/);
+  });
+
   it('marks set and matched, with masks', () => {
     const rs = ipt(
       ['*mangle', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -j MARK --set-xmark 0x5/0xff', 'COMMIT', '*filter', ':FORWARD DROP [0:0]', '-A FORWARD -m mark --mark 0x5/0xf -j ACCEPT', 'COMMIT'].join('\n'),

@@ -132,6 +132,26 @@ describe('iptables-save loader', () => {
     expectParseError(() => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 300.1.1.1 -j DROP\nCOMMIT\n', { source: 'f' }), /bad address/);
   });
 
+  it('fuzz: tokens inserted into or removed from golden rules: a ruleset or E_PARSE', () => {
+    const g = readFileSync(join(GOLDEN, 'iptables', files[0]!), 'utf8').split('\n');
+    fc.assert(
+      fc.property(fc.nat(), fc.oneof(fc.string(), fc.constantFrom('!', '-m', '-j', '-p', '--dport', '-g', '-i', '"', '--to-destination', '-A', 'DNAT', '--ctstate')), fc.nat(), (n, junk, m) => {
+        const i = n % g.length;
+        const ins = [...g];
+        const t1 = ins[i]!.split(' ');
+        t1.splice(m % (t1.length + 1), 0, junk);
+        ins[i] = t1.join(' ');
+        parsesOrParseError(() => parseIptablesSave(ins.join('\n')));
+        const del = [...g];
+        const t2 = del[i]!.split(' ');
+        t2.splice(m % (t2.length + 1), 1);
+        del[i] = t2.join(' ');
+        parsesOrParseError(() => parseIptablesSave(del.join('\n')));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it('guesses ip6 from the text', () => {
     expect(guessIptablesFamily('-A X -s fd00::/64 -j DROP\n')).toBe('ip6');
     expect(guessIptablesFamily('-A X -s 10.0.0.0/8 -j DROP\n')).toBe('ip');
@@ -247,8 +267,10 @@ describe('nft -j loader', () => {
         if (fields.length) (item[k] as Record<string, unknown>)[fields[n % fields.length]!] = v;
         parsesOrParseError(() => parseNftJson(doc));
       }),
-      { numRuns: 300 },
+      { numRuns: 1000 },
     );
+    // a value whose String() throws ({"toString": false}) anywhere in the document
+    expect(() => parseNftJson({ nftables: [{ table: { family: 'ip', name: 't' } }, { map: { family: 'ip', table: 't', name: 'm', type: { toString: false }, map: { toString: false }, elem: [] } }] })).not.toThrow();
   });
 });
 
