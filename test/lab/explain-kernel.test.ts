@@ -29,7 +29,7 @@ interface CaseResult {
 
 const results: CaseResult[] = [];
 
-/** Docker 28 (iptables) and 29 (nftables) goldens replayed in the lab (no dockerd), IPv4. */
+/** Docker 28 (iptables) and 29 (nftables) goldens replayed in the lab (no dockerd), IPv4 and IPv6. */
 const GOLDEN = process.env['JOURNEY_CORPUS'] ?? join(new URL('../..', import.meta.url).pathname, '..', 'shared', 'corpus', 'moby-golden');
 const REPLAY = [
   // proxy on, protected gateway mode: direct access dropped in raw, docker-proxy for hairpin
@@ -50,6 +50,10 @@ const REPLAY = [
   // internal network
   'iptables/hairpin=false,internal=true,icc=false__iptables.golden',
   'nftables/hairpin=false,internal=true,icc=false__ip.golden',
+  // IPv6 (the lab's IPv6 layer): hairpin NAT, proxy on, ::1 published (a routing drop without the proxy)
+  'iptables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__ip6tables.golden',
+  'nftables/hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__ip6.golden',
+  'nftables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=true__ip6.golden',
 ].map((f) => join(GOLDEN, f));
 
 async function runScenario(scenario: string, rulesetFile?: string): Promise<void> {
