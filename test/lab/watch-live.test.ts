@@ -406,10 +406,10 @@ describe('journey watch in the lab: scenario noproxy (hairpin NAT on the bridge)
   beforeAll(async () => {
     await labDown(ID); // a lab left by a crashed run
     info = await labUp({ scenario: 'noproxy', id: ID });
-    // backend cap: on this kernel the pcap (TPACKET_V3) backend receives none of the hairpinned
-    // packets on docker0 that tcpdump and cap see (reported to the capture stage); this test is
-    // about joining them, between the two NAT rewrites
-    p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, backend: 'cap' });
+    // the default backend: hairpinned frames are bridged from port to port and reach a packet
+    // socket on docker0 only in promiscuous mode, which the capture now uses on bridges by default
+    // (capture.ts promiscuousFor; cap, always promiscuous, was the workaround)
+    p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never });
     rec = new Recorder(p);
     await sleep(500);
   });

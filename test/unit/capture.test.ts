@@ -8,6 +8,7 @@ import { matchesPattern, selectInterfaces, type LinkInfo } from '../../src/captu
 import { MSG_STATS, MessageReader, encodeBatch, encodeJson } from '../../src/capture/protocol.js';
 import { createPcapngWriter } from '../../src/capture/pcapng-writer.js';
 import { readCaptureFiles } from '../../src/capture/pcap-file.js';
+import { promiscuousFor } from '../../src/capture/capture.js';
 import type { FrameBatch } from '../../src/model/observation.js';
 
 /** Encodes frames with the worker's encoder (columns as worker-entry.ts keeps them). */
@@ -151,6 +152,16 @@ describe('interface selection', () => {
     expect(matchesPattern('br-lan', 'br-*')).toBe(true);
     expect(matchesPattern('br.lan', 'br-*')).toBe(false);
     expect(matchesPattern('a+b', 'a+b')).toBe(true);
+  });
+});
+
+describe('promiscuous mode', () => {
+  it('default: bridges only (frames bridged between ports, e.g. hairpin NAT, need it); --promisc/--no-promisc force it', () => {
+    expect(promiscuousFor(undefined, 'bridge')).toBe(true);
+    expect(promiscuousFor(undefined, undefined)).toBe(false); // a physical uplink has no link kind
+    expect(promiscuousFor(undefined, 'veth')).toBe(false);
+    expect(promiscuousFor(false, 'bridge')).toBe(false);
+    expect(promiscuousFor(true, undefined)).toBe(true);
   });
 });
 
