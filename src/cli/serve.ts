@@ -33,6 +33,8 @@ interface ServeCliOptions {
   hostAddrs?: string;
   hostRoutes?: string;
   explainFlows: boolean;
+  ignoreDropReason?: string[];
+  allDrops?: boolean;
   statsInterval: string;
   maxFlows?: string;
   duration?: string;
@@ -98,6 +100,8 @@ export function registerServe(program: Command): void {
     .option('--host-addrs <file>', 'replay: `ip -j addr` of the recorded host')
     .option('--host-routes <file>', 'replay: `ip -j route show table all` of the recorded host')
     .option('--no-explain-flows', 'do not run the simulator on flows')
+    .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
+    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow (left out by default: router solicitations and other packets the kernel frees without a reason)')
     .option('--stats-interval <seconds>', 'capture.stats period', '5')
     .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
     .option('--duration <seconds>', 'stop after this many seconds')
@@ -143,6 +147,8 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
     conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
     explain: o.explainFlows,
+    ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),
+    ...(o.allDrops ? { quietDropReasons: [] } : {}),
     statsIntervalMs: statsS * 1000,
     ...(maxFlows !== undefined ? { maxFlows } : {}),
   };

@@ -35,6 +35,8 @@ interface WatchCliOptions {
   explainFlows: boolean;
   kernel: boolean;
   drops?: boolean;
+  ignoreDropReason?: string[];
+  allDrops?: boolean;
   color?: boolean;
   updates?: boolean;
   counters?: boolean;
@@ -79,6 +81,8 @@ export function registerWatch(program: Command): void {
     .option('--no-explain-flows', 'do not run the simulator on flows')
     .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
     .option('--drops', 'also print kernel drops that belong to no flow')
+    .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
+    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow (left out by default: router solicitations and other packets the kernel frees without a reason)')
     .option('--color', 'force colour')
     .option('--no-color', 'no colour (default when stdout is not a terminal)')
     .option('--updates', 'also print flow updates (state changes, counters)')
@@ -161,6 +165,8 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     ...(o.write !== undefined ? { write: o.write } : {}),
     explain: o.explainFlows,
     kernel: o.kernel,
+    ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),
+    ...(o.allDrops ? { quietDropReasons: [] } : {}),
     ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
     statsIntervalMs: o.json ? statsS * 1000 : 0,
     ...(maxFlows !== undefined ? { maxFlows } : {}),

@@ -72,6 +72,17 @@ export interface PipelineOptions {
    * in-kernel NAT proof, FlowInfo.hookTuples). Default true; what the kernel refuses is noticed.
    */
   readonly kernel?: boolean;
+  /**
+   * Kernel drop reasons never reported, by the kernel's name ("NO_SOCKET"...): filtered in the
+   * kernel (openKernelEvents' ignoreReasons). An unknown name is an E_USAGE error.
+   */
+  readonly ignoreDropReasons?: readonly string[];
+  /**
+   * Drop reasons not reported when the drop belongs to no flow (default ["NOT_SPECIFIED"]: IPv6
+   * router solicitations and other packets the kernel frees without a reason, noise on any host);
+   * a drop with such a reason that joins a flow is still reported. [] reports every drop.
+   */
+  readonly quietDropReasons?: readonly string[];
   /** Explain flows with the simulator (default true; a replay needs `rulesetFiles`). */
   readonly explain?: boolean;
   /** Replay: the recorded ruleset and host context to explain flows with. */
@@ -94,6 +105,8 @@ export interface PipelineStats {
   readonly decodeSkipped: Readonly<Record<string, number>>;
   readonly nonIp: number;
   readonly written?: { readonly frames: number; readonly dropped: number };
+  /** Kernel drops left out because they belong to no flow and their reason is quiet (quietDropReasons). */
+  readonly dropsQuiet?: number;
 }
 
 export interface Pipeline extends AsyncIterable<JourneyEvent> {
@@ -159,6 +172,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private readonly view = new PacketView();
   private readonly skips = new SkipCounters();
   private nonIp = 0;
+  private dropsQuiet = 0;
+  private readonly quietReasons: ReadonlySet<string>;
   private staticIndex: DockerIndex | null = null;
   private readonly obsBuf: Observation[] = [];
   private clearNames: () => void = () => {};
@@ -166,6 +181,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   constructor(private readonly opts: PipelineOptions) {
     super();
     this.mode = opts.read !== undefined && opts.read.length > 0 ? 'replay' : 'live';
+    this.quietReasons = new Set(opts.quietDropReasons ?? ['NOT_SPECIFIED']);
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -487,7 +503,11 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   /** eBPF drops and hook tuples; never fails the pipeline (what is missing is noticed). */
   private async startKernel(): Promise<void> {
     try {
-      const k = await openKernelEvents({ ...(this.opts.netns !== undefined ? { netns: this.opts.netns } : {}) });
+      const ignore = this.opts.ignoreDropReasons ?? [];
+      const k = await openKernelEvents({
+        ...(this.opts.netns !== undefined ? { netns: this.opts.netns } : {}),
+        ...(ignore.length > 0 ? { ignoreReasons: ignore } : {}),
+      });
       this.kernel = k;
       for (const l of k.lost) this.notice(`kernel: ${l}`);
       k.onHook((hooks) => this.hookProof.add(hooks));
@@ -496,6 +516,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       });
       k.onLost((n) => this.notice(`kernel: ${n} events lost in the kernel ring buffer`));
     } catch (e) {
+      // a drop reason this kernel does not know is the user's mistake: said, not worked around
+      if ((e as JourneyError).code === 'E_USAGE') throw e;
       this.notice(`kernel: no drop reasons or hook tuples (${(e as Error).message})`, (e as JourneyError).code);
     }
   }
@@ -505,6 +527,10 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     const joined = ex && ex.unavailable === null ? joinDropRule(raw, (spec) => ex.explainSpec(spec)) : raw;
     const drop = { timeUs: joined.timeUs, reason: joined.reason, iface: joined.iface, tuple: joined.tuple, rule: joined.rule };
     const flowId = this.correlator.onDrop(drop, joined.ct?.orig ?? null);
+    if (flowId === null && this.quietReasons.has(drop.reason)) {
+      this.dropsQuiet++;
+      return;
+    }
     this.emitEvent({ v: SCHEMA_VERSION, seq: this.nextSeq(), time: Date.now(), type: 'drop', drop, flowId });
   }
 
@@ -519,6 +545,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       decodeSkipped: this.skips.snapshot(),
       nonIp: this.nonIp,
       ...(this.writer ? { written: { frames: this.writer.written, dropped: this.writer.dropped } } : {}),
+      ...(this.dropsQuiet > 0 ? { dropsQuiet: this.dropsQuiet } : {}),
     };
   }
 
@@ -540,6 +567,9 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       const s = this.correlator.stats();
       if (s.packetsUnmatched > 0 || s.pendingOverflow > 0) {
         this.notice(`${s.packetsUnmatched} packets had no conntrack entry (shown as flows without conntrack); ${s.pendingOverflow} dropped from a full hold queue`);
+      }
+      if (this.dropsQuiet > 0) {
+        this.notice(`${this.dropsQuiet} kernel drops with reason ${[...this.quietReasons].join('/')} that belonged to no flow were not reported`);
       }
       this.statsEvent();
       if (this.writer) {
