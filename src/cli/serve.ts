@@ -9,6 +9,34 @@ import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
 import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
 import { startServer, type ServerOptions } from '../output/server.js';
+import type { VerifyHandler } from '../output/ws-hub.js';
+import { verifyHairpin, type VerifyOptions } from '../verify/verify-hairpin.js';
+import type { CheckKind } from '../verify/types.js';
+
+/**
+ * `verify` over the WebSocket (issue 7): verifyHairpin on the served host, with the server's own
+ * namespace and Docker endpoint; the client's options are bounded by the message schema
+ * (src/output/subscription.ts). A replay serves no checks (E_UNAVAILABLE).
+ */
+export function serveVerifyHandler(o: { netns?: string; dockerHost?: string; docker?: boolean }, run: (opts: VerifyOptions) => Promise<unknown> = verifyHairpin): VerifyHandler {
+  return (req, signal) => {
+    const r = req.options ?? {};
+    const opts: VerifyOptions = {
+      ...(o.netns !== undefined ? { netns: o.netns } : {}),
+      ...(o.docker === false ? { noDocker: true } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
+      ...(r.ports !== undefined ? { ports: r.ports } : {}),
+      ...(r.kinds !== undefined ? { kinds: r.kinds as readonly CheckKind[] } : {}),
+      ...(r.hostAddr !== undefined ? { hostAddr: r.hostAddr } : {}),
+      ...(r.timeoutMs !== undefined ? { timeoutMs: r.timeoutMs } : {}),
+      ...(r.trace !== undefined ? { trace: r.trace } : {}),
+      ...(r.passive !== undefined ? { passive: r.passive } : {}),
+      ...(r.durationMs !== undefined ? { durationMs: r.durationMs } : {}),
+      ...(r.drops !== undefined ? { drops: r.drops } : {}),
+      signal,
+    };
+    return run(opts);
+  };
+}
 
 interface ServeCliOptions {
   listen: string;
@@ -131,6 +159,9 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     replay: intOpt(o.replay, 'replay', 0, 100_000) ?? 256,
     maxClients: intOpt(o.maxClients, 'max-clients', 1, 10_000) ?? 32,
     queueMaxItems: intOpt(o.queue, 'queue', 16, 1_000_000) ?? 2048,
+    ...(o.read === undefined
+      ? { verify: serveVerifyHandler({ ...(o.netns !== undefined ? { netns: o.netns } : {}), ...(o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}), docker: o.docker }) }
+      : {}),
   };
   const statsS = intOpt(o.statsInterval, 'stats-interval', 0, 86_400) ?? 5;
   const maxFlows = intOpt(o.maxFlows, 'max-flows', 1);

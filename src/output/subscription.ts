@@ -44,7 +44,36 @@ export interface SubscribeMessage {
 export interface UnsubscribeMessage {
   readonly type: 'unsubscribe';
 }
-export type ClientMessage = SubscribeMessage | UnsubscribeMessage;
+/** Kinds of hairpin checks a client may ask for (src/verify/types.ts CheckKind). */
+export const VERIFY_CHECK_KINDS = ['same-bridge', 'self', 'cross-bridge', 'host-loopback', 'host-address'] as const;
+
+/**
+ * Runs a check on the server's host (`journey verify hairpin`) and answers with its report
+ * (`verify.started`, then `verify.result` or an `error`). The namespace and the Docker endpoint
+ * are the server's own; a client chooses only these bounded options.
+ */
+export interface VerifyRequestMessage {
+  readonly type: 'verify';
+  readonly check: 'hairpin';
+  /** Echoed in the answers (the client's own correlation id). */
+  readonly id?: string;
+  readonly options?: {
+    /** Only these published ports ("8000", "8000/tcp"). */
+    readonly ports?: readonly string[];
+    readonly kinds?: readonly (typeof VERIFY_CHECK_KINDS)[number][];
+    /** The host address containers call (IPv4 or IPv6 literal). */
+    readonly hostAddr?: string;
+    /** Per-probe timeout, ms (100..10000). */
+    readonly timeoutMs?: number;
+    readonly trace?: 'failures' | 'all' | 'none';
+    /** Watch hairpin flows as they happen instead of probing, for durationMs (1000..60000). */
+    readonly passive?: boolean;
+    readonly durationMs?: number;
+    /** eBPF drop reasons as evidence (default on where the kernel allows). */
+    readonly drops?: boolean;
+  };
+}
+export type ClientMessage = SubscribeMessage | UnsubscribeMessage | VerifyRequestMessage;
 
 /** JSON Schema (2020-12) of what clients may send. Kept identical to $defs.ClientMessage in docs/event-schema.json (tested). */
 export const CLIENT_MESSAGE_SCHEMA = {
@@ -83,6 +112,30 @@ export const CLIENT_MESSAGE_SCHEMA = {
       required: ['type'],
       additionalProperties: false,
       properties: { type: { const: 'unsubscribe' } },
+    },
+    {
+      type: 'object',
+      required: ['type', 'check'],
+      additionalProperties: false,
+      properties: {
+        type: { const: 'verify' },
+        check: { const: 'hairpin' },
+        id: { type: 'string', minLength: 1, maxLength: 64 },
+        options: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            ports: { type: 'array', maxItems: 32, uniqueItems: true, items: { type: 'string', pattern: '^[0-9]{1,5}(/(tcp|udp|sctp))?$' } },
+            kinds: { type: 'array', maxItems: 5, uniqueItems: true, items: { enum: [...VERIFY_CHECK_KINDS] } },
+            hostAddr: { type: 'string', minLength: 2, maxLength: 45, pattern: '^[0-9A-Fa-f:.]+$' },
+            timeoutMs: { type: 'integer', minimum: 100, maximum: 10000 },
+            trace: { enum: ['failures', 'all', 'none'] },
+            passive: { type: 'boolean' },
+            durationMs: { type: 'integer', minimum: 1000, maximum: 60000 },
+            drops: { type: 'boolean' },
+          },
+        },
+      },
     },
   ],
 } as const;

@@ -16,7 +16,7 @@ import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import { SCHEMA_VERSION, type FlowInfo, type JourneyEvent, type LostEvent } from '../model/events.js';
 import type { ServeMetrics } from './metrics.js';
-import { eventMatches, parseClientMessage, type FlowIdentity, type SubscriptionFilter } from './subscription.js';
+import { eventMatches, parseClientMessage, type FlowIdentity, type SubscriptionFilter, type VerifyRequestMessage } from './subscription.js';
 import { BoundedQueue, type QueueItem } from './ws-queue.js';
 import { CLOSE, type ClientErrorCode, type ControlMessage } from './ws-protocol.js';
 
@@ -41,7 +41,16 @@ export interface HubOptions {
   /** `subscribe` messages per client and second (default 10); more get E_RATE_LIMITED. */
   readonly maxSubscribesPerSecond?: number;
   readonly version?: string;
+  /**
+   * Runs a `verify` request (serve: verifyHairpin on the served host) and resolves with its report.
+   * Absent: verify requests get E_UNAVAILABLE. One runs at a time per hub (others get E_BUSY);
+   * `signal` aborts when the asking client goes away (a passive check then ends early).
+   * A rejection becomes an `error` message (E_VERIFY) to the asking client.
+   */
+  readonly verify?: VerifyHandler;
 }
+
+export type VerifyHandler = (request: VerifyRequestMessage, signal: AbortSignal) => Promise<unknown>;
 
 interface RingEntry {
   readonly ev: JourneyEvent;
@@ -187,8 +196,11 @@ export class WsHub {
   private readonly live = new Map<string, RingEntry>();
   /** Scratch list of the clients an event goes to (reused). */
   private readonly matching: HubClient[] = [];
-  private readonly opts: Required<HubOptions>;
+  private readonly opts: Required<Omit<HubOptions, 'verify'>>;
   private readonly pingTimer: NodeJS.Timeout | null;
+  private readonly verifyHandler: VerifyHandler | null;
+  /** The verify request running now (one per server), or null. */
+  private verifying: { readonly client: HubClient; readonly abort: AbortController } | null = null;
 
   constructor(
     readonly metrics: ServeMetrics | null,
@@ -207,6 +219,7 @@ export class WsHub {
       liveFlows: opts.liveFlows ?? 1000,
       version: opts.version ?? '0.1.0',
     };
+    this.verifyHandler = opts.verify ?? null;
     this.highWater = this.opts.highWaterBytes;
     this.lowWater = Math.floor(this.opts.highWaterBytes / 2);
     this.ring = new Array<RingEntry | undefined>(Math.max(0, this.opts.replay));
@@ -306,6 +319,7 @@ export class WsHub {
 
   private detach(client: HubClient): void {
     if (!this.clients.delete(client)) return;
+    if (this.verifying?.client === client) this.verifying.abort.abort();
     client.dispose();
     this.metrics?.clients.set(this.clients.size);
     this.metrics?.removeClient(client.id);
@@ -329,6 +343,50 @@ export class WsHub {
 
   private sendControl(client: HubClient, msg: ControlMessage): void {
     client.offer({ data: JSON.stringify(msg), seq: -1 });
+  }
+
+  /** Whether a verify request is running on this server. */
+  get verifyRunning(): boolean {
+    return this.verifying !== null;
+  }
+
+  /**
+   * A verify request: refused while another runs (E_BUSY) or without a handler (E_UNAVAILABLE);
+   * else `verify.started`, then `verify.result` with the report, or an `error` (E_VERIFY). Only
+   * the asking client is answered; the stream goes on meanwhile.
+   */
+  private onVerify(client: HubClient, msg: VerifyRequestMessage): void {
+    const id = msg.id !== undefined ? { id: msg.id } : {};
+    const answer = (m: ControlMessage): void => {
+      if (this.clients.has(client)) this.sendControl(client, m);
+    };
+    if (this.verifyHandler === null) {
+      answer({ type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_UNAVAILABLE', message: 'this server cannot run checks (a replay, or no live host)', ...id });
+      return;
+    }
+    if (this.verifying !== null) {
+      answer({ type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_BUSY', message: 'a verify is already running on this server: ask again when its result has come', ...id });
+      return;
+    }
+    const abort = new AbortController();
+    const running = { client, abort };
+    this.verifying = running;
+    answer({ type: 'verify.started', v: SCHEMA_VERSION, time: Date.now(), check: msg.check, ...id });
+    let p: Promise<unknown>;
+    try {
+      p = this.verifyHandler(msg, abort.signal);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (report) => answer({ type: 'verify.result', v: SCHEMA_VERSION, time: Date.now(), check: msg.check, ...id, report }),
+      (e: unknown) => {
+        const err = e as Error & { code?: string };
+        answer({ type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_VERIFY', message: `${err.code !== undefined ? `${err.code}: ` : ''}${err.message ?? String(e)}`, ...id });
+      },
+    ).finally(() => {
+      if (this.verifying === running) this.verifying = null;
+    });
   }
 
   private refuse(client: HubClient, code: ClientErrorCode, message: string): void {
@@ -359,6 +417,10 @@ export class WsHub {
       return;
     }
     const msg = parsed.message;
+    if (msg.type === 'verify') {
+      this.onVerify(client, msg);
+      return;
+    }
     if (msg.type === 'unsubscribe') {
       client.filter = null;
       client.queue.clear();

@@ -33,7 +33,19 @@ export interface SubscribedMessage {
   readonly snapshot: number;
 }
 
-export type ClientErrorCode = 'E_BAD_JSON' | 'E_BAD_MESSAGE' | 'E_TOO_LARGE' | 'E_BINARY' | 'E_RATE_LIMITED' | 'E_TOO_MANY_ERRORS';
+export type ClientErrorCode =
+  | 'E_BAD_JSON'
+  | 'E_BAD_MESSAGE'
+  | 'E_TOO_LARGE'
+  | 'E_BINARY'
+  | 'E_RATE_LIMITED'
+  | 'E_TOO_MANY_ERRORS'
+  /** verify: another verify is running on this server (one at a time). */
+  | 'E_BUSY'
+  /** verify: this server cannot run checks (a replay, or serve without a live host). */
+  | 'E_UNAVAILABLE'
+  /** verify: the check could not run (its JourneyError code and message are in `message`). */
+  | 'E_VERIFY';
 
 /** A client message was refused; the connection stays open (until too many errors). */
 export interface ErrorMessage {
@@ -42,9 +54,31 @@ export interface ErrorMessage {
   readonly time: number;
   readonly code: ClientErrorCode;
   readonly message: string;
+  /** The `id` of the verify request this answers, when it had one. */
+  readonly id?: string;
 }
 
-export type ControlMessage = HelloMessage | SubscribedMessage | ErrorMessage;
+/** A verify request was accepted: the check runs (probes take seconds); its result follows. */
+export interface VerifyStartedMessage {
+  readonly type: 'verify.started';
+  readonly v: typeof SCHEMA_VERSION;
+  readonly time: number;
+  readonly check: 'hairpin';
+  readonly id?: string;
+}
+
+/** The report of a verify request: what `journey verify hairpin --json` prints (docs/verify.md). */
+export interface VerifyResultMessage {
+  readonly type: 'verify.result';
+  readonly v: typeof SCHEMA_VERSION;
+  readonly time: number;
+  readonly check: 'hairpin';
+  readonly id?: string;
+  /** HairpinReport (src/verify/types.ts); `report.ok` is false when a check failed. */
+  readonly report: unknown;
+}
+
+export type ControlMessage = HelloMessage | SubscribedMessage | ErrorMessage | VerifyStartedMessage | VerifyResultMessage;
 
 /** WebSocket close codes used by the server. */
 export const CLOSE = {
