@@ -51,6 +51,7 @@ interface ServeCliOptions {
   netns?: string;
   filter?: string;
   backend?: string;
+  promisc?: boolean;
   dockerHost?: string;
   docker: boolean;
   dockerSnapshot?: string;
@@ -118,6 +119,8 @@ export function registerServe(program: Command): void {
     .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
     .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
     .option('--backend <name>', 'capture backend: native (default: journey\'s libpcap addon; pcap when it is not built), pcap (node-pcap) or cap')
+    .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
+    .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')
     .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
     .option('--no-docker', 'do not ask Docker for names')
     .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
@@ -171,6 +174,7 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     ...(o.interface ? { interfaces: o.interface } : {}),
     ...(filterExpr !== '' ? { filter: filterExpr } : {}),
     ...(o.backend !== undefined ? { backend: o.backend as 'native' | 'pcap' | 'cap' } : {}),
+    ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
     ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
     ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
     ...(o.read ? { read: o.read } : {}),
