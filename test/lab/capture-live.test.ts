@@ -97,7 +97,8 @@ describe.each(['native', 'pcap', 'cap'] as const)('live capture with the %s back
     h.on('error', (e) => errors.push(e));
     expect(h.backend).toBe(backend); // never a silent fallback
     expect(h.interfaces().sort()).toEqual(['docker0', 'eth0']);
-    // cap is always promiscuous: compare with a promiscuous tcpdump then
+    // cap is always promiscuous: compare with a promiscuous tcpdump then (docker0, a bridge, is
+    // promiscuous with every backend by default: a device property, so tcpdump -p sees the same there)
     const promisc = backend === 'cap';
     const td = {
       docker0: await tcpdump('docker0', join(tmp, `${backend}-docker0.pcap`), filter, promisc),
