@@ -13,6 +13,7 @@
 import type { ConntrackEntry, ConntrackEventType, CtStatusBit } from '../model/conntrack.js';
 import type { IpFamily, L4Proto, Tuple } from '../model/tuple.js';
 import { natOf } from './nat.js';
+import { ip6WordsToString } from '../model/address.js';
 
 export interface ParsedLine {
   readonly entry: ConntrackEntry;
@@ -30,25 +31,7 @@ export function normaliseIp(addr: string): string {
   if (!addr.includes(':')) return addr;
   const parts = expandIp6(addr);
   if (parts === null) return addr.toLowerCase();
-  const hex = parts.map((p) => p.toString(16));
-  // longest run of zeros (length >= 2)
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (parts[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && parts[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return ip6WordsToString(parts);
 }
 
 function expandIp6(addr: string): number[] | null {

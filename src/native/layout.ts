@@ -5,6 +5,7 @@
  * Readers never throw: a record they cannot read yields null (the caller counts it).
  */
 import type { CtStatusBit } from '../model/conntrack.js';
+import { ip6WordsToString } from '../model/address.js';
 import type { L4Proto, Tuple } from '../model/tuple.js';
 
 export const TUPLE = {
@@ -118,31 +119,11 @@ function ip4(buf: Buffer, off: number): string {
   return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
 }
 
-/** inet_ntop-style IPv6 text (longest zero run of 2+ groups compressed, lower case). */
+/** inet_ntop-style IPv6 text (src/model/address.ts). */
 function ip6(buf: Buffer, off: number): string {
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push(buf.readUInt16BE(off + i * 2));
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    return `::ffff:${ip4(buf, off + 12)}`;
-  }
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return ip6WordsToString(g);
 }
 
 /** Reads a struct jn_tuple at `off`; null when its family is unknown. */
