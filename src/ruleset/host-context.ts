@@ -6,18 +6,9 @@
  * (local and connected prefixes); nothing else is assumed.
  */
 import { JourneyError } from '../model/errors.js';
+import { jsonText as str } from './json-text.js';
 import { type Cidr, type Ip, parseCidr, parseIp, cidrContains } from './ip.js';
 
-/** Text of a JSON value that never throws (String() throws on objects such as {"toString": false}). */
-function str(x: unknown): string {
-  if (typeof x === 'string') return x;
-  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return `${x}`;
-  try {
-    return JSON.stringify(x) ?? '';
-  } catch {
-    return '?';
-  }
-}
 
 export interface HostAddr {
   readonly family: 4 | 6;

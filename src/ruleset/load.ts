@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JourneyError } from '../model/errors.js';
+import { jsonText as str } from './json-text.js';
 import { run } from '../host/exec.js';
 import { type Ruleset, mergeRulesets, tableKey } from './model.js';
 import { parseIptablesSave } from './iptables-save.js';
@@ -16,16 +17,6 @@ import { parseNftJson, parseNftListHandles } from './nft-json.js';
 import { parseIpsetSave } from './ipset.js';
 import { type HostContext, makeHostContext, parseIpAddr, parseIpRoute } from './host-context.js';
 
-/** Text of a JSON value that never throws (String() throws on objects such as {"toString": false}). */
-function str(x: unknown): string {
-  if (typeof x === 'string') return x;
-  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return `${x}`;
-  try {
-    return JSON.stringify(x) ?? '';
-  } catch {
-    return '?';
-  }
-}
 
 async function readText(path: string): Promise<string> {
   try {

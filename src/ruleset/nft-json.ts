@@ -5,19 +5,10 @@
  */
 import type { Hook, NfFamily } from '../model/explanation.js';
 import { JourneyError } from '../model/errors.js';
+import { jsonText as str } from './json-text.js';
 import type { BaseChainInfo, Chain, Expr, Key, MatchExpr, NamedSet, Rule, Ruleset, Stmt, Table, Value, VerdictTarget } from './model.js';
 import { parseCidr } from './ip.js';
 
-/** Text of a JSON value that never throws (String() throws on objects such as {"toString": false}). */
-function str(x: unknown): string {
-  if (typeof x === 'string') return x;
-  if (typeof x === 'number' || typeof x === 'boolean' || x === null || x === undefined) return `${x}`;
-  try {
-    return JSON.stringify(x) ?? '';
-  } catch {
-    return '?';
-  }
-}
 
 class PathError extends Error {
   constructor(
