@@ -150,8 +150,13 @@ function netnsOf(pid: number, procRoot: string): string | null {
  * have their own).
  */
 export function findDockerProxies(procRoot = '/proc', sameNetnsAs?: number): DockerProxyProcess[] {
+  return findDockerProxiesInNetns(sameNetnsAs !== undefined ? netnsOf(sameNetnsAs, procRoot) : null, procRoot);
+}
+
+/** docker-proxy processes whose /proc/PID/ns/net link is `netnsLink` (`net:[INODE]`); all when null. */
+export function findDockerProxiesInNetns(netnsLink: string | null, procRoot = '/proc'): DockerProxyProcess[] {
   const out: DockerProxyProcess[] = [];
-  const want = sameNetnsAs !== undefined ? netnsOf(sameNetnsAs, procRoot) : null;
+  const want = netnsLink;
   for (const pid of pids(procRoot)) {
     const argv = readCmdline(pid, procRoot);
     const exe = argv?.[0];

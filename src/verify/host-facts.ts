@@ -11,9 +11,10 @@
  *   - docker-proxy processes whose network namespace is the target's (/proc/PID/ns/net).
  * `collectHostFacts` never throws for a missing tool or file: it records a notice instead.
  */
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { readlinkSync, statSync } from 'node:fs';
 import { run, netnsPath } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
+import { findDockerProxiesInNetns, parseDockerProxyArgv, type DockerProxyProcess } from '../docker/daemon.js';
 import { iptablesFacts, mergeFacts, nftFacts, type RulesetFacts } from './ruleset-facts.js';
 
 export interface BridgePort {
@@ -37,14 +38,7 @@ export interface BridgeInfo {
   readonly ports: readonly BridgePort[];
 }
 
-export interface DockerProxyInfo {
-  readonly pid: number;
-  readonly proto: string;
-  readonly hostIp: string;
-  readonly hostPort: number;
-  readonly containerIp: string;
-  readonly containerPort: number;
-}
+export type DockerProxyInfo = DockerProxyProcess;
 
 export interface HostFacts {
   readonly netns: string | null;
@@ -116,44 +110,11 @@ export function processNetnsInode(pid: number, procRoot = '/proc'): number | nul
 
 /** docker-proxy processes living in the namespace with inode `ino` (all of them when ino is null). */
 export function dockerProxiesIn(ino: number | null, procRoot = '/proc'): DockerProxyInfo[] {
-  const out: DockerProxyInfo[] = [];
-  let pids: string[] = [];
-  try {
-    pids = readdirSync(procRoot).filter((d) => /^\d+$/.test(d));
-  } catch {
-    return out;
-  }
-  for (const p of pids) {
-    let argv: string[];
-    try {
-      argv = readFileSync(`${procRoot}/${p}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (!/(^|\/)docker-proxy$/.test(argv[0] ?? '')) continue;
-    const pid = Number(p);
-    if (ino !== null && processNetnsInode(pid, procRoot) !== ino) continue;
-    const parsed = parseDockerProxyArgs(pid, argv);
-    if (parsed) out.push(parsed);
-  }
-  return out;
+  return findDockerProxiesInNetns(ino === null ? null : `net:[${ino}]`, procRoot);
 }
 
-export function parseDockerProxyArgs(pid: number, argv: readonly string[]): DockerProxyInfo | null {
-  const get = (name: string): string | undefined => {
-    for (let i = 0; i < argv.length; i++) {
-      const a = argv[i] ?? '';
-      if (a === `-${name}` || a === `--${name}`) return argv[i + 1];
-      if (a.startsWith(`-${name}=`) || a.startsWith(`--${name}=`)) return a.slice(a.indexOf('=') + 1);
-    }
-    return undefined;
-  };
-  const hostPort = Number(get('host-port'));
-  const containerPort = Number(get('container-port'));
-  const containerIp = get('container-ip');
-  if (!Number.isInteger(hostPort) || !Number.isInteger(containerPort) || containerIp === undefined) return null;
-  return { pid, proto: get('proto') ?? 'tcp', hostIp: get('host-ip') ?? '0.0.0.0', hostPort, containerIp, containerPort };
-}
+/** The arguments of a docker-proxy command line (src/docker/daemon.ts). */
+export const parseDockerProxyArgs = parseDockerProxyArgv;
 
 /** Reads many small files in one nsenter: "path:value" lines (files that do not exist are absent). */
 async function readProcSys(paths: readonly string[], netns: string | undefined): Promise<Map<string, string>> {
