@@ -16,7 +16,7 @@ import { run, type RunOptions, type RunResult } from '../src/host/exec.js';
 import { JourneyError, isJourneyError } from '../src/model/errors.js';
 import type { ConntrackEntry } from '../src/model/conntrack.js';
 import { parseConntrackList, parseNftTrace, type KernelTrace } from '../src/netfilter/kernel-trace.js';
-import { labNames, labSourceDir, resolveId, type LabNames } from './names.js';
+import { LAB_TOPOLOGY, labNames, labSourceDir, resolveId, type LabNames } from './names.js';
 import { probeArgv, resolveProbe, listProbes, type ProbeDef, type ProbeResult } from './probes.js';
 import { replayUp } from './replay.js';
 
@@ -509,11 +509,7 @@ async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo
     id: n.id,
     dir: n.dir,
     netns: n.netns,
-    uplink: 'eth0',
-    hostAddr: '10.0.10.26',
-    extAddr: '10.0.10.5',
-    ext2Addr: '10.0.10.6',
-    outsideAddr: '198.51.100.10',
+    ...LAB_TOPOLOGY,
     dockerHost: n.dockerSock,
     scenario,
     daemon: { userlandProxy: daemon['userland-proxy'] === true, icc: daemon['icc'] !== false, iptables: daemon['iptables'] !== false },

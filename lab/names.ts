@@ -3,6 +3,15 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { JourneyError } from '../src/model/errors.js';
 
+/** The lab's fixed topology (lab.sh builds the same): the host's uplink and the addresses around it. */
+export const LAB_TOPOLOGY = {
+  uplink: 'eth0',
+  hostAddr: '10.0.10.26',
+  extAddr: '10.0.10.5',
+  ext2Addr: '10.0.10.6',
+  outsideAddr: '198.51.100.10',
+} as const;
+
 export interface LabNames {
   readonly id: string;
   readonly prefix: string;

@@ -12,7 +12,7 @@ import { basename, join, resolve } from 'node:path';
 import { run } from '../src/host/exec.js';
 import { JourneyError } from '../src/model/errors.js';
 import type { LabBridge, LabContainer, LabInfo, LabPublished } from './driver.js';
-import { labSourceDir, type LabNames } from './names.js';
+import { LAB_TOPOLOGY, labSourceDir, type LabNames } from './names.js';
 
 export type RulesetFormat = 'iptables' | 'nft';
 
@@ -376,11 +376,7 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
       id: n.id,
       dir: n.dir,
       netns: n.netns,
-      uplink: 'eth0',
-      hostAddr: '10.0.10.26',
-      extAddr: '10.0.10.5',
-      ext2Addr: '10.0.10.6',
-      outsideAddr: '198.51.100.10',
+      ...LAB_TOPOLOGY,
       ...(v6 ? { family: 6 as const, v6: { hostAddr: 'fd00:10::26', extAddr: 'fd00:10::5', ext2Addr: 'fd00:10::6', outsideAddr: '2001:db8:ff::10' } } : {}),
       dockerHost: null,
       scenario: 'replay',
