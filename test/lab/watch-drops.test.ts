@@ -5,9 +5,17 @@
  * does not report them (counted: stats().dropsQuiet, a notice at the end); with
  * quietDropReasons [] (`--all-drops`) it does; with ignoreDropReasons ['NOT_SPECIFIED']
  * (`--ignore-drop-reason NOT_SPECIFIED`) the kernel does not even send them. Three pipelines
- * watch the same host at once. Budget: about 30 s.
+ * watch the same host at once.
+ * And conntrack's own lost events: with the conntrack-tool source, `conntrack -E` reporting
+ * ENOBUFS (the kernel dropped events) reaches the user as a notice (E_CONNTRACK) and the flows
+ * still come (the source re-lists). `conntrack` is wrapped (first on PATH) to add the warning the
+ * real tool prints on overflow to a real event stream. Budget: about 40 s.
  */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runProbe } from '../../lab/driver.js';
 import { labDown, labUp, type LabInfo } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/correlate/pipeline.js';
@@ -66,5 +74,40 @@ describe('watch in the lab: drops that belong to no flow', () => {
     // the end notice says how many were left out
     await quiet.p.stop();
     expect(quiet.evs.some((e) => e.type === 'notice' && /kernel drops with reason NOT_SPECIFIED that belonged to no flow were not reported/.test(e.message))).toBe(true);
+  }, 60_000);
+});
+
+describe('watch in the lab: conntrack -E overflow (ENOBUFS)', () => {
+  it('becomes a notice with E_CONNTRACK; flows keep coming', async () => {
+    const real = (await run(['sh', '-c', 'command -v conntrack'])).stdout.trim();
+    expect(real).not.toBe('');
+    const dir = mkdtempSync(join(tmpdir(), 'jl-g-ct-'));
+    const oldPath = process.env['PATH'];
+    try {
+      writeFileSync(
+        join(dir, 'conntrack'),
+        `#!/bin/sh\nif [ "$1" = -E ]; then ( sleep 1; echo 'WARNING: We have hit ENOBUFS! We are losing events.' >&2 ) & fi\nexec ${real} "$@"\n`,
+      );
+      chmodSync(join(dir, 'conntrack'), 0o755);
+      process.env['PATH'] = `${dir}:${oldPath ?? ''}`;
+      const { p, evs } = await watch({ conntrack: 'tool', kernel: false });
+      process.env['PATH'] = oldPath;
+      expect(p.notices.join('\n')).toMatch(/\(conntrack: conntrack-tool\)/);
+      const deadline = Date.now() + 10_000;
+      const overflow = () => evs.find((e) => e.type === 'notice' && e.code === 'E_CONNTRACK' && /ENOBUFS/.test(e.message));
+      while (Date.now() < deadline && overflow() === undefined) await new Promise((r) => setTimeout(r, 100));
+      expect(overflow(), JSON.stringify(evs.filter((e) => e.type === 'notice'))).toMatchObject({ message: expect.stringMatching(/^conntrack: conntrack -E overflowed \(ENOBUFS\): events were lost; re-listing the table \(resync 1\)/) });
+      // the source goes on: a probe's flow still arrives, NATed
+      const r = await runProbe(ID, 'ext-to-published');
+      expect(r.answered, r.output).toBe(true);
+      const until = Date.now() + 8_000;
+      const flow = () => evs.find((e) => e.type === 'flow.start' && e.flow.orig.dport === 8000 && e.flow.nat.dnat !== null);
+      while (Date.now() < until && flow() === undefined) await new Promise((r2) => setTimeout(r2, 100));
+      expect(flow(), 'the probe\'s flow after the overflow').toBeDefined();
+      await p.stop();
+    } finally {
+      process.env['PATH'] = oldPath;
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
