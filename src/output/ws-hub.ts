@@ -310,6 +310,7 @@ export class WsHub {
   /** Closes every client (1001) and stops the heartbeat. */
   close(): void {
     if (this.pingTimer !== null) clearInterval(this.pingTimer);
+    this.verifying?.abort.abort(); // a passive check ends now; an active one's probes are short
     for (const c of this.clients) {
       c.ws.close(CLOSE.GOING_AWAY, 'server shutting down');
       const t = setTimeout(() => c.ws.terminate(), 1000);
