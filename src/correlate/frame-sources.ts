@@ -13,6 +13,7 @@ import { JourneyError } from '../model/errors.js';
 import type { CaptureStats, FrameBatch } from '../model/observation.js';
 import { readCaptureFiles } from '../capture/pcap-file.js';
 import { BatchBuilder } from '../capture/batch.js';
+import type { LiveCaptureOptions } from '../capture/live.js';
 
 export interface FrameSource {
   readonly kind: string;
@@ -24,15 +25,8 @@ export interface FrameSource {
   stop(): Promise<void>;
 }
 
-export interface LiveCaptureOptions {
-  readonly netns?: string;
-  readonly interfaces: readonly string[];
-  readonly filter?: string;
-  readonly snaplen?: number;
-  readonly bufferSizeMiB?: number;
-  readonly promisc?: boolean;
-  readonly backend?: 'native' | 'pcap' | 'cap';
-}
+/** One declaration of the live capture options: the capture workers' (src/capture/live.ts). */
+export type { LiveCaptureOptions };
 
 /** Replays capture files (merged by time). */
 export class ReplaySource implements FrameSource {
