@@ -17,6 +17,7 @@
 import type { Explanation, ExplainStep } from '../model/explanation.js';
 import type { ConntrackEntry } from '../model/conntrack.js';
 import type { Ruleset } from '../ruleset/model.js';
+import type { TracePacketHeader } from '../netfilter/kernel-trace.js';
 import { canonicalIp } from '../ruleset/ip.js';
 
 /** The subset of kernel-trace's TraceStep the comparison needs. */
@@ -144,17 +145,10 @@ export interface KernelCase {
   readonly conntrackNat: Explanation['nat'] | null;
 }
 
-interface HeaderLike {
-  readonly iif?: string;
-  readonly oif?: string;
-  readonly saddr?: string;
-  readonly daddr?: string;
-  readonly proto?: string;
-  readonly sport?: number;
-  readonly dport?: number;
-  readonly icmpType?: string;
-  readonly icmpId?: number;
-}
+type HeaderLike = Pick<
+  TracePacketHeader,
+  'iif' | 'oif' | 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'icmpType' | 'icmpId'
+>;
 
 type TracedPacket = {
   readonly first: HeaderLike | null;
