@@ -132,7 +132,7 @@ export function registerServe(program: Command): void {
     .option('--host-routes <file>', 'replay: `ip -j route show table all` of the recorded host')
     .option('--no-explain-flows', 'do not run the simulator on flows')
     .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
-    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow (left out by default: router solicitations and other packets the kernel frees without a reason)')
+    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow and OTHERHOST drops (left out by default: router solicitations, packets the kernel frees without a reason, and copies of bridged frames)')
     .option('--stats-interval <seconds>', 'capture.stats period', '5')
     .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
     .option('--duration <seconds>', 'stop after this many seconds')

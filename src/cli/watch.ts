@@ -82,7 +82,7 @@ export function registerWatch(program: Command): void {
     .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
     .option('--drops', 'also print kernel drops that belong to no flow')
     .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
-    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow (left out by default: router solicitations and other packets the kernel frees without a reason)')
+    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow and OTHERHOST drops (left out by default: router solicitations, packets the kernel frees without a reason, and copies of bridged frames)')
     .option('--color', 'force colour')
     .option('--no-color', 'no colour (default when stdout is not a terminal)')
     .option('--updates', 'also print flow updates (state changes, counters)')

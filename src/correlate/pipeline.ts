@@ -78,9 +78,11 @@ export interface PipelineOptions {
    */
   readonly ignoreDropReasons?: readonly string[];
   /**
-   * Drop reasons not reported when the drop belongs to no flow (default ["NOT_SPECIFIED"]: IPv6
-   * router solicitations and other packets the kernel frees without a reason, noise on any host);
-   * a drop with such a reason that joins a flow is still reported. [] reports every drop.
+   * Drop reasons not reported when the drop belongs to no flow (default ["NOT_SPECIFIED",
+   * "OTHERHOST"]: IPv6 router solicitations and other packets the kernel frees without a reason,
+   * noise on any host); a drop with such a reason that joins a flow is still reported — except
+   * OTHERHOST, which is never a flow's fate: the host's copy of a frame that the (promiscuous)
+   * bridge forwarded from port to port. [] reports every drop.
    */
   readonly quietDropReasons?: readonly string[];
   /** Explain flows with the simulator (default true; a replay needs `rulesetFiles`). */
@@ -181,7 +183,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   constructor(private readonly opts: PipelineOptions) {
     super();
     this.mode = opts.read !== undefined && opts.read.length > 0 ? 'replay' : 'live';
-    this.quietReasons = new Set(opts.quietDropReasons ?? ['NOT_SPECIFIED']);
+    this.quietReasons = new Set(opts.quietDropReasons ?? ['NOT_SPECIFIED', 'OTHERHOST']);
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
@@ -526,6 +528,12 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     const ex = this.explainer;
     const joined = ex && ex.unavailable === null ? joinDropRule(raw, (spec) => ex.explainSpec(spec)) : raw;
     const drop = { timeUs: joined.timeUs, reason: joined.reason, iface: joined.iface, tuple: joined.tuple, rule: joined.rule };
+    // OTHERHOST: a copy of a frame the bridge forwarded port to port, handed to the host's stack
+    // because the bridge capture is promiscuous, and discarded there: never the flow's fate
+    if (drop.reason === 'OTHERHOST' && this.quietReasons.has('OTHERHOST')) {
+      this.dropsQuiet++;
+      return;
+    }
     const flowId = this.correlator.onDrop(drop, joined.ct?.orig ?? null);
     if (flowId === null && this.quietReasons.has(drop.reason)) {
       this.dropsQuiet++;
@@ -569,7 +577,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         this.notice(`${s.packetsUnmatched} packets had no conntrack entry (shown as flows without conntrack); ${s.pendingOverflow} dropped from a full hold queue`);
       }
       if (this.dropsQuiet > 0) {
-        this.notice(`${this.dropsQuiet} kernel drops with reason ${[...this.quietReasons].join('/')} that belonged to no flow were not reported`);
+        this.notice(`${this.dropsQuiet} kernel drops were not reported (${[...this.quietReasons].map((r) => (r === 'OTHERHOST' ? 'OTHERHOST: the host\'s copies of bridged frames' : `${r} without a flow`)).join('; ')}); --all-drops shows them`);
       }
       this.statsEvent();
       if (this.writer) {

@@ -29,6 +29,7 @@ async function run(opts: { quietDropReasons?: string[] } = {}): Promise<{ evs: J
       inject(kernelDrop('NOT_SPECIFIED', RS)); // no flow: quiet by default
       inject(kernelDrop('NOT_SPECIFIED', e.flow.orig)); // belongs to a flow: reported
       inject(kernelDrop('NO_SOCKET', UDP_NOWHERE)); // no flow, another reason: reported
+      inject(kernelDrop('OTHERHOST', e.flow.orig)); // the host's copy of a bridged frame: quiet even with a flow
     }
   });
   await p.done;
@@ -39,20 +40,20 @@ async function run(opts: { quietDropReasons?: string[] } = {}): Promise<{ evs: J
 const drops = (evs: JourneyEvent[]): DropEvent[] => evs.filter((e): e is DropEvent => e.type === 'drop');
 
 describe('pipeline: kernel drops that belong to no flow', () => {
-  it('default: NOT_SPECIFIED without a flow is left out (counted, said at the end); with a flow, or another reason, reported', async () => {
+  it('default: NOT_SPECIFIED without a flow and OTHERHOST are left out (counted, said at the end); NOT_SPECIFIED with a flow, or another reason, reported', async () => {
     const { evs, p, flow } = await run();
     const d = drops(evs);
     expect(d.map((x) => [x.drop.reason, x.flowId])).toEqual([
       ['NOT_SPECIFIED', flow.id],
       ['NO_SOCKET', null],
     ]);
-    expect(p.stats().dropsQuiet).toBe(1);
-    expect(evs.some((e) => e.type === 'notice' && /1 kernel drops with reason NOT_SPECIFIED that belonged to no flow were not reported/.test(e.message))).toBe(true);
+    expect(p.stats().dropsQuiet).toBe(2);
+    expect(evs.some((e) => e.type === 'notice' && /2 kernel drops were not reported \(NOT_SPECIFIED without a flow; OTHERHOST/.test(e.message))).toBe(true);
   });
 
   it('quietDropReasons [] (watch --all-drops) reports every drop', async () => {
     const { evs, p } = await run({ quietDropReasons: [] });
-    expect(drops(evs).map((x) => x.drop.reason)).toEqual(['NOT_SPECIFIED', 'NOT_SPECIFIED', 'NO_SOCKET']);
+    expect(drops(evs).map((x) => x.drop.reason)).toEqual(['NOT_SPECIFIED', 'NOT_SPECIFIED', 'NO_SOCKET', 'OTHERHOST']);
     expect(drops(evs)[0]?.drop.tuple).toMatchObject({ src: 'fe80::1', dst: 'ff02::2' });
     expect(p.stats().dropsQuiet).toBeUndefined();
   });
