@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
 import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
+import { addPipelineOptions, pipelineOptionsFrom, type PipelineCliOptions } from './pipeline-options.js';
 import { startServer, type ServerOptions } from '../output/server.js';
 import type { VerifyHandler } from '../output/ws-hub.js';
 import { verifyHairpin, type VerifyOptions } from '../verify/verify-hairpin.js';
@@ -38,7 +39,7 @@ export function serveVerifyHandler(o: { netns?: string; dockerHost?: string; doc
   };
 }
 
-interface ServeCliOptions {
+interface ServeCliOptions extends PipelineCliOptions {
   listen: string;
   port: string;
   token?: string;
@@ -47,30 +48,11 @@ interface ServeCliOptions {
   replay: string;
   maxClients: string;
   queue: string;
-  interface?: string[];
-  netns?: string;
-  filter?: string;
-  backend?: string;
-  promisc?: boolean;
-  dockerHost?: string;
-  docker: boolean;
-  dockerSnapshot?: string;
-  read?: string[];
-  conntrack?: string[];
-  conntrackSource?: string;
-  ruleset?: string[];
-  hostAddrs?: string;
-  hostRoutes?: string;
-  explainFlows: boolean;
-  ignoreDropReason?: string[];
-  allDrops?: boolean;
   statsInterval: string;
   maxFlows?: string;
   duration?: string;
   quiet?: boolean;
 }
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter((x) => x !== '')];
 
 function intOpt(v: string | undefined, name: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (v === undefined) return undefined;
@@ -87,23 +69,8 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
-/** nft -j JSON or iptables-save text, told apart by the first character (as `journey watch` does). */
-function splitRulesetFiles(files: readonly string[]): { iptablesSave: string[]; nftJson: string[] } {
-  const out = { iptablesSave: [] as string[], nftJson: [] as string[] };
-  for (const f of files) {
-    let head: string;
-    try {
-      head = readFileSync(f, 'utf8').trimStart().slice(0, 1);
-    } catch (e) {
-      throw new JourneyError('E_USAGE', `--ruleset ${f}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    (head === '{' || head === '[' ? out.nftJson : out.iptablesSave).push(f);
-  }
-  return out;
-}
-
 export function registerServe(program: Command): void {
-  program
+  const cmd = program
     .command('serve')
     .description('Stream annotated flow events over WebSocket, with a live web page and Prometheus metrics, on one port')
     .argument('[expression...]', 'capture filter in tcpdump syntax (same as --filter)')
@@ -114,25 +81,8 @@ export function registerServe(program: Command): void {
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--replay <n>', 'events kept and replayed to new subscribers', '256')
     .option('--max-clients <n>', 'WebSocket clients at most', '32')
-    .option('--queue <n>', 'messages queued per client before the oldest are dropped (and reported)', '2048')
-    .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
-    .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
-    .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
-    .option('--backend <name>', 'capture backend: native (default: journey\'s libpcap addon; pcap when it is not built), pcap (node-pcap) or cap')
-    .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
-    .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')
-    .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
-    .option('--no-docker', 'do not ask Docker for names')
-    .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
-    .option('-r, --read <file...>', 'replay pcap/pcapng files instead of capturing (the server stays up afterwards)')
-    .option('--conntrack <file...>', 'replay: conntrack snapshot (conntrack -L / -E output, /proc/net/nf_conntrack, JSON lines)')
-    .option('--conntrack-source <kind>', 'live conntrack source: auto, netlink, tool, proc', 'auto')
-    .option('--ruleset <file...>', 'replay: the recorded ruleset to explain flows with (iptables-save text or nft -j JSON)')
-    .option('--host-addrs <file>', 'replay: `ip -j addr` of the recorded host')
-    .option('--host-routes <file>', 'replay: `ip -j route show table all` of the recorded host')
-    .option('--no-explain-flows', 'do not run the simulator on flows')
-    .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
-    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow and OTHERHOST drops (left out by default: router solicitations, packets the kernel frees without a reason, and copies of bridged frames)')
+    .option('--queue <n>', 'messages queued per client before the oldest are dropped (and reported)', '2048');
+  addPipelineOptions(cmd, { readNote: '(the server stays up afterwards)' })
     .option('--stats-interval <seconds>', 'capture.stats period', '5')
     .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
     .option('--duration <seconds>', 'stop after this many seconds')
@@ -145,15 +95,7 @@ export function registerServe(program: Command): void {
 async function runServe(expression: string[], o: ServeCliOptions): Promise<void> {
   const token = o.token ?? process.env['JOURNEY_TOKEN'];
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new JourneyError('E_USAGE', '--tls-cert and --tls-key go together');
-  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
-  const ctSource = o.conntrackSource ?? 'auto';
-  if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
-  if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
-  if ((o.ruleset !== undefined || o.hostAddrs !== undefined || o.hostRoutes !== undefined) && o.read === undefined) {
-    throw new JourneyError('E_USAGE', '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host');
-  }
-  const rulesetFiles = o.ruleset ? splitRulesetFiles(o.ruleset) : undefined;
-  const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
+  const shared = pipelineOptionsFrom(expression, o, { rulesetErrorDetail: (e) => e.code ?? e.message });
   const serverOpts: ServerOptions = {
     listen: o.listen,
     port: intOpt(o.port, 'port', 0, 65535) ?? 9339,
@@ -170,20 +112,7 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   const maxFlows = intOpt(o.maxFlows, 'max-flows', 1);
   const durationS = intOpt(o.duration, 'duration', 1);
   const pipelineOpts: PipelineOptions = {
-    ...(o.netns !== undefined ? { netns: o.netns } : {}),
-    ...(o.interface ? { interfaces: o.interface } : {}),
-    ...(filterExpr !== '' ? { filter: filterExpr } : {}),
-    ...(o.backend !== undefined ? { backend: o.backend as 'native' | 'pcap' | 'cap' } : {}),
-    ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
-    ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
-    ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
-    ...(o.read ? { read: o.read } : {}),
-    ...(o.conntrack ? { conntrackSnapshot: o.conntrack } : {}),
-    ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
-    conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
-    explain: o.explainFlows,
-    ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),
-    ...(o.allDrops ? { quietDropReasons: [] } : {}),
+    ...shared,
     statsIntervalMs: statsS * 1000,
     ...(maxFlows !== undefined ? { maxFlows } : {}),
   };

@@ -7,36 +7,20 @@ import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
 import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
+import { addCaptureOptions, addDropReasonOptions, addExplainFlowsOption, collect, pipelineOptionsFrom, type PipelineCliOptions } from './pipeline-options.js';
 import { formatEvent, formatFlowEvent, formatStats } from '../output/terminal.js';
 import { formatJourney } from '../output/terminal-explain.js';
 import { eventMatches, type FlowFilter } from '../output/terminal-filter.js';
 import { TopScreen } from '../output/terminal-top.js';
 import { JsonLinesWriter } from '../output/jsonl.js';
 
-interface WatchCliOptions {
-  interface?: string[];
-  netns?: string;
-  filter?: string;
-  backend?: string;
-  promisc?: boolean;
-  dockerHost?: string;
-  docker: boolean;
-  dockerSnapshot?: string;
-  read?: string[];
-  conntrack?: string[];
-  conntrackSource?: string;
-  ruleset?: string[];
-  hostAddrs?: string;
-  hostRoutes?: string;
+interface WatchCliOptions extends PipelineCliOptions {
   write?: string;
   json?: boolean;
   top?: boolean;
   explain?: boolean;
-  explainFlows: boolean;
   kernel: boolean;
   drops?: boolean;
-  ignoreDropReason?: string[];
-  allDrops?: boolean;
   color?: boolean;
   updates?: boolean;
   counters?: boolean;
@@ -52,37 +36,20 @@ interface WatchCliOptions {
   localTime?: boolean;
 }
 
-const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter((x) => x !== '')];
-
 export function registerWatch(program: Command): void {
-  program
+  const cmd = program
     .command('watch')
     .description('Watch every flow live: both sides of its NAT, Docker names, its path through netfilter')
-    .argument('[expression...]', 'capture filter in tcpdump syntax (same as --filter)')
-    .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
-    .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
-    .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
-    .option('--backend <name>', 'capture backend: native (default: journey\'s libpcap addon; pcap when it is not built), pcap (node-pcap) or cap')
-    .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
-    .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')
-    .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
-    .option('--no-docker', 'do not ask Docker for names')
-    .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
-    .option('-r, --read <file...>', 'replay pcap/pcapng files instead of capturing')
-    .option('--conntrack <file...>', 'replay: conntrack snapshot (conntrack -L / -E output, /proc/net/nf_conntrack, JSON lines)')
-    .option('--ruleset <file...>', 'replay: the recorded ruleset to explain flows with (iptables-save text or nft -j JSON)')
-    .option('--host-addrs <file>', 'replay: `ip -j addr` of the recorded host')
-    .option('--host-routes <file>', 'replay: `ip -j route show table all` of the recorded host')
-    .option('--conntrack-source <kind>', 'live conntrack source: auto, netlink, tool, proc', 'auto')
+    .argument('[expression...]', 'capture filter in tcpdump syntax (same as --filter)');
+  addCaptureOptions(cmd)
     .option('-w, --write <file>', 'also write what was captured to a pcapng file')
     .option('--json', 'JSON lines: the same events as `journey serve` (docs/event-schema.json)')
     .option('--top', 'a table of live flows, refreshed every second')
-    .option('--explain', "print each new flow's journey in full")
-    .option('--no-explain-flows', 'do not run the simulator on flows')
+    .option('--explain', "print each new flow's journey in full");
+  addExplainFlowsOption(cmd)
     .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
-    .option('--drops', 'also print kernel drops that belong to no flow')
-    .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
-    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow and OTHERHOST drops (left out by default: router solicitations, packets the kernel frees without a reason, and copies of bridged frames)')
+    .option('--drops', 'also print kernel drops that belong to no flow');
+  addDropReasonOptions(cmd)
     .option('--color', 'force colour')
     .option('--no-color', 'no colour (default when stdout is not a terminal)')
     .option('--updates', 'also print flow updates (state changes, counters)')
@@ -102,22 +69,6 @@ export function registerWatch(program: Command): void {
     });
 }
 
-/** nft -j JSON or iptables-save text, told apart by the first character. */
-async function splitRulesetFiles(files: readonly string[]): Promise<{ iptablesSave: string[]; nftJson: string[] }> {
-  const { readFile } = await import('node:fs/promises');
-  const out = { iptablesSave: [] as string[], nftJson: [] as string[] };
-  for (const f of files) {
-    let head: string;
-    try {
-      head = (await readFile(f, 'utf8')).trimStart().slice(0, 1);
-    } catch (e) {
-      throw new JourneyError('E_USAGE', `--ruleset ${f}: ${(e as Error).message}`);
-    }
-    (head === '{' || head === '[' ? out.nftJson : out.iptablesSave).push(f);
-  }
-  return out;
-}
-
 function intOpt(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -126,15 +77,7 @@ function intOpt(v: string | undefined, name: string): number | undefined {
 }
 
 async function runWatch(expression: string[], o: WatchCliOptions): Promise<void> {
-  const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
-  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
-  const ctSource = o.conntrackSource ?? 'auto';
-  if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
-  if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
-  if ((o.ruleset !== undefined || o.hostAddrs !== undefined || o.hostRoutes !== undefined) && o.read === undefined) {
-    throw new JourneyError('E_USAGE', '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host');
-  }
-  const rulesetFiles = o.ruleset ? await splitRulesetFiles(o.ruleset) : undefined;
+  const shared = pipelineOptionsFrom(expression, o);
   if ([o.json, o.top, o.explain].filter(Boolean).length > 1) throw new JourneyError('E_USAGE', '--json, --top and --explain are different views: choose one');
   const ports = (o.port ?? []).map((p) => {
     const n = Number(p);
@@ -152,22 +95,9 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
   const statsS = intOpt(o.statsInterval, 'stats-interval') ?? 5;
   const maxFlows = intOpt(o.maxFlows, 'max-flows');
   const opts: PipelineOptions = {
-    ...(o.netns !== undefined ? { netns: o.netns } : {}),
-    ...(o.interface ? { interfaces: o.interface } : {}),
-    ...(filterExpr !== '' ? { filter: filterExpr } : {}),
-    ...(o.backend !== undefined ? { backend: o.backend as 'native' | 'pcap' | 'cap' } : {}),
-    ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
-    ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
-    ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
-    ...(o.read ? { read: o.read } : {}),
-    ...(o.conntrack ? { conntrackSnapshot: o.conntrack } : {}),
-    conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
+    ...shared,
     ...(o.write !== undefined ? { write: o.write } : {}),
-    explain: o.explainFlows,
     kernel: o.kernel,
-    ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),
-    ...(o.allDrops ? { quietDropReasons: [] } : {}),
-    ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
     statsIntervalMs: o.json ? statsS * 1000 : 0,
     ...(maxFlows !== undefined ? { maxFlows } : {}),
   };

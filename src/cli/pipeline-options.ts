@@ -1,0 +1,125 @@
+/**
+ * The capture/pipeline options `journey watch` and `journey serve` share: declared once
+ * (addPipelineOptions) and turned into startPipeline options once (pipelineOptionsFrom).
+ * Each command adds its own options (views, server, --write, --no-kernel, --stats-interval,
+ * --max-flows, …) and the PipelineOptions fields that go with them.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { JourneyError } from '../model/errors.js';
+import type { PipelineOptions } from '../correlate/pipeline.js';
+
+/** What commander gives for the options addPipelineOptions declares. */
+export interface PipelineCliOptions {
+  interface?: string[];
+  netns?: string;
+  filter?: string;
+  backend?: string;
+  promisc?: boolean;
+  dockerHost?: string;
+  docker: boolean;
+  dockerSnapshot?: string;
+  read?: string[];
+  conntrack?: string[];
+  conntrackSource?: string;
+  ruleset?: string[];
+  hostAddrs?: string;
+  hostRoutes?: string;
+  explainFlows: boolean;
+  ignoreDropReason?: string[];
+  allDrops?: boolean;
+}
+
+/** Repeatable, comma-separated list option. */
+export const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter((x) => x !== '')];
+
+/** Capture, Docker, replay and conntrack options (the first group). */
+export function addCaptureOptions(cmd: Command, opts: { readonly readNote?: string } = {}): Command {
+  return cmd
+    .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
+    .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
+    .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
+    .option('--backend <name>', 'capture backend: native (default: journey\'s libpcap addon; pcap when it is not built), pcap (node-pcap) or cap')
+    .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
+    .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')
+    .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
+    .option('--no-docker', 'do not ask Docker for names')
+    .option('--docker-snapshot <file>', 'replay: Docker names from a recorded snapshot (JSON)')
+    .option('-r, --read <file...>', `replay pcap/pcapng files instead of capturing${opts.readNote !== undefined ? ` ${opts.readNote}` : ''}`)
+    .option('--conntrack <file...>', 'replay: conntrack snapshot (conntrack -L / -E output, /proc/net/nf_conntrack, JSON lines)')
+    .option('--ruleset <file...>', 'replay: the recorded ruleset to explain flows with (iptables-save text or nft -j JSON)')
+    .option('--host-addrs <file>', 'replay: `ip -j addr` of the recorded host')
+    .option('--host-routes <file>', 'replay: `ip -j route show table all` of the recorded host')
+    .option('--conntrack-source <kind>', 'live conntrack source: auto, netlink, tool, proc', 'auto');
+}
+
+/** --no-explain-flows (the simulator on flows). */
+export function addExplainFlowsOption(cmd: Command): Command {
+  return cmd.option('--no-explain-flows', 'do not run the simulator on flows');
+}
+
+/** Kernel drop reason options. */
+export function addDropReasonOptions(cmd: Command): Command {
+  return cmd
+    .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
+    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow and OTHERHOST drops (left out by default: router solicitations, packets the kernel frees without a reason, and copies of bridged frames)');
+}
+
+/** Every shared option, in one go (for a command with nothing to put in between). */
+export function addPipelineOptions(cmd: Command, opts: { readonly readNote?: string } = {}): Command {
+  return addDropReasonOptions(addExplainFlowsOption(addCaptureOptions(cmd, opts)));
+}
+
+/** nft -j JSON or iptables-save text, told apart by the first character. */
+export function splitRulesetFiles(
+  files: readonly string[],
+  detail: (e: NodeJS.ErrnoException) => string = (e) => e.message,
+): { iptablesSave: string[]; nftJson: string[] } {
+  const out = { iptablesSave: [] as string[], nftJson: [] as string[] };
+  for (const f of files) {
+    let head: string;
+    try {
+      head = readFileSync(f, 'utf8').trimStart().slice(0, 1);
+    } catch (e) {
+      throw new JourneyError('E_USAGE', `--ruleset ${f}: ${detail(e as NodeJS.ErrnoException)}`);
+    }
+    (head === '{' || head === '[' ? out.nftJson : out.iptablesSave).push(f);
+  }
+  return out;
+}
+
+/**
+ * Checks the shared options (E_USAGE) and turns them into startPipeline options; the command adds
+ * its own fields (statsIntervalMs, maxFlows, write, kernel, …).
+ */
+export function pipelineOptionsFrom(
+  expression: readonly string[],
+  o: PipelineCliOptions,
+  opts: { readonly rulesetErrorDetail?: (e: NodeJS.ErrnoException) => string } = {},
+): PipelineOptions {
+  const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
+  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
+  const ctSource = o.conntrackSource ?? 'auto';
+  if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
+  if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
+  if ((o.ruleset !== undefined || o.hostAddrs !== undefined || o.hostRoutes !== undefined) && o.read === undefined) {
+    throw new JourneyError('E_USAGE', '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host');
+  }
+  const rulesetFiles = o.ruleset ? splitRulesetFiles(o.ruleset, opts.rulesetErrorDetail) : undefined;
+  return {
+    ...(o.netns !== undefined ? { netns: o.netns } : {}),
+    ...(o.interface ? { interfaces: o.interface } : {}),
+    ...(filterExpr !== '' ? { filter: filterExpr } : {}),
+    ...(o.backend !== undefined ? { backend: o.backend as 'native' | 'pcap' | 'cap' } : {}),
+    ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
+    ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
+    ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
+    ...(o.read ? { read: o.read } : {}),
+    ...(o.conntrack ? { conntrackSnapshot: o.conntrack } : {}),
+    ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
+    conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
+    explain: o.explainFlows,
+    ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),
+    ...(o.allDrops ? { quietDropReasons: [] } : {}),
+  };
+}
