@@ -110,6 +110,37 @@ interface FlowState {
   drops: DropInfo[];
 }
 
+/** A flow just seen: from its conntrack entry, or synthesized from a packet (entry null). */
+function newFlowState(
+  id: string,
+  entry: ConntrackEntry | null,
+  orig: Tuple,
+  reply: Tuple | null,
+  tcpState: string | undefined,
+  atMs: number,
+): FlowState {
+  return {
+    id,
+    entry,
+    orig,
+    reply,
+    legs: [],
+    names: null,
+    tcpState,
+    createdMs: atMs,
+    lastActivityMs: atMs,
+    started: false,
+    changed: true,
+    countersChanged: false,
+    lastEmitMs: 0,
+    explanation: null,
+    explainedGen: -1,
+    proxiedBy: undefined,
+    tcpFlagsSeen: 0,
+    drops: [],
+  };
+}
+
 interface Pending {
   obs: Observation;
   atMs: number;
@@ -282,26 +313,7 @@ export class Correlator {
   private ensureFlow(e: ConntrackEntry, atMs: number): FlowState {
     const existing = this.flows.get(e.id);
     if (existing) return existing;
-    const f: FlowState = {
-      id: e.id,
-      entry: e,
-      orig: e.orig,
-      reply: e.reply,
-      legs: [],
-      names: null,
-      tcpState: e.tcpState,
-      createdMs: atMs,
-      lastActivityMs: atMs,
-      started: false,
-      changed: true,
-      countersChanged: false,
-      lastEmitMs: 0,
-      explanation: null,
-      explainedGen: -1,
-      proxiedBy: undefined,
-      tcpFlagsSeen: 0,
-      drops: [],
-    };
+    const f = newFlowState(e.id, e, e.orig, e.reply, e.tcpState, atMs);
     this.addFlow(f);
     this.takeStashedDrops(f);
     this.linkProxy(f);
@@ -524,26 +536,7 @@ export class Correlator {
     const id = synthId(t);
     let f = this.flows.get(id);
     if (!f) {
-      f = {
-        id,
-        entry: null,
-        orig: t,
-        reply: null,
-        legs: [],
-        names: null,
-        tcpState: undefined,
-        createdMs: obs.timeUs / 1000,
-        lastActivityMs: obs.timeUs / 1000,
-        started: false,
-        changed: true,
-        countersChanged: false,
-        lastEmitMs: 0,
-        explanation: null,
-        explainedGen: -1,
-        proxiedBy: undefined,
-        tcpFlagsSeen: 0,
-        drops: [],
-      };
+      f = newFlowState(id, null, t, null, undefined, obs.timeUs / 1000);
       this.synthIndex.set(tupleKey(t), id);
       this.synthIndex.set(tupleKey(reverseTuple(t)), id);
       this.addFlow(f);
