@@ -329,22 +329,28 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
   });
   const notices = [...early, ...host.notices, ...inv.notices];
   const hostSummary = summarizeHost(host, inv, opts);
+  /** The report, timed now; its summary counts `results` (the checks, or the flows watched). */
+  const report = (
+    mode: HairpinReport['mode'],
+    ports: HairpinReport['ports'],
+    checks: HairpinReport['checks'],
+    flows: HairpinReport['flows'],
+    results: readonly { status: string }[],
+    reportNotices: string[],
+  ): HairpinReport => {
+    const summary = summarize(results);
+    return { v: VERIFY_REPORT_VERSION, mode, startedAt, durationMs: Date.now() - t0, host: hostSummary, ports, checks, flows, summary, ok: summary.fail === 0, notices: reportNotices };
+  };
   if (opts.passive === true) {
     const flows = await passiveHairpin(host, inv, opts);
-    const summary = summarize(flows);
-    return {
-      v: VERIFY_REPORT_VERSION,
-      mode: 'passive',
-      startedAt,
-      durationMs: Date.now() - t0,
-      host: hostSummary,
-      ports: inv.ports.map((p) => ({ ...p, bridge: bridgeOfAddr(host.bridges, p.containerIp)?.name ?? null })),
-      checks: [],
+    return report(
+      'passive',
+      inv.ports.map((p) => ({ ...p, bridge: bridgeOfAddr(host.bridges, p.containerIp)?.name ?? null })),
+      [],
       flows,
-      summary,
-      ok: summary.fail === 0,
-      notices: flows.length === 0 ? [...notices, 'no hairpin flow was seen while watching'] : notices,
-    };
+      flows,
+      flows.length === 0 ? [...notices, 'no hairpin flow was seen while watching'] : notices,
+    );
   }
   const plan = planChecks(host, inv, opts);
   let compiled: CompiledRuleset | null = null;
@@ -403,20 +409,7 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
     await kd?.stop();
   }
   for (const col of [ct, pk]) for (const e of col?.errors ?? []) notices.push(`evidence: ${e}`);
-  const summary = summarize(checks);
-  return {
-    v: VERIFY_REPORT_VERSION,
-    mode: 'active',
-    startedAt,
-    durationMs: Date.now() - t0,
-    host: hostSummary,
-    ports: [...new Map(plan.map((c) => [`${c.port.proto}/${c.port.hostIp}/${c.port.hostPort}`, c.port])).values()],
-    checks,
-    flows: [],
-    summary,
-    ok: summary.fail === 0,
-    notices,
-  };
+  return report('active', [...new Map(plan.map((c) => [`${c.port.proto}/${c.port.hostIp}/${c.port.hostPort}`, c.port])).values()], checks, [], checks, notices);
 }
 
 export type { CheckKind };
