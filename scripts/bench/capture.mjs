@@ -19,11 +19,12 @@
  * drains the ring in a libuv pool thread) during the flood / packets captured.
  * Needs root and a built tree (npm run build). Bounded: stops by itself within ~4 minutes.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildFlood, createVethPair, flood as floodFrom, sh, teardownNetns } from './lib-flood.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../..');
@@ -47,36 +48,20 @@ const DST = '10.77.0.9';
 const FILTER = 'udp dst port 9';
 const log = (...a) => process.stderr.write(`bench: ${a.join(' ')}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const sh = (cmd, a, o = {}) => execFileSync(cmd, a, { encoding: 'utf8', ...o });
 
 if (process.getuid?.() !== 0) {
   console.error('bench: needs root (network namespaces, capture)');
   process.exit(2);
 }
 
-function teardown() {
-  for (const ns of [TX, RX]) {
-    try {
-      sh('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    } catch {
-      /* not there */
-    }
-  }
-}
+const teardown = () => teardownNetns([TX, RX]);
 function setup(dir) {
-  teardown();
-  sh('ip', ['netns', 'add', TX]);
-  sh('ip', ['netns', 'add', RX]);
-  sh('ip', ['-n', TX, 'link', 'add', 'txv', 'type', 'veth', 'peer', 'name', 'rxv', 'netns', RX]);
-  sh('ip', ['-n', TX, 'addr', 'add', '10.77.0.1/24', 'dev', 'txv']);
-  sh('ip', ['-n', RX, 'addr', 'add', '10.77.0.2/24', 'dev', 'rxv']);
+  createVethPair(TX, RX);
   for (const [ns, dev] of [[TX, 'txv'], [RX, 'rxv'], [TX, 'lo'], [RX, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
   const mac = JSON.parse(sh('ip', ['-n', RX, '-j', 'link', 'show', 'rxv']))[0].address;
   // the target is no one's address: rx (forwarding off) drops it silently after the taps
   sh('ip', ['-n', TX, 'neigh', 'add', DST, 'lladdr', mac, 'dev', 'txv', 'nud', 'permanent']);
-  const bin = join(dir, 'capture-flood');
-  sh('gcc', ['-O2', '-o', bin, join(here, 'capture-flood.c')]);
-  return bin;
+  return buildFlood(dir);
 }
 
 function rxCounters() {
@@ -100,15 +85,7 @@ function procCpuUs(pid) {
   }
 }
 /** Runs the sender; the event loop stays free (journey's main process decodes while it runs). */
-function flood(bin, rate) {
-  return new Promise((resolve, reject) =>
-    execFile('nsenter', [`--net=/var/run/netns/${TX}`, '--', bin, DST, '9', String(rate), String(SECONDS)], { encoding: 'utf8' }, (err, out) => {
-      if (err) return reject(err);
-      const [sent, el] = out.trim().split(/\s+/).map(Number);
-      resolve({ sent, elapsed: el });
-    }),
-  );
-}
+const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: DST, rate, seconds: SECONDS });
 
 async function trialTcpdump(bin, rate) {
   const child = spawn('nsenter', [`--net=/var/run/netns/${RX}`, '--', 'tcpdump', '-i', 'rxv', '-p', '-n', '-B', String(BUFFER_MIB * 1024), '-w', '/dev/null', FILTER], {

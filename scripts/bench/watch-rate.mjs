@@ -10,11 +10,12 @@
  * entry to join). A rate passes when every frame delivered to the veth was captured and neither
  * the kernel nor journey dropped one. Needs root and a built tree. Bounded (~3 minutes).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildFlood, createVethPair, flood as floodFrom, sh, teardownNetns } from './lib-flood.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../..');
@@ -27,7 +28,6 @@ const DEADLINE = Date.now() + Number(opt('budget', '170')) * 1000;
 const TX = 'jl-c2bench-tx';
 const RX = 'jl-c2bench-rx';
 const FILTER = 'udp dst port 9';
-const sh = (c, a, o = {}) => execFileSync(c, a, { encoding: 'utf8', ...o });
 const nsx = (ns, a) => sh('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...a]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => process.stderr.write(`bench: ${a.join(' ')}\n`);
@@ -36,22 +36,9 @@ if (process.getuid?.() !== 0) {
   process.exit(2);
 }
 
-function teardown() {
-  for (const ns of [TX, RX]) {
-    try {
-      sh('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    } catch {
-      /* absent */
-    }
-  }
-}
+const teardown = () => teardownNetns([TX, RX]);
 function setup(dir) {
-  teardown();
-  sh('ip', ['netns', 'add', TX]);
-  sh('ip', ['netns', 'add', RX]);
-  sh('ip', ['-n', TX, 'link', 'add', 'txv', 'type', 'veth', 'peer', 'name', 'rxv', 'netns', RX]);
-  sh('ip', ['-n', TX, 'addr', 'add', '10.77.0.1/24', 'dev', 'txv']);
-  sh('ip', ['-n', RX, 'addr', 'add', '10.77.0.2/24', 'dev', 'rxv']);
+  createVethPair(TX, RX);
   sh('ip', ['-n', RX, 'link', 'add', 'sink0', 'type', 'veth', 'peer', 'name', 'sink1']);
   sh('ip', ['-n', RX, 'addr', 'add', '10.78.0.1/24', 'dev', 'sink0']);
   for (const [ns, dev] of [[TX, 'txv'], [RX, 'rxv'], [RX, 'sink0'], [RX, 'sink1'], [TX, 'lo'], [RX, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
@@ -63,15 +50,10 @@ function setup(dir) {
   const mac = JSON.parse(sh('ip', ['-n', RX, '-j', 'link', 'show', 'rxv']))[0].address;
   sh('ip', ['-n', TX, 'neigh', 'add', '10.77.0.9', 'lladdr', mac, 'dev', 'txv', 'nud', 'permanent']);
   sh('ip', ['-n', TX, 'route', 'add', '10.77.0.9/32', 'dev', 'txv']);
-  const bin = join(dir, 'capture-flood');
-  sh('gcc', ['-O2', '-o', bin, join(here, 'capture-flood.c')]);
-  return bin;
+  return buildFlood(dir);
 }
 const rxStats = () => JSON.parse(sh('ip', ['-n', RX, '-s', '-j', 'link', 'show', 'rxv']))[0].stats64.rx;
-function flood(bin, rate) {
-  const [sent, elapsed] = nsx(TX, [bin, '10.77.0.9', '9', String(rate), String(SECONDS)]).trim().split(/\s+/).map(Number);
-  return { sent, elapsed };
-}
+const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS });
 
 async function trial(tool, bin, rate) {
   const argv =
@@ -85,7 +67,7 @@ async function trial(tool, bin, rate) {
   for (let i = 0; i < 200 && !ready.test(err); i++) await sleep(50);
   await sleep(tool === 'tcpdump' ? 300 : 1500);
   const s0 = rxStats();
-  const f = flood(bin, rate);
+  const f = await flood(bin, rate);
   await sleep(1500);
   const s1 = rxStats();
   const done = new Promise((r) => child.once('exit', r));
