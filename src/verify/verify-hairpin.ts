@@ -259,37 +259,29 @@ async function runOne(
       if (d) j.causes.unshift(`dropped in ${d.chain} by rule ${d.ruleNumber ?? '?'} (explained, not traced)${d.rule !== null ? `: ${d.rule}` : ''}`);
     }
   }
+  return checkOf(c, { status: j.status, probe, evidence: { ...evidenceBase, observed: j.observed }, causes: j.causes, deviations: j.deviations, skipReason: null });
+}
+
+/** A planned check with its outcome (the report's field order). */
+function checkOf(c: PlannedCheck, r: Pick<HairpinCheck, 'status' | 'probe' | 'evidence' | 'causes' | 'deviations' | 'skipReason'>): HairpinCheck {
   return {
     id: c.id,
     kind: c.kind,
     port: c.port,
     from: c.from,
     to: `${c.dstIp}:${c.dstPort}`,
-    status: j.status,
+    status: r.status,
     expected: c.expected,
-    probe,
-    evidence: { ...evidenceBase, observed: j.observed },
-    causes: j.causes,
-    deviations: j.deviations,
-    skipReason: null,
+    probe: r.probe,
+    evidence: r.evidence,
+    causes: r.causes,
+    deviations: r.deviations,
+    skipReason: r.skipReason,
   };
 }
 
 function skipped(c: PlannedCheck): HairpinCheck {
-  return {
-    id: c.id,
-    kind: c.kind,
-    port: c.port,
-    from: c.from,
-    to: `${c.dstIp}:${c.dstPort}`,
-    status: 'skipped',
-    expected: c.expected,
-    probe: null,
-    evidence: null,
-    causes: [],
-    deviations: [],
-    skipReason: c.skipReason,
-  };
+  return checkOf(c, { status: 'skipped', probe: null, evidence: null, causes: [], deviations: [], skipReason: c.skipReason });
 }
 
 export function summarize(checks: readonly { status: string }[]): HairpinReport['summary'] {
