@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { labUp, labDown, runProbe, listProbes, type LabInfo, type ProbeResult } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
-import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/correlate/pipeline.js';
 import { parseConntrackText } from '../../src/conntrack/parse.js';
 import { natOf } from '../../src/conntrack/nat.js';
 import { tupleKey } from '../../src/model/tuple.js';
@@ -69,6 +69,21 @@ function flowsFor(rec: Recorder, q: { src: string; dst: string; dport?: number; 
     .map((f) => latest.get(f.id) ?? f);
 }
 
+/** A fresh lab of `scenario` (a crashed run's left over deleted first) and a pipeline on its host. */
+async function labWithPipeline(scenario: string, opts: Partial<PipelineOptions> = {}): Promise<{ info: LabInfo; p: Pipeline; rec: Recorder }> {
+  await labDown(ID); // a lab left by a crashed run
+  const info = await labUp({ scenario, id: ID });
+  const p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, ...opts });
+  const rec = new Recorder(p);
+  await sleep(500);
+  return { info, p, rec };
+}
+
+async function stopLab(p: Pipeline | undefined): Promise<void> {
+  await p?.stop();
+  await labDown(ID);
+}
+
 const origIfaces = (f: FlowInfo) => f.legs.filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs).map((l) => l.iface);
 
 describe('journey watch in the lab: scenario default (userland proxy on)', () => {
@@ -76,16 +91,9 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
   let p: Pipeline;
   let rec: Recorder;
   beforeAll(async () => {
-    await labDown(ID); // a lab left by a crashed run
-    info = await labUp({ scenario: 'default', id: ID });
-    p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, statsIntervalMs: 1000 });
-    rec = new Recorder(p);
-    await sleep(500);
+    ({ info, p, rec } = await labWithPipeline('default', { statsIntervalMs: 1000 }));
   });
-  afterAll(async () => {
-    await p?.stop();
-    await labDown(ID);
-  });
+  afterAll(() => stopLab(p));
 
   it('runs on the fast paths and says what it uses', () => {
     expect(p.interfaces).toEqual(expect.arrayContaining(['eth0', 'docker0']));
@@ -291,16 +299,9 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
   let p: Pipeline;
   let rec: Recorder;
   beforeAll(async () => {
-    await labDown(ID); // a lab left by a crashed run
-    info = await labUp({ scenario: 'multi', id: ID });
-    p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, statsIntervalMs: 1000 });
-    rec = new Recorder(p);
-    await sleep(500);
+    ({ info, p, rec } = await labWithPipeline('multi', { statsIntervalMs: 1000 }));
   });
-  afterAll(async () => {
-    await p?.stop();
-    await labDown(ID);
-  });
+  afterAll(() => stopLab(p));
 
   it('captures every bridge', () => {
     expect(p.interfaces).toEqual(expect.arrayContaining(['eth0', 'docker0', 'br-neta', 'br-netb']));
@@ -404,19 +405,12 @@ describe('journey watch in the lab: scenario noproxy (hairpin NAT on the bridge)
   let p: Pipeline;
   let rec: Recorder;
   beforeAll(async () => {
-    await labDown(ID); // a lab left by a crashed run
-    info = await labUp({ scenario: 'noproxy', id: ID });
     // the default backend: hairpinned frames are bridged from port to port and reach a packet
     // socket on docker0 only in promiscuous mode, which the capture now uses on bridges by default
     // (capture.ts promiscuousFor; cap, always promiscuous, was the workaround)
-    p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never });
-    rec = new Recorder(p);
-    await sleep(500);
+    ({ info, p, rec } = await labWithPipeline('noproxy'));
   });
-  afterAll(async () => {
-    await p?.stop();
-    await labDown(ID);
-  });
+  afterAll(() => stopLab(p));
 
   it('hairpin, self-hairpin and host -> localhost: one flow each, joined on docker0 between the rewrites', async () => {
     const web = info.containers.find((c) => c.name === 'web')!;
