@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { run } from '../src/host/exec.js';
 import { JourneyError } from '../src/model/errors.js';
+import { cidrContains as ipInCidr, formatIp, parseCidr, parseIp } from '../src/ruleset/ip.js';
 import type { LabBridge, LabContainer, LabInfo, LabPublished } from './driver.js';
 import { LAB_TOPOLOGY, labSourceDir, type LabNames } from './names.js';
 
@@ -61,65 +62,19 @@ export function goldenOptions(file: string): Record<string, string> {
   return out;
 }
 
-/** An address as a BigInt (IPv4 or IPv6, `::` shorthand and embedded IPv4 allowed). */
-function addrToBig(a: string): bigint {
-  if (!a.includes(':')) return a.split('.').reduce((n, o) => n * 256n + BigInt(Number(o) || 0), 0n);
-  let s = a;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s)?.[1];
-  if (v4) {
-    const n = Number(addrToBig(v4));
-    s = s.slice(0, -v4.length) + `${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
-  }
-  const [head = '', tail] = s.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail !== undefined ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
-  return groups.reduce((n, g) => n * 65536n + BigInt(Number.parseInt(g || '0', 16) || 0), 0n);
-}
-
-function bigToAddr(v: bigint, v6: boolean): string {
-  if (!v6) return [24n, 16n, 8n, 0n].map((sh) => String((v >> sh) & 255n)).join('.');
-  const g: string[] = [];
-  for (let i = 7; i >= 0; i--) g.push(((v >> BigInt(i * 16)) & 0xffffn).toString(16));
-  // compress the longest run of zero groups (RFC 5952)
-  let best = -1;
-  let len = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > len && j - i > 1) {
-      best = i;
-      len = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return g.join(':');
-  return `${g.slice(0, best).join(':')}::${g.slice(best + len).join(':')}`;
-}
-
-function cidrParts(cidr: string): { net: bigint; bits: number; width: number; v6: boolean } {
-  const [a = '', b] = cidr.split('/');
-  const v6 = a.includes(':');
-  const width = v6 ? 128 : 32;
-  return { net: addrToBig(a), bits: b === undefined ? width : Number(b), width, v6 };
-}
-
+/** Is `ip` inside `cidr`? (addresses parsed by src/ruleset/ip.ts, as the simulator does) */
 export function cidrContains(cidr: string, ip: string): boolean {
-  const c = cidrParts(cidr);
-  if (c.v6 !== ip.includes(':')) return false;
-  const shift = BigInt(c.width - c.bits);
-  return c.net >> shift === addrToBig(ip) >> shift;
+  const c = parseCidr(cidr);
+  const a = parseIp(ip);
+  return c !== null && a !== null && ipInCidr(c, a);
 }
 
 /** The n-th address of a subnet (0 = the network address). */
 export function nthHost(cidr: string, n: number): string {
-  const c = cidrParts(cidr);
-  const shift = BigInt(c.width - c.bits);
-  return bigToAddr(((c.net >> shift) << shift) + BigInt(n), c.v6);
+  const c = parseCidr(cidr);
+  if (c === null) throw new JourneyError('E_PARSE', `replay: not a subnet: ${cidr}`);
+  const v = c.net + BigInt(n);
+  return formatIp({ v: c.v, n: v, n4: c.v === 4 ? Number(v) : 0 });
 }
 
 /** Address syntax of one family, for reading rules. */
