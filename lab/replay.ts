@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { run } from '../src/host/exec.js';
 import { JourneyError } from '../src/model/errors.js';
-import { cidrContains as ipInCidr, formatIp, parseCidr, parseIp } from '../src/ruleset/ip.js';
+import { addrInCidr, formatIp, parseCidr } from '../src/ruleset/ip.js';
 import type { LabBridge, LabContainer, LabInfo, LabPublished } from './driver.js';
 import { LAB_TOPOLOGY, labSourceDir, type LabNames } from './names.js';
 
@@ -64,9 +64,7 @@ export function goldenOptions(file: string): Record<string, string> {
 
 /** Is `ip` inside `cidr`? (addresses parsed by src/ruleset/ip.ts, as the simulator does) */
 export function cidrContains(cidr: string, ip: string): boolean {
-  const c = parseCidr(cidr);
-  const a = parseIp(ip);
-  return c !== null && a !== null && ipInCidr(c, a);
+  return addrInCidr(ip, cidr);
 }
 
 /** The n-th address of a subnet (0 = the network address). */

@@ -121,6 +121,13 @@ export function cidrContains(c: Cidr, ip: Ip): boolean {
   return c.v === ip.v && (ip.n & c.mask) === c.net;
 }
 
+/** Whether the address text `ip` is inside `cidr` ("172.17.0.0/16", or a bare address); false when either does not parse. */
+export function addrInCidr(ip: string, cidr: string): boolean {
+  const c = parseCidr(cidr);
+  const a = parseIp(ip);
+  return c !== null && a !== null && cidrContains(c, a);
+}
+
 export function formatIp(ip: Ip): string {
   if (ip.v === 4) {
     const n = ip.n;

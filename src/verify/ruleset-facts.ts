@@ -10,6 +10,8 @@
  * packet is src/netfilter + src/explain. Each fact keeps the raw rule text it came from.
  */
 
+import { addrInCidr } from '../ruleset/ip.js';
+
 export type Backend = 'iptables' | 'nftables';
 
 export interface DnatRule {
@@ -350,30 +352,8 @@ export function mergeFacts(a: RulesetFacts, b: RulesetFacts): RulesetFacts {
 
 // ---- address helpers ----
 
-export function ipv4ToInt(ip: string): number | null {
-  const p = ip.split('.');
-  if (p.length !== 4) return null;
-  let n = 0;
-  for (const s of p) {
-    if (!/^\d{1,3}$/.test(s)) return null;
-    const v = Number(s);
-    if (v > 255) return null;
-    n = n * 256 + v;
-  }
-  return n;
-}
-
-/** Whether `ip` is inside `cidr` ("172.17.0.0/16", or a bare address). */
-export function inCidr(ip: string, cidr: string): boolean {
-  const [net, lenS] = cidr.split('/');
-  const a = ipv4ToInt(ip);
-  const b = ipv4ToInt(net ?? '');
-  if (a === null || b === null) return false;
-  const len = lenS === undefined ? 32 : Number(lenS);
-  if (len === 0) return true;
-  const mask = len >= 32 ? 0xffffffff : (~((1 << (32 - len)) - 1)) >>> 0;
-  return ((a & mask) >>> 0) === ((b & mask) >>> 0);
-}
+/** Whether `ip` is inside `cidr` ("172.17.0.0/16", or a bare address): src/ruleset/ip.ts. */
+export const inCidr = addrInCidr;
 
 /**
  * The MASQUERADE/SNAT rule that would rewrite the source of a packet `src -> dst:dport` leaving
