@@ -79,7 +79,12 @@ export interface LabInfo {
   /** For replay: 'iptables' (iptables-restore) or 'nft' (nft -f). */
   readonly rulesetFormat?: 'iptables' | 'nft';
   /** Replay mode: options from a moby golden's file name (hairpin, gwm, bindlh…) and what the rules showed. */
-  readonly replay?: { readonly options: Record<string, string>; readonly directAccessDropped: boolean; readonly hairpinNat: boolean; readonly sourceNat: boolean };
+  readonly replay?: {
+    readonly options: Record<string, string>;
+    readonly directAccessDropped: boolean;
+    readonly hairpinNat: boolean;
+    readonly sourceNat: boolean;
+  };
   readonly daemon: { readonly userlandProxy: boolean; readonly icc: boolean; readonly iptables: boolean };
   readonly firewalld: boolean;
   readonly bridges: LabBridge[];
@@ -142,7 +147,11 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
   const n = labNames(opts.id);
   // never tear down a lab that is up because another `up` was asked for the same id
   if (existsSync(`/var/run/netns/${n.netns.host}`) || existsSync(join(n.dir, 'pids'))) {
-    throw new JourneyError('E_LAB', `lab "${n.id}" is already up (or was left by a crash): run 'journey lab down${n.id ? ` --id ${n.id}` : ''}' first`, { id: n.id });
+    throw new JourneyError(
+      'E_LAB',
+      `lab "${n.id}" is already up (or was left by a crash): run 'journey lab down${n.id ? ` --id ${n.id}` : ''}' first`,
+      { id: n.id },
+    );
   }
   if (opts.ruleset !== undefined) {
     const info = await replayUp(n, opts.ruleset);
@@ -153,7 +162,12 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
   const custom = scenario.includes('/');
   if (custom && !existsSync(scenario)) throw new JourneyError('E_USAGE', `no such scenario file: ${scenario}`);
   if (!custom && !existsSync(join(labSourceDir(), 'scenarios', `${scenario}.sh`))) {
-    throw new JourneyError('E_USAGE', `no such scenario: ${scenario} (have: ${listScenarios().map((s) => s.name).join(', ')})`);
+    throw new JourneyError(
+      'E_USAGE',
+      `no such scenario: ${scenario} (have: ${listScenarios()
+        .map((s) => s.name)
+        .join(', ')})`,
+    );
   }
   const t0 = Date.now();
   const res = await labSh(['up', '--id', n.id, '--scenario', scenario], 240_000).catch((e: unknown) => {
@@ -195,7 +209,9 @@ export async function leftovers(n: LabNames): Promise<string[]> {
     if (name === n.netns.host || name === n.netns.ext || name === n.netns.ext2) left.push(`netns ${name}`);
   }
   if (existsSync(n.dir)) left.push(`dir ${n.dir}`);
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(`${n.dir}/`) || l.split(' ')[1] === n.dir);
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .filter((l) => l.split(' ')[1]?.startsWith(`${n.dir}/`) || l.split(' ')[1] === n.dir);
   for (const m of mounts) left.push(`mount ${m.split(' ')[1]}`);
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
@@ -234,7 +250,10 @@ async function requireLab(id?: string): Promise<LabInfo> {
   const info = await labStatus(id);
   if (!info) {
     const n = labNames(id);
-    throw new JourneyError('E_NO_NETNS', `no lab is up with id "${n.id}" (namespace ${n.netns.host} missing): run 'journey lab up${n.id ? ` --id ${n.id}` : ''}'`);
+    throw new JourneyError(
+      'E_NO_NETNS',
+      `no lab is up with id "${n.id}" (namespace ${n.netns.host} missing): run 'journey lab up${n.id ? ` --id ${n.id}` : ''}'`,
+    );
   }
   return info;
 }
@@ -244,7 +263,10 @@ export function whereToNetns(info: LabInfo, where: string): string | number {
   if (where === 'host' || where === 'ext' || where === 'ext2') return info.netns[where];
   const c = info.containers.find((x) => x.name === where);
   if (!c) {
-    throw new JourneyError('E_USAGE', `no "${where}" in lab ${info.id}: use host, ext, ext2 or a container (${info.containers.map((x) => x.name).join(', ')})`);
+    throw new JourneyError(
+      'E_USAGE',
+      `no "${where}" in lab ${info.id}: use host, ext, ext2 or a container (${info.containers.map((x) => x.name).join(', ')})`,
+    );
   }
   return c.pid;
 }
@@ -269,7 +291,12 @@ export async function runProbe(id: string | undefined, probeName: string): Promi
   const info = await requireLab(id);
   const def = listProbes(info.scenario, info).find((p) => p.name === probeName);
   if (!def) {
-    throw new JourneyError('E_USAGE', `no probe "${probeName}" in scenario ${info.scenario} (have: ${listProbes(info.scenario, info).map((p) => p.name).join(', ')})`);
+    throw new JourneyError(
+      'E_USAGE',
+      `no probe "${probeName}" in scenario ${info.scenario} (have: ${listProbes(info.scenario, info)
+        .map((p) => p.name)
+        .join(', ')})`,
+    );
   }
   return runProbeDef(info, def);
 }
@@ -373,7 +400,11 @@ export async function traceKernel<T = unknown>(
   mon.stdout.on('data', (b: Buffer) => out.push(b));
   mon.stderr.on('data', (b: Buffer) => err.push(b));
   const exited = new Promise<void>((resolve) => mon.on('close', () => resolve()));
-  const markersSeen = (): number => Buffer.concat(out).toString('utf8').split('\n').filter((l) => l.includes(' packet: ') && isMarkerLine(l)).length;
+  const markersSeen = (): number =>
+    Buffer.concat(out)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.includes(' packet: ') && isMarkerLine(l)).length;
   /** Sends a marker until the monitor has printed `want` of them: everything traced before is in. */
   const syncMarker = async (want: number): Promise<void> => {
     for (let i = 0; i < 40; i++) {
@@ -483,7 +514,12 @@ async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo
         const [port, proto] = key.split('/');
         for (const b of binds ?? []) {
           if (b.HostIp.includes(':')) continue; // IPv6 binding: the lab is IPv4
-          published.push({ hostIp: b.HostIp || '0.0.0.0', hostPort: Number(b.HostPort), proto: (proto ?? 'tcp') as LabPublished['proto'], containerPort: Number(port) });
+          published.push({
+            hostIp: b.HostIp || '0.0.0.0',
+            hostPort: Number(b.HostPort),
+            proto: (proto ?? 'tcp') as LabPublished['proto'],
+            containerPort: Number(port),
+          });
         }
       }
       const name = c.Name.replace(/^\//, '');

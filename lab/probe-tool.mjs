@@ -13,7 +13,10 @@ const [mode, ...args] = process.argv.slice(2);
 // the source port is chosen here (not by the kernel) so that it is known even when there is no answer
 let chosenPort = 0;
 const pickPort = (given) => (chosenPort = given ? Number(given) : 32768 + Math.floor(Math.random() * 28000));
-const fail = (why) => { process.stderr.write(`${why} (sport ${chosenPort})\n`); process.exit(1); };
+const fail = (why) => {
+  process.stderr.write(`${why} (sport ${chosenPort})\n`);
+  process.exit(1);
+};
 
 if (mode === 'serve') {
   const [name = 'udp', ports = '', addrs = '0.0.0.0'] = args;
@@ -39,17 +42,27 @@ if (mode === 'serve') {
   // comes back as ECONNREFUSED
   s.on('error', (e) => fail(`${e.code === 'ECONNREFUSED' ? 'refused' : 'error'}: ${e.message}`));
   s.bind(pickPort(sport), () =>
-    s.connect(Number(port), host, () => s.send('journey-probe\n', (e) => { if (e) fail(`${e.code === 'ECONNREFUSED' ? 'refused' : 'error'}: ${e.message}`); })),
+    s.connect(Number(port), host, () =>
+      s.send('journey-probe\n', (e) => {
+        if (e) fail(`${e.code === 'ECONNREFUSED' ? 'refused' : 'error'}: ${e.message}`);
+      }),
+    ),
   );
 } else if (mode === 'tcp') {
   const [host = '', port = '80', ms = '3000', sport] = args;
   const opts = { host, port: Number(port), localPort: pickPort(sport) };
   const sock = net.connect(opts);
   const chunks = [];
-  const timer = setTimeout(() => { sock.destroy(); fail(`timeout: no answer from ${host}:${port} in ${ms} ms`); }, Number(ms));
+  const timer = setTimeout(() => {
+    sock.destroy();
+    fail(`timeout: no answer from ${host}:${port} in ${ms} ms`);
+  }, Number(ms));
   sock.on('connect', () => sock.end(`GET / HTTP/1.0\r\nHost: ${host}\r\nUser-Agent: journey-lab\r\n\r\n`));
   sock.on('data', (b) => chunks.push(b));
-  sock.on('error', (e) => { clearTimeout(timer); fail(`${e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' ? 'reset' : 'error'}: ${e.message}`); });
+  sock.on('error', (e) => {
+    clearTimeout(timer);
+    fail(`${e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' ? 'reset' : 'error'}: ${e.message}`);
+  });
   sock.on('end', () => {
     clearTimeout(timer);
     const text = Buffer.concat(chunks).toString('utf8');

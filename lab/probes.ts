@@ -71,15 +71,63 @@ function docker0Probes(o: { proxy: boolean; icc: boolean; firewalld?: boolean })
     p('container-to-outside', 'client', 'tcp', 'outside', 80, 'answer', 'client -> 198.51.100.10:80 (MASQUERADE to 10.0.10.26)'),
     p('container-udp-outside', 'client', 'udp', 'outside', 53, 'answer', 'client -> 198.51.100.10:53/udp (MASQUERADE)'),
     p('container-ping-outside', 'client', 'icmp', 'outside', undefined, 'answer', 'client pings 198.51.100.10'),
-    p('hairpin', 'client', 'tcp', 'host', 8000, 'answer', `client -> 10.0.10.26:8000 (${o.proxy ? 'answered by docker-proxy' : 'hairpin DNAT, no SNAT'})`),
-    p('self-hairpin', 'web', 'tcp', 'host', 8000, 'answer', `web -> its own published port 10.0.10.26:8000 (${o.proxy ? 'docker-proxy' : 'DNAT + MASQUERADE to the gateway'})`),
-    p('host-localhost', 'host', 'tcp', 'localhost', 8000, 'answer', `host -> 127.0.0.1:8000 (${o.proxy ? 'docker-proxy listens on it' : 'nat OUTPUT DNAT, MASQUERADE --src-type LOCAL, route_localnet=1 on the bridge'})`),
+    p(
+      'hairpin',
+      'client',
+      'tcp',
+      'host',
+      8000,
+      'answer',
+      `client -> 10.0.10.26:8000 (${o.proxy ? 'answered by docker-proxy' : 'hairpin DNAT, no SNAT'})`,
+    ),
+    p(
+      'self-hairpin',
+      'web',
+      'tcp',
+      'host',
+      8000,
+      'answer',
+      `web -> its own published port 10.0.10.26:8000 (${o.proxy ? 'docker-proxy' : 'DNAT + MASQUERADE to the gateway'})`,
+    ),
+    p(
+      'host-localhost',
+      'host',
+      'tcp',
+      'localhost',
+      8000,
+      'answer',
+      `host -> 127.0.0.1:8000 (${o.proxy ? 'docker-proxy listens on it' : 'nat OUTPUT DNAT, MASQUERADE --src-type LOCAL, route_localnet=1 on the bridge'})`,
+    ),
     p('host-to-container', 'host', 'tcp', 'container:web', 80, 'answer', 'host -> web:80 directly'),
-    p('container-to-container', 'client', 'tcp', 'container:web', 80, o.icc ? 'answer' : 'no-answer', `client -> web:80 on docker0 (${o.icc ? 'icc' : 'icc=false: filter FORWARD drop'})`),
+    p(
+      'container-to-container',
+      'client',
+      'tcp',
+      'container:web',
+      80,
+      o.icc ? 'answer' : 'no-answer',
+      `client -> web:80 on docker0 (${o.icc ? 'icc' : 'icc=false: filter FORWARD drop'})`,
+    ),
     p('unpublished-port', 'ext', 'tcp', 'host', 8081, 'no-answer', 'external -> 10.0.10.26:8081 (nothing published: refused by the host)'),
     o.firewalld
-      ? p('direct-access', 'ext', 'tcp', 'container:web', 80, 'no-answer', 'external -> web:80 routed through the host (firewalld rejects forwarding from the public zone: host-prohibited)')
-      : p('direct-access', 'ext', 'tcp', 'container:web', 80, 'answer', 'external -> web:80 routed through the host (Docker 20.10 allows it: filter DOCKER accepts the published port)'),
+      ? p(
+          'direct-access',
+          'ext',
+          'tcp',
+          'container:web',
+          80,
+          'no-answer',
+          'external -> web:80 routed through the host (firewalld rejects forwarding from the public zone: host-prohibited)',
+        )
+      : p(
+          'direct-access',
+          'ext',
+          'tcp',
+          'container:web',
+          80,
+          'answer',
+          'external -> web:80 routed through the host (Docker 20.10 allows it: filter DOCKER accepts the published port)',
+        ),
     p('direct-unpublished', 'ext', 'tcp', 'container:web', 81, 'no-answer', 'external -> web:81 routed through the host (FORWARD policy DROP)'),
   ];
 }
@@ -119,12 +167,28 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
         p('self-hairpin', 'proxy', 'tcp', 'host', 8080, 'answer', 'proxy -> its own published port (DNAT + MASQUERADE)'),
         p('container-to-outside', 'client', 'tcp', 'outside', 80, 'answer', 'client -> 198.51.100.10:80 (MASQUERADE)'),
         p('container-udp-outside', 'radius', 'udp', 'outside', 1812, 'answer', 'radius -> 198.51.100.10:1812/udp (MASQUERADE)'),
-        p('host-localhost', 'host', 'tcp', 'localhost', 8080, 'answer', 'host -> 127.0.0.1:8080 (proxy off: nat OUTPUT DNAT + MASQUERADE, route_localnet=1 on docker1)'),
+        p(
+          'host-localhost',
+          'host',
+          'tcp',
+          'localhost',
+          8080,
+          'answer',
+          'host -> 127.0.0.1:8080 (proxy off: nat OUTPUT DNAT + MASQUERADE, route_localnet=1 on docker1)',
+        ),
         p('unpublished-port', 'ext', 'udp', 'host', 67, 'no-answer', 'external -> 10.0.10.26:67/udp (dhcp is not published: ICMP port unreachable)'),
       ];
     case 'internal':
       return [
-        p('internal-to-outside', 'iclient', 'tcp', 'outside', 80, 'no-answer', 'internal container -> 198.51.100.10:80 (DOCKER-ISOLATION-STAGE-1 drops leaving an --internal bridge)'),
+        p(
+          'internal-to-outside',
+          'iclient',
+          'tcp',
+          'outside',
+          80,
+          'no-answer',
+          'internal container -> 198.51.100.10:80 (DOCKER-ISOLATION-STAGE-1 drops leaving an --internal bridge)',
+        ),
         p('internal-ping-outside', 'iclient', 'icmp', 'outside', undefined, 'no-answer', 'internal container pings the outside'),
         p('internal-to-peer', 'iclient', 'tcp', 'container:iweb', 80, 'answer', 'internal container -> its peer on the same internal bridge'),
         p('internal-to-docker0', 'iclient', 'tcp', 'container:web', 80, 'no-answer', 'internal container -> web on docker0 (cross-network)'),
@@ -138,7 +202,15 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
         p('ext-to-published-neta', 'ext', 'tcp', 'host', 8001, 'answer', 'external -> 10.0.10.26:8001 (aweb on neta)'),
         p('cross-network', 'bcli', 'tcp', 'container:aweb', 80, 'no-answer', 'bcli (netb) -> aweb (neta): DOCKER-ISOLATION-STAGE-2 drop'),
         p('cross-network-docker0', 'client', 'tcp', 'container:aweb', 80, 'no-answer', 'client (docker0) -> aweb (neta): isolation drop'),
-        p('cross-network-published', 'bcli', 'tcp', 'host', 8001, 'no-answer', 'bcli (netb) -> 10.0.10.26:8001: DNAT to neta, then the isolation drop (proxy off)'),
+        p(
+          'cross-network-published',
+          'bcli',
+          'tcp',
+          'host',
+          8001,
+          'no-answer',
+          'bcli (netb) -> 10.0.10.26:8001: DNAT to neta, then the isolation drop (proxy off)',
+        ),
         p('same-network', 'client', 'tcp', 'container:web', 80, 'answer', 'client -> web, both on docker0'),
         p('container-to-outside', 'bcli', 'tcp', 'outside', 80, 'answer', 'bcli (netb) -> 198.51.100.10:80 (MASQUERADE)'),
         p('hairpin', 'client', 'tcp', 'host', 8000, 'answer', 'client -> 10.0.10.26:8000 (hairpin on docker0)'),
@@ -161,7 +233,12 @@ function replayProbes(info: LabInfo): ProbeDef[] {
       const key = `${pub.proto}/${pub.hostPort}`;
       if (seen.has(key) || pub.proto === 'sctp') continue;
       seen.add(key);
-      const to = pub.hostIp === '0.0.0.0' || pub.hostIp === '::' || pub.hostIp === '' ? 'host' : pub.hostIp === '127.0.0.1' || pub.hostIp === '::1' ? 'localhost' : pub.hostIp;
+      const to =
+        pub.hostIp === '0.0.0.0' || pub.hostIp === '::' || pub.hostIp === ''
+          ? 'host'
+          : pub.hostIp === '127.0.0.1' || pub.hostIp === '::1'
+            ? 'localhost'
+            : pub.hostIp;
       const from = to === 'localhost' ? 'host' : 'ext';
       // IPv6 has no route_localnet: without docker-proxy, ::1 DNATed to a bridge address is a martian, dropped by routing
       const v6lo = pub.hostIp === '::1' && !info.daemon.userlandProxy;
@@ -182,22 +259,50 @@ function replayProbes(info: LabInfo): ProbeDef[] {
   for (const c of info.containers) {
     for (const l of c.listens ?? []) {
       const open = gwm === 'routed' || gwm === 'nat-unprotected' || (gwm === undefined && !info.replay?.directAccessDropped);
-      out.push(p(`ext-direct-${c.name}-${l.proto}-${l.port}`, 'ext', l.proto, `container:${c.name}`, l.port, open ? 'answer' : 'no-answer', `ext -> ${c.ip}:${l.port}/${l.proto} routed through the host (${open ? 'no direct-access drop' : 'raw PREROUTING drops direct access'})`));
+      out.push(
+        p(
+          `ext-direct-${c.name}-${l.proto}-${l.port}`,
+          'ext',
+          l.proto,
+          `container:${c.name}`,
+          l.port,
+          open ? 'answer' : 'no-answer',
+          `ext -> ${c.ip}:${l.port}/${l.proto} routed through the host (${open ? 'no direct-access drop' : 'raw PREROUTING drops direct access'})`,
+        ),
+      );
     }
     for (const pub of c.published) {
       if (pub.proto === 'sctp' || pub.hostIp.startsWith('127.') || pub.hostIp === '::1') continue;
       const hostIp = pub.hostIp === '0.0.0.0' || pub.hostIp === '::' ? 'host' : pub.hostIp;
       // hairpin NAT sends the packet back out of the bridge it came from: icc=false drops -i br -o br
       const blocked = !info.daemon.userlandProxy && !info.daemon.icc;
-      const how = info.daemon.userlandProxy ? 'docker-proxy' : blocked ? 'hairpin NAT, then the icc=false drop of bridge-to-same-bridge traffic' : 'hairpin NAT';
-      out.push(p(`${c.name}-hairpin-${pub.proto}-${pub.hostPort}`, c.name, pub.proto, hostIp, pub.hostPort, blocked ? 'no-answer' : 'answer', `${c.name} -> its own published port ${hostIp}:${pub.hostPort} (${how})`));
+      const how = info.daemon.userlandProxy
+        ? 'docker-proxy'
+        : blocked
+          ? 'hairpin NAT, then the icc=false drop of bridge-to-same-bridge traffic'
+          : 'hairpin NAT';
+      out.push(
+        p(
+          `${c.name}-hairpin-${pub.proto}-${pub.hostPort}`,
+          c.name,
+          pub.proto,
+          hostIp,
+          pub.hostPort,
+          blocked ? 'no-answer' : 'answer',
+          `${c.name} -> its own published port ${hostIp}:${pub.hostPort} (${how})`,
+        ),
+      );
     }
   }
   for (const c of info.containers) {
     const br = info.bridges.find((b) => b.name === c.bridge);
     // without source NAT the answer comes back to the container's own address: the raw direct-access drop kills it
     const lost = br?.internal === true || (info.replay !== undefined && !info.replay.sourceNat && info.replay.directAccessDropped);
-    const why = br?.internal ? 'internal network' : lost ? 'no SNAT, and the answer to the container address is dropped as direct access' : 'SNAT/MASQUERADE or routed';
+    const why = br?.internal
+      ? 'internal network'
+      : lost
+        ? 'no SNAT, and the answer to the container address is dropped as direct access'
+        : 'SNAT/MASQUERADE or routed';
     out.push(p(`${c.name}-to-outside`, c.name, 'tcp', 'outside', 80, lost ? 'no-answer' : 'answer', `${c.name} -> 198.51.100.10:80 (${why})`));
   }
   return out;

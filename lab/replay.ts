@@ -102,8 +102,12 @@ function addrSyntax(v6: boolean): { addr: string; host: string; isLoopback: (a: 
 export function planFromRuleset(text: string, file = ''): ReplayPlan {
   const format = detectFormat(text);
   const options = goldenOptions(file);
-  const family: 'ip' | 'ip6' = /__ip6/.test(file) || (format === 'nft' && /^\s*table\s+ip6\s/m.test(text) && !/^\s*table\s+(ip|inet)\s/m.test(text)) ? 'ip6' : 'ip';
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const family: 'ip' | 'ip6' =
+    /__ip6/.test(file) || (format === 'nft' && /^\s*table\s+ip6\s/m.test(text) && !/^\s*table\s+(ip|inet)\s/m.test(text)) ? 'ip6' : 'ip';
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const v6 = family === 'ip6';
   const X = addrSyntax(v6);
   const A = X.addr;
@@ -120,9 +124,7 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   // subnets: a CIDR on a rule that names the bridge
   const subnetOf = new Map<string, string>();
   for (const l of lines) {
-    const cidrs = [...l.matchAll(new RegExp(`(${A})/(\\d{1,3})`, 'g'))]
-      .map((m) => `${m[1]}/${m[2]}`)
-      .filter((c) => !X.skipCidr(c));
+    const cidrs = [...l.matchAll(new RegExp(`(${A})/(\\d{1,3})`, 'g'))].map((m) => `${m[1]}/${m[2]}`).filter((c) => !X.skipCidr(c));
     if (cidrs.length === 0) continue;
     for (const b of bridgeNames) {
       if (!subnetOf.has(b) && new RegExp(`(^|[\\s"])${b.replace(/[.]/g, '\\.')}(["\\s]|$)`).test(l) && cidrs[0]) subnetOf.set(b, cidrs[0]);
@@ -157,13 +159,15 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
     const proto = (/-p\s+(tcp|udp|sctp)\b/.exec(l) ?? /\b(tcp|udp|sctp)\s+dport\b/.exec(l))?.[1] as LabPublished['proto'] | undefined;
     const dport = Number((/--dport\s+(\d+)/.exec(l) ?? /\b(?:tcp|udp|sctp)\s+dport\s+(\d+)/.exec(l))?.[1] ?? NaN);
     const dnat = v6
-      ? new RegExp(`(?:--to-destination|dnat to)\\s+\\[(${A})\\](?::(\\d+))?`).exec(l) ?? new RegExp(`(?:--to-destination|dnat to)\\s+(${A})(?:\\s|$)`).exec(l)
+      ? (new RegExp(`(?:--to-destination|dnat to)\\s+\\[(${A})\\](?::(\\d+))?`).exec(l) ??
+        new RegExp(`(?:--to-destination|dnat to)\\s+(${A})(?:\\s|$)`).exec(l))
       : new RegExp(`(?:--to-destination|dnat to)\\s+(${A})(?::(\\d+))?`).exec(l);
     if (dnat) {
       const ip = dnat[1] ?? '';
       const cport = Number(dnat[2] ?? dport);
       const hostIp =
-        (new RegExp(`(?:^|\\s)-d\\s+(${A})(?:/${X.host})?(?:\\s|$)`).exec(l) ?? new RegExp(`ip6? daddr (${A})(?:\\s|$)`).exec(l))?.[1] ?? (v6 ? '::' : '0.0.0.0');
+        (new RegExp(`(?:^|\\s)-d\\s+(${A})(?:/${X.host})?(?:\\s|$)`).exec(l) ?? new RegExp(`ip6? daddr (${A})(?:\\s|$)`).exec(l))?.[1] ??
+        (v6 ? '::' : '0.0.0.0');
       if (X.isLoopback(hostIp)) routeLocalnet = true;
       addIp(ip);
       if (proto && Number.isFinite(dport)) {
@@ -203,17 +207,26 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   });
   if (bridgeNames.length === 0 && ips.length) {
     bridgeNames.push('docker0');
-    subnetOf.set('docker0', v6 ? `${nthHost(`${ips[0] ?? 'fd00:d0::2'}/64`, 0)}/64` : `${(ips[0] ?? '172.17.0.2').split('.').slice(0, 3).join('.')}.0/24`);
+    subnetOf.set(
+      'docker0',
+      v6 ? `${nthHost(`${ips[0] ?? 'fd00:d0::2'}/64`, 0)}/64` : `${(ips[0] ?? '172.17.0.2').split('.').slice(0, 3).join('.')}.0/24`,
+    );
   }
   const internal = (b: string): boolean =>
-    options['internal'] === 'true' ||
-    lines.some((l) => (l.startsWith('-A DOCKER-INTERNAL') && l.includes(b)) || /INTERNAL NETWORK/.test(l));
+    options['internal'] === 'true' || lines.some((l) => (l.startsWith('-A DOCKER-INTERNAL') && l.includes(b)) || /INTERNAL NETWORK/.test(l));
   const bridges = bridgeNames.map((name) => {
     const subnet = subnetOf.get(name) ?? (v6 ? 'fd00:d0::/64' : '192.168.0.0/24');
     // the gateway: the subnet's first address no container uses (moby's v6 goldens put a container on ::1)
     let n = 1;
     while (ips.includes(nthHost(subnet, n))) n++;
-    return { name, subnet, gateway: nthHost(subnet, n), network: name, internal: internal(name), prefix: Number(subnet.split('/')[1] ?? (v6 ? 64 : 24)) };
+    return {
+      name,
+      subnet,
+      gateway: nthHost(subnet, n),
+      network: name,
+      internal: internal(name),
+      prefix: Number(subnet.split('/')[1] ?? (v6 ? 64 : 24)),
+    };
   });
   // every bridge gets at least one container, so that probes from it exist
   for (const b of bridges) {
@@ -245,15 +258,22 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
 /** nftables 1.0.6 wants numbers where moby's goldens use named priorities. */
 export function numericPriorities(text: string): string {
   const named: Record<string, number> = { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 };
-  return text.replace(/priority\s+(raw|mangle|dstnat|filter|security|srcnat)(?:\s*([+-])\s*(\d+))?\s*;/g, (_m, name: string, sign?: string, n?: string) => {
-    let v = named[name] ?? 0;
-    if (sign && n) v += sign === '-' ? -Number(n) : Number(n);
-    return `priority ${v};`;
-  });
+  return text.replace(
+    /priority\s+(raw|mangle|dstnat|filter|security|srcnat)(?:\s*([+-])\s*(\d+))?\s*;/g,
+    (_m, name: string, sign?: string, n?: string) => {
+      let v = named[name] ?? 0;
+      if (sign && n) v += sign === '-' ? -Number(n) : Number(n);
+      return `priority ${v};`;
+    },
+  );
 }
 
 async function sh(args: string[], timeoutMs = 60_000): Promise<void> {
-  const res = await run(['bash', join(labSourceDir(), 'lab.sh'), ...args], { timeoutMs, allowFailure: true, env: { ...process.env, JOURNEY_NODE: process.execPath } });
+  const res = await run(['bash', join(labSourceDir(), 'lab.sh'), ...args], {
+    timeoutMs,
+    allowFailure: true,
+    env: { ...process.env, JOURNEY_NODE: process.execPath },
+  });
   if (res.code !== 0) throw new JourneyError('E_LAB', `lab.sh ${args.join(' ')} failed: ${res.stderr.trim().split('\n').slice(-5).join(' | ')}`);
 }
 
@@ -278,13 +298,30 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
       if (!v6 && (plan.routeLocalnet || plan.hairpin)) await inHost(['sysctl', '-qw', `net.ipv4.conf.${b.name}.route_localnet=1`]);
     }
     // bridged frames through iptables, as Docker sets it (br_netfilter is per namespace)
-    await run(['sh', '-c', 'for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables; do [ -w "$f" ] && echo 1 > "$f"; done; true'], { netns: host });
+    await run(
+      [
+        'sh',
+        '-c',
+        'for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables; do [ -w "$f" ] && echo 1 > "$f"; done; true',
+      ],
+      { netns: host },
+    );
     for (const c of plan.containers) {
       const br = plan.bridges.find((b) => b.name === c.bridge);
       if (!br) continue;
       const tcp = c.listens.filter((l) => l.proto === 'tcp').map((l) => l.port);
       const udp = c.listens.filter((l) => l.proto === 'udp').map((l) => l.port);
-      await sh(['replay-container', ...idArgs, c.name, c.bridge, `${c.ip}/${br.prefix}`, br.gateway, tcp.join(',') || 'none', udp.join(',') || 'none', plan.hairpin ? '1' : '0']);
+      await sh([
+        'replay-container',
+        ...idArgs,
+        c.name,
+        c.bridge,
+        `${c.ip}/${br.prefix}`,
+        br.gateway,
+        tcp.join(',') || 'none',
+        udp.join(',') || 'none',
+        plan.hairpin ? '1' : '0',
+      ]);
     }
     // the ruleset
     if (plan.format === 'iptables') {
@@ -330,7 +367,9 @@ export async function replayUp(n: LabNames, file: string): Promise<LabInfo> {
       dir: n.dir,
       netns: n.netns,
       ...LAB_TOPOLOGY,
-      ...(v6 ? { family: 6 as const, v6: { hostAddr: 'fd00:10::26', extAddr: 'fd00:10::5', ext2Addr: 'fd00:10::6', outsideAddr: '2001:db8:ff::10' } } : {}),
+      ...(v6
+        ? { family: 6 as const, v6: { hostAddr: 'fd00:10::26', extAddr: 'fd00:10::5', ext2Addr: 'fd00:10::6', outsideAddr: '2001:db8:ff::10' } }
+        : {}),
       dockerHost: null,
       scenario: 'replay',
       ruleset: path,

@@ -1,7 +1,9 @@
 // Adds up vitest's JSON reports into one closing line: "tests: N passed, N failed, N skipped".
 // A report that is missing counts as a failure (its run did not finish).
 import { readFileSync } from 'node:fs';
-let passed = 0, failed = 0, skipped = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0;
 for (const file of process.argv.slice(2)) {
   try {
     const r = JSON.parse(readFileSync(file, 'utf8'));

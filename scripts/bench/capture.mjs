@@ -57,7 +57,13 @@ if (process.getuid?.() !== 0) {
 const teardown = () => teardownNetns([TX, RX]);
 function setup(dir) {
   createVethPair(TX, RX);
-  for (const [ns, dev] of [[TX, 'txv'], [RX, 'rxv'], [TX, 'lo'], [RX, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+  for (const [ns, dev] of [
+    [TX, 'txv'],
+    [RX, 'rxv'],
+    [TX, 'lo'],
+    [RX, 'lo'],
+  ])
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
   const mac = JSON.parse(sh('ip', ['-n', RX, '-j', 'link', 'show', 'rxv']))[0].address;
   // the target is no one's address: rx (forwarding off) drops it silently after the taps
   sh('ip', ['-n', TX, 'neigh', 'add', DST, 'lladdr', mac, 'dev', 'txv', 'nud', 'permanent']);
@@ -88,9 +94,13 @@ function procCpuUs(pid) {
 const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: DST, rate, seconds: SECONDS });
 
 async function trialTcpdump(bin, rate) {
-  const child = spawn('nsenter', [`--net=/var/run/netns/${RX}`, '--', 'tcpdump', '-i', 'rxv', '-p', '-n', '-B', String(BUFFER_MIB * 1024), '-w', '/dev/null', FILTER], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    'nsenter',
+    [`--net=/var/run/netns/${RX}`, '--', 'tcpdump', '-i', 'rxv', '-p', '-n', '-B', String(BUFFER_MIB * 1024), '-w', '/dev/null', FILTER],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   for (let i = 0; i < 100 && !/listening on/.test(err); i++) await sleep(50);
@@ -106,12 +116,29 @@ async function trialTcpdump(bin, rate) {
   await done;
   const captured = Number(/(\d+) packets? captured/.exec(err)?.[1] ?? NaN);
   const kdrop = Number(/(\d+) packets? dropped by kernel/.exec(err)?.[1] ?? NaN);
-  return { ...f, captured, kernelDropped: kdrop, ownDropped: 0, pathDropped: c1.dropped - c0.dropped, wire: c1.packets - c0.packets, cpuUs: cpu1 - cpu0, mainCpuUs: 0 };
+  return {
+    ...f,
+    captured,
+    kernelDropped: kdrop,
+    ownDropped: 0,
+    pathDropped: c1.dropped - c0.dropped,
+    wire: c1.packets - c0.packets,
+    cpuUs: cpu1 - cpu0,
+    mainCpuUs: 0,
+  };
 }
 
 async function trialJourney(bin, rate, backend) {
   const tStart = performance.now();
-  const h = await startCapture({ netns: RX, interfaces: ['rxv'], backend, filter: FILTER, statsIntervalMs: 500, bufferSize: BUFFER_MIB << 20, watch: false });
+  const h = await startCapture({
+    netns: RX,
+    interfaces: ['rxv'],
+    backend,
+    filter: FILTER,
+    statsIntervalMs: 500,
+    bufferSize: BUFFER_MIB << 20,
+    watch: false,
+  });
   const startMs = performance.now() - tStart;
   if (h.backend !== backend) throw new Error(`backend ${backend} asked, ${h.backend} running: ${h.fallback ?? ''}`);
   const view = new PacketView();
@@ -164,7 +191,10 @@ process.on('SIGINT', () => {
 });
 try {
   const bin = setup(dir);
-  const lib = sh('tcpdump', ['--version']).split('\n').find((l) => /libpcap/.test(l)) ?? '';
+  const lib =
+    sh('tcpdump', ['--version'])
+      .split('\n')
+      .find((l) => /libpcap/.test(l)) ?? '';
   log(`${lib.trim()}; ${SECONDS} s per rate; rates ${RATES.join(', ')}`);
   for (const tool of TOOLS) results[tool] = { trials: [], maxZeroDrop: 0, failed: false };
   // rates outer, tools inner: the machine's load changes hit every tool alike
@@ -180,7 +210,16 @@ try {
       const cpuPerPkt = r.captured > 0 ? r.cpuUs / r.captured : NaN;
       const mainPerPkt = r.captured > 0 ? r.mainCpuUs / r.captured : NaN;
       const decodePerPkt = r.captured > 0 && r.decodeUs !== undefined ? r.decodeUs / r.captured : NaN;
-      results[tool].trials.push({ rate, achieved, ...r, lost, ok, cpuPerPktUs: cpuPerPkt, mainCpuPerPktUs: mainPerPkt, decodePerPktUs: decodePerPkt });
+      results[tool].trials.push({
+        rate,
+        achieved,
+        ...r,
+        lost,
+        ok,
+        cpuPerPktUs: cpuPerPkt,
+        mainCpuPerPktUs: mainPerPkt,
+        decodePerPktUs: decodePerPkt,
+      });
       log(
         `${tool.padEnd(7)} target ${String(rate).padStart(7)} pps: sent ${r.sent} (${achieved} pps) captured ${r.captured} lost ${lost} kernel-drop ${r.kernelDropped} own-drop ${r.ownDropped} path-drop ${r.pathDropped} | cpu ${cpuPerPkt.toFixed(3)} µs/pkt${tool === 'tcpdump' ? '' : ` + main ${mainPerPkt.toFixed(3)} µs/pkt`} ${ok ? 'OK' : 'DROPS'}`,
       );
@@ -199,7 +238,8 @@ try {
 }
 
 // CPU: each tool against tcpdump at the highest target rate both ran
-const pairRate = (t) => Math.max(0, ...RATES.filter((r) => results[t]?.trials.some((x) => x.rate === r) && results.tcpdump?.trials.some((x) => x.rate === r)));
+const pairRate = (t) =>
+  Math.max(0, ...RATES.filter((r) => results[t]?.trials.some((x) => x.rate === r) && results.tcpdump?.trials.some((x) => x.rate === r)));
 const trial = (t, r) => results[t]?.trials.find((x) => x.rate === r);
 const summary = { seconds: SECONDS, filter: FILTER, frameBytes: 60, bufferMiB: BUFFER_MIB, tools: {} };
 for (const t of TOOLS) {
@@ -212,7 +252,7 @@ for (const t of TOOLS) {
   summary.tools[t] = {
     maxZeroDropPps: results[t]?.maxZeroDrop ?? 0,
     // no drop at the last rate tried, but the sender could not reach it: a lower bound
-    senderLimited: !!(last && last.ok && last.achieved < 0.95 * last.rate),
+    senderLimited: !!(last?.ok && last.achieved < 0.95 * last.rate),
     firstDropAtPps: last && !last.ok ? last.achieved : null,
     ratioToTcpdump: ref?.maxZeroDrop ? +(results[t].maxZeroDrop / ref.maxZeroDrop).toFixed(2) : null,
     cpuAtPps: a ? a.achieved : null,
@@ -228,7 +268,7 @@ for (const t of TOOLS) {
         .filter(([x, y]) => y && x.captured > 0 && y.captured > 0)
         .map(([x, y]) => x.cpuPerPktUs / y.cpuPerPktUs)
         .sort((p, q) => p - q);
-      return rs.length ? +(rs[Math.floor(rs.length / 2)]).toFixed(2) : null;
+      return rs.length ? +rs[Math.floor(rs.length / 2)].toFixed(2) : null;
     })(),
     // main process: pipe read + FrameBatch rebuild (the design's cost) and decoding, per packet
     mainPipeCpuPerPktUs: a && t !== 'tcpdump' ? +(a.mainCpuPerPktUs - a.decodePerPktUs).toFixed(3) : null,
@@ -248,7 +288,9 @@ else {
   }
   for (const [t, s] of Object.entries(summary.tools)) {
     if (t !== 'tcpdump' && s.workerCpuRatioToTcpdump !== null) {
-      console.log(`${t}: capture process alone ${s.workerCpuRatioToTcpdump}x tcpdump's CPU per packet at ${s.cpuAtPps} pps; median over all rates ${s.workerCpuRatioMedian}x`);
+      console.log(
+        `${t}: capture process alone ${s.workerCpuRatioToTcpdump}x tcpdump's CPU per packet at ${s.cpuAtPps} pps; median over all rates ${s.workerCpuRatioMedian}x`,
+      );
     }
   }
   for (const [t, s] of Object.entries(summary.tools)) {

@@ -42,7 +42,10 @@ const asJson = args.includes('--json');
 const GOLDEN = process.env.JOURNEY_CORPUS ?? join(root, '..', 'shared', 'corpus', 'moby-golden');
 const FIX = join(root, 'test', 'fixtures', 'ruleset');
 
-const host = makeHostContext(parseIpAddr(readFileSync(join(FIX, 'golden-host.addrs.json'), 'utf8')), parseIpRoute(readFileSync(join(FIX, 'golden-host.routes.json'), 'utf8')));
+const host = makeHostContext(
+  parseIpAddr(readFileSync(join(FIX, 'golden-host.addrs.json'), 'utf8')),
+  parseIpRoute(readFileSync(join(FIX, 'golden-host.routes.json'), 'utf8')),
+);
 const tcp = (src, sport, dst, dport) => ({ family: 4, proto: 'tcp', protoNum: 6, src, dst, sport, dport });
 const probes = [
   (i) => ({ tuple: tcp('10.0.10.5', 1024 + (i % 60000), '10.0.10.26', 8080), iif: 'eth0' }),
@@ -62,7 +65,12 @@ function timeIt(fn, n) {
 
 const results = {};
 {
-  const rs = parseIptablesSave(readFileSync(join(GOLDEN, 'iptables', 'hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden'), 'utf8'));
+  const rs = parseIptablesSave(
+    readFileSync(
+      join(GOLDEN, 'iptables', 'hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden'),
+      'utf8',
+    ),
+  );
   const t0 = process.hrtime.bigint();
   const c = compileRuleset(rs, host);
   results.docker28CompileMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -78,7 +86,8 @@ const results = {};
 const RULES = 10_000;
 let simSynthetic = () => NaN;
 const lines = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]'];
-for (let i = 0; i < RULES; i++) lines.push(`-A OUTPUT -s 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32 -p udp -m udp --dport ${1000 + (i % 60000)} -j DROP`);
+for (let i = 0; i < RULES; i++)
+  lines.push(`-A OUTPUT -s 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32 -p udp -m udp --dport ${1000 + (i % 60000)} -j DROP`);
 lines.push('COMMIT', '');
 const synthetic = lines.join('\n');
 {
@@ -88,7 +97,10 @@ const synthetic = lines.join('\n');
   const t1 = process.hrtime.bigint();
   const c = compileRuleset(rs, host);
   results.syntheticCompileMs = Number(process.hrtime.bigint() - t1) / 1e6;
-  const udp = (i) => ({ tuple: { family: 4, proto: 'udp', protoNum: 17, src: '127.0.0.1', dst: '127.0.0.1', sport: 1024 + (i % 60000), dport: 9 }, local: true });
+  const udp = (i) => ({
+    tuple: { family: 4, proto: 'udp', protoNum: 17, src: '127.0.0.1', dst: '127.0.0.1', sport: 1024 + (i % 60000), dport: 9 },
+    local: true,
+  });
   const ex = explainPacket(c, udp(0));
   results.syntheticStepsPerPacket = ex.steps.length;
   results.syntheticVerdict = ex.verdict;
@@ -133,7 +145,9 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 if (results.syntheticUsPerPacket === undefined) results.syntheticUsPerPacket = simSynthetic();
-results.machine = `${cpus()[0]?.model ?? '?'} × ${cpus().length}, node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`;
+results.machine = `${cpus()[0]?.model ?? '?'} × ${cpus().length}, node ${process.version}, load average ${loadavg()
+  .map((x) => x.toFixed(1))
+  .join(' ')}`;
 results.packets = N;
 
 if (asJson) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
@@ -142,10 +156,14 @@ else {
   console.log(`machine: ${results.machine}`);
   console.log(`Docker 28 golden (iptables): ${f(results.docker28UsPerPacket, 2)} µs/packet (compile ${f(results.docker28CompileMs, 2)} ms)`);
   console.log(`Docker 29 golden (nftables): ${f(results.docker29UsPerPacket, 2)} µs/packet`);
-  console.log(`synthetic ${RULES} rules: ${f(results.syntheticUsPerPacket)} µs/packet (${results.syntheticStepsPerPacket} steps, ${results.syntheticVerdict}; parse ${f(results.syntheticParseMs)} ms, compile ${f(results.syntheticCompileMs)} ms)`);
+  console.log(
+    `synthetic ${RULES} rules: ${f(results.syntheticUsPerPacket)} µs/packet (${results.syntheticStepsPerPacket} steps, ${results.syntheticVerdict}; parse ${f(results.syntheticParseMs)} ms, compile ${f(results.syntheticCompileMs)} ms)`,
+  );
   if (results.kernelError) console.log(`kernel reference failed: ${results.kernelError}`);
   else {
-    console.log(`kernel, same ${RULES} rules: ${f(results.kernelUsPerPacketRules, 2)} µs/packet (sendto ${f(results.kernelNsPerSendWithRules, 0)} ns with the rules, ${f(results.kernelNsPerSendNoRules, 0)} ns without)`);
+    console.log(
+      `kernel, same ${RULES} rules: ${f(results.kernelUsPerPacketRules, 2)} µs/packet (sendto ${f(results.kernelNsPerSendWithRules, 0)} ns with the rules, ${f(results.kernelNsPerSendNoRules, 0)} ns without)`,
+    );
     console.log(`ratio simulator / kernel for the ${RULES} rules: ${f(results.ratioSimToKernelRules, 2)}×`);
   }
 }

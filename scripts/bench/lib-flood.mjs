@@ -45,10 +45,15 @@ export function buildFlood(dir) {
  */
 export function flood(bin, { netns, dst, port = 9, rate, seconds }) {
   return new Promise((resolve, reject) =>
-    execFile('nsenter', [`--net=/var/run/netns/${netns}`, '--', bin, dst, String(port), String(rate), String(seconds)], { encoding: 'utf8' }, (err, out) => {
-      if (err) return reject(err);
-      const [sent, elapsed] = out.trim().split(/\s+/).map(Number);
-      resolve({ sent, elapsed });
-    }),
+    execFile(
+      'nsenter',
+      [`--net=/var/run/netns/${netns}`, '--', bin, dst, String(port), String(rate), String(seconds)],
+      { encoding: 'utf8' },
+      (err, out) => {
+        if (err) return reject(err);
+        const [sent, elapsed] = out.trim().split(/\s+/).map(Number);
+        resolve({ sent, elapsed });
+      },
+    ),
   );
 }

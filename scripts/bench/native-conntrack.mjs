@@ -58,7 +58,10 @@ function setup() {
   sh(['ip', '-n', B, 'addr', 'add', '10.78.0.2/16', 'dev', 'jdc-b']);
   sh(['ip', '-n', A, 'link', 'set', 'jdc-a', 'up']);
   sh(['ip', '-n', B, 'link', 'set', 'jdc-b', 'up']);
-  sh(['ip', 'netns', 'exec', B, 'nft', '-f', '-'], 'table ip jdct {\n chain in { type filter hook input priority 0; policy accept;\n  ct state new counter\n }\n}\n');
+  sh(
+    ['ip', 'netns', 'exec', B, 'nft', '-f', '-'],
+    'table ip jdct {\n chain in { type filter hook input priority 0; policy accept;\n  ct state new counter\n }\n}\n',
+  );
   // a static neighbour: raw sends must not wait in the ARP queue
   const mac = sh(['ip', 'netns', 'exec', B, 'cat', '/sys/class/net/jdc-b/address']).trim();
   sh(['ip', '-n', A, 'neigh', 'replace', '10.78.0.2', 'lladdr', mac, 'dev', 'jdc-a', 'nud', 'permanent']);
@@ -95,7 +98,9 @@ async function measure(bin, kind) {
     );
     stop = () => src.stop();
   } else {
-    const p = spawn('ip', ['netns', 'exec', B, 'conntrack', '-E', '-b', String(8 << 20), '-e', 'NEW,DESTROY', '-o', 'id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('ip', ['netns', 'exec', B, 'conntrack', '-E', '-b', String(8 << 20), '-e', 'NEW,DESTROY', '-o', 'id'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let rest = '';
     p.stdout.on('data', (b) => {
       const text = rest + b.toString();
@@ -128,7 +133,17 @@ async function measure(bin, kind) {
   await stop();
   // from the start of the burst to the last event: what reached JS per second, losses included
   const secs = Math.max(1e-3, ((last || t0) - t0) / 1000);
-  return { kind, sent, new: neu, destroy, delivered: neu + destroy, missing: Math.max(0, 2 * sent - neu - destroy), overruns, eventsPerSec: (neu + destroy) / secs, firstEventMs: first ? first - t0 : null };
+  return {
+    kind,
+    sent,
+    new: neu,
+    destroy,
+    delivered: neu + destroy,
+    missing: Math.max(0, 2 * sent - neu - destroy),
+    overruns,
+    eventsPerSec: (neu + destroy) / secs,
+    firstEventMs: first ? first - t0 : null,
+  };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'jn-ctbench-'));

@@ -74,15 +74,26 @@ function setup() {
   sh(['ip', '-n', NS.fw, 'addr', 'add', '10.77.1.2/24', 'dev', 'jdb-fw1']);
   sh(['ip', '-n', NS.fw, 'addr', 'add', '10.77.2.2/24', 'dev', 'jdb-fw2']);
   sh(['ip', '-n', NS.rx, 'addr', 'add', '10.77.2.1/24', 'dev', 'jdb-rx']);
-  for (const [ns, dev] of [[NS.tx, 'jdb-tx'], [NS.fw, 'jdb-fw1'], [NS.fw, 'jdb-fw2'], [NS.rx, 'jdb-rx']]) sh(['ip', '-n', ns, 'link', 'set', dev, 'up']);
+  for (const [ns, dev] of [
+    [NS.tx, 'jdb-tx'],
+    [NS.fw, 'jdb-fw1'],
+    [NS.fw, 'jdb-fw2'],
+    [NS.rx, 'jdb-rx'],
+  ])
+    sh(['ip', '-n', ns, 'link', 'set', dev, 'up']);
   sh(['ip', '-n', NS.rx, 'route', 'add', 'default', 'via', '10.77.2.2']);
   nsx(NS.fw, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  sh(['ip', 'netns', 'exec', NS.fw, 'nft', '-f', '-'],
+  sh(
+    ['ip', 'netns', 'exec', NS.fw, 'nft', '-f', '-'],
     'table ip jdbench {\n' +
       ' chain pre { type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.77.1.2 udp dport 9 dnat to 10.77.2.1:9\n }\n' +
-      ' chain post { type nat hook postrouting priority 100; policy accept;\n  oifname "jdb-fw2" masquerade\n }\n}\n');
+      ' chain post { type nat hook postrouting priority 100; policy accept;\n  oifname "jdb-fw2" masquerade\n }\n}\n',
+  );
   // rx answers nothing: drop quietly so no ICMP errors travel back
-  sh(['ip', 'netns', 'exec', NS.rx, 'nft', '-f', '-'], 'table ip jdbench {\n chain in { type filter hook input priority 0; policy accept;\n  udp dport 9 drop\n }\n}\n');
+  sh(
+    ['ip', 'netns', 'exec', NS.rx, 'nft', '-f', '-'],
+    'table ip jdbench {\n chain in { type filter hook input priority 0; policy accept;\n  udp dport 9 drop\n }\n}\n',
+  );
 }
 
 function rxPackets() {
@@ -137,7 +148,7 @@ async function measure(bin, mode) {
     eventsPerSec: delivered / secs,
     lostInKernel: st ? st.lostInKernel : 0,
     batches: st ? st.batches : 0,
-    jsCpuPerEventUs: delivered ? ((cpu.user + cpu.system) / delivered) : 0,
+    jsCpuPerEventUs: delivered ? (cpu.user + cpu.system) / delivered : 0,
   };
 }
 
@@ -152,7 +163,12 @@ try {
     for (const mode of ['off', 'filtered', 'once', 'all']) {
       const res = await measure(bin, mode);
       results.push({ round: r, ...res });
-      log(`${mode.padEnd(8)} ${Math.round(res.pps)} pps forwarded` + (mode === 'all' ? `, ${Math.round(res.eventsPerSec)} events/s to JS, ${res.lostInKernel} lost in kernel, ${res.jsCpuPerEventUs.toFixed(2)} us JS CPU/event` : ''));
+      log(
+        `${mode.padEnd(8)} ${Math.round(res.pps)} pps forwarded` +
+          (mode === 'all'
+            ? `, ${Math.round(res.eventsPerSec)} events/s to JS, ${res.lostInKernel} lost in kernel, ${res.jsCpuPerEventUs.toFixed(2)} us JS CPU/event`
+            : ''),
+      );
     }
   }
 } finally {
@@ -167,7 +183,12 @@ const avg = (mode, key) => {
 const summary = {
   seconds: SECONDS,
   rounds: ROUNDS,
-  forwardedPps: { off: Math.round(avg('off', 'pps')), filtered: Math.round(avg('filtered', 'pps')), once: Math.round(avg('once', 'pps')), all: Math.round(avg('all', 'pps')) },
+  forwardedPps: {
+    off: Math.round(avg('off', 'pps')),
+    filtered: Math.round(avg('filtered', 'pps')),
+    once: Math.round(avg('once', 'pps')),
+    all: Math.round(avg('all', 'pps')),
+  },
   ratioToOff: {
     filtered: +(avg('filtered', 'pps') / avg('off', 'pps')).toFixed(3),
     once: +(avg('once', 'pps') / avg('off', 'pps')).toFixed(3),

@@ -36,13 +36,23 @@ const children = [];
 
 function cleanup() {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  try { execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' }); } catch { /* gone */ }
+  try {
+    execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
+  } catch {
+    /* gone */
+  }
 }
 process.on('exit', cleanup);
-const deadline = setTimeout(() => { console.error('bench/serve-live: over 3 minutes, stopping'); process.exit(1); }, 180_000);
+const deadline = setTimeout(() => {
+  console.error('bench/serve-live: over 3 minutes, stopping');
+  process.exit(1);
+}, 180_000);
 deadline.unref();
 
-if (process.getuid?.() !== 0) { console.error('bench/serve-live: needs root (a network namespace, live capture)'); process.exit(2); }
+if (process.getuid?.() !== 0) {
+  console.error('bench/serve-live: needs root (a network namespace, live capture)');
+  process.exit(2);
+}
 
 function startJourney(argv, ready) {
   const child = spawn(process.execPath, [CLI, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -51,8 +61,16 @@ function startJourney(argv, ready) {
   const stderr = [];
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`journey ${argv[0]} not ready: ${stderr.join('\n')}`)), 30_000);
-    const check = (l) => { if (ready.test(l)) { clearTimeout(t); resolve({ child, lines, stderr }); } };
-    lines.err.on('line', (l) => { stderr.push(l); check(l); });
+    const check = (l) => {
+      if (ready.test(l)) {
+        clearTimeout(t);
+        resolve({ child, lines, stderr });
+      }
+    };
+    lines.err.on('line', (l) => {
+      stderr.push(l);
+      check(l);
+    });
     lines.out.on('line', check);
     child.once('exit', (c) => reject(new Error(`journey ${argv[0]} exited ${c}: ${stderr.join('\n')}`)));
   });
@@ -88,7 +106,19 @@ async function traffic() {
 }
 
 async function runOnce(nClients) {
-  const common = ['--netns', NS, '-i', 'lo', '--no-docker', '--no-explain-flows', '--stats-interval', '0', '--duration', '120', 'tcp port 7000 or tcp port 7001'];
+  const common = [
+    '--netns',
+    NS,
+    '-i',
+    'lo',
+    '--no-docker',
+    '--no-explain-flows',
+    '--stats-interval',
+    '0',
+    '--duration',
+    '120',
+    'tcp port 7000 or tcp port 7001',
+  ];
   const serve = await startJourney(['serve', '--port', '0', '-q', ...common], /listening on/);
   const wsUrl = /WebSocket (ws:\/\/\S+?),/.exec(serve.stderr.join('\n'))[1];
   const watch = await startJourney(['watch', '--json', ...common], /"capturing on/);
@@ -106,18 +136,27 @@ async function runOnce(nClients) {
     if (ev.type === 'flow.start') into.start.push(t - first);
     into.any.push(t - last);
   };
-  watch.lines.out.on('line', (l) => { if (l.startsWith('{')) measure(JSON.parse(l), watched); });
-  const clients = await Promise.all(Array.from({ length: nClients }, (_, i) => new Promise((resolve, reject) => {
-    const ws = new WebSocket(wsUrl);
-    ws.on('error', reject);
-    ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', filter: { protocol: 'tcp', port: 7000, natOnly: true }, replay: 0 })));
-    ws.on('message', (d) => {
-      const ev = JSON.parse(d.toString());
-      if (ev.type === 'subscribed') resolve(ws);
-      else if (i === 0) measure(ev, served); // client 0 measures; the others load the server
-      else if (ev.type === 'lost') served.lost = (served.lost ?? 0) + ev.count;
-    });
-  })));
+  watch.lines.out.on('line', (l) => {
+    if (l.startsWith('{')) measure(JSON.parse(l), watched);
+  });
+  const clients = await Promise.all(
+    Array.from(
+      { length: nClients },
+      (_, i) =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(wsUrl);
+          ws.on('error', reject);
+          ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', filter: { protocol: 'tcp', port: 7000, natOnly: true }, replay: 0 })));
+          ws.on('message', (d) => {
+            const ev = JSON.parse(d.toString());
+            if (ev.type === 'subscribed') resolve(ws);
+            else if (i === 0)
+              measure(ev, served); // client 0 measures; the others load the server
+            else if (ev.type === 'lost') served.lost = (served.lost ?? 0) + ev.count;
+          });
+        }),
+    ),
+  );
   const t0 = performance.now();
   await traffic();
   await new Promise((r) => setTimeout(r, 3000)); // the last flow.start events (startDelayMs) and updates
@@ -127,19 +166,26 @@ async function runOnce(nClients) {
   for (const j of [serve, watch]) j.child.kill('SIGINT');
   await Promise.all([serve, watch].map((j) => new Promise((r) => (j.child.exitCode !== null ? r() : j.child.once('exit', r)))));
   const row = (kind, m) => ({
-    clients: nClients, kind, flows: m.start.length, events: m.events, eventsPerSecond: Math.round(m.events / secs),
-    firstPacketToStartP50us: pct(m.start, 50), firstPacketToStartP99us: pct(m.start, 99),
-    lastPacketToEventP50us: pct(m.any, 50), lastPacketToEventP99us: pct(m.any, 99),
+    clients: nClients,
+    kind,
+    flows: m.start.length,
+    events: m.events,
+    eventsPerSecond: Math.round(m.events / secs),
+    firstPacketToStartP50us: pct(m.start, 50),
+    firstPacketToStartP99us: pct(m.start, 99),
+    lastPacketToEventP50us: pct(m.any, 50),
+    lastPacketToEventP99us: pct(m.any, 99),
   });
   // (not paired flow by flow: each process's correlator ticks at its own phase, so per-flow
   // differences measure that phase, not the stream; compare the distributions)
-  return [
-    { ...row('serve (ws client)', served), lost: served.lost ?? 0 },
-    row('watch --json (stdout)', watched),
-  ];
+  return [{ ...row('serve (ws client)', served), lost: served.lost ?? 0 }, row('watch --json (stdout)', watched)];
 }
 
-try { execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' }); } catch { /* not there */ }
+try {
+  execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
+} catch {
+  /* not there */
+}
 execFileSync('ip', ['netns', 'add', NS]);
 execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
 // a NAT rule makes conntrack track the namespace (a fresh one tracks nothing) and gives every
@@ -156,7 +202,9 @@ if (args.includes('--json')) {
   console.log(`journey serve live bench: ${RATE} TCP connections/s for ${SECONDS} s on lo in ${NS}; delays in µs (packet capture time -> received)`);
   console.log('clients  consumer               flows  events  ev/s   first pkt->flow.start p50/p99   last pkt->event p50/p99');
   for (const r of results) {
-    console.log(`${String(r.clients).padStart(7)}  ${r.kind.padEnd(21)}  ${String(r.flows).padStart(5)}  ${String(r.events).padStart(6)}  ${String(r.eventsPerSecond).padStart(4)}   ${String(r.firstPacketToStartP50us).padStart(10)} / ${String(r.firstPacketToStartP99us).padEnd(10)}   ${String(r.lastPacketToEventP50us).padStart(9)} / ${r.lastPacketToEventP99us}`);
+    console.log(
+      `${String(r.clients).padStart(7)}  ${r.kind.padEnd(21)}  ${String(r.flows).padStart(5)}  ${String(r.events).padStart(6)}  ${String(r.eventsPerSecond).padStart(4)}   ${String(r.firstPacketToStartP50us).padStart(10)} / ${String(r.firstPacketToStartP99us).padEnd(10)}   ${String(r.lastPacketToEventP50us).padStart(9)} / ${r.lastPacketToEventP99us}`,
+    );
   }
 }
 clearTimeout(deadline);

@@ -38,7 +38,11 @@ const tcpdumpDelays = [];
 let watch;
 let td;
 try {
-  watch = spawn('node', [join(root, 'dist/src/cli/main.js'), 'watch', '--json', '--netns', ns, '--docker-host', info.dockerHost, '--stats-interval', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  watch = spawn(
+    'node',
+    [join(root, 'dist/src/cli/main.js'), 'watch', '--json', '--netns', ns, '--docker-host', info.dockerHost, '--stats-interval', '0'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   createInterface({ input: watch.stdout }).on('line', (l) => {
     const now = Date.now();
     let ev;
@@ -51,7 +55,11 @@ try {
     const first = Math.min(...ev.flow.legs.map((x) => x.firstUs));
     if (Number.isFinite(first)) journeyDelays.push(now - first / 1000);
   });
-  td = spawn('nsenter', [`--net=/var/run/netns/${ns}`, '--', 'tcpdump', '-l', '-tt', '-n', '-p', '-i', 'eth0', 'tcp dst port 8000 and tcp[tcpflags] & tcp-syn != 0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  td = spawn(
+    'nsenter',
+    [`--net=/var/run/netns/${ns}`, '--', 'tcpdump', '-l', '-tt', '-n', '-p', '-i', 'eth0', 'tcp dst port 8000 and tcp[tcpflags] & tcp-syn != 0'],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
   createInterface({ input: td.stdout }).on('line', (l) => {
     const now = Date.now();
     const t = Number(l.split(' ')[0]);
@@ -60,7 +68,9 @@ try {
   await sleep(3000);
   // N connections, one every 20 ms, from the external namespace
   const client = `const net=require('net');let i=0;const go=()=>{if(i++>=${N})return;const s=net.connect(8000,'${info.hostAddr}',()=>{s.end('GET / HTTP/1.0\\r\\n\\r\\n')});s.on('error',()=>{});s.on('data',()=>{});setTimeout(go,20)};go();`;
-  await new Promise((res) => spawn('nsenter', [`--net=/var/run/netns/${info.netns.ext}`, '--', 'node', '-e', client], { stdio: 'ignore' }).on('exit', res));
+  await new Promise((res) =>
+    spawn('nsenter', [`--net=/var/run/netns/${info.netns.ext}`, '--', 'node', '-e', client], { stdio: 'ignore' }).on('exit', res),
+  );
   await sleep(2500);
 } finally {
   watch?.kill('SIGINT');
@@ -70,12 +80,22 @@ try {
 }
 const r = {
   connections: N,
-  journey: { events: journeyDelays.length, p50: pct(journeyDelays, 50), p99: pct(journeyDelays, 99), p50WithoutStartDelay: pct(journeyDelays, 50) - START_DELAY_MS, p99WithoutStartDelay: pct(journeyDelays, 99) - START_DELAY_MS },
+  journey: {
+    events: journeyDelays.length,
+    p50: pct(journeyDelays, 50),
+    p99: pct(journeyDelays, 99),
+    p50WithoutStartDelay: pct(journeyDelays, 50) - START_DELAY_MS,
+    p99WithoutStartDelay: pct(journeyDelays, 99) - START_DELAY_MS,
+  },
   tcpdump: { lines: tcpdumpDelays.length, p50: pct(tcpdumpDelays, 50), p99: pct(tcpdumpDelays, 99) },
 };
 r.ratioP50 = +(r.journey.p50 / Math.max(1, r.tcpdump.p50)).toFixed(1);
 if (JSON_OUT) console.log(JSON.stringify(r));
 else {
-  console.log(`journey watch --json: ${r.journey.events}/${N} flow.start events; packet -> printed event p50 ${r.journey.p50.toFixed(0)} ms, p99 ${r.journey.p99.toFixed(0)} ms (of which ${START_DELAY_MS} ms is the designed start delay: p50 ${r.journey.p50WithoutStartDelay.toFixed(0)} ms, p99 ${r.journey.p99WithoutStartDelay.toFixed(0)} ms without it)`);
-  console.log(`reference tcpdump -l: ${r.tcpdump.lines}/${N} SYN lines; packet -> printed line p50 ${r.tcpdump.p50.toFixed(0)} ms, p99 ${r.tcpdump.p99.toFixed(0)} ms`);
+  console.log(
+    `journey watch --json: ${r.journey.events}/${N} flow.start events; packet -> printed event p50 ${r.journey.p50.toFixed(0)} ms, p99 ${r.journey.p99.toFixed(0)} ms (of which ${START_DELAY_MS} ms is the designed start delay: p50 ${r.journey.p50WithoutStartDelay.toFixed(0)} ms, p99 ${r.journey.p99WithoutStartDelay.toFixed(0)} ms without it)`,
+  );
+  console.log(
+    `reference tcpdump -l: ${r.tcpdump.lines}/${N} SYN lines; packet -> printed line p50 ${r.tcpdump.p50.toFixed(0)} ms, p99 ${r.tcpdump.p99.toFixed(0)} ms`,
+  );
 }

@@ -32,7 +32,7 @@ const heap = () => {
 function line(i) {
   const a = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
   const sport = 1024 + (i % 60000);
-  const c = `172.17.${(i >> 8) & 255}.${(i & 255) || 1}`;
+  const c = `172.17.${(i >> 8) & 255}.${i & 255 || 1}`;
   return `ipv4     2 tcp      6 431999 ESTABLISHED src=${a} dst=10.0.10.26 sport=${sport} dport=8000 src=${c} dst=${a} sport=80 dport=${sport} [ASSURED] mark=0 zone=0 use=2 id=${1_000_000 + i}`;
 }
 
@@ -77,7 +77,9 @@ const live = c.stats().flowsLive;
 const journeyBytes = heap() - base;
 let slab = null;
 try {
-  const l = readFileSync('/proc/slabinfo', 'utf8').split('\n').find((x) => x.startsWith('nf_conntrack '));
+  const l = readFileSync('/proc/slabinfo', 'utf8')
+    .split('\n')
+    .find((x) => x.startsWith('nf_conntrack '));
   if (l) slab = Number(l.trim().split(/\s+/)[3]);
 } catch {
   /* not root */
@@ -93,7 +95,7 @@ const r = {
   live,
   eventsEmitted: emitted,
   journeyBytesPerFlow: Math.round(per(journeyBytes)),
-  journeyMiBPer100k: +((journeyBytes / N) * 100_000 / 1048576).toFixed(1),
+  journeyMiBPer100k: +(((journeyBytes / N) * 100_000) / 1048576).toFixed(1),
   reference: {
     conntrackTextBytesPerEntry: Math.round(per(textBytes)),
     parsedTableBytesPerEntry: Math.round(per(tableBytes)),
@@ -105,8 +107,12 @@ const r = {
 };
 if (JSON_OUT) console.log(JSON.stringify(r));
 else {
-  console.log(`journey correlator: ${r.journeyBytesPerFlow} B per live flow (4 legs, names, NAT) = ${r.journeyMiBPer100k} MiB per 100,000 flows (${live} live)`);
-  console.log(`reference: conntrack -L text ${r.reference.conntrackTextBytesPerEntry} B/entry; parsed entries in a Map ${r.reference.parsedTableBytesPerEntry} B/entry; kernel nf_conntrack object ${slab ?? 'n/a'} B`);
+  console.log(
+    `journey correlator: ${r.journeyBytesPerFlow} B per live flow (4 legs, names, NAT) = ${r.journeyMiBPer100k} MiB per 100,000 flows (${live} live)`,
+  );
+  console.log(
+    `reference: conntrack -L text ${r.reference.conntrackTextBytesPerEntry} B/entry; parsed entries in a Map ${r.reference.parsedTableBytesPerEntry} B/entry; kernel nf_conntrack object ${slab ?? 'n/a'} B`,
+  );
   console.log(`ratio: ${r.ratioToConntrackText}x the conntrack -L text, ${r.ratioToParsedTable}x the bare parsed table`);
   console.log(`one 100 ms tick over ${live} live flows: ${r.tickMs} ms`);
 }

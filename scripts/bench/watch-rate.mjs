@@ -41,12 +41,22 @@ function setup(dir) {
   createVethPair(TX, RX);
   sh('ip', ['-n', RX, 'link', 'add', 'sink0', 'type', 'veth', 'peer', 'name', 'sink1']);
   sh('ip', ['-n', RX, 'addr', 'add', '10.78.0.1/24', 'dev', 'sink0']);
-  for (const [ns, dev] of [[TX, 'txv'], [RX, 'rxv'], [RX, 'sink0'], [RX, 'sink1'], [TX, 'lo'], [RX, 'lo']]) sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+  for (const [ns, dev] of [
+    [TX, 'txv'],
+    [RX, 'rxv'],
+    [RX, 'sink0'],
+    [RX, 'sink1'],
+    [TX, 'lo'],
+    [RX, 'lo'],
+  ])
+    sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
   // rx forwards 10.77.0.9 out of a veth whose peer has no address (a black hole after the taps), tracking every flow
   nsx(RX, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   sh('ip', ['-n', RX, 'route', 'add', '10.77.0.9/32', 'dev', 'sink0']);
   sh('ip', ['-n', RX, 'neigh', 'add', '10.77.0.9', 'lladdr', '02:00:00:00:00:09', 'dev', 'sink0', 'nud', 'permanent']);
-  nsx(RX, ['nft', '-f', '-'].concat([]), { input: 'table ip jl_c2bench {\n chain fwd { type filter hook forward priority 0; ct state new counter accept;\n }\n}\n' });
+  nsx(RX, ['nft', '-f', '-'].concat([]), {
+    input: 'table ip jl_c2bench {\n chain fwd { type filter hook forward priority 0; ct state new counter accept;\n }\n}\n',
+  });
   const mac = JSON.parse(sh('ip', ['-n', RX, '-j', 'link', 'show', 'rxv']))[0].address;
   sh('ip', ['-n', TX, 'neigh', 'add', '10.77.0.9', 'lladdr', mac, 'dev', 'txv', 'nud', 'permanent']);
   sh('ip', ['-n', TX, 'route', 'add', '10.77.0.9/32', 'dev', 'txv']);
@@ -59,7 +69,21 @@ async function trial(tool, bin, rate) {
   const argv =
     tool === 'tcpdump'
       ? ['nsenter', `--net=/var/run/netns/${RX}`, '--', 'tcpdump', '-i', 'rxv', '-p', '-n', '-B', '8192', '-w', '/dev/null', FILTER]
-      : ['node', join(root, 'dist/src/cli/main.js'), 'watch', '--json', '--netns', RX, '-i', 'rxv', '--no-docker', '--no-explain-flows', '--stats-interval', '0', FILTER];
+      : [
+          'node',
+          join(root, 'dist/src/cli/main.js'),
+          'watch',
+          '--json',
+          '--netns',
+          RX,
+          '-i',
+          'rxv',
+          '--no-docker',
+          '--no-explain-flows',
+          '--stats-interval',
+          '0',
+          FILTER,
+        ];
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
@@ -87,7 +111,16 @@ async function trial(tool, bin, rate) {
   }
   const delivered = f.sent - (s1.dropped - s0.dropped);
   const lost = Math.max(0, delivered - captured);
-  return { rate, achieved: Math.round(f.sent / f.elapsed), sent: f.sent, captured, kernelDropped: kdrop, ownDropped: own, lost, ok: lost === 0 && kdrop === 0 && own === 0 };
+  return {
+    rate,
+    achieved: Math.round(f.sent / f.elapsed),
+    sent: f.sent,
+    captured,
+    kernelDropped: kdrop,
+    ownDropped: own,
+    lost,
+    ok: lost === 0 && kdrop === 0 && own === 0,
+  };
 }
 
 const results = { tcpdump: { trials: [], maxZeroDrop: 0, failed: false }, journey: { trials: [], maxZeroDrop: 0, failed: false } };
@@ -99,7 +132,9 @@ try {
       if (results[tool].failed || Date.now() > DEADLINE) continue;
       const r = await trial(tool, bin, rate);
       results[tool].trials.push(r);
-      log(`${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) captured ${r.captured} lost ${r.lost} kernel-drop ${r.kernelDropped} own-drop ${r.ownDropped} ${r.ok ? 'OK' : 'DROPS'}`);
+      log(
+        `${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) captured ${r.captured} lost ${r.lost} kernel-drop ${r.kernelDropped} own-drop ${r.ownDropped} ${r.ok ? 'OK' : 'DROPS'}`,
+      );
       if (r.ok) results[tool].maxZeroDrop = Math.max(results[tool].maxZeroDrop, r.achieved);
       else results[tool].failed = true;
     }
@@ -111,5 +146,7 @@ try {
 const ratio = results.tcpdump.maxZeroDrop > 0 ? +(results.journey.maxZeroDrop / results.tcpdump.maxZeroDrop).toFixed(2) : NaN;
 if (JSON_OUT) console.log(JSON.stringify({ ...results, ratio }));
 else {
-  console.log(`highest zero-drop rate: journey watch --json ${results.journey.maxZeroDrop} pps, tcpdump -w /dev/null ${results.tcpdump.maxZeroDrop} pps (ratio ${ratio}; ladder ${RATES.join(',')}${results.tcpdump.failed ? '' : ', tcpdump never dropped: the ladder top bounds its figure'})`);
+  console.log(
+    `highest zero-drop rate: journey watch --json ${results.journey.maxZeroDrop} pps, tcpdump -w /dev/null ${results.tcpdump.maxZeroDrop} pps (ratio ${ratio}; ladder ${RATES.join(',')}${results.tcpdump.failed ? '' : ', tcpdump never dropped: the ladder top bounds its figure'})`,
+  );
 }

@@ -32,7 +32,11 @@ export async function compileFilter(expr: string, linkType: number, snaplen = 26
   try {
     const res = await run(['tcpdump', '-ddd', '-r', file, expr], { timeoutMs: 10_000, allowFailure: true });
     if (res.code !== 0) {
-      const why = res.stderr.split('\n').filter((l) => l.trim() !== '' && !/^reading from file|^Warning/.test(l)).pop() ?? `exit ${res.code}`;
+      const why =
+        res.stderr
+          .split('\n')
+          .filter((l) => l.trim() !== '' && !/^reading from file|^Warning/.test(l))
+          .pop() ?? `exit ${res.code}`;
       throw new JourneyError('E_USAGE', `bad capture filter "${expr}": ${why.replace(/^tcpdump: /, '')}`, { filter: expr, linkType });
     }
     return parseProgram(expr, linkType, res.stdout);
@@ -46,7 +50,10 @@ export async function compileFilter(expr: string, linkType: number, snaplen = 26
 
 /** Parses `tcpdump -ddd` output: a count line, then "code jt jf k" per instruction. */
 export function parseProgram(expr: string, linkType: number, text: string): BpfProgram {
-  const lines = text.trim().split('\n').map((l) => l.trim());
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => l.trim());
   const n = Number(lines[0]);
   if (!Number.isInteger(n) || n < 1 || n > 4096 || lines.length < n + 1) {
     throw new JourneyError('E_PARSE', `unexpected BPF program text from tcpdump -ddd for "${expr}"`);
@@ -89,9 +96,12 @@ export function bpfRun(p: BpfProgram, data: Uint8Array, off: number, capLen: num
         const mode = code & 0xe0;
         const size = code & 0x18;
         let v: number;
-        if (mode === 0x00) v = k; // IMM
-        else if (mode === 0x80) v = wireLen; // LEN
-        else if (mode === 0x60) v = mem[k & 15] as number; // MEM
+        if (mode === 0x00)
+          v = k; // IMM
+        else if (mode === 0x80)
+          v = wireLen; // LEN
+        else if (mode === 0x60)
+          v = mem[k & 15] as number; // MEM
         else if (mode === 0xa0 && cls === 0x01) {
           // MSH: X = 4 * (P[k] & 0xf)
           const b = byte(k);
@@ -102,7 +112,7 @@ export function bpfRun(p: BpfProgram, data: Uint8Array, off: number, capLen: num
           if (at < 0) return 0;
           if (size === 0x00) {
             if (at + 4 > capLen) return 0;
-            v = ((byte(at) << 24) | (byte(at + 1) << 16) | (byte(at + 2) << 8) | byte(at + 3)) | 0;
+            v = (byte(at) << 24) | (byte(at + 1) << 16) | (byte(at + 2) << 8) | byte(at + 3) | 0;
           } else if (size === 0x08) {
             if (at + 2 > capLen) return 0;
             v = (byte(at) << 8) | byte(at + 1);
@@ -125,18 +135,43 @@ export function bpfRun(p: BpfProgram, data: Uint8Array, off: number, capLen: num
         // ALU
         const src = code & 0x08 ? X : k;
         switch (code & 0xf0) {
-          case 0x00: A = (A + src) | 0; break;
-          case 0x10: A = (A - src) | 0; break;
-          case 0x20: A = Math.imul(A, src); break;
-          case 0x30: if ((src >>> 0) === 0) return 0; A = Math.floor((A >>> 0) / (src >>> 0)) | 0; break;
-          case 0x40: A = A | src; break;
-          case 0x50: A = A & src; break;
-          case 0x60: A = (src >>> 0) >= 32 ? 0 : A << src; break;
-          case 0x70: A = (src >>> 0) >= 32 ? 0 : A >>> src; break;
-          case 0x80: A = -A | 0; break;
-          case 0x90: if ((src >>> 0) === 0) return 0; A = ((A >>> 0) % (src >>> 0)) | 0; break;
-          case 0xa0: A = A ^ src; break;
-          default: return 0;
+          case 0x00:
+            A = (A + src) | 0;
+            break;
+          case 0x10:
+            A = (A - src) | 0;
+            break;
+          case 0x20:
+            A = Math.imul(A, src);
+            break;
+          case 0x30:
+            if (src >>> 0 === 0) return 0;
+            A = Math.floor((A >>> 0) / (src >>> 0)) | 0;
+            break;
+          case 0x40:
+            A = A | src;
+            break;
+          case 0x50:
+            A = A & src;
+            break;
+          case 0x60:
+            A = src >>> 0 >= 32 ? 0 : A << src;
+            break;
+          case 0x70:
+            A = src >>> 0 >= 32 ? 0 : A >>> src;
+            break;
+          case 0x80:
+            A = -A | 0;
+            break;
+          case 0x90:
+            if (src >>> 0 === 0) return 0;
+            A = ((A >>> 0) % (src >>> 0)) | 0;
+            break;
+          case 0xa0:
+            A = A ^ src;
+            break;
+          default:
+            return 0;
         }
         break;
       }

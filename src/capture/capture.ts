@@ -266,7 +266,10 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
         if (!this.netnsGone) {
           this.netnsGone = true;
           this.watcher?.stop();
-          this.out('error', new JourneyError('E_NO_NETNS', `network namespace ${this.opts.netns} disappeared: capture there has ended`, { netns: this.opts.netns }));
+          this.out(
+            'error',
+            new JourneyError('E_NO_NETNS', `network namespace ${this.opts.netns} disappeared: capture there has ended`, { netns: this.opts.netns }),
+          );
           for (const [iface, st] of [...this.ifaces]) await this.drop(iface, st, 'network namespace deleted');
         }
         return;
@@ -278,7 +281,9 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     if (initial) {
       for (const p of patterns) {
         if (p !== 'any' && !/[*?[]/.test(p) && !links.some((l) => l.name === p)) {
-          throw new JourneyError('E_CAPTURE', `no such interface: ${p}${this.opts.netns ? ` (in network namespace ${this.opts.netns})` : ''}`, { iface: p });
+          throw new JourneyError('E_CAPTURE', `no such interface: ${p}${this.opts.netns ? ` (in network namespace ${this.opts.netns})` : ''}`, {
+            iface: p,
+          });
         }
       }
     }
@@ -381,7 +386,10 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     if (!st.up && !st.everUp && st.restarts >= 4) {
       this.ifaces.delete(iface);
       this.givenUp.add(iface);
-      this.out('error', new JourneyError('E_CAPTURE', `${why} (gave up after ${st.restarts + 1} tries)`, { iface, phase: st.worker.lastError?.phase ?? 'exit' }));
+      this.out(
+        'error',
+        new JourneyError('E_CAPTURE', `${why} (gave up after ${st.restarts + 1} tries)`, { iface, phase: st.worker.lastError?.phase ?? 'exit' }),
+      );
       return;
     }
     this.out('error', new JourneyError('E_CAPTURE', `${why} (retrying)`, { iface, phase: st.worker.lastError?.phase ?? 'exit' }));

@@ -32,7 +32,10 @@ export async function listLinks(netns?: string): Promise<LinkInfo[]> {
 export async function defaultRouteInterfaces(netns?: string): Promise<string[]> {
   const names = new Set<string>();
   for (const fam of ['-4', '-6']) {
-    const res = await run(['ip', fam, '-j', 'route', 'show', 'default'], netns === undefined ? { allowFailure: true } : { netns, allowFailure: true });
+    const res = await run(
+      ['ip', fam, '-j', 'route', 'show', 'default'],
+      netns === undefined ? { allowFailure: true } : { netns, allowFailure: true },
+    );
     try {
       for (const r of JSON.parse(res.stdout || '[]') as Array<{ dev?: string }>) if (r.dev) names.add(r.dev);
     } catch {
@@ -71,13 +74,7 @@ export function selectInterfaces(links: readonly LinkInfo[], uplinks: readonly s
     // names added later by the caller (a new Docker network) join the explicit ones
     return names.filter((n) => sel.patterns.some((p) => matchesPattern(n, p)) || sel.extra.some((p) => matchesPattern(n, p)));
   }
-  return names.filter(
-    (n) =>
-      n === 'docker0' ||
-      /^br-[0-9a-f]{6,}$/.test(n) ||
-      sel.extra.some((p) => matchesPattern(n, p)) ||
-      uplinks.includes(n),
-  );
+  return names.filter((n) => n === 'docker0' || /^br-[0-9a-f]{6,}$/.test(n) || sel.extra.some((p) => matchesPattern(n, p)) || uplinks.includes(n));
 }
 
 /** Follows link and route changes; calls `onChange` (debounced) whenever something may differ. */

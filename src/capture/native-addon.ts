@@ -73,7 +73,15 @@ export interface CaptureAddon {
    * written, psRecv, psDrop, psIfdrop, bytes, failed]; returns the message only when it did not
    * fit `out` (else null); the error text of a failed call is lastError(h).
    */
-  nextBatchSync(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out: Buffer, fd: number | null, info: Float64Array): Buffer | null;
+  nextBatchSync(
+    h: NativeHandle,
+    maxFrames: number,
+    maxBytes: number,
+    waitMs: number,
+    out: Buffer,
+    fd: number | null,
+    info: Float64Array,
+  ): Buffer | null;
   lastError(h: NativeHandle): string | null;
   /** A close-on-exec AF_UNIX stream pair [parentFd, childFd] (the worker pipe). */
   socketPair(): [number, number];
@@ -114,7 +122,8 @@ export function loadCaptureAddon(fresh = false): AddonLoad {
   else {
     try {
       const addon = createRequire(import.meta.url)(where.path) as CaptureAddon;
-      if (typeof addon.nextBatch !== 'function' || typeof addon.open !== 'function') r = { ok: false, reason: `${where.path} is not journey's capture addon` };
+      if (typeof addon.nextBatch !== 'function' || typeof addon.open !== 'function')
+        r = { ok: false, reason: `${where.path} is not journey's capture addon` };
       else r = { ok: true, addon, path: where.path };
     } catch (e) {
       r = { ok: false, reason: `${where.path} does not load: ${(e as Error).message.split('\n')[0] ?? ''}` };

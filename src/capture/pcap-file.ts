@@ -371,7 +371,8 @@ class CaptureSource {
       const m = c.b.readUInt32LE(c.i);
       let parser: RecordParser;
       if (m === SHB) parser = new PcapngParser(c, path, given ?? baseName(path), skip);
-      else if (m === 0xa1b2c3d4 || m === 0xd4c3b2a1 || m === 0xa1b23c4d || m === 0x4d3cb2a1) parser = new PcapParser(c, path, given ?? baseName(path), skip);
+      else if (m === 0xa1b2c3d4 || m === 0xd4c3b2a1 || m === 0xa1b23c4d || m === 0x4d3cb2a1)
+        parser = new PcapParser(c, path, given ?? baseName(path), skip);
       else throw parseError(path, 0, `not a pcap or pcapng file (magic 0x${m.toString(16).padStart(8, '0')})`);
       return new CaptureSource(fh, c, parser);
     } catch (e) {
@@ -405,10 +406,7 @@ class CaptureSource {
 }
 
 /** Reads the records of one capture file, in file order (`data` valid until the next record). */
-export async function* readCaptureRecords(
-  input: string | CaptureFileInput,
-  opts: ReadCaptureOptions = {},
-): AsyncGenerator<CaptureRecord> {
+export async function* readCaptureRecords(input: string | CaptureFileInput, opts: ReadCaptureOptions = {}): AsyncGenerator<CaptureRecord> {
   const src = await CaptureSource.open(input, opts);
   try {
     for (;;) {
@@ -440,10 +438,7 @@ function toUs(ifc: Iface, hi: number, lo: number): number {
  * merged by timestamp into one timeline; inside a file the order is kept. Batches are cut when
  * the interface changes, so the sequence of batches preserves packet order across interfaces.
  */
-export async function* readCaptureFiles(
-  inputs: ReadonlyArray<string | CaptureFileInput>,
-  opts: ReadCaptureOptions = {},
-): AsyncGenerator<FrameBatch> {
+export async function* readCaptureFiles(inputs: ReadonlyArray<string | CaptureFileInput>, opts: ReadCaptureOptions = {}): AsyncGenerator<FrameBatch> {
   const maxFrames = opts.batchFrames ?? 1024;
   const srcs: CaptureSource[] = [];
   try {

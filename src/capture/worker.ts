@@ -8,15 +8,7 @@ import type { Readable } from 'node:stream';
 import { netnsPath } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
 import type { FrameBatch } from '../model/observation.js';
-import {
-  MSG_ERROR,
-  MSG_HELLO,
-  MSG_STATS,
-  MessageReader,
-  type HelloMessage,
-  type WorkerErrorMessage,
-  type WorkerStatsMessage,
-} from './protocol.js';
+import { MSG_ERROR, MSG_HELLO, MSG_STATS, MessageReader, type HelloMessage, type WorkerErrorMessage, type WorkerStatsMessage } from './protocol.js';
 import type { WorkerConfig } from './worker-entry.js';
 import { loadCaptureAddon } from './native-addon.js';
 

@@ -72,11 +72,13 @@ export function registerExplain(program: Command): void {
       if (!o.local && o.src === undefined) throw new JourneyError('E_USAGE', '--src is needed unless --local');
       const proto = o.proto.toLowerCase();
       if (!['tcp', 'udp', 'icmp', 'icmpv6', 'sctp'].includes(proto)) throw new JourneyError('E_USAGE', `--proto: tcp, udp or icmp, not ${o.proto}`);
-      if (!['new', 'established', 'related', 'invalid', 'untracked'].includes(o.state)) throw new JourneyError('E_USAGE', `--state: bad state ${o.state}`);
+      if (!['new', 'established', 'related', 'invalid', 'untracked'].includes(o.state))
+        throw new JourneyError('E_USAGE', `--state: bad state ${o.state}`);
       const dst = parseEndpoint(o.dst as string, '--dst');
       const src = o.src !== undefined ? parseEndpoint(o.src, '--src') : { addr: '', port: undefined };
       const family = (parseIp(dst.addr) as { v: 4 | 6 }).v;
-      if (src.addr !== '' && (parseIp(src.addr) as { v: 4 | 6 }).v !== family) throw new JourneyError('E_USAGE', '--src and --dst are of different IP versions');
+      if (src.addr !== '' && (parseIp(src.addr) as { v: 4 | 6 }).v !== family)
+        throw new JourneyError('E_USAGE', '--src and --dst are of different IP versions');
       const ports = proto === 'tcp' || proto === 'udp' || proto === 'sctp';
       if (ports && dst.port === undefined) throw new JourneyError('E_USAGE', `--dst needs a port for ${proto}`);
       const l4: L4Proto = proto === 'icmp' && family === 6 ? 'icmpv6' : (proto as L4Proto);
@@ -90,20 +92,30 @@ export function registerExplain(program: Command): void {
         dst: dst.addr,
         sport: ports ? (src.port ?? 40000) : echoId,
         dport: ports ? (dst.port as number) : echoId,
-        ...(l4 === 'icmp' || l4 === 'icmpv6' ? { icmpType: o.icmpType !== undefined ? Number(o.icmpType) : l4 === 'icmp' ? 8 : 128, icmpCode: 0 } : {}),
+        ...(l4 === 'icmp' || l4 === 'icmpv6'
+          ? { icmpType: o.icmpType !== undefined ? Number(o.icmpType) : l4 === 'icmp' ? 8 : 128, icmpCode: 0 }
+          : {}),
       };
       const offline = o.iptablesSave.length + o.nftJson.length + o.nft.length > 0;
       if (offline && o.netns !== undefined) throw new JourneyError('E_USAGE', '--netns reads the live ruleset: do not combine it with ruleset files');
       if (!offline) {
-        if (process.getuid?.() !== 0) throw new JourneyError('E_NOT_ROOT', 'reading the live ruleset (iptables-save, nft) needs root; or explain offline with --iptables-save/--nft-json/--nft');
-        if (o.netns !== undefined && !existsSync(netnsPath(o.netns))) throw new JourneyError('E_NO_NETNS', `no network namespace ${o.netns} (${netnsPath(o.netns)})`);
+        if (process.getuid?.() !== 0)
+          throw new JourneyError(
+            'E_NOT_ROOT',
+            'reading the live ruleset (iptables-save, nft) needs root; or explain offline with --iptables-save/--nft-json/--nft',
+          );
+        if (o.netns !== undefined && !existsSync(netnsPath(o.netns)))
+          throw new JourneyError('E_NO_NETNS', `no network namespace ${o.netns} (${netnsPath(o.netns)})`);
       }
       const ruleset = offline
         ? await loadRulesetFiles({ iptablesSave: o.iptablesSave, nftJson: o.nftJson, nft: o.nft, ipset: o.ipset })
         : await loadLiveRuleset(o.netns !== undefined ? { netns: o.netns } : {});
       let host;
       if (o.addrs !== undefined || o.routes !== undefined) {
-        host = await loadHostContextFiles({ ...(o.addrs !== undefined ? { addrs: o.addrs } : {}), ...(o.routes !== undefined ? { routes: o.routes } : {}) });
+        host = await loadHostContextFiles({
+          ...(o.addrs !== undefined ? { addrs: o.addrs } : {}),
+          ...(o.routes !== undefined ? { routes: o.routes } : {}),
+        });
       } else if (offline) {
         host = emptyHostContext();
         ruleset.notes.push('no --addrs/--routes: local addresses and routes are unknown (matches on them are indeterminate)');
@@ -123,7 +135,8 @@ export function registerExplain(program: Command): void {
         process.stdout.write(`${JSON.stringify(withNotes, null, 2)}\n`);
         return;
       }
-      const ep = (a: string, p?: number): string => (p === undefined || !ports ? a || '(chosen by routing)' : `${a.includes(':') ? `[${a}]` : a || '(chosen by routing)'}:${p}`);
+      const ep = (a: string, p?: number): string =>
+        p === undefined || !ports ? a || '(chosen by routing)' : `${a.includes(':') ? `[${a}]` : a || '(chosen by routing)'}:${p}`;
       const header = `${l4} ${ep(tuple.src, tuple.sport)} → ${ep(tuple.dst, tuple.dport)}${o.local ? ' sent by the host' : ` in on ${o.in as string}`} (${o.state}${o.reply ? ', reply direction' : ''})`;
       process.stdout.write(formatExplanation(withNotes, header));
     });

@@ -29,15 +29,24 @@ const out = (s: string): void => {
 export function formatLab(info: LabInfo): string {
   const lines: string[] = [];
   lines.push(`lab ${info.id || '(no id)'}: scenario ${info.scenario}${info.ruleset ? ` (${info.ruleset})` : ''}  dir ${info.dir}`);
-  lines.push(`  namespaces  host ${info.netns.host} (eth0 ${info.hostAddr}, default via ${info.extAddr})  ext ${info.netns.ext} (${info.extAddr}, outside ${info.outsideAddr})  ext2 ${info.netns.ext2} (${info.ext2Addr})`);
+  lines.push(
+    `  namespaces  host ${info.netns.host} (eth0 ${info.hostAddr}, default via ${info.extAddr})  ext ${info.netns.ext} (${info.extAddr}, outside ${info.outsideAddr})  ext2 ${info.netns.ext2} (${info.ext2Addr})`,
+  );
   if (info.v6) lines.push(`  ipv6        host ${info.v6.hostAddr}  ext ${info.v6.extAddr}  ext2 ${info.v6.ext2Addr}  outside ${info.v6.outsideAddr}`);
-  lines.push(`  engine      ${info.dockerHost ? `dockerd unix://${info.dockerHost}` : 'none (replay)'}  userland-proxy=${info.daemon.userlandProxy} icc=${info.daemon.icc} iptables=${info.daemon.iptables}${info.firewalld ? '  firewalld' : ''}`);
+  lines.push(
+    `  engine      ${info.dockerHost ? `dockerd unix://${info.dockerHost}` : 'none (replay)'}  userland-proxy=${info.daemon.userlandProxy} icc=${info.daemon.icc} iptables=${info.daemon.iptables}${info.firewalld ? '  firewalld' : ''}`,
+  );
   for (const b of info.bridges) {
-    lines.push(`  bridge      ${b.name.padEnd(14)} ${b.subnet.padEnd(16)} gw ${b.gateway.padEnd(14)} network ${b.network}${b.internal ? ' (internal)' : ''}`);
+    lines.push(
+      `  bridge      ${b.name.padEnd(14)} ${b.subnet.padEnd(16)} gw ${b.gateway.padEnd(14)} network ${b.network}${b.internal ? ' (internal)' : ''}`,
+    );
   }
   for (const c of info.containers) {
     const pub = c.published
-      .map((p) => `${p.hostIp === '0.0.0.0' || p.hostIp === '::' ? '' : p.hostIp.includes(':') ? `[${p.hostIp}]:` : `${p.hostIp}:`}${p.hostPort}->${p.containerPort}/${p.proto}`)
+      .map(
+        (p) =>
+          `${p.hostIp === '0.0.0.0' || p.hostIp === '::' ? '' : p.hostIp.includes(':') ? `[${p.hostIp}]:` : `${p.hostIp}:`}${p.hostPort}->${p.containerPort}/${p.proto}`,
+      )
       .join(', ');
     lines.push(`  container   ${c.name.padEnd(14)} ${c.ip.padEnd(16)} on ${c.bridge.padEnd(12)} pid ${String(c.pid).padEnd(8)} ${pub}`);
   }
@@ -61,13 +70,17 @@ export function formatTrace(t: KernelTrace): string {
   const lines: string[] = [];
   for (const p of t.packets) {
     const h = p.first;
-    const hdr = h ? `${h.proto ?? '?'} ${h.saddr ?? '?'}${h.sport !== undefined ? `:${h.sport}` : ''} -> ${h.daddr ?? '?'}${h.dport !== undefined ? `:${h.dport}` : ''}${h.tcpFlags ? ` [${h.tcpFlags}]` : ''}${h.icmpType ? ` ${h.icmpType}` : ''} iif ${h.iif ?? '-'}` : '(no header)';
+    const hdr = h
+      ? `${h.proto ?? '?'} ${h.saddr ?? '?'}${h.sport !== undefined ? `:${h.sport}` : ''} -> ${h.daddr ?? '?'}${h.dport !== undefined ? `:${h.dport}` : ''}${h.tcpFlags ? ` [${h.tcpFlags}]` : ''}${h.icmpType ? ` ${h.icmpType}` : ''} iif ${h.iif ?? '-'}`
+      : '(no header)';
     lines.push(`packet ${p.index} (trace ${p.traceIds.join(',')}): ${hdr}  => ${p.final ?? 'no verdict'}${p.dropped ? ' DROPPED' : ''}`);
     for (const s of p.steps) lines.push(formatStep(s));
   }
   lines.push(`conntrack (${t.conntrack.length} entries):`);
   for (const c of t.conntrack) {
-    lines.push(`    ${c.orig.proto} ${c.orig.src}:${c.orig.sport} -> ${c.orig.dst}:${c.orig.dport}  reply ${c.reply.src}:${c.reply.sport} -> ${c.reply.dst}:${c.reply.dport}  ${c.tcpState ?? ''} ${c.status.filter((x) => x.endsWith('NAT')).join(' ')}`);
+    lines.push(
+      `    ${c.orig.proto} ${c.orig.src}:${c.orig.sport} -> ${c.orig.dst}:${c.orig.dport}  reply ${c.reply.src}:${c.reply.sport} -> ${c.reply.dst}:${c.reply.dport}  ${c.tcpState ?? ''} ${c.status.filter((x) => x.endsWith('NAT')).join(' ')}`,
+    );
   }
   if (t.skipped.length) lines.push(`(${t.skipped.length} unreadable trace lines skipped)`);
   return lines.join('\n');
@@ -106,16 +119,30 @@ export function registerLab(program: Command): void {
     .option('--json', 'print the LabInfo JSON')
     .option('--no-rules', 'do not print the resulting ruleset')
     .action(async (o: IdOpt & { scenario: string; ruleset?: string; json?: boolean; rules: boolean }) => {
-      const info = await labUp({ ...(o.id !== undefined ? { id: o.id } : {}), scenario: o.scenario, ...(o.ruleset !== undefined ? { ruleset: o.ruleset } : {}) });
+      const info = await labUp({
+        ...(o.id !== undefined ? { id: o.id } : {}),
+        scenario: o.scenario,
+        ...(o.ruleset !== undefined ? { ruleset: o.ruleset } : {}),
+      });
       if (o.json) return out(JSON.stringify(info, null, 2));
       out(formatLab(info));
       if (o.rules) {
-        const rules = info.rulesetFormat === 'nft'
-          ? await run(['nft', 'list', 'ruleset'], { netns: info.netns.host, allowFailure: true })
-          : await run(['iptables-save'], { netns: info.netns.host, allowFailure: true });
-        out(`\nrules in ${info.netns.host}:\n${rules.stdout.split('\n').filter((l) => l && !l.startsWith('#')).join('\n')}`);
+        const rules =
+          info.rulesetFormat === 'nft'
+            ? await run(['nft', 'list', 'ruleset'], { netns: info.netns.host, allowFailure: true })
+            : await run(['iptables-save'], { netns: info.netns.host, allowFailure: true });
+        out(
+          `\nrules in ${info.netns.host}:\n${rules.stdout
+            .split('\n')
+            .filter((l) => l && !l.startsWith('#'))
+            .join('\n')}`,
+        );
       }
-      out(`\nprobes: ${listProbes(info.scenario, info).map((p) => p.name).join(' ')}\n(journey lab traffic${info.id ? ` --id ${info.id}` : ''} NAME; journey lab down${info.id ? ` --id ${info.id}` : ''})`);
+      out(
+        `\nprobes: ${listProbes(info.scenario, info)
+          .map((p) => p.name)
+          .join(' ')}\n(journey lab traffic${info.id ? ` --id ${info.id}` : ''} NAME; journey lab down${info.id ? ` --id ${info.id}` : ''})`,
+      );
     });
 
   lab
@@ -172,7 +199,14 @@ export function registerLab(program: Command): void {
       const probes = listProbes(info.scenario, info);
       if (o.list) {
         if (o.json) return out(JSON.stringify(probes, null, 2));
-        return out(probes.map((p) => `${p.name.padEnd(26)} ${p.from} -> ${p.to}${p.port !== undefined ? `:${p.port}` : ''}/${p.proto}  expect ${p.expect}  ${p.description}`).join('\n'));
+        return out(
+          probes
+            .map(
+              (p) =>
+                `${p.name.padEnd(26)} ${p.from} -> ${p.to}${p.port !== undefined ? `:${p.port}` : ''}/${p.proto}  expect ${p.expect}  ${p.description}`,
+            )
+            .join('\n'),
+        );
       }
       const chosen = names.length ? names : probes.map((p) => p.name);
       const results: ProbeResult[] = [];
@@ -206,7 +240,14 @@ export function registerLab(program: Command): void {
           process.stderr.write(`${formatProbe(r)}\n`);
           return r;
         }
-        const argv = o.in ? ['nsenter', `--net=${typeof whereToNetns(info, o.in) === 'number' ? `/proc/${whereToNetns(info, o.in)}/ns/net` : `/var/run/netns/${whereToNetns(info, o.in)}`}`, '--', ...cmd] : cmd;
+        const argv = o.in
+          ? [
+              'nsenter',
+              `--net=${typeof whereToNetns(info, o.in) === 'number' ? `/proc/${whereToNetns(info, o.in)}/ns/net` : `/var/run/netns/${whereToNetns(info, o.in)}`}`,
+              '--',
+              ...cmd,
+            ]
+          : cmd;
         status = await runInherit(argv);
         return { exitCode: status };
       };

@@ -39,7 +39,7 @@ export function addCaptureOptions(cmd: Command, opts: { readonly readNote?: stri
     .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
     .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
     .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
-    .option('--backend <name>', 'capture backend: native (default: journey\'s libpcap addon; pcap when it is not built), pcap (node-pcap) or cap')
+    .option('--backend <name>', "capture backend: native (default: journey's libpcap addon; pcap when it is not built), pcap (node-pcap) or cap")
     .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
     .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')
     .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
@@ -61,8 +61,15 @@ export function addExplainFlowsOption(cmd: Command): Command {
 /** Kernel drop reason options. */
 export function addDropReasonOptions(cmd: Command): Command {
   return cmd
-    .option('--ignore-drop-reason <reason>', 'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)', collect)
-    .option('--all-drops', 'also report NOT_SPECIFIED drops that belong to no flow and OTHERHOST drops (left out by default: router solicitations, packets the kernel frees without a reason, and copies of bridged frames)');
+    .option(
+      '--ignore-drop-reason <reason>',
+      'kernel drop reason never to report (repeatable or comma-separated, e.g. NO_SOCKET; filtered in the kernel)',
+      collect,
+    )
+    .option(
+      '--all-drops',
+      'also report NOT_SPECIFIED drops that belong to no flow and OTHERHOST drops (left out by default: router solicitations, packets the kernel frees without a reason, and copies of bridged frames)',
+    );
 }
 
 /** Every shared option, in one go (for a command with nothing to put in between). */
@@ -98,12 +105,16 @@ export function pipelineOptionsFrom(
   opts: { readonly rulesetErrorDetail?: (e: NodeJS.ErrnoException) => string } = {},
 ): PipelineOptions {
   const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
-  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap') throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
+  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap')
+    throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
   const ctSource = o.conntrackSource ?? 'auto';
   if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
   if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
   if ((o.ruleset !== undefined || o.hostAddrs !== undefined || o.hostRoutes !== undefined) && o.read === undefined) {
-    throw new JourneyError('E_USAGE', '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host');
+    throw new JourneyError(
+      'E_USAGE',
+      '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host',
+    );
   }
   const rulesetFiles = o.ruleset ? splitRulesetFiles(o.ruleset, opts.rulesetErrorDetail) : undefined;
   return {
@@ -116,7 +127,15 @@ export function pipelineOptionsFrom(
     ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
     ...(o.read ? { read: o.read } : {}),
     ...(o.conntrack ? { conntrackSnapshot: o.conntrack } : {}),
-    ...(rulesetFiles ? { rulesetFiles: { ...rulesetFiles, ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}), ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}) } } : {}),
+    ...(rulesetFiles
+      ? {
+          rulesetFiles: {
+            ...rulesetFiles,
+            ...(o.hostAddrs !== undefined ? { addrs: o.hostAddrs } : {}),
+            ...(o.hostRoutes !== undefined ? { routes: o.hostRoutes } : {}),
+          },
+        }
+      : {}),
     conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
     explain: o.explainFlows,
     ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),

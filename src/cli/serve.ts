@@ -19,7 +19,10 @@ import type { CheckKind } from '../verify/types.js';
  * namespace and Docker endpoint; the client's options are bounded by the message schema
  * (src/output/subscription.ts). A replay serves no checks (E_UNAVAILABLE).
  */
-export function serveVerifyHandler(o: { netns?: string; dockerHost?: string; docker?: boolean }, run: (opts: VerifyOptions) => Promise<unknown> = verifyHairpin): VerifyHandler {
+export function serveVerifyHandler(
+  o: { netns?: string; dockerHost?: string; docker?: boolean },
+  run: (opts: VerifyOptions) => Promise<unknown> = verifyHairpin,
+): VerifyHandler {
   return (req, signal) => {
     const r = req.options ?? {};
     const opts: VerifyOptions = {
@@ -57,7 +60,8 @@ interface ServeCliOptions extends PipelineCliOptions {
 function intOpt(v: string | undefined, name: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new JourneyError('E_USAGE', `--${name} wants a whole number from ${min} to ${max}, got "${v}"`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new JourneyError('E_USAGE', `--${name} wants a whole number from ${min} to ${max}, got "${v}"`);
   return n;
 }
 
@@ -105,7 +109,13 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     maxClients: intOpt(o.maxClients, 'max-clients', 1, 10_000) ?? 32,
     queueMaxItems: intOpt(o.queue, 'queue', 16, 1_000_000) ?? 2048,
     ...(o.read === undefined
-      ? { verify: serveVerifyHandler({ ...(o.netns !== undefined ? { netns: o.netns } : {}), ...(o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}), docker: o.docker }) }
+      ? {
+          verify: serveVerifyHandler({
+            ...(o.netns !== undefined ? { netns: o.netns } : {}),
+            ...(o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
+            docker: o.docker,
+          }),
+        }
       : {}),
   };
   const statsS = intOpt(o.statsInterval, 'stats-interval', 0, 86_400) ?? 5;
@@ -134,7 +144,9 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     server.publish(ev);
     if (ev.type === 'notice' && o.quiet !== true) log(`notice: ${ev.message}`);
   });
-  log(`listening on ${server.url} (WebSocket ${server.wsUrl}, metrics ${server.url}metrics)${serverOpts.token !== undefined ? ', token required' : ''}; ${pipeline.mode} on ${pipeline.interfaces.join(', ') || '(no interface yet)'}`);
+  log(
+    `listening on ${server.url} (WebSocket ${server.wsUrl}, metrics ${server.url}metrics)${serverOpts.token !== undefined ? ', token required' : ''}; ${pipeline.mode} on ${pipeline.interfaces.join(', ') || '(no interface yet)'}`,
+  );
 
   let stopping = false;
   let finish: () => void = () => {};

@@ -43,7 +43,11 @@ export function registerVerify(program: Command): void {
     .option('--timeout <ms>', 'per-probe timeout in milliseconds', '2000')
     .option('--passive', 'send nothing: classify hairpin flows as they happen (see --duration)')
     .option('--duration <s>', 'passive mode: how long to watch, in seconds', '10')
-    .option('--passive-source <src>', 'passive mode: the live pipeline (capture + conntrack + explanations) or conntrack events only: pipeline|conntrack', 'pipeline')
+    .option(
+      '--passive-source <src>',
+      'passive mode: the live pipeline (capture + conntrack + explanations) or conntrack events only: pipeline|conntrack',
+      'pipeline',
+    )
     .option('--host-addr <ip>', 'the host address to call (default: the first address not on a bridge)')
     .option('--port <port...>', 'only these published ports (8000 or 8000/tcp)')
     .option('--only <kind...>', `only these checks: ${KINDS.join(', ')}`)
@@ -52,10 +56,14 @@ export function registerVerify(program: Command): void {
     .option('--json', 'print the report as JSON (docs/verify.md)')
     .option('-v, --verbose', 'show the evidence of passing checks too')
     .action(async (o: HairpinCliOptions) => {
-      if (!['pipeline', 'conntrack'].includes(o.passiveSource)) throw new JourneyError('E_USAGE', `--passive-source must be pipeline or conntrack, got "${o.passiveSource}"`);
-      if (!['failures', 'all', 'none'].includes(o.trace)) throw new JourneyError('E_USAGE', `--trace must be failures, all or none, got "${o.trace}"`);
-      for (const k of o.only ?? []) if (!KINDS.includes(k as CheckKind)) throw new JourneyError('E_USAGE', `--only: unknown check "${k}" (${KINDS.join(', ')})`);
-      if (process.getuid?.() !== 0) throw new JourneyError('E_NOT_ROOT', 'verify hairpin enters network namespaces and reads conntrack: run it as root');
+      if (!['pipeline', 'conntrack'].includes(o.passiveSource))
+        throw new JourneyError('E_USAGE', `--passive-source must be pipeline or conntrack, got "${o.passiveSource}"`);
+      if (!['failures', 'all', 'none'].includes(o.trace))
+        throw new JourneyError('E_USAGE', `--trace must be failures, all or none, got "${o.trace}"`);
+      for (const k of o.only ?? [])
+        if (!KINDS.includes(k as CheckKind)) throw new JourneyError('E_USAGE', `--only: unknown check "${k}" (${KINDS.join(', ')})`);
+      if (process.getuid?.() !== 0)
+        throw new JourneyError('E_NOT_ROOT', 'verify hairpin enters network namespaces and reads conntrack: run it as root');
       const ac = new AbortController();
       const onSig = (): void => ac.abort();
       process.once('SIGINT', onSig);
@@ -78,7 +86,10 @@ export function registerVerify(program: Command): void {
         });
         process.stdout.write(o.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report, { verbose: o.verbose === true }));
         if (!report.ok) {
-          const failed = [...report.checks.filter((c) => c.status === 'fail').map((c) => c.id), ...report.flows.filter((f) => f.status === 'fail').map((f) => `${f.kind}:${f.from}->${f.to}`)];
+          const failed = [
+            ...report.checks.filter((c) => c.status === 'fail').map((c) => c.id),
+            ...report.flows.filter((f) => f.status === 'fail').map((f) => `${f.kind}:${f.from}->${f.to}`),
+          ];
           throw new JourneyError('E_VERIFY_FAILED', `${failed.length} hairpin check(s) failed: ${failed.join(', ')}`, { failed });
         }
       } finally {

@@ -7,7 +7,14 @@ import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
 import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
-import { addCaptureOptions, addDropReasonOptions, addExplainFlowsOption, collect, pipelineOptionsFrom, type PipelineCliOptions } from './pipeline-options.js';
+import {
+  addCaptureOptions,
+  addDropReasonOptions,
+  addExplainFlowsOption,
+  collect,
+  pipelineOptionsFrom,
+  type PipelineCliOptions,
+} from './pipeline-options.js';
 import { formatEvent, formatFlowEvent, formatStats } from '../output/terminal.js';
 import { formatJourney } from '../output/terminal-explain.js';
 import { eventMatches, type FlowFilter } from '../output/terminal-filter.js';
@@ -78,7 +85,8 @@ function intOpt(v: string | undefined, name: string): number | undefined {
 
 async function runWatch(expression: string[], o: WatchCliOptions): Promise<void> {
   const shared = pipelineOptionsFrom(expression, o);
-  if ([o.json, o.top, o.explain].filter(Boolean).length > 1) throw new JourneyError('E_USAGE', '--json, --top and --explain are different views: choose one');
+  if ([o.json, o.top, o.explain].filter(Boolean).length > 1)
+    throw new JourneyError('E_USAGE', '--json, --top and --explain are different views: choose one');
   const ports = (o.port ?? []).map((p) => {
     const n = Number(p);
     if (!Number.isInteger(n) || n < 0 || n > 65535) throw new JourneyError('E_USAGE', `--port: not a port: ${p}`);
@@ -88,7 +96,16 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     ...(o.container ? { container: o.container } : {}),
     ...(ports.length ? { port: ports } : {}),
     ...(o.proto ? { proto: o.proto.map((p) => p.toLowerCase()) } : {}),
-    ...(o.verdict ? { verdict: o.verdict.map((v) => v.toLowerCase().replace(/ed$/, '').replace(/^accept$/, 'accept')) } : {}),
+    ...(o.verdict
+      ? {
+          verdict: o.verdict.map((v) =>
+            v
+              .toLowerCase()
+              .replace(/ed$/, '')
+              .replace(/^accept$/, 'accept'),
+          ),
+        }
+      : {}),
     ...(o.nat ? { natOnly: true } : {}),
     ...(o.addr ? { addr: o.addr } : {}),
   };

@@ -24,7 +24,14 @@ export function natOf(orig: Tuple, reply: Tuple): NatMapping {
 
 /** The tuple the original direction has after NAT (as seen past POSTROUTING, e.g. on the bridge). */
 export function origAfterNat(reply: Tuple): Tuple {
-  return { ...reply, src: reply.dst, dst: reply.src, sport: reply.dport, dport: reply.sport, ...(reply.icmpType !== undefined ? { icmpType: reply.icmpType === 0 ? 8 : reply.icmpType === 129 ? 128 : reply.icmpType } : {}) };
+  return {
+    ...reply,
+    src: reply.dst,
+    dst: reply.src,
+    sport: reply.dport,
+    dport: reply.sport,
+    ...(reply.icmpType !== undefined ? { icmpType: reply.icmpType === 0 ? 8 : reply.icmpType === 129 ? 128 : reply.icmpType } : {}),
+  };
 }
 
 export function hasNat(n: NatMapping): boolean {

@@ -51,7 +51,12 @@ export class NetlinkConntrackSource implements ConntrackSource {
       this.binding.conntrackOpen(this.nsPath ? { netns: this.nsPath } : {}, () => {}).close();
     } catch (e) {
       const code = (e as { code?: string }).code ?? 'error';
-      throw new JourneyError('E_NATIVE', `netlink conntrack unavailable: ${code === 'EPERM' ? 'EPERM (needs root or CAP_NET_ADMIN)' : (e as Error).message}`, { code, netns: this.nsPath }, { cause: e });
+      throw new JourneyError(
+        'E_NATIVE',
+        `netlink conntrack unavailable: ${code === 'EPERM' ? 'EPERM (needs root or CAP_NET_ADMIN)' : (e as Error).message}`,
+        { code, netns: this.nsPath },
+        { cause: e },
+      );
     }
   }
 

@@ -54,7 +54,9 @@ export class ProcConntrackSource implements ConntrackSource {
       const err = e as NodeJS.ErrnoException;
       throw new JourneyError(
         'E_CONNTRACK',
-        err.code === 'ENOENT' ? '/proc/net/nf_conntrack does not exist (nf_conntrack not loaded, or no procfs support)' : `/proc/net/nf_conntrack: ${err.message}`,
+        err.code === 'ENOENT'
+          ? '/proc/net/nf_conntrack does not exist (nf_conntrack not loaded, or no procfs support)'
+          : `/proc/net/nf_conntrack: ${err.message}`,
         {},
         { cause: e },
       );

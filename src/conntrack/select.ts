@@ -67,7 +67,8 @@ export async function openConntrackSource(opts: OpenConntrackOptions = {}): Prom
       const s = new ToolConntrackSource(ns);
       return { source: s, notices: [...notices, ...s.limitations.map((l) => `conntrack: ${l}`)] };
     }
-    if (backend === 'tool') throw new JourneyError('E_TOOL_MISSING', 'the conntrack tool is not usable here (install conntrack; needs nf_conntrack_netlink)');
+    if (backend === 'tool')
+      throw new JourneyError('E_TOOL_MISSING', 'the conntrack tool is not usable here (install conntrack; needs nf_conntrack_netlink)');
     notices.push('conntrack: the conntrack tool is not usable; polling /proc/net/nf_conntrack');
   }
   const s = new ProcConntrackSource({ ...ns, ...(opts.procIntervalMs !== undefined ? { intervalMs: opts.procIntervalMs } : {}) });

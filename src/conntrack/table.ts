@@ -123,7 +123,8 @@ export class ConntrackTable {
     const e = s.entry;
     // which key matched: the original direction leaves from the original source (before SNAT)
     // or arrives at the reply's source (after DNAT); everything else is the reply direction
-    const same = (a: Tuple, src: string, sport: number, dst: string, dport: number): boolean => a.src === src && a.sport === sport && a.dst === dst && a.dport === dport;
+    const same = (a: Tuple, src: string, sport: number, dst: string, dport: number): boolean =>
+      a.src === src && a.sport === sport && a.dst === dst && a.dport === dport;
     if (same(t, e.orig.src, e.orig.sport, e.orig.dst, e.orig.dport)) return { entry: e, direction: 'orig', natted: false };
     if (same(t, e.reply.src, e.reply.sport, e.reply.dst, e.reply.dport)) return { entry: e, direction: 'reply', natted: true };
     if (same(t, e.orig.dst, e.orig.dport, e.orig.src, e.orig.sport)) return { entry: e, direction: 'reply', natted: false };

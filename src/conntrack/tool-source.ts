@@ -23,9 +23,7 @@ export interface ToolSourceOptions {
 
 export class ToolConntrackSource implements ConntrackSource {
   readonly kind = 'conntrack-tool' as const;
-  readonly limitations: readonly string[] = [
-    'conntrack from `conntrack -E`: no SNAT/DNAT status bits (NAT derived from the tuples)',
-  ];
+  readonly limitations: readonly string[] = ['conntrack from `conntrack -E`: no SNAT/DNAT status bits (NAT derived from the tuples)'];
   private readonly opts: ToolSourceOptions;
   private child: ChildProcess | null = null;
   private stopped = false;
@@ -102,7 +100,11 @@ export class ToolConntrackSource implements ConntrackSource {
         // the kernel dropped events: re-list and emit what changed
         this.resyncs++;
         // say so: events between the overflow and the re-list are lost (the table converges)
-        onError(new JourneyError('E_CONNTRACK', `conntrack -E overflowed (ENOBUFS): events were lost; re-listing the table (resync ${this.resyncs})`, { resyncs: this.resyncs }));
+        onError(
+          new JourneyError('E_CONNTRACK', `conntrack -E overflowed (ENOBUFS): events were lost; re-listing the table (resync ${this.resyncs})`, {
+            resyncs: this.resyncs,
+          }),
+        );
         this.dumpDiff()
           .then((evs) => {
             if (evs.length > 0 && !this.stopped) onEvents(evs);

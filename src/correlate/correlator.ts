@@ -199,7 +199,8 @@ export class Correlator {
   private readonly pendingByKey = new Map<string, Pending[]>();
   private seq = 0;
   private nowMs = 0;
-  private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>> & Pick<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>;
+  private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>> &
+    Pick<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>;
   /** Drops whose flow does not exist yet (its packets are still held): by tuple key. */
   private readonly dropStash = new Map<string, { drop: DropInfo; atMs: number }[]>();
   readonly counters: Omit<CorrelatorStats, 'flowsLive' | 'ctEntries' | 'ctEvicted' | 'pendingNow'> = {
@@ -282,7 +283,10 @@ export class Correlator {
         const f = this.flows.get(ev.entry.id);
         if (f && f.entry !== null) {
           // keep the last known state (a DESTROY may come without it)
-          this.applyEntry(f, ev.entry.tcpState === undefined && f.entry.tcpState !== undefined ? { ...ev.entry, tcpState: f.entry.tcpState } : ev.entry);
+          this.applyEntry(
+            f,
+            ev.entry.tcpState === undefined && f.entry.tcpState !== undefined ? { ...ev.entry, tcpState: f.entry.tcpState } : ev.entry,
+          );
         }
         continue;
       }
@@ -353,7 +357,9 @@ export class Correlator {
     const probes = [ctOrig, drop.tuple].filter((t): t is Tuple => t !== null);
     for (const t of probes) {
       const m = this.table.lookup(t);
-      const f = m ? (this.flows.get(m.entry.id) ?? this.ensureFlow(m.entry, drop.timeUs / 1000)) : this.flows.get(this.synthIndex.get(tupleKey(t)) ?? '');
+      const f = m
+        ? (this.flows.get(m.entry.id) ?? this.ensureFlow(m.entry, drop.timeUs / 1000))
+        : this.flows.get(this.synthIndex.get(tupleKey(t)) ?? '');
       if (f) {
         this.addDrop(f, drop);
         return f.id;
@@ -452,7 +458,14 @@ export class Correlator {
     // before and after NAT, and both crossings are legs
     const t = obs.tuple;
     for (const l of f.legs) {
-      if (l.iface === obs.iface && l.direction === direction && l.tuple.src === t.src && l.tuple.dst === t.dst && l.tuple.sport === t.sport && l.tuple.dport === t.dport) {
+      if (
+        l.iface === obs.iface &&
+        l.direction === direction &&
+        l.tuple.src === t.src &&
+        l.tuple.dst === t.dst &&
+        l.tuple.sport === t.sport &&
+        l.tuple.dport === t.dport
+      ) {
         leg = l;
         break;
       }
@@ -669,7 +682,15 @@ export class Correlator {
   }
 
   private info(f: FlowState): FlowInfo {
-    const legs: FlowLeg[] = f.legs.map((l) => ({ iface: l.iface, direction: l.direction, tuple: l.tuple, firstUs: l.firstUs, lastUs: l.lastUs, packets: l.packets, bytes: l.bytes }));
+    const legs: FlowLeg[] = f.legs.map((l) => ({
+      iface: l.iface,
+      direction: l.direction,
+      tuple: l.tuple,
+      firstUs: l.firstUs,
+      lastUs: l.lastUs,
+      packets: l.packets,
+      bytes: l.bytes,
+    }));
     const origLegs = f.legs.filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs);
     const info: { -readonly [K in keyof FlowInfo]: FlowInfo[K] } = {
       id: f.id,
@@ -699,7 +720,14 @@ export class Correlator {
     f.changed = false;
     f.countersChanged = false;
     f.lastEmitMs = this.nowMs;
-    const ev: FlowEvent = { v: SCHEMA_VERSION, seq: this.nextSeq(), time: Math.round(this.nowMs), type, flow: this.info(f), ...(reason !== undefined ? { reason } : {}) };
+    const ev: FlowEvent = {
+      v: SCHEMA_VERSION,
+      seq: this.nextSeq(),
+      time: Math.round(this.nowMs),
+      type,
+      flow: this.info(f),
+      ...(reason !== undefined ? { reason } : {}),
+    };
     this.o.emit(ev);
   }
 }
@@ -716,6 +744,6 @@ export function isLinkControl(o: Observation): boolean {
 function synthTcpState(flags: number): string {
   if (flags & 4) return 'RST';
   if (flags & 1) return 'FIN';
-  if ((flags & 2) && !(flags & 16)) return 'SYN_SENT';
+  if (flags & 2 && !(flags & 16)) return 'SYN_SENT';
   return 'UNTRACKED';
 }

@@ -47,7 +47,14 @@ export class ReplaySource implements FrameSource {
   }
 
   stats(): CaptureStats[] {
-    return [...this.received].map(([iface, n]) => ({ iface, received: n, kernelDropped: 0, ifDropped: 0, ownDropped: 0, skipped: { ...this.skipped } }));
+    return [...this.received].map(([iface, n]) => ({
+      iface,
+      received: n,
+      kernelDropped: 0,
+      ifDropped: 0,
+      ownDropped: 0,
+      skipped: { ...this.skipped },
+    }));
   }
 
   async stop(): Promise<void> {
@@ -134,7 +141,19 @@ export class TcpdumpSource implements FrameSource {
   }
 
   private open(iface: string): Promise<void> {
-    const argv = ['tcpdump', '-i', iface, '-U', '-w', '-', '-n', '-s', String(this.opts.snaplen ?? 262144), '-B', String((this.opts.bufferSizeMiB ?? 8) * 1024)];
+    const argv = [
+      'tcpdump',
+      '-i',
+      iface,
+      '-U',
+      '-w',
+      '-',
+      '-n',
+      '-s',
+      String(this.opts.snaplen ?? 262144),
+      '-B',
+      String((this.opts.bufferSizeMiB ?? 8) * 1024),
+    ];
     if (this.opts.promisc !== true) argv.push('-p');
     if (this.opts.filter !== undefined && this.opts.filter !== '') argv.push(this.opts.filter);
     const [cmd, ...args] = inNetns(argv, this.opts.netns);
@@ -157,7 +176,7 @@ export class TcpdumpSource implements FrameSource {
     createInterface({ input: child.stderr! }).on('line', (l) => {
       const m = /(\d+) packets? dropped by kernel/.exec(l);
       if (m) st.kernelDropped = Number(m[1]);
-      else if (!/listening on|packets? (captured|received by filter)/.test(l)) errText += l + '\n';
+      else if (!/listening on|packets? (captured|received by filter)/.test(l)) errText += `${l}\n`;
     });
     return new Promise<void>((resolve, reject) => {
       let started = false;
@@ -182,7 +201,11 @@ export class TcpdumpSource implements FrameSource {
         this.ifaces.delete(iface);
         this.gone.set(iface, { iface, received: st.received, kernelDropped: st.kernelDropped, ifDropped: 0, ownDropped: 0, skipped: {} });
         if (st.stopped) return;
-        const err = new JourneyError('E_CAPTURE', `capture on ${iface} ended (tcpdump exit ${code ?? '?'}: ${errText.trim().split('\n').pop() ?? ''})`, { iface });
+        const err = new JourneyError(
+          'E_CAPTURE',
+          `capture on ${iface} ended (tcpdump exit ${code ?? '?'}: ${errText.trim().split('\n').pop() ?? ''})`,
+          { iface },
+        );
         if (!started) reject(err);
         // a Ctrl-C reaches the whole process group: wait a moment before calling it a failure
         else setTimeout(() => !this.stopping && this.onError?.(err), 500).unref();
@@ -191,7 +214,14 @@ export class TcpdumpSource implements FrameSource {
   }
 
   stats(): CaptureStats[] {
-    const live = [...this.ifaces.values()].map((s) => ({ iface: s.iface, received: s.received, kernelDropped: s.kernelDropped, ifDropped: 0, ownDropped: 0, skipped: {} }));
+    const live = [...this.ifaces.values()].map((s) => ({
+      iface: s.iface,
+      received: s.received,
+      kernelDropped: s.kernelDropped,
+      ifDropped: 0,
+      ownDropped: 0,
+      skipped: {},
+    }));
     return [...live, ...[...this.gone.values()].filter((g) => !this.ifaces.has(g.iface))];
   }
 

@@ -214,7 +214,14 @@ class PipelineImpl extends EventEmitter implements Pipeline {
 
   notice(message: string, code?: string): void {
     this.notices.push(message);
-    const ev: JourneyEvent = { v: SCHEMA_VERSION, seq: this.nextSeq(), time: Date.now(), type: 'notice', message, ...(code !== undefined ? { code } : {}) };
+    const ev: JourneyEvent = {
+      v: SCHEMA_VERSION,
+      seq: this.nextSeq(),
+      time: Date.now(),
+      type: 'notice',
+      message,
+      ...(code !== undefined ? { code } : {}),
+    };
     this.emitEvent(ev);
   }
 
@@ -235,7 +242,12 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       if (inventory) {
         const s = inventory.snapshot;
         pendingNotices.push(
-          `docker: ${s.containers.length} containers, networks ${s.networks.filter((n) => n.bridge).map((n) => `${n.name}(${n.bridge})`).join(' ')}; userland-proxy ${s.userlandProxy === false ? 'off' : s.userlandProxy === true ? 'on' : 'unknown'} (${s.userlandProxySource})`,
+          `docker: ${s.containers.length} containers, networks ${s.networks
+            .filter((n) => n.bridge)
+            .map((n) => `${n.name}(${n.bridge})`)
+            .join(
+              ' ',
+            )}; userland-proxy ${s.userlandProxy === false ? 'off' : s.userlandProxy === true ? 'on' : 'unknown'} (${s.userlandProxySource})`,
         );
         inventory.on('notice', (m: string) => this.notice(m));
         inventory.on('change', () => this.onDockerChange());
@@ -265,7 +277,11 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       ...(replayRules ? { files: replayRules } : {}),
     });
     if (this.explainer.unavailable !== null && o.explain !== false) {
-      pendingNotices.push(this.mode === 'replay' && !replayRules ? 'no explanations in a replay without the recorded ruleset (--ruleset FILE)' : this.explainer.unavailable);
+      pendingNotices.push(
+        this.mode === 'replay' && !replayRules
+          ? 'no explanations in a replay without the recorded ruleset (--ruleset FILE)'
+          : this.explainer.unavailable,
+      );
     }
     const proxyLinker = new DockerProxyLinker({
       proxies: () => this.index()?.snapshot.proxies ?? [],
@@ -290,14 +306,19 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     const opened = await openConntrackSource({
       ...(o.netns !== undefined ? { netns: o.netns } : {}),
       ...(o.conntrack !== undefined ? { backend: o.conntrack } : {}),
-      ...(this.mode === 'replay' ? { snapshot: o.conntrackSnapshot ?? [] } : o.conntrackSnapshot !== undefined ? { snapshot: o.conntrackSnapshot } : {}),
+      ...(this.mode === 'replay'
+        ? { snapshot: o.conntrackSnapshot ?? [] }
+        : o.conntrackSnapshot !== undefined
+          ? { snapshot: o.conntrackSnapshot }
+          : {}),
     });
     this.ct = opened.source;
     for (const n of opened.notices) this.notice(n);
     if (this.mode === 'replay' && (o.conntrackSnapshot === undefined || (Array.isArray(o.conntrackSnapshot) && o.conntrackSnapshot.length === 0))) {
       this.notice('replay without a conntrack snapshot (--conntrack FILE): packets are grouped by tuple, NAT legs are not joined');
     }
-    const noSnapshot = this.mode === 'replay' && (o.conntrackSnapshot === undefined || (Array.isArray(o.conntrackSnapshot) && o.conntrackSnapshot.length === 0));
+    const noSnapshot =
+      this.mode === 'replay' && (o.conntrackSnapshot === undefined || (Array.isArray(o.conntrackSnapshot) && o.conntrackSnapshot.length === 0));
     const dump = noSnapshot ? [] : await this.ct.dump();
     if (this.mode === 'replay' && this.ct instanceof SnapshotConntrackSource && this.ct.events.some((e) => e.time > 0)) {
       // an event log (conntrack -E -o timestamp): replayed in time order with the packets, as live
@@ -307,7 +328,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     } else {
       this.correlator.loadDump(dump);
     }
-    if (this.ct instanceof SnapshotConntrackSource && this.ct.skipped > 0) this.notice(`conntrack snapshot: ${this.ct.skipped} lines could not be read`);
+    if (this.ct instanceof SnapshotConntrackSource && this.ct.skipped > 0)
+      this.notice(`conntrack snapshot: ${this.ct.skipped} lines could not be read`);
 
     // capture
     if (o.write !== undefined) this.writer = createPcapngWriter(o.write, { application: 'journey' });
@@ -331,7 +353,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         this.interfaces = [...new Set([...(up ? [up] : []), ...bridges.filter((b) => existing.has(b) || !this.docker)])];
         if (!up) this.notice('no default route: uplink not captured (give -i IFACE)');
       }
-      if (this.interfaces.length === 0) throw new JourneyError('E_CAPTURE', 'no interface to capture on: no Docker bridge and no default route (give -i IFACE)');
+      if (this.interfaces.length === 0)
+        throw new JourneyError('E_CAPTURE', 'no interface to capture on: no Docker bridge and no default route (give -i IFACE)');
       const live = await openLiveSource({
         interfaces: this.interfaces,
         ...(o.netns !== undefined ? { netns: o.netns } : {}),
@@ -446,7 +469,10 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     let timer: NodeJS.Timeout | null = null;
     const tables = new Set<string>();
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /^(?:add|insert|delete|replace|flush|update|destroy|rename) (?:rule|chain|table|set|element|map|flowtable|counter|quota|limit) (\w+) (\S+)/.exec(line.trim());
+      const m =
+        /^(?:add|insert|delete|replace|flush|update|destroy|rename) (?:rule|chain|table|set|element|map|flowtable|counter|quota|limit) (\w+) (\S+)/.exec(
+          line.trim(),
+        );
       if (m) tables.add(`${m[1]} ${m[2]}`);
       if (timer) clearTimeout(timer);
       timer = setTimeout(() => {
@@ -574,10 +600,14 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       this.correlator.flush(reason);
       const s = this.correlator.stats();
       if (s.packetsUnmatched > 0 || s.pendingOverflow > 0) {
-        this.notice(`${s.packetsUnmatched} packets had no conntrack entry (shown as flows without conntrack); ${s.pendingOverflow} dropped from a full hold queue`);
+        this.notice(
+          `${s.packetsUnmatched} packets had no conntrack entry (shown as flows without conntrack); ${s.pendingOverflow} dropped from a full hold queue`,
+        );
       }
       if (this.dropsQuiet > 0) {
-        this.notice(`${this.dropsQuiet} kernel drops were not reported (${[...this.quietReasons].map((r) => (r === 'OTHERHOST' ? 'OTHERHOST: the host\'s copies of bridged frames' : `${r} without a flow`)).join('; ')}); --all-drops shows them`);
+        this.notice(
+          `${this.dropsQuiet} kernel drops were not reported (${[...this.quietReasons].map((r) => (r === 'OTHERHOST' ? "OTHERHOST: the host's copies of bridged frames" : `${r} without a flow`)).join('; ')}); --all-drops shows them`,
+        );
       }
       this.statsEvent();
       if (this.writer) {

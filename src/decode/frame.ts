@@ -65,14 +65,7 @@ export function decodeFrame(batch: FrameBatch, i: number, view: PacketView, skip
  * True when the view holds an IP packet (possibly with a truncated transport header: see
  * `view.l4State` and `view.skipReason`) or an ARP message.
  */
-export function decodeBytes(
-  data: Uint8Array,
-  offset: number,
-  capLen: number,
-  linkType: number,
-  view: PacketView,
-  skips?: SkipCounters,
-): boolean {
+export function decodeBytes(data: Uint8Array, offset: number, capLen: number, linkType: number, view: PacketView, skips?: SkipCounters): boolean {
   view.reset();
   view.data = data;
   view.linkType = linkType;
@@ -119,7 +112,7 @@ export function decodeBytes(
       if (capLen < 4) return fail(view, 'truncated-link', skips);
       // host byte order of the capturing machine: accept both
       const a = u32(data, o);
-      const fam = a > 0xffff ? ((a >>> 24) | ((a >>> 8) & 0xff00)) : a;
+      const fam = a > 0xffff ? (a >>> 24) | ((a >>> 8) & 0xff00) : a;
       etherType = fam === 2 ? ETH_P_IPV4 : fam === 24 || fam === 28 || fam === 30 || fam === 10 ? ETH_P_IPV6 : 0;
       o += 4;
       if (etherType === 0) return fail(view, 'non-ip', skips);
@@ -169,15 +162,7 @@ function decodeArp(d: Uint8Array, o: number, end: number, view: PacketView, skip
  * `outer` receives skip reasons. `inner` is true for the packet embedded in an ICMP error (no
  * further recursion, lengths taken from what is present).
  */
-function decodeIp(
-  d: Uint8Array,
-  o: number,
-  end: number,
-  v: L3View,
-  outer: PacketView,
-  skips: SkipCounters | undefined,
-  inner: boolean,
-): boolean {
+function decodeIp(d: Uint8Array, o: number, end: number, v: L3View, outer: PacketView, skips: SkipCounters | undefined, inner: boolean): boolean {
   if (inner) v.reset();
   v.data = d;
   v.l3Offset = o;

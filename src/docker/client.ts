@@ -119,7 +119,9 @@ export class DockerClient {
   get<T>(path: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const fail = (msg: string, cause?: unknown): void =>
-        reject(new JourneyError('E_DOCKER', `Docker API ${this.endpoint.display} ${path}: ${msg}`, { path, endpoint: this.endpoint.display }, { cause }));
+        reject(
+          new JourneyError('E_DOCKER', `Docker API ${this.endpoint.display} ${path}: ${msg}`, { path, endpoint: this.endpoint.display }, { cause }),
+        );
       const req = http.request(this.requestOptions(path), (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -144,7 +146,9 @@ export class DockerClient {
         });
       });
       req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer in ${this.timeoutMs} ms`)));
-      req.on('error', (e: NodeJS.ErrnoException) => fail(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? `daemon not reachable (${e.code})` : e.message, e));
+      req.on('error', (e: NodeJS.ErrnoException) =>
+        fail(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? `daemon not reachable (${e.code})` : e.message, e),
+      );
       req.end();
     });
   }

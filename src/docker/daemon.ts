@@ -38,7 +38,9 @@ function readCmdline(pid: number, procRoot: string): string[] | null {
 
 function pids(procRoot: string): number[] {
   try {
-    return readdirSync(procRoot).filter((d) => /^\d+$/.test(d)).map(Number);
+    return readdirSync(procRoot)
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number);
   } catch {
     return [];
   }
@@ -53,7 +55,7 @@ export function flagValues(argv: readonly string[], names: readonly string[]): s
       for (const dash of ['-', '--']) {
         const f = dash + n;
         if (a === f && i + 1 < argv.length) out.push(argv[i + 1] ?? '');
-        else if (a.startsWith(f + '=')) out.push(a.slice(f.length + 1));
+        else if (a.startsWith(`${f}=`)) out.push(a.slice(f.length + 1));
       }
     }
   }

@@ -240,7 +240,12 @@ export class DockerInventory extends EventEmitter {
 
   private static async load(client: DockerClient, opts: DockerInventoryOptions): Promise<DockerSnapshot> {
     const [containers, networks] = await Promise.all([client.containers(), client.networks()]);
-    let daemon = { userlandProxy: null as boolean | null, userlandProxySource: 'unknown (/proc not read)', pid: null as number | null, proxies: [] as DockerProxyProcess[] };
+    let daemon = {
+      userlandProxy: null as boolean | null,
+      userlandProxySource: 'unknown (/proc not read)',
+      pid: null as number | null,
+      proxies: [] as DockerProxyProcess[],
+    };
     if (opts.readProc !== false) {
       const d = daemonForSocket(client.endpoint.socketPath, findDaemons(opts.procRoot));
       const proxies = findDockerProxies(opts.procRoot, d?.pid);
@@ -307,15 +312,18 @@ export class DockerInventory extends EventEmitter {
 
   private reconnect(attempt: number): void {
     if (this.closed) return;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      this.refresh()
-        .then(() => {
-          this.emit('notice', 'docker: reconnected to the daemon');
-          this.subscribe();
-        })
-        .catch(() => this.reconnect(attempt + 1));
-    }, Math.min(500 * attempt, 5_000));
+    this.reconnectTimer = setTimeout(
+      () => {
+        this.reconnectTimer = null;
+        this.refresh()
+          .then(() => {
+            this.emit('notice', 'docker: reconnected to the daemon');
+            this.subscribe();
+          })
+          .catch(() => this.reconnect(attempt + 1));
+      },
+      Math.min(500 * attempt, 5_000),
+    );
     this.reconnectTimer.unref();
   }
 

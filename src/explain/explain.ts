@@ -31,7 +31,15 @@ import { type CtBinding, type SimResult, fmt, simulate } from '../netfilter/simu
 import { stepMeaning } from './meaning.js';
 
 export { compileRuleset, type CompiledRuleset } from '../netfilter/compile.js';
-export { loadLiveRuleset, loadHostContext, loadHostContextFiles, loadRulesetFiles, readRulesetDumps, rulesetFromDumps, rulesetDigest } from '../ruleset/load.js';
+export {
+  loadLiveRuleset,
+  loadHostContext,
+  loadHostContextFiles,
+  loadRulesetFiles,
+  readRulesetDumps,
+  rulesetFromDumps,
+  rulesetDigest,
+} from '../ruleset/load.js';
 export type { Ruleset } from '../ruleset/model.js';
 export type { HostContext } from '../ruleset/host-context.js';
 
@@ -78,7 +86,11 @@ export function explainPacket(compiled: CompiledRuleset, spec: PacketSpec): Expl
       dst: t.dst,
       sport: t.sport,
       dport: t.dport,
-      ...(t.icmpType !== undefined ? { icmpType: t.icmpType } : t.proto === 'icmp' || t.proto === 'icmpv6' ? { icmpType: t.family === 4 ? 8 : 128, icmpCode: 0 } : {}),
+      ...(t.icmpType !== undefined
+        ? { icmpType: t.icmpType }
+        : t.proto === 'icmp' || t.proto === 'icmpv6'
+          ? { icmpType: t.family === 4 ? 8 : 128, icmpCode: 0 }
+          : {}),
       ...(t.icmpCode !== undefined ? { icmpCode: t.icmpCode } : {}),
       ...(spec.iif !== undefined ? { iif: spec.iif } : {}),
       ...(spec.local ? { local: true } : {}),
@@ -108,7 +120,9 @@ function proxyNote(compiled: CompiledRuleset, t: Tuple, ex: Explanation): string
       for (const r of chain.rules) {
         const nat = r.exprs.find((e) => e.kind === 'nat' && e.type === 'dnat');
         if (nat === undefined || nat.kind !== 'nat' || nat.addr === undefined) continue;
-        const port = r.exprs.find((e) => e.kind === 'match' && e.key.kind === 'payload' && e.key.field === 'dport' && e.value.kind === 'num' && e.value.v === t.dport);
+        const port = r.exprs.find(
+          (e) => e.kind === 'match' && e.key.kind === 'payload' && e.key.field === 'dport' && e.value.kind === 'num' && e.value.v === t.dport,
+        );
         const proto = r.exprs.find((e) => e.kind === 'match' && e.key.kind === 'meta' && e.key.key === 'l4proto');
         const protoOk = proto === undefined || (proto.kind === 'match' && proto.value.kind === 'num' && proto.value.v === t.protoNum);
         const payloadProto = port !== undefined && port.kind === 'match' && port.key.kind === 'payload' ? port.key.proto : 'th';

@@ -24,7 +24,11 @@ function stepLine(n: number, s: ExplainStep): string[] {
   const rule = s.rule === null ? (s.verdict.startsWith('policy') ? '(chain policy)' : '(end of chain)') : s.rule;
   const num = s.ruleNumber !== null ? ` #${s.ruleNumber}` : '';
   const handle = s.handle !== null ? ` handle ${s.handle}` : '';
-  const lines = [`(${n}) ${where}${num}${handle}`, `      ${rule}`, `      → ${VERDICT_WORD[s.verdict] ?? s.verdict}${s.meaning ? `: ${s.meaning}` : ''}`];
+  const lines = [
+    `(${n}) ${where}${num}${handle}`,
+    `      ${rule}`,
+    `      → ${VERDICT_WORD[s.verdict] ?? s.verdict}${s.meaning ? `: ${s.meaning}` : ''}`,
+  ];
   return lines;
 }
 

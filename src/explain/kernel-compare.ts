@@ -145,10 +145,7 @@ export interface KernelCase {
   readonly conntrackNat: Explanation['nat'] | null;
 }
 
-type HeaderLike = Pick<
-  TracePacketHeader,
-  'iif' | 'oif' | 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'icmpType' | 'icmpId'
->;
+type HeaderLike = Pick<TracePacketHeader, 'iif' | 'oif' | 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'icmpType' | 'icmpId'>;
 
 type TracedPacket = {
   readonly first: HeaderLike | null;
@@ -167,7 +164,13 @@ function withLoopback(packets: readonly TracedPacket[], pk: TracedPacket): reado
   const i = packets.indexOf(pk);
   const back = packets
     .slice(i + 1)
-    .find((p) => p.first?.iif === 'lo' && p.first.saddr === (lastHeader.saddr ?? h.saddr) && p.first.sport === (lastHeader.sport ?? h.sport) && p.first.dport === (lastHeader.dport ?? h.dport));
+    .find(
+      (p) =>
+        p.first?.iif === 'lo' &&
+        p.first.saddr === (lastHeader.saddr ?? h.saddr) &&
+        p.first.sport === (lastHeader.sport ?? h.sport) &&
+        p.first.dport === (lastHeader.dport ?? h.dport),
+    );
   return back ? [...pk.steps, ...back.steps] : pk.steps;
 }
 
@@ -189,7 +192,7 @@ export function kernelCase(
     if (probe.proto === 'icmp' && h.icmpType !== undefined && h.icmpType !== 'echo-request') return false;
     return fromHost || h.saddr === probe.from.addr;
   });
-  if (!pk || !pk.first) return null;
+  if (!pk?.first) return null;
   const h = pk.first;
   const steps0 = withLoopback(packets, pk);
   const v6 = (h.daddr ?? probe.to.addr).includes(':');
@@ -206,7 +209,11 @@ export function kernelCase(
     ...(icmp ? { icmpType: v6 ? 128 : 8, icmpCode: 0 } : {}),
   };
   const ct = conntrack.find(
-    (e) => e.orig.src === tuple.src && e.orig.dst === tuple.dst && e.orig.proto === proto && (icmp || (e.orig.sport === tuple.sport && e.orig.dport === tuple.dport)),
+    (e) =>
+      e.orig.src === tuple.src &&
+      e.orig.dst === tuple.dst &&
+      e.orig.proto === proto &&
+      (icmp || (e.orig.sport === tuple.sport && e.orig.dport === tuple.dport)),
   );
   const steps = steps0.map((s) => ({
     family: s.family,
@@ -232,11 +239,7 @@ export interface KernelFollowUp extends KernelCase {
  * The later packets of a connection in a kernel trace: the first reply (SYN-ACK, UDP/ICMP answer) and
  * the second packet in the original direction; both are `established` for conntrack.
  */
-export function kernelFollowUps(
-  packets: readonly TracedPacket[],
-  entry: ConntrackEntry,
-  first: KernelCase,
-): KernelFollowUp[] {
+export function kernelFollowUps(packets: readonly TracedPacket[], entry: ConntrackEntry, first: KernelCase): KernelFollowUp[] {
   const icmp = entry.orig.proto === 'icmp' || entry.orig.proto === 'icmpv6';
   const same = (h: HeaderLike, t: { src: string; dst: string; sport: number; dport: number }): boolean =>
     h.saddr === t.src && h.daddr === t.dst && (icmp || (h.sport === t.sport && h.dport === t.dport));
@@ -259,7 +262,17 @@ export function kernelFollowUps(
       name: `${first.name} (${direction === 'reply' ? 'reply' : 'second packet'})`,
       tuple,
       iif: h.iif ?? null,
-      steps: withLoopback(packets, p).map((s) => ({ family: s.family, table: s.table, chain: s.chain, kind: s.kind, rule: s.rule, ruleNumber: s.ruleNumber, verdict: s.verdict, verdictKind: s.verdictKind, ...(s.target !== undefined ? { target: s.target } : {}) })),
+      steps: withLoopback(packets, p).map((s) => ({
+        family: s.family,
+        table: s.table,
+        chain: s.chain,
+        kind: s.kind,
+        rule: s.rule,
+        ruleNumber: s.ruleNumber,
+        verdict: s.verdict,
+        verdictKind: s.verdictKind,
+        ...(s.target !== undefined ? { target: s.target } : {}),
+      })),
       conntrackNat: null,
       direction,
       conntrack: entry,

@@ -2,9 +2,22 @@ import type { Tuple } from './tuple.js';
 
 /** Conntrack status bits as the kernel names them (IPS_*), without the prefix. */
 export type CtStatusBit =
-  | 'EXPECTED' | 'SEEN_REPLY' | 'ASSURED' | 'CONFIRMED' | 'SRC_NAT' | 'DST_NAT'
-  | 'SEQ_ADJUST' | 'SRC_NAT_DONE' | 'DST_NAT_DONE' | 'DYING' | 'FIXED_TIMEOUT'
-  | 'TEMPLATE' | 'UNTRACKED' | 'HELPER' | 'OFFLOAD' | 'HW_OFFLOAD';
+  | 'EXPECTED'
+  | 'SEEN_REPLY'
+  | 'ASSURED'
+  | 'CONFIRMED'
+  | 'SRC_NAT'
+  | 'DST_NAT'
+  | 'SEQ_ADJUST'
+  | 'SRC_NAT_DONE'
+  | 'DST_NAT_DONE'
+  | 'DYING'
+  | 'FIXED_TIMEOUT'
+  | 'TEMPLATE'
+  | 'UNTRACKED'
+  | 'HELPER'
+  | 'OFFLOAD'
+  | 'HW_OFFLOAD';
 
 export interface ConntrackEntry {
   /** Kernel conntrack id when known (netlink), else a key derived from the original tuple. */

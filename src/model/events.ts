@@ -105,7 +105,6 @@ export interface NoticeEvent extends EventBase {
   readonly code?: string;
 }
 
-export type JourneyEvent =
-  | FlowEvent | DropEvent | RulesetChangedEvent | CaptureStatsEvent | LostEvent | NoticeEvent;
+export type JourneyEvent = FlowEvent | DropEvent | RulesetChangedEvent | CaptureStatsEvent | LostEvent | NoticeEvent;
 
 export type { ConntrackEntry };

@@ -6,8 +6,20 @@ export type Hook = 'ingress' | 'prerouting' | 'input' | 'forward' | 'output' | '
 export type NfFamily = 'ip' | 'ip6' | 'inet' | 'bridge' | 'arp' | 'netdev';
 export type Verdict = 'accept' | 'drop' | 'reject' | 'indeterminate';
 export type StepVerdict =
-  | 'accept' | 'drop' | 'reject' | 'jump' | 'goto' | 'return' | 'continue' | 'policy-accept' | 'policy-drop'
-  | 'dnat' | 'snat' | 'masquerade' | 'redirect' | 'indeterminate';
+  | 'accept'
+  | 'drop'
+  | 'reject'
+  | 'jump'
+  | 'goto'
+  | 'return'
+  | 'continue'
+  | 'policy-accept'
+  | 'policy-drop'
+  | 'dnat'
+  | 'snat'
+  | 'masquerade'
+  | 'redirect'
+  | 'indeterminate';
 
 export interface ExplainStep {
   readonly hook: Hook;

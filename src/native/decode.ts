@@ -6,8 +6,21 @@
 import type { ConntrackEntry, ConntrackEvent, ConntrackEventType, CtStatusBit } from '../model/conntrack.js';
 import type { Tuple } from '../model/tuple.js';
 import {
-  CT_DESTROY, CT_DUMP, CT_EVENT, CT_NEW, CT_UPDATE, EVENT, EV_DROP, EV_HOOK, HOOK_NAMES, TUPLE,
-  ctStatusNames, icmpReplyType, readTuple, tcpStateName, type HookName,
+  CT_DESTROY,
+  CT_DUMP,
+  CT_EVENT,
+  CT_NEW,
+  CT_UPDATE,
+  EVENT,
+  EV_DROP,
+  EV_HOOK,
+  HOOK_NAMES,
+  TUPLE,
+  ctStatusNames,
+  icmpReplyType,
+  readTuple,
+  tcpStateName,
+  type HookName,
 } from './layout.js';
 
 const CT_TYPES: Readonly<Record<number, ConntrackEventType | 'dump'>> = {
@@ -138,14 +151,36 @@ export function readKernelRecord(buf: Buffer, off: number, clockOffsetNs: number
   const tuple = readTuple(buf, off + f.pkt);
   const len = buf.readUInt32LE(off + f.pkt_len);
   if (kind === EV_DROP) {
-    return { kind: 'drop', timeUs, netns, ifindex, iface, tuple, len, ct, reasonCode: buf.readUInt32LE(off + f.reason), location: buf.readBigUInt64LE(off + f.location) };
+    return {
+      kind: 'drop',
+      timeUs,
+      netns,
+      ifindex,
+      iface,
+      tuple,
+      len,
+      ct,
+      reasonCode: buf.readUInt32LE(off + f.reason),
+      location: buf.readBigUInt64LE(off + f.location),
+    };
   }
   const hookNum = buf.readUInt8(off + f.hook);
   const hook = HOOK_NAMES[hookNum];
   if (hook === undefined) return null;
   return {
-    kind: 'hook', timeUs, netns, ifindex, iface, tuple, len, ct,
-    hook, hookNum, pf: buf.readUInt8(off + f.pf), priority: buf.readInt32LE(off + f.priority), program: buf.readUInt8(off + f.slot),
+    kind: 'hook',
+    timeUs,
+    netns,
+    ifindex,
+    iface,
+    tuple,
+    len,
+    ct,
+    hook,
+    hookNum,
+    pf: buf.readUInt8(off + f.pf),
+    priority: buf.readInt32LE(off + f.priority),
+    program: buf.readUInt8(off + f.slot),
   };
 }
 

@@ -24,7 +24,12 @@ export function dropPacketSpec(drop: KernelDrop): PacketSpec | null {
   const tuple: Tuple = fromCt && drop.ct?.orig ? drop.ct.orig : t;
   if (drop.iface === null) return { tuple, local: true };
   if (fromCt && drop.ct?.status.includes('CONFIRMED')) {
-    return { tuple, iif: drop.iface, ctState: 'established', conntrack: { orig: drop.ct.orig ?? tuple, reply: drop.ct.reply ?? tuple, status: [...drop.ct.status] } };
+    return {
+      tuple,
+      iif: drop.iface,
+      ctState: 'established',
+      conntrack: { orig: drop.ct.orig ?? tuple, reply: drop.ct.reply ?? tuple, status: [...drop.ct.status] },
+    };
   }
   return { tuple, iif: drop.iface };
 }

@@ -158,7 +158,8 @@ export function nativeFilter(f: KernelFilter | undefined): { proto?: number; por
   const out: { proto?: number; port?: number; addr?: Buffer } = {};
   if (f.proto !== undefined) {
     const n = typeof f.proto === 'number' ? f.proto : PROTO_NUMBERS[f.proto.toLowerCase()];
-    if (n === undefined || !Number.isInteger(n) || n < 0 || n > 255) throw new JourneyError('E_USAGE', `unknown protocol in filter: ${String(f.proto)}`);
+    if (n === undefined || !Number.isInteger(n) || n < 0 || n > 255)
+      throw new JourneyError('E_USAGE', `unknown protocol in filter: ${String(f.proto)}`);
     out.proto = n;
   }
   if (f.port !== undefined) {
@@ -190,7 +191,12 @@ function describe(s: { code?: string; error?: string; detail?: string }): string
 function refusal(err: Error & { code?: string }): string {
   const code = err.code ?? 'error';
   if (code === 'EPERM' || code === 'EACCES') return `${code} (needs root, or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN)`;
-  const last = err.message.split('\n').map((l) => l.replace(/^libbpf: /, '').trim()).filter(Boolean).slice(-1)[0] ?? '';
+  const last =
+    err.message
+      .split('\n')
+      .map((l) => l.replace(/^libbpf: /, '').trim())
+      .filter(Boolean)
+      .slice(-1)[0] ?? '';
   return last ? `${code} (${last.slice(0, 200)})` : code;
 }
 
@@ -364,7 +370,8 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
     if (h.ok) linked.push({ ...p, priority: h.priority });
     else refused.push(`${p.hook}@${p.priority}/ipv${p.family}: ${describe(h)}`);
   });
-  if (plan.length && linked.length === 0) lost.push(`no NAT proof at the netfilter hooks: eBPF refused the netfilter programs: ${refused[0] ?? 'unknown'}`);
+  if (plan.length && linked.length === 0)
+    lost.push(`no NAT proof at the netfilter hooks: eBPF refused the netfilter programs: ${refused[0] ?? 'unknown'}`);
   else if (refused.length) lost.push(`some netfilter hook points refused: ${refused.join('; ')}`);
 
   let stopped = false;

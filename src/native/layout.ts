@@ -80,8 +80,22 @@ export const NFPROTO_IPV6 = 10;
 
 /** IPS_* bit numbers (include/uapi/linux/netfilter/nf_conntrack_common.h). */
 const CT_STATUS_BITS: readonly CtStatusBit[] = [
-  'EXPECTED', 'SEEN_REPLY', 'ASSURED', 'CONFIRMED', 'SRC_NAT', 'DST_NAT', 'SEQ_ADJUST', 'SRC_NAT_DONE',
-  'DST_NAT_DONE', 'DYING', 'FIXED_TIMEOUT', 'TEMPLATE', 'UNTRACKED', 'HELPER', 'OFFLOAD', 'HW_OFFLOAD',
+  'EXPECTED',
+  'SEEN_REPLY',
+  'ASSURED',
+  'CONFIRMED',
+  'SRC_NAT',
+  'DST_NAT',
+  'SEQ_ADJUST',
+  'SRC_NAT_DONE',
+  'DST_NAT_DONE',
+  'DYING',
+  'FIXED_TIMEOUT',
+  'TEMPLATE',
+  'UNTRACKED',
+  'HELPER',
+  'OFFLOAD',
+  'HW_OFFLOAD',
 ];
 
 const statusCache = new Map<number, readonly CtStatusBit[]>();
@@ -140,7 +154,17 @@ export function readTuple(buf: Buffer, off: number): Tuple | null {
   const dport = buf.readUInt16LE(off + f.dport);
   // object literals, never spreads: this runs for every event (a spread costs microseconds)
   if (proto === 'icmp' || proto === 'icmpv6') {
-    return { family, proto, protoNum, src, dst, sport, dport, icmpType: buf.readUInt8(off + f.icmp_type), icmpCode: buf.readUInt8(off + f.icmp_code) };
+    return {
+      family,
+      proto,
+      protoNum,
+      src,
+      dst,
+      sport,
+      dport,
+      icmpType: buf.readUInt8(off + f.icmp_type),
+      icmpCode: buf.readUInt8(off + f.icmp_code),
+    };
   }
   return { family, proto, protoNum, src, dst, sport, dport };
 }

@@ -103,7 +103,18 @@ function symNumber(key: Key, v: string): number | null {
   if (key.kind === 'payload' && (key.field === 'protocol' || key.field === 'nexthdr')) return PROTO_BY_NAME[v] ?? null;
   if (key.kind === 'payload' && key.proto === 'icmp' && key.field === 'type') return ICMP_TYPES[v] ?? null;
   if (key.kind === 'payload' && key.proto === 'icmpv6' && key.field === 'type') return ICMPV6_TYPES[v] ?? null;
-  const services: Record<string, number> = { ssh: 22, http: 80, https: 443, domain: 53, smtp: 25, ftp: 21, telnet: 23, ntp: 123, bootps: 67, bootpc: 68 };
+  const services: Record<string, number> = {
+    ssh: 22,
+    http: 80,
+    https: 443,
+    domain: 53,
+    smtp: 25,
+    ftp: 21,
+    telnet: 23,
+    ntp: 123,
+    bootps: 67,
+    bootpc: 68,
+  };
   if (key.kind === 'payload' && /port$/.test(key.field)) return services[v] ?? null;
   return null;
 }
@@ -217,7 +228,10 @@ function extractor(key: Key, host: HostContext, tableFamily: NfFamily): KeyExtra
           return { get: (p) => ({ t: 'str', s: p.iif ?? '' }), reason: '' };
         case 'oifname':
         case 'oif':
-          return { get: (p) => (p.oif === null && p.hook !== 'prerouting' && p.hook !== 'input' ? undefined : { t: 'str', s: p.oif ?? '' }), reason: 'the output interface is not known (no route)' };
+          return {
+            get: (p) => (p.oif === null && p.hook !== 'prerouting' && p.hook !== 'input' ? undefined : { t: 'str', s: p.oif ?? '' }),
+            reason: 'the output interface is not known (no route)',
+          };
         case 'l4proto':
           return { get: (p) => ({ t: 'num', n: p.l4 }), reason: '' };
         case 'nfproto':
@@ -303,7 +317,8 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: Re
   if (key.kind === 'ipset') {
     const set = ipsets?.get(key.name);
     if (set === undefined) return unknown(`ipset ${key.name}: its members are not known (live: ipset save; offline: --ipset FILE)`);
-    if (!/^(hash:ip|hash:net|bitmap:ip)$/.test(set.type) || key.fields.length !== 1) return unknown(`ipset ${key.name} of type ${set.type}: not modelled`);
+    if (!/^(hash:ip|hash:net|bitmap:ip)$/.test(set.type) || key.fields.length !== 1)
+      return unknown(`ipset ${key.name} of type ${set.type}: not modelled`);
     const v = set.family === 'inet6' ? 6 : 4;
     const members = set.members;
     const useSrc = key.fields[0] === 'src';
@@ -313,10 +328,11 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: Re
         if (p.v !== v) return T(neg);
         const ip = useSrc ? p.src : p.dst;
         let found = false;
-        for (const c of members) if (cidrContains(c, ip)) {
-          found = true;
-          break;
-        }
+        for (const c of members)
+          if (cidrContains(c, ip)) {
+            found = true;
+            break;
+          }
         return T(found !== neg);
       },
       text,
@@ -325,7 +341,14 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: Re
   }
   // bitmask flags: ct state / ct status
   if (key.kind === 'ct' && (key.key === 'state' || key.key === 'status')) {
-    const flags = m.value.kind === 'flags' ? m.value.v : m.value.kind === 'sym' ? [m.value.v] : m.value.kind === 'set' ? m.value.items.map((i) => (i.kind === 'sym' ? i.v : '?')) : null;
+    const flags =
+      m.value.kind === 'flags'
+        ? m.value.v
+        : m.value.kind === 'sym'
+          ? [m.value.v]
+          : m.value.kind === 'set'
+            ? m.value.items.map((i) => (i.kind === 'sym' ? i.v : '?'))
+            : null;
     if (flags === null) return unknown(`ct ${key.key}: unsupported value`);
     const neg = m.op === '!=';
     if (key.key === 'state') {
@@ -392,7 +415,12 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: Re
   if (key.kind === 'fib' && key.result === 'type') {
     value = lowerSyms(value);
   }
-  if (key.kind === 'fib' && (key.result === 'oif' || key.result === 'oifname') && value.kind === 'sym' && (value.v === 'false' || value.v === 'missing' || value.v === 'true' || value.v === 'exists')) {
+  if (
+    key.kind === 'fib' &&
+    (key.result === 'oif' || key.result === 'oifname') &&
+    value.kind === 'sym' &&
+    (value.v === 'false' || value.v === 'missing' || value.v === 'true' || value.v === 'exists')
+  ) {
     const wantExists = value.v === 'true' || value.v === 'exists';
     const neg = m.op === '!=';
     return {
@@ -419,7 +447,7 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: Re
         const x = ex.get(p);
         if (x === null) return 0;
         if (x === undefined || x.t !== 'num') return 2;
-        return T((((x.n & mask) >>> 0) === want) !== neg);
+        return T(((x.n & mask) >>> 0 === want) !== neg);
       },
       text,
       reason: ex.reason,
@@ -446,19 +474,28 @@ function fastMatch(m: MatchExpr): ((p: SimPacket) => Tri) | null {
   const neg = m.op === '!=';
   const key = m.key;
   const v = m.value;
-  if (key.kind === 'payload' && key.proto === 'ip' && (key.field === 'saddr' || key.field === 'daddr') && (v.kind === 'addr' || v.kind === 'prefix')) {
+  if (
+    key.kind === 'payload' &&
+    key.proto === 'ip' &&
+    (key.field === 'saddr' || key.field === 'daddr') &&
+    (v.kind === 'addr' || v.kind === 'prefix')
+  ) {
     const c = parseCidr(v.kind === 'addr' ? v.v : `${v.addr}/${v.len}`);
     if (c === null || c.v !== 4) return null;
     const net = Number(c.net);
     const mask = Number(c.mask);
-    if (key.field === 'saddr') return (p) => (p.v !== 4 ? 0 : (((p.src.n4 & mask) >>> 0) === net) !== neg ? 1 : 0);
-    return (p) => (p.v !== 4 ? 0 : (((p.dst.n4 & mask) >>> 0) === net) !== neg ? 1 : 0);
+    if (key.field === 'saddr') return (p) => (p.v !== 4 ? 0 : ((p.src.n4 & mask) >>> 0 === net) !== neg ? 1 : 0);
+    return (p) => (p.v !== 4 ? 0 : ((p.dst.n4 & mask) >>> 0 === net) !== neg ? 1 : 0);
   }
   if (key.kind === 'meta' && key.key === 'l4proto' && v.kind === 'num') {
     const n = v.v;
     return (p) => ((p.l4 === n) !== neg ? 1 : 0);
   }
-  if (key.kind === 'payload' && (key.proto === 'tcp' || key.proto === 'udp' || key.proto === 'sctp') && (key.field === 'dport' || key.field === 'sport')) {
+  if (
+    key.kind === 'payload' &&
+    (key.proto === 'tcp' || key.proto === 'udp' || key.proto === 'sctp') &&
+    (key.field === 'dport' || key.field === 'sport')
+  ) {
     const want = PROTO_BY_NAME[key.proto] as number;
     let lo: number;
     let hi: number;
@@ -483,12 +520,7 @@ function lowerSyms(v: Value): Value {
   return v;
 }
 
-function compileVmap(
-  s: Extract<Stmt, { kind: 'vmap' }>,
-  table: Table,
-  host: HostContext,
-  resolve: (name: string) => CChain,
-): CStmt {
+function compileVmap(s: Extract<Stmt, { kind: 'vmap' }>, table: Table, host: HostContext, resolve: (name: string) => CChain): CStmt {
   const ex = extractor(s.key, host, table.family);
   const pairs: (readonly [Value, VerdictTarget])[] = [];
   if (typeof s.map === 'string') {
@@ -644,7 +676,9 @@ export function compileRuleset(ruleset: Ruleset, host: HostContext): CompiledRul
     }
   }
   for (const s of skippedFamilies) notes.push(`table ${s} is not simulated (only ip, ip6 and inet families are)`);
-  if (!conntrackActive && ruleCount > 0) notes.push('no rule needs connection tracking, so the kernel does not track connections here: NAT chains are not evaluated and ct state reads invalid');
+  if (!conntrackActive && ruleCount > 0)
+    notes.push(
+      'no rule needs connection tracking, so the kernel does not track connections here: NAT chains are not evaluated and ct state reads invalid',
+    );
   return { ruleset, host, tables: ctables, hooks, notes, ruleCount, conntrackActive };
 }
-

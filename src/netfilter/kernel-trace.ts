@@ -199,7 +199,8 @@ function readLine(text: string, line: number): RawLine | string {
   const m = LINE_RE.exec(text);
   if (!m) return text.startsWith('trace id ') ? 'unrecognised trace line' : 'not a trace line';
   const [, traceId = '', family = '', table = '', chain = '', word = '', rest = ''] = m;
-  const kind: TraceLineKind = word === 'packet: ' ? 'packet' : word === 'rule ' || word === 'unknown rule ' ? 'rule' : word === 'verdict ' ? 'return' : 'policy';
+  const kind: TraceLineKind =
+    word === 'packet: ' ? 'packet' : word === 'rule ' || word === 'unknown rule ' ? 'rule' : word === 'verdict ' ? 'return' : 'policy';
   // `unknown rule handle N (verdict X)`: the rule was added after the monitor read the ruleset
   return { line, traceId, family, table, chain, kind, rest: word === 'unknown rule ' ? `# ${rest.trimEnd()}` : rest.trimEnd() };
 }
@@ -296,7 +297,17 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
 
   const newPacket = (traceId: string): Open => {
     const p: Open = {
-      packet: { index: packets.length, traceIds: [traceId], entry: null, first: null, headers: [], steps: [], hooks: [], final: null, dropped: false },
+      packet: {
+        index: packets.length,
+        traceIds: [traceId],
+        entry: null,
+        first: null,
+        headers: [],
+        steps: [],
+        hooks: [],
+        final: null,
+        dropped: false,
+      },
       base: null,
       header: null,
       ended: false,
@@ -384,7 +395,7 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
     }
     // a base chain's first rule line may come without a packet line when the header did not change
     if (info?.hook && (!open.base || open.base.chain !== r.chain || open.base.table !== r.table) && r.kind !== 'return') {
-      if (!open.base || open.base.table !== r.table || open.base.family !== r.family || (open.base.hook !== info.hook)) {
+      if (!open.base || open.base.table !== r.table || open.base.family !== r.family || open.base.hook !== info.hook) {
         open.base = { chain: r.chain, family: r.family, table: r.table, hook: info.hook, priority: info.priority };
         if (!isTraceTable && open.packet.hooks[open.packet.hooks.length - 1] !== info.hook) open.packet.hooks.push(info.hook);
       }
@@ -413,9 +424,9 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
       family: r.family,
       table: r.table,
       chain: r.chain,
-      hook: info?.hook ?? (sameBase ? open.base?.hook ?? null : null),
-      baseChain: info?.hook ? r.chain : sameBase ? open.base?.chain ?? null : null,
-      priority: info?.hook ? info.priority : sameBase ? open.base?.priority ?? null : null,
+      hook: info?.hook ?? (sameBase ? (open.base?.hook ?? null) : null),
+      baseChain: info?.hook ? r.chain : sameBase ? (open.base?.chain ?? null) : null,
+      priority: info?.hook ? info.priority : sameBase ? (open.base?.priority ?? null) : null,
       kind: r.kind,
       rule,
       handle,
@@ -514,7 +525,8 @@ export function parseConntrackLine(line: string): ConntrackEntry | null {
     } else if (k === 'zone') {
       zone = Number(v) || 0;
       meta = true;
-    } else if (k === 'id' && (meta || !cur || cur['id'] !== undefined)) id = v; // the entry's id comes after mark= use=
+    } else if (k === 'id' && (meta || !cur || cur['id'] !== undefined))
+      id = v; // the entry's id comes after mark= use=
     else if (k === 'use' || k === 'secctx' || k === 'labels') meta = true;
     else if (cur) cur[k] = v; // includes an ICMP tuple's id=
   }

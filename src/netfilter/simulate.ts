@@ -273,7 +273,14 @@ class Walk {
       }
       if (broke) continue;
       const target = outcome && (outcome.kind === 'jump' || outcome.kind === 'goto') ? (outcome as { target: CChain }).target : null;
-      this.steps.push({ hook, chain: cur, rule: r, verdict: stepVerdict, ...(target ? { target: target.name } : {}), ...(natText ? { nat: natText } : {}) });
+      this.steps.push({
+        hook,
+        chain: cur,
+        rule: r,
+        verdict: stepVerdict,
+        ...(target ? { target: target.name } : {}),
+        ...(natText ? { nat: natText } : {}),
+      });
       if (outcome === null || outcome.kind === 'continue' || outcome.kind === 'unknown-terminal') continue;
       switch (outcome.kind) {
         case 'accept':
@@ -366,7 +373,12 @@ class Walk {
     }
   }
 
-  private nat(hook: Hook, chain: CChain, r: CRule, s: Extract<CStmt, { kind: 'nat' }>['stmt']): { kind: 'nat'; verdict: StepVerdict; text: string } | { kind: 'unknown-terminal' } {
+  private nat(
+    hook: Hook,
+    chain: CChain,
+    r: CRule,
+    s: Extract<CStmt, { kind: 'nat' }>['stmt'],
+  ): { kind: 'nat'; verdict: StepVerdict; text: string } | { kind: 'unknown-terminal' } {
     const p = this.p;
     const isDst = s.type === 'dnat' || s.type === 'redirect';
     if (isDst) {
@@ -389,7 +401,8 @@ class Walk {
           this.ind(chain, r, `dnat to ${s.addr}: not an address`);
           return { kind: 'unknown-terminal' };
         }
-        if (s.addrHi !== undefined && s.addrHi !== s.addr) this.notes.push(`${s.text}: an address range; the first address is shown (the kernel picks one per connection)`);
+        if (s.addrHi !== undefined && s.addrHi !== s.addr)
+          this.notes.push(`${s.text}: an address range; the first address is shown (the kernel picks one per connection)`);
       }
       p.dst = addr as Ip;
       if (s.port !== undefined && hasPorts(p.l4)) p.dport = s.port;
@@ -493,7 +506,21 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
     ctMark: 0,
     ctState,
     ctDirection: direction,
-    ctStatus: new Set(ctState === 'new' ? [] : ['confirmed', 'seen-reply', ...(input.conntrack?.status ?? []).map((s2) => s2.toLowerCase().replace(/_/g, '-').replace(/^dst-nat$/, 'dnat').replace(/^src-nat$/, 'snat'))]),
+    ctStatus: new Set(
+      ctState === 'new'
+        ? []
+        : [
+            'confirmed',
+            'seen-reply',
+            ...(input.conntrack?.status ?? []).map((s2) =>
+              s2
+                .toLowerCase()
+                .replace(/_/g, '-')
+                .replace(/^dst-nat$/, 'dnat')
+                .replace(/^src-nat$/, 'snat'),
+            ),
+          ],
+    ),
     ctAttached: false,
     ctOrig: null,
     ctReply: null,
@@ -536,7 +563,9 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
       if (fate === 'accept' && r2 === null) return finish(w, 'indeterminate', 'output');
       if (fate === 'accept' && p.v === 6 && p.src.n === 1n && p.oif !== 'lo') {
         // IPv6 has no route_localnet: a packet from ::1 is never sent out of another interface
-        w.notes.push(`routing: a packet from ::1 cannot leave through ${p.oif ?? '?'} (IPv6 has no route_localnet): dropped by routing, not by a rule`);
+        w.notes.push(
+          `routing: a packet from ::1 cannot leave through ${p.oif ?? '?'} (IPv6 has no route_localnet): dropped by routing, not by a rule`,
+        );
         return finish(w, 'drop', null);
       }
     }
@@ -555,7 +584,12 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   const rr = route(c, p);
   if (rr === null) {
     w.notes.push(`no route to ${formatIp(p.dst)} is known${c.host.routesKnown ? '' : ' (give --routes/--addrs, or run live)'}`);
-    return finish(w, c.host.routesKnown === true ? 'drop' : 'indeterminate', null, c.host.routesKnown !== true ? 'routing decision: no routes known' : undefined);
+    return finish(
+      w,
+      c.host.routesKnown === true ? 'drop' : 'indeterminate',
+      null,
+      c.host.routesKnown !== true ? 'routing decision: no routes known' : undefined,
+    );
   }
   if (rr.local) {
     w.notes.push(`routing: ${formatIp(p.dst)} is a local address: delivered to the host (input)`);
@@ -611,7 +645,16 @@ function initCt(p: SimPacket, binding: CtBinding | null, direction: 'original' |
 
 function finish(w: Walk, fate: 'accept' | 'drop' | 'reject' | 'indeterminate', delivery: SimResult['delivery'], extraInd?: string): SimResult {
   if (extraInd) w.indeterminate.push({ chain: '(routing)', rule: '(routing decision)', reason: extraInd });
-  const verdict: Verdict = fate === 'accept' ? (w.indeterminate.length > 0 ? 'indeterminate' : 'accept') : fate === 'indeterminate' ? 'indeterminate' : w.indeterminate.length > 0 ? 'indeterminate' : fate;
+  const verdict: Verdict =
+    fate === 'accept'
+      ? w.indeterminate.length > 0
+        ? 'indeterminate'
+        : 'accept'
+      : fate === 'indeterminate'
+        ? 'indeterminate'
+        : w.indeterminate.length > 0
+          ? 'indeterminate'
+          : fate;
   return {
     verdict,
     steps: w.steps,

@@ -41,7 +41,10 @@ export class ServeMetrics {
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     this.events = new Counter({
-      name: 'journey_events_total', help: 'Events produced by the pipeline, by type', labelNames: ['type'], registers,
+      name: 'journey_events_total',
+      help: 'Events produced by the pipeline, by type',
+      labelNames: ['type'],
+      registers,
       collect() {
         for (const [type, n] of counts) {
           const d = n - (folded.events.get(type) ?? 0);
@@ -52,35 +55,93 @@ export class ServeMetrics {
     });
     this.flowsStarted = new Counter({ name: 'journey_flows_started_total', help: 'Flows seen (flow.start events)', registers });
     this.flowsLive = new Gauge({ name: 'journey_flows_live', help: 'Flows in the flow table (last capture.stats)', registers });
-    this.flowsEvicted = new Gauge({ name: 'journey_flows_evicted', help: 'Flows evicted from the table since start (last capture.stats)', registers });
-    this.drops = new Counter({ name: 'journey_drops_total', help: 'Packet drops reported (drop events), by kernel reason', labelNames: ['reason'], registers });
-    this.captureReceived = new Gauge({ name: 'journey_capture_received_packets', help: 'Packets libpcap delivered, per interface (cumulative)', labelNames: ['iface'], registers });
-    this.captureKernelDropped = new Gauge({ name: 'journey_capture_kernel_dropped_packets', help: 'Packets the kernel dropped before capture (pcap ps_drop), per interface', labelNames: ['iface'], registers });
-    this.captureIfDropped = new Gauge({ name: 'journey_capture_interface_dropped_packets', help: 'Packets the interface dropped (pcap ps_ifdrop), per interface', labelNames: ['iface'], registers });
-    this.captureOwnDropped = new Gauge({ name: 'journey_capture_own_dropped_packets', help: 'Packets journey dropped itself (queue full), per interface', labelNames: ['iface'], registers });
+    this.flowsEvicted = new Gauge({
+      name: 'journey_flows_evicted',
+      help: 'Flows evicted from the table since start (last capture.stats)',
+      registers,
+    });
+    this.drops = new Counter({
+      name: 'journey_drops_total',
+      help: 'Packet drops reported (drop events), by kernel reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.captureReceived = new Gauge({
+      name: 'journey_capture_received_packets',
+      help: 'Packets libpcap delivered, per interface (cumulative)',
+      labelNames: ['iface'],
+      registers,
+    });
+    this.captureKernelDropped = new Gauge({
+      name: 'journey_capture_kernel_dropped_packets',
+      help: 'Packets the kernel dropped before capture (pcap ps_drop), per interface',
+      labelNames: ['iface'],
+      registers,
+    });
+    this.captureIfDropped = new Gauge({
+      name: 'journey_capture_interface_dropped_packets',
+      help: 'Packets the interface dropped (pcap ps_ifdrop), per interface',
+      labelNames: ['iface'],
+      registers,
+    });
+    this.captureOwnDropped = new Gauge({
+      name: 'journey_capture_own_dropped_packets',
+      help: 'Packets journey dropped itself (queue full), per interface',
+      labelNames: ['iface'],
+      registers,
+    });
     this.clients = new Gauge({ name: 'journey_ws_clients', help: 'Connected WebSocket clients', registers });
     this.connections = new Counter({ name: 'journey_ws_connections_total', help: 'WebSocket connections accepted', registers });
-    this.refused = new Counter({ name: 'journey_ws_refused_total', help: 'Requests refused before the upgrade, by reason', labelNames: ['reason'], registers });
+    this.refused = new Counter({
+      name: 'journey_ws_refused_total',
+      help: 'Requests refused before the upgrade, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
     this.sent = new Counter({
-      name: 'journey_ws_messages_sent_total', help: 'Messages handed to WebSocket clients (all clients)', registers,
+      name: 'journey_ws_messages_sent_total',
+      help: 'Messages handed to WebSocket clients (all clients)',
+      registers,
       collect() {
         if (self.sentCount > folded.sent) this.inc(self.sentCount - folded.sent);
         folded.sent = self.sentCount;
       },
     });
     this.lost = new Counter({
-      name: 'journey_ws_messages_lost_total', help: 'Messages dropped from slow clients\' queues (all clients)', registers,
+      name: 'journey_ws_messages_lost_total',
+      help: "Messages dropped from slow clients' queues (all clients)",
+      registers,
       collect() {
         if (self.lostCount > folded.lost) this.inc(self.lostCount - folded.lost);
         folded.lost = self.lostCount;
       },
     });
-    this.clientLost = new Gauge({ name: 'journey_ws_client_messages_lost', help: 'Messages lost by each connected client (slow consumer)', labelNames: ['client'], registers,
-      collect: () => this.refreshClients() });
-    this.clientQueued = new Gauge({ name: 'journey_ws_client_queue_length', help: 'Messages waiting in each connected client\'s queue', labelNames: ['client'], registers });
-    this.badMessages = new Counter({ name: 'journey_ws_bad_client_messages_total', help: 'Client messages refused, by error code', labelNames: ['code'], registers });
+    this.clientLost = new Gauge({
+      name: 'journey_ws_client_messages_lost',
+      help: 'Messages lost by each connected client (slow consumer)',
+      labelNames: ['client'],
+      registers,
+      collect: () => this.refreshClients(),
+    });
+    this.clientQueued = new Gauge({
+      name: 'journey_ws_client_queue_length',
+      help: "Messages waiting in each connected client's queue",
+      labelNames: ['client'],
+      registers,
+    });
+    this.badMessages = new Counter({
+      name: 'journey_ws_bad_client_messages_total',
+      help: 'Client messages refused, by error code',
+      labelNames: ['code'],
+      registers,
+    });
     this.deadClients = new Counter({ name: 'journey_ws_dead_clients_total', help: 'Clients terminated for not answering pings', registers });
-    this.httpRequests = new Counter({ name: 'journey_http_requests_total', help: 'HTTP requests, by path and status', labelNames: ['path', 'status'], registers });
+    this.httpRequests = new Counter({
+      name: 'journey_http_requests_total',
+      help: 'HTTP requests, by path and status',
+      labelNames: ['path', 'status'],
+      registers,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'journey_' });
   }
 

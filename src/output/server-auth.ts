@@ -28,7 +28,7 @@ export function isLoopbackAddress(addr: string): boolean {
   if (v === 6) {
     if (a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
     const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-    return m?.[1] !== undefined && m[1].startsWith('127.');
+    return m?.[1]?.startsWith('127.') === true;
   }
   return false;
 }

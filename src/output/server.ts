@@ -66,7 +66,13 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
 };
 
-const STATUS_TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  503: 'Service Unavailable',
+};
 
 function refuseUpgrade(socket: Duplex, status: number, body: string, extra: Record<string, string> = {}): void {
   const head = [
@@ -123,8 +129,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     const auth = authenticate(req, url, expected);
     if (!auth.ok) {
       metrics.refused.inc({ reason: auth.reason });
-      done(auth.status, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Bearer realm="journey"' },
-        'token required: send "Authorization: Bearer <token>", or open /?token=<token> in a browser\n');
+      done(
+        auth.status,
+        { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Bearer realm="journey"' },
+        'token required: send "Authorization: Bearer <token>", or open /?token=<token> in a browser\n',
+      );
       return;
     }
     if (path === '/' && auth.via === 'query') {
@@ -150,7 +159,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     }
     if (web === null) {
       // the stream and the metrics work without the page
-      done(path === '/' ? 500 : 404, { 'Content-Type': 'text/plain' }, `the web page's files are missing from this installation (looked in ${webDirCandidates().join(', ')}); /events and /metrics work\n`);
+      done(
+        path === '/' ? 500 : 404,
+        { 'Content-Type': 'text/plain' },
+        `the web page's files are missing from this installation (looked in ${webDirCandidates().join(', ')}); /events and /metrics work\n`,
+      );
       return;
     }
     const file: StaticFile | undefined = web.get(path);
@@ -161,9 +174,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     done(200, { 'Content-Type': file.type, 'Content-Length': file.body.length }, file.body);
   };
 
-  const server = secure
-    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
-    : http.createServer(onRequest);
+  const server = secure ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : http.createServer(onRequest);
   // hostile or sloppy HTTP clients: bounded time to send headers, bounded connections
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;

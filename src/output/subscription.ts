@@ -17,9 +17,7 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { FlowInfo, JourneyEvent } from '../model/events.js';
 import type { Tuple } from '../model/tuple.js';
 
-export const EVENT_TYPES = [
-  'flow.start', 'flow.update', 'flow.end', 'drop', 'ruleset.changed', 'capture.stats', 'lost', 'notice',
-] as const;
+export const EVENT_TYPES = ['flow.start', 'flow.update', 'flow.end', 'drop', 'ruleset.changed', 'capture.stats', 'lost', 'notice'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export interface SubscriptionFilter {
@@ -184,11 +182,12 @@ function describeInvalid(value: unknown, v: ValidateFunction): string {
   const first = errs[0];
   if (first === undefined) return 'invalid message';
   const where = first.instancePath === '' ? 'message' : first.instancePath;
-  const extra = first.keyword === 'additionalProperties'
-    ? ` (${JSON.stringify((first.params as { additionalProperty?: string }).additionalProperty)})`
-    : first.keyword === 'enum'
-      ? ` (${((first.params as { allowedValues?: unknown[] }).allowedValues ?? []).map((x) => JSON.stringify(x)).join(', ')})`
-      : '';
+  const extra =
+    first.keyword === 'additionalProperties'
+      ? ` (${JSON.stringify((first.params as { additionalProperty?: string }).additionalProperty)})`
+      : first.keyword === 'enum'
+        ? ` (${((first.params as { allowedValues?: unknown[] }).allowedValues ?? []).map((x) => JSON.stringify(x)).join(', ')})`
+        : '';
   return `${where} ${first.message ?? 'is invalid'}${extra}`;
 }
 
@@ -232,11 +231,7 @@ export function identityMatches(f: SubscriptionFilter, flow: FlowIdentity): bool
  * Whether `ev` passes `f`. `flowOf` resolves a drop's flowId to what is known of its flow (or
  * undefined), so that drops can be filtered by container/network/NAT.
  */
-export function eventMatches(
-  f: SubscriptionFilter,
-  ev: JourneyEvent,
-  flowOf: (id: string) => FlowIdentity | undefined = () => undefined,
-): boolean {
+export function eventMatches(f: SubscriptionFilter, ev: JourneyEvent, flowOf: (id: string) => FlowIdentity | undefined = () => undefined): boolean {
   if (f.types !== undefined && !f.types.includes(ev.type)) return false;
   switch (ev.type) {
     case 'flow.start':

@@ -15,7 +15,9 @@ function us(n: number): string {
 }
 
 export function formatJourney(flow: FlowInfo, opts: { color?: boolean } = {}): string {
-  const paint = opts.color ? (c: 'cyan' | 'yellow' | 'dim', s: string): string => `\x1b[${c === 'cyan' ? 36 : c === 'yellow' ? 33 : 2}m${s}\x1b[0m` : (_c: string, s: string): string => s;
+  const paint = opts.color
+    ? (c: 'cyan' | 'yellow' | 'dim', s: string): string => `\x1b[${c === 'cyan' ? 36 : c === 'yellow' ? 33 : 2}m${s}\x1b[0m`
+    : (_c: string, s: string): string => s;
   const lines: string[] = [];
   lines.push(`journey of ${flow.id}: ${flowLabel(flow)}`);
   const legs = [...flow.legs].sort((a, b) => a.firstUs - b.firstUs);
@@ -26,20 +28,30 @@ export function formatJourney(flow: FlowInfo, opts: { color?: boolean } = {}): s
     const icmp = t.proto === 'icmp' || t.proto === 'icmpv6';
     const a = formatEndpoint(t.src, icmp ? undefined : t.sport, t.family);
     const b = formatEndpoint(t.dst, icmp ? undefined : t.dport, t.family);
-    lines.push(`  ${paint('dim', `+${us(l.firstUs - t0)}`.padStart(9))}  ${l.iface.padEnd(12)} ${l.direction.padEnd(5)} ${a} → ${b}  ${l.packets} pkts ${l.bytes} B`);
+    lines.push(
+      `  ${paint('dim', `+${us(l.firstUs - t0)}`.padStart(9))}  ${l.iface.padEnd(12)} ${l.direction.padEnd(5)} ${a} → ${b}  ${l.packets} pkts ${l.bytes} B`,
+    );
   }
   if (flow.legDelayUs !== undefined) lines.push(`  delay between the first two legs: ${us(flow.legDelayUs)}`);
   if (flow.nat.dnat) lines.push(`  ${paint('yellow', 'DNAT')} ${flow.nat.dnat.from} → ${flow.nat.dnat.to}`);
   if (flow.nat.snat) lines.push(`  ${paint('yellow', 'SNAT')} ${flow.nat.snat.from} → ${flow.nat.snat.to}`);
   if (!flow.nat.dnat && !flow.nat.snat) lines.push('  no NAT');
   for (const n of flow.names) {
-    const what = [n.container !== undefined ? `container ${n.container}` : null, n.network !== undefined ? `network ${n.network}` : null, n.published !== undefined ? `published ${n.published}` : null].filter((x) => x !== null);
+    const what = [
+      n.container !== undefined ? `container ${n.container}` : null,
+      n.network !== undefined ? `network ${n.network}` : null,
+      n.published !== undefined ? `published ${n.published}` : null,
+    ].filter((x) => x !== null);
     lines.push(`  ${n.addr}: ${what.join(', ')}`);
   }
   if (flow.proxiedBy) {
-    lines.push(`  proxied by docker-proxy (pid ${flow.proxiedBy.pid}): the userland proxy ends this connection and opens another${flow.proxiedBy.peerFlowId !== null ? ` (flow ${flow.proxiedBy.peerFlowId})` : ''}`);
+    lines.push(
+      `  proxied by docker-proxy (pid ${flow.proxiedBy.pid}): the userland proxy ends this connection and opens another${flow.proxiedBy.peerFlowId !== null ? ` (flow ${flow.proxiedBy.peerFlowId})` : ''}`,
+    );
   }
-  lines.push(`  conntrack: ${flow.ctStatus.length > 0 ? flow.ctStatus.join(' ') : 'no entry (dropped before confirmation, or untracked)'}; state ${stateLabel(flow)}`);
+  lines.push(
+    `  conntrack: ${flow.ctStatus.length > 0 ? flow.ctStatus.join(' ') : 'no entry (dropped before confirmation, or untracked)'}; state ${stateLabel(flow)}`,
+  );
   const ex = flow.explanation;
   if (!ex) {
     lines.push('  explanation: none (simulator unavailable or replay)');
@@ -51,6 +63,7 @@ export function formatJourney(flow: FlowInfo, opts: { color?: boolean } = {}): s
     }
     for (const i of ex.indeterminate) lines.push(`    indeterminate in ${i.chain}: ${i.rule} (${i.reason})`);
   }
-  for (const d of flow.drops) lines.push(`  drop: ${d.reason}${d.iface !== null ? ` on ${d.iface}` : ''}${d.rule ? ` by ${d.rule.table}/${d.rule.chain}` : ''}`);
+  for (const d of flow.drops)
+    lines.push(`  drop: ${d.reason}${d.iface !== null ? ` on ${d.iface}` : ''}${d.rule ? ` by ${d.rule.table}/${d.rule.chain}` : ''}`);
   return lines.join('\n');
 }

@@ -109,7 +109,8 @@ export function decidingStep(steps: readonly ExplainStep[]): ExplainStep | undef
     const s = steps[i] as ExplainStep;
     if (!decisive(s)) continue;
     if (s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop') return s;
-    if (s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && (s.hook === 'forward' || s.hook === 'input' || s.hook === 'output')) return s;
+    if (s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && (s.hook === 'forward' || s.hook === 'input' || s.hook === 'output'))
+      return s;
     fallback ??= s;
   }
   return fallback;
@@ -124,7 +125,14 @@ export function ruleRef(s: ExplainStep): string {
 export function verdictLabel(flow: FlowInfo, paint: Paint = (_c, s) => s): string {
   const ex = flow.explanation;
   if (!ex) return '';
-  const word = ex.verdict === 'accept' ? paint('green', 'ACCEPTED') : ex.verdict === 'drop' ? paint('red', 'DROPPED') : ex.verdict === 'reject' ? paint('red', 'REJECTED') : paint('magenta', 'INDETERMINATE');
+  const word =
+    ex.verdict === 'accept'
+      ? paint('green', 'ACCEPTED')
+      : ex.verdict === 'drop'
+        ? paint('red', 'DROPPED')
+        : ex.verdict === 'reject'
+          ? paint('red', 'REJECTED')
+          : paint('magenta', 'INDETERMINATE');
   const step = decidingStep(ex.steps);
   return step ? `${word} ${ruleRef(step)}` : word;
 }
@@ -147,7 +155,8 @@ export function countersLabel(flow: FlowInfo): string {
 
 /** The state word: TCP state, or unreplied / replied for UDP and ICMP, or "no conntrack". */
 export function stateLabel(flow: FlowInfo): string {
-  if (flow.ctStatus.length === 0) return flow.tcpState !== undefined && flow.tcpState !== 'UNTRACKED' ? `no-conntrack ${flow.tcpState}` : 'no-conntrack';
+  if (flow.ctStatus.length === 0)
+    return flow.tcpState !== undefined && flow.tcpState !== 'UNTRACKED' ? `no-conntrack ${flow.tcpState}` : 'no-conntrack';
   if (flow.tcpState !== undefined) return flow.tcpState;
   return flow.ctStatus.includes('SEEN_REPLY') ? 'replied' : 'unreplied';
 }
@@ -174,7 +183,8 @@ export function flowLabel(flow: FlowInfo, paint: Paint = (_c, s) => s): string {
   if (via !== '') parts.push(`via ${via}`);
   const nat = natLabel(flow, paint);
   if (nat !== '') parts.push(nat);
-  if (flow.proxiedBy) parts.push(paint('magenta', `docker-proxy[${flow.proxiedBy.pid}]${flow.proxiedBy.peerFlowId !== null ? ` ⇄ ${flow.proxiedBy.peerFlowId}` : ''}`));
+  if (flow.proxiedBy)
+    parts.push(paint('magenta', `docker-proxy[${flow.proxiedBy.pid}]${flow.proxiedBy.peerFlowId !== null ? ` ⇄ ${flow.proxiedBy.peerFlowId}` : ''}`));
   return parts.join(' ');
 }
 
@@ -185,7 +195,11 @@ export function formatFlowEvent(ev: FlowEvent, opts: PrintOptions = {}): string 
   // a START is stamped with the flow's first packet (the event itself comes a moment later)
   const firstUs = f.legs.reduce((m, l) => Math.min(m, l.firstUs), Number.POSITIVE_INFINITY);
   const t = ev.type === 'flow.start' && Number.isFinite(firstUs) ? firstUs / 1000 : ev.time;
-  const parts = [paint('dim', formatTime(t, opts.tz)), ev.type === 'flow.start' ? paint('green', word) : ev.type === 'flow.end' ? paint('dim', word) : paint('blue', word), flowLabel(f, paint)];
+  const parts = [
+    paint('dim', formatTime(t, opts.tz)),
+    ev.type === 'flow.start' ? paint('green', word) : ev.type === 'flow.end' ? paint('dim', word) : paint('blue', word),
+    flowLabel(f, paint),
+  ];
   const verdict = verdictLabel(f, paint);
   if (verdict !== '') parts.push(verdict);
   parts.push(stateLabel(f));
@@ -217,7 +231,14 @@ export function formatEvent(ev: JourneyEvent, opts: PrintOptions = {}): string {
 }
 
 export function formatStats(
-  stats: readonly { iface: string; received: number; kernelDropped: number; ifDropped: number; ownDropped: number; skipped: Readonly<Record<string, number>> }[],
+  stats: readonly {
+    iface: string;
+    received: number;
+    kernelDropped: number;
+    ifDropped: number;
+    ownDropped: number;
+    skipped: Readonly<Record<string, number>>;
+  }[],
   flows: { live: number; evicted: number },
 ): string {
   const lines = stats.map((s) => {

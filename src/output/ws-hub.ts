@@ -362,11 +362,25 @@ export class WsHub {
       if (this.clients.has(client)) this.sendControl(client, m);
     };
     if (this.verifyHandler === null) {
-      answer({ type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_UNAVAILABLE', message: 'this server cannot run checks (a replay, or no live host)', ...id });
+      answer({
+        type: 'error',
+        v: SCHEMA_VERSION,
+        time: Date.now(),
+        code: 'E_UNAVAILABLE',
+        message: 'this server cannot run checks (a replay, or no live host)',
+        ...id,
+      });
       return;
     }
     if (this.verifying !== null) {
-      answer({ type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_BUSY', message: 'a verify is already running on this server: ask again when its result has come', ...id });
+      answer({
+        type: 'error',
+        v: SCHEMA_VERSION,
+        time: Date.now(),
+        code: 'E_BUSY',
+        message: 'a verify is already running on this server: ask again when its result has come',
+        ...id,
+      });
       return;
     }
     const abort = new AbortController();
@@ -383,7 +397,14 @@ export class WsHub {
       (report) => answer({ type: 'verify.result', v: SCHEMA_VERSION, time: Date.now(), check: msg.check, ...id, report }),
       (e: unknown) => {
         const err = e as Error & { code?: string };
-        answer({ type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_VERIFY', message: `${err.code !== undefined ? `${err.code}: ` : ''}${err.message ?? String(e)}`, ...id });
+        answer({
+          type: 'error',
+          v: SCHEMA_VERSION,
+          time: Date.now(),
+          code: 'E_VERIFY',
+          message: `${err.code !== undefined ? `${err.code}: ` : ''}${err.message ?? String(e)}`,
+          ...id,
+        });
       },
     ).finally(() => {
       if (this.verifying === running) this.verifying = null;
@@ -394,7 +415,13 @@ export class WsHub {
     this.metrics?.badMessages.inc({ code });
     client.errors++;
     if (client.errors > this.opts.maxErrors) {
-      this.sendControl(client, { type: 'error', v: SCHEMA_VERSION, time: Date.now(), code: 'E_TOO_MANY_ERRORS', message: `more than ${this.opts.maxErrors} bad messages: closing` });
+      this.sendControl(client, {
+        type: 'error',
+        v: SCHEMA_VERSION,
+        time: Date.now(),
+        code: 'E_TOO_MANY_ERRORS',
+        message: `more than ${this.opts.maxErrors} bad messages: closing`,
+      });
       client.ws.close(CLOSE.POLICY, 'too many bad messages');
       return;
     }

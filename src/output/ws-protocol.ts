@@ -3,7 +3,7 @@
  * JourneyEvents themselves. Documented in docs/events.md, schema in docs/event-schema.json
  * ($defs.ServerMessage = a JourneyEvent or one of these).
  */
-import { SCHEMA_VERSION } from '../model/events.js';
+import type { SCHEMA_VERSION } from '../model/events.js';
 import type { SubscriptionFilter } from './subscription.js';
 
 /** First message on every connection. */

@@ -9,7 +9,6 @@ import { JourneyError } from '../model/errors.js';
 import { jsonText as str } from './json-text.js';
 import { type Cidr, type Ip, parseCidr, parseIp, cidrContains } from './ip.js';
 
-
 export interface HostAddr {
   readonly family: 4 | 6;
   readonly local: string;
@@ -70,26 +69,35 @@ export function parseIpAddr(text: string, source = '<ip -j addr>'): Map<string, 
   const out = new Map<string, HostInterface>();
   doc.forEach((it, i) => {
     const p = `$[${i}]`;
-    if (!isObj(it) || typeof it['ifname'] !== 'string') throw new JourneyError('E_PARSE', `${source}: at ${p}: expected {ifname, addr_info}`, { file: source, path: p });
+    if (!isObj(it) || typeof it['ifname'] !== 'string')
+      throw new JourneyError('E_PARSE', `${source}: at ${p}: expected {ifname, addr_info}`, { file: source, path: p });
     const name = it['ifname'];
     const flags = Array.isArray(it['flags']) ? (it['flags'] as J[]).map(str) : [];
     const addrs: HostAddr[] = [];
     const ai = it['addr_info'];
-    if (ai !== undefined && !Array.isArray(ai)) throw new JourneyError('E_PARSE', `${source}: at ${p}.addr_info: expected an array`, { file: source, path: `${p}.addr_info` });
+    if (ai !== undefined && !Array.isArray(ai))
+      throw new JourneyError('E_PARSE', `${source}: at ${p}.addr_info: expected an array`, { file: source, path: `${p}.addr_info` });
     (ai ?? []).forEach((a: J, j: number) => {
       const ap = `${p}.addr_info[${j}]`;
       if (!isObj(a)) throw new JourneyError('E_PARSE', `${source}: at ${ap}: expected an object`, { file: source, path: ap });
       if (a['family'] !== 'inet' && a['family'] !== 'inet6') return;
       const local = a['local'];
       const ip = typeof local === 'string' ? parseIp(local) : null;
-      if (ip === null || typeof a['prefixlen'] !== 'number') throw new JourneyError('E_PARSE', `${source}: at ${ap}: bad address`, { file: source, path: ap });
+      if (ip === null || typeof a['prefixlen'] !== 'number')
+        throw new JourneyError('E_PARSE', `${source}: at ${ap}: bad address`, { file: source, path: ap });
       addrs.push({ family: ip.v, local: local as string, ip, prefixlen: a['prefixlen'], scope: str(a['scope'] ?? 'global') });
     });
     const li = it['linkinfo'];
     // `ip -d` adds details (promiscuity, linkinfo…): without them the kind is unknown
     const detailed = 'promiscuity' in it || 'linkinfo' in it;
     const kind = isObj(li) && typeof li['info_kind'] === 'string' ? li['info_kind'] : detailed ? 'device' : undefined;
-    out.set(name, { name, index: typeof it['ifindex'] === 'number' ? it['ifindex'] : 0, up: flags.includes('UP') || it['operstate'] === 'UP', addrs, ...(kind !== undefined ? { kind } : {}) });
+    out.set(name, {
+      name,
+      index: typeof it['ifindex'] === 'number' ? it['ifindex'] : 0,
+      up: flags.includes('UP') || it['operstate'] === 'UP',
+      addrs,
+      ...(kind !== undefined ? { kind } : {}),
+    });
   });
   return out;
 }
@@ -102,9 +110,11 @@ export function parseIpRoute(text: string, source = '<ip -j route>'): HostRoute[
   const out: HostRoute[] = [];
   doc.forEach((it, i) => {
     const p = `$[${i}]`;
-    if (!isObj(it) || typeof it['dst'] !== 'string') throw new JourneyError('E_PARSE', `${source}: at ${p}: expected {dst, dev}`, { file: source, path: p });
+    if (!isObj(it) || typeof it['dst'] !== 'string')
+      throw new JourneyError('E_PARSE', `${source}: at ${p}: expected {dst, dev}`, { file: source, path: p });
     const type = str(it['type'] ?? 'unicast');
-    if (!ROUTE_TYPES.has(type)) throw new JourneyError('E_PARSE', `${source}: at ${p}.type: unknown route type ${type}`, { file: source, path: `${p}.type` });
+    if (!ROUTE_TYPES.has(type))
+      throw new JourneyError('E_PARSE', `${source}: at ${p}.type: unknown route type ${type}`, { file: source, path: `${p}.type` });
     const dstText = it['dst'];
     let dst: Cidr | null;
     if (dstText === 'default') {
@@ -146,7 +156,12 @@ export function makeHostContext(interfaces: Map<string, HostInterface> | null, r
         }
       }
       const net = parseCidr(`${a.local}/${a.prefixlen}`);
-      if (net && a.scope !== 'host' && a.scope !== 'link' && !rs.some((r) => r.table === 'main' && r.dst.v === net.v && r.dst.len === net.len && r.dst.net === net.net)) {
+      if (
+        net &&
+        a.scope !== 'host' &&
+        a.scope !== 'link' &&
+        !rs.some((r) => r.table === 'main' && r.dst.v === net.v && r.dst.len === net.len && r.dst.net === net.net)
+      ) {
         rs.push({ table: 'main', type: 'unicast', dst: net, dev: itf.name, gateway: null, prefsrc: a.local, metric: 0, derived: true });
       }
     }

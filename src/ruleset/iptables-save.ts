@@ -74,7 +74,18 @@ export function tokenize(line: string): string[] | null {
 }
 
 const PROTO_NUM: Record<string, number> = {
-  icmp: 1, igmp: 2, tcp: 6, udp: 17, gre: 47, esp: 50, ah: 51, icmpv6: 58, 'ipv6-icmp': 58, icmp6: 58, sctp: 132, udplite: 136,
+  icmp: 1,
+  igmp: 2,
+  tcp: 6,
+  udp: 17,
+  gre: 47,
+  esp: 50,
+  ah: 51,
+  icmpv6: 58,
+  'ipv6-icmp': 58,
+  icmp6: 58,
+  sctp: 132,
+  udplite: 136,
 };
 
 export function protoNumber(p: string): number | null {
@@ -281,7 +292,13 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
     // module options
     const opt = t;
     // `-p tcp --dport 80` without `-m tcp`: iptables loads the protocol's module implicitly
-    const mod = module ?? (proto === 'tcp' || proto === 'udp' || proto === 'sctp' || proto === 'icmp' || proto === 'icmpv6' ? (proto === 'icmpv6' ? 'icmp6' : proto) : null);
+    const mod =
+      module ??
+      (proto === 'tcp' || proto === 'udp' || proto === 'sctp' || proto === 'icmp' || proto === 'icmpv6'
+        ? proto === 'icmpv6'
+          ? 'icmp6'
+          : proto
+        : null);
     switch (mod) {
       case 'tcp':
       case 'udp':
@@ -305,8 +322,10 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
         const v = next(opt);
         const items = v.split(',').map(portValue);
         const value: Value = { kind: 'set', items };
-        if (opt === '--dports' || opt === '--destination-ports') match({ kind: 'payload', proto: l4(), field: 'dport' }, value, `multiport --dports ${v}`);
-        else if (opt === '--sports' || opt === '--source-ports') match({ kind: 'payload', proto: l4(), field: 'sport' }, value, `multiport --sports ${v}`);
+        if (opt === '--dports' || opt === '--destination-ports')
+          match({ kind: 'payload', proto: l4(), field: 'dport' }, value, `multiport --dports ${v}`);
+        else if (opt === '--sports' || opt === '--source-ports')
+          match({ kind: 'payload', proto: l4(), field: 'sport' }, value, `multiport --sports ${v}`);
         else if (opt === '--ports') match({ kind: 'payload', proto: l4(), field: 'port' }, value, `multiport --ports ${v}`);
         else throw new LineError(`unknown multiport option ${opt}`);
         continue;
@@ -369,7 +388,14 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
         const p = mod === 'icmp' ? 'icmp' : 'icmpv6';
         if (m) {
           match({ kind: 'payload', proto: p, field: 'type' }, { kind: 'num', v: Number(m[1]) }, `${opt} ${v}`);
-          if (m[2] !== undefined) exprs.push({ kind: 'match', key: { kind: 'payload', proto: p, field: 'code' }, op: '==', value: { kind: 'num', v: Number(m[2]) }, text: `${opt} ${v}` });
+          if (m[2] !== undefined)
+            exprs.push({
+              kind: 'match',
+              key: { kind: 'payload', proto: p, field: 'code' },
+              op: '==',
+              value: { kind: 'num', v: Number(m[2]) },
+              text: `${opt} ${v}`,
+            });
         } else if (v === 'any') {
           neg = false;
         } else match({ kind: 'payload', proto: p, field: 'type' }, { kind: 'sym', v }, `${opt} ${v}`);
@@ -408,7 +434,11 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
       default: {
         // a mod we do not model: keep its options as one unknown match
         const parts = [opt];
-        while (toks[i + 1] !== undefined && !['-m', '--match', '-j', '--jump', '-g', '--goto', '!'].includes(toks[i + 1] as string) && !(toks[i + 1] as string).startsWith('--')) {
+        while (
+          toks[i + 1] !== undefined &&
+          !['-m', '--match', '-j', '--jump', '-g', '--goto', '!'].includes(toks[i + 1] as string) &&
+          !(toks[i + 1] as string).startsWith('--')
+        ) {
           parts.push(toks[++i] as string);
         }
         unknownMatch(`-m ${mod ?? '?'} ${parts.join(' ')}`);
@@ -480,7 +510,7 @@ function targetStmts(target: string, o: Record<string, string>, isGoto: boolean,
     case 'AUDIT':
       return [{ kind: 'unknown', text, terminal: false }];
     default:
-      if (TERMINAL_UNKNOWN_TARGETS.has(target) || /^[A-Z0-9]+$/.test(target) && Object.keys(o).length > 0) {
+      if (TERMINAL_UNKNOWN_TARGETS.has(target) || (/^[A-Z0-9]+$/.test(target) && Object.keys(o).length > 0)) {
         return [{ kind: 'unknown', text, terminal: true }];
       }
       return [{ kind: isGoto ? 'goto' : 'jump', target }];

@@ -17,7 +17,6 @@ import { parseNftJson, parseNftListHandles } from './nft-json.js';
 import { parseIpsetSave } from './ipset.js';
 import { type HostContext, makeHostContext, parseIpAddr, parseIpRoute } from './host-context.js';
 
-
 async function readText(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
@@ -64,7 +63,8 @@ export function numericPriorities(text: string): string {
  */
 export async function loadNftTextFile(path: string): Promise<Ruleset> {
   const text = await readText(path);
-  if (process.getuid?.() !== 0) throw new JourneyError('E_NOT_ROOT', `loading nft text (${path}) needs root: it is parsed by nft in a scratch namespace`);
+  if (process.getuid?.() !== 0)
+    throw new JourneyError('E_NOT_ROOT', `loading nft text (${path}) needs root: it is parsed by nft in a scratch namespace`);
   const ns = `jl-b-scratch-${process.pid}`;
   const dir = await mkdtemp(join(tmpdir(), 'jl-b-nft-'));
   const tmp = join(dir, 'ruleset.nft');
@@ -77,7 +77,10 @@ export async function loadNftTextFile(path: string): Promise<Ruleset> {
       const lm = /:(\d+):\d+/.exec(msg);
       throw new JourneyError('E_PARSE', `${path}: nft rejected it:\n${msg}`, { file: path, ...(lm ? { line: Number(lm[1]) } : {}) });
     }
-    const [json, listing] = await Promise.all([run(['nft', '-j', 'list', 'ruleset'], { netns: ns }), run(['nft', '-a', 'list', 'ruleset'], { netns: ns })]);
+    const [json, listing] = await Promise.all([
+      run(['nft', '-j', 'list', 'ruleset'], { netns: ns }),
+      run(['nft', '-a', 'list', 'ruleset'], { netns: ns }),
+    ]);
     const rs = parseNftJson(json.stdout, { source: path, ruleText: parseNftListHandles(listing.stdout) });
     return rs;
   } finally {
@@ -203,9 +206,7 @@ export function rulesetDigest(d: RulesetDumps): string {
       .replace(/counter packets \d+ bytes \d+/g, 'counter')
       .replace(/"counter":\s*\{\s*"packets":\s*\d+,\s*"bytes":\s*\d+\s*\}/g, '"counter":{}')
       .replace(/^# (Generated|Completed) .*$/gm, '');
-  return createHash('sha256')
-    .update([d.iptablesSave, d.ip6tablesSave, d.nftJson, d.nftList, d.ipsetSave].map(strip).join('\0'))
-    .digest('hex');
+  return createHash('sha256').update([d.iptablesSave, d.ip6tablesSave, d.nftJson, d.nftList, d.ipsetSave].map(strip).join('\0')).digest('hex');
 }
 
 /** Reads the live ruleset of the host or of a netns. */
@@ -232,7 +233,11 @@ export async function readHostDumps(opts: LiveOptions = {}): Promise<HostDumps> 
 }
 
 export function hostFromDumps(d: HostDumps, where: string): HostContext {
-  return makeHostContext(parseIpAddr(d.addrs, `${where}:ip -j addr`), [...parseIpRoute(d.routes4, `${where}:ip -j route`), ...parseIpRoute(d.routes6, `${where}:ip -6 -j route`)], where);
+  return makeHostContext(
+    parseIpAddr(d.addrs, `${where}:ip -j addr`),
+    [...parseIpRoute(d.routes4, `${where}:ip -j route`), ...parseIpRoute(d.routes6, `${where}:ip -6 -j route`)],
+    where,
+  );
 }
 
 /** Reads interfaces and routes of the host or a netns (`ip -j addr`, `ip [-6] -j route show table all`). */
@@ -248,7 +253,11 @@ export async function loadHostContextFiles(files: { addrs?: string; routes?: str
   if (files.routes !== undefined) {
     const text = await readText(files.routes);
     // tolerate two concatenated arrays (`ip -j route ...; ip -6 -j route ...` > file)
-    const joined = text.trim().replace(/\]\s*\[/g, ',').replace(/\[\s*,/g, '[').replace(/,\s*\]/g, ']');
+    const joined = text
+      .trim()
+      .replace(/\]\s*\[/g, ',')
+      .replace(/\[\s*,/g, '[')
+      .replace(/,\s*\]/g, ']');
     routes = parseIpRoute(joined, files.routes);
   }
   return makeHostContext(ifs, routes, [files.addrs, files.routes].filter(Boolean).join(', '));

@@ -6,9 +6,8 @@
 import type { Hook, NfFamily } from '../model/explanation.js';
 import { JourneyError } from '../model/errors.js';
 import { jsonText as str } from './json-text.js';
-import type { BaseChainInfo, Chain, Expr, Key, MatchExpr, NamedSet, Rule, Ruleset, Stmt, Table, Value, VerdictTarget } from './model.js';
+import type { BaseChainInfo, Expr, Key, MatchExpr, NamedSet, Rule, Ruleset, Table, Value, VerdictTarget } from './model.js';
 import { parseCidr } from './ip.js';
-
 
 class PathError extends Error {
   constructor(
@@ -64,7 +63,10 @@ function keyOf(x: J, path: string): Key {
 }
 
 function isIfaceKey(key: Key): boolean {
-  return key.kind === 'meta' && (key.key === 'iifname' || key.key === 'oifname' || key.key === 'iif' || key.key === 'oif' || key.key === 'ibrname' || key.key === 'obrname');
+  return (
+    key.kind === 'meta' &&
+    (key.key === 'iifname' || key.key === 'oifname' || key.key === 'iif' || key.key === 'oif' || key.key === 'ibrname' || key.key === 'obrname')
+  );
 }
 function isAddrKey(key: Key): boolean {
   return (key.kind === 'payload' && ADDR_FIELDS.has(key.field)) || (key.kind === 'ct' && ADDR_FIELDS.has(key.key));
@@ -215,8 +217,13 @@ function stmtOf(x: J, path: string): Expr {
       const val = v['value'];
       if (isObj(key) && isObj(key['meta']) && (key['meta'] as Record<string, J>)['key'] === 'nftrace') return { kind: 'nftrace' };
       if (isObj(key) && typeof val === 'number') {
-        const mk = isObj(key['meta']) ? (key['meta'] as Record<string, J>)['key'] : isObj(key['ct']) ? (key['ct'] as Record<string, J>)['key'] : undefined;
-        if (mk === 'mark') return { kind: 'mark', target: isObj(key['meta']) ? 'meta' : 'ct', value: val >>> 0, mask: 0xffffffff, text: renderStmt(x) };
+        const mk = isObj(key['meta'])
+          ? (key['meta'] as Record<string, J>)['key']
+          : isObj(key['ct'])
+            ? (key['ct'] as Record<string, J>)['key']
+            : undefined;
+        if (mk === 'mark')
+          return { kind: 'mark', target: isObj(key['meta']) ? 'meta' : 'ct', value: val >>> 0, mask: 0xffffffff, text: renderStmt(x) };
       }
       return { kind: 'unknown', text: renderStmt(x), terminal: false };
     }
@@ -231,7 +238,14 @@ function stmtOf(x: J, path: string): Expr {
     case 'xt': {
       const t = isObj(v) ? str(v['type'] ?? '') : '';
       const name = isObj(v) ? str(v['name'] ?? '') : '';
-      if (t === 'match') return { kind: 'match', key: { kind: 'unknown', text: `xt match ${name}` }, op: '==', value: { kind: 'sym', v: '?' }, text: `xt match "${name}"` };
+      if (t === 'match')
+        return {
+          kind: 'match',
+          key: { kind: 'unknown', text: `xt match ${name}` },
+          op: '==',
+          value: { kind: 'sym', v: '?' },
+          text: `xt match "${name}"`,
+        };
       return { kind: 'unknown', text: `xt ${t} "${name}" (made by iptables-nft: read this table with iptables-save)`, terminal: true };
     }
     case 'limit':
@@ -260,7 +274,13 @@ function renderKey(x: J): string {
       return `${str(o['protocol'] ?? 'payload')} ${str(o['field'] ?? '')}`.trim();
     case 'meta': {
       const mk = str(o['key']);
-      return ['iifname', 'oifname', 'iif', 'oif', 'mark', 'l4proto', 'nfproto', 'protocol', 'pkttype', 'nftrace', 'iiftype', 'oiftype'].includes(mk) && mk !== 'protocol' && mk !== 'l4proto' && mk !== 'nfproto' && mk !== 'mark'
+      return ['iifname', 'oifname', 'iif', 'oif', 'mark', 'l4proto', 'nfproto', 'protocol', 'pkttype', 'nftrace', 'iiftype', 'oiftype'].includes(
+        mk,
+      ) &&
+        mk !== 'protocol' &&
+        mk !== 'l4proto' &&
+        mk !== 'nfproto' &&
+        mk !== 'mark'
         ? mk
         : `meta ${mk}`;
     }
@@ -285,7 +305,8 @@ function renderVal(x: J): string {
     const [k, v] = Object.entries(x)[0] ?? ['?', null];
     if (k === 'prefix' && isObj(v)) return `${str(v['addr'])}/${str(v['len'])}`;
     if (k === 'range' && Array.isArray(v)) return `${renderVal(v[0])}-${renderVal(v[1])}`;
-    if (k === 'set') return `{ ${(Array.isArray(v) ? v : [v]).map((e) => (Array.isArray(e) ? `${renderVal(e[0])} : ${renderStmt(e[1])}` : renderVal(e))).join(', ')} }`;
+    if (k === 'set')
+      return `{ ${(Array.isArray(v) ? v : [v]).map((e) => (Array.isArray(e) ? `${renderVal(e[0])} : ${renderStmt(e[1])}` : renderVal(e))).join(', ')} }`;
     if (k === 'elem' && isObj(v)) return renderVal(v['val']);
     return renderKey(x);
   }
@@ -386,7 +407,8 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
   const notes: string[] = [];
   const pendingRules: { item: Record<string, J>; path: string }[] = [];
   const getTable = (family: J, name: J, path: string): Table => {
-    if (typeof family !== 'string' || !FAMILIES.includes(family as NfFamily)) throw new PathError(`${path}.family`, `unknown family ${JSON.stringify(family)}`);
+    if (typeof family !== 'string' || !FAMILIES.includes(family as NfFamily))
+      throw new PathError(`${path}.family`, `unknown family ${JSON.stringify(family)}`);
     if (typeof name !== 'string') throw new PathError(`${path}.table`, 'expected a table name');
     const t = tables.get(`${family} ${name}`);
     if (t === undefined) throw new PathError(path, `table ${family} ${name} was not declared before use`);
@@ -404,7 +426,8 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
       case 'table': {
         const family = v['family'];
         const name = v['name'];
-        if (typeof family !== 'string' || !FAMILIES.includes(family as NfFamily)) throw new PathError(`${p}.family`, `unknown family ${JSON.stringify(family)}`);
+        if (typeof family !== 'string' || !FAMILIES.includes(family as NfFamily))
+          throw new PathError(`${p}.family`, `unknown family ${JSON.stringify(family)}`);
         if (typeof name !== 'string') throw new PathError(`${p}.name`, 'expected a string');
         tables.set(`${family} ${name}`, {
           family: family as NfFamily,
@@ -442,7 +465,11 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
         const name = v['name'];
         if (typeof name !== 'string') throw new PathError(`${p}.name`, 'expected a string');
         const type = Array.isArray(v['type']) ? (v['type'] as J[]).map(str).join(' . ') : str(v['type'] ?? '');
-        const keyHint: Key = /ifname/.test(type) ? { kind: 'meta', key: 'iifname' } : /addr/.test(type) ? { kind: 'payload', proto: 'ip', field: 'daddr' } : { kind: 'unknown', text: type };
+        const keyHint: Key = /ifname/.test(type)
+          ? { kind: 'meta', key: 'iifname' }
+          : /addr/.test(type)
+            ? { kind: 'payload', proto: 'ip', field: 'daddr' }
+            : { kind: 'unknown', text: type };
         const elems = Array.isArray(v['elem']) ? (v['elem'] as J[]) : [];
         const elements: Value[] = [];
         const targets: (VerdictTarget | Value)[] = [];
@@ -500,7 +527,14 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
   // validate jump targets and named sets
   const out: Table[] = [];
   for (const t of tables.values()) {
-    const hasXt = [...t.chains.values()].some((c) => c.rules.some((r) => r.exprs.some((e) => (e.kind === 'unknown' && e.text.startsWith('xt ')) || (e.kind === 'match' && e.key.kind === 'unknown' && e.key.text.startsWith('xt ')))));
+    const hasXt = [...t.chains.values()].some((c) =>
+      c.rules.some((r) =>
+        r.exprs.some(
+          (e) =>
+            (e.kind === 'unknown' && e.text.startsWith('xt ')) || (e.kind === 'match' && e.key.kind === 'unknown' && e.key.text.startsWith('xt ')),
+        ),
+      ),
+    );
     if (opts.skipTables?.has(`${t.family} ${t.name}`) || (opts.skipXtTables && hasXt)) {
       notes.push(`skipped nft table ${t.family} ${t.name}: made by iptables-nft (read through iptables-save)`);
       continue;

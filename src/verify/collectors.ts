@@ -101,7 +101,9 @@ export async function watchConntrack(netns: string | undefined, max = 20_000): P
     const marker = 20_000 + Math.floor(Math.random() * 10_000);
     markers.add(marker);
     const send = `const s=require('node:dgram').createSocket('udp4');s.on('error',()=>process.exit(0));s.bind(${marker},'127.0.0.1',()=>s.send('journey',9,'127.0.0.1',()=>s.close()))`;
-    await run([process.execPath, '-e', send], { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 3_000 }).catch(() => undefined);
+    await run([process.execPath, '-e', send], { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 3_000 }).catch(
+      () => undefined,
+    );
     let ready = false;
     for (let i = 0; i < 10 && !ready; i++) {
       ready = items.some((x) => x.entry.orig.proto === 'udp' && markers.has(x.entry.orig.sport));
@@ -128,7 +130,10 @@ export interface PacketLine {
 
 /** "1795407369.445107 veth1a2b In  IP 172.17.0.3.41000 > 10.0.10.26.8000: Flags [S], seq ..." */
 export function parseTcpdumpLine(line: string): PacketLine | null {
-  const m = /^(\d+\.\d+)\s+(\S+)\s+(In|Out|P|M|B|\S+)\s+IP\s+(\d+\.\d+\.\d+\.\d+)\.(\d+)\s+>\s+(\d+\.\d+\.\d+\.\d+)\.(\d+):\s+(?:Flags\s+\[([^\]]*)\])?/.exec(line.trim());
+  const m =
+    /^(\d+\.\d+)\s+(\S+)\s+(In|Out|P|M|B|\S+)\s+IP\s+(\d+\.\d+\.\d+\.\d+)\.(\d+)\s+>\s+(\d+\.\d+\.\d+\.\d+)\.(\d+):\s+(?:Flags\s+\[([^\]]*)\])?/.exec(
+      line.trim(),
+    );
   if (!m) return null;
   return {
     timeMs: Math.round(Number(m[1]) * 1000),
@@ -196,11 +201,17 @@ export async function traceProbe<T>(
 ): Promise<{ result: T; trace: KernelTraceRun }> {
   const ns = netns !== undefined ? { netns } : {};
   let match = `${proto} sport ${port} meta nftrace set 1\n ${proto} dport ${port} meta nftrace set 1`;
-  if (also !== undefined) match += `\n ip daddr ${also.ip} ${proto} dport ${also.port} meta nftrace set 1\n ip saddr ${also.ip} ${proto} sport ${also.port} meta nftrace set 1`;
+  if (also !== undefined)
+    match += `\n ip daddr ${also.ip} ${proto} dport ${also.port} meta nftrace set 1\n ip saddr ${also.ip} ${proto} sport ${also.port} meta nftrace set 1`;
   const def = `table ip ${table} {\n chain pre {\n type filter hook prerouting priority -500; policy accept;\n ${match}\n }\n chain out {\n type filter hook output priority -500; policy accept;\n ${match}\n }\n}\n`;
   await run(['nft', '-f', '-'], { ...ns, input: def, timeoutMs: 10_000 });
   let text = '';
-  const s = startLines(['nft', '-a', 'monitor', 'trace'], netns, (l) => (text += `${l}\n`), () => undefined);
+  const s = startLines(
+    ['nft', '-a', 'monitor', 'trace'],
+    netns,
+    (l) => (text += `${l}\n`),
+    () => undefined,
+  );
   try {
     await new Promise((r) => setTimeout(r, 200));
     const result = await action();

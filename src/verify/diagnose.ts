@@ -46,7 +46,16 @@ export function selectConntrack(
       continue;
     }
     // the docker-proxy's connection: BORN during this probe (its NEW event in the window), then followed
-    if (legId === null && ev.event === 'new' && ev.timeMs >= window.from - 50 && ev.timeMs <= window.to + 500 && o.dst === check.port.containerIp && o.dport === check.port.containerPort && (gateway === null || o.src === gateway) && o.sport !== srcPort) {
+    if (
+      legId === null &&
+      ev.event === 'new' &&
+      ev.timeMs >= window.from - 50 &&
+      ev.timeMs <= window.to + 500 &&
+      o.dst === check.port.containerIp &&
+      o.dport === check.port.containerPort &&
+      (gateway === null || o.src === gateway) &&
+      o.sport !== srcPort
+    ) {
       legId = ev.entry.id;
     }
     if (legId !== null && ev.entry.id === legId) proxyLeg = ev.entry;
@@ -55,12 +64,21 @@ export function selectConntrack(
 }
 
 /** Packets of one probe: its own tuple (both directions, any NAT) and the proxy leg. */
-export function selectPackets(packets: readonly PacketLine[], srcPort: number, proxyLeg: ConntrackEntry | null, window: { from: number; to: number }): PacketLine[] {
+export function selectPackets(
+  packets: readonly PacketLine[],
+  srcPort: number,
+  proxyLeg: ConntrackEntry | null,
+  window: { from: number; to: number },
+): PacketLine[] {
   return packets.filter(
     (p) =>
       p.timeMs >= window.from - 50 &&
       p.timeMs <= window.to + 500 &&
-      (p.sport === srcPort || p.dport === srcPort || (proxyLeg !== null && (p.sport === proxyLeg.orig.sport || p.dport === proxyLeg.orig.sport) && (p.src === proxyLeg.orig.src || p.dst === proxyLeg.orig.src))),
+      (p.sport === srcPort ||
+        p.dport === srcPort ||
+        (proxyLeg !== null &&
+          (p.sport === proxyLeg.orig.sport || p.dport === proxyLeg.orig.sport) &&
+          (p.src === proxyLeg.orig.src || p.dst === proxyLeg.orig.src))),
   );
 }
 
@@ -150,20 +168,39 @@ export function settingCauses(check: PlannedCheck, host: HostFacts, targetPortIf
   const target = `${check.port.containerIp}:${check.port.containerPort}`;
   if (e.via === 'docker-proxy') {
     const proc = host.dockerProxies.find((x) => x.hostPort === check.port.hostPort && x.proto === check.port.proto);
-    if (!proc) out.push(`no docker-proxy listens on ${check.port.hostIp}:${check.port.hostPort}/${check.port.proto} (the userland proxy is expected to answer: ${e.text.split(':')[0] ?? ''})`);
+    if (!proc)
+      out.push(
+        `no docker-proxy listens on ${check.port.hostIp}:${check.port.hostPort}/${check.port.proto} (the userland proxy is expected to answer: ${e.text.split(':')[0] ?? ''})`,
+      );
     return out;
   }
   const nfOn = host.bridgeNfCallIptables === true || b?.nfCallIptables === true;
   if (check.kind === 'self') {
     const p = portOf(host, targetPortIfname);
     if (p !== null && !p.hairpin) out.push(`hairpin_mode is 0 on ${p.ifname} (port of ${tName})`);
-    const m = masqFor(host.ruleset, { src: check.port.containerIp, dst: check.port.containerIp, proto: check.port.proto, dport: check.port.containerPort, oif: tb ?? '', srcIsLocal: false });
+    const m = masqFor(host.ruleset, {
+      src: check.port.containerIp,
+      dst: check.port.containerIp,
+      proto: check.port.proto,
+      dport: check.port.containerPort,
+      oif: tb ?? '',
+      srcIsLocal: false,
+    });
     if (m === null) out.push(`no MASQUERADE for self-hairpin to ${target}`);
   }
-  if (check.kind === 'same-bridge' && !nfOn) out.push(host.bridgeNfCallIptables === null ? 'bridge-nf-call-iptables is off (br_netfilter not loaded)' : 'bridge-nf-call-iptables is off');
+  if (check.kind === 'same-bridge' && !nfOn)
+    out.push(host.bridgeNfCallIptables === null ? 'bridge-nf-call-iptables is off (br_netfilter not loaded)' : 'bridge-nf-call-iptables is off');
   if (check.kind === 'host-loopback') {
-    if (b?.routeLocalnet !== true && host.routeLocalnetAll !== true) out.push(`route_localnet is 0 on ${tb ?? 'the bridge'} so 127.0.0.1 is not NATed`);
-    const m = masqFor(host.ruleset, { src: '127.0.0.1', dst: check.port.containerIp, proto: check.port.proto, dport: check.port.containerPort, oif: tb ?? '', srcIsLocal: true });
+    if (b?.routeLocalnet !== true && host.routeLocalnetAll !== true)
+      out.push(`route_localnet is 0 on ${tb ?? 'the bridge'} so 127.0.0.1 is not NATed`);
+    const m = masqFor(host.ruleset, {
+      src: '127.0.0.1',
+      dst: check.port.containerIp,
+      proto: check.port.proto,
+      dport: check.port.containerPort,
+      oif: tb ?? '',
+      srcIsLocal: true,
+    });
     if (m === null) out.push(`no MASQUERADE for packets from the host to ${tb ?? 'the bridge'} (127.0.0.1 cannot leave the host)`);
   }
   if (check.kind === 'cross-bridge' && host.ipForward === false) out.push('net.ipv4.ip_forward is 0');
@@ -215,15 +252,27 @@ export function judge(
   const deviations: string[] = [];
   const own = ev.conntrack[0] ?? null;
   if (own) observed.push(`conntrack: ${describeEntry(own)}`);
-  else observed.push(`conntrack: no entry for ${check.from.ip || 'the probe'}:${probe.localPort} -> ${check.dstIp}:${check.dstPort} in the host namespace`);
+  else
+    observed.push(
+      `conntrack: no entry for ${check.from.ip || 'the probe'}:${probe.localPort} -> ${check.dstIp}:${check.dstPort} in the host namespace`,
+    );
   const nat = own ? natOf(own.orig, own.reply) : null;
   const saw = ev.proxyLeg ? ev.proxyLeg.orig.src : own && nat?.dnat ? own.reply.dst : null;
   if (ev.proxyLeg) observed.push(`docker-proxy connection: ${describeEntry(ev.proxyLeg)}`);
   if (probe.connected && saw !== null) observed.push(`${check.port.container ?? check.port.containerIp} saw ${saw} as the source`);
-  observed.push(...packetPath(ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null), probe.localPort));
+  observed.push(
+    ...packetPath(
+      ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null),
+      probe.localPort,
+    ),
+  );
   const dropSteps = ev.trace.filter((s) => /\bdrop\b|\breject\b/.test(s.verdict));
   if (ev.trace.length > 0) {
-    observed.push(`kernel trace: ${firstPacketPath(ev.trace).map((s) => `${s.table}/${s.chain}${s.ruleNumber !== null ? `#${s.ruleNumber}` : ''} ${s.verdict}`).join(' → ')}`);
+    observed.push(
+      `kernel trace: ${firstPacketPath(ev.trace)
+        .map((s) => `${s.table}/${s.chain}${s.ruleNumber !== null ? `#${s.ruleNumber}` : ''} ${s.verdict}`)
+        .join(' → ')}`,
+    );
   }
   for (const [k, g] of groupDrops(ev.drops ?? [])) observed.push(`eBPF drop: ${k} x${g.n}`);
   if (e === null) return { status: 'skipped', causes: [], deviations, observed };
@@ -245,10 +294,13 @@ export function judge(
     }
   }
   if (probe.connected) {
-    if (e.via === 'dnat' && nat !== null && nat.dnat === null && own) deviations.push(`expected DNAT to ${e.dnatTo ?? '?'}, but the connection was not DNATed (answered on the host)`);
+    if (e.via === 'dnat' && nat !== null && nat.dnat === null && own)
+      deviations.push(`expected DNAT to ${e.dnatTo ?? '?'}, but the connection was not DNATed (answered on the host)`);
     if (e.via === 'docker-proxy' && nat?.dnat) deviations.push(`expected docker-proxy to answer, but the kernel DNATed to ${nat.dnat.to}`);
-    if (e.via === 'dnat' && nat?.dnat && e.dnatTo !== null && nat.dnat.to !== e.dnatTo) deviations.push(`DNAT went to ${nat.dnat.to}, expected ${e.dnatTo}`);
-    if (saw !== null && saw !== e.targetSeesSource && /^\d/.test(e.targetSeesSource)) deviations.push(`the target saw ${saw} as the source, expected ${e.targetSeesSource}`);
+    if (e.via === 'dnat' && nat?.dnat && e.dnatTo !== null && nat.dnat.to !== e.dnatTo)
+      deviations.push(`DNAT went to ${nat.dnat.to}, expected ${e.dnatTo}`);
+    if (saw !== null && saw !== e.targetSeesSource && /^\d/.test(e.targetSeesSource))
+      deviations.push(`the target saw ${saw} as the source, expected ${e.targetSeesSource}`);
     if (e.outcome === 'blocked') deviations.push(`reachable although Docker's configuration should block it: ${e.blockedBy ?? ''}`);
     return { status: 'pass', causes: [], deviations, observed };
   }
@@ -256,10 +308,14 @@ export function judge(
     // UDP: a silent service is not a broken path. The datagram leaving toward the container's port
     // (after DNAT, out of a bridge port) proves the hairpin path delivered it.
     const pk = ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null);
-    const delivered = pk.find((p) => p.dst === check.port.containerIp && p.dport === check.port.containerPort && p.dir === 'Out' && p.iface.startsWith('veth'));
+    const delivered = pk.find(
+      (p) => p.dst === check.port.containerIp && p.dport === check.port.containerPort && p.dir === 'Out' && p.iface.startsWith('veth'),
+    );
     if (delivered) {
       observed.push(`UDP datagram delivered: ${delivered.iface} Out ${delivered.src}:${delivered.sport} > ${delivered.dst}:${delivered.dport}`);
-      deviations.push(`no answer from the UDP service (${probe.error ?? 'none'}), but the datagram reached ${check.port.container ?? check.port.containerIp} through ${delivered.iface}`);
+      deviations.push(
+        `no answer from the UDP service (${probe.error ?? 'none'}), but the datagram reached ${check.port.container ?? check.port.containerIp} through ${delivered.iface}`,
+      );
       return { status: 'pass', causes: [], deviations, observed };
     }
   }
@@ -269,7 +325,9 @@ export function judge(
   if (e.outcome === 'blocked') {
     const designed =
       dropSteps.length === 0 ||
-      dropSteps.some((s) => /ISOLATION|INTERNAL|DOCKER-FORWARD|DOCKER$|filter-forward/.test(s.chain) || /iifname "([^"]+)" oifname "\1"/.test(s.rule ?? '')); // icc=false: -i br -o br -j DROP
+      dropSteps.some(
+        (s) => /ISOLATION|INTERNAL|DOCKER-FORWARD|DOCKER$|filter-forward/.test(s.chain) || /iifname "([^"]+)" oifname "\1"/.test(s.rule ?? ''),
+      ); // icc=false: -i br -o br -j DROP
     if (designed) return { status: 'blocked', causes: [e.blockedBy ?? 'blocked by design', ...causes], deviations, observed };
   }
   causes.push(...settingCauses(check, host, targetPortIfname));
@@ -278,11 +336,15 @@ export function judge(
     else if (e.via === 'dnat' && own) causes.push(`connection refused by the host: no DNAT happened for ${check.dstIp}:${check.dstPort}`);
     else causes.push(`connection refused on ${check.dstIp}:${check.dstPort}`);
   }
-  if (own && e.via === 'dnat' && nat?.dnat === null && probe.error !== 'ECONNREFUSED') causes.push(`no DNAT happened for ${check.dstIp}:${check.dstPort} (no rule matched)`);
+  if (own && e.via === 'dnat' && nat?.dnat === null && probe.error !== 'ECONNREFUSED')
+    causes.push(`no DNAT happened for ${check.dstIp}:${check.dstPort} (no rule matched)`);
   if (own && nat?.dnat && e.via === 'dnat' && !own.status.includes('SEEN_REPLY')) {
     const pk = ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null);
     const rawReply = pk.find((p) => p.dport === probe.localPort && p.src === check.port.containerIp && p.flags.startsWith('S.'));
-    if (rawReply) causes.push(`the reply reached ${check.from.name} from ${rawReply.src}:${rawReply.sport} without un-DNAT: conntrack did not see it on the bridge`);
+    if (rawReply)
+      causes.push(
+        `the reply reached ${check.from.name} from ${rawReply.src}:${rawReply.sport} without un-DNAT: conntrack did not see it on the bridge`,
+      );
   }
   for (const [k, g] of groupDrops(ev.drops ?? [])) {
     const t = g.first.tuple !== null ? `, e.g. ${g.first.tuple.src}:${g.first.tuple.sport} > ${g.first.tuple.dst}:${g.first.tuple.dport}` : '';
@@ -290,7 +352,9 @@ export function judge(
   }
   if (causes.length === 0) {
     const last = ev.packets.length > 0 ? ev.packets[ev.packets.length - 1] : undefined;
-    causes.push(`no answer (${probe.error ?? 'failed'} after ${Math.round(probe.ms)} ms)${last !== undefined ? `; last packet seen: ${last}` : '; no packet of the probe was seen in the host namespace'}`);
+    causes.push(
+      `no answer (${probe.error ?? 'failed'} after ${Math.round(probe.ms)} ms)${last !== undefined ? `; last packet seen: ${last}` : '; no packet of the probe was seen in the host namespace'}`,
+    );
   }
   return { status: 'fail', causes, deviations, observed };
 }
@@ -299,5 +363,15 @@ export function judge(
 function parseBack(text: string): PacketLine | null {
   const m = /^(\S+)\s+(\S+)\s+IP\s+(\d+\.\d+\.\d+\.\d+)\.(\d+)\s+>\s+(\d+\.\d+\.\d+\.\d+)\.(\d+):\s+(?:Flags\s+\[([^\]]*)\])?/.exec(text);
   if (!m) return null;
-  return { timeMs: 0, iface: m[1] ?? '', dir: m[2] ?? '', src: m[3] ?? '', sport: Number(m[4]), dst: m[5] ?? '', dport: Number(m[6]), flags: m[7] ?? '', text };
+  return {
+    timeMs: 0,
+    iface: m[1] ?? '',
+    dir: m[2] ?? '',
+    src: m[3] ?? '',
+    sport: Number(m[4]),
+    dst: m[5] ?? '',
+    dport: Number(m[6]),
+    flags: m[7] ?? '',
+    text,
+  };
 }

@@ -171,7 +171,15 @@ export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
           const peer = pi !== null ? portByIndex.get(pi) : undefined;
           if (peer !== undefined && peer.bridge !== br.name) continue;
           if (peer === undefined && br.ports.length > 0 && pi === null) continue; // not a veth into this host
-          eps.push({ name: endpointName(c, peer?.port ?? null), ip: a.local, bridge: br.name, port: peer?.port ?? null, ns: c.ref, pid: c.pid, network: null });
+          eps.push({
+            name: endpointName(c, peer?.port ?? null),
+            ip: a.local,
+            bridge: br.name,
+            port: peer?.port ?? null,
+            ns: c.ref,
+            pid: c.pid,
+            network: null,
+          });
         }
       }
       return eps;
@@ -188,14 +196,30 @@ export function portsFromHost(host: HostFacts, endpoints: readonly Endpoint[]): 
   const nameOf = (ip: string): string | null => endpoints.find((e) => e.ip === ip)?.name ?? null;
   for (const d of host.ruleset.dnat) {
     const hostIp = d.hostIp ?? '0.0.0.0';
-    const p: PublishedPortSpec = { proto: d.proto, hostIp, hostPort: d.hostPort, containerIp: d.containerIp, containerPort: d.containerPort, container: nameOf(d.containerIp), source: 'dnat-rule' };
+    const p: PublishedPortSpec = {
+      proto: d.proto,
+      hostIp,
+      hostPort: d.hostPort,
+      containerIp: d.containerIp,
+      containerPort: d.containerPort,
+      container: nameOf(d.containerIp),
+      source: 'dnat-rule',
+    };
     if (seen.has(key(p))) continue;
     seen.add(key(p));
     out.push(p);
   }
   for (const d of host.dockerProxies) {
     const hostIp = d.hostIp === '::' ? '0.0.0.0' : d.hostIp;
-    const p: PublishedPortSpec = { proto: d.proto, hostIp, hostPort: d.hostPort, containerIp: d.containerIp, containerPort: d.containerPort, container: nameOf(d.containerIp), source: 'docker-proxy' };
+    const p: PublishedPortSpec = {
+      proto: d.proto,
+      hostIp,
+      hostPort: d.hostPort,
+      containerIp: d.containerIp,
+      containerPort: d.containerPort,
+      container: nameOf(d.containerIp),
+      source: 'docker-proxy',
+    };
     if (seen.has(key(p))) continue;
     seen.add(key(p));
     out.push(p);
@@ -204,7 +228,10 @@ export function portsFromHost(host: HostFacts, endpoints: readonly Endpoint[]): 
 }
 
 /** Reads the Docker inventory with container PIDs; null and a reason when Docker does not answer. */
-export async function dockerInventory(dockerHost: string | undefined, timeoutMs: number): Promise<{ snap: DockerSnapshot; pids: Map<string, number> } | { error: string }> {
+export async function dockerInventory(
+  dockerHost: string | undefined,
+  timeoutMs: number,
+): Promise<{ snap: DockerSnapshot; pids: Map<string, number> } | { error: string }> {
   try {
     const client = new DockerClient(resolveDockerHost(dockerHost), { timeoutMs });
     const [containers, networks] = await Promise.all([client.containers(), client.networks()]);
@@ -235,7 +262,12 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
   if ('error' in d) {
     notices.push(`Docker API not used (${d.error}): endpoints found from the host's namespaces, published ports from the DNAT rules`);
     const endpoints = await scanEndpoints(host);
-    return { endpoints, ports: portsFromHost(host, endpoints), docker: { reachable: false, endpoint: display, reason: d.error, userlandProxy: null }, notices };
+    return {
+      endpoints,
+      ports: portsFromHost(host, endpoints),
+      docker: { reachable: false, endpoint: display, reason: d.error, userlandProxy: null },
+      notices,
+    };
   }
   const { snap, pids } = d;
   const portByIndex = new Map<number, string>();
@@ -273,7 +305,15 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
       const proxy = host.dockerProxies.find((x) => x.hostPort === p.hostPort && x.proto === p.proto);
       const ip = rule?.containerIp ?? proxy?.containerIp ?? mine[0]?.ip;
       if (ip === undefined) continue;
-      ports.push({ proto: p.proto, hostIp: p.hostIp === '' ? '0.0.0.0' : p.hostIp, hostPort: p.hostPort, containerIp: ip, containerPort: p.containerPort, container: c.name, source: 'docker' });
+      ports.push({
+        proto: p.proto,
+        hostIp: p.hostIp === '' ? '0.0.0.0' : p.hostIp,
+        hostPort: p.hostPort,
+        containerIp: ip,
+        containerPort: p.containerPort,
+        container: c.name,
+        source: 'docker',
+      });
     }
   }
   if (endpoints.length === 0 && snap.containers.length > 0) {

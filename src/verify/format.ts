@@ -43,7 +43,9 @@ function checkLines(c: HairpinCheck, verbose: boolean): string[] {
 }
 
 function flowLine(f: PassiveFlow, verbose: boolean): string[] {
-  const out = [`  ${(LABEL[f.status] ?? f.status).padEnd(7)} ${f.kind.padEnd(13)} ${f.from} -> ${f.to} via ${f.via}${f.dnatTo !== null ? ` (DNAT to ${f.dnatTo})` : ''}${f.targetSaw !== null ? `, target saw ${f.targetSaw}` : ''}${f.seen === 'table' ? ' (already in the table)' : ''}`];
+  const out = [
+    `  ${(LABEL[f.status] ?? f.status).padEnd(7)} ${f.kind.padEnd(13)} ${f.from} -> ${f.to} via ${f.via}${f.dnatTo !== null ? ` (DNAT to ${f.dnatTo})` : ''}${f.targetSaw !== null ? `, target saw ${f.targetSaw}` : ''}${f.seen === 'table' ? ' (already in the table)' : ''}`,
+  ];
   for (const c of f.causes) out.push(`          cause: ${c}`);
   if (verbose) for (const l of f.legs ?? []) out.push(`          seen: ${l}`);
   return out;
@@ -69,6 +71,8 @@ export function formatReport(r: HairpinReport, opts: { verbose?: boolean } = {})
   }
   for (const n of r.notices) lines.push(`note: ${n}`);
   const s = r.summary;
-  lines.push(`${r.ok ? 'OK' : 'FAILED'}: ${s.total} ${r.mode === 'passive' ? 'flows' : 'checks'}: ${s.pass} pass, ${s.fail} fail, ${s.blocked} blocked by design, ${s.skipped} skipped`);
+  lines.push(
+    `${r.ok ? 'OK' : 'FAILED'}: ${s.total} ${r.mode === 'passive' ? 'flows' : 'checks'}: ${s.pass} pass, ${s.fail} fail, ${s.blocked} blocked by design, ${s.skipped} skipped`,
+  );
   return `${lines.join('\n')}\n`;
 }

@@ -149,7 +149,9 @@ export function buildHostFacts(input: {
   const blinks = parseJson<BridgeLink[]>('bridge -j -d link', input.bridgeLinkJson);
   const v4 = new Map<string, { addr: string; prefixlen: number; scope: string }[]>();
   for (const a of addrs) {
-    const list = (a.addr_info ?? []).filter((i) => i.family === 'inet').map((i) => ({ addr: i.local, prefixlen: i.prefixlen, scope: i.scope ?? 'global' }));
+    const list = (a.addr_info ?? [])
+      .filter((i) => i.family === 'inet')
+      .map((i) => ({ addr: i.local, prefixlen: i.prefixlen, scope: i.scope ?? 'global' }));
     v4.set(a.ifname, list);
   }
   const bridgeNames = links.filter((l) => l.linkinfo?.info_kind === 'bridge').map((l) => l.ifname);
@@ -160,7 +162,11 @@ export function buildHostFacts(input: {
     // (whose info_slave_data carries hairpin too, so a missing `bridge` tool loses nothing).
     const slaves = links.filter((x) => x.master === name && x.linkinfo?.info_slave_kind === 'bridge');
     const fromBridge = blinks.filter((b) => b.master === name);
-    const ports: BridgePort[] = (fromBridge.length > 0 ? fromBridge : slaves.map((x) => ({ ifindex: x.ifindex, ifname: x.ifname, master: name, ...(x.link !== undefined ? { link: x.link } : {}) }) as BridgeLink)).map((b) => {
+    const ports: BridgePort[] = (
+      fromBridge.length > 0
+        ? fromBridge
+        : slaves.map((x) => ({ ifindex: x.ifindex, ifname: x.ifname, master: name, ...(x.link !== undefined ? { link: x.link } : {}) }) as BridgeLink)
+    ).map((b) => {
       const slave = slaves.find((x) => x.ifname === b.ifname)?.linkinfo?.info_slave_data;
       const hp = b.hairpin ?? (typeof slave?.['hairpin'] === 'boolean' ? slave['hairpin'] : false);
       return {

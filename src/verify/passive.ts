@@ -35,7 +35,14 @@ function answered(e: ConntrackEntry): boolean {
 }
 
 /** Classifies one conntrack entry as a hairpin flow (or null when it is not one). Pure. */
-export function classifyFlow(e: ConntrackEntry, host: HostFacts, inv: Inventory, related: readonly TimedEntry[] = [], final = true, seen: PassiveFlow['seen'] = 'event'): PassiveFlow | null {
+export function classifyFlow(
+  e: ConntrackEntry,
+  host: HostFacts,
+  inv: Inventory,
+  related: readonly TimedEntry[] = [],
+  final = true,
+  seen: PassiveFlow['seen'] = 'event',
+): PassiveFlow | null {
   const o = e.orig;
   if (o.family !== 4) return null;
   const isLocal = (ip: string): boolean => ip.startsWith('127.') || host.localAddrs.includes(ip);
@@ -115,7 +122,24 @@ function waitFor(opts: PassiveOptions): Promise<void> {
   });
 }
 
-const CT_BITS = new Set<string>(['EXPECTED', 'SEEN_REPLY', 'ASSURED', 'CONFIRMED', 'SRC_NAT', 'DST_NAT', 'SEQ_ADJUST', 'SRC_NAT_DONE', 'DST_NAT_DONE', 'DYING', 'FIXED_TIMEOUT', 'TEMPLATE', 'UNTRACKED', 'HELPER', 'OFFLOAD', 'HW_OFFLOAD']);
+const CT_BITS = new Set<string>([
+  'EXPECTED',
+  'SEEN_REPLY',
+  'ASSURED',
+  'CONFIRMED',
+  'SRC_NAT',
+  'DST_NAT',
+  'SEQ_ADJUST',
+  'SRC_NAT_DONE',
+  'DST_NAT_DONE',
+  'DYING',
+  'FIXED_TIMEOUT',
+  'TEMPLATE',
+  'UNTRACKED',
+  'HELPER',
+  'OFFLOAD',
+  'HW_OFFLOAD',
+]);
 
 /** The pipeline's flow as a conntrack entry (its tuples and state), for classification. */
 export function entryOfFlow(f: FlowInfo): ConntrackEntry {
@@ -155,7 +179,10 @@ async function passiveFromPipeline(host: HostFacts, inv: Inventory, opts: Passiv
     const e = entryOfFlow(f);
     const c = classifyFlow(e, host, inv, related, ended.has(f.id) || answered(e), 'event');
     if (!c) continue;
-    const drops = f.drops.map((d) => `${d.reason}${d.iface !== null ? ` on ${d.iface}` : ''}${d.rule ? ` (${d.rule.table} ${d.rule.chain}${d.rule.rule ? `: ${d.rule.rule}` : ''})` : ''}`);
+    const drops = f.drops.map(
+      (d) =>
+        `${d.reason}${d.iface !== null ? ` on ${d.iface}` : ''}${d.rule ? ` (${d.rule.table} ${d.rule.chain}${d.rule.rule ? `: ${d.rule.rule}` : ''})` : ''}`,
+    );
     out.push({
       ...c,
       causes: c.status === 'fail' ? [...drops.map((d) => `dropped: ${d}`), ...c.causes] : c.causes,
@@ -181,7 +208,6 @@ export async function passiveHairpin(host: HostFacts, inv: Inventory, opts: Pass
 
 /** Watches conntrack in the host namespace and returns the hairpin flows seen. */
 async function passiveFromConntrack(host: HostFacts, inv: Inventory, opts: PassiveOptions): Promise<PassiveFlow[]> {
-
   const ns = opts.netns !== undefined ? { netns: opts.netns } : {};
   const start: ConntrackEntry[] = [];
   const dump = await run(['conntrack', '-L', '-o', 'extended,id'], { ...ns, allowFailure: true, timeoutMs: 10_000 }).catch(() => null);

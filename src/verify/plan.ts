@@ -72,11 +72,22 @@ export function proxyFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec):
   const proc = host.dockerProxies.find((x) => x.hostPort === p.hostPort && x.proto === p.proto);
   if (proc) return { on: true, why: `docker-proxy pid ${proc.pid} listens on ${proc.hostIp}:${proc.hostPort}/${proc.proto}` };
   const rule = host.ruleset.dnat.find((d) => d.hostPort === p.hostPort && d.proto === p.proto);
-  if (host.ruleset.natReturnIfaces.length > 0) return { on: true, why: `nat DOCKER returns traffic from ${host.ruleset.natReturnIfaces.join(', ')} (userland-proxy on), but no docker-proxy process was found` };
-  if (rule?.notFromIface != null) return { on: true, why: `the DNAT rule skips traffic from ${rule.notFromIface} (userland-proxy on), but no docker-proxy process was found` };
+  if (host.ruleset.natReturnIfaces.length > 0)
+    return {
+      on: true,
+      why: `nat DOCKER returns traffic from ${host.ruleset.natReturnIfaces.join(', ')} (userland-proxy on), but no docker-proxy process was found`,
+    };
+  if (rule?.notFromIface != null)
+    return { on: true, why: `the DNAT rule skips traffic from ${rule.notFromIface} (userland-proxy on), but no docker-proxy process was found` };
   if (inv.docker.userlandProxy === true) return { on: true, why: 'dockerd runs with the userland proxy on, but no docker-proxy process was found' };
   if (host.ruleset.outputNatsLoopback === false) return { on: true, why: 'nat OUTPUT excludes 127.0.0.0/8 (userland-proxy on)' };
-  return { on: false, why: inv.docker.userlandProxy === false ? 'dockerd runs with --userland-proxy=false' : 'no docker-proxy process; the DNAT rules apply to every bridge (userland-proxy off)' };
+  return {
+    on: false,
+    why:
+      inv.docker.userlandProxy === false
+        ? 'dockerd runs with --userland-proxy=false'
+        : 'no docker-proxy process; the DNAT rules apply to every bridge (userland-proxy off)',
+  };
 }
 
 /** The DNAT rule that applies to a packet to `dst:port` arriving on `iif` (null: sent by the host, OUTPUT). */
@@ -99,14 +110,7 @@ function nfOn(host: HostFacts, bridge: string | null): boolean {
   return host.bridgeNfCallIptables === true || b?.nfCallIptables === true;
 }
 
-export function expectFor(
-  host: HostFacts,
-  inv: Inventory,
-  p: PublishedPortSpec,
-  kind: CheckKind,
-  from: Peer,
-  dst: string,
-): Expectation {
+export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec, kind: CheckKind, from: Peer, dst: string): Expectation {
   const tBridgeInfo = bridgeOfAddr(host.bridges, p.containerIp);
   const tBridge = tBridgeInfo?.name ?? null;
   const gw = gatewayOf(tBridgeInfo);
@@ -118,11 +122,12 @@ export function expectFor(
   if (rule === null) {
     // docker-proxy must answer: it listens on the host and connects from the bridge gateway.
     requires.push(`docker-proxy listening on ${p.hostIp}:${p.hostPort}/${p.proto}`);
-    const why = from.kind === 'host' && dst.startsWith('127.')
-      ? 'nat OUTPUT does not DNAT 127.0.0.0/8 (userland-proxy on)'
-      : rule === null && iif !== null
-        ? `traffic from ${iif} is not DNATed (userland-proxy on)`
-        : 'no DNAT rule applies';
+    const why =
+      from.kind === 'host' && dst.startsWith('127.')
+        ? 'nat OUTPUT does not DNAT 127.0.0.0/8 (userland-proxy on)'
+        : rule === null && iif !== null
+          ? `traffic from ${iif} is not DNATed (userland-proxy on)`
+          : 'no DNAT rule applies';
     return {
       outcome: 'connect',
       via: 'docker-proxy',
@@ -149,13 +154,17 @@ export function expectFor(
     // Docker always installs these (self-hairpin MASQUERADE; src-type LOCAL MASQUERADE with the
     // userland proxy off): without them the path cannot work, so expect them and name their absence.
     sees = gw ?? 'the bridge gateway';
-    sourceWhy = kind === 'self' ? 'MASQUERADE for self-hairpin (Docker\'s rule is MISSING)' : 'MASQUERADE of packets from the host (Docker\'s rule is MISSING)';
+    sourceWhy =
+      kind === 'self' ? "MASQUERADE for self-hairpin (Docker's rule is MISSING)" : "MASQUERADE of packets from the host (Docker's rule is MISSING)";
   }
   let blockedBy: string | null = null;
   if (kind === 'cross-bridge' && tBridge !== null && host.ruleset.isolatedBridges.includes(tBridge)) {
     blockedBy = `Docker network isolation: DOCKER-ISOLATION-STAGE-2 drops traffic from ${from.bridge ?? 'another bridge'} to ${tBridge}, published port or not (Docker < 28)`;
   }
-  if ((kind === 'cross-bridge' && from.bridge !== null && host.ruleset.internalBridges.includes(from.bridge)) || (kind === 'cross-bridge' && tBridge !== null && host.ruleset.internalBridges.includes(tBridge))) {
+  if (
+    (kind === 'cross-bridge' && from.bridge !== null && host.ruleset.internalBridges.includes(from.bridge)) ||
+    (kind === 'cross-bridge' && tBridge !== null && host.ruleset.internalBridges.includes(tBridge))
+  ) {
     const which = from.bridge !== null && host.ruleset.internalBridges.includes(from.bridge) ? from.bridge : tBridge;
     blockedBy = `${which ?? 'the network'} is an internal network: nothing crosses its bridge, published ports included`;
   }
@@ -164,7 +173,8 @@ export function expectFor(
   }
   const tPort = tBridgeInfo?.ports.find((x) => inv.endpoints.some((e) => e.ip === p.containerIp && e.port === x.ifname));
   if (kind === 'self') {
-    if (nfOn(host, tBridge)) requires.push(`hairpin_mode on ${tPort?.ifname ?? 'the bridge port'} (port of ${tName}): the frame goes back out the port it came in`);
+    if (nfOn(host, tBridge))
+      requires.push(`hairpin_mode on ${tPort?.ifname ?? 'the bridge port'} (port of ${tName}): the frame goes back out the port it came in`);
     requires.push(`a MASQUERADE rule for self-hairpin to ${target}`);
   }
   if (kind === 'same-bridge') requires.push('bridge-nf-call-iptables on: the reply is bridged and must meet conntrack to be un-DNATed');
@@ -191,7 +201,16 @@ export function expectFor(
 }
 
 function portRef(p: PublishedPortSpec, bridge: string | null): PortRef {
-  return { proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort, container: p.container, containerIp: p.containerIp, containerPort: p.containerPort, bridge, source: p.source };
+  return {
+    proto: p.proto,
+    hostIp: p.hostIp,
+    hostPort: p.hostPort,
+    container: p.container,
+    containerIp: p.containerIp,
+    containerPort: p.containerPort,
+    bridge,
+    source: p.source,
+  };
 }
 
 function peerOf(e: Endpoint): Peer {
@@ -217,13 +236,24 @@ export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = 
     const loopOnly = p.hostIp.startsWith('127.');
     const anyAddr = p.hostIp === '0.0.0.0' || p.hostIp === '';
     const dst = anyAddr ? hostAddr : loopOnly ? null : p.hostIp;
-    const mk = (kind: CheckKind, from: Peer, fromNs: string | number | null, fromPort: string | null, dstIp: string | null, skip: string | null): void => {
+    const mk = (
+      kind: CheckKind,
+      from: Peer,
+      fromNs: string | number | null,
+      fromPort: string | null,
+      dstIp: string | null,
+      skip: string | null,
+    ): void => {
       if (!want(kind)) return;
       const d = dstIp ?? (loopOnly ? '127.0.0.1' : (hostAddr ?? '?'));
       const id = `${kind}:${from.name}->${d}:${p.hostPort}/${p.proto}`;
       let skipReason = skip;
-      if (skipReason === null && p.proto !== 'tcp' && p.proto !== 'udp') skipReason = `${p.proto.toUpperCase()} ports are not probed: only TCP and UDP are checked`;
-      if (skipReason === null && dstIp === null) skipReason = loopOnly ? `published on ${p.hostIp} only: not reachable from containers, by design` : 'the host has no address to call (give --host-addr)';
+      if (skipReason === null && p.proto !== 'tcp' && p.proto !== 'udp')
+        skipReason = `${p.proto.toUpperCase()} ports are not probed: only TCP and UDP are checked`;
+      if (skipReason === null && dstIp === null)
+        skipReason = loopOnly
+          ? `published on ${p.hostIp} only: not reachable from containers, by design`
+          : 'the host has no address to call (give --host-addr)';
       out.push({
         id,
         kind,
@@ -241,10 +271,26 @@ export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = 
     const same = inv.endpoints.filter((e) => e.bridge === tb?.name && e.ip !== p.containerIp && e.name !== p.container);
     const sameFirst = same[0];
     if (sameFirst) mk('same-bridge', peerOf(sameFirst), sameFirst.ns, sameFirst.port, dst, null);
-    else mk('same-bridge', { kind: 'container', name: '(none)', ip: '', bridge: tb?.name ?? null, pid: null }, null, null, dst, `no other container on ${tb?.name ?? 'the target bridge'}`);
+    else
+      mk(
+        'same-bridge',
+        { kind: 'container', name: '(none)', ip: '', bridge: tb?.name ?? null, pid: null },
+        null,
+        null,
+        dst,
+        `no other container on ${tb?.name ?? 'the target bridge'}`,
+      );
     // self-hairpin
     if (target) mk('self', peerOf(target), target.ns, target.port, dst, null);
-    else mk('self', { kind: 'container', name: p.container ?? p.containerIp, ip: p.containerIp, bridge: tb?.name ?? null, pid: null }, null, null, dst, `the namespace of ${p.containerIp} was not found`);
+    else
+      mk(
+        'self',
+        { kind: 'container', name: p.container ?? p.containerIp, ip: p.containerIp, bridge: tb?.name ?? null, pid: null },
+        null,
+        null,
+        dst,
+        `the namespace of ${p.containerIp} was not found`,
+      );
     // other bridges: one container each
     const others = new Map<string, Endpoint>();
     for (const e of inv.endpoints) if (e.bridge !== tb?.name && !others.has(e.bridge)) others.set(e.bridge, e);
@@ -259,7 +305,9 @@ export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = 
 /** The host part of the report. */
 export function summarizeHost(host: HostFacts, inv: Inventory, opts: PlanOptions = {}): HostSummary {
   const anyPort = inv.ports[0];
-  const proxy = anyPort ? proxyFor(host, inv, anyPort) : { on: host.dockerProxies.length > 0, why: host.dockerProxies.length > 0 ? 'docker-proxy processes run' : 'no published port' };
+  const proxy = anyPort
+    ? proxyFor(host, inv, anyPort)
+    : { on: host.dockerProxies.length > 0, why: host.dockerProxies.length > 0 ? 'docker-proxy processes run' : 'no published port' };
   const endpointOfPort = (ifname: string): string | null => inv.endpoints.find((e) => e.port === ifname)?.name ?? null;
   return {
     netns: host.netns,
@@ -276,7 +324,11 @@ export function summarizeHost(host: HostFacts, inv: Inventory, opts: PlanOptions
       nfCallIptables: b.nfCallIptables,
       ports: b.ports.map((p) => ({ ifname: p.ifname, hairpin: p.hairpin, endpoint: endpointOfPort(p.ifname) })),
     })),
-    dockerProxies: host.dockerProxies.map((d) => ({ pid: d.pid, listen: `${d.hostIp}:${d.hostPort}/${d.proto}`, to: `${d.containerIp}:${d.containerPort}` })),
+    dockerProxies: host.dockerProxies.map((d) => ({
+      pid: d.pid,
+      listen: `${d.hostIp}:${d.hostPort}/${d.proto}`,
+      to: `${d.containerIp}:${d.containerPort}`,
+    })),
     docker: { reachable: inv.docker.reachable, endpoint: inv.docker.endpoint, reason: inv.docker.reason },
   };
 }

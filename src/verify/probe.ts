@@ -62,12 +62,26 @@ export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
 
 async function runProbeOnce(spec: ProbeSpec): Promise<ProbeResult> {
   const netns = spec.ns ?? spec.hostNetns;
-  const argv = [process.execPath, '-e', spec.proto === 'udp' ? UDP_CLIENT : CLIENT, spec.dstIp, String(spec.dstPort), String(spec.srcPort), String(spec.timeoutMs)];
+  const argv = [
+    process.execPath,
+    '-e',
+    spec.proto === 'udp' ? UDP_CLIENT : CLIENT,
+    spec.dstIp,
+    String(spec.dstPort),
+    String(spec.srcPort),
+    String(spec.timeoutMs),
+  ];
   try {
     const r = await run(argv, { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: spec.timeoutMs + 5_000 });
     const line = r.stdout.trim().split('\n').pop() ?? '';
     const o = JSON.parse(line) as ProbeResult;
-    return { connected: o.connected === true, error: o.error ?? null, ms: Number(o.ms) || 0, localAddr: o.localAddr ?? null, localPort: spec.srcPort };
+    return {
+      connected: o.connected === true,
+      error: o.error ?? null,
+      ms: Number(o.ms) || 0,
+      localAddr: o.localAddr ?? null,
+      localPort: spec.srcPort,
+    };
   } catch (e) {
     return { connected: false, error: `probe could not run: ${(e as Error).message}`, ms: 0, localAddr: null, localPort: spec.srcPort };
   }

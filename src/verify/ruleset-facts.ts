@@ -215,7 +215,8 @@ export function iptablesFacts(text: string): RulesetFacts {
       }
       if (r.chain === 'DOCKER-ISOLATION-STAGE-2' && r.target === 'DROP' && o.has('-o')) isolated.push(o.get('-o') ?? '');
       if (r.target === 'DROP' && o.has('-i') && o.get('-i') === o.get('-o')) icc.push(o.get('-i') ?? '');
-      if (r.target === 'DROP' && (r.chain === 'DOCKER-INTERNAL' || r.chain === 'DOCKER-ISOLATION-STAGE-1') && o.has('-i') && o.has('!-d')) internal.push(o.get('-i') ?? '');
+      if (r.target === 'DROP' && (r.chain === 'DOCKER-INTERNAL' || r.chain === 'DOCKER-ISOLATION-STAGE-1') && o.has('-i') && o.has('!-d'))
+        internal.push(o.get('-i') ?? '');
     } else if (table === 'raw') {
       if (r.chain === 'PREROUTING' && (r.target === 'DROP' || r.target === 'REJECT')) {
         rawDrops.push({ backend: 'iptables', table, chain: r.chain, ruleNumber: r.num, raw: line, target: r.target });
@@ -267,7 +268,16 @@ export function nftFacts(text: string): RulesetFacts {
       chains.push(`${family} ${tableName}/${chain}`);
       continue;
     }
-    if (line === '}' || line === '' || line.startsWith('type ') || line.startsWith('policy ') || line.startsWith('elements') || line.startsWith('map ') || line.startsWith('set ')) continue;
+    if (
+      line === '}' ||
+      line === '' ||
+      line.startsWith('type ') ||
+      line.startsWith('policy ') ||
+      line.startsWith('elements') ||
+      line.startsWith('map ') ||
+      line.startsWith('set ')
+    )
+      continue;
     if (chain === '') continue;
     num++;
     if (!(family === 'ip' && tableName === 'docker-bridges')) continue;

@@ -91,9 +91,17 @@ interface EvidenceDraft {
 export function explainProbe(compiled: CompiledRuleset | null, c: PlannedCheck, srcPort: number): Explanation | null {
   if (compiled === null) return null;
   const udp = c.port.proto === 'udp';
-  const base = { family: 4 as const, proto: udp ? ('udp' as const) : ('tcp' as const), protoNum: udp ? 17 : 6, dst: c.dstIp, sport: srcPort, dport: c.dstPort };
+  const base = {
+    family: 4 as const,
+    proto: udp ? ('udp' as const) : ('tcp' as const),
+    protoNum: udp ? 17 : 6,
+    dst: c.dstIp,
+    sport: srcPort,
+    dport: c.dstPort,
+  };
   try {
-    if (c.from.kind === 'host') return explainPacket(compiled, { tuple: { ...base, src: c.dstIp.startsWith('127.') ? '127.0.0.1' : c.dstIp }, local: true });
+    if (c.from.kind === 'host')
+      return explainPacket(compiled, { tuple: { ...base, src: c.dstIp.startsWith('127.') ? '127.0.0.1' : c.dstIp }, local: true });
     if (c.from.bridge === null) return null;
     return explainPacket(compiled, { tuple: { ...base, src: c.from.ip }, iif: c.from.bridge });
   } catch {
@@ -105,13 +113,19 @@ function explainedLine(ex: Explanation): string {
   const nat = [ex.nat.dnat ? `DNAT to ${ex.nat.dnat.to}` : 'no DNAT', ex.nat.snat ? `SNAT to ${ex.nat.snat.to}` : 'no SNAT'].join(', ');
   const drop = ex.steps.find((s) => s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop');
   const where = drop ? ` in ${drop.table} ${drop.chain}${drop.ruleNumber !== null ? ` rule ${drop.ruleNumber}` : ' (policy)'}` : '';
-  const out = ex.packet_out ? `, leaves ${ex.packet_out.src}:${ex.packet_out.sport ?? ''} > ${ex.packet_out.dst}:${ex.packet_out.dport ?? ''}${ex.packet_out.oif !== undefined ? ` on ${ex.packet_out.oif}` : ''}` : '';
+  const out = ex.packet_out
+    ? `, leaves ${ex.packet_out.src}:${ex.packet_out.sport ?? ''} > ${ex.packet_out.dst}:${ex.packet_out.dport ?? ''}${ex.packet_out.oif !== undefined ? ` on ${ex.packet_out.oif}` : ''}`
+    : '';
   return `explained: ${ex.verdict}${where}; ${nat}${out}${ex.indeterminate.length > 0 ? ` (indeterminate: ${ex.indeterminate.map((i) => `${i.chain}: ${i.reason}`).join('; ')})` : ''}`;
 }
 
 /** The probe's entry from the conntrack table itself, when the event stream missed it (it was not yet subscribed). */
 async function conntrackLookup(netns: string | undefined, proto: string, sport: number, c: PlannedCheck): Promise<ConntrackEntry | null> {
-  const r = await run(['conntrack', '-L', '-o', 'extended,id', '-p', proto, '--orig-port-src', String(sport)], { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 5_000 }).catch(() => null);
+  const r = await run(['conntrack', '-L', '-o', 'extended,id', '-p', proto, '--orig-port-src', String(sport)], {
+    ...(netns !== undefined ? { netns } : {}),
+    allowFailure: true,
+    timeoutMs: 5_000,
+  }).catch(() => null);
   for (const line of r?.stdout.split('\n') ?? []) {
     const p = parseConntrackLine(line, 'conntrack-tool');
     if (p && p.entry.orig.dst === c.dstIp && p.entry.orig.dport === c.dstPort) return p.entry;
@@ -163,7 +177,15 @@ async function runOne(
   const timeoutMs = opts.timeoutMs ?? 2_000;
   const netns = opts.netns;
   const proto = c.port.proto === 'udp' ? ('udp' as const) : ('tcp' as const);
-  const spec = (sp: number) => ({ ns: c.fromNs, ...(netns !== undefined ? { hostNetns: netns } : {}), dstIp: c.dstIp, dstPort: c.dstPort, srcPort: sp, timeoutMs, proto });
+  const spec = (sp: number) => ({
+    ns: c.fromNs,
+    ...(netns !== undefined ? { hostNetns: netns } : {}),
+    dstIp: c.dstIp,
+    dstPort: c.dstPort,
+    srcPort: sp,
+    timeoutMs,
+    proto,
+  });
   const gwFirst = gatewayFor(host, c.port.bridge);
   const legsBefore = c.expected?.via === 'docker-proxy' ? await proxyLegs(netns, c, gwFirst) : null;
   const from = Date.now();
@@ -223,7 +245,13 @@ async function runOne(
   const explanation = explainProbe(compiled, c, srcPort);
   const mine = (p: number): boolean => p === srcPort || p === usedPort;
   const probeDrops = kernelDrops
-    .filter((d) => d.tuple !== null && (mine(d.tuple.sport) || mine(d.tuple.dport) || (proxyLeg !== null && (d.tuple.sport === proxyLeg.orig.sport || d.tuple.dport === proxyLeg.orig.sport))))
+    .filter(
+      (d) =>
+        d.tuple !== null &&
+        (mine(d.tuple.sport) ||
+          mine(d.tuple.dport) ||
+          (proxyLeg !== null && (d.tuple.sport === proxyLeg.orig.sport || d.tuple.dport === proxyLeg.orig.sport))),
+    )
     .slice(0, 20)
     .map((d): DropInfo => ({ timeUs: d.timeUs, reason: d.reason, iface: d.iface, tuple: d.tuple, rule: d.rule }));
   const evidenceBase: EvidenceDraft = {
@@ -239,7 +267,9 @@ async function runOne(
     // docker-proxy accepted but did not reach the container: trace its own connection to name the drop
     const sp = traceFresh();
     const t0 = Date.now();
-    const r = await traceProbe(netns, sp, () => runProbe(spec(sp)), undefined, proto, { ip: c.port.containerIp, port: c.port.containerPort }).catch(() => null);
+    const r = await traceProbe(netns, sp, () => runProbe(spec(sp)), undefined, proto, { ip: c.port.containerIp, port: c.port.containerPort }).catch(
+      () => null,
+    );
     if (r !== null) {
       await new Promise((res) => setTimeout(res, 150));
       const sel = selectConntrack(ct.items, c, sp, { from: t0, to: Date.now() }, gw);
@@ -252,14 +282,23 @@ async function runOne(
     j.observed.push(explainedLine(explanation));
     if (own !== null && explanation.verdict !== 'drop' && !natEqual(explanation.nat, natFromConntrack(own))) {
       const k = natFromConntrack(own);
-      j.deviations.push(`the explainer predicts ${explanation.nat.dnat ? `DNAT to ${explanation.nat.dnat.to}` : 'no DNAT'}/${explanation.nat.snat ? `SNAT to ${explanation.nat.snat.to}` : 'no SNAT'}, conntrack shows ${k.dnat ? `DNAT to ${k.dnat.to}` : 'no DNAT'}/${k.snat ? `SNAT to ${k.snat.to}` : 'no SNAT'}`);
+      j.deviations.push(
+        `the explainer predicts ${explanation.nat.dnat ? `DNAT to ${explanation.nat.dnat.to}` : 'no DNAT'}/${explanation.nat.snat ? `SNAT to ${explanation.nat.snat.to}` : 'no SNAT'}, conntrack shows ${k.dnat ? `DNAT to ${k.dnat.to}` : 'no DNAT'}/${k.snat ? `SNAT to ${k.snat.to}` : 'no SNAT'}`,
+      );
     }
     if (j.status === 'fail' && steps.length === 0) {
       const d = explanation.steps.find((x) => x.verdict === 'drop' || x.verdict === 'reject');
       if (d) j.causes.unshift(`dropped in ${d.chain} by rule ${d.ruleNumber ?? '?'} (explained, not traced)${d.rule !== null ? `: ${d.rule}` : ''}`);
     }
   }
-  return checkOf(c, { status: j.status, probe, evidence: { ...evidenceBase, observed: j.observed }, causes: j.causes, deviations: j.deviations, skipReason: null });
+  return checkOf(c, {
+    status: j.status,
+    probe,
+    evidence: { ...evidenceBase, observed: j.observed },
+    causes: j.causes,
+    deviations: j.deviations,
+    skipReason: null,
+  });
 }
 
 /** A planned check with its outcome (the report's field order). */
@@ -331,7 +370,19 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
     reportNotices: string[],
   ): HairpinReport => {
     const summary = summarize(results);
-    return { v: VERIFY_REPORT_VERSION, mode, startedAt, durationMs: Date.now() - t0, host: hostSummary, ports, checks, flows, summary, ok: summary.fail === 0, notices: reportNotices };
+    return {
+      v: VERIFY_REPORT_VERSION,
+      mode,
+      startedAt,
+      durationMs: Date.now() - t0,
+      host: hostSummary,
+      ports,
+      checks,
+      flows,
+      summary,
+      ok: summary.fail === 0,
+      notices: reportNotices,
+    };
   };
   if (opts.passive === true) {
     const flows = await passiveHairpin(host, inv, opts);
@@ -354,9 +405,13 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
   }
   if (inv.ports.length === 0) notices.push('no published port found: nothing to check');
   else if (opts.ports !== undefined && opts.ports.length > 0 && plan.length === 0) {
-    throw new JourneyError('E_USAGE', `no published port ${opts.ports.join(', ')} (published: ${inv.ports.map((p) => `${p.hostPort}/${p.proto}`).join(', ')})`);
+    throw new JourneyError(
+      'E_USAGE',
+      `no published port ${opts.ports.join(', ')} (published: ${inv.ports.map((p) => `${p.hostPort}/${p.proto}`).join(', ')})`,
+    );
   }
-  if (/^table inet firewalld\b/m.test(host.nftRuleset)) notices.push('firewalld is active (table inet firewalld): its chains are on these paths too, and are in the explained path and the kernel trace');
+  if (/^table inet firewalld\b/m.test(host.nftRuleset))
+    notices.push('firewalld is active (table inet firewalld): its chains are on these paths too, and are in the explained path and the kernel trace');
   const runnable = plan.filter((c) => c.skipReason === null);
   const ports = sourcePortBlock(runnable.length * 2 + 2);
   let next = 0;
@@ -371,10 +426,12 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
       ct = await watchConntrack(opts.netns);
       pk = await watchPackets(opts.netns, packetFilter(ports, runnable));
       if (opts.drops !== false) {
-        kd = await openKernelEvents({ ...(opts.netns !== undefined ? { netns: opts.netns } : {}), hooks: 'none', drops: true }).catch((e: unknown) => {
-          notices.push(`no eBPF drop reasons: ${(e as Error).message}`);
-          return null;
-        });
+        kd = await openKernelEvents({ ...(opts.netns !== undefined ? { netns: opts.netns } : {}), hooks: 'none', drops: true }).catch(
+          (e: unknown) => {
+            notices.push(`no eBPF drop reasons: ${(e as Error).message}`);
+            return null;
+          },
+        );
         if (kd !== null) {
           for (const l of kd.lost) notices.push(l);
           kd.onDrop((d) => {
@@ -401,7 +458,14 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
     await kd?.stop();
   }
   for (const col of [ct, pk]) for (const e of col?.errors ?? []) notices.push(`evidence: ${e}`);
-  return report('active', [...new Map(plan.map((c) => [`${c.port.proto}/${c.port.hostIp}/${c.port.hostPort}`, c.port])).values()], checks, [], checks, notices);
+  return report(
+    'active',
+    [...new Map(plan.map((c) => [`${c.port.proto}/${c.port.hostIp}/${c.port.hostPort}`, c.port])).values()],
+    checks,
+    [],
+    checks,
+    notices,
+  );
 }
 
 export type { CheckKind };

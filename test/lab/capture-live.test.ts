@@ -6,6 +6,7 @@
  * crash (default backend); back-pressure; the fallback to pcap when the native addon is turned off.
  * Budget: well under 5 minutes.
  */
+import { labTestId } from './lab-helpers.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ import { run } from '../../src/host/exec.js';
 import { PacketView, decodeFrame, observationFromView } from '../../src/decode/index.js';
 import type { CaptureStats, FrameBatch, Observation } from '../../src/model/observation.js';
 
-const ID = 'c3';
+const ID = labTestId('c3');
 let lab: LabInfo;
 const tmp = mkdtempSync(join(tmpdir(), 'journey-c3-lab-'));
 
@@ -34,7 +35,7 @@ afterAll(async () => {
 
 /** tcpdump on one interface of the lab host, writing a file; resolves once it listens. */
 async function tcpdump(iface: string, file: string, filter: string, promisc: boolean): Promise<ChildProcess> {
-  const args = ['--net=/var/run/netns/' + lab.netns.host, '--', 'tcpdump', '-i', iface, '-n', '-U', '--immediate-mode', '-s', '262144', '-w', file];
+  const args = [`--net=/var/run/netns/${lab.netns.host}`, '--', 'tcpdump', '-i', iface, '-n', '-U', '--immediate-mode', '-s', '262144', '-w', file];
   if (!promisc) args.push('-p');
   args.push(filter);
   const child = spawn('nsenter', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -79,10 +80,12 @@ const inWindow = (fs: Frame[], t0: number, t1: number): string[] =>
 function observations(bs: FrameBatch[]): Observation[] {
   const v = new PacketView();
   const out: Observation[] = [];
-  for (const b of bs) for (let i = 0; i < b.count; i++) if (decodeFrame(b, i, v)) {
-    const o = observationFromView(v, b.iface);
-    if (o) out.push(o);
-  }
+  for (const b of bs)
+    for (let i = 0; i < b.count; i++)
+      if (decodeFrame(b, i, v)) {
+        const o = observationFromView(v, b.iface);
+        if (o) out.push(o);
+      }
   return out;
 }
 
@@ -146,7 +149,9 @@ describe.each(['native', 'pcap', 'cap'] as const)('live capture with the %s back
     const obs = observations(batches);
     const web = lab.containers.find((c) => c.name === 'web')!;
     const syn = (o: Observation): boolean => o.tuple.proto === 'tcp' && o.tcpFlags === 2;
-    const up = obs.filter((o) => o.iface === 'eth0' && syn(o) && o.tuple.src === lab.extAddr && o.tuple.dst === '10.0.10.26' && o.tuple.dport === 8000);
+    const up = obs.filter(
+      (o) => o.iface === 'eth0' && syn(o) && o.tuple.src === lab.extAddr && o.tuple.dst === '10.0.10.26' && o.tuple.dport === 8000,
+    );
     const br = obs.filter((o) => o.iface === 'docker0' && syn(o) && o.tuple.src === lab.extAddr && o.tuple.dst === web.ip && o.tuple.dport === 80);
     expect(up.length).toBe(2);
     expect(br.length).toBe(2);
@@ -155,7 +160,12 @@ describe.each(['native', 'pcap', 'cap'] as const)('live capture with the %s back
     // the MASQUERADEd ping: the container's address on docker0, the host's on eth0
     const client = lab.containers.find((c) => c.name === 'client')!;
     expect(obs.some((o) => o.iface === 'docker0' && o.tuple.proto === 'icmp' && o.tuple.src === client.ip && o.tuple.icmpType === 8)).toBe(true);
-    expect(obs.some((o) => o.iface === 'eth0' && o.tuple.proto === 'icmp' && o.tuple.src === '10.0.10.26' && o.tuple.dst === lab.outsideAddr && o.tuple.icmpType === 8)).toBe(true);
+    expect(
+      obs.some(
+        (o) =>
+          o.iface === 'eth0' && o.tuple.proto === 'icmp' && o.tuple.src === '10.0.10.26' && o.tuple.dst === lab.outsideAddr && o.tuple.icmpType === 8,
+      ),
+    ).toBe(true);
   });
 });
 
@@ -210,19 +220,30 @@ describe('back-pressure', () => {
   it('a stalled main process makes the worker drop whole batches and count them; nothing is lost unreported', async () => {
     const N = 20000;
     // the default backend (native); its pipe holds 1 MiB: 20000 frames of 60 bytes (+16 per frame) overflow it
-    const h = await startCapture({ netns: lab.netns.host, interfaces: ['eth0'], filter: 'udp dst port 9', maxQueueBytes: 64 * 1024, statsIntervalMs: 200, watch: false });
+    const h = await startCapture({
+      netns: lab.netns.host,
+      interfaces: ['eth0'],
+      filter: 'udp dst port 9',
+      maxQueueBytes: 64 * 1024,
+      statsIntervalMs: 200,
+      watch: false,
+    });
     expect(h.backend).toBe('native');
     let frames = 0;
     h.on('batch', (b) => (frames += b.count));
     await new Promise((r) => setTimeout(r, 300));
-    const sender = spawn('nsenter', [
-      `--net=/var/run/netns/${lab.netns.ext}`,
-      '--',
-      process.execPath,
-      '-e',
-      `const s=require('dgram').createSocket('udp4');const b=Buffer.alloc(18);let n=0;` +
-        `function go(){for(let i=0;i<200&&n<${N};i++,n++)s.send(b,9,'10.0.10.26');if(n<${N})setImmediate(go);else setTimeout(()=>s.close(),200);}go();`,
-    ], { stdio: 'ignore' });
+    const sender = spawn(
+      'nsenter',
+      [
+        `--net=/var/run/netns/${lab.netns.ext}`,
+        '--',
+        process.execPath,
+        '-e',
+        `const s=require('dgram').createSocket('udp4');const b=Buffer.alloc(18);let n=0;` +
+          `function go(){for(let i=0;i<200&&n<${N};i++,n++)s.send(b,9,'10.0.10.26');if(n<${N})setImmediate(go);else setTimeout(()=>s.close(),200);}go();`,
+      ],
+      { stdio: 'ignore' },
+    );
     // stall the main thread while the flood runs: the worker cannot hand its batches over
     const until = Date.now() + 1500;
     while (Date.now() < until) {
@@ -238,7 +259,6 @@ describe('back-pressure', () => {
   });
 });
 
-
 describe('start errors are clear and stable', () => {
   it('missing namespace, bad filter (every backend), missing interface, interface down', async () => {
     const code = (p: Promise<CaptureHandle>): Promise<[string, string]> =>
@@ -249,14 +269,20 @@ describe('start errors are clear and stable', () => {
         },
         (e: { code: string; message: string }) => [e.code, e.message],
       );
-    expect(await code(startCapture({ netns: 'jl-c3-nope', interfaces: ['eth0'] }))).toEqual(['E_NO_NETNS', expect.stringMatching(/jl-c3-nope does not exist/)]);
+    expect(await code(startCapture({ netns: 'jl-c3-nope', interfaces: ['eth0'] }))).toEqual([
+      'E_NO_NETNS',
+      expect.stringMatching(/jl-c3-nope does not exist/),
+    ]);
     for (const backend of ['native', 'pcap', 'cap'] as const) {
       expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0'], filter: 'udp port', backend }))).toEqual([
         'E_USAGE',
         expect.stringMatching(/bad capture filter "udp port": .*syntax error/),
       ]);
     }
-    expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0', 'nope0'] }))).toEqual(['E_CAPTURE', expect.stringMatching(/no such interface: nope0/)]);
+    expect(await code(startCapture({ netns: lab.netns.host, interfaces: ['eth0', 'nope0'] }))).toEqual([
+      'E_CAPTURE',
+      expect.stringMatching(/no such interface: nope0/),
+    ]);
     // an interface that exists but is down: refused at start, as tcpdump does
     await run(['ip', '-n', lab.netns.host, 'link', 'add', 'jl-c3-down', 'type', 'veth', 'peer', 'name', 'jl-c3-downp']);
     try {

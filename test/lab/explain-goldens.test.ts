@@ -35,11 +35,13 @@ describe('golden rulesets through the real loaders (root)', () => {
     for (const f of files) {
       const rs = await loadNftTextFile(join(GOLDEN, 'nftables', f));
       expect(rs.tables.map((t) => `${t.family} ${t.name}`)).toEqual([`${f.endsWith('__ip6.golden') ? 'ip6' : 'ip'} docker-bridges`]);
-      for (const t of rs.tables) for (const c of t.chains.values()) for (const r of c.rules) {
-        rules++;
-        // texts come from `nft -a list ruleset`, by handle
-        expect(r.raw).not.toMatch(/counter packets/);
-      }
+      for (const t of rs.tables)
+        for (const c of t.chains.values())
+          for (const r of c.rules) {
+            rules++;
+            // texts come from `nft -a list ruleset`, by handle
+            expect(r.raw).not.toMatch(/counter packets/);
+          }
     }
     expect(rules).toBeGreaterThan(1500);
     const ns = await run(['ip', 'netns', 'list']);
@@ -56,7 +58,10 @@ describe('golden rulesets through the real loaders (root)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'jl-b-test-'));
     const bad = join(dir, 'bad.nft');
     try {
-      writeFileSync(bad, 'table ip t {\n  chain c {\n    type filter hook forward priority filter; policy accept;\n    ip saddr 1.2.3.4 frobnicate\n  }\n}\n');
+      writeFileSync(
+        bad,
+        'table ip t {\n  chain c {\n    type filter hook forward priority filter; policy accept;\n    ip saddr 1.2.3.4 frobnicate\n  }\n}\n',
+      );
       await expect(loadNftTextFile(bad)).rejects.toMatchObject({ code: 'E_PARSE', message: expect.stringMatching(/bad\.nft:4:/) });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -66,12 +71,37 @@ describe('golden rulesets through the real loaders (root)', () => {
   it('journey explain works offline on a golden (human and --json) and on nft text', async () => {
     const g = join(GOLDEN, 'iptables', 'hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden');
     const host = ['--addrs', join(FIX, 'golden-host.addrs.json'), '--routes', join(FIX, 'golden-host.routes.json')];
-    const human = await cli(['explain', '--iptables-save', g, ...host, '--src', '10.0.10.5:40000', '--dst', '10.0.10.26:8080', '--proto', 'tcp', '--in', 'eth0']);
+    const human = await cli([
+      'explain',
+      '--iptables-save',
+      g,
+      ...host,
+      '--src',
+      '10.0.10.5:40000',
+      '--dst',
+      '10.0.10.26:8080',
+      '--proto',
+      'tcp',
+      '--in',
+      'eth0',
+    ]);
     expect(human.stderr).toBe('');
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/published port 8080 → the container at 192\.168\.0\.2:80/);
     expect(human.stdout).toMatch(/verdict: ACCEPT/);
-    const json = await cli(['explain', '--iptables-save', g, ...host, '--src', '192.168.0.2:40000', '--dst', '10.0.10.26:8080', '--in', 'br-dummy', '--json']);
+    const json = await cli([
+      'explain',
+      '--iptables-save',
+      g,
+      ...host,
+      '--src',
+      '192.168.0.2:40000',
+      '--dst',
+      '10.0.10.26:8080',
+      '--in',
+      'br-dummy',
+      '--json',
+    ]);
     const ex = JSON.parse(json.stdout) as { verdict: string; nat: unknown; steps: { chain: string }[] };
     expect(ex.verdict).toBe('accept');
     expect(ex.nat).toEqual({ dnat: { from: '10.0.10.26:8080', to: '192.168.0.2:80' }, snat: { from: '192.168.0.2:40000', to: '192.168.0.1:40000' } });
@@ -83,7 +113,17 @@ describe('golden rulesets through the real loaders (root)', () => {
     const usage = await cli(['explain', '--dst', '10.0.10.26:8080', '--iptables-save', g]);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/E_USAGE/);
-    const parse = await cli(['explain', '--iptables-save', join(FIX, 'golden-host.addrs.json'), '--src', '1.2.3.4', '--dst', '10.0.10.26:80', '--in', 'eth0']);
+    const parse = await cli([
+      'explain',
+      '--iptables-save',
+      join(FIX, 'golden-host.addrs.json'),
+      '--src',
+      '1.2.3.4',
+      '--dst',
+      '10.0.10.26:80',
+      '--in',
+      'eth0',
+    ]);
     expect(parse.code).toBe(7);
     expect(parse.stderr).toMatch(/E_PARSE: .*golden-host\.addrs\.json:1:/);
   });

@@ -5,6 +5,7 @@
  * `nat` must equal the conntrack entry's tuples. Normalisation: src/explain/kernel-compare.ts.
  * Lab id "b". Fails (never skips) when the lab cannot run.
  */
+import { labTestId } from './lab-helpers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labUp, listProbes, runProbe, traceKernel, SCENARIOS, type LabInfo } from '../../lab/driver.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
@@ -14,7 +15,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { ProbeResult } from '../../lab/probes.js';
 
-const ID = 'b';
+const ID = labTestId('b');
 
 interface CaseResult {
   /** first: the first packet; later: the first reply or the second packet (established). */
@@ -84,19 +85,38 @@ async function runScenario(scenario: string, rulesetFile?: string): Promise<void
       const natDetail = kc.conntrackNat && !natOk ? `\n  nat: explained ${JSON.stringify(ex.nat)} conntrack ${JSON.stringify(kc.conntrackNat)}` : '';
       // later packets of the connection (established): the first reply and the second packet
       const entry = tr.conntrack.find(
-        (e) => e.orig.src === kc.tuple.src && e.orig.dst === kc.tuple.dst && e.orig.proto === kc.tuple.proto && (kc.tuple.proto === 'icmp' || (e.orig.sport === kc.tuple.sport && e.orig.dport === kc.tuple.dport)),
+        (e) =>
+          e.orig.src === kc.tuple.src &&
+          e.orig.dst === kc.tuple.dst &&
+          e.orig.proto === kc.tuple.proto &&
+          (kc.tuple.proto === 'icmp' || (e.orig.sport === kc.tuple.sport && e.orig.dport === kc.tuple.dport)),
       );
       const followUps = entry ? kernelFollowUps(tr.packets, entry, kc) : [];
       if (record) record.push({ ...kc, probe: pr, followUps });
       for (const f of followUps) {
-        const fx = explainPacket(compiled, { tuple: f.tuple, ...(f.iif === null ? { local: true } : { iif: f.iif }), ctState: 'established', direction: f.direction, conntrack: f.conntrack });
+        const fx = explainPacket(compiled, {
+          tuple: f.tuple,
+          ...(f.iif === null ? { local: true } : { iif: f.iif }),
+          ctState: 'established',
+          direction: f.direction,
+          conntrack: f.conntrack,
+        });
         const fc = compareSteps(fx, f.steps, ruleset);
         const fd = fc.equal ? '' : `\n  simulated: ${fc.simulated.join('\n             ')}\n  kernel:    ${fc.kernel.join('\n             ')}`;
         results.push({ kind: 'later', scenario, probe: f.name, stepsEqual: fc.equal, natCompared: false, natEqual: false, detail: fd });
       }
-      results.push({ kind: 'first', scenario, probe: probe.name, stepsEqual: cmp.equal, natCompared: kc.conntrackNat !== null, natEqual: natOk, detail: detail + natDetail });
+      results.push({
+        kind: 'first',
+        scenario,
+        probe: probe.name,
+        stepsEqual: cmp.equal,
+        natCompared: kc.conntrackNat !== null,
+        natEqual: natOk,
+        detail: detail + natDetail,
+      });
     }
-    if (recordDir && record && rulesetFile === undefined) writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
+    if (recordDir && record && rulesetFile === undefined)
+      writeFileSync(`${recordDir}/${scenario}.json`, JSON.stringify({ scenario, dumps, hostDumps, cases: record }));
   } finally {
     await labDown(ID);
   }

@@ -11,7 +11,12 @@ export function firstPacket(t: KernelTrace, daddr: string, dport?: number): Trac
   return packetsTo(t, daddr, dport).find((p) => p.first?.proto !== 'tcp' || p.first?.tcpFlags === 'syn');
 }
 
-export function stepIn(p: TracePacket | undefined, table: string, chain: string, pred: (s: TraceStep) => boolean = () => true): TraceStep | undefined {
+export function stepIn(
+  p: TracePacket | undefined,
+  table: string,
+  chain: string,
+  pred: (s: TraceStep) => boolean = () => true,
+): TraceStep | undefined {
   return p?.steps.find((s) => s.table === table && s.chain === chain && pred(s));
 }
 
@@ -39,4 +44,12 @@ export function iptablesRuleNumber(save: string, table: string, chain: string, r
 export function describePacket(p: TracePacket | undefined): string {
   if (!p) return '(no packet)';
   return `${p.first?.raw ?? ''}\n${p.steps.map((s) => `  ${s.hook} ${s.table} ${s.chain} #${s.ruleNumber} ${s.verdict} ${s.rule ?? ''}`).join('\n')}`;
+}
+
+/**
+ * A lab id for a test file: the file's own id, prefixed by JOURNEY_TEST_LAB_PREFIX when set, so that
+ * several checkouts can run the lab tests on one machine at once without sharing namespaces.
+ */
+export function labTestId(base: string): string {
+  return `${process.env['JOURNEY_TEST_LAB_PREFIX'] ?? ''}${base}`;
 }

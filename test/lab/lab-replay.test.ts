@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { assertLabCanRun, labDown, labExec, labNames, labUp, leftovers, listProbes, runProbe, traceKernel, type LabInfo } from '../../lab/driver.js';
-import { describePacket, firstPacket, iptablesRuleNumber, stepIn } from './lab-helpers.js';
+import { describePacket, firstPacket, iptablesRuleNumber, stepIn, labTestId } from './lab-helpers.js';
 
-const ID = 'a';
+const ID = labTestId('a');
 const corpus = process.env['JOURNEY_CORPUS'] ?? fileURLToPath(new URL('../../../shared/corpus/moby-golden', import.meta.url));
 
 interface Case {
@@ -122,9 +122,10 @@ describe('replay of moby golden rulesets', () => {
         expect(info.bridges[0]?.subnet).toBe(v6 ? 'fd49:efd7:54aa::/64' : '192.168.0.0/24');
         expect(info.containers.map((x) => x.ip)).toContain(v6 ? 'fd49:efd7:54aa::1' : '192.168.0.2');
         // the ruleset is really loaded
-        const listing = info.rulesetFormat === 'nft'
-          ? (await labExec(ID, 'host', ['nft', 'list', 'table', v6 ? 'ip6' : 'ip', 'docker-bridges'])).stdout
-          : (await labExec(ID, 'host', [v6 ? 'ip6tables-save' : 'iptables-save'])).stdout;
+        const listing =
+          info.rulesetFormat === 'nft'
+            ? (await labExec(ID, 'host', ['nft', 'list', 'table', v6 ? 'ip6' : 'ip', 'docker-bridges'])).stdout
+            : (await labExec(ID, 'host', [v6 ? 'ip6tables-save' : 'iptables-save'])).stdout;
         expect(listing).toContain('br-dummy');
         const bad: string[] = [];
         for (const p of listProbes('replay', info)) {
@@ -138,7 +139,8 @@ describe('replay of moby golden rulesets', () => {
           const mine = t.packets.filter((x) => x.first?.daddr === r.to.addr && x.first?.dport === r.to.port);
           if (!mine.some((x) => x.steps.length > 0)) bad.push(`${p.name}: no traced path to ${r.to.addr}:${r.to.port}`);
           // (::1 DNATed out of the host is dropped by routing, after the rules: no drop in the trace)
-          if (r.outcome === 'timeout' && r.to.addr !== '::1' && !mine.some((x) => x.dropped)) bad.push(`${p.name}: timed out but the trace shows no drop`);
+          if (r.outcome === 'timeout' && r.to.addr !== '::1' && !mine.some((x) => x.dropped))
+            bad.push(`${p.name}: timed out but the trace shows no drop`);
           if (t.skipped.length) bad.push(`${p.name}: ${t.skipped.length} unreadable trace lines`);
         }
         expect(bad).toEqual([]);

@@ -4,22 +4,11 @@
  * them) -> down leaves nothing behind. Lab id "a". One dockerd per scenario.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  assertLabCanRun,
-  labDown,
-  labExec,
-  labNames,
-  labUp,
-  leftovers,
-  listProbes,
-  runProbe,
-  traceKernel,
-  type LabInfo,
-} from '../../lab/driver.js';
+import { assertLabCanRun, labDown, labExec, labNames, labUp, leftovers, listProbes, runProbe, traceKernel, type LabInfo } from '../../lab/driver.js';
 import type { KernelTrace } from '../../src/netfilter/kernel-trace.js';
-import { chainsOf, describePacket, firstPacket, iptablesRuleNumber, stepIn } from './lab-helpers.js';
+import { chainsOf, describePacket, firstPacket, iptablesRuleNumber, stepIn, labTestId } from './lab-helpers.js';
 
-const ID = 'a';
+const ID = labTestId('a');
 
 async function iptablesSave(): Promise<string> {
   return (await labExec(ID, 'host', ['iptables-save'])).stdout;
@@ -57,7 +46,7 @@ function scenario(name: string, checks: (get: () => LabInfo) => void): void {
       const i = get();
       expect(i.scenario).toBe(name);
       expect(i.netns).toEqual({ host: 'jl-a-host', ext: 'jl-a-ext', ext2: 'jl-a-ext2' });
-      expect(i.dockerHost).toBe('/tmp/jl-a-lab/docker.sock');
+      expect(i.dockerHost).toBe(`/tmp/jl-${ID}-lab/docker.sock`);
       expect(i.containers.length).toBeGreaterThan(0);
       for (const c of i.containers) {
         expect(c.pid).toBeGreaterThan(0);
@@ -81,8 +70,10 @@ function scenario(name: string, checks: (get: () => LabInfo) => void): void {
         if (mine.length === 0) bad.push(`${p.name}: no packet to ${r.to.addr}:${r.to.port ?? ''} in the trace`);
         else if (!mine.some((x) => x.steps.length > 0)) bad.push(`${p.name}: its packets met no rule`);
         // silence over TCP or ICMP is a drop, and the trace says where
-        if (r.outcome === 'timeout' && p.proto !== 'udp' && !mine.some((x) => x.dropped)) bad.push(`${p.name}: timed out but no packet was dropped in the trace`);
-        if (r.answered && mine.some((x) => x.first?.proto === 'tcp' && x.first?.tcpFlags === 'syn' && x.dropped)) bad.push(`${p.name}: answered but its SYN was dropped`);
+        if (r.outcome === 'timeout' && p.proto !== 'udp' && !mine.some((x) => x.dropped))
+          bad.push(`${p.name}: timed out but no packet was dropped in the trace`);
+        if (r.answered && mine.some((x) => x.first?.proto === 'tcp' && x.first?.tcpFlags === 'syn' && x.dropped))
+          bad.push(`${p.name}: answered but its SYN was dropped`);
         if (t.skipped.length) bad.push(`${p.name}: ${t.skipped.length} unreadable trace lines`);
       }
       expect(bad).toEqual([]);
@@ -143,7 +134,10 @@ scenario('noproxy', (get) => {
     const client = get().containers.find((c) => c.name === 'client');
     const t = await traceProbe('hairpin');
     const syn = firstPacket(t, '10.0.10.26', 8000);
-    expect(stepIn(syn, 'nat', 'DOCKER', (s) => s.verdict === 'return'), describePacket(syn)).toBeUndefined();
+    expect(
+      stepIn(syn, 'nat', 'DOCKER', (s) => s.verdict === 'return'),
+      describePacket(syn),
+    ).toBeUndefined();
     expect(stepIn(syn, 'nat', 'DOCKER', (s) => s.verdict === 'accept')?.rule).toContain(`dnat to ${web?.ip}:80`);
     const ct = t.conntrack.find((c) => c.orig.src === client?.ip && c.orig.dport === 8000);
     expect(ct?.status).toContain('DST_NAT');
@@ -156,7 +150,9 @@ scenario('noproxy', (get) => {
     const syn = firstPacket(t, '10.0.10.26', 8000);
     const masq = stepIn(syn, 'nat', 'POSTROUTING', (s) => /masquerade/.test(s.rule ?? ''));
     expect(masq, describePacket(syn)).toBeDefined();
-    expect(masq?.ruleNumber).toBe(iptablesRuleNumber(await iptablesSave(), 'nat', 'POSTROUTING', new RegExp(`-s ${web?.ip}/32 -d ${web?.ip}/32 .*MASQUERADE`)));
+    expect(masq?.ruleNumber).toBe(
+      iptablesRuleNumber(await iptablesSave(), 'nat', 'POSTROUTING', new RegExp(`-s ${web?.ip}/32 -d ${web?.ip}/32 .*MASQUERADE`)),
+    );
     const ct = t.conntrack.find((c) => c.orig.src === web?.ip && c.orig.dport === 8000);
     expect(ct?.reply.dst).toBe('172.17.0.1');
     expect(ct?.status).toEqual(expect.arrayContaining(['DST_NAT', 'SRC_NAT']));
@@ -194,7 +190,9 @@ scenario('hostip', () => {
   it('trace: the DNAT rule is bound to 10.0.10.26', async () => {
     const t = await traceProbe('ext-to-published');
     const syn = firstPacket(t, '10.0.10.26', 81);
-    expect(stepIn(syn, 'nat', 'DOCKER', (s) => s.verdict === 'accept')?.rule, describePacket(syn)).toMatch(/ip daddr 10\.0\.10\.26 .*dnat to 172\.17\.0\.\d+:80/);
+    expect(stepIn(syn, 'nat', 'DOCKER', (s) => s.verdict === 'accept')?.rule, describePacket(syn)).toMatch(
+      /ip daddr 10\.0\.10\.26 .*dnat to 172\.17\.0\.\d+:80/,
+    );
   });
 
   it('trace: the host answers pings itself, the outside is pinged through MASQUERADE', async () => {
@@ -208,7 +206,10 @@ scenario('hostip', () => {
     const t2 = await traceProbe('container-ping-outside');
     const p = firstPacket(t2, '198.51.100.10');
     expect(p?.first?.proto).toBe('icmp');
-    expect(stepIn(p, 'nat', 'POSTROUTING', (s) => /masquerade/.test(s.rule ?? '')), describePacket(p)).toBeDefined();
+    expect(
+      stepIn(p, 'nat', 'POSTROUTING', (s) => /masquerade/.test(s.rule ?? '')),
+      describePacket(p),
+    ).toBeDefined();
   });
 });
 
@@ -223,7 +224,9 @@ scenario('internal', (get) => {
     expect(drop?.chain).toBe('DOCKER-ISOLATION-STAGE-1');
     expect(drop?.hook).toBe('forward');
     expect(drop?.rule).toContain(`iifname "${br?.name}"`);
-    expect(drop?.ruleNumber).toBe(iptablesRuleNumber(await iptablesSave(), 'filter', 'DOCKER-ISOLATION-STAGE-1', new RegExp(`-i ${br?.name} -j DROP`)));
+    expect(drop?.ruleNumber).toBe(
+      iptablesRuleNumber(await iptablesSave(), 'filter', 'DOCKER-ISOLATION-STAGE-1', new RegExp(`-i ${br?.name} -j DROP`)),
+    );
   });
 });
 
@@ -253,7 +256,13 @@ scenario('multi', (get) => {
     expect(drop?.rule).toContain('oifname "br-neta"');
     expect(drop?.ruleNumber).toBe(iptablesRuleNumber(await iptablesSave(), 'filter', 'DOCKER-ISOLATION-STAGE-2', /-o br-neta -j DROP/));
     // the path: FORWARD -> DOCKER-USER -> FORWARD -> STAGE-1 (jump) -> STAGE-2 (drop)
-    expect(chainsOf(syn).filter((c) => c.startsWith('filter '))).toEqual(['filter FORWARD', 'filter DOCKER-USER', 'filter FORWARD', 'filter DOCKER-ISOLATION-STAGE-1', 'filter DOCKER-ISOLATION-STAGE-2']);
+    expect(chainsOf(syn).filter((c) => c.startsWith('filter '))).toEqual([
+      'filter FORWARD',
+      'filter DOCKER-USER',
+      'filter FORWARD',
+      'filter DOCKER-ISOLATION-STAGE-1',
+      'filter DOCKER-ISOLATION-STAGE-2',
+    ]);
   });
 
   it('trace: a published port of another network is DNATed, then isolated', async () => {

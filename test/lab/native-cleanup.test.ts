@@ -11,7 +11,10 @@ import { run } from '../../src/host/exec.js';
 import { addonPath, loadBinding, nativeDisabled, resetBindingCache } from '../../src/native/binding.js';
 import { openKernelEvents, phaseOf } from '../../src/native/index.js';
 
-const NS = 'jl-d-cleanup';
+import { labTestId } from './lab-helpers.js';
+
+const D = labTestId('d');
+const NS = `jl-${D}-cleanup`;
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('this lab test needs root');
@@ -129,14 +132,24 @@ describe.each(['native', 'fallback'] as const)('links die with their owner (%s)'
     if (mode === 'fallback') return;
     const b = loadBinding().binding;
     if (b === null) throw new Error('native addon not loadable');
-    const hooks = [{ pf: 2, hook: 0, priority: -101 }, { pf: 2, hook: 4, priority: 101 }];
+    const hooks = [
+      { pf: 2, hook: 0, priority: -101 },
+      { pf: 2, hook: 4, priority: 101 },
+    ];
     const first = b.kernelOpen({ netns: `/var/run/netns/${NS}`, drops: false, hooks }, () => {});
     // same points, no room to move: the kernel answers EBUSY for those; a free point and drops load
-    const second = b.kernelOpen({ netns: `/var/run/netns/${NS}`, drops: true, hooks: [...hooks.map((h) => ({ ...h, maxShift: 0 })), { pf: 2, hook: 2, priority: 1 }] }, () => {});
+    const second = b.kernelOpen(
+      { netns: `/var/run/netns/${NS}`, drops: true, hooks: [...hooks.map((h) => ({ ...h, maxShift: 0 })), { pf: 2, hook: 2, priority: 1 }] },
+      () => {},
+    );
     try {
       expect(first.status.hooks.map((h) => h.ok)).toEqual([true, true]);
       expect(second.status.drops).toEqual({ ok: true });
-      expect(second.status.hooks.map((h) => [h.ok, h.code ?? null])).toEqual([[false, 'EBUSY'], [false, 'EBUSY'], [true, null]]);
+      expect(second.status.hooks.map((h) => [h.ok, h.code ?? null])).toEqual([
+        [false, 'EBUSY'],
+        [false, 'EBUSY'],
+        [true, null],
+      ]);
     } finally {
       first.close();
       second.close();

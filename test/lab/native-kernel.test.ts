@@ -8,6 +8,7 @@
  *    NAT equal to conntrack's original/reply tuples (fallback: the NAT from conntrack alone);
  *  - the conntrack source's events equal `conntrack -E` for the same traffic.
  */
+import { labTestId } from './lab-helpers.js';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, runProbe, traceKernel, type LabInfo } from '../../lab/driver.js';
@@ -21,7 +22,7 @@ import { openKernelEvents, phaseOf, type HookEvent, type KernelDrop } from '../.
 import { joinDropRule, HookProof } from '../../src/native/join.js';
 import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset } from '../../src/explain/explain.js';
 
-const ID = 'd';
+const ID = labTestId('d');
 const MODES = ['native', 'fallback'] as const;
 type Mode = (typeof MODES)[number];
 
@@ -75,8 +76,10 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
       // the kernel's own word (nft monitor trace): DOCKER-USER dropped it. The trace is read over
       // netlink and can miss lines on a loaded machine: one more probe then, never a silent pass.
       let tr = await traceKernel(ID, () => runProbe(ID, 'ext-to-published'), { filter: `ip saddr ${lab.extAddr} tcp dport 8000` });
-      const stepOf = (t: typeof tr): (typeof tr.steps)[number] | undefined => t.steps.find((s) => s.verdictKind === 'drop' && s.chain === 'DOCKER-USER');
-      if (stepOf(tr) === undefined) tr = await traceKernel(ID, () => runProbe(ID, 'ext-to-published'), { filter: `ip saddr ${lab.extAddr} tcp dport 8000` });
+      const stepOf = (t: typeof tr): (typeof tr.steps)[number] | undefined =>
+        t.steps.find((s) => s.verdictKind === 'drop' && s.chain === 'DOCKER-USER');
+      if (stepOf(tr) === undefined)
+        tr = await traceKernel(ID, () => runProbe(ID, 'ext-to-published'), { filter: `ip saddr ${lab.extAddr} tcp dport 8000` });
       expect(tr.actionResult?.answered).toBe(false);
       await sleep(200);
       const dropStep = stepOf(tr);
@@ -99,7 +102,11 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
         // joined with the explainer's verdict: the rule that dropped it, as the user wrote it
         const compiled = compileRuleset(await loadLiveRuleset({ netns: host }), await loadHostContext({ netns: host }));
         const joined = joinDropRule(d, (spec) => explainPacket(compiled, spec));
-        expect(joined.rule).toEqual({ table: 'filter', chain: 'DOCKER-USER', rule: `-A DOCKER-USER -s ${lab.extAddr}/32 -p tcp -m tcp --dport 80 -j DROP` });
+        expect(joined.rule).toEqual({
+          table: 'filter',
+          chain: 'DOCKER-USER',
+          rule: `-A DOCKER-USER -s ${lab.extAddr}/32 -p tcp -m tcp --dport 80 -j DROP`,
+        });
         // only this namespace's drops reached user space
         const hostIno = drops.map((x) => x.netns);
         expect(new Set(hostIno).size).toBe(1);
@@ -120,14 +127,17 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
     { probe: 'container-to-outside', port: 80, dnat: false, snat: true },
   ] as const;
 
-  it.each(natProbes)('$probe: tuples before and after NAT at the hooks equal conntrack\'s', async ({ probe, port, dnat, snat }) => {
+  it.each(natProbes)("$probe: tuples before and after NAT at the hooks equal conntrack's", async ({ probe, port, dnat, snat }) => {
     useMode(mode);
     const host = lab.netns.host;
     const ct = await openConntrackSource({ netns: host });
     expect(ct.source.kind).toBe(mode === 'native' ? 'netlink' : 'conntrack-tool');
     const events: ConntrackEvent[] = [];
     await ct.source.dump();
-    await ct.source.start((e) => events.push(...e), () => undefined);
+    await ct.source.start(
+      (e) => events.push(...e),
+      () => undefined,
+    );
     const k = await openKernelEvents({ netns: host, filter: { proto: 'tcp', port } });
     const hooks: HookEvent[] = [];
     k.onHook((h) => hooks.push(...h));
@@ -154,7 +164,9 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
         proof.add(hooks);
         const tuples = proof.detail(entry.orig);
         expect(tuples.length).toBeGreaterThanOrEqual(8);
-        expect(show(tuples.find((t) => t.direction === 'orig' && t.hook === 'postrouting' && t.priority > 100)?.tuple)).toBe(show(reverseTuple(entry.reply)));
+        expect(show(tuples.find((t) => t.direction === 'orig' && t.hook === 'postrouting' && t.priority > 100)?.tuple)).toBe(
+          show(reverseTuple(entry.reply)),
+        );
       } else {
         expect(k.lost.join('\n')).toMatch(/no NAT proof at the netfilter hooks: eBPF unavailable/);
         expect(hooks).toEqual([]);
@@ -169,13 +181,24 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
     useMode(mode);
     const host = lab.netns.host;
     // line-buffered, so its events can be counted while it runs
-    const tool = spawn('nsenter', [`--net=/var/run/netns/${host}`, '--', 'stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id', '-p', 'tcp', '--orig-port-dst', '8000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const tool = spawn(
+      'nsenter',
+      [`--net=/var/run/netns/${host}`, '--', 'stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id', '-p', 'tcp', '--orig-port-dst', '8000'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const toolOut: Buffer[] = [];
     tool.stdout.on('data', (b: Buffer) => toolOut.push(b));
     const ct = await openConntrackSource({ netns: host });
     const ours: ConntrackEvent[] = [];
-    await ct.source.start((e) => ours.push(...e), () => undefined);
-    const toolLines = (): number => Buffer.concat(toolOut).toString('utf8').split('\n').filter((l) => l.includes('dport=8000')).length;
+    await ct.source.start(
+      (e) => ours.push(...e),
+      () => undefined,
+    );
+    const toolLines = (): number =>
+      Buffer.concat(toolOut)
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.includes('dport=8000')).length;
     const ourCount = (): number => ours.filter((e) => e.entry.orig.proto === 'tcp' && e.entry.orig.dport === 8000).length;
     try {
       await sleep(300);
@@ -212,7 +235,7 @@ function checkHookTrail(hooks: readonly HookEvent[], entry: ConntrackEntry, nat:
   const dump = mine.map((h) => `${h.hook}@${h.priority} ctinfo=${h.ct?.ctinfo} ${show(h.tuple)} [${h.ctStatus.join(',')}]`).join('\n');
   // by phase, not by number: a priority taken by another observer is moved (away from NAT)
   const first = (hook: string, priority: number, reply: boolean): HookEvent | undefined =>
-    mine.find((h) => h.hook === hook && h.phase === phaseOf(hook as HookEvent['hook'], priority) && ((h.ct?.ctinfo ?? 0) >= 3) === reply);
+    mine.find((h) => h.hook === hook && h.phase === phaseOf(hook as HookEvent['hook'], priority) && (h.ct?.ctinfo ?? 0) >= 3 === reply);
   // original direction: enters as conntrack's original tuple, leaves as the reversed reply tuple
   const inOrig = first('prerouting', -101, false);
   const outOrig = first('postrouting', 101, false);
@@ -226,7 +249,9 @@ function checkHookTrail(hooks: readonly HookEvent[], entry: ConntrackEntry, nat:
   if (nat.dnat) expect(afterDnat?.ctStatus, dump).toContain('DST_NAT');
   // SNAT between postrouting 99 and 101
   const beforeSnat = first('postrouting', 99, false);
-  expect(show(beforeSnat?.tuple), dump).toBe(show(nat.snat ? { ...reverseTuple(entry.reply), src: entry.orig.src, sport: entry.orig.sport } : reverseTuple(entry.reply)));
+  expect(show(beforeSnat?.tuple), dump).toBe(
+    show(nat.snat ? { ...reverseTuple(entry.reply), src: entry.orig.src, sport: entry.orig.sport } : reverseTuple(entry.reply)),
+  );
   if (nat.snat) expect(outOrig?.ctStatus, dump).toContain('SRC_NAT');
   // conntrack's tuples as the kernel holds them, at the last hook
   expect(show(outOrig?.ct?.reply), dump).toBe(show(entry.reply));
@@ -237,7 +262,10 @@ function checkHookTrail(hooks: readonly HookEvent[], entry: ConntrackEntry, nat:
   expect(show(outReply?.tuple), dump).toBe(show(reverseTuple(entry.orig)));
   expect(inReply?.ctStatus, dump).toContain('SEEN_REPLY');
   // the forward hook saw it (routed, not local)
-  expect(mine.some((h) => h.hook === 'forward'), dump).toBe(true);
+  expect(
+    mine.some((h) => h.hook === 'forward'),
+    dump,
+  ).toBe(true);
 }
 
 void client;

@@ -18,8 +18,11 @@ import type { ConntrackEvent } from '../../src/model/conntrack.js';
 import { resetBindingCache } from '../../src/native/binding.js';
 import { openKernelEvents, type HookEvent, type KernelDrop } from '../../src/native/index.js';
 
-const A = 'jl-d-v6a';
-const B = 'jl-d-v6b';
+import { labTestId } from './lab-helpers.js';
+
+const D = labTestId('d');
+const A = `jl-${D}-v6a`;
+const B = `jl-${D}-v6b`;
 let sleeper: ChildProcess | null = null;
 
 beforeAll(async () => {
@@ -29,14 +32,17 @@ beforeAll(async () => {
     await run(['ip', 'netns', 'add', ns]);
     await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
   }
-  await run(['ip', 'link', 'add', 'jl-d-v6x', 'netns', A, 'type', 'veth', 'peer', 'name', 'jl-d-v6y', 'netns', B]);
-  await run(['ip', '-n', A, 'addr', 'add', '10.66.0.1/24', 'dev', 'jl-d-v6x']);
-  await run(['ip', '-n', B, 'addr', 'add', '10.66.0.2/24', 'dev', 'jl-d-v6y']);
-  await run(['ip', '-n', A, 'addr', 'add', 'fd66::1/64', 'dev', 'jl-d-v6x', 'nodad']);
-  await run(['ip', '-n', B, 'addr', 'add', 'fd66::2/64', 'dev', 'jl-d-v6y', 'nodad']);
-  await run(['ip', '-n', A, 'link', 'set', 'jl-d-v6x', 'up']);
-  await run(['ip', '-n', B, 'link', 'set', 'jl-d-v6y', 'up']);
-  await run(['nft', '-f', '-'], { netns: B, input: 'table inet jltest {\n chain in { type filter hook input priority 0; policy accept;\n  ct state new counter\n  udp dport 9 drop\n }\n}\n' });
+  await run(['ip', 'link', 'add', `jl-${D}-v6x`, 'netns', A, 'type', 'veth', 'peer', 'name', `jl-${D}-v6y`, 'netns', B]);
+  await run(['ip', '-n', A, 'addr', 'add', '10.66.0.1/24', 'dev', `jl-${D}-v6x`]);
+  await run(['ip', '-n', B, 'addr', 'add', '10.66.0.2/24', 'dev', `jl-${D}-v6y`]);
+  await run(['ip', '-n', A, 'addr', 'add', 'fd66::1/64', 'dev', `jl-${D}-v6x`, 'nodad']);
+  await run(['ip', '-n', B, 'addr', 'add', 'fd66::2/64', 'dev', `jl-${D}-v6y`, 'nodad']);
+  await run(['ip', '-n', A, 'link', 'set', `jl-${D}-v6x`, 'up']);
+  await run(['ip', '-n', B, 'link', 'set', `jl-${D}-v6y`, 'up']);
+  await run(['nft', '-f', '-'], {
+    netns: B,
+    input: 'table inet jltest {\n chain in { type filter hook input priority 0; policy accept;\n  ct state new counter\n  udp dport 9 drop\n }\n}\n',
+  });
   // a process living in B: the namespace is also reachable as /proc/PID/ns/net
   sleeper = spawn('nsenter', [`--net=/var/run/netns/${B}`, '--', 'sleep', '300'], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 200));
@@ -89,9 +95,9 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
         expect(k.lost).toEqual([]);
         const d = drops.find((x) => x.tuple?.dst === dst);
         expect(d, JSON.stringify(drops)).toBeDefined();
-        expect(d).toMatchObject({ reason: 'NETFILTER_DROP', iface: 'jl-d-v6y', tuple: { family, proto: 'udp', src, dst, dport: 9 } });
+        expect(d).toMatchObject({ reason: 'NETFILTER_DROP', iface: `jl-${D}-v6y`, tuple: { family, proto: 'udp', src, dst, dport: 9 } });
         const pre = hooks.find((h) => h.hook === 'prerouting' && h.tuple.dst === dst);
-        expect(pre, JSON.stringify(hooks.slice(0, 4))).toMatchObject({ family, iface: 'jl-d-v6y', tuple: { src, dport: 9 } });
+        expect(pre, JSON.stringify(hooks.slice(0, 4))).toMatchObject({ family, iface: `jl-${D}-v6y`, tuple: { src, dport: 9 } });
         expect(pre?.ct?.orig).toMatchObject({ family, src, dst, dport: 9 });
         // the namespace: every event came from B
         expect(new Set([...drops, ...hooks].map((e) => e.netns)).size).toBe(1);
@@ -114,7 +120,10 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
     }
     const src = createNetlinkConntrackSource({ netns: bPid() });
     const events: ConntrackEvent[] = [];
-    await src.start((e) => events.push(...e), () => undefined);
+    await src.start(
+      (e) => events.push(...e),
+      () => undefined,
+    );
     try {
       await sendUdp(4, 5353);
       await sendUdp(6, 5353);
@@ -138,9 +147,9 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
     const bin = join(mkdtempSync(join(tmpdir(), 'jn-flows-')), 'flows');
     execFileSync('cc', ['-O2', '-o', bin, join(projectRoot(), 'scripts', 'bench', 'native-flows.c')]);
     await run(['conntrack', '-F'], { netns: B, allowFailure: true });
-    const link = JSON.parse((await run(['ip', '-j', '-n', B, 'link', 'show', 'jl-d-v6y'])).stdout) as { address: string }[];
+    const link = JSON.parse((await run(['ip', '-j', '-n', B, 'link', 'show', `jl-${D}-v6y`])).stdout) as { address: string }[];
     const mac = link[0]?.address ?? '';
-    await run(['ip', 'neigh', 'replace', '10.66.0.2', 'lladdr', mac, 'dev', 'jl-d-v6x', 'nud', 'permanent'], { netns: A });
+    await run(['ip', 'neigh', 'replace', '10.66.0.2', 'lladdr', mac, 'dev', `jl-${D}-v6x`, 'nud', 'permanent'], { netns: A });
     const ct = await openConntrackSource({ netns: B });
     expect(ct.source.kind).toBe(mode === 'native' ? 'netlink' : 'conntrack-tool');
     const table = new Map<string, string>();
@@ -162,7 +171,10 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
       execFileSync('nsenter', [`--net=/var/run/netns/${A}`, '--', bin, '10.66.0.1', '10.66.0.2', '7', '20000']);
       // the kernel's own count of the burst's entries (other tests' entries left aside)
       const listed = await run(['conntrack', '-L', '-p', 'udp', '--orig-port-dst', '7', '-o', 'id'], { netns: B, timeoutMs: 60_000 });
-      const ids = listed.stdout.split('\n').filter((l) => l.includes('dport=7')).map((l) => /id=(\d+)/.exec(l)?.[1] ?? '');
+      const ids = listed.stdout
+        .split('\n')
+        .filter((l) => l.includes('dport=7'))
+        .map((l) => /id=(\d+)/.exec(l)?.[1] ?? '');
       const want = ids.length;
       expect(want).toBeGreaterThanOrEqual(19_000);
       for (let i = 0; i < 60 && table.size < want; i++) await new Promise((r) => setTimeout(r, 100));
@@ -174,7 +186,10 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
         expect(errors.join('\n')).toMatch(/ENOBUFS/);
         expect(resyncs).toBeGreaterThan(0);
       }
-      const missing = ids.filter((id) => !table.has(id)).slice(0, 3).map((id) => `${id}: ${(history.get(id) ?? []).join(',')}`);
+      const missing = ids
+        .filter((id) => !table.has(id))
+        .slice(0, 3)
+        .map((id) => `${id}: ${(history.get(id) ?? []).join(',')}`);
       expect(table.size, `resyncs ${resyncs}; ${errors.join('; ')}; missing ${missing.join(' | ')}`).toBe(want);
     } finally {
       await ct.source.stop();
@@ -188,7 +203,8 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
       const hooks: HookEvent[] = [];
       k.onHook((h) => hooks.push(...h));
       try {
-        const js = "const s=require('dgram').createSocket('udp4');let n=0;const t=setInterval(()=>{s.send('x',5001,'10.66.0.2');if(++n===10){clearInterval(t);setTimeout(()=>s.close(),50);}},5);";
+        const js =
+          "const s=require('dgram').createSocket('udp4');let n=0;const t=setInterval(()=>{s.send('x',5001,'10.66.0.2');if(++n===10){clearInterval(t);setTimeout(()=>s.close(),50);}},5);";
         await run([process.execPath, '-e', js], { netns: A });
         const want = everyPacket ? 20 : 4;
         if (mode === 'native') await waitFor(() => hooks.filter((h) => h.hook === 'prerouting').length >= want);

@@ -5,6 +5,7 @@
  * reason NETFILTER_DROP, its tuple, on the uplink — and the kernel trace names the raw-table rule.
  * One suite, run against the native addon and against the fallback (JOURNEY_NATIVE=off).
  */
+import { labTestId } from './lab-helpers.js';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, listProbes, runProbeDef, traceKernel, type LabInfo } from '../../lab/driver.js';
@@ -13,11 +14,19 @@ import { openKernelEvents, type KernelDrop } from '../../src/native/index.js';
 import { joinDropRule } from '../../src/native/join.js';
 import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset } from '../../src/explain/explain.js';
 
-const ID = 'd';
+const ID = labTestId('d');
 const GOLDEN = '/work/shared/corpus/moby-golden';
 const RULESETS = [
-  { name: 'Docker 28 (iptables)', file: join(GOLDEN, 'iptables', 'hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__iptables.golden'), table: 'raw' },
-  { name: 'Docker 29 (nftables)', file: join(GOLDEN, 'nftables', 'hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden'), table: 'docker-bridges' },
+  {
+    name: 'Docker 28 (iptables)',
+    file: join(GOLDEN, 'iptables', 'hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__iptables.golden'),
+    table: 'raw',
+  },
+  {
+    name: 'Docker 29 (nftables)',
+    file: join(GOLDEN, 'nftables', 'hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden'),
+    table: 'docker-bridges',
+  },
 ] as const;
 const MODES = ['native', 'fallback'] as const;
 
@@ -44,11 +53,20 @@ describe.each(RULESETS)('replay $name: raw-table DROP DIRECT ACCESS', ({ file, t
     else delete process.env['JOURNEY_NATIVE'];
     resetBindingCache();
     const probe = listProbes('replay', lab).find((p) => p.name.startsWith('ext-direct-') && p.proto === 'tcp' && p.expect === 'no-answer');
-    expect(probe, listProbes('replay', lab).map((p) => p.name).join(', ')).toBeDefined();
+    expect(
+      probe,
+      listProbes('replay', lab)
+        .map((p) => p.name)
+        .join(', '),
+    ).toBeDefined();
     if (!probe) return;
     const target = lab.containers.find((c) => probe.name.startsWith(`ext-direct-${c.name}-`));
     expect(target).toBeDefined();
-    const k = await openKernelEvents({ netns: lab.netns.host, filter: { addr: target?.ip ?? '', proto: 'tcp', port: probe.port ?? 0 }, hooks: 'none' });
+    const k = await openKernelEvents({
+      netns: lab.netns.host,
+      filter: { addr: target?.ip ?? '', proto: 'tcp', port: probe.port ?? 0 },
+      hooks: 'none',
+    });
     const drops: KernelDrop[] = [];
     k.onDrop((d) => drops.push(...d));
     try {

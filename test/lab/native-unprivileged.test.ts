@@ -38,7 +38,11 @@ describe.each(['native', 'fallback'] as const)('unprivileged (%s)', (mode) => {
     if (process.getuid?.() !== 0) throw new Error('this lab test needs root (to drop to nobody)');
     assertBuilt();
     const env = { ...process.env, ...(mode === 'fallback' ? { JOURNEY_NATIVE: 'off' } : { JOURNEY_NATIVE: '' }) };
-    const { stdout } = await promisify(execFile)('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { env, timeout: 30_000 });
+    const { stdout } = await promisify(execFile)(
+      'setpriv',
+      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script],
+      { env, timeout: 30_000 },
+    );
     const out = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { lost: string[]; available: { drops: boolean; hooks: boolean }; ct: string };
     expect(out.available).toEqual({ drops: false, hooks: false });
     expect(out.lost).toHaveLength(2);

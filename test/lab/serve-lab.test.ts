@@ -9,6 +9,7 @@
  *   its journey; a screenshot is kept in test-results/.
  * Budget: about a minute.
  */
+import { labTestId } from './lab-helpers.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import { tupleKey } from '../../src/model/tuple.js';
 import { RecordingClient, validators } from '../unit/serve-helpers.js';
 import { launchChromium } from './serve-browser.js';
 
-const ID = 'e';
+const ID = labTestId('e');
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const RESULTS = join(ROOT, 'test-results');
@@ -42,7 +43,10 @@ interface Journey {
 
 /** Runs the built CLI (optionally inside a namespace); resolves once `ready` matches a stderr/stdout line. */
 async function journey(args: string[], ready: RegExp, opts: { netns?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Journey> {
-  const argv = opts.netns !== undefined ? ['nsenter', `--net=/var/run/netns/${opts.netns}`, '--', process.execPath, CLI, ...args] : [process.execPath, CLI, ...args];
+  const argv =
+    opts.netns !== undefined
+      ? ['nsenter', `--net=/var/run/netns/${opts.netns}`, '--', process.execPath, CLI, ...args]
+      : [process.execPath, CLI, ...args];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   children.push(child);
   const j: Journey = {
@@ -98,7 +102,8 @@ const legSet = (f: FlowInfo): string[] => f.legs.map((l) => `${l.iface} ${l.dire
 function expectValid(c: RecordingClient): void {
   const { server } = validators();
   for (const m of c.messages) {
-    if (!server(m)) throw new Error(`not valid against docs/event-schema.json: ${JSON.stringify(m).slice(0, 400)}\n${JSON.stringify(server.errors?.slice(0, 3))}`);
+    if (!server(m))
+      throw new Error(`not valid against docs/event-schema.json: ${JSON.stringify(m).slice(0, 400)}\n${JSON.stringify(server.errors?.slice(0, 3))}`);
   }
 }
 
@@ -155,7 +160,10 @@ describe('journey serve in the lab', () => {
 
     // exactly the matching flows
     const pub = [...flowsOf(published).values()];
-    expect(pub.map((f) => `${f.orig.src}>${f.orig.dst}:${f.orig.dport}`).sort()).toEqual([`${lab.extAddr}>10.0.10.26:8000`, `${lab.ext2Addr}>10.0.10.26:8000`]);
+    expect(pub.map((f) => `${f.orig.src}>${f.orig.dst}:${f.orig.dport}`).sort()).toEqual([
+      `${lab.extAddr}>10.0.10.26:8000`,
+      `${lab.ext2Addr}>10.0.10.26:8000`,
+    ]);
     const web = lab.containers.find((c) => c.name === 'web')!;
     const client = lab.containers.find((c) => c.name === 'client')!;
     for (const f of pub) {
@@ -183,10 +191,17 @@ describe('journey serve in the lab', () => {
     // the same flows, NAT and legs as `journey watch --json` (an independent capture of the same host)
     const watched = (): Map<string, FlowInfo> => lastFlows(watch.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Msg));
     const all = [...pub, ...u, ...i];
-    await until(() => all.every((f) => {
-      const w = watched().get(f.id);
-      return w !== undefined && JSON.stringify(legSet(w)) === JSON.stringify(legSet(flowsOf(published).get(f.id) ?? flowsOf(udp).get(f.id) ?? flowsOf(ping).get(f.id)!));
-    }), 'watch to show the same flows with the same legs');
+    await until(
+      () =>
+        all.every((f) => {
+          const w = watched().get(f.id);
+          return (
+            w !== undefined &&
+            JSON.stringify(legSet(w)) === JSON.stringify(legSet(flowsOf(published).get(f.id) ?? flowsOf(udp).get(f.id) ?? flowsOf(ping).get(f.id)!))
+          );
+        }),
+      'watch to show the same flows with the same legs',
+    );
     for (const f of all) {
       const w = watched().get(f.id)!;
       const s = flowsOf(published).get(f.id) ?? flowsOf(udp).get(f.id) ?? flowsOf(ping).get(f.id)!;
@@ -195,7 +210,9 @@ describe('journey serve in the lab', () => {
       expect(s.nat).toEqual(w.nat);
       expect(legSet(s)).toEqual(legSet(w));
       expect(s.explanation?.verdict ?? null).toEqual(w.explanation?.verdict ?? null);
-      expect((s.explanation?.steps ?? []).map((x) => `${x.table} ${x.chain} ${x.verdict}`)).toEqual((w.explanation?.steps ?? []).map((x) => `${x.table} ${x.chain} ${x.verdict}`));
+      expect((s.explanation?.steps ?? []).map((x) => `${x.table} ${x.chain} ${x.verdict}`)).toEqual(
+        (w.explanation?.steps ?? []).map((x) => `${x.table} ${x.chain} ${x.verdict}`),
+      );
     }
     // every line watch printed is valid against the published schema too
     const { event } = validators();
@@ -235,7 +252,10 @@ describe('journey serve in the lab', () => {
       expect(texts.some((t) => t.startsWith('reply on docker0'))).toBe(true);
       expect(await page.locator('#nat').innerText()).toContain(`DNAT 10.0.10.26:8000 → ${web.ip}:80`);
       // the live explanation's steps, each drawn with its verdict, in the seed's order
-      expect(texts.some((t) => /no explanation/.test(t)), texts.join('\n')).toBe(false);
+      expect(
+        texts.some((t) => /no explanation/.test(t)),
+        texts.join('\n'),
+      ).toBe(false);
       expect(await page.locator('#journey li.step-rule').count()).toBeGreaterThan(3);
       const dnat = texts.findIndex((t) => /^prerouting · ip nat DOCKER #\d+\s*dnat/.test(t));
       const accept = texts.findIndex((t) => /^forward · ip filter DOCKER #\d+\s*accept/.test(t));
@@ -254,13 +274,31 @@ describe('journey serve in the lab', () => {
     expect(serve.stderr.join('\n')).toMatch(/stopped: \d+ flows, \d+ messages sent, 0 lost/);
   }, 90_000);
 
-  it('draws a recorded flow\'s whole journey, each hook, chain and rule with its verdict (replay with the recorded ruleset)', async () => {
+  it("draws a recorded flow's whole journey, each hook, chain and rule with its verdict (replay with the recorded ruleset)", async () => {
     const dir = join(ROOT, 'test/fixtures/watch/default/');
-    const s = await journey([
-      'serve', '--port', '0', '--replay', '4096',
-      '--read', `${dir}eth0.pcap`, `${dir}docker0.pcap`, '--conntrack', `${dir}conntrack.txt`, '--docker-snapshot', `${dir}docker.json`,
-      '--ruleset', `${dir}iptables-save.txt`, '--host-addrs', `${dir}addrs.json`, '--host-routes', `${dir}routes.json`,
-    ], /replay finished/);
+    const s = await journey(
+      [
+        'serve',
+        '--port',
+        '0',
+        '--replay',
+        '4096',
+        '--read',
+        `${dir}eth0.pcap`,
+        `${dir}docker0.pcap`,
+        '--conntrack',
+        `${dir}conntrack.txt`,
+        '--docker-snapshot',
+        `${dir}docker.json`,
+        '--ruleset',
+        `${dir}iptables-save.txt`,
+        '--host-addrs',
+        `${dir}addrs.json`,
+        '--host-routes',
+        `${dir}routes.json`,
+      ],
+      /replay finished/,
+    );
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(s.stderr.join('\n'))![1]!;
     const b = await launchChromium();
     try {
@@ -279,7 +317,10 @@ describe('journey serve in the lab', () => {
       const dnat = at(/^prerouting · ip nat DOCKER #\d+\s*dnat[\s\S]*DNAT 10\.0\.10\.26:8000 → 172\.17\.0\.2:80/);
       const accept = at(/^forward · ip filter DOCKER #\d+\s*accept[\s\S]*-j ACCEPT/);
       const leave = at(/^leaves on docker0[\s\S]*→ 172\.17\.0\.2:80/);
-      expect([arrive, dnat, accept, leave].every((i) => i >= 0), texts.join('\n---\n')).toBe(true);
+      expect(
+        [arrive, dnat, accept, leave].every((i) => i >= 0),
+        texts.join('\n---\n'),
+      ).toBe(true);
       expect(arrive).toBeLessThan(dnat);
       expect(dnat).toBeLessThan(accept);
       expect(accept).toBeLessThan(leave);
@@ -295,7 +336,10 @@ describe('journey serve in the lab', () => {
 
   it('on a non-loopback address: refuses to start without a token, and refuses unauthenticated clients before the upgrade', async () => {
     const base = ['serve', '--listen', '10.0.10.26', '--port', '9339', '--netns', lab.netns.host, '--no-docker', '--no-explain-flows', '-i', 'eth0'];
-    const noToken = spawn('nsenter', [`--net=/var/run/netns/${lab.netns.host}`, '--', process.execPath, CLI, ...base], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JOURNEY_TOKEN: '' } });
+    const noToken = spawn('nsenter', [`--net=/var/run/netns/${lab.netns.host}`, '--', process.execPath, CLI, ...base], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, JOURNEY_TOKEN: '' },
+    });
     let err = '';
     noToken.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((r) => noToken.once('exit', r));
@@ -308,7 +352,9 @@ describe('journey serve in the lab', () => {
       const dir = mkdtempSync(join(tmpdir(), 'journey-e-'));
       tmpDirs.push(dir);
       const script = join(dir, 'client.mjs');
-      writeFileSync(script, `
+      writeFileSync(
+        script,
+        `
 import WebSocket from ${JSON.stringify(join(ROOT, 'node_modules/ws/wrapper.mjs'))};
 import http from 'node:http';
 const url = 'ws://10.0.10.26:9339/events';
@@ -327,7 +373,8 @@ out.metricsAnonymous = await get('/metrics', {});
 out.metricsToken = await get('/metrics', { Authorization: 'Bearer ${TOKEN}' });
 out.pageAnonymous = await get('/', {});
 console.log(JSON.stringify(out));
-`);
+`,
+      );
       const res = await run(['nsenter', `--net=/var/run/netns/${lab.netns.ext}`, '--', process.execPath, script], { timeoutMs: 30_000 });
       const out = JSON.parse(res.stdout.trim()) as Record<string, unknown>;
       expect(out).toEqual({

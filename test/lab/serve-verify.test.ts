@@ -8,6 +8,7 @@
  * (hairpin_mode off on web's bridge port) and the same request over the socket reports the
  * self-hairpin check failed, with that cause named. Budget: about a minute (lab up included).
  */
+import { labTestId } from './lab-helpers.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +20,7 @@ import type { FlowInfo } from '../../src/model/events.js';
 import type { HairpinCheck, HairpinReport } from '../../src/verify/types.js';
 import { RecordingClient, validators } from '../unit/serve-helpers.js';
 
-const ID = 'g';
+const ID = labTestId('g');
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 let lab: LabInfo;
@@ -30,9 +31,26 @@ const clients: RecordingClient[] = [];
 beforeAll(async () => {
   await labDown(ID).catch(() => undefined);
   lab = await labUp({ id: ID, scenario: 'noproxy' });
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--netns', lab.netns.host, '--docker-host', `unix://${lab.dockerHost!}`, '--stats-interval', '1', '--duration', '120'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--port',
+      '0',
+      '--netns',
+      lab.netns.host,
+      '--docker-host',
+      `unix://${lab.dockerHost!}`,
+      '--stats-interval',
+      '1',
+      '--duration',
+      '120',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   serve = child;
   const stderr: string[] = [];
   wsUrl = await new Promise<string>((resolve, reject) => {
@@ -122,7 +140,10 @@ describe('journey serve in the lab: verify hairpin over the WebSocket (noproxy)'
     const sameCt = same.evidence?.conntrack.find((e) => e.orig.dport === 8000 && e.orig.src === same.from.ip);
     expect(sameCt!.reply).toMatchObject({ src: web.ip, sport: 80, dst: same.from.ip });
     // the same client's stream saw the self-hairpin probe as a flow, NATed as the report says
-    const seen = c.ofType('flow.start').map((m) => m['flow'] as FlowInfo).find((f) => f.orig.src === web.ip && f.orig.sport === selfCt!.orig.sport);
+    const seen = c
+      .ofType('flow.start')
+      .map((m) => m['flow'] as FlowInfo)
+      .find((f) => f.orig.src === web.ip && f.orig.sport === selfCt!.orig.sport);
     expect(seen?.nat.dnat?.to, JSON.stringify(c.ofType('flow.start').map((m) => (m['flow'] as FlowInfo).orig))).toBe(`${web.ip}:80`);
     expect(seen?.nat.snat?.to.startsWith('172.17.0.1')).toBe(true);
     // after the result, the server takes the next request
@@ -132,11 +153,14 @@ describe('journey serve in the lab: verify hairpin over the WebSocket (noproxy)'
     expect(r3.checks.map((x) => [x.kind, x.status])).toEqual([['host-address', 'pass']]);
   }, 90_000);
 
-  it('a broken host over the socket: hairpin_mode off on web\'s port fails the self-hairpin check with that cause', async () => {
+  it("a broken host over the socket: hairpin_mode off on web's port fails the self-hairpin check with that cause", async () => {
     const web = lab.containers.find((c) => c.name === 'web')!;
     // web's bridge port: the veth whose index is the link of web's eth0
     const eth0 = JSON.parse((await run(['ip', '-j', 'link', 'show', 'dev', 'eth0'], { netns: web.pid })).stdout) as { link_index?: number }[];
-    const ports = JSON.parse((await run(['ip', '-j', 'link', 'show', 'master', 'docker0'], { netns: lab.netns.host })).stdout) as { ifname: string; ifindex: number }[];
+    const ports = JSON.parse((await run(['ip', '-j', 'link', 'show', 'master', 'docker0'], { netns: lab.netns.host })).stdout) as {
+      ifname: string;
+      ifindex: number;
+    }[];
     const port = ports.find((l) => l.ifindex === eth0[0]?.link_index)?.ifname;
     expect(port, `web's port (link ${eth0[0]?.link_index}) among ${ports.map((l) => `${l.ifname}#${l.ifindex}`).join(', ')}`).toBeDefined();
     await run(['ip', 'link', 'set', 'dev', port!, 'type', 'bridge_slave', 'hairpin', 'off'], { netns: lab.netns.host });

@@ -12,6 +12,7 @@
  *   - Docker 28 (iptables) and Docker 29 (nftables) goldens in replay mode, no Docker API.
  * Fails (never skips) when the lab cannot run.
  */
+import { labTestId } from './lab-helpers.js';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +25,7 @@ import { compareSteps, natEqual, natFromConntrack } from '../../src/explain/kern
 import { loadLiveRuleset } from '../../src/explain/explain.js';
 import { run } from '../../src/host/exec.js';
 
-const ID = 'f';
+const ID = labTestId('f');
 const ROOT = new URL('../..', import.meta.url).pathname;
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 
@@ -178,7 +179,22 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
     expect(port).toMatch(/^veth/);
     await labExec(ID, 'host', ['bridge', 'link', 'set', 'dev', port ?? '', 'hairpin', 'off']);
     try {
-      const res = await cli(['verify', 'hairpin', '--netns', ns, '--docker-host', dockerHost, '--port', '8000', '--only', 'self', 'same-bridge', '--timeout', '1000', '--json']);
+      const res = await cli([
+        'verify',
+        'hairpin',
+        '--netns',
+        ns,
+        '--docker-host',
+        dockerHost,
+        '--port',
+        '8000',
+        '--only',
+        'self',
+        'same-bridge',
+        '--timeout',
+        '1000',
+        '--json',
+      ]);
       expect(res.stdout, `the CLI printed nothing: ${res.stderr}`).not.toBe('');
       expect(res.code).toBe(1);
       const r = JSON.parse(res.stdout) as HairpinReport;
@@ -210,7 +226,22 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
   it('names a DROP in DOCKER-USER (kernel trace), the host paths unaffected', async () => {
     await labExec(ID, 'host', ['iptables', '-I', 'DOCKER-USER', '1', '-d', '172.17.0.2/32', '-p', 'tcp', '--dport', '80', '-j', 'DROP']);
     try {
-      const res = await cli(['verify', 'hairpin', '--netns', ns, '--docker-host', dockerHost, '--port', '8000', '--only', 'same-bridge', 'self', 'host-address', '--timeout', '1000']);
+      const res = await cli([
+        'verify',
+        'hairpin',
+        '--netns',
+        ns,
+        '--docker-host',
+        dockerHost,
+        '--port',
+        '8000',
+        '--only',
+        'same-bridge',
+        'self',
+        'host-address',
+        '--timeout',
+        '1000',
+      ]);
       expect(res.code, res.stderr).toBe(1);
       expect(res.stdout).toMatch(/FAIL\s+same-bridge/);
       expect(res.stdout).toContain('cause: dropped in DOCKER-USER by rule 1: -A DOCKER-USER -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP');
@@ -248,7 +279,11 @@ describe('verify hairpin: userland proxy off, several bridges (lab multi)', () =
       const p = verifyHairpin({ netns: ns, dockerHost, passive: true, passiveSource: source, durationMs: 2500 });
       await new Promise((res) => setTimeout(res, 1200));
       // someone else's traffic: a connection from the client, and one from the host itself
-      const connect = (host: string, sport: number): string[] => [process.execPath, '-e', `require('net').connect({host:'${host}',port:8000,localPort:${sport}}).on('connect',function(){this.end()})`];
+      const connect = (host: string, sport: number): string[] => [
+        process.execPath,
+        '-e',
+        `require('net').connect({host:'${host}',port:8000,localPort:${sport}}).on('connect',function(){this.end()})`,
+      ];
       await labExec(ID, 'client', connect('10.0.10.26', sports[0]));
       await run(connect('127.0.0.1', sports[1]), { netns: ns });
       const r = await p;
@@ -332,11 +367,28 @@ describe('verify hairpin: userland proxy on (lab default)', () => {
   });
 });
 
-const GOLDEN = [join(ROOT, '..', 'shared', 'corpus', 'moby-golden'), '/work/shared/corpus/moby-golden'].find((p) => existsSync(p)) ?? '/work/shared/corpus/moby-golden';
+const GOLDEN =
+  [join(ROOT, '..', 'shared', 'corpus', 'moby-golden'), '/work/shared/corpus/moby-golden'].find((p) => existsSync(p)) ??
+  '/work/shared/corpus/moby-golden';
 const REPLAYS = [
-  { name: 'Docker 28 iptables, userland proxy off', file: 'iptables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden', proxy: false, generation: 'docker28+' },
-  { name: 'Docker 29 nftables, userland proxy off', file: 'nftables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden', proxy: false, generation: 'docker29-nftables' },
-  { name: 'Docker 28 iptables, userland proxy on', file: 'iptables/hairpin=false,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__iptables.golden', proxy: true, generation: 'docker28+' },
+  {
+    name: 'Docker 28 iptables, userland proxy off',
+    file: 'iptables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden',
+    proxy: false,
+    generation: 'docker28+',
+  },
+  {
+    name: 'Docker 29 nftables, userland proxy off',
+    file: 'nftables/hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden',
+    proxy: false,
+    generation: 'docker29-nftables',
+  },
+  {
+    name: 'Docker 28 iptables, userland proxy on',
+    file: 'iptables/hairpin=false,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__iptables.golden',
+    proxy: true,
+    generation: 'docker28+',
+  },
 ] as const;
 
 describe('verify hairpin: Docker 28/29 goldens in replay mode (no Docker API)', () => {

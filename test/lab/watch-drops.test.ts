@@ -11,6 +11,7 @@
  * still come (the source re-lists). `conntrack` is wrapped (first on PATH) to add the warning the
  * real tool prints on overflow to a real event stream. Budget: about 40 s.
  */
+import { labTestId } from './lab-helpers.js';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { run } from '../../src/host/exec.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/correlate/pipeline.js';
 import type { DropEvent, JourneyEvent } from '../../src/model/events.js';
 
-const ID = 'g';
+const ID = labTestId('g');
 let lab: LabInfo;
 const pipes: Pipeline[] = [];
 
@@ -45,7 +46,8 @@ async function watch(extra: Partial<PipelineOptions>): Promise<{ p: Pipeline; ev
 
 const drops = (evs: JourneyEvent[]): DropEvent[] => evs.filter((e): e is DropEvent => e.type === 'drop');
 const unflowedUnspecified = (evs: JourneyEvent[]): DropEvent[] => drops(evs).filter((d) => d.flowId === null && d.drop.reason === 'NOT_SPECIFIED');
-const isRouterSolicitation = (d: DropEvent): boolean => d.drop.tuple?.proto === 'icmpv6' && d.drop.tuple.icmpType === 133 && d.drop.tuple.dst === 'ff02::2';
+const isRouterSolicitation = (d: DropEvent): boolean =>
+  d.drop.tuple?.proto === 'icmpv6' && d.drop.tuple.icmpType === 133 && d.drop.tuple.dst === 'ff02::2';
 
 describe('watch in the lab: drops that belong to no flow', () => {
   it('router solicitations (NOT_SPECIFIED, no flow) are left out by default, shown with --all-drops, not sent with --ignore-drop-reason', async () => {
@@ -53,7 +55,10 @@ describe('watch in the lab: drops that belong to no flow', () => {
     const all = await watch({ quietDropReasons: [] });
     const ignored = await watch({ quietDropReasons: [], ignoreDropReasons: ['NOT_SPECIFIED'] });
     for (const w of [quiet, all, ignored]) {
-      expect(w.evs.filter((e) => e.type === 'notice' && /^kernel: no drop reasons/.test(e.message)), 'eBPF drops available').toEqual([]);
+      expect(
+        w.evs.filter((e) => e.type === 'notice' && /^kernel: no drop reasons/.test(e.message)),
+        'eBPF drops available',
+      ).toEqual([]);
     }
     await new Promise((r) => setTimeout(r, 500));
     // the external host re-enables IPv6 on its LAN interface: DAD, MLD, router solicitations
@@ -73,7 +78,9 @@ describe('watch in the lab: drops that belong to no flow', () => {
     expect(ignored.p.stats().dropsQuiet).toBeUndefined();
     // the end notice says how many were left out
     await quiet.p.stop();
-    expect(quiet.evs.some((e) => e.type === 'notice' && /kernel drops were not reported \(NOT_SPECIFIED without a flow; OTHERHOST/.test(e.message))).toBe(true);
+    expect(
+      quiet.evs.some((e) => e.type === 'notice' && /kernel drops were not reported \(NOT_SPECIFIED without a flow; OTHERHOST/.test(e.message)),
+    ).toBe(true);
   }, 60_000);
 });
 
@@ -96,14 +103,16 @@ describe('watch in the lab: conntrack -E overflow (ENOBUFS)', () => {
       const deadline = Date.now() + 10_000;
       const overflow = () => evs.find((e) => e.type === 'notice' && e.code === 'E_CONNTRACK' && /ENOBUFS/.test(e.message));
       while (Date.now() < deadline && overflow() === undefined) await new Promise((r) => setTimeout(r, 100));
-      expect(overflow(), JSON.stringify(evs.filter((e) => e.type === 'notice'))).toMatchObject({ message: expect.stringMatching(/^conntrack: conntrack -E overflowed \(ENOBUFS\): events were lost; re-listing the table \(resync 1\)/) });
+      expect(overflow(), JSON.stringify(evs.filter((e) => e.type === 'notice'))).toMatchObject({
+        message: expect.stringMatching(/^conntrack: conntrack -E overflowed \(ENOBUFS\): events were lost; re-listing the table \(resync 1\)/),
+      });
       // the source goes on: a probe's flow still arrives, NATed
       const r = await runProbe(ID, 'ext-to-published');
       expect(r.answered, r.output).toBe(true);
       const until = Date.now() + 8_000;
       const flow = () => evs.find((e) => e.type === 'flow.start' && e.flow.orig.dport === 8000 && e.flow.nat.dnat !== null);
       while (Date.now() < until && flow() === undefined) await new Promise((r2) => setTimeout(r2, 100));
-      expect(flow(), 'the probe\'s flow after the overflow').toBeDefined();
+      expect(flow(), "the probe's flow after the overflow").toBeDefined();
       await p.stop();
     } finally {
       process.env['PATH'] = oldPath;

@@ -4,6 +4,7 @@
  * default scenario, then the multi scenario (isolation drop), a container stopped mid-capture and
  * dockerd restarted mid-capture. Fails loudly when the lab cannot run (never skips).
  */
+import { labTestId } from './lab-helpers.js';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import { natOf } from '../../src/conntrack/nat.js';
 import { tupleKey } from '../../src/model/tuple.js';
 import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
 
-const ID = 'c2';
+const ID = labTestId('c2');
 
 class Recorder {
   readonly events: JourneyEvent[] = [];
@@ -64,7 +65,14 @@ function flowsFor(rec: Recorder, q: { src: string; dst: string; dport?: number; 
   const latest = rec.latest();
   return rec
     .flows('flow.start')
-    .filter((f) => f.orig.src === q.src && f.orig.dst === q.dst && f.orig.proto === q.proto && (q.dport === undefined || f.orig.dport === q.dport) && (q.sport === undefined || f.orig.sport === q.sport))
+    .filter(
+      (f) =>
+        f.orig.src === q.src &&
+        f.orig.dst === q.dst &&
+        f.orig.proto === q.proto &&
+        (q.dport === undefined || f.orig.dport === q.dport) &&
+        (q.sport === undefined || f.orig.sport === q.sport),
+    )
     .filter((f) => f.legs.length === 0 || f.legs.some((l) => l.firstUs / 1000 >= t0 - 50))
     .map((f) => latest.get(f.id) ?? f);
 }
@@ -73,7 +81,7 @@ function flowsFor(rec: Recorder, q: { src: string; dst: string; dport?: number; 
 async function labWithPipeline(scenario: string, opts: Partial<PipelineOptions> = {}): Promise<{ info: LabInfo; p: Pipeline; rec: Recorder }> {
   await labDown(ID); // a lab left by a crashed run
   const info = await labUp({ scenario, id: ID });
-  const p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, ...opts });
+  const p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? (undefined as never), ...opts });
   const rec = new Recorder(p);
   await sleep(500);
   return { info, p, rec };
@@ -84,7 +92,11 @@ async function stopLab(p: Pipeline | undefined): Promise<void> {
   await labDown(ID);
 }
 
-const origIfaces = (f: FlowInfo) => f.legs.filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs).map((l) => l.iface);
+const origIfaces = (f: FlowInfo) =>
+  f.legs
+    .filter((l) => l.direction === 'orig')
+    .sort((a, b) => a.firstUs - b.firstUs)
+    .map((l) => l.iface);
 
 describe('journey watch in the lab: scenario default (userland proxy on)', () => {
   let info: LabInfo;
@@ -118,7 +130,13 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
       const sport = localPort(r);
       const proto = def.proto === 'icmp' ? 'icmp' : def.proto;
       const src = localAddr(r);
-      const q = { src, dst: r.to.addr, proto, ...(r.to.port !== undefined && proto !== 'icmp' ? { dport: r.to.port } : {}), ...(sport !== undefined ? { sport } : {}) };
+      const q = {
+        src,
+        dst: r.to.addr,
+        proto,
+        ...(r.to.port !== undefined && proto !== 'icmp' ? { dport: r.to.port } : {}),
+        ...(sport !== undefined ? { sport } : {}),
+      };
       // a flow without captured packets starts after 4x the start delay; a loaded machine is slower
       await waitFor(() => flowsFor(rec, q, t0).length > 0, 6000);
       await sleep(300); // a second flow for the same packets (a join that failed) would show by now
@@ -129,7 +147,8 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
       if (!f) continue;
       // NAT equal to conntrack (flows with an entry)
       const entry = ct.find((e) => tupleKey(e.orig) === tupleKey(f.orig));
-      const endedDestroyed = () => rec.events.some((e) => e.type === 'flow.end' && (e as FlowEvent).flow.id === f.id && (e as FlowEvent).reason === 'destroyed');
+      const endedDestroyed = () =>
+        rec.events.some((e) => e.type === 'flow.end' && (e as FlowEvent).flow.id === f.id && (e as FlowEvent).reason === 'destroyed');
       // a connection already gone from conntrack (refused, closed) must end as "destroyed"
       if (f.ctStatus.length > 0 && entry === undefined) {
         await sleep(2000);
@@ -137,7 +156,11 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
       }
       if (f.ctStatus.length > 0 && !endedDestroyed()) {
         check(entry !== undefined, `${def.name}: no conntrack entry for ${tupleKey(f.orig)}`);
-        if (entry) check(JSON.stringify(f.nat) === JSON.stringify(natOf(entry.orig, entry.reply)), `${def.name}: NAT ${JSON.stringify(f.nat)} != conntrack ${JSON.stringify(natOf(entry.orig, entry.reply))}`);
+        if (entry)
+          check(
+            JSON.stringify(f.nat) === JSON.stringify(natOf(entry.orig, entry.reply)),
+            `${def.name}: NAT ${JSON.stringify(f.nat)} != conntrack ${JSON.stringify(natOf(entry.orig, entry.reply))}`,
+          );
       }
       const names = new Map(f.names.map((n) => [n.addr, n.container]));
       switch (def.name) {
@@ -147,9 +170,16 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
           check(f.nat.dnat?.to === `${web.ip}:80`, `${def.name}: dnat ${JSON.stringify(f.nat.dnat)}`);
           check(names.get(web.ip) === 'web', `${def.name}: names ${JSON.stringify(f.names)}`);
           check(f.explanation?.verdict === 'accept', `${def.name}: verdict ${f.explanation?.verdict}`);
-          check(f.legs.some((l) => l.direction === 'reply' && l.iface === 'eth0'), `${def.name}: no reply on eth0`);
+          check(
+            f.legs.some((l) => l.direction === 'reply' && l.iface === 'eth0'),
+            `${def.name}: no reply on eth0`,
+          );
           // in-kernel proof of the DNAT: the tuple before and after nat prerouting
-          check((f.hookTuples ?? []).some((h) => h.hook === 'prerouting' && h.tuple.dst === info.hostAddr) && (f.hookTuples ?? []).some((h) => h.tuple.dst === web.ip), `${def.name}: hookTuples ${JSON.stringify(f.hookTuples?.map((h) => `${h.hook}/${h.priority} ${h.tuple.dst}`))}`);
+          check(
+            (f.hookTuples ?? []).some((h) => h.hook === 'prerouting' && h.tuple.dst === info.hostAddr) &&
+              (f.hookTuples ?? []).some((h) => h.tuple.dst === web.ip),
+            `${def.name}: hookTuples ${JSON.stringify(f.hookTuples?.map((h) => `${h.hook}/${h.priority} ${h.tuple.dst}`))}`,
+          );
           break;
         case 'container-to-outside':
         case 'container-udp-outside':
@@ -181,10 +211,16 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
           check(JSON.stringify(f.legs.map((l) => l.iface)) === '["eth0"]', `${def.name}: never reaches docker0 (${f.legs.map((l) => l.iface)})`);
           check(f.explanation?.verdict === 'drop', `${def.name}: verdict ${f.explanation?.verdict}`);
           // the kernel's own word (eBPF kfree_skb), joined to the rule by the explainer
-          check(f.drops.some((d) => d.reason === 'NETFILTER_DROP' && d.rule?.chain === 'FORWARD'), `${def.name}: drops ${JSON.stringify(f.drops)}`);
+          check(
+            f.drops.some((d) => d.reason === 'NETFILTER_DROP' && d.rule?.chain === 'FORWARD'),
+            `${def.name}: drops ${JSON.stringify(f.drops)}`,
+          );
           break;
         case 'unpublished-port':
-          check(f.legs.some((l) => l.iface === 'eth0'), `${def.name}: legs`);
+          check(
+            f.legs.some((l) => l.iface === 'eth0'),
+            `${def.name}: legs`,
+          );
           break;
         default:
           break;
@@ -211,7 +247,10 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
       expect(changed).toMatchObject({ type: 'ruleset.changed', tables: expect.arrayContaining(['ip filter']) });
       await sleep(400);
       // the earlier ext2 flow (still in conntrack) is re-explained: DOCKER-USER drops it now
-      const upd = rec.events.slice(before).filter((e): e is FlowEvent => e.type === 'flow.update' && e.flow.id === ext2Flow!.id).at(-1);
+      const upd = rec.events
+        .slice(before)
+        .filter((e): e is FlowEvent => e.type === 'flow.update' && e.flow.id === ext2Flow!.id)
+        .at(-1);
       expect(upd?.flow.explanation?.verdict).toBe('drop');
       const t0 = Date.now();
       const r = await runProbe(ID, 'ext2-to-published');
@@ -230,7 +269,12 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
 
   for (const backend of ['tool', 'proc'] as const) {
     it(`the ${backend === 'tool' ? 'conntrack -E' : '/proc/net/nf_conntrack'} fallback joins the legs just the same, and says what it lacks`, async () => {
-      const q = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? undefined as never, conntrack: backend, explain: false });
+      const q = await startPipeline({
+        netns: info.netns.host,
+        dockerHost: info.dockerHost ?? (undefined as never),
+        conntrack: backend,
+        explain: false,
+      });
       const r2 = new Recorder(q);
       try {
         await sleep(400);
@@ -238,7 +282,13 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
         const t0 = Date.now();
         const r = await runProbe(ID, 'ext-to-published');
         expect(r.answered).toBe(true);
-        const q2 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
+        const q2 = {
+          src: info.extAddr,
+          dst: info.hostAddr,
+          dport: 8000,
+          proto: 'tcp',
+          ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}),
+        };
         await waitFor(() => flowsFor(r2, q2, t0).some((f) => f.legs.length >= 2), 6000);
         const fs = flowsFor(r2, q2, t0);
         expect(fs).toHaveLength(1);
@@ -254,7 +304,9 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
   it('the command: one line per flow event, Ctrl-C exits 0 with the capture statistics; --json lines match the schema', async () => {
     const cli = join(process.cwd(), 'dist/src/cli/main.js');
     const runWatch = async (extra: string[]) => {
-      const child = spawn('node', [cli, 'watch', '--netns', info.netns.host, '--docker-host', info.dockerHost!, '--no-color', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('node', [cli, 'watch', '--netns', info.netns.host, '--docker-host', info.dockerHost!, '--no-color', ...extra], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -279,7 +331,10 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
     expect(json.code).toBe(0);
     const ajv = new Ajv2020({ strict: false });
     const validate = ajv.compile(JSON.parse(readFileSync(join(process.cwd(), 'docs/event-schema.json'), 'utf8')));
-    const evs = json.out.trim().split('\n').map((l) => JSON.parse(l) as JourneyEvent);
+    const evs = json.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as JourneyEvent);
     for (const e of evs) expect(validate(e) ? null : { e, errors: validate.errors }).toBeNull();
     expect(evs.some((e) => e.type === 'flow.start' && (e as FlowEvent).flow.nat.dnat?.from === `${info.hostAddr}:8000`)).toBe(true);
     expect(evs.at(-1)?.type).toBe('capture.stats');
@@ -328,13 +383,42 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
 
   it('a network created mid-capture: its bridge is captured without a restart', async () => {
     const env = { ...process.env, DOCKER_HOST: `unix://${info.dockerHost!.replace(/^unix:\/\//, '')}` };
-    await run(['docker', 'network', 'create', '--subnet', '172.24.0.0/24', '-o', 'com.docker.network.bridge.name=br-netc', 'netc'], { env, timeoutMs: 60_000 });
-    await run(['docker', 'run', '-d', '--name', 'cweb', '--network', 'netc', '--ip', '172.24.0.2', '-p', '8002:80', 'lab/busybox:1', 'httpd', '-f', '-p', '80', '-h', '/'], { env, timeoutMs: 60_000 });
+    await run(['docker', 'network', 'create', '--subnet', '172.24.0.0/24', '-o', 'com.docker.network.bridge.name=br-netc', 'netc'], {
+      env,
+      timeoutMs: 60_000,
+    });
+    await run(
+      [
+        'docker',
+        'run',
+        '-d',
+        '--name',
+        'cweb',
+        '--network',
+        'netc',
+        '--ip',
+        '172.24.0.2',
+        '-p',
+        '8002:80',
+        'lab/busybox:1',
+        'httpd',
+        '-f',
+        '-p',
+        '80',
+        '-h',
+        '/',
+      ],
+      { env, timeoutMs: 60_000 },
+    );
     for (let i = 0; i < 40 && !p.interfaces.includes('br-netc'); i++) await sleep(250);
     expect(p.interfaces).toContain('br-netc');
     await sleep(1500); // the new capture worker opens
     const t0 = Date.now();
-    const probe = await run(['node', join(process.cwd(), 'lab/probe-tool.mjs'), 'tcp', info.hostAddr, '8002', '2500'], { netns: info.netns.ext, allowFailure: true, timeoutMs: 10_000 });
+    const probe = await run(['node', join(process.cwd(), 'lab/probe-tool.mjs'), 'tcp', info.hostAddr, '8002', '2500'], {
+      netns: info.netns.ext,
+      allowFailure: true,
+      timeoutMs: 10_000,
+    });
     expect(probe.code, probe.stdout + probe.stderr).toBe(0);
     const q3 = { src: info.extAddr, dst: info.hostAddr, dport: 8002, proto: 'tcp' };
     await waitFor(() => flowsFor(rec, q3, t0).some((f) => f.legs.length >= 2), 6000);
@@ -376,7 +460,11 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     }
     await run(['rm', '-f', join(info.dir, 'dockerd.pid')]);
     // the same daemon again, as the lab started it (detached)
-    const child = spawn('setsid', ['nsenter', `--net=/var/run/netns/${info.netns.host}`, '--', 'dockerd', '--config-file', join(info.dir, 'daemon.json')], { stdio: 'ignore', detached: true });
+    const child = spawn(
+      'setsid',
+      ['nsenter', `--net=/var/run/netns/${info.netns.host}`, '--', 'dockerd', '--config-file', join(info.dir, 'daemon.json')],
+      { stdio: 'ignore', detached: true },
+    );
     child.unref();
     let up = false;
     for (let i = 0; i < 120 && !up; i++) {
@@ -420,12 +508,27 @@ describe('journey watch in the lab: scenario noproxy (hairpin NAT on the bridge)
       expect(r.answered, `${name}: ${r.output}`).toBe(true);
       await sleep(2800); // past the hold: a packet that did not join would be a flow of its own
       const sport = localPort(r);
-      const fs = [...rec.latest().values()].filter((f) => f.legs.some((l) => l.firstUs / 1000 >= t0 - 50) && (sport === undefined || f.orig.sport === sport || f.legs.some((l) => l.tuple.sport === sport || l.tuple.dport === sport)));
-      expect(fs.map((f) => f.id), `${name} (local port ${sport}): ${JSON.stringify(rec.flows('flow.start').slice(-4).map((f) => [f.id, f.orig, f.legs.map((l) => [l.iface, l.firstUs / 1000 - t0])]))}`).toHaveLength(1);
+      const fs = [...rec.latest().values()].filter(
+        (f) =>
+          f.legs.some((l) => l.firstUs / 1000 >= t0 - 50) &&
+          (sport === undefined || f.orig.sport === sport || f.legs.some((l) => l.tuple.sport === sport || l.tuple.dport === sport)),
+      );
+      expect(
+        fs.map((f) => f.id),
+        `${name} (local port ${sport}): ${JSON.stringify(
+          rec
+            .flows('flow.start')
+            .slice(-4)
+            .map((f) => [f.id, f.orig, f.legs.map((l) => [l.iface, l.firstUs / 1000 - t0])]),
+        )}`,
+      ).toHaveLength(1);
       const f = fs[0]!;
       expect(f.ctStatus.length, name).toBeGreaterThan(0);
       expect(f.nat.dnat?.to, name).toBe(`${web.ip}:80`);
-      expect(f.legs.every((l) => l.iface === 'docker0'), name).toBe(true);
+      expect(
+        f.legs.every((l) => l.iface === 'docker0'),
+        name,
+      ).toBe(true);
       if (name !== 'hairpin') expect(f.nat.snat?.to.startsWith('172.17.0.1'), name).toBe(true);
     }
   });

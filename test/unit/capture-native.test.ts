@@ -31,7 +31,11 @@ const framesOf = (bs: FrameBatch[]): Frame[] =>
   bs.flatMap((b) =>
     Array.from({ length: b.count }, (_, i) => {
       const o = b.offsets[i] as number;
-      return { hex: Buffer.from(b.data.subarray(o, o + (b.lengths[i] as number))).toString('hex'), t: b.timesUs[i] as number, wire: b.wireLengths[i] as number };
+      return {
+        hex: Buffer.from(b.data.subarray(o, o + (b.lengths[i] as number))).toString('hex'),
+        t: b.timesUs[i] as number,
+        wire: b.wireLengths[i] as number,
+      };
     }),
   );
 
@@ -42,7 +46,11 @@ async function reference(path: string): Promise<Frame[]> {
 }
 
 /** Reads a whole file with the addon, in batches of at most maxFrames, through the pipe's reader. */
-async function viaAddon(path: string, maxFrames: number, opts: { filter?: string; sync?: boolean; out?: boolean; info?: boolean; maxBytes?: number } = {}): Promise<{ frames: Frame[]; batches: number; linkType: number }> {
+async function viaAddon(
+  path: string,
+  maxFrames: number,
+  opts: { filter?: string; sync?: boolean; out?: boolean; info?: boolean; maxBytes?: number } = {},
+): Promise<{ frames: Frame[]; batches: number; linkType: number }> {
   const a = addon();
   const o = a.openOffline(path, { msgType: MSG_BATCH, ...(opts.filter !== undefined ? { filter: opts.filter } : {}) });
   const got: FrameBatch[] = [];
@@ -63,7 +71,17 @@ async function viaAddon(path: string, maxFrames: number, opts: { filter?: string
       const data = a.nextBatchSync(o.handle, maxFrames, maxBytes, 0, out as Buffer, null, info);
       expect(Array.from(info.subarray(2, 6))).toEqual([0, -1, -1, -1]); // no fd, no kernel stats for a file
       expect(info[7]).toBe(0);
-      r = { data, count: info[0] as number, length: info[1] as number, written: 0, bytes: info[6] as number, psRecv: -1, psDrop: -1, psIfdrop: -1, error: a.lastError(o.handle) };
+      r = {
+        data,
+        count: info[0] as number,
+        length: info[1] as number,
+        written: 0,
+        bytes: info[6] as number,
+        psRecv: -1,
+        psDrop: -1,
+        psIfdrop: -1,
+        error: a.lastError(o.handle),
+      };
     } else r = opts.sync ? a.nextBatchSync(o.handle, maxFrames, maxBytes, 0, out) : await a.nextBatch(o.handle, maxFrames, maxBytes, 0, out);
     expect(r.error).toBeNull();
     if (r.count === 0) break;
@@ -135,7 +153,9 @@ describe('native capture addon: argument checks and errors', () => {
     expect(code(() => a.open('', { snaplen: 100, bufferSize: 1 << 20, timeoutMs: 10, promisc: false, filter: '', msgType: 2 }))).toBe('EINVAL');
     expect(code(() => a.open('eth0', { snaplen: 0, bufferSize: 1 << 20, timeoutMs: 10, promisc: false, filter: '', msgType: 2 }))).toBe('EINVAL');
     expect(code(() => a.open('eth0', 42 as never))).toBe('EINVAL');
-    expect(code(() => a.open('jl-c3-none0', { snaplen: 100, bufferSize: 1 << 20, timeoutMs: 10, promisc: false, filter: '', msgType: 2 }))).toBe('EPCAP');
+    expect(code(() => a.open('jl-c3-none0', { snaplen: 100, bufferSize: 1 << 20, timeoutMs: 10, promisc: false, filter: '', msgType: 2 }))).toBe(
+      'EPCAP',
+    );
     expect(code(() => a.openOffline('/nonexistent/x.pcap', { msgType: 2 }))).toBe('EPCAP');
     const garbage = join(mkdtempSync(join(tmpdir(), 'journey-c3-')), 'garbage.pcap');
     writeFileSync(garbage, Buffer.from('this is not a capture file at all'));
@@ -204,7 +224,10 @@ describe('backend choice and the fallback to pcap', () => {
     process.env['JOURNEY_CAPTURE_NATIVE'] = 'off';
     expect(captureAddonPath()).toEqual({ off: expect.stringMatching(/JOURNEY_CAPTURE_NATIVE=off/) });
     expect(loadCaptureAddon(true)).toEqual({ ok: false, reason: expect.stringMatching(/turned off/) });
-    expect(resolveCaptureBackend(undefined)).toEqual({ backend: 'pcap', fallback: expect.stringMatching(/native capture addon unavailable \(turned off.*capturing with node-pcap/) });
+    expect(resolveCaptureBackend(undefined)).toEqual({
+      backend: 'pcap',
+      fallback: expect.stringMatching(/native capture addon unavailable \(turned off.*capturing with node-pcap/),
+    });
     expect(resolveCaptureBackend('native').backend).toBe('pcap');
     expect(resolveCaptureBackend('cap')).toEqual({ backend: 'cap' });
 
@@ -218,6 +241,9 @@ describe('backend choice and the fallback to pcap', () => {
   });
 
   it('an unknown backend is a usage error', async () => {
-    await expect(startCapture({ backend: 'pf_ring' as never })).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringMatching(/native, pcap, cap/) });
+    await expect(startCapture({ backend: 'pf_ring' as never })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringMatching(/native, pcap, cap/),
+    });
   });
 });

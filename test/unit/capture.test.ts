@@ -33,12 +33,60 @@ describe('worker pipe protocol', () => {
       t: fc.integer({ min: 0, max: 2 ** 52 }),
     });
     fc.assert(
-      fc.property(fc.array(fc.array(frameArb, { maxLength: 12 }), { minLength: 1, maxLength: 6 }), fc.array(fc.nat({ max: 60 }), { maxLength: 30 }), (batches, cuts) => {
-        const stream = Buffer.concat([
-          encodeJson(MSG_STATS, { received: 1 }),
-          ...batches.map((b) => encodeFrames(b)),
-          encodeJson(MSG_STATS, { received: 2 }),
-        ]);
+      fc.property(
+        fc.array(fc.array(frameArb, { maxLength: 12 }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.nat({ max: 60 }), { maxLength: 30 }),
+        (batches, cuts) => {
+          const stream = Buffer.concat([
+            encodeJson(MSG_STATS, { received: 1 }),
+            ...batches.map((b) => encodeFrames(b)),
+            encodeJson(MSG_STATS, { received: 2 }),
+          ]);
+          const got: FrameBatch[] = [];
+          const json: unknown[] = [];
+          const r = new MessageReader(
+            () => 'eth0',
+            () => 1,
+            (t, v) => json.push([t, v]),
+            (b) => got.push(b),
+          );
+          let at = 0;
+          for (const c of cuts) {
+            const end = Math.min(stream.length, at + c);
+            r.push(stream.subarray(at, end));
+            at = end;
+          }
+          r.push(stream.subarray(at));
+          expect(json).toEqual([
+            [MSG_STATS, { received: 1 }],
+            [MSG_STATS, { received: 2 }],
+          ]);
+          expect(got.length).toBe(batches.length);
+          got.forEach((b, k) => {
+            const src = batches[k]!;
+            expect(b).toMatchObject({ iface: 'eth0', linkType: 1, count: src.length });
+            src.forEach((f, i) => {
+              const o = b.offsets[i]!;
+              expect(Buffer.from(b.data.subarray(o, o + b.lengths[i]!))).toEqual(Buffer.from(f.data));
+              expect(b.wireLengths[i]).toBe(f.wire);
+              expect(b.timesUs[i]).toBe(f.t);
+            });
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('reads from one reused buffer (onread): detach() keeps an incomplete message of its own', () => {
+    const frames = Array.from({ length: 40 }, (_, i) => ({
+      data: Uint8Array.from({ length: 20 + i }, (_, k) => (i * 7 + k) & 0xff),
+      wire: 100 + i,
+      t: 1e15 + i,
+    }));
+    const stream = Buffer.concat([encodeFrames(frames.slice(0, 15)), encodeJson(MSG_STATS, { received: 15 }), encodeFrames(frames.slice(15))]);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 40 }), (cuts) => {
         const got: FrameBatch[] = [];
         const json: unknown[] = [];
         const r = new MessageReader(
@@ -47,41 +95,6 @@ describe('worker pipe protocol', () => {
           (t, v) => json.push([t, v]),
           (b) => got.push(b),
         );
-        let at = 0;
-        for (const c of cuts) {
-          const end = Math.min(stream.length, at + c);
-          r.push(stream.subarray(at, end));
-          at = end;
-        }
-        r.push(stream.subarray(at));
-        expect(json).toEqual([
-          [MSG_STATS, { received: 1 }],
-          [MSG_STATS, { received: 2 }],
-        ]);
-        expect(got.length).toBe(batches.length);
-        got.forEach((b, k) => {
-          const src = batches[k]!;
-          expect(b).toMatchObject({ iface: 'eth0', linkType: 1, count: src.length });
-          src.forEach((f, i) => {
-            const o = b.offsets[i]!;
-            expect(Buffer.from(b.data.subarray(o, o + b.lengths[i]!))).toEqual(Buffer.from(f.data));
-            expect(b.wireLengths[i]).toBe(f.wire);
-            expect(b.timesUs[i]).toBe(f.t);
-          });
-        });
-      }),
-      { numRuns: 300 },
-    );
-  });
-
-  it('reads from one reused buffer (onread): detach() keeps an incomplete message of its own', () => {
-    const frames = Array.from({ length: 40 }, (_, i) => ({ data: Uint8Array.from({ length: 20 + i }, (_, k) => (i * 7 + k) & 0xff), wire: 100 + i, t: 1e15 + i }));
-    const stream = Buffer.concat([encodeFrames(frames.slice(0, 15)), encodeJson(MSG_STATS, { received: 15 }), encodeFrames(frames.slice(15))]);
-    fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 40 }), (cuts) => {
-        const got: FrameBatch[] = [];
-        const json: unknown[] = [];
-        const r = new MessageReader(() => 'eth0', () => 1, (t, v) => json.push([t, v]), (b) => got.push(b));
         const readBuf = Buffer.alloc(1024);
         let at = 0;
         let k = 0;
@@ -94,7 +107,9 @@ describe('worker pipe protocol', () => {
           at += n;
         }
         expect(json).toEqual([[MSG_STATS, { received: 15 }]]);
-        const all = got.flatMap((b) => Array.from({ length: b.count }, (_, i) => Array.from(b.data.subarray(b.offsets[i]!, b.offsets[i]! + b.lengths[i]!))));
+        const all = got.flatMap((b) =>
+          Array.from({ length: b.count }, (_, i) => Array.from(b.data.subarray(b.offsets[i]!, b.offsets[i]! + b.lengths[i]!))),
+        );
         expect(all).toEqual(frames.map((f) => Array.from(f.data)));
         expect(got.flatMap((b) => Array.from(b.wireLengths))).toEqual(frames.map((f) => f.wire));
       }),
@@ -106,7 +121,12 @@ describe('worker pipe protocol', () => {
     const bad = encodeFrames([{ data: new Uint8Array(10), wire: 10, t: 1 }]);
     bad.writeUInt32LE(1000, 9); // dataLen
     const got: FrameBatch[] = [];
-    new MessageReader(() => 'x', () => 1, () => {}, (b) => got.push(b)).push(bad);
+    new MessageReader(
+      () => 'x',
+      () => 1,
+      () => {},
+      (b) => got.push(b),
+    ).push(bad);
     expect(got).toEqual([]);
   });
 });
@@ -129,7 +149,7 @@ describe('BatchBuilder', () => {
     expect(b.take().lengths[0]).toBe(300);
   });
 
-  it('maps the addons\' link type names', () => {
+  it("maps the addons' link type names", () => {
     expect(linkTypeFromName('LINKTYPE_ETHERNET')).toBe(1);
     expect(linkTypeFromName('ETHERNET')).toBe(1);
     expect(linkTypeFromName('LINKTYPE_LINUX_SLL')).toBe(113);
@@ -139,8 +159,12 @@ describe('BatchBuilder', () => {
 });
 
 describe('interface selection', () => {
-  const links: LinkInfo[] = ['lo', 'eth0', 'docker0', 'br-1a2b3c4d5e6f', 'br-lan', 'veth12ab', 'docker1', 'wg0'].map((name, i) => ({ name, ifindex: i + 1, up: true }));
-  it('auto: docker0, br-<id> bridges, the uplink and the caller\'s names', () => {
+  const links: LinkInfo[] = ['lo', 'eth0', 'docker0', 'br-1a2b3c4d5e6f', 'br-lan', 'veth12ab', 'docker1', 'wg0'].map((name, i) => ({
+    name,
+    ifindex: i + 1,
+    up: true,
+  }));
+  it("auto: docker0, br-<id> bridges, the uplink and the caller's names", () => {
     expect(selectInterfaces(links, ['eth0'], { patterns: [], extra: [] })).toEqual(['eth0', 'docker0', 'br-1a2b3c4d5e6f']);
     expect(selectInterfaces(links, ['wg0'], { patterns: [], extra: ['docker1'] })).toEqual(['docker0', 'br-1a2b3c4d5e6f', 'docker1', 'wg0']);
   });

@@ -8,9 +8,12 @@ import { JourneyError } from '../../src/model/errors.js';
 
 // A stand-in for the conntrack binary (no root, no kernel): -L lists one entry on the first dump
 // and two afterwards; -E prints one event, then conntrack-tools' own ENOBUFS warning on stderr.
-const A = 'ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.10.5 dst=10.0.10.26 sport=40000 dport=8000 src=172.17.0.2 dst=10.0.10.5 sport=80 dport=40000 [ASSURED] mark=0 use=1 id=11';
-const B = 'ipv4     2 udp      17 29 src=172.17.0.2 dst=10.0.10.5 sport=5353 dport=53 src=10.0.10.5 dst=10.0.10.26 sport=53 dport=5353 mark=0 use=1 id=22';
-const EV = '[1795407369.445107]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.77.0.1 dst=10.77.0.2 sport=43120 dport=9000 [UNREPLIED] src=10.77.0.2 dst=10.77.0.1 sport=9001 dport=43120 id=33';
+const A =
+  'ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.10.5 dst=10.0.10.26 sport=40000 dport=8000 src=172.17.0.2 dst=10.0.10.5 sport=80 dport=40000 [ASSURED] mark=0 use=1 id=11';
+const B =
+  'ipv4     2 udp      17 29 src=172.17.0.2 dst=10.0.10.5 sport=5353 dport=53 src=10.0.10.5 dst=10.0.10.26 sport=53 dport=5353 mark=0 use=1 id=22';
+const EV =
+  '[1795407369.445107]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.77.0.1 dst=10.77.0.2 sport=43120 dport=9000 [UNREPLIED] src=10.77.0.2 dst=10.77.0.1 sport=9001 dport=43120 id=33';
 
 function fakeConntrack(dir: string): string {
   const bin = join(dir, 'conntrack');

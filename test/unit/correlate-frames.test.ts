@@ -11,9 +11,9 @@ const DIR = new URL('../fixtures/watch/default/', import.meta.url).pathname;
 
 describe('PcapStreamParser (the tcpdump fallback reads `tcpdump -w -`)', () => {
   it('reads a pcap stream cut at every possible place into the same records', async () => {
-    const bytes = readFileSync(DIR + 'eth0.pcap');
+    const bytes = readFileSync(`${DIR}eth0.pcap`);
     let want = 0;
-    for await (const b of readCaptureFiles([DIR + 'eth0.pcap'])) want += b.count;
+    for await (const b of readCaptureFiles([`${DIR}eth0.pcap`])) want += b.count;
     for (const chunk of [1, 7, 16, 100, 4096]) {
       const got: { len: number; t: number }[] = [];
       const p = new PcapStreamParser((_d, capLen, _w, t) => got.push({ len: capLen, t }));
@@ -39,12 +39,12 @@ describe('pipeline --write', () => {
     try {
       const out = join(d, 'kept.pcapng');
       const run = async (read: string[], write?: string) => {
-        const p = await startPipeline({ read, conntrackSnapshot: DIR + 'conntrack.txt', ...(write ? { write } : {}) });
+        const p = await startPipeline({ read, conntrackSnapshot: `${DIR}conntrack.txt`, ...(write ? { write } : {}) });
         const evs: JourneyEvent[] = [];
         for await (const e of p) evs.push(e);
         return { evs, stats: p.stats() };
       };
-      const a = await run([DIR + 'eth0.pcap', DIR + 'docker0.pcap'], out);
+      const a = await run([`${DIR}eth0.pcap`, `${DIR}docker0.pcap`], out);
       expect(a.stats.written).toEqual({ frames: 194, dropped: 0 });
       const b = await run([out]);
       const key = (evs: JourneyEvent[]) =>

@@ -9,9 +9,27 @@ import type { Explanation } from '../../src/model/explanation.js';
 
 const T0 = 1_700_000_000_000; // ms
 const tcp = (src: string, sport: number, dst: string, dport: number): Tuple => ({ family: 4, proto: 'tcp', protoNum: 6, src, dst, sport, dport });
-const entry = (id: string, orig: Tuple, reply: Tuple, extra: Partial<ConntrackEntry> = {}): ConntrackEntry => ({ id, orig, reply, status: ['CONFIRMED'], mark: 0, zone: 0, timeout: 100, source: 'proc', tcpState: 'SYN_SENT', ...extra });
+const entry = (id: string, orig: Tuple, reply: Tuple, extra: Partial<ConntrackEntry> = {}): ConntrackEntry => ({
+  id,
+  orig,
+  reply,
+  status: ['CONFIRMED'],
+  mark: 0,
+  zone: 0,
+  timeout: 100,
+  source: 'proc',
+  tcpState: 'SYN_SENT',
+  ...extra,
+});
 const ev = (type: ConntrackEvent['type'], e: ConntrackEntry, ms: number): ConntrackEvent => ({ type, time: ms, entry: e });
-const pkt = (iface: string, tuple: Tuple, ms: number, len = 60, extra: Partial<Observation> = {}): Observation => ({ timeUs: ms * 1000, iface, tuple, wireLen: len, tcpFlags: 2, ...extra });
+const pkt = (iface: string, tuple: Tuple, ms: number, len = 60, extra: Partial<Observation> = {}): Observation => ({
+  timeUs: ms * 1000,
+  iface,
+  tuple,
+  wireLen: len,
+  tcpFlags: 2,
+  ...extra,
+});
 
 // the example: 10.0.10.5:40000 -> 10.0.10.26:8000 DNATed to web 172.17.0.2:80
 const UP = tcp('10.0.10.5', 40000, '10.0.10.26', 8000);
@@ -21,7 +39,8 @@ const WEB = entry('ct1', UP, tcp('172.17.0.2', 80, '10.0.10.5', 40000));
 function harness(opts: Partial<ConstructorParameters<typeof Correlator>[0]> = {}) {
   const events: JourneyEvent[] = [];
   const c = new Correlator({ emit: (e) => events.push(e), ...opts });
-  const flows = (type?: FlowEvent['type']) => events.filter((e): e is FlowEvent => e.type.startsWith('flow.') && (type === undefined || e.type === type));
+  const flows = (type?: FlowEvent['type']) =>
+    events.filter((e): e is FlowEvent => e.type.startsWith('flow.') && (type === undefined || e.type === type));
   return { c, events, flows };
 }
 
@@ -133,7 +152,17 @@ describe('Correlator', () => {
     const e = entry('u1', udp, { ...udp, src: '198.51.100.10', dst: '10.0.10.26', sport: 53, dport: 5000 }, { tcpState: undefined as never });
     c.onConntrack([ev('new', e, T0)]);
     // port unreachable from outside, to the MASQUERADEd address, embedding the uplink packet
-    const icmp: Tuple = { family: 4, proto: 'icmp', protoNum: 1, src: '198.51.100.10', dst: '10.0.10.26', sport: 0, dport: 0, icmpType: 3, icmpCode: 3 };
+    const icmp: Tuple = {
+      family: 4,
+      proto: 'icmp',
+      protoNum: 1,
+      src: '198.51.100.10',
+      dst: '10.0.10.26',
+      sport: 0,
+      dport: 0,
+      icmpType: 3,
+      icmpCode: 3,
+    };
     c.onObservation(pkt('eth0', icmp, T0 + 1, 90, { inner: { ...udp, src: '10.0.10.26' } }));
     c.tick(T0 + 300);
     const f = flows('flow.start')[0]!.flow;
@@ -143,8 +172,25 @@ describe('Correlator', () => {
 
   it('explains each flow once, and again when the ruleset generation changes', () => {
     let calls = 0;
-    const explainer = { generation: 1, explain: (_f: FlowInfo): Explanation => ({ verdict: 'accept', steps: [], nat: { dnat: null, snat: null }, packet_out: null, indeterminate: [] }) };
-    const counting: FlowExplainer = { get generation() { return explainer.generation; }, explain: (f) => { calls++; return explainer.explain(f); } };
+    const explainer = {
+      generation: 1,
+      explain: (_f: FlowInfo): Explanation => ({
+        verdict: 'accept',
+        steps: [],
+        nat: { dnat: null, snat: null },
+        packet_out: null,
+        indeterminate: [],
+      }),
+    };
+    const counting: FlowExplainer = {
+      get generation() {
+        return explainer.generation;
+      },
+      explain: (f) => {
+        calls++;
+        return explainer.explain(f);
+      },
+    };
     const { c, flows } = harness({ explainer: counting });
     c.onConntrack([ev('new', WEB, T0)]);
     c.onObservation(pkt('eth0', UP, T0));
@@ -181,7 +227,7 @@ describe('Correlator', () => {
     expect(last.get('host')?.proxiedBy).toBeUndefined();
   });
 
-  it("the socket tables refute a backend half held by another process (live)", () => {
+  it('the socket tables refute a backend half held by another process (live)', () => {
     const linker = new DockerProxyLinker({
       proxies: () => [{ pid: 77, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 }],
       gateways: () => new Set(['172.17.0.1']),
@@ -212,7 +258,13 @@ describe('Correlator', () => {
   it('joins kernel drops to their flow, also when the flow appears later (held packets)', () => {
     const { c, flows } = harness({ holdMs: 500 });
     const drop = tcp('10.0.10.5', 34180, '172.17.0.2', 81);
-    const d = { timeUs: T0 * 1000 + 10, reason: 'NETFILTER_DROP', iface: 'eth0', tuple: drop, rule: { table: 'filter', chain: 'FORWARD', rule: null } };
+    const d = {
+      timeUs: T0 * 1000 + 10,
+      reason: 'NETFILTER_DROP',
+      iface: 'eth0',
+      tuple: drop,
+      rule: { table: 'filter', chain: 'FORWARD', rule: null },
+    };
     c.onObservation(pkt('eth0', drop, T0));
     expect(c.onDrop(d, drop)).toBeNull(); // the packet is still held: the drop waits with it
     c.tick(T0 + 600);

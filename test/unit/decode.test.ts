@@ -2,15 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SocketAddress } from 'node:net';
-import {
-  PacketView,
-  SkipCounters,
-  decodeBytes,
-  decodeFrame,
-  ipv4ToString,
-  ipv6ToString,
-  observationFromView,
-} from '../../src/decode/index.js';
+import { PacketView, SkipCounters, decodeBytes, decodeFrame, ipv4ToString, ipv6ToString, observationFromView } from '../../src/decode/index.js';
 import type { FrameBatch } from '../../src/model/observation.js';
 
 interface Golden {
@@ -97,7 +89,14 @@ describe('decode: odd and truncated frames are counted by reason, never thrown',
     ['an unknown link type', () => frame('eth3'), 147, false, 'unsupported-linktype'],
     ['an IPv6 hop-by-hop header cut short', () => frame('eth36').subarray(0, 14 + 40 + 4), 1, true, 'truncated-ext-header'],
     ['an ICMP error whose embedded header is cut', () => frame('eth31').subarray(0, 14 + 20 + 8 + 12), 1, true, 'truncated-icmp-inner'],
-    ['five VLAN tags', () => Buffer.concat([frame('eth3').subarray(0, 12), Buffer.from('8100000181000002810000038100000481000005', 'hex'), frame('eth3').subarray(12)]), 1, false, 'too-many-vlan-tags'],
+    [
+      'five VLAN tags',
+      () =>
+        Buffer.concat([frame('eth3').subarray(0, 12), Buffer.from('8100000181000002810000038100000481000005', 'hex'), frame('eth3').subarray(12)]),
+      1,
+      false,
+      'too-many-vlan-tags',
+    ],
   ];
   for (const [what, make, lt, ok, reason] of cases) {
     it(`${what} → ${reason}`, () => {
@@ -157,19 +156,13 @@ describe('decode: fuzz', () => {
   it('every truncation and every single-byte mutation of the golden frames decodes without throwing', () => {
     const skips = new SkipCounters();
     fc.assert(
-      fc.property(
-        fc.constantFrom(...golden.frames),
-        fc.nat(),
-        fc.nat(),
-        fc.integer({ min: 0, max: 255 }),
-        (g, cut, pos, val) => {
-          const full = Buffer.from(g.hex, 'hex');
-          const b = Buffer.from(full.subarray(0, cut % (full.length + 1)));
-          if (b.length > 0) b[pos % b.length] = val;
-          decodeBytes(b, 0, b.length, g.linkType, view, skips);
-          if (view.family !== 0) observationFromView(view, 'f');
-        },
-      ),
+      fc.property(fc.constantFrom(...golden.frames), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 255 }), (g, cut, pos, val) => {
+        const full = Buffer.from(g.hex, 'hex');
+        const b = Buffer.from(full.subarray(0, cut % (full.length + 1)));
+        if (b.length > 0) b[pos % b.length] = val;
+        decodeBytes(b, 0, b.length, g.linkType, view, skips);
+        if (view.family !== 0) observationFromView(view, 'f');
+      }),
       { numRuns: 20_000 },
     );
     // every prefix of every golden frame

@@ -5,23 +5,61 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient, resolveDockerHost } from '../../src/docker/client.js';
 import { DockerInventory, buildSnapshot, bridgeNameOf, DockerIndex, connectDocker } from '../../src/docker/inventory.js';
-import { parseDaemonArgv, userlandProxyFromArgv, parseDockerProxyArgv, findDaemons, findDockerProxies, daemonForSocket, parseProcNetAddr, processSockets } from '../../src/docker/daemon.js';
+import {
+  parseDaemonArgv,
+  userlandProxyFromArgv,
+  parseDockerProxyArgv,
+  findDaemons,
+  findDockerProxies,
+  daemonForSocket,
+  parseProcNetAddr,
+  processSockets,
+} from '../../src/docker/daemon.js';
 import { symlinkSync } from 'node:fs';
 
 const NETWORKS = [
-  { Name: 'bridge', Id: 'a'.repeat(64), Driver: 'bridge', IPAM: { Config: [{ Subnet: '172.17.0.0/16', Gateway: '172.17.0.1' }] }, Options: { 'com.docker.network.bridge.name': 'docker0' } },
-  { Name: 'appnet', Id: '5c0e1234abcd' + 'f'.repeat(52), Driver: 'bridge', IPAM: { Config: [{ Subnet: '172.18.0.0/16', Gateway: '172.18.0.1' }] }, Options: {} },
-  { Name: 'custom', Id: 'c'.repeat(64), Driver: 'bridge', Internal: true, IPAM: { Config: [{ Subnet: '172.19.0.0/16' }] }, Options: { 'com.docker.network.bridge.name': 'mybr0' } },
+  {
+    Name: 'bridge',
+    Id: 'a'.repeat(64),
+    Driver: 'bridge',
+    IPAM: { Config: [{ Subnet: '172.17.0.0/16', Gateway: '172.17.0.1' }] },
+    Options: { 'com.docker.network.bridge.name': 'docker0' },
+  },
+  {
+    Name: 'appnet',
+    Id: `5c0e1234abcd${'f'.repeat(52)}`,
+    Driver: 'bridge',
+    IPAM: { Config: [{ Subnet: '172.18.0.0/16', Gateway: '172.18.0.1' }] },
+    Options: {},
+  },
+  {
+    Name: 'custom',
+    Id: 'c'.repeat(64),
+    Driver: 'bridge',
+    Internal: true,
+    IPAM: { Config: [{ Subnet: '172.19.0.0/16' }] },
+    Options: { 'com.docker.network.bridge.name': 'mybr0' },
+  },
   { Name: 'host', Id: 'd'.repeat(64), Driver: 'host', IPAM: { Config: [] }, Options: {} },
 ];
 const CONTAINERS = [
   {
-    Id: '1'.repeat(64), Names: ['/web'], Image: 'lab/busybox:1', State: 'running',
-    Ports: [{ IP: '0.0.0.0', PrivatePort: 80, PublicPort: 8000, Type: 'tcp' }, { PrivatePort: 81, Type: 'tcp' }],
+    Id: '1'.repeat(64),
+    Names: ['/web'],
+    Image: 'lab/busybox:1',
+    State: 'running',
+    Ports: [
+      { IP: '0.0.0.0', PrivatePort: 80, PublicPort: 8000, Type: 'tcp' },
+      { PrivatePort: 81, Type: 'tcp' },
+    ],
     NetworkSettings: { Networks: { bridge: { NetworkID: 'a'.repeat(64), IPAddress: '172.17.0.2', MacAddress: '02:42:ac:11:00:02' } } },
   },
   {
-    Id: '2'.repeat(64), Names: ['/db'], Image: 'lab/busybox:1', State: 'running', Ports: [],
+    Id: '2'.repeat(64),
+    Names: ['/db'],
+    Image: 'lab/busybox:1',
+    State: 'running',
+    Ports: [],
     NetworkSettings: { Networks: { appnet: { NetworkID: 'x', IPAddress: '172.18.0.2', GlobalIPv6Address: 'fd00::2' } } },
   },
 ];
@@ -62,7 +100,7 @@ async function fakeDaemon(state: { containers: unknown[]; networks: unknown[] })
     sock,
     requests,
     push(ev: unknown) {
-      for (const s of eventStreams) s.write(JSON.stringify(ev) + '\n');
+      for (const s of eventStreams) s.write(`${JSON.stringify(ev)}\n`);
     },
     dropStreams() {
       for (const s of eventStreams.splice(0)) s.destroy();
@@ -109,7 +147,9 @@ describe('daemon and docker-proxy command lines', () => {
     expect(userlandProxyFromArgv(['dockerd', '--userland-proxy'])).toBe(true);
     expect(userlandProxyFromArgv(['dockerd', '-userland-proxy=0'])).toBe(false);
     expect(userlandProxyFromArgv(['dockerd'])).toBeNull();
-    const d = parseDaemonArgv(7, ['dockerd', '-H', 'unix:///tmp/d.sock', '--config-file', '/cfg.json'], (p) => (p === '/cfg.json' ? '{"userland-proxy": false}' : null));
+    const d = parseDaemonArgv(7, ['dockerd', '-H', 'unix:///tmp/d.sock', '--config-file', '/cfg.json'], (p) =>
+      p === '/cfg.json' ? '{"userland-proxy": false}' : null,
+    );
     expect(d).toMatchObject({ userlandProxy: false, userlandProxySource: '/cfg.json', hosts: ['unix:///tmp/d.sock'] });
     const e = parseDaemonArgv(8, ['dockerd'], () => null);
     expect(e.userlandProxy).toBeNull();
@@ -119,8 +159,27 @@ describe('daemon and docker-proxy command lines', () => {
     expect(daemonForSocket('/nope.sock', [d, e])).toBeNull();
   });
   it('parses docker-proxy arguments', () => {
-    const argv = ['/usr/sbin/docker-proxy', '-proto', 'tcp', '-host-ip', '0.0.0.0', '-host-port', '8000', '-container-ip', '172.17.0.2', '-container-port', '80'];
-    expect(parseDockerProxyArgv(42, argv)).toEqual({ pid: 42, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 });
+    const argv = [
+      '/usr/sbin/docker-proxy',
+      '-proto',
+      'tcp',
+      '-host-ip',
+      '0.0.0.0',
+      '-host-port',
+      '8000',
+      '-container-ip',
+      '172.17.0.2',
+      '-container-port',
+      '80',
+    ];
+    expect(parseDockerProxyArgv(42, argv)).toEqual({
+      pid: 42,
+      proto: 'tcp',
+      hostIp: '0.0.0.0',
+      hostPort: 8000,
+      containerIp: '172.17.0.2',
+      containerPort: 80,
+    });
     expect(parseDockerProxyArgv(42, ['/usr/sbin/docker-proxy', '-proto', 'udp'])).toBeNull();
   });
   it('scans a /proc tree', () => {
@@ -128,14 +187,28 @@ describe('daemon and docker-proxy command lines', () => {
     try {
       const mk = (pid: number, argv: string[]) => {
         mkdirSync(join(root, String(pid)));
-        writeFileSync(join(root, String(pid), 'cmdline'), argv.join('\0') + '\0');
+        writeFileSync(join(root, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
       };
       mk(100, ['/usr/sbin/dockerd', '--userland-proxy=false', '-H', 'unix:///lab/docker.sock']);
-      mk(101, ['/usr/sbin/docker-proxy', '-proto', 'udp', '-host-ip', '10.0.10.26', '-host-port', '5353', '-container-ip', '172.17.0.3', '-container-port', '53']);
+      mk(101, [
+        '/usr/sbin/docker-proxy',
+        '-proto',
+        'udp',
+        '-host-ip',
+        '10.0.10.26',
+        '-host-port',
+        '5353',
+        '-container-ip',
+        '172.17.0.3',
+        '-container-port',
+        '53',
+      ]);
       mk(102, ['bash']);
       mkdirSync(join(root, 'self'));
       expect(findDaemons(root).map((d) => [d.pid, d.userlandProxy])).toEqual([[100, false]]);
-      expect(findDockerProxies(root)).toEqual([{ pid: 101, proto: 'udp', hostIp: '10.0.10.26', hostPort: 5353, containerIp: '172.17.0.3', containerPort: 53 }]);
+      expect(findDockerProxies(root)).toEqual([
+        { pid: 101, proto: 'udp', hostIp: '10.0.10.26', hostPort: 5353, containerIp: '172.17.0.3', containerPort: 53 },
+      ]);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -159,9 +232,12 @@ describe("docker-proxy's sockets", () => {
       symlinkSync('socket:[1111]', join(root, '7/fd/3'));
       symlinkSync('/dev/null', join(root, '7/fd/4'));
       const hdr = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
-      writeFileSync(join(root, '7/net/tcp'), hdr +
-        '   0: 010011AC:8D42 020011AC:0050 01 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 20 4 30 10 -1\n' +
-        '   1: 010011AC:8D43 020011AC:0050 01 00000000:00000000 00:00000000 00000000     0        0 2222 1 0000000000000000 20 4 30 10 -1\n');
+      writeFileSync(
+        join(root, '7/net/tcp'),
+        hdr +
+          '   0: 010011AC:8D42 020011AC:0050 01 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 20 4 30 10 -1\n' +
+          '   1: 010011AC:8D43 020011AC:0050 01 00000000:00000000 00:00000000 00000000     0        0 2222 1 0000000000000000 20 4 30 10 -1\n',
+      );
       const s7 = processSockets(7, root);
       expect([...s7.owned]).toEqual(['tcp 172.17.0.1:36162>172.17.0.2:80']);
       expect([...s7.others]).toEqual(['tcp 172.17.0.1:36163>172.17.0.2:80']);

@@ -56,10 +56,17 @@ describe('explanations equal recorded kernel traces (8 lab scenarios)', () => {
         const ex = explainPacket(c, k.iif === null ? { tuple: k.tuple, local: true } : { tuple: k.tuple, iif: k.iif });
         const cmp = compareSteps(ex, k.steps, ruleset);
         if (!cmp.equal) bad.push(`${k.name}: simulated ${cmp.simulated.join(' | ')} ≠ kernel ${cmp.kernel.join(' | ')}`);
-        if (k.conntrackNat && !natEqual(ex.nat, k.conntrackNat)) bad.push(`${k.name}: nat ${JSON.stringify(ex.nat)} ≠ ${JSON.stringify(k.conntrackNat)}`);
+        if (k.conntrackNat && !natEqual(ex.nat, k.conntrackNat))
+          bad.push(`${k.name}: nat ${JSON.stringify(ex.nat)} ≠ ${JSON.stringify(k.conntrackNat)}`);
         expect(ex.indeterminate).toEqual([]);
         for (const f of k.followUps ?? []) {
-          const fx = explainPacket(c, { tuple: f.tuple, ...(f.iif === null ? { local: true } : { iif: f.iif }), ctState: 'established', direction: f.direction, conntrack: f.conntrack });
+          const fx = explainPacket(c, {
+            tuple: f.tuple,
+            ...(f.iif === null ? { local: true } : { iif: f.iif }),
+            ctState: 'established',
+            direction: f.direction,
+            conntrack: f.conntrack,
+          });
           const fc = compareSteps(fx, f.steps, ruleset);
           if (!fc.equal) bad.push(`${f.name}: simulated ${fc.simulated.join(' | ')} ≠ kernel ${fc.kernel.join(' | ')}`);
           later++;
@@ -99,13 +106,20 @@ describe("the seeds' journeys, computed", () => {
       'filter DOCKER accept',
     ]);
     expect(ex.nat.dnat).toEqual({ from: '10.0.10.26:8000', to: '172.17.0.2:80' });
-    expect(ex.steps.find((s) => s.verdict === 'dnat')?.rule).toBe('-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.2:80');
+    expect(ex.steps.find((s) => s.verdict === 'dnat')?.rule).toBe(
+      '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.2:80',
+    );
     expect(ex.packet_out).toMatchObject({ dst: '172.17.0.2', dport: 80, oif: 'docker0' });
   });
 
   it('seed 000 §2 / seed 004: a container reaching out is MASQUERADEd to the uplink address', () => {
     const ex = load('default').explain('container-to-outside');
-    expect(ex.steps.at(-1)).toMatchObject({ table: 'nat', chain: 'POSTROUTING', verdict: 'masquerade', rule: '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE' });
+    expect(ex.steps.at(-1)).toMatchObject({
+      table: 'nat',
+      chain: 'POSTROUTING',
+      verdict: 'masquerade',
+      rule: '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE',
+    });
     expect(ex.nat.snat?.to).toMatch(/^10\.0\.10\.26:/);
   });
 

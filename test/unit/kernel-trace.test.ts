@@ -6,7 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { parseConntrackList, parseNftTrace, parsePacketHeader, indexNftRuleset, type KernelTrace, type TracePacket } from '../../src/netfilter/kernel-trace.js';
+import {
+  parseConntrackList,
+  parseNftTrace,
+  parsePacketHeader,
+  indexNftRuleset,
+  type KernelTrace,
+  type TracePacket,
+} from '../../src/netfilter/kernel-trace.js';
 
 const FIX = new URL('../fixtures/kernel-trace/', import.meta.url);
 const read = (name: string): string => readFileSync(new URL(name, FIX), 'utf8');
@@ -79,7 +86,12 @@ describe('parseNftTrace on recorded lab traces', () => {
     const synack = t.packets.find((p) => p.first?.saddr === '172.17.0.2' && p.first?.tcpFlags === '0x12');
     expect(synack).toBeDefined();
     // the SYN-ACK entered the trace table under one id and reached filter FORWARD under another
-    const ids = new Set(t.text.split('\n').filter((l) => l.includes('tcp flags == 0x12')).map((l) => l.split(' ')[2]));
+    const ids = new Set(
+      t.text
+        .split('\n')
+        .filter((l) => l.includes('tcp flags == 0x12'))
+        .map((l) => l.split(' ')[2]),
+    );
     expect(synack?.traceIds.length).toBe(ids.size);
     expect(synack?.hooks).toEqual(['forward']);
     expect(synack?.steps.at(-1)?.rule).toContain('iifname "docker0" oifname != "docker0"');
@@ -133,7 +145,14 @@ describe('parseNftTrace on recorded lab traces', () => {
     expect(p?.dropped).toBe(true);
     expect(p?.final).toBe('drop');
     const drop = p?.steps.at(-1);
-    expect(drop).toMatchObject({ table: 'filter', chain: 'DOCKER-ISOLATION-STAGE-2', hook: 'forward', baseChain: 'FORWARD', verdict: 'drop', verdictKind: 'drop' });
+    expect(drop).toMatchObject({
+      table: 'filter',
+      chain: 'DOCKER-ISOLATION-STAGE-2',
+      hook: 'forward',
+      baseChain: 'FORWARD',
+      verdict: 'drop',
+      verdictKind: 'drop',
+    });
     expect(drop?.ruleNumber).toBe(iptNum(save, 'filter', 'DOCKER-ISOLATION-STAGE-2', /-o br-neta -j DROP/));
     // retransmitted SYNs are packets of their own, each dropped
     expect(t.packets.filter((x) => x.first?.daddr === '172.22.0.2' && x.dropped).length).toBeGreaterThanOrEqual(1);
@@ -183,7 +202,14 @@ describe('parseNftTrace on recorded lab traces', () => {
     const p = syn(t, '172.17.0.2', 80);
     expect(p?.dropped).toBe(true);
     const drop = p?.steps.at(-1);
-    expect(drop).toMatchObject({ family: 'inet', table: 'firewalld', chain: 'filter_FWD_public', verdict: 'drop', hook: 'forward', baseChain: 'filter_FORWARD' });
+    expect(drop).toMatchObject({
+      family: 'inet',
+      table: 'firewalld',
+      chain: 'filter_FWD_public',
+      verdict: 'drop',
+      hook: 'forward',
+      baseChain: 'filter_FORWARD',
+    });
     expect(drop?.rule).toBe('reject with icmpx admin-prohibited');
     const rules = indexNftRuleset(read('firewalld-direct-access.ruleset.json')).get('inet firewalld filter_FWD_public');
     expect(drop?.ruleNumber).toBe((rules?.handles.indexOf(drop?.handle ?? -1) ?? -2) + 1);
@@ -264,7 +290,9 @@ describe('parseNftTrace on hand-made input', () => {
   });
 
   it('reads packet headers of IPv6 and UDP', () => {
-    expect(parsePacketHeader('iif "eth0" ip6 saddr fd00::1 ip6 daddr fd00::2 ip6 hoplimit 64 udp sport 5353 udp dport 53 udp length 20')).toMatchObject({
+    expect(
+      parsePacketHeader('iif "eth0" ip6 saddr fd00::1 ip6 daddr fd00::2 ip6 hoplimit 64 udp sport 5353 udp dport 53 udp length 20'),
+    ).toMatchObject({
       saddr: 'fd00::1',
       daddr: 'fd00::2',
       proto: 'udp',

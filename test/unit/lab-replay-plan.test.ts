@@ -47,9 +47,17 @@ describe('planFromRuleset', () => {
     if (!existsSync(f)) throw new Error(`golden corpus missing: ${f}`);
     const p = planFromRuleset(readFileSync(f, 'utf8'), f);
     expect(p.format).toBe('nft');
-    expect(p.bridges).toEqual([{ name: 'br-dummy', subnet: '192.168.0.0/24', gateway: '192.168.0.1', network: 'br-dummy', internal: false, prefix: 24 }]);
+    expect(p.bridges).toEqual([
+      { name: 'br-dummy', subnet: '192.168.0.0/24', gateway: '192.168.0.1', network: 'br-dummy', internal: false, prefix: 24 },
+    ]);
     expect(p.containers).toEqual([
-      { name: 'c1', ip: '192.168.0.2', bridge: 'br-dummy', published: [{ hostIp: '127.0.0.1', hostPort: 8080, proto: 'tcp', containerPort: 80 }], listens: [{ proto: 'tcp', port: 80 }] },
+      {
+        name: 'c1',
+        ip: '192.168.0.2',
+        bridge: 'br-dummy',
+        published: [{ hostIp: '127.0.0.1', hostPort: 8080, proto: 'tcp', containerPort: 80 }],
+        listens: [{ proto: 'tcp', port: 80 }],
+      },
     ]);
     expect(p.routeLocalnet).toBe(true);
     expect(p.hairpin).toBe(true);
@@ -81,8 +89,13 @@ describe('planFromRuleset', () => {
     const f = `${G}/nftables/hairpin=false,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=true__ip6.golden`;
     const p = planFromRuleset(readFileSync(f, 'utf8'), f);
     expect(p.family).toBe('ip6');
-    expect(p.bridges).toEqual([{ name: 'br-dummy', subnet: 'fd49:efd7:54aa::/64', gateway: 'fd49:efd7:54aa::2', network: 'br-dummy', internal: false, prefix: 64 }]);
-    expect(p.containers[0]).toMatchObject({ ip: 'fd49:efd7:54aa::1', published: [{ hostIp: '::1', hostPort: 8080, proto: 'tcp', containerPort: 80 }] });
+    expect(p.bridges).toEqual([
+      { name: 'br-dummy', subnet: 'fd49:efd7:54aa::/64', gateway: 'fd49:efd7:54aa::2', network: 'br-dummy', internal: false, prefix: 64 },
+    ]);
+    expect(p.containers[0]).toMatchObject({
+      ip: 'fd49:efd7:54aa::1',
+      published: [{ hostIp: '::1', hostPort: 8080, proto: 'tcp', containerPort: 80 }],
+    });
     const g = `${G}/iptables/hairpin=false,internal=false,icc=true,masq=true,snat=true,gwm=nat-unprotected,bindlh=false__ip6tables.golden`;
     const q = planFromRuleset(readFileSync(g, 'utf8'), g);
     expect(q.format).toBe('iptables');
@@ -97,7 +110,10 @@ describe('planFromRuleset', () => {
         expect(r.bridges[0]?.subnet, file).toBe('fd49:efd7:54aa::/64');
         expect(r.containers.length, file).toBeGreaterThan(0);
         for (const c of r.containers) expect(c.ip, file).toMatch(/^fd49:efd7:54aa::[0-9a-f]+$/);
-        expect(r.containers.map((c) => c.ip), file).not.toContain(r.bridges[0]?.gateway);
+        expect(
+          r.containers.map((c) => c.ip),
+          file,
+        ).not.toContain(r.bridges[0]?.gateway);
         n++;
       }
     }
@@ -116,7 +132,8 @@ describe('planFromRuleset', () => {
 
 describe('numericPriorities', () => {
   it('replaces named priorities (with offsets) by numbers for nftables 1.0.6', () => {
-    const src = 'type nat hook prerouting priority dstnat; policy accept;\ntype filter hook prerouting priority raw;\ntype nat hook postrouting priority srcnat + 10;\ntype filter hook forward priority filter - 5;\ntype filter hook input priority 0;';
+    const src =
+      'type nat hook prerouting priority dstnat; policy accept;\ntype filter hook prerouting priority raw;\ntype nat hook postrouting priority srcnat + 10;\ntype filter hook forward priority filter - 5;\ntype filter hook input priority 0;';
     expect(numericPriorities(src)).toBe(
       'type nat hook prerouting priority -100; policy accept;\ntype filter hook prerouting priority -300;\ntype nat hook postrouting priority 110;\ntype filter hook forward priority -5;\ntype filter hook input priority 0;',
     );

@@ -39,7 +39,17 @@ function writeTuple(buf: Buffer, off: number, t: T): void {
   buf.writeUInt8(t.icmpCode ?? 0, off + TUPLE.fields.icmp_code);
 }
 
-function ctRecord(o: { type: number; id: number; status: number; orig: T; reply: T; tcpState?: number; timeout?: number; mark?: number; zone?: number }): Buffer {
+function ctRecord(o: {
+  type: number;
+  id: number;
+  status: number;
+  orig: T;
+  reply: T;
+  tcpState?: number;
+  timeout?: number;
+  mark?: number;
+  zone?: number;
+}): Buffer {
   const b = Buffer.alloc(CT_EVENT.size);
   const f = CT_EVENT.fields;
   b.writeBigUInt64LE(1_700_000_000_123_000_000n, f.time_ns);
@@ -55,7 +65,19 @@ function ctRecord(o: { type: number; id: number; status: number; orig: T; reply:
   return b;
 }
 
-function kernelRecord(o: { kind: number; pkt?: T; ctOrig?: T; ctReply?: T; status?: number; hook?: number; pf?: number; priority?: number; reason?: number; ifname?: string; tsNs?: bigint }): Buffer {
+function kernelRecord(o: {
+  kind: number;
+  pkt?: T;
+  ctOrig?: T;
+  ctReply?: T;
+  status?: number;
+  hook?: number;
+  pf?: number;
+  priority?: number;
+  reason?: number;
+  ifname?: string;
+  tsNs?: bigint;
+}): Buffer {
   const b = Buffer.alloc(EVENT.size);
   const f = EVENT.fields;
   b.writeBigUInt64LE(o.tsNs ?? 5_000_000_000n, f.ts_ns);
@@ -115,7 +137,15 @@ describe('tuples', () => {
 
 describe('conntrack records', () => {
   it('a NEW with DNAT: both tuples, status names, tcp state, kernel id', () => {
-    const b = ctRecord({ type: 1, id: 2074124758, status: (1 << 3) | (1 << 5) | (1 << 7) | (1 << 8), orig: pre, reply: post, tcpState: 1, timeout: 120 });
+    const b = ctRecord({
+      type: 1,
+      id: 2074124758,
+      status: (1 << 3) | (1 << 5) | (1 << 7) | (1 << 8),
+      orig: pre,
+      reply: post,
+      tcpState: 1,
+      timeout: 120,
+    });
     const r = readCtRecord(b, 0);
     expect(r?.type).toBe('new');
     expect(r?.timeMs).toBe(1_700_000_000_123);
@@ -132,7 +162,14 @@ describe('conntrack records', () => {
     });
   });
   it('ICMP: the reply direction gets the echo reply type; udp has no tcpState', () => {
-    const icmp = ctRecord({ type: 2, id: 9, status: 0, orig: { family: 4, proto: 1, src: 'a'.length ? '172.17.0.3' : '', dst: '198.51.100.10', sport: 5, dport: 5, icmpType: 8 }, reply: { family: 4, proto: 1, src: '198.51.100.10', dst: '10.0.10.26', sport: 5, dport: 5 }, tcpState: 3 });
+    const icmp = ctRecord({
+      type: 2,
+      id: 9,
+      status: 0,
+      orig: { family: 4, proto: 1, src: 'a'.length ? '172.17.0.3' : '', dst: '198.51.100.10', sport: 5, dport: 5, icmpType: 8 },
+      reply: { family: 4, proto: 1, src: '198.51.100.10', dst: '10.0.10.26', sport: 5, dport: 5 },
+      tcpState: 3,
+    });
     const r = readCtRecord(icmp, 0);
     expect(r?.type).toBe('update');
     expect(r?.entry.reply.icmpType).toBe(0);
@@ -143,7 +180,10 @@ describe('conntrack records', () => {
     const good2 = ctRecord({ type: 3, id: 2, status: 8, orig: pre, reply: post });
     const bad = Buffer.alloc(CT_EVENT.size, 0xee);
     const { events, bad: nbad } = readCtBatch(Buffer.concat([good1, bad, good2]), 4);
-    expect(events.map((e) => [e.type, e.entry.id])).toEqual([['new', '1'], ['destroy', '2']]);
+    expect(events.map((e) => [e.type, e.entry.id])).toEqual([
+      ['new', '1'],
+      ['destroy', '2'],
+    ]);
     expect(nbad).toBe(2); // the garbage record and the one the count claimed but the buffer lacks
   });
   it('never throws on random bytes', () => {
@@ -165,7 +205,11 @@ describe('kernel records', () => {
   });
   it('a hook event after DNAT: hook name, priority, conntrack view', () => {
     const dnat = { family: 4 as const, proto: 6, src: '10.0.10.5', dst: '172.17.0.2', sport: 40000, dport: 80 };
-    const r = readKernelRecord(kernelRecord({ kind: 2, pkt: dnat, ctOrig: pre, ctReply: post, status: (1 << 5) | (1 << 8), hook: 0, priority: -99, ifname: 'eth0' }), 0, 0);
+    const r = readKernelRecord(
+      kernelRecord({ kind: 2, pkt: dnat, ctOrig: pre, ctReply: post, status: (1 << 5) | (1 << 8), hook: 0, priority: -99, ifname: 'eth0' }),
+      0,
+      0,
+    );
     expect(r).toMatchObject({ kind: 'hook', hook: 'prerouting', hookNum: 0, pf: 2, priority: -99 });
     expect(r?.ct?.status).toEqual(['DST_NAT', 'DST_NAT_DONE']);
     expect(r?.ct?.orig).toMatchObject({ dst: '10.0.10.26', dport: 8000 });
@@ -175,7 +219,9 @@ describe('kernel records', () => {
     expect(readKernelRecord(kernelRecord({ kind: 9 }), 0, 0)).toBeNull();
     expect(readKernelRecord(kernelRecord({ kind: 2, hook: 7 }), 0, 0)).toBeNull();
     expect(readKernelRecord(Buffer.alloc(EVENT.size - 1), 0, 0)).toBeNull();
-    fc.assert(fc.property(fc.uint8Array({ minLength: EVENT.size, maxLength: EVENT.size }), (bytes) => void readKernelRecord(Buffer.from(bytes), 0, 0)));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: EVENT.size, maxLength: EVENT.size }), (bytes) => void readKernelRecord(Buffer.from(bytes), 0, 0)),
+    );
   });
   it('a 16-byte interface name without a terminator', () => {
     const r = readKernelRecord(kernelRecord({ kind: 1, ifname: 'abcdefghijklmnop' }), 0, 0);
@@ -189,7 +235,10 @@ describe('support', () => {
     expect(ctStatusNames(1 << 4)).toEqual(['SRC_NAT']);
   });
   it('drop reasons keep the kernel names, without the prefix', () => {
-    const r = new DropReasons([{ value: 1, name: 'SKB_CONSUMED' }, { value: 12, name: 'SKB_DROP_REASON_NETFILTER_DROP' }]);
+    const r = new DropReasons([
+      { value: 1, name: 'SKB_CONSUMED' },
+      { value: 12, name: 'SKB_DROP_REASON_NETFILTER_DROP' },
+    ]);
     expect(r.name(12)).toBe('NETFILTER_DROP');
     expect(r.name(1)).toBe('SKB_CONSUMED');
     expect(r.name(999)).toBe('REASON_999');
@@ -198,7 +247,10 @@ describe('support', () => {
   it('kernel symbols resolve an address inside a function', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jn-ksyms-'));
     const file = join(dir, 'kallsyms');
-    writeFileSync(file, 'ffffffff81000000 T _stext\nffffffff81000100 t nf_hook_slow\nffffffff81000200 D some_data\nffffffff81000300 T ip_rcv\tmodule\n');
+    writeFileSync(
+      file,
+      'ffffffff81000000 T _stext\nffffffff81000100 t nf_hook_slow\nffffffff81000200 D some_data\nffffffff81000300 T ip_rcv\tmodule\n',
+    );
     const s = new KernelSymbols();
     expect(s.resolve(0xffffffff81000150n)).toBe('0xffffffff81000150');
     await s.load(file);

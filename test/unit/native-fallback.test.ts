@@ -14,7 +14,10 @@ import { nativeAvailability, openKernelEvents } from '../../src/native/index.js'
 
 const saved = { native: process.env['JOURNEY_NATIVE'], addon: process.env['JOURNEY_NATIVE_ADDON'] };
 afterEach(() => {
-  for (const [k, v] of [['JOURNEY_NATIVE', saved.native], ['JOURNEY_NATIVE_ADDON', saved.addon]] as const) {
+  for (const [k, v] of [
+    ['JOURNEY_NATIVE', saved.native],
+    ['JOURNEY_NATIVE_ADDON', saved.addon],
+  ] as const) {
     if (v === undefined) delete process.env[k];
     else process.env[k] = v;
   }

@@ -16,19 +16,50 @@ const post = t('10.0.10.5', 40000, '172.17.0.2', 80);
 const ct = (ctinfo: number, status: CtView['status']): CtView => ({ status, statusBits: 0, mark: 0, zone: 0, ctinfo, orig, reply });
 
 function drop(over: Partial<KernelDrop>): KernelDrop {
-  return { kind: 'drop', timeUs: 1, reason: 'NETFILTER_DROP', reasonCode: 12, iface: 'eth0', tuple: post, rule: null, netns: 1, ifindex: 2, location: 'nf_hook_slow+0x1', len: 60, ct: ct(2, ['DST_NAT']), ...over };
+  return {
+    kind: 'drop',
+    timeUs: 1,
+    reason: 'NETFILTER_DROP',
+    reasonCode: 12,
+    iface: 'eth0',
+    tuple: post,
+    rule: null,
+    netns: 1,
+    ifindex: 2,
+    location: 'nf_hook_slow+0x1',
+    len: 60,
+    ct: ct(2, ['DST_NAT']),
+    ...over,
+  };
 }
 
-const explanation = (steps: Explanation['steps']): Explanation => ({ verdict: 'drop', steps, nat: { dnat: null, snat: null }, packet_out: null, indeterminate: [] });
+const explanation = (steps: Explanation['steps']): Explanation => ({
+  verdict: 'drop',
+  steps,
+  nat: { dnat: null, snat: null },
+  packet_out: null,
+  indeterminate: [],
+});
 const step = (table: string, chain: string, verdict: Explanation['steps'][number]['verdict'], rule: string | null): Explanation['steps'][number] => ({
-  hook: 'forward', family: 'ip', table, chain, rule, ruleNumber: 1, handle: null, verdict,
+  hook: 'forward',
+  family: 'ip',
+  table,
+  chain,
+  rule,
+  ruleNumber: 1,
+  handle: null,
+  verdict,
 });
 
 describe('drops and the explainer', () => {
   it('asks about the packet as it entered: conntrack original tuple, input interface', () => {
     expect(dropPacketSpec(drop({}))).toEqual({ tuple: orig, iif: 'eth0' });
     // an established connection carries its NAT binding
-    expect(dropPacketSpec(drop({ ct: ct(0, ['CONFIRMED', 'DST_NAT']) }))).toMatchObject({ tuple: orig, ctState: 'established', conntrack: { orig, reply } });
+    expect(dropPacketSpec(drop({ ct: ct(0, ['CONFIRMED', 'DST_NAT']) }))).toMatchObject({
+      tuple: orig,
+      ctState: 'established',
+      conntrack: { orig, reply },
+    });
     // no conntrack entry (raw table): the packet itself; no interface: sent by the host
     expect(dropPacketSpec(drop({ ct: null }))).toEqual({ tuple: post, iif: 'eth0' });
     expect(dropPacketSpec(drop({ ct: null, iface: null }))).toEqual({ tuple: post, local: true });
@@ -57,7 +88,19 @@ describe('drops and the explainer', () => {
 
 describe('hook proof', () => {
   const ev = (hook: HookEvent['hook'], priority: number, tuple: Tuple, ctinfo: number, timeUs: number): HookEvent => ({
-    kind: 'hook', timeUs, hook, family: 4, priority, phase: null, tuple, ctStatus: [], ct: ct(ctinfo, []), iface: 'eth0', ifindex: 2, netns: 1, len: 60,
+    kind: 'hook',
+    timeUs,
+    hook,
+    family: 4,
+    priority,
+    phase: null,
+    tuple,
+    ctStatus: [],
+    ct: ct(ctinfo, []),
+    iface: 'eth0',
+    ifindex: 2,
+    netns: 1,
+    len: 60,
   });
   it('keeps the first packet per hook point and direction, in time order', () => {
     const p = new HookProof();

@@ -22,21 +22,43 @@ const host: HostContext = makeHostContext(
   parseIpRoute(readFileSync(join(FIX, 'golden-host.routes.json'), 'utf8')),
 );
 
-const tcp = (src: string, sport: number, dst: string, dport: number): Tuple => ({ family: src.includes(':') || dst.includes(':') ? 6 : 4, proto: 'tcp', protoNum: 6, src, dst, sport, dport });
+const tcp = (src: string, sport: number, dst: string, dport: number): Tuple => ({
+  family: src.includes(':') || dst.includes(':') ? 6 : 4,
+  proto: 'tcp',
+  protoNum: 6,
+  src,
+  dst,
+  sport,
+  dport,
+});
 
 /** "table chain #n verdict" per step, policy/return as "-". */
-const path = (ex: Explanation): string[] => ex.steps.map((s) => `${s.table} ${s.chain} ${s.ruleNumber === null ? '-' : `#${s.ruleNumber}`} ${s.verdict}`);
+const path = (ex: Explanation): string[] =>
+  ex.steps.map((s) => `${s.table} ${s.chain} ${s.ruleNumber === null ? '-' : `#${s.ruleNumber}`} ${s.verdict}`);
 
 function ipt(text: string): Ruleset {
   return parseIptablesSave(text, { source: 'test' });
 }
 
 /** A tiny nft ruleset from chain specs: base chains and rules as JSON expressions. */
-function nft(family: string, table: string, chains: { name: string; hook?: string; prio?: number; type?: string; policy?: string; rules: unknown[][] }[], sets: unknown[] = []): Ruleset {
+function nft(
+  family: string,
+  table: string,
+  chains: { name: string; hook?: string; prio?: number; type?: string; policy?: string; rules: unknown[][] }[],
+  sets: unknown[] = [],
+): Ruleset {
   const items: unknown[] = [{ table: { family, name: table, handle: 1 } }, ...sets];
   let h = 1;
   for (const c of chains) {
-    items.push({ chain: { family, table, name: c.name, handle: h++, ...(c.hook ? { type: c.type ?? 'filter', hook: c.hook, prio: c.prio ?? 0, policy: c.policy ?? 'accept' } : {}) } });
+    items.push({
+      chain: {
+        family,
+        table,
+        name: c.name,
+        handle: h++,
+        ...(c.hook ? { type: c.type ?? 'filter', hook: c.hook, prio: c.prio ?? 0, policy: c.policy ?? 'accept' } : {}),
+      },
+    });
   }
   for (const c of chains) for (const r of c.rules) items.push({ rule: { family, table, chain: c.name, handle: h++, expr: r } });
   return parseNftJson({ nftables: items }, { source: 'test' });
@@ -87,7 +109,15 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
       'ip',
       't',
       [
-        { name: 'base', hook: 'forward', rules: [[{ vmap: { key: meta('oifname'), data: '@out' } }], [{ continue: null }], [{ vmap: { key: meta('iifname'), data: { set: [['eth1', { drop: null }]] } } }]] },
+        {
+          name: 'base',
+          hook: 'forward',
+          rules: [
+            [{ vmap: { key: meta('oifname'), data: '@out' } }],
+            [{ continue: null }],
+            [{ vmap: { key: meta('iifname'), data: { set: [['eth1', { drop: null }]] } } }],
+          ],
+        },
         { name: 'to-bridge', rules: [[m(payload('ip', 'saddr'), { prefix: { addr: '10.0.0.0', len: 8 } }, '!='), { drop: null }]] },
       ],
       [{ map: { family: 'ip', table: 't', name: 'out', type: 'ifname', map: 'verdict', elem: [['br-dummy', { jump: { target: 'to-bridge' } }]] } }],
@@ -100,12 +130,7 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
 
   it('interface wildcards, negation, port ranges and multiport (iptables)', () => {
     const rs = ipt(
-      [
-        '*filter',
-        ':FORWARD DROP [0:0]',
-        '-A FORWARD ! -i br+ -o br-+ -p tcp -m multiport --dports 22,70:90 -j ACCEPT',
-        'COMMIT',
-      ].join('\n'),
+      ['*filter', ':FORWARD DROP [0:0]', '-A FORWARD ! -i br+ -o br-+ -p tcp -m multiport --dports 22,70:90 -j ACCEPT', 'COMMIT'].join('\n'),
     );
     expect(fwd(rs).verdict).toBe('accept');
     expect(fwd(rs, { tuple: tcp('10.0.10.5', 1, '192.168.0.2', 91) }).verdict).toBe('drop');
@@ -135,7 +160,10 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
       tuple,
       iif: 'eth0',
       ctState: 'established',
-      conntrack: { orig: { src: '10.0.10.5', dst: '10.0.10.26', sport: 40000, dport: 8080 }, reply: { src: '192.168.0.2', dst: '10.0.10.5', sport: 80, dport: 40000 } },
+      conntrack: {
+        orig: { src: '10.0.10.5', dst: '10.0.10.26', sport: 40000, dport: 8080 },
+        reply: { src: '192.168.0.2', dst: '10.0.10.5', sport: 80, dport: 40000 },
+      },
     });
     expect(path(later)).toEqual(['filter FORWARD #1 accept']);
     expect(later.packet_out).toMatchObject({ dst: '192.168.0.2', dport: 80 });
@@ -145,14 +173,25 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
       iif: 'br-dummy',
       ctState: 'established',
       direction: 'reply',
-      conntrack: { orig: { src: '10.0.10.5', dst: '10.0.10.26', sport: 40000, dport: 8080 }, reply: { src: '192.168.0.2', dst: '10.0.10.5', sport: 80, dport: 40000 } },
+      conntrack: {
+        orig: { src: '10.0.10.5', dst: '10.0.10.26', sport: 40000, dport: 8080 },
+        reply: { src: '192.168.0.2', dst: '10.0.10.5', sport: 80, dport: 40000 },
+      },
     });
     expect(reply.packet_out).toMatchObject({ src: '10.0.10.26', sport: 8080, dst: '10.0.10.5', oif: 'eth0' });
   });
 
   it('the NAT core stops at the first NAT chain that sets a translation up', () => {
     const rs = mergeRulesets(
-      nft('ip', 'one', [{ name: 'pre', hook: 'prerouting', type: 'nat', prio: -100, rules: [[m(payload('tcp', 'dport'), 8080), { dnat: { addr: '192.168.0.2', port: 80 } }]] }]),
+      nft('ip', 'one', [
+        {
+          name: 'pre',
+          hook: 'prerouting',
+          type: 'nat',
+          prio: -100,
+          rules: [[m(payload('tcp', 'dport'), 8080), { dnat: { addr: '192.168.0.2', port: 80 } }]],
+        },
+      ]),
       nft('inet', 'two', [{ name: 'pre', hook: 'prerouting', type: 'nat', prio: -90, rules: [[{ dnat: { addr: '192.168.0.3' } }]] }]),
     );
     const ex = explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 8080), iif: 'eth0' });
@@ -171,11 +210,17 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
   });
 
   it('a match it cannot evaluate makes the step and the verdict indeterminate, and says why', () => {
-    const rs = ipt(['*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -m recent --rcheck --name x -j DROP', '-A FORWARD -m limit --limit 1/s -j LOG', 'COMMIT'].join('\n'));
+    const rs = ipt(
+      ['*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -m recent --rcheck --name x -j DROP', '-A FORWARD -m limit --limit 1/s -j LOG', 'COMMIT'].join(
+        '\n',
+      ),
+    );
     const ex = fwd(rs);
     expect(ex.verdict).toBe('indeterminate');
     expect(ex.steps[0]).toMatchObject({ chain: 'FORWARD', ruleNumber: 1, verdict: 'indeterminate' });
-    expect(ex.indeterminate).toEqual([{ chain: 'ip filter FORWARD', rule: '-A FORWARD -m recent --rcheck --name x -j DROP', reason: expect.stringMatching(/not modelled/) }]);
+    expect(ex.indeterminate).toEqual([
+      { chain: 'ip filter FORWARD', rule: '-A FORWARD -m recent --rcheck --name x -j DROP', reason: expect.stringMatching(/not modelled/) },
+    ]);
     // LOG only: same path whatever the limit says, so not indeterminate
     expect(ex.indeterminate.length).toBe(1);
     // a rule that is certainly false elsewhere is not indeterminate
@@ -184,7 +229,16 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
   });
 
   it('without host context, address types and routes are indeterminate, never guessed', () => {
-    const rs = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', ':DOCKER - [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER', '-A DOCKER -p tcp -j DNAT --to-destination 192.168.0.2', 'COMMIT'].join('\n'));
+    const rs = ipt(
+      [
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        ':DOCKER - [0:0]',
+        '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER',
+        '-A DOCKER -p tcp -j DNAT --to-destination 192.168.0.2',
+        'COMMIT',
+      ].join('\n'),
+    );
     const ex = explainPacket(compileRuleset(rs, emptyHostContext()), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 80), iif: 'eth0' });
     expect(ex.verdict).toBe('indeterminate');
     expect(ex.indeterminate.map((i) => i.reason).join(' ')).toMatch(/address types are not known/);
@@ -192,11 +246,32 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
   });
 
   it('without any rule that needs conntrack, NAT chains are not evaluated and ct state reads invalid', () => {
-    const rs = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN', 'COMMIT', '*filter', ':FORWARD ACCEPT [0:0]', 'COMMIT'].join('\n'));
+    const rs = ipt(
+      [
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        '-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN',
+        'COMMIT',
+        '*filter',
+        ':FORWARD ACCEPT [0:0]',
+        'COMMIT',
+      ].join('\n'),
+    );
     const c = compileRuleset(rs, host);
     expect(c.conntrackActive).toBe(false);
     expect(path(fwd(rs))).toEqual(['filter FORWARD - policy-accept']);
-    const withCt = ipt(['*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN', 'COMMIT', '*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -m conntrack --ctstate INVALID -j DROP', 'COMMIT'].join('\n'));
+    const withCt = ipt(
+      [
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        '-A PREROUTING -m addrtype --dst-type LOCAL -j RETURN',
+        'COMMIT',
+        '*filter',
+        ':FORWARD ACCEPT [0:0]',
+        '-A FORWARD -m conntrack --ctstate INVALID -j DROP',
+        'COMMIT',
+      ].join('\n'),
+    );
     expect(path(fwd(withCt))).toEqual(['nat PREROUTING - policy-accept', 'filter FORWARD - policy-accept']);
   });
 
@@ -205,7 +280,10 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
     const noSets = fwd(ipt(text));
     expect(noSets.verdict).toBe('indeterminate');
     expect(noSets.indeterminate[0]?.reason).toMatch(/ipset docker-ext-bridges-v4: its members are not known/);
-    const sets = parseIpsetSave('create docker-ext-bridges-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12\nadd docker-ext-bridges-v4 192.168.0.0/24\n', 'sets');
+    const sets = parseIpsetSave(
+      'create docker-ext-bridges-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12\nadd docker-ext-bridges-v4 192.168.0.0/24\n',
+      'sets',
+    );
     const rs = { ...ipt(text), ipsets: sets };
     expect(fwd(rs).verdict).toBe('accept');
     expect(fwd(rs, { tuple: tcp('10.0.10.5', 1, '172.30.0.2', 80) }).verdict).toBe('drop');
@@ -215,9 +293,18 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
   it('notrack in raw: no conntrack entry, no NAT, ct state untracked', () => {
     const rs = ipt(
       [
-        '*raw', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -p tcp -m tcp --dport 8080 -j CT --notrack', 'COMMIT',
-        '*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -p tcp -j DNAT --to-destination 192.168.0.2:80', 'COMMIT',
-        '*filter', ':INPUT DROP [0:0]', '-A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT', 'COMMIT',
+        '*raw',
+        ':PREROUTING ACCEPT [0:0]',
+        '-A PREROUTING -p tcp -m tcp --dport 8080 -j CT --notrack',
+        'COMMIT',
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        '-A PREROUTING -p tcp -j DNAT --to-destination 192.168.0.2:80',
+        'COMMIT',
+        '*filter',
+        ':INPUT DROP [0:0]',
+        '-A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT',
+        'COMMIT',
       ].join('\n'),
     );
     const ex = explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 1, '10.0.10.26', 8080), iif: 'eth0' });
@@ -228,8 +315,14 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
   it('REDIRECT to the input interface address, REJECT ends the packet', () => {
     const rs = ipt(
       [
-        '*nat', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -i eth0 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128', 'COMMIT',
-        '*filter', ':INPUT ACCEPT [0:0]', '-A INPUT -p tcp -m tcp --dport 3128 -j REJECT --reject-with tcp-reset', 'COMMIT',
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        '-A PREROUTING -i eth0 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128',
+        'COMMIT',
+        '*filter',
+        ':INPUT ACCEPT [0:0]',
+        '-A INPUT -p tcp -m tcp --dport 3128 -j REJECT --reject-with tcp-reset',
+        'COMMIT',
       ].join('\n'),
     );
     const ex = explainPacket(compileRuleset(rs, host), { tuple: tcp('10.0.10.5', 1, '198.51.100.10', 80), iif: 'eth0' });
@@ -240,8 +333,18 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
   });
 
   it('IPv6: a host packet from ::1 DNATed to a container is dropped by routing (no route_localnet)', () => {
-    const rs = ipt(['*nat', ':OUTPUT ACCEPT [0:0]', '-A OUTPUT -d ::1/128 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd49:efd7:54aa::1]:80', 'COMMIT'].join('\n'));
-    const ex = explainPacket(compileRuleset(rs, host), { tuple: { family: 6, proto: 'tcp', protoNum: 6, src: '::1', dst: '::1', sport: 1, dport: 8080 }, local: true });
+    const rs = ipt(
+      [
+        '*nat',
+        ':OUTPUT ACCEPT [0:0]',
+        '-A OUTPUT -d ::1/128 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd49:efd7:54aa::1]:80',
+        'COMMIT',
+      ].join('\n'),
+    );
+    const ex = explainPacket(compileRuleset(rs, host), {
+      tuple: { family: 6, proto: 'tcp', protoNum: 6, src: '::1', dst: '::1', sport: 1, dport: 8080 },
+      local: true,
+    });
     expect(ex.nat.dnat).toEqual({ from: '[::1]:8080', to: '[fd49:efd7:54aa::1]:80' });
     expect(ex.verdict).toBe('drop');
     expect(ex.notes?.join(' ')).toMatch(/dropped by routing, not by a rule/);
@@ -249,21 +352,52 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
 
   it('marks set and matched, with masks', () => {
     const rs = ipt(
-      ['*mangle', ':PREROUTING ACCEPT [0:0]', '-A PREROUTING -j MARK --set-xmark 0x5/0xff', 'COMMIT', '*filter', ':FORWARD DROP [0:0]', '-A FORWARD -m mark --mark 0x5/0xf -j ACCEPT', 'COMMIT'].join('\n'),
+      [
+        '*mangle',
+        ':PREROUTING ACCEPT [0:0]',
+        '-A PREROUTING -j MARK --set-xmark 0x5/0xff',
+        'COMMIT',
+        '*filter',
+        ':FORWARD DROP [0:0]',
+        '-A FORWARD -m mark --mark 0x5/0xf -j ACCEPT',
+        'COMMIT',
+      ].join('\n'),
     );
     expect(fwd(rs).verdict).toBe('accept');
   });
 
   it('never throws on random packets against a golden', () => {
-    const rs = ipt(readFileSync(join(GOLDEN, 'iptables', 'hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden'), 'utf8'));
+    const rs = ipt(
+      readFileSync(
+        join(GOLDEN, 'iptables', 'hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables.golden'),
+        'utf8',
+      ),
+    );
     const c = compileRuleset(rs, host);
     const ip4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'));
     fc.assert(
-      fc.property(ip4, ip4, fc.nat(65535), fc.nat(65535), fc.constantFrom('eth0', 'br-dummy', 'lo', 'veth9', null), fc.constantFrom('new', 'established', 'related', 'invalid', 'untracked') as fc.Arbitrary<'new'>, fc.constantFrom(6, 17, 1), (s, d, sp, dp, iif, st, proto) => {
-        const tuple: Tuple = { family: 4, proto: proto === 6 ? 'tcp' : proto === 17 ? 'udp' : 'icmp', protoNum: proto, src: s, dst: d, sport: sp, dport: dp };
-        const ex = explainPacket(c, iif === null ? { tuple, local: true, ctState: st } : { tuple, iif, ctState: st });
-        expect(['accept', 'drop', 'reject', 'indeterminate']).toContain(ex.verdict);
-      }),
+      fc.property(
+        ip4,
+        ip4,
+        fc.nat(65535),
+        fc.nat(65535),
+        fc.constantFrom('eth0', 'br-dummy', 'lo', 'veth9', null),
+        fc.constantFrom('new', 'established', 'related', 'invalid', 'untracked') as fc.Arbitrary<'new'>,
+        fc.constantFrom(6, 17, 1),
+        (s, d, sp, dp, iif, st, proto) => {
+          const tuple: Tuple = {
+            family: 4,
+            proto: proto === 6 ? 'tcp' : proto === 17 ? 'udp' : 'icmp',
+            protoNum: proto,
+            src: s,
+            dst: d,
+            sport: sp,
+            dport: dp,
+          };
+          const ex = explainPacket(c, iif === null ? { tuple, local: true, ctState: st } : { tuple, iif, ctState: st });
+          expect(['accept', 'drop', 'reject', 'indeterminate']).toContain(ex.verdict);
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -297,20 +431,22 @@ describe('Docker 28 and 29 goldens: the journeys', () => {
   it('Docker 28 (iptables), userland proxy off (hairpin=true): published, hairpin, self-hairpin, outbound', () => {
     const c = compileRuleset(iptGolden('hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat-unprotected,bindlh=false__iptables'), host);
     const pub = explainPacket(c, probes.published);
-    expect(path(pub)).toEqual([
-      'raw PREROUTING - policy-accept',
-      'nat PREROUTING #1 jump',
-      'nat DOCKER #1 dnat',
-      'filter FORWARD #1 jump',
-      'filter DOCKER-FORWARD #1 jump',
-      'filter DOCKER-CT - return',
-      'filter DOCKER-FORWARD #2 jump',
-      'filter DOCKER-INTERNAL - return',
-      'filter DOCKER-FORWARD #3 jump',
-      'filter DOCKER-BRIDGE #1 jump',
-      'filter DOCKER #1 accept',
-      'nat POSTROUTING - policy-accept',
-    ].map((s) => s));
+    expect(path(pub)).toEqual(
+      [
+        'raw PREROUTING - policy-accept',
+        'nat PREROUTING #1 jump',
+        'nat DOCKER #1 dnat',
+        'filter FORWARD #1 jump',
+        'filter DOCKER-FORWARD #1 jump',
+        'filter DOCKER-CT - return',
+        'filter DOCKER-FORWARD #2 jump',
+        'filter DOCKER-INTERNAL - return',
+        'filter DOCKER-FORWARD #3 jump',
+        'filter DOCKER-BRIDGE #1 jump',
+        'filter DOCKER #1 accept',
+        'nat POSTROUTING - policy-accept',
+      ].map((s) => s),
+    );
     expect(pub.steps[0]?.hook).toBe('prerouting');
     expect(pub.steps.at(-1)?.hook).toBe('postrouting');
     expect(pub.nat).toEqual({ dnat: { from: '10.0.10.26:8080', to: '192.168.0.2:80' }, snat: null });
@@ -322,7 +458,10 @@ describe('Docker 28 and 29 goldens: the journeys', () => {
     expect(hp.packet_out).toMatchObject({ iif: 'br-dummy', oif: 'br-dummy' });
     expect(path(hp)).toContain('filter DOCKER-FORWARD #4 accept');
     const self = explainPacket(c, probes.selfHairpin);
-    expect(self.nat).toEqual({ dnat: { from: '10.0.10.26:8080', to: '192.168.0.2:80' }, snat: { from: '192.168.0.2:40000', to: '192.168.0.1:40000' } });
+    expect(self.nat).toEqual({
+      dnat: { from: '10.0.10.26:8080', to: '192.168.0.2:80' },
+      snat: { from: '192.168.0.2:40000', to: '192.168.0.1:40000' },
+    });
     expect(path(self).at(-1)).toBe('nat POSTROUTING #3 masquerade');
     const out = explainPacket(c, probes.outbound);
     expect(out.nat.snat).toEqual({ from: '192.168.0.2:40000', to: '10.0.10.26:40000' });
@@ -351,7 +490,9 @@ describe('Docker 28 and 29 goldens: the journeys', () => {
     const pub = explainPacket(c, probes.published);
     expect(pub.nat.dnat).toEqual({ from: '10.0.10.26:8080', to: '192.168.0.2:80' });
     expect(pub.verdict).toBe('accept');
-    expect(pub.steps.map((s) => s.chain)).toEqual(expect.arrayContaining(['raw-PREROUTING', 'nat-PREROUTING', 'nat-prerouting-and-output', 'filter-FORWARD', 'filter-forward-in__br-dummy']));
+    expect(pub.steps.map((s) => s.chain)).toEqual(
+      expect.arrayContaining(['raw-PREROUTING', 'nat-PREROUTING', 'nat-prerouting-and-output', 'filter-FORWARD', 'filter-forward-in__br-dummy']),
+    );
     expect(pub.steps.every((s) => s.handle !== null || s.rule === null)).toBe(true);
     const out = explainPacket(c, probes.outbound);
     expect(out.nat.snat?.to).toBe('10.0.10.26:40000');

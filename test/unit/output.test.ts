@@ -9,12 +9,39 @@ import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.j
 import type { Explanation } from '../../src/model/explanation.js';
 
 const T = Date.UTC(2026, 10, 23, 12, 0, 1, 234);
-const tcp = (src: string, sport: number, dst: string, dport: number) => ({ family: 4 as const, proto: 'tcp' as const, protoNum: 6, src, dst, sport, dport });
+const tcp = (src: string, sport: number, dst: string, dport: number) => ({
+  family: 4 as const,
+  proto: 'tcp' as const,
+  protoNum: 6,
+  src,
+  dst,
+  sport,
+  dport,
+});
 const ACCEPT: Explanation = {
   verdict: 'accept',
   steps: [
-    { hook: 'prerouting', family: 'ip', table: 'nat', chain: 'DOCKER', rule: '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.2:80', ruleNumber: 2, handle: null, verdict: 'dnat', meaning: 'published port 8000' },
-    { hook: 'forward', family: 'ip', table: 'filter', chain: 'DOCKER', rule: '-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT', ruleNumber: 1, handle: null, verdict: 'accept' },
+    {
+      hook: 'prerouting',
+      family: 'ip',
+      table: 'nat',
+      chain: 'DOCKER',
+      rule: '-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.2:80',
+      ruleNumber: 2,
+      handle: null,
+      verdict: 'dnat',
+      meaning: 'published port 8000',
+    },
+    {
+      hook: 'forward',
+      family: 'ip',
+      table: 'filter',
+      chain: 'DOCKER',
+      rule: '-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT',
+      ruleNumber: 1,
+      handle: null,
+      verdict: 'accept',
+    },
     { hook: 'postrouting', family: 'ip', table: 'nat', chain: 'POSTROUTING', rule: null, ruleNumber: null, handle: null, verdict: 'policy-accept' },
   ],
   nat: { dnat: { from: '10.0.10.26:8000', to: '172.17.0.2:80' }, snat: null },
@@ -27,18 +54,52 @@ const WEB: FlowInfo = {
   reply: tcp('172.17.0.2', 80, '10.0.10.5', 40000),
   nat: { dnat: { from: '10.0.10.26:8000', to: '172.17.0.2:80' }, snat: null },
   legs: [
-    { iface: 'eth0', direction: 'orig', tuple: tcp('10.0.10.5', 40000, '10.0.10.26', 8000), firstUs: T * 1000, lastUs: T * 1000 + 900, packets: 6, bytes: 465 },
-    { iface: 'docker0', direction: 'orig', tuple: tcp('10.0.10.5', 40000, '172.17.0.2', 80), firstUs: T * 1000 + 45, lastUs: T * 1000 + 950, packets: 6, bytes: 465 },
-    { iface: 'docker0', direction: 'reply', tuple: tcp('172.17.0.2', 80, '10.0.10.5', 40000), firstUs: T * 1000 + 300, lastUs: T * 1000 + 990, packets: 4, bytes: 538 },
+    {
+      iface: 'eth0',
+      direction: 'orig',
+      tuple: tcp('10.0.10.5', 40000, '10.0.10.26', 8000),
+      firstUs: T * 1000,
+      lastUs: T * 1000 + 900,
+      packets: 6,
+      bytes: 465,
+    },
+    {
+      iface: 'docker0',
+      direction: 'orig',
+      tuple: tcp('10.0.10.5', 40000, '172.17.0.2', 80),
+      firstUs: T * 1000 + 45,
+      lastUs: T * 1000 + 950,
+      packets: 6,
+      bytes: 465,
+    },
+    {
+      iface: 'docker0',
+      direction: 'reply',
+      tuple: tcp('172.17.0.2', 80, '10.0.10.5', 40000),
+      firstUs: T * 1000 + 300,
+      lastUs: T * 1000 + 990,
+      packets: 4,
+      bytes: 538,
+    },
   ],
-  names: [{ addr: '172.17.0.2', container: 'web', network: 'bridge' }, { addr: '10.0.10.26', published: '8000/tcp -> web:80' }],
+  names: [
+    { addr: '172.17.0.2', container: 'web', network: 'bridge' },
+    { addr: '10.0.10.26', published: '8000/tcp -> web:80' },
+  ],
   tcpState: 'SYN_SENT',
   ctStatus: ['CONFIRMED', 'DST_NAT'],
   legDelayUs: 45,
   explanation: ACCEPT,
   drops: [],
 };
-const ev = (type: FlowEvent['type'], flow: FlowInfo, extra: Partial<FlowEvent> = {}): FlowEvent => ({ v: 1, seq: 7, time: T + 250, type, flow, ...extra });
+const ev = (type: FlowEvent['type'], flow: FlowInfo, extra: Partial<FlowEvent> = {}): FlowEvent => ({
+  v: 1,
+  seq: 7,
+  time: T + 250,
+  type,
+  flow,
+  ...extra,
+});
 const MASQ: FlowInfo = {
   ...WEB,
   id: '43',
@@ -49,7 +110,31 @@ const MASQ: FlowInfo = {
   names: [{ addr: '172.17.0.3', container: 'client', network: 'bridge' }],
   tcpState: undefined as never,
   ctStatus: ['CONFIRMED', 'SEEN_REPLY', 'SRC_NAT'],
-  explanation: { ...ACCEPT, steps: [{ hook: 'postrouting', family: 'ip', table: 'nat', chain: 'POSTROUTING', rule: '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE', ruleNumber: 1, handle: null, verdict: 'masquerade' }, { hook: 'forward', family: 'ip', table: 'filter', chain: 'FORWARD', rule: '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT', ruleNumber: 5, handle: null, verdict: 'accept' }] },
+  explanation: {
+    ...ACCEPT,
+    steps: [
+      {
+        hook: 'postrouting',
+        family: 'ip',
+        table: 'nat',
+        chain: 'POSTROUTING',
+        rule: '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE',
+        ruleNumber: 1,
+        handle: null,
+        verdict: 'masquerade',
+      },
+      {
+        hook: 'forward',
+        family: 'ip',
+        table: 'filter',
+        chain: 'FORWARD',
+        rule: '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT',
+        ruleNumber: 5,
+        handle: null,
+        verdict: 'accept',
+      },
+    ],
+  },
 };
 delete (MASQ as { tcpState?: string }).tcpState;
 const DROP: FlowInfo = {
@@ -61,7 +146,12 @@ const DROP: FlowInfo = {
   legs: [WEB.legs[0]!],
   ctStatus: [],
   tcpState: 'SYN_SENT',
-  explanation: { ...ACCEPT, verdict: 'drop', steps: [{ hook: 'forward', family: 'ip', table: 'filter', chain: 'FORWARD', rule: null, ruleNumber: null, handle: null, verdict: 'policy-drop' }], packet_out: null },
+  explanation: {
+    ...ACCEPT,
+    verdict: 'drop',
+    steps: [{ hook: 'forward', family: 'ip', table: 'filter', chain: 'FORWARD', rule: null, ruleNumber: null, handle: null, verdict: 'policy-drop' }],
+    packet_out: null,
+  },
 };
 
 describe('terminal printer (golden lines)', () => {
@@ -75,10 +165,14 @@ describe('terminal printer (golden lines)', () => {
     expect(formatFlowEvent(ev('flow.update', WEB), { counters: true })).toMatch(/^12:00:01\.484 UPDATE .* ↑6\/465B ↓4\/538B$/);
   });
   it('MASQUERADE, ICMP, no legs, replied', () => {
-    expect(formatFlowEvent(ev('flow.start', MASQ))).toBe('12:00:01.484 START  198.51.100.10 ← client(172.17.0.3) icmp echo MASQUERADE 10.0.10.26 ACCEPTED FORWARD#5 replied');
+    expect(formatFlowEvent(ev('flow.start', MASQ))).toBe(
+      '12:00:01.484 START  198.51.100.10 ← client(172.17.0.3) icmp echo MASQUERADE 10.0.10.26 ACCEPTED FORWARD#5 replied',
+    );
   });
   it('a drop without conntrack', () => {
-    expect(formatFlowEvent(ev('flow.start', DROP))).toBe('12:00:01.234 START  web(172.17.0.2):81 ← 10.0.10.5:34180 tcp via eth0 DROPPED FORWARD:policy no-conntrack SYN_SENT');
+    expect(formatFlowEvent(ev('flow.start', DROP))).toBe(
+      '12:00:01.234 START  web(172.17.0.2):81 ← 10.0.10.5:34180 tcp via eth0 DROPPED FORWARD:policy no-conntrack SYN_SENT',
+    );
   });
   it('docker-proxy halves say so', () => {
     const f: FlowInfo = { ...WEB, nat: { dnat: null, snat: null }, explanation: null, proxiedBy: { pid: 4242, peerFlowId: '99' } };
@@ -92,7 +186,16 @@ describe('terminal printer (golden lines)', () => {
   });
   it('notices, stats and lost events', () => {
     expect(formatEvent({ v: 1, seq: 1, time: T, type: 'notice', message: 'no Docker names' })).toBe('12:00:01.234 NOTICE no Docker names');
-    expect(formatEvent({ v: 1, seq: 2, time: T, type: 'capture.stats', stats: [{ iface: 'eth0', received: 10, kernelDropped: 1, ifDropped: 0, ownDropped: 2, skipped: { 'truncated-ip': 3 } }], flows: { live: 4, evicted: 5 } })).toBe(
+    expect(
+      formatEvent({
+        v: 1,
+        seq: 2,
+        time: T,
+        type: 'capture.stats',
+        stats: [{ iface: 'eth0', received: 10, kernelDropped: 1, ifDropped: 0, ownDropped: 2, skipped: { 'truncated-ip': 3 } }],
+        flows: { live: 4, evicted: 5 },
+      }),
+    ).toBe(
       'capture statistics (4 live flows, 5 evicted):\n  eth0: 10 packets received, 1 dropped by kernel, 0 dropped by interface, 2 dropped by journey, skipped truncated-ip=3',
     );
     expect(formatEvent({ v: 1, seq: 3, time: T, type: 'lost', count: 9 })).toBe('LOST 9 events (output too slow)');
@@ -181,7 +284,11 @@ describe('JSON lines', () => {
       await new Promise((res) => setImmediate(res));
     }
     await w.flush();
-    const lines = chunks.join('').trim().split('\n').map((l) => JSON.parse(l) as JourneyEvent);
+    const lines = chunks
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as JourneyEvent);
     const lostEv = lines.find((l) => l.type === 'lost');
     expect(lostEv).toMatchObject({ type: 'lost', count: lost });
     expect(lines.filter((l) => l.type === 'notice').length + lost).toBe(50);

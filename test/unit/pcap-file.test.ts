@@ -69,7 +69,11 @@ describe('pcap reading', () => {
   it('reads big-endian and nanosecond pcaps to the same frames', async () => {
     const src = readFileSync(ETH);
     const ref = frames(await collect([ETH]));
-    for (const [be, nano] of [[true, false], [false, true], [true, true]] as const) {
+    for (const [be, nano] of [
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const) {
       const p = join(tmp, `conv-${be}-${nano}.pcap`);
       writeFileSync(p, convertPcap(src, be, nano));
       const got = frames(await collect([{ path: p, iface: 'c1b-eth' }]));
@@ -89,10 +93,19 @@ describe('pcap reading', () => {
 
 describe('pcapng writing and reading', () => {
   it('round-trips frames with interface names, link types, times and wire lengths', async () => {
-    const ref = frames(await collect([{ path: ETH, iface: 'docker0' }, { path: SLL2, iface: 'eth0' }]));
+    const ref = frames(
+      await collect([
+        { path: ETH, iface: 'docker0' },
+        { path: SLL2, iface: 'eth0' },
+      ]),
+    );
     const out = join(tmp, 'rt.pcapng');
     const w = createPcapngWriter(out);
-    for await (const b of readCaptureFiles([{ path: ETH, iface: 'docker0' }, { path: SLL2, iface: 'eth0' }])) w.writeBatch(b);
+    for await (const b of readCaptureFiles([
+      { path: ETH, iface: 'docker0' },
+      { path: SLL2, iface: 'eth0' },
+    ]))
+      w.writeBatch(b);
     await w.close();
     expect(w.written).toBe(76);
     expect(w.dropped).toBe(0);

@@ -73,7 +73,10 @@ describe('replay capture filters (compiled by libpcap, run by our BPF interprete
     const real = await compileFilter('tcp port 80 or icmp', 1);
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer()), { minLength: 1, maxLength: 40 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer()), {
+          minLength: 1,
+          maxLength: 40,
+        }),
         fc.uint8Array({ maxLength: 120 }),
         (prog, frame) => {
           const p = parseProgram('x', 1, `${prog.length}\n${prog.map((i) => i.join(' ')).join('\n')}`);

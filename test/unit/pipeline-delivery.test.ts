@@ -4,8 +4,8 @@ import type { JourneyEvent } from '../../src/model/events.js';
 
 // Recorded in the lab (scenario default); see watch-replay.test.ts.
 const DIR = new URL('../fixtures/watch/default/', import.meta.url).pathname;
-const READ = [DIR + 'eth0.pcap', DIR + 'docker0.pcap'];
-const CT = DIR + 'conntrack.txt';
+const READ = [`${DIR}eth0.pcap`, `${DIR}docker0.pcap`];
+const CT = `${DIR}conntrack.txt`;
 
 const nextMacrotask = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 

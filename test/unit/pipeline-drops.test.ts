@@ -5,15 +5,28 @@ import type { Tuple } from '../../src/model/tuple.js';
 
 // Recorded in the lab (scenario default); see watch-replay.test.ts.
 const DIR = new URL('../fixtures/watch/default/', import.meta.url).pathname;
-const READ = [DIR + 'eth0.pcap', DIR + 'docker0.pcap'];
-const CT = DIR + 'conntrack.txt';
+const READ = [`${DIR}eth0.pcap`, `${DIR}docker0.pcap`];
+const CT = `${DIR}conntrack.txt`;
 
 // An IPv6 router solicitation the kernel frees without a reason: the noise of any host.
 const RS: Tuple = { family: 6, proto: 'icmpv6', protoNum: 58, src: 'fe80::1', dst: 'ff02::2', sport: 0, dport: 0, icmpType: 133, icmpCode: 0 };
 const UDP_NOWHERE: Tuple = { family: 4, proto: 'udp', protoNum: 17, src: '10.0.10.5', dst: '10.0.10.26', sport: 40999, dport: 9 };
 
 function kernelDrop(reason: string, tuple: Tuple): unknown {
-  return { kind: 'drop', timeUs: Date.now() * 1000, reason, reasonCode: 0, netns: 0, ifindex: 0, iface: 'eth0', tuple, rule: null, location: 'x', len: 60, ct: null };
+  return {
+    kind: 'drop',
+    timeUs: Date.now() * 1000,
+    reason,
+    reasonCode: 0,
+    netns: 0,
+    ifindex: 0,
+    iface: 'eth0',
+    tuple,
+    rule: null,
+    location: 'x',
+    len: 60,
+    ct: null,
+  };
 }
 
 /** Replays the recording and, at the first flow.start, hands the pipeline three kernel drops (as the eBPF source would). */
@@ -48,7 +61,9 @@ describe('pipeline: kernel drops that belong to no flow', () => {
       ['NO_SOCKET', null],
     ]);
     expect(p.stats().dropsQuiet).toBe(2);
-    expect(evs.some((e) => e.type === 'notice' && /2 kernel drops were not reported \(NOT_SPECIFIED without a flow; OTHERHOST/.test(e.message))).toBe(true);
+    expect(evs.some((e) => e.type === 'notice' && /2 kernel drops were not reported \(NOT_SPECIFIED without a flow; OTHERHOST/.test(e.message))).toBe(
+      true,
+    );
   });
 
   it('quietDropReasons [] (watch --all-drops) reports every drop', async () => {

@@ -84,7 +84,12 @@ describe('iptables-save loader', () => {
     expect(nat.family).toBe('ip');
     const pre = nat.chains.get('PREROUTING')!;
     expect(pre.base).toEqual({ hook: 'prerouting', type: 'nat', priority: -100, policy: 'accept' });
-    expect(pre.rules[0]).toMatchObject({ raw: '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER', position: 1, line: 6, counters: { packets: 3, bytes: 180 } });
+    expect(pre.rules[0]).toMatchObject({
+      raw: '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER',
+      position: 1,
+      line: 6,
+      counters: { packets: 3, bytes: 180 },
+    });
     const dnat = nat.chains.get('DOCKER')!.rules[1]!;
     expect(dnat.position).toBe(2);
     expect(dnat.comment).toBe('web "8000"');
@@ -123,31 +128,48 @@ describe('iptables-save loader', () => {
   });
 
   it('names file and line on malformed input', () => {
-    expectParseError(() => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport\nCOMMIT\n', { source: 'bad.rules' }), /bad\.rules:3: /);
-    expectParseError(() => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j NOPE_CHAIN_lower\nCOMMIT\n', { source: 'f' }), /f:3: jump to unknown chain/);
+    expectParseError(
+      () => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport\nCOMMIT\n', { source: 'bad.rules' }),
+      /bad\.rules:3: /,
+    );
+    expectParseError(
+      () => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j NOPE_CHAIN_lower\nCOMMIT\n', { source: 'f' }),
+      /f:3: jump to unknown chain/,
+    );
     expectParseError(() => parseIptablesSave('*filter\n-A INPUT -j ACCEPT\nCOMMIT\n', { source: 'f' }), /f:2: rule for undeclared chain INPUT/);
     expectParseError(() => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n', { source: 'f' }), /no COMMIT/);
     expectParseError(() => parseIptablesSave(':INPUT ACCEPT [0:0]\n', { source: 'f' }), /f:1: .*outside a table/);
-    expectParseError(() => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment "open\nCOMMIT\n', { source: 'f' }), /f:3: unterminated quote/);
-    expectParseError(() => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 300.1.1.1 -j DROP\nCOMMIT\n', { source: 'f' }), /bad address/);
+    expectParseError(
+      () => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment "open\nCOMMIT\n', { source: 'f' }),
+      /f:3: unterminated quote/,
+    );
+    expectParseError(
+      () => parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 300.1.1.1 -j DROP\nCOMMIT\n', { source: 'f' }),
+      /bad address/,
+    );
   });
 
   it('fuzz: tokens inserted into or removed from golden rules: a ruleset or E_PARSE', () => {
     const g = readFileSync(join(GOLDEN, 'iptables', files[0]!), 'utf8').split('\n');
     fc.assert(
-      fc.property(fc.nat(), fc.oneof(fc.string(), fc.constantFrom('!', '-m', '-j', '-p', '--dport', '-g', '-i', '"', '--to-destination', '-A', 'DNAT', '--ctstate')), fc.nat(), (n, junk, m) => {
-        const i = n % g.length;
-        const ins = [...g];
-        const t1 = ins[i]!.split(' ');
-        t1.splice(m % (t1.length + 1), 0, junk);
-        ins[i] = t1.join(' ');
-        parsesOrParseError(() => parseIptablesSave(ins.join('\n')));
-        const del = [...g];
-        const t2 = del[i]!.split(' ');
-        t2.splice(m % (t2.length + 1), 1);
-        del[i] = t2.join(' ');
-        parsesOrParseError(() => parseIptablesSave(del.join('\n')));
-      }),
+      fc.property(
+        fc.nat(),
+        fc.oneof(fc.string(), fc.constantFrom('!', '-m', '-j', '-p', '--dport', '-g', '-i', '"', '--to-destination', '-A', 'DNAT', '--ctstate')),
+        fc.nat(),
+        (n, junk, m) => {
+          const i = n % g.length;
+          const ins = [...g];
+          const t1 = ins[i]!.split(' ');
+          t1.splice(m % (t1.length + 1), 0, junk);
+          ins[i] = t1.join(' ');
+          parsesOrParseError(() => parseIptablesSave(ins.join('\n')));
+          const del = [...g];
+          const t2 = del[i]!.split(' ');
+          t2.splice(m % (t2.length + 1), 1);
+          del[i] = t2.join(' ');
+          parsesOrParseError(() => parseIptablesSave(del.join('\n')));
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -170,9 +192,32 @@ describe('iptables-save loader', () => {
       { numRuns: 400 },
     );
     fc.assert(
-      fc.property(fc.array(fc.oneof(fc.constantFrom('*filter', '*nat', 'COMMIT', ':INPUT ACCEPT [0:0]', ':X - [0:0]', '-A INPUT', '-A X', ' -j X', ' ! -i', ' -p tcp', ' --dport', ' -m', ' "'), fc.string()), { maxLength: 30 }), (parts) => {
-        parsesOrParseError(() => parseIptablesSave(parts.join(Math.random() < 0.5 ? '\n' : ' ')));
-      }),
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.constantFrom(
+              '*filter',
+              '*nat',
+              'COMMIT',
+              ':INPUT ACCEPT [0:0]',
+              ':X - [0:0]',
+              '-A INPUT',
+              '-A X',
+              ' -j X',
+              ' ! -i',
+              ' -p tcp',
+              ' --dport',
+              ' -m',
+              ' "',
+            ),
+            fc.string(),
+          ),
+          { maxLength: 30 },
+        ),
+        (parts) => {
+          parsesOrParseError(() => parseIptablesSave(parts.join(Math.random() < 0.5 ? '\n' : ' ')));
+        },
+      ),
       { numRuns: 400 },
     );
   });
@@ -206,9 +251,12 @@ describe('nft -j loader', () => {
     const r = rs.tables[0]!.chains.get('nat-prerouting-and-output')!.rules[0]!;
     expect(r.raw).toBe('iifname != "br-dummy" tcp dport 8080 counter packets 0 bytes 0 dnat to 192.168.0.2:80 comment "DNAT"');
     expect(r.comment).toBe('DNAT');
-    const listing = 'table ip docker-bridges { # handle 1\n\tchain nat-prerouting-and-output { # handle 5\n\t\tiifname != "br-dummy" tcp dport 8080 counter packets 3 bytes 180 dnat to 192.168.0.2:80 comment "DNAT" # handle 27\n\t}\n}\n';
+    const listing =
+      'table ip docker-bridges { # handle 1\n\tchain nat-prerouting-and-output { # handle 5\n\t\tiifname != "br-dummy" tcp dport 8080 counter packets 3 bytes 180 dnat to 192.168.0.2:80 comment "DNAT" # handle 27\n\t}\n}\n';
     const texts = parseNftListHandles(listing);
-    expect(texts.get(ruleTextKey('ip', 'docker-bridges', 'nat-prerouting-and-output', 27))).toBe('iifname != "br-dummy" tcp dport 8080 counter dnat to 192.168.0.2:80 comment "DNAT"');
+    expect(texts.get(ruleTextKey('ip', 'docker-bridges', 'nat-prerouting-and-output', 27))).toBe(
+      'iifname != "br-dummy" tcp dport 8080 counter dnat to 192.168.0.2:80 comment "DNAT"',
+    );
   });
 
   it('rewrites named priorities per family for nftables 1.0.6', () => {
@@ -227,7 +275,10 @@ describe('nft -j loader', () => {
         { chain: { family: 'inet', table: 'mine', name: 'in', handle: 1, type: 'filter', hook: 'input', prio: 0, policy: 'drop' } },
       ],
     });
-    const rs = rulesetFromDumps({ iptablesSave: '*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j REJECT\nCOMMIT\n', ip6tablesSave: null, nftJson, nftList: null }, 'test');
+    const rs = rulesetFromDumps(
+      { iptablesSave: '*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j REJECT\nCOMMIT\n', ip6tablesSave: null, nftJson, nftList: null },
+      'test',
+    );
     expect(rs.tables.map((t) => `${t.origin} ${t.family} ${t.name}`)).toEqual(['iptables ip filter', 'nft inet mine']);
     expect(rs.notes.join('\n')).toMatch(/skipped nft table ip filter/);
   });
@@ -235,10 +286,17 @@ describe('nft -j loader', () => {
   it('names the JSON path of malformed input', () => {
     expectParseError(() => parseNftJson('{"nftables": [', { source: 'r.json' }), /r\.json: not JSON/);
     expectParseError(() => parseNftJson('{"x": 1}', { source: 'r.json' }), /at \$: expected/);
-    expectParseError(() => parseNftJson('{"nftables":[{"table":{"family":"ip","name":"t"}},{"chain":{"family":"ip","table":"t","name":"c","hook":"nope","prio":0}}]}'), /at \$\.nftables\[1\]\.chain\.hook/);
+    expectParseError(
+      () =>
+        parseNftJson('{"nftables":[{"table":{"family":"ip","name":"t"}},{"chain":{"family":"ip","table":"t","name":"c","hook":"nope","prio":0}}]}'),
+      /at \$\.nftables\[1\]\.chain\.hook/,
+    );
     expectParseError(() => parseNftJson('{"nftables":[{"rule":{"family":"ip","table":"t","chain":"c","expr":[]}}]}'), /table ip t was not declared/);
     expectParseError(
-      () => parseNftJson('{"nftables":[{"table":{"family":"ip","name":"t"}},{"chain":{"family":"ip","table":"t","name":"c"}},{"rule":{"family":"ip","table":"t","chain":"c","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"1.2.3.999"}}]}}]}'),
+      () =>
+        parseNftJson(
+          '{"nftables":[{"table":{"family":"ip","name":"t"}},{"chain":{"family":"ip","table":"t","name":"c"}},{"rule":{"family":"ip","table":"t","chain":"c","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"1.2.3.999"}}]}}]}',
+        ),
       /\$\.nftables\[2\]\.rule\.expr\[0\]\.match\.right: bad address/,
     );
   });
@@ -270,7 +328,14 @@ describe('nft -j loader', () => {
       { numRuns: 1000 },
     );
     // a value whose String() throws ({"toString": false}) anywhere in the document
-    expect(() => parseNftJson({ nftables: [{ table: { family: 'ip', name: 't' } }, { map: { family: 'ip', table: 't', name: 'm', type: { toString: false }, map: { toString: false }, elem: [] } }] })).not.toThrow();
+    expect(() =>
+      parseNftJson({
+        nftables: [
+          { table: { family: 'ip', name: 't' } },
+          { map: { family: 'ip', table: 't', name: 'm', type: { toString: false }, map: { toString: false }, elem: [] } },
+        ],
+      }),
+    ).not.toThrow();
   });
 });
 
@@ -299,7 +364,10 @@ describe('host context', () => {
   });
 
   it('E_PARSE with a JSON path; fuzz never crashes', () => {
-    expectParseError(() => parseIpAddr('[{"ifname": "x", "addr_info": [{"family":"inet","local":"1.2.3","prefixlen":8}]}]', 'a.json'), /a\.json: at \$\[0\]\.addr_info\[0\]: bad address/);
+    expectParseError(
+      () => parseIpAddr('[{"ifname": "x", "addr_info": [{"family":"inet","local":"1.2.3","prefixlen":8}]}]', 'a.json'),
+      /a\.json: at \$\[0\]\.addr_info\[0\]: bad address/,
+    );
     expectParseError(() => parseIpRoute('[{"dst": "10.0.0.0/40"}]', 'r.json'), /r\.json: at \$\[0\]\.dst/);
     fc.assert(
       fc.property(fc.nat(), fc.string(), (cut, junk) => {
@@ -308,10 +376,13 @@ describe('host context', () => {
       }),
       { numRuns: 300 },
     );
-    fc.assert(fc.property(fc.jsonValue(), (v) => {
-      parsesOrParseError(() => parseIpRoute(JSON.stringify([v])));
-      parsesOrParseError(() => parseIpAddr(JSON.stringify([v])));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        parsesOrParseError(() => parseIpRoute(JSON.stringify([v])));
+        parsesOrParseError(() => parseIpAddr(JSON.stringify([v])));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('has the corpus', () => {
@@ -345,7 +416,9 @@ describe('nft -a list ruleset texts', () => {
       '}',
     ].join('\n');
     const t = parseNftListHandles(listing);
-    expect(t.get(ruleTextKey('ip', 'docker-bridges', 'nat-OUTPUT', 17))).toBe('ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output');
+    expect(t.get(ruleTextKey('ip', 'docker-bridges', 'nat-OUTPUT', 17))).toBe(
+      'ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output',
+    );
     expect(t.get(ruleTextKey('inet', 'firewalld', 'filter_INPUT', 5))).toBe('ct state { established, related } accept');
     expect(t.size).toBe(2);
   });
@@ -353,8 +426,18 @@ describe('nft -a list ruleset texts', () => {
 
 describe('ruleset digest', () => {
   it('ignores counters and timestamps, sees rule changes', () => {
-    const a = { iptablesSave: '# Generated by iptables-save v1.8.9 on Mon\n*filter\n:INPUT ACCEPT [10:600]\n[3:180] -A INPUT -j ACCEPT\nCOMMIT\n', ip6tablesSave: null, nftJson: '{"nftables":[{"rule":{"expr":[{"counter":{"packets": 5, "bytes": 300}}]}}]}', nftList: 'counter packets 5 bytes 300 accept # handle 3' };
-    const b = { ...a, iptablesSave: '# Generated by iptables-save v1.8.9 on Tue\n*filter\n:INPUT ACCEPT [99:9]\n[7:1] -A INPUT -j ACCEPT\nCOMMIT\n', nftJson: '{"nftables":[{"rule":{"expr":[{"counter":{"packets": 9, "bytes": 900}}]}}]}', nftList: 'counter packets 9 bytes 900 accept # handle 3' };
+    const a = {
+      iptablesSave: '# Generated by iptables-save v1.8.9 on Mon\n*filter\n:INPUT ACCEPT [10:600]\n[3:180] -A INPUT -j ACCEPT\nCOMMIT\n',
+      ip6tablesSave: null,
+      nftJson: '{"nftables":[{"rule":{"expr":[{"counter":{"packets": 5, "bytes": 300}}]}}]}',
+      nftList: 'counter packets 5 bytes 300 accept # handle 3',
+    };
+    const b = {
+      ...a,
+      iptablesSave: '# Generated by iptables-save v1.8.9 on Tue\n*filter\n:INPUT ACCEPT [99:9]\n[7:1] -A INPUT -j ACCEPT\nCOMMIT\n',
+      nftJson: '{"nftables":[{"rule":{"expr":[{"counter":{"packets": 9, "bytes": 900}}]}}]}',
+      nftList: 'counter packets 9 bytes 900 accept # handle 3',
+    };
     expect(rulesetDigest(a)).toBe(rulesetDigest(b));
     expect(rulesetDigest({ ...a, iptablesSave: a.iptablesSave.replace('ACCEPT\nCOMMIT', 'DROP\nCOMMIT') })).not.toBe(rulesetDigest(a));
   });

@@ -15,7 +15,11 @@ function sampleEvents(): JourneyEvent[] {
   const icmp = { ...masqueradeFlow('i1', 7), orig: tuple('icmp', '172.17.0.3', 7, '10.0.10.5', 7), reply: null, legs: [] };
   return [
     f.flow('flow.start', publishedFlow('f1', 40000)),
-    f.flow('flow.update', { ...publishedFlow('f1', 40000), proxiedBy: { pid: 1234, peerFlowId: null }, hookTuples: [{ hook: 'prerouting', priority: -100, tuple: tuple('tcp', '10.0.10.5', 40000, '10.0.10.26', 8000), ctStatus: ['DST_NAT'] }] }),
+    f.flow('flow.update', {
+      ...publishedFlow('f1', 40000),
+      proxiedBy: { pid: 1234, peerFlowId: null },
+      hookTuples: [{ hook: 'prerouting', priority: -100, tuple: tuple('tcp', '10.0.10.5', 40000, '10.0.10.26', 8000), ctStatus: ['DST_NAT'] }],
+    }),
     f.flow('flow.end', publishedFlow('f1', 40000)),
     f.flow('flow.start', udp),
     f.flow('flow.start', masqueradeFlow('m1', 50000)),
@@ -30,7 +34,9 @@ describe('docs/event-schema.json', () => {
   it('compiles in strict mode and accepts every kind of event', () => {
     const { event } = validators();
     const events = sampleEvents();
-    expect(new Set(events.map((e) => e.type))).toEqual(new Set(['flow.start', 'flow.update', 'flow.end', 'drop', 'ruleset.changed', 'capture.stats', 'lost', 'notice']));
+    expect(new Set(events.map((e) => e.type))).toEqual(
+      new Set(['flow.start', 'flow.update', 'flow.end', 'drop', 'ruleset.changed', 'capture.stats', 'lost', 'notice']),
+    );
     for (const e of events) {
       const ok = event(JSON.parse(JSON.stringify(e)));
       if (!ok) throw new Error(`${e.type}: ${JSON.stringify(event.errors)}`);
@@ -64,7 +70,9 @@ describe('docs/event-schema.json', () => {
 
   it('describes the control messages of the stream', () => {
     const { server } = validators();
-    expect(server({ type: 'hello', v: 1, time: 1, server: 'journey', version: '0.1.0', replayAvailable: 0, queueLimit: 2048, maxMessageBytes: 4096 })).toBe(true);
+    expect(
+      server({ type: 'hello', v: 1, time: 1, server: 'journey', version: '0.1.0', replayAvailable: 0, queueLimit: 2048, maxMessageBytes: 4096 }),
+    ).toBe(true);
     expect(server({ type: 'subscribed', v: 1, time: 1, filter: { port: 80 }, replayed: 3, snapshot: 0 })).toBe(true);
     expect(server({ type: 'subscribed', v: 1, time: 1, filter: null, replayed: 0, snapshot: 2 })).toBe(true);
     expect(server({ type: 'subscribed', v: 1, time: 1, filter: null, replayed: 0 })).toBe(false);
@@ -79,7 +87,12 @@ describe('docs/event-schema.json', () => {
     const corpus: unknown[] = [
       { type: 'subscribe' },
       { type: 'subscribe', filter: {} },
-      { type: 'subscribe', filter: { container: 'web', network: 'bridge', port: 8000, protocol: 'tcp', verdict: 'accept', natOnly: true, types: ['flow.start', 'drop'] }, replay: 10, snapshot: true },
+      {
+        type: 'subscribe',
+        filter: { container: 'web', network: 'bridge', port: 8000, protocol: 'tcp', verdict: 'accept', natOnly: true, types: ['flow.start', 'drop'] },
+        replay: 10,
+        snapshot: true,
+      },
       { type: 'subscribe', snapshot: 'yes' },
       { type: 'subscribe', filter: { port: -1 } },
       { type: 'subscribe', filter: { port: 1.5 } },
@@ -94,7 +107,21 @@ describe('docs/event-schema.json', () => {
       { type: 'unsubscribe', filter: {} },
       { type: 'ping' },
       { type: 'verify', check: 'hairpin' },
-      { type: 'verify', check: 'hairpin', id: 'r1', options: { ports: ['8000', '53/udp'], kinds: ['self'], hostAddr: '10.0.10.26', timeoutMs: 2000, trace: 'all', passive: true, durationMs: 5000, drops: false } },
+      {
+        type: 'verify',
+        check: 'hairpin',
+        id: 'r1',
+        options: {
+          ports: ['8000', '53/udp'],
+          kinds: ['self'],
+          hostAddr: '10.0.10.26',
+          timeoutMs: 2000,
+          trace: 'all',
+          passive: true,
+          durationMs: 5000,
+          drops: false,
+        },
+      },
       { type: 'verify', check: 'hairpin', options: { timeoutMs: 50 } },
       { type: 'verify', check: 'hairpin', options: { netns: 'x' } },
       { type: 'verify', check: 'hairpin', options: { ports: ['http'] } },
@@ -148,9 +175,30 @@ describe('schema and TypeScript types stay in step', () => {
   it('every field of the event types is declared in docs/event-schema.json (add it there when you add one)', async () => {
     const { readFileSync } = await import('node:fs');
     const read = (f: string): string => readFileSync(new URL(`../../src/model/${f}`, import.meta.url), 'utf8');
-    const types = new Map([...interfaceFields(read('events.ts')), ...interfaceFields(read('explanation.ts')), ...interfaceFields(read('tuple.ts')), ...interfaceFields(read('observation.ts'))]);
+    const types = new Map([
+      ...interfaceFields(read('events.ts')),
+      ...interfaceFields(read('explanation.ts')),
+      ...interfaceFields(read('tuple.ts')),
+      ...interfaceFields(read('observation.ts')),
+    ]);
     const defs = (loadSchema() as { $defs: Record<string, { properties?: Record<string, unknown> }> }).$defs;
-    const pairs = ['Tuple', 'FlowLeg', 'EndpointName', 'FlowInfo', 'DropInfo', 'ExplainStep', 'PacketSummary', 'Explanation', 'CaptureStats', 'FlowEvent', 'DropEvent', 'RulesetChangedEvent', 'CaptureStatsEvent', 'LostEvent', 'NoticeEvent'];
+    const pairs = [
+      'Tuple',
+      'FlowLeg',
+      'EndpointName',
+      'FlowInfo',
+      'DropInfo',
+      'ExplainStep',
+      'PacketSummary',
+      'Explanation',
+      'CaptureStats',
+      'FlowEvent',
+      'DropEvent',
+      'RulesetChangedEvent',
+      'CaptureStatsEvent',
+      'LostEvent',
+      'NoticeEvent',
+    ];
     const missing: string[] = [];
     const extra: string[] = [];
     for (const name of pairs) {

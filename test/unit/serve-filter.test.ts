@@ -25,7 +25,12 @@ describe('filters', () => {
     expect(flowMatches({ network: 'docker1' }, web)).toBe(false);
     expect(flowMatches({ verdict: 'accept' }, web)).toBe(true);
     expect(flowMatches({ verdict: 'drop' }, web)).toBe(false);
-    expect(flowMatches({ verdict: 'drop' }, { ...web, explanation: null, drops: [{ timeUs: 1, reason: 'NETFILTER_DROP', iface: null, tuple: null, rule: null }] })).toBe(true);
+    expect(
+      flowMatches(
+        { verdict: 'drop' },
+        { ...web, explanation: null, drops: [{ timeUs: 1, reason: 'NETFILTER_DROP', iface: null, tuple: null, rule: null }] },
+      ),
+    ).toBe(true);
     expect(flowMatches({ natOnly: true }, web)).toBe(true);
     expect(flowMatches({ natOnly: true }, { ...web, nat: { dnat: null, snat: null } })).toBe(false);
     expect(flowMatches({ natOnly: true, container: 'client', protocol: 'udp', port: 9000 }, masq)).toBe(true);
@@ -50,12 +55,24 @@ describe('filters', () => {
     expect(eventMatches({ container: 'x' }, notice!)).toBe(true);
   });
   it('parses client messages without throwing, whatever they are', () => {
-    for (const text of ['', '{', 'null', '"x"', '{"type":"subscribe","filter":{"port":80}}', '\u0000\uffff', '{"__proto__":{"x":1},"type":"subscribe"}']) {
+    for (const text of [
+      '',
+      '{',
+      'null',
+      '"x"',
+      '{"type":"subscribe","filter":{"port":80}}',
+      '\u0000\uffff',
+      '{"__proto__":{"x":1},"type":"subscribe"}',
+    ]) {
       expect(() => parseClientMessage(text, 4096)).not.toThrow();
     }
     expect(parseClientMessage('{"type":"subscribe","filter":{"port":80}}', 4096)).toMatchObject({ ok: true });
     expect(parseClientMessage('{"type":"subscribe"}', 10)).toMatchObject({ ok: false, code: 'E_TOO_LARGE' });
-    expect(parseClientMessage('{"type":"subscribe","filter":{"verdict":"maybe"}}', 4096)).toMatchObject({ ok: false, code: 'E_BAD_MESSAGE', message: expect.stringMatching(/\/filter\/verdict must be equal to one of the allowed values \("accept", "drop"/) });
+    expect(parseClientMessage('{"type":"subscribe","filter":{"verdict":"maybe"}}', 4096)).toMatchObject({
+      ok: false,
+      code: 'E_BAD_MESSAGE',
+      message: expect.stringMatching(/\/filter\/verdict must be equal to one of the allowed values \("accept", "drop"/),
+    });
   });
 });
 
@@ -75,14 +92,36 @@ describe('journey view (web page)', () => {
     expect(titles.filter((t) => t.startsWith('reply on'))).toEqual(['reply on docker0', 'reply on eth0']);
     expect(titles.at(-1)).toBe('verdict: ACCEPT');
     expect(titles).toContain('crossed the host in 31 µs (first packet, ingress to egress leg)');
-    const proxied = view.journeySteps({ ...publishedFlow('w', 40000), proxiedBy: { pid: 42, peerFlowId: 'ct9' } }) as { title: string; peer?: string }[];
+    const proxied = view.journeySteps({ ...publishedFlow('w', 40000), proxiedBy: { pid: 42, peerFlowId: 'ct9' } }) as {
+      title: string;
+      peer?: string;
+    }[];
     expect(proxied.find((s) => s.peer === 'ct9')?.title).toBe('docker-proxy (pid 42) carries this journey on');
     expect(steps.find((s) => s.verdict === 'policy-accept')!.rule).toBe('policy of POSTROUTING');
-    expect(view.natBeforeAfter(publishedFlow('w', 40000))).toEqual({ before: '10.0.10.5:40000 → 10.0.10.26:8000', after: '10.0.10.5:40000 → 172.17.0.2:80', text: 'DNAT 10.0.10.26:8000 → 172.17.0.2:80' });
-    expect(view.natBeforeAfter(masqueradeFlow('m', 50000))).toMatchObject({ before: '172.17.0.3:50000 → 10.0.10.5:9000', after: '10.0.10.26:50000 → 10.0.10.5:9000' });
+    expect(view.natBeforeAfter(publishedFlow('w', 40000))).toEqual({
+      before: '10.0.10.5:40000 → 10.0.10.26:8000',
+      after: '10.0.10.5:40000 → 172.17.0.2:80',
+      text: 'DNAT 10.0.10.26:8000 → 172.17.0.2:80',
+    });
+    expect(view.natBeforeAfter(masqueradeFlow('m', 50000))).toMatchObject({
+      before: '172.17.0.3:50000 → 10.0.10.5:9000',
+      after: '10.0.10.26:50000 → 10.0.10.5:9000',
+    });
   });
   it('shows drops and unexplained flows', () => {
-    const f = { ...masqueradeFlow('m', 50000), explanation: null, drops: [{ timeUs: 1, reason: 'NETFILTER_DROP', iface: 'docker0', tuple: null, rule: { table: 'filter', chain: 'DOCKER-ISOLATION-STAGE-2', rule: '-A DOCKER-ISOLATION-STAGE-2 -o docker1 -j DROP' } }] };
+    const f = {
+      ...masqueradeFlow('m', 50000),
+      explanation: null,
+      drops: [
+        {
+          timeUs: 1,
+          reason: 'NETFILTER_DROP',
+          iface: 'docker0',
+          tuple: null,
+          rule: { table: 'filter', chain: 'DOCKER-ISOLATION-STAGE-2', rule: '-A DOCKER-ISOLATION-STAGE-2 -o docker1 -j DROP' },
+        },
+      ],
+    };
     const steps = view.journeySteps(f) as { kind: string; title: string; detail?: string }[];
     expect(steps.some((s) => s.kind === 'note' && /no explanation/.test(s.title))).toBe(true);
     const d = steps.find((s) => s.kind === 'drop')!;

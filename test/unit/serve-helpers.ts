@@ -59,9 +59,25 @@ export function publishedFlow(id: string, sport: number, opts: { hostPort?: numb
     nat: { dnat: { from: `10.0.10.26:${hostPort}`, to: '172.17.0.2:80' }, snat: null },
     legs: [
       { iface: 'eth0', direction: 'orig', tuple: orig, firstUs: t0, lastUs: t0 + 900, packets: 5, bytes: 420 },
-      { iface: 'docker0', direction: 'orig', tuple: tuple(proto, '10.0.10.5', sport, '172.17.0.2', 80), firstUs: t0 + 31, lastUs: t0 + 930, packets: 5, bytes: 420 },
+      {
+        iface: 'docker0',
+        direction: 'orig',
+        tuple: tuple(proto, '10.0.10.5', sport, '172.17.0.2', 80),
+        firstUs: t0 + 31,
+        lastUs: t0 + 930,
+        packets: 5,
+        bytes: 420,
+      },
       { iface: 'docker0', direction: 'reply', tuple: reply, firstUs: t0 + 120, lastUs: t0 + 950, packets: 4, bytes: 800 },
-      { iface: 'eth0', direction: 'reply', tuple: tuple(proto, '10.0.10.26', hostPort, '10.0.10.5', sport), firstUs: t0 + 150, lastUs: t0 + 980, packets: 4, bytes: 800 },
+      {
+        iface: 'eth0',
+        direction: 'reply',
+        tuple: tuple(proto, '10.0.10.26', hostPort, '10.0.10.5', sport),
+        firstUs: t0 + 150,
+        lastUs: t0 + 980,
+        packets: 4,
+        bytes: 800,
+      },
     ],
     names: [
       { addr: '172.17.0.2', container: opts.container ?? 'web', network: 'bridge', published: `${hostPort}/${proto} -> 80` },
@@ -73,13 +89,77 @@ export function publishedFlow(id: string, sport: number, opts: { hostPort?: numb
     explanation: {
       verdict: 'accept',
       steps: [
-        { hook: 'prerouting', family: 'ip', table: 'nat', chain: 'PREROUTING', rule: '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER', ruleNumber: 1, handle: null, verdict: 'jump' },
-        { hook: 'prerouting', family: 'ip', table: 'nat', chain: 'DOCKER', rule: `-A DOCKER ! -i docker0 -p ${proto} -m ${proto} --dport ${hostPort} -j DNAT --to-destination 172.17.0.2:80`, ruleNumber: 2, handle: null, verdict: 'dnat', meaning: 'published port' },
-        { hook: 'forward', family: 'ip', table: 'filter', chain: 'FORWARD', rule: '-A FORWARD -j DOCKER-USER', ruleNumber: 1, handle: null, verdict: 'jump' },
-        { hook: 'forward', family: 'ip', table: 'filter', chain: 'DOCKER-USER', rule: '-A DOCKER-USER -j RETURN', ruleNumber: 1, handle: null, verdict: 'return' },
-        { hook: 'forward', family: 'ip', table: 'filter', chain: 'FORWARD', rule: '-A FORWARD -o docker0 -j DOCKER', ruleNumber: 4, handle: null, verdict: 'jump' },
-        { hook: 'forward', family: 'ip', table: 'filter', chain: 'DOCKER', rule: `-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p ${proto} -m ${proto} --dport 80 -j ACCEPT`, ruleNumber: 1, handle: null, verdict: 'accept' },
-        { hook: 'postrouting', family: 'ip', table: 'nat', chain: 'POSTROUTING', rule: null, ruleNumber: null, handle: null, verdict: 'policy-accept' },
+        {
+          hook: 'prerouting',
+          family: 'ip',
+          table: 'nat',
+          chain: 'PREROUTING',
+          rule: '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER',
+          ruleNumber: 1,
+          handle: null,
+          verdict: 'jump',
+        },
+        {
+          hook: 'prerouting',
+          family: 'ip',
+          table: 'nat',
+          chain: 'DOCKER',
+          rule: `-A DOCKER ! -i docker0 -p ${proto} -m ${proto} --dport ${hostPort} -j DNAT --to-destination 172.17.0.2:80`,
+          ruleNumber: 2,
+          handle: null,
+          verdict: 'dnat',
+          meaning: 'published port',
+        },
+        {
+          hook: 'forward',
+          family: 'ip',
+          table: 'filter',
+          chain: 'FORWARD',
+          rule: '-A FORWARD -j DOCKER-USER',
+          ruleNumber: 1,
+          handle: null,
+          verdict: 'jump',
+        },
+        {
+          hook: 'forward',
+          family: 'ip',
+          table: 'filter',
+          chain: 'DOCKER-USER',
+          rule: '-A DOCKER-USER -j RETURN',
+          ruleNumber: 1,
+          handle: null,
+          verdict: 'return',
+        },
+        {
+          hook: 'forward',
+          family: 'ip',
+          table: 'filter',
+          chain: 'FORWARD',
+          rule: '-A FORWARD -o docker0 -j DOCKER',
+          ruleNumber: 4,
+          handle: null,
+          verdict: 'jump',
+        },
+        {
+          hook: 'forward',
+          family: 'ip',
+          table: 'filter',
+          chain: 'DOCKER',
+          rule: `-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p ${proto} -m ${proto} --dport 80 -j ACCEPT`,
+          ruleNumber: 1,
+          handle: null,
+          verdict: 'accept',
+        },
+        {
+          hook: 'postrouting',
+          family: 'ip',
+          table: 'nat',
+          chain: 'POSTROUTING',
+          rule: null,
+          ruleNumber: null,
+          handle: null,
+          verdict: 'policy-accept',
+        },
       ],
       nat: { dnat: { from: `10.0.10.26:${hostPort}`, to: '172.17.0.2:80' }, snat: null },
       packet_out: { proto, src: '10.0.10.5', sport, dst: '172.17.0.2', dport: 80, iif: 'eth0', oif: 'docker0' },
@@ -101,15 +181,41 @@ export function masqueradeFlow(id: string, sport: number): FlowInfo {
     nat: { dnat: null, snat: { from: '172.17.0.3', to: '10.0.10.26' } },
     legs: [
       { iface: 'docker0', direction: 'orig', tuple: orig, firstUs: t0, lastUs: t0, packets: 1, bytes: 60 },
-      { iface: 'eth0', direction: 'orig', tuple: tuple('udp', '10.0.10.26', sport, '10.0.10.5', 9000), firstUs: t0 + 20, lastUs: t0 + 20, packets: 1, bytes: 60 },
+      {
+        iface: 'eth0',
+        direction: 'orig',
+        tuple: tuple('udp', '10.0.10.26', sport, '10.0.10.5', 9000),
+        firstUs: t0 + 20,
+        lastUs: t0 + 20,
+        packets: 1,
+        bytes: 60,
+      },
     ],
     names: [{ addr: '172.17.0.3', container: 'client', network: 'bridge' }],
     ctStatus: ['CONFIRMED', 'SRC_NAT', 'SRC_NAT_DONE'],
     explanation: {
       verdict: 'accept',
       steps: [
-        { hook: 'forward', family: 'ip', table: 'filter', chain: 'FORWARD', rule: '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT', ruleNumber: 7, handle: null, verdict: 'accept' },
-        { hook: 'postrouting', family: 'ip', table: 'nat', chain: 'POSTROUTING', rule: '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE', ruleNumber: 1, handle: null, verdict: 'masquerade' },
+        {
+          hook: 'forward',
+          family: 'ip',
+          table: 'filter',
+          chain: 'FORWARD',
+          rule: '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT',
+          ruleNumber: 7,
+          handle: null,
+          verdict: 'accept',
+        },
+        {
+          hook: 'postrouting',
+          family: 'ip',
+          table: 'nat',
+          chain: 'POSTROUTING',
+          rule: '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE',
+          ruleNumber: 1,
+          handle: null,
+          verdict: 'masquerade',
+        },
       ],
       nat: { dnat: null, snat: { from: '172.17.0.3', to: '10.0.10.26' } },
       packet_out: { proto: 'udp', src: '10.0.10.26', sport, dst: '10.0.10.5', dport: 9000, iif: 'docker0', oif: 'eth0' },
@@ -127,9 +233,29 @@ export class EventFactory {
   }
   others(): JourneyEvent[] {
     return [
-      { v: SCHEMA_VERSION, seq: ++this.seq, time: Date.now(), type: 'drop', flowId: 'c1', drop: { timeUs: 1, reason: 'NETFILTER_DROP', iface: 'docker1', tuple: tuple('tcp', '172.17.0.3', 41000, '172.20.0.2', 80), rule: { table: 'filter', chain: 'DOCKER-ISOLATION-STAGE-2', rule: '-A DOCKER-ISOLATION-STAGE-2 -o docker1 -j DROP' } } },
+      {
+        v: SCHEMA_VERSION,
+        seq: ++this.seq,
+        time: Date.now(),
+        type: 'drop',
+        flowId: 'c1',
+        drop: {
+          timeUs: 1,
+          reason: 'NETFILTER_DROP',
+          iface: 'docker1',
+          tuple: tuple('tcp', '172.17.0.3', 41000, '172.20.0.2', 80),
+          rule: { table: 'filter', chain: 'DOCKER-ISOLATION-STAGE-2', rule: '-A DOCKER-ISOLATION-STAGE-2 -o docker1 -j DROP' },
+        },
+      },
       { v: SCHEMA_VERSION, seq: ++this.seq, time: Date.now(), type: 'ruleset.changed', tables: ['nat', 'filter'] },
-      { v: SCHEMA_VERSION, seq: ++this.seq, time: Date.now(), type: 'capture.stats', stats: [{ iface: 'eth0', received: 10, kernelDropped: 0, ifDropped: 0, ownDropped: 0, skipped: { truncated: 1 } }], flows: { live: 3, evicted: 0 } },
+      {
+        v: SCHEMA_VERSION,
+        seq: ++this.seq,
+        time: Date.now(),
+        type: 'capture.stats',
+        stats: [{ iface: 'eth0', received: 10, kernelDropped: 0, ifDropped: 0, ownDropped: 0, skipped: { truncated: 1 } }],
+        flows: { live: 3, evicted: 0 },
+      },
       { v: SCHEMA_VERSION, seq: ++this.seq, time: Date.now(), type: 'notice', message: 'no drop reasons: eBPF unavailable: EPERM', code: 'E_NATIVE' },
     ];
   }
@@ -157,18 +283,24 @@ export class RecordingClient {
   readonly closed: Promise<number>;
   private waiters: { pred: () => boolean; resolve: () => void }[] = [];
 
-  constructor(url: string, opts: WebSocket.ClientOptions = {}, private readonly store = true) {
+  constructor(
+    url: string,
+    opts: WebSocket.ClientOptions = {},
+    private readonly store = true,
+  ) {
     this.ws = new WebSocket(url, opts);
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve());
       this.ws.once('error', reject);
       this.ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode })));
     });
-    this.closed = new Promise((resolve) => this.ws.once('close', (code) => {
-      this.closeCode = code;
-      resolve(code);
-      this.check();
-    }));
+    this.closed = new Promise((resolve) =>
+      this.ws.once('close', (code) => {
+        this.closeCode = code;
+        resolve(code);
+        this.check();
+      }),
+    );
     this.ws.on('error', () => {});
     this.ws.on('message', (data) => {
       const m = JSON.parse(String(data)) as Record<string, unknown>;
@@ -195,7 +327,13 @@ export class RecordingClient {
   until(pred: () => boolean, timeoutMs = 5000): Promise<void> {
     if (pred()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const w = { pred, resolve: () => { clearTimeout(t); resolve(); } };
+      const w = {
+        pred,
+        resolve: () => {
+          clearTimeout(t);
+          resolve();
+        },
+      };
       const t = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
         reject(new Error(`timed out; got ${this.messages.length} messages: ${JSON.stringify(this.messages.slice(-3)).slice(0, 600)}`));

@@ -37,10 +37,10 @@ beforeAll(async () => {
   early[2]!.send({ type: 'subscribe', filter: { container: 'client', verdict: 'accept', types: ['flow.start'] } });
   await Promise.all(early.map((c) => c.until(() => c.ofType('subscribed').length === 1)));
   pipeline = await startPipeline({
-    read: [DIR + 'eth0.pcap', DIR + 'docker0.pcap'],
-    conntrackSnapshot: DIR + 'conntrack.txt',
-    dockerSnapshot: DIR + 'docker.json',
-    rulesetFiles: { iptablesSave: [DIR + 'iptables-save.txt'], addrs: DIR + 'addrs.json', routes: DIR + 'routes.json' },
+    read: [`${DIR}eth0.pcap`, `${DIR}docker0.pcap`],
+    conntrackSnapshot: `${DIR}conntrack.txt`,
+    dockerSnapshot: `${DIR}docker.json`,
+    rulesetFiles: { iptablesSave: [`${DIR}iptables-save.txt`], addrs: `${DIR}addrs.json`, routes: `${DIR}routes.json` },
   });
   pipeline.on('event', (ev) => all.push(ev));
   server.attachSource(pipeline);
@@ -60,7 +60,11 @@ afterAll(async () => {
 
 describe('serve on a replayed lab recording', () => {
   it('each subscriber gets exactly the flow events that match its filter, explained, schema-valid', () => {
-    const filters = [{ port: 8000, natOnly: true }, { protocol: 'icmp' as const }, { container: 'client', verdict: 'accept' as const, types: ['flow.start' as const] }];
+    const filters = [
+      { port: 8000, natOnly: true },
+      { protocol: 'icmp' as const },
+      { container: 'client', verdict: 'accept' as const, types: ['flow.start' as const] },
+    ];
     const flows = all.filter((e) => e.type.startsWith('flow.'));
     expect(flows.length).toBeGreaterThan(10);
     clients.slice(0, 3).forEach((c, i) => {
@@ -86,7 +90,11 @@ describe('serve on a replayed lab recording', () => {
       expect(f.explanation?.steps.some((s) => s.table === 'nat' && s.chain === 'DOCKER' && s.verdict === 'dnat')).toBe(true);
     }
     expect([...lastFlows(clients[1]!.messages).values()].every((f) => f.orig.proto === 'icmp')).toBe(true);
-    expect([...lastFlows(clients[2]!.messages).values()].every((f) => f.names.some((n) => n.container === 'client') && f.explanation?.verdict === 'accept')).toBe(true);
+    expect(
+      [...lastFlows(clients[2]!.messages).values()].every(
+        (f) => f.names.some((n) => n.container === 'client') && f.explanation?.verdict === 'accept',
+      ),
+    ).toBe(true);
   });
 
   it('a subscriber that comes after the replay gets the kept events that match', async () => {

@@ -30,11 +30,13 @@ function expectAllValid(c: RecordingClient): void {
 }
 function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    http.get(url, { headers }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-    }).on('error', reject);
+    http
+      .get(url, { headers }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -71,7 +73,9 @@ describe('subscriptions', () => {
     src.emitEvent(f.flow('flow.update', publishedFlow('p9', 40009)));
     for (const ev of f.others()) src.emitEvent(ev);
     await c.until(() => c.ofType('notice').length === 1);
-    const ids = c.messages.filter((m) => String(m['type']).startsWith('flow.')).map((m) => `${String(m['type'])}:${(m['flow'] as { id: string }).id}`);
+    const ids = c.messages
+      .filter((m) => String(m['type']).startsWith('flow.'))
+      .map((m) => `${String(m['type'])}:${(m['flow'] as { id: string }).id}`);
     expect(ids).toEqual(['flow.start:p1', 'flow.start:p2', 'flow.start:p9', 'flow.update:p9']);
     // stream-level events pass; the drop (isolation, port 80 not 8000) does not
     expect(c.ofType('drop')).toHaveLength(0);
@@ -109,7 +113,8 @@ describe('subscriptions', () => {
     const flows = c.messages.filter((m) => String(m['type']).startsWith('flow.'));
     // p5 ended: not live; p3 once, as its update
     expect(flows.map((m) => `${String(m['type'])}:${(m['flow'] as { id: string }).id}`)).toEqual(
-      ['p0', 'p1', 'p2', 'p4', 'p6', 'p7', 'p8', 'p9'].map((id) => `flow.start:${id}`).concat(['flow.update:p3']));
+      ['p0', 'p1', 'p2', 'p4', 'p6', 'p7', 'p8', 'p9'].map((id) => `flow.start:${id}`).concat(['flow.update:p3']),
+    );
     const seqs = c.messages.filter((m) => m['seq'] !== undefined).map((m) => Number(m['seq']));
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expectAllValid(c);
@@ -150,7 +155,16 @@ describe('hostile clients', () => {
     c.ws.send(Buffer.from([1, 2, 3]), { binary: true });
     await c.until(() => c.ofType('error').length === 8);
     const codes = c.ofType('error').map((m) => m['code']);
-    expect(codes).toEqual(['E_BAD_JSON', 'E_BAD_MESSAGE', 'E_BAD_MESSAGE', 'E_BAD_MESSAGE', 'E_BAD_MESSAGE', 'E_BAD_MESSAGE', 'E_TOO_LARGE', 'E_BINARY']);
+    expect(codes).toEqual([
+      'E_BAD_JSON',
+      'E_BAD_MESSAGE',
+      'E_BAD_MESSAGE',
+      'E_BAD_MESSAGE',
+      'E_BAD_MESSAGE',
+      'E_BAD_MESSAGE',
+      'E_TOO_LARGE',
+      'E_BINARY',
+    ]);
     const texts = c.ofType('error').map((m) => String(m['message']));
     expect(texts[2]).toMatch(/\/filter\/port must be integer/);
     expect(texts[3]).toMatch(/colour/);
@@ -240,7 +254,14 @@ describe('slow consumer', () => {
 
     const f = new EventFactory();
     const N = 30_000; // ~1.9 KB each: ~57 MB that the slow client does not read
-    const hubClient = [...s.hub.clients].find((c) => c.ws.readyState === 1 && c.sentCount > 0 && c.id !== undefined && c.filter !== null && c.remote.endsWith(String((slow.ws as unknown as { _socket: { localPort: number } })._socket.localPort)))!;
+    const hubClient = [...s.hub.clients].find(
+      (c) =>
+        c.ws.readyState === 1 &&
+        c.sentCount > 0 &&
+        c.id !== undefined &&
+        c.filter !== null &&
+        c.remote.endsWith(String((slow.ws as unknown as { _socket: { localPort: number } })._socket.localPort)),
+    )!;
     expect(hubClient).toBeDefined();
     let maxQueued = 0;
     let maxQueuedBytes = 0;
@@ -374,8 +395,29 @@ describe('tls', () => {
     const https = await import('node:https');
     const dir = mkdtempSync(join(tmpdir(), 'journey-tls-'));
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-        '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
       const cert = readFileSync(join(dir, 'cert.pem'));
       const s = await server({ token: TOKEN, tls: { cert, key: readFileSync(join(dir, 'key.pem')) } });
       expect(s.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/$/);
@@ -386,18 +428,22 @@ describe('tls', () => {
       await ok.opened;
       await ok.until(() => ok.ofType('hello').length === 1);
       const status = await new Promise<number>((resolve, reject) => {
-        https.get(`${s.url}metrics`, { ca: cert, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        }).on('error', reject);
+        https
+          .get(`${s.url}metrics`, { ca: cert, headers: { Authorization: `Bearer ${TOKEN}` } }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          })
+          .on('error', reject);
       });
       expect(status).toBe(200);
       // the browser log-in cookie is Secure over TLS
       const cookie = await new Promise<string>((resolve, reject) => {
-        https.get(`${s.url}?token=${TOKEN}`, { ca: cert }, (res) => {
-          res.resume();
-          resolve(String(res.headers['set-cookie']?.[0]));
-        }).on('error', reject);
+        https
+          .get(`${s.url}?token=${TOKEN}`, { ca: cert }, (res) => {
+            res.resume();
+            resolve(String(res.headers['set-cookie']?.[0]));
+          })
+          .on('error', reject);
       });
       expect(cookie).toMatch(/; Secure$/);
     } finally {

@@ -33,13 +33,33 @@ const REPORT = {
   mode: 'active',
   startedAt: new Date(0).toISOString(),
   durationMs: 12,
-  host: { netns: 'jl-x-host', userlandProxy: false, userlandProxyWhy: 'daemon.json', backends: ['iptables'], generation: 'docker<28', bridgeNfCallIptables: true, hostAddress: '10.0.10.26', bridges: [], dockerProxies: [], docker: { reachable: true, endpoint: 'x', reason: null } },
+  host: {
+    netns: 'jl-x-host',
+    userlandProxy: false,
+    userlandProxyWhy: 'daemon.json',
+    backends: ['iptables'],
+    generation: 'docker<28',
+    bridgeNfCallIptables: true,
+    hostAddress: '10.0.10.26',
+    bridges: [],
+    dockerProxies: [],
+    docker: { reachable: true, endpoint: 'x', reason: null },
+  },
   ports: [],
   checks: [
     {
       id: 'self:8000/tcp',
       kind: 'self',
-      port: { proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, container: 'web', containerIp: '172.17.0.2', containerPort: 80, bridge: 'docker0', source: 'docker' },
+      port: {
+        proto: 'tcp',
+        hostIp: '0.0.0.0',
+        hostPort: 8000,
+        container: 'web',
+        containerIp: '172.17.0.2',
+        containerPort: 80,
+        bridge: 'docker0',
+        source: 'docker',
+      },
       from: { kind: 'container', name: 'web', ip: '172.17.0.2', bridge: 'docker0', pid: 1 },
       to: '10.0.10.26:8000',
       status: 'pass',
@@ -58,7 +78,7 @@ const REPORT = {
 };
 
 describe('serve: verify over the WebSocket', () => {
-  it('answers verify.started then verify.result (schema-valid), with the server\'s namespace and the client\'s bounded options', async () => {
+  it("answers verify.started then verify.result (schema-valid), with the server's namespace and the client's bounded options", async () => {
     const calls: VerifyOptions[] = [];
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));
@@ -68,7 +88,12 @@ describe('serve: verify over the WebSocket', () => {
       return REPORT;
     });
     const { s, c } = await serverWith({ verify: handler });
-    c.send({ type: 'verify', check: 'hairpin', id: 'a1', options: { ports: ['8000/tcp'], kinds: ['self', 'same-bridge'], timeoutMs: 1500, trace: 'none' } });
+    c.send({
+      type: 'verify',
+      check: 'hairpin',
+      id: 'a1',
+      options: { ports: ['8000/tcp'], kinds: ['self', 'same-bridge'], timeoutMs: 1500, trace: 'none' },
+    });
     await c.until(() => c.count('verify.started') === 1);
     expect(s.hub.verifyRunning).toBe(true);
     // one at a time: a second request (from this client or another) is refused while it runs
@@ -87,7 +112,14 @@ describe('serve: verify over the WebSocket', () => {
     expect(c.ofType('verify.result')[0]).toMatchObject({ check: 'hairpin', id: 'a1', report: { ok: true, summary: { pass: 1 } } });
     expect(other.count('verify.result')).toBe(0);
     expect(calls).toHaveLength(1);
-    expect(calls[0]).toMatchObject({ netns: 'jl-x-host', dockerHost: 'unix:///x.sock', ports: ['8000/tcp'], kinds: ['self', 'same-bridge'], timeoutMs: 1500, trace: 'none' });
+    expect(calls[0]).toMatchObject({
+      netns: 'jl-x-host',
+      dockerHost: 'unix:///x.sock',
+      ports: ['8000/tcp'],
+      kinds: ['self', 'same-bridge'],
+      timeoutMs: 1500,
+      trace: 'none',
+    });
     expect(calls[0]?.signal).toBeInstanceOf(AbortSignal);
     // after the result, another may run
     other.send({ type: 'verify', check: 'hairpin' });

@@ -70,7 +70,12 @@ function multiHost(opts: { iptables?: string; sysctl?: Record<string, string>; h
 const ENDPOINTS = JSON.parse(readFileSync(join(FIX, 'endpoints.json'), 'utf8')) as Endpoint[];
 
 function inventory(host: HostFacts, endpoints: readonly Endpoint[] = ENDPOINTS): Inventory {
-  return { endpoints, ports: portsFromHost(host, endpoints), docker: { reachable: false, endpoint: '', reason: 'test', userlandProxy: null }, notices: [] };
+  return {
+    endpoints,
+    ports: portsFromHost(host, endpoints),
+    docker: { reachable: false, endpoint: '', reason: 'test', userlandProxy: null },
+    notices: [],
+  };
 }
 
 function find(plan: readonly PlannedCheck[], kind: string, port: number, from?: string): PlannedCheck {
@@ -79,8 +84,21 @@ function find(plan: readonly PlannedCheck[], kind: string, port: number, from?: 
   return c;
 }
 
-function ct(o: [string, number, string, number], r: [string, number, string, number], status: ConntrackEntry['status'] = ['SEEN_REPLY', 'ASSURED'], tcpState = 'TIME_WAIT'): ConntrackEntry {
-  const t = (x: [string, number, string, number]) => ({ family: 4 as const, proto: 'tcp' as const, protoNum: 6, src: x[0], sport: x[1], dst: x[2], dport: x[3] });
+function ct(
+  o: [string, number, string, number],
+  r: [string, number, string, number],
+  status: ConntrackEntry['status'] = ['SEEN_REPLY', 'ASSURED'],
+  tcpState = 'TIME_WAIT',
+): ConntrackEntry {
+  const t = (x: [string, number, string, number]) => ({
+    family: 4 as const,
+    proto: 'tcp' as const,
+    protoNum: 6,
+    src: x[0],
+    sport: x[1],
+    dst: x[2],
+    dport: x[3],
+  });
   return { id: `${o.join('/')}`, orig: t(o), reply: t(r), status, tcpState, mark: 0, zone: 0, timeout: 100, source: 'conntrack-tool' };
 }
 
@@ -101,7 +119,12 @@ describe('ruleset facts', () => {
     expect(f.outputNatsLoopback).toBe(true);
     expect(f.isolatedBridges.sort()).toEqual(['br-neta', 'br-netb', 'docker0']);
     expect(f.masq.find((m) => m.src === '172.17.0.2' && m.dst === '172.17.0.2')?.dport).toBe(80);
-    expect(f.masq.filter((m) => m.srcLocal).map((m) => m.outIface).sort()).toEqual(['br-neta', 'br-netb', 'docker0']);
+    expect(
+      f.masq
+        .filter((m) => m.srcLocal)
+        .map((m) => m.outIface)
+        .sort(),
+    ).toEqual(['br-neta', 'br-netb', 'docker0']);
   });
 
   it('reads a Docker 28 golden: proxy on skips the bridge with `! -i`, OUTPUT excludes loopback, raw DROP', () => {
@@ -124,7 +147,14 @@ describe('ruleset facts', () => {
   it('reads a Docker 29 nftables golden (table ip docker-bridges)', () => {
     const f = nftFacts(golden('nftables', G29_PROXY_OFF));
     expect(f.backends).toEqual(['nftables']);
-    expect(f.dnat[0]).toMatchObject({ backend: 'nftables', proto: 'tcp', hostPort: 8080, containerIp: '192.168.0.2', containerPort: 80, notFromIface: null });
+    expect(f.dnat[0]).toMatchObject({
+      backend: 'nftables',
+      proto: 'tcp',
+      hostPort: 8080,
+      containerIp: '192.168.0.2',
+      containerPort: 80,
+      notFromIface: null,
+    });
     const own = masqFor(f, { src: '192.168.0.2', dst: '192.168.0.2', proto: 'tcp', dport: 80, oif: 'br-dummy', srcIsLocal: false });
     expect(own?.raw).toMatch(/MASQ TO OWN PORT/);
     const fromHost = masqFor(f, { src: '127.0.0.1', dst: '192.168.0.2', proto: 'tcp', dport: 80, oif: 'br-dummy', srcIsLocal: true });
@@ -133,7 +163,9 @@ describe('ruleset facts', () => {
     expect(f.rawDrops).toHaveLength(1);
     expect(nftFacts(golden('nftables', G29_NOICC)).iccDisabledBridges).toEqual(['br-dummy']);
     expect(nftFacts(golden('nftables', 'hairpin=true,internal=true,icc=true__ip.golden')).internalBridges).toEqual(['br-dummy']);
-    expect(iptablesFacts(golden('iptables', 'hairpin=true,internal=true,icc=true,wsl2mirrored=true__iptables.golden')).internalBridges).toEqual(['br-dummy']);
+    expect(iptablesFacts(golden('iptables', 'hairpin=true,internal=true,icc=true,wsl2mirrored=true__iptables.golden')).internalBridges).toEqual([
+      'br-dummy',
+    ]);
   });
 
   it('tokenizes quoted comments and matches CIDRs', () => {
@@ -190,7 +222,12 @@ describe('host facts and plan', () => {
     const h = multiHost();
     const plan = planChecks(h, inventory(h));
     // 8000 (web, docker0): same-bridge from client, self, cross from neta and netb, host x2
-    expect(plan.filter((c) => c.dstPort === 8000).map((c) => c.kind).sort()).toEqual(['cross-bridge', 'cross-bridge', 'host-address', 'host-loopback', 'same-bridge', 'self']);
+    expect(
+      plan
+        .filter((c) => c.dstPort === 8000)
+        .map((c) => c.kind)
+        .sort(),
+    ).toEqual(['cross-bridge', 'cross-bridge', 'host-address', 'host-loopback', 'same-bridge', 'self']);
     const same = find(plan, 'same-bridge', 8000, 'client');
     expect(same.expected).toMatchObject({ outcome: 'connect', via: 'dnat', dnatTo: '172.17.0.2:80', targetSeesSource: '172.17.0.3' });
     expect(same.dstIp).toBe('10.0.10.26');
@@ -212,7 +249,10 @@ describe('host facts and plan', () => {
       .replace('-A DOCKER -p tcp', '-A DOCKER -i docker0 -j RETURN\n-A DOCKER -i br-netb -j RETURN\n-A DOCKER ! -i docker0 -p tcp')
       .replace('-A OUTPUT -m addrtype', '-A OUTPUT ! -d 127.0.0.0/8 -m addrtype')
       .replace(/^-A POSTROUTING -o \S+ -m addrtype --src-type LOCAL -j MASQUERADE$/gm, ''); // not installed with the proxy on
-    const h = { ...multiHost({ iptables: text }), dockerProxies: [{ pid: 42, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 }] };
+    const h = {
+      ...multiHost({ iptables: text }),
+      dockerProxies: [{ pid: 42, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 }],
+    };
     const plan = planChecks(h, inventory(h), { ports: ['8000'] });
     for (const k of ['same-bridge', 'self', 'host-loopback']) {
       expect(find(plan, k, 8000).expected).toMatchObject({ via: 'docker-proxy', targetSeesSource: '172.17.0.1' });
@@ -225,9 +265,23 @@ describe('host facts and plan', () => {
     // the golden's bridge br-dummy 192.168.0.1/24 with one container 192.168.0.2, next to the lab's bridges
     const ipt = golden('iptables', G28_PROXY_ON);
     const base = multiHost({ iptables: ipt });
-    const dummy = { name: 'br-dummy', ifindex: 99, addrs: [{ addr: '192.168.0.1', prefixlen: 24 }], nfCallIptables: null, routeLocalnet: false, ports: [{ ifname: 'vethdummy', ifindex: 100, bridge: 'br-dummy', hairpin: false, state: 'forwarding', peerIfindex: null }] };
-    const h: HostFacts = { ...base, bridges: [...base.bridges, dummy], dockerProxies: [{ pid: 7, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8080, containerIp: '192.168.0.2', containerPort: 80 }] };
-    const eps: Endpoint[] = [...ENDPOINTS, { name: 'c1', ip: '192.168.0.2', bridge: 'br-dummy', port: 'vethdummy', ns: 1, pid: 1, network: 'br-dummy' }];
+    const dummy = {
+      name: 'br-dummy',
+      ifindex: 99,
+      addrs: [{ addr: '192.168.0.1', prefixlen: 24 }],
+      nfCallIptables: null,
+      routeLocalnet: false,
+      ports: [{ ifname: 'vethdummy', ifindex: 100, bridge: 'br-dummy', hairpin: false, state: 'forwarding', peerIfindex: null }],
+    };
+    const h: HostFacts = {
+      ...base,
+      bridges: [...base.bridges, dummy],
+      dockerProxies: [{ pid: 7, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8080, containerIp: '192.168.0.2', containerPort: 80 }],
+    };
+    const eps: Endpoint[] = [
+      ...ENDPOINTS,
+      { name: 'c1', ip: '192.168.0.2', bridge: 'br-dummy', port: 'vethdummy', ns: 1, pid: 1, network: 'br-dummy' },
+    ];
     const plan = planChecks(h, inventory(h, eps));
     expect(generationOf(h)).toBe('docker28+');
     expect(find(plan, 'self', 8080).expected?.via).toBe('docker-proxy');
@@ -241,7 +295,10 @@ describe('host facts and plan', () => {
     expect(plan2.some((c) => c.kind === 'host-address' && c.dstPort === 8080)).toBe(false);
     // Docker 29 nftables, proxy off, icc=false: same-bridge and self blocked by design
     const nft: HostFacts = { ...h, ruleset: nftFacts(golden('nftables', G29_NOICC)), dockerProxies: [] };
-    const plan3 = planChecks(nft, inventory(nft, [...eps, { name: 'c2', ip: '192.168.0.3', bridge: 'br-dummy', port: null, ns: 2, pid: 2, network: 'br-dummy' }]));
+    const plan3 = planChecks(
+      nft,
+      inventory(nft, [...eps, { name: 'c2', ip: '192.168.0.3', bridge: 'br-dummy', port: null, ns: 2, pid: 2, network: 'br-dummy' }]),
+    );
     expect(generationOf(nft)).toBe('docker29-nftables');
     expect(find(plan3, 'same-bridge', 8080).expected?.outcome).toBe('blocked');
     expect(find(plan3, 'host-loopback', 8080).expected).toMatchObject({ via: 'dnat', targetSeesSource: '192.168.0.1' });
@@ -268,18 +325,50 @@ describe('causes for broken hosts', () => {
   });
 
   it('names the DOCKER-USER rule the kernel trace saw drop the packet', () => {
-    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace('-A DOCKER-USER -j RETURN', '-A DOCKER-USER -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN');
+    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace(
+      '-A DOCKER-USER -j RETURN',
+      '-A DOCKER-USER -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP\n-A DOCKER-USER -j RETURN',
+    );
     const h = multiHost({ iptables: text });
     expect(h.ruleset.dockerUser.map((r) => r.ruleNumber)).toEqual([1]);
     const c = find(planChecks(h, inventory(h)), 'same-bridge', 8000);
     const trace: TraceStep[] = [
-      { family: 'ip', table: 'nat', chain: 'DOCKER', rule: 'tcp dport 8000 dnat to 172.17.0.2:80', handle: 9, ruleNumber: 1, verdict: 'accept', traceId: 'a' },
-      { family: 'ip', table: 'filter', chain: 'FORWARD', rule: 'counter jump DOCKER-USER', handle: 3, ruleNumber: 1, verdict: 'jump DOCKER-USER', traceId: 'a' },
-      { family: 'ip', table: 'filter', chain: 'DOCKER-USER', rule: 'ip daddr 172.17.0.2 tcp dport 80 counter drop', handle: 40, ruleNumber: 1, verdict: 'drop', traceId: 'a' },
+      {
+        family: 'ip',
+        table: 'nat',
+        chain: 'DOCKER',
+        rule: 'tcp dport 8000 dnat to 172.17.0.2:80',
+        handle: 9,
+        ruleNumber: 1,
+        verdict: 'accept',
+        traceId: 'a',
+      },
+      {
+        family: 'ip',
+        table: 'filter',
+        chain: 'FORWARD',
+        rule: 'counter jump DOCKER-USER',
+        handle: 3,
+        ruleNumber: 1,
+        verdict: 'jump DOCKER-USER',
+        traceId: 'a',
+      },
+      {
+        family: 'ip',
+        table: 'filter',
+        chain: 'DOCKER-USER',
+        rule: 'ip daddr 172.17.0.2 tcp dport 80 counter drop',
+        handle: 40,
+        ruleNumber: 1,
+        verdict: 'drop',
+        traceId: 'a',
+      },
     ];
     const j = judge(c, h, failedProbe(40002), { ...noEvidence, trace }, 'veth63ddaa2');
     expect(j.causes[0]).toBe('dropped in DOCKER-USER by rule 1: -A DOCKER-USER -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j DROP');
-    expect(traceCauses([{ ...trace[2]!, verdict: 'policy drop', rule: null }], h)[0]).toBe('dropped by the policy of filter DOCKER-USER (policy drop)');
+    expect(traceCauses([{ ...trace[2]!, verdict: 'policy drop', rule: null }], h)[0]).toBe(
+      'dropped by the policy of filter DOCKER-USER (policy drop)',
+    );
     expect(iptablesRuleText(text, 'filter', 'DOCKER-USER', 2)).toBe('-A DOCKER-USER -j RETURN');
   });
 
@@ -287,7 +376,10 @@ describe('causes for broken hosts', () => {
     const h = multiHost({ sysctl: { '/proc/sys/net/bridge/bridge-nf-call-iptables': '0' } });
     const c = find(planChecks(h, inventory(h)), 'same-bridge', 8000);
     const own = ct(['172.17.0.3', 40003, '10.0.10.26', 8000], ['172.17.0.2', 80, '172.17.0.3', 40003], [], 'SYN_SENT');
-    const packets = ['veth63ddaa2 P IP 172.17.0.3.40003 > 10.0.10.26.8000: Flags [S], seq 1', 'vethd12539f P IP 172.17.0.2.80 > 172.17.0.3.40003: Flags [S.], seq 2'];
+    const packets = [
+      'veth63ddaa2 P IP 172.17.0.3.40003 > 10.0.10.26.8000: Flags [S], seq 1',
+      'vethd12539f P IP 172.17.0.2.80 > 172.17.0.3.40003: Flags [S.], seq 2',
+    ];
     const j = judge(c, h, failedProbe(40003), { ...noEvidence, conntrack: [own], packets }, 'veth63ddaa2');
     expect(j.causes).toContain('bridge-nf-call-iptables is off');
     expect(j.causes.join('\n')).toContain('the reply reached client from 172.17.0.2:80 without un-DNAT');
@@ -306,7 +398,10 @@ describe('causes for broken hosts', () => {
   });
 
   it('names a missing docker-proxy and a refused connection', () => {
-    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace('-A DOCKER -p tcp', '-A DOCKER -i docker0 -j RETURN\n-A DOCKER ! -i docker0 -p tcp');
+    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace(
+      '-A DOCKER -p tcp',
+      '-A DOCKER -i docker0 -j RETURN\n-A DOCKER ! -i docker0 -p tcp',
+    );
     const h = multiHost({ iptables: text });
     const c = find(planChecks(h, inventory(h)), 'same-bridge', 8000);
     expect(c.expected?.via).toBe('docker-proxy');
@@ -333,7 +428,10 @@ describe('causes for broken hosts', () => {
   it('passes a UDP path whose datagram was delivered though the service stayed silent', () => {
     const h = multiHost();
     const inv = inventory(h);
-    const udpInv: Inventory = { ...inv, ports: [{ proto: 'udp', hostIp: '0.0.0.0', hostPort: 5514, containerIp: '172.17.0.2', containerPort: 514, container: 'web', source: 'docker' }] };
+    const udpInv: Inventory = {
+      ...inv,
+      ports: [{ proto: 'udp', hostIp: '0.0.0.0', hostPort: 5514, containerIp: '172.17.0.2', containerPort: 514, container: 'web', source: 'docker' }],
+    };
     const c = find(planChecks(h, udpInv), 'same-bridge', 5514);
     expect(c.skipReason).toBeNull();
     const silent = { ...failedProbe(40012), error: 'NOREPLY' };
@@ -345,12 +443,26 @@ describe('causes for broken hosts', () => {
   });
 
   it('treats icc=false (Docker 20.10: -i docker0 -o docker0 -j DROP) as blocking same-bridge hairpin by design', () => {
-    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace('-A FORWARD -i docker0 -o docker0 -j ACCEPT', '-A FORWARD -i docker0 -o docker0 -j DROP');
+    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace(
+      '-A FORWARD -i docker0 -o docker0 -j ACCEPT',
+      '-A FORWARD -i docker0 -o docker0 -j DROP',
+    );
     const h = multiHost({ iptables: text });
     expect(h.ruleset.iccDisabledBridges).toEqual(['docker0']);
     const c = find(planChecks(h, inventory(h)), 'same-bridge', 8000);
     expect(c.expected?.outcome).toBe('blocked');
-    const trace: TraceStep[] = [{ family: 'ip', table: 'filter', chain: 'FORWARD', rule: 'iifname "docker0" oifname "docker0" counter packets 0 bytes 0 drop', handle: 30, ruleNumber: 6, verdict: 'drop', traceId: 'c' }];
+    const trace: TraceStep[] = [
+      {
+        family: 'ip',
+        table: 'filter',
+        chain: 'FORWARD',
+        rule: 'iifname "docker0" oifname "docker0" counter packets 0 bytes 0 drop',
+        handle: 30,
+        ruleNumber: 6,
+        verdict: 'drop',
+        traceId: 'c',
+      },
+    ];
     const j = judge(c, h, failedProbe(40030), { ...noEvidence, trace }, null);
     expect(j.status).toBe('blocked');
     expect(j.causes[0]).toMatch(/icc=false/);
@@ -360,7 +472,10 @@ describe('causes for broken hosts', () => {
   });
 
   it('fails a docker-proxy path whose own connection to the container was not answered', () => {
-    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace('-A DOCKER -p tcp', '-A DOCKER -i docker0 -j RETURN\n-A DOCKER ! -i docker0 -p tcp');
+    const text = readFileSync(join(FIX, 'iptables-save.txt'), 'utf8').replace(
+      '-A DOCKER -p tcp',
+      '-A DOCKER -i docker0 -j RETURN\n-A DOCKER ! -i docker0 -p tcp',
+    );
     const h = multiHost({ iptables: text });
     const c = find(planChecks(h, inventory(h)), 'same-bridge', 8000);
     const own = ct(['172.17.0.3', 40020, '10.0.10.26', 8000], ['10.0.10.26', 8000, '172.17.0.3', 40020]);
@@ -377,7 +492,18 @@ describe('causes for broken hosts', () => {
   it('keeps a probe blocked by isolation as "blocked", not failed', () => {
     const h = multiHost();
     const c = find(planChecks(h, inventory(h)), 'cross-bridge', 8000, 'bcli');
-    const trace: TraceStep[] = [{ family: 'ip', table: 'filter', chain: 'DOCKER-ISOLATION-STAGE-2', rule: 'oifname "docker0" counter drop', handle: 5, ruleNumber: 3, verdict: 'drop', traceId: 'b' }];
+    const trace: TraceStep[] = [
+      {
+        family: 'ip',
+        table: 'filter',
+        chain: 'DOCKER-ISOLATION-STAGE-2',
+        rule: 'oifname "docker0" counter drop',
+        handle: 5,
+        ruleNumber: 3,
+        verdict: 'drop',
+        traceId: 'b',
+      },
+    ];
     const j = judge(c, h, failedProbe(40010), { ...noEvidence, trace }, null);
     expect(j.status).toBe('blocked');
     expect(j.causes).toContain('dropped in DOCKER-ISOLATION-STAGE-2 by rule 3: -A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP');
@@ -447,7 +573,11 @@ describe('evidence selection, passive classification, parsers, report', () => {
     expect(lo?.kind).toBe('host-loopback');
     const cross = classifyFlow(ct(['172.23.0.2', 42002, '10.0.10.26', 8000], ['172.17.0.2', 80, '172.23.0.2', 42002], [], 'SYN_SENT'), h, inv);
     expect(cross).toMatchObject({ kind: 'cross-bridge', status: 'blocked' });
-    const stuck = classifyFlow(ct(['172.17.0.3', 42003, '10.0.10.26', 8000], ['172.17.0.2', 80, '172.17.0.3', 42003], [], 'SYN_SENT'), { ...h, bridgeNfCallIptables: false }, inv);
+    const stuck = classifyFlow(
+      ct(['172.17.0.3', 42003, '10.0.10.26', 8000], ['172.17.0.2', 80, '172.17.0.3', 42003], [], 'SYN_SENT'),
+      { ...h, bridgeNfCallIptables: false },
+      inv,
+    );
     expect(stuck?.status).toBe('fail');
     expect(stuck?.causes).toContain('bridge-nf-call-iptables is off');
     // from outside the host: not a hairpin flow
@@ -455,7 +585,9 @@ describe('evidence selection, passive classification, parsers, report', () => {
   });
 
   it('parses tcpdump -i any lines, docker-proxy command lines, source port blocks', () => {
-    expect(parseTcpdumpLine('1795407369.445107 veth1a2b In  IP 172.17.0.3.41000 > 10.0.10.26.8000: Flags [S], seq 1, win 64240, length 0')).toMatchObject({
+    expect(
+      parseTcpdumpLine('1795407369.445107 veth1a2b In  IP 172.17.0.3.41000 > 10.0.10.26.8000: Flags [S], seq 1, win 64240, length 0'),
+    ).toMatchObject({
       iface: 'veth1a2b',
       dir: 'In',
       src: '172.17.0.3',
@@ -467,7 +599,21 @@ describe('evidence selection, passive classification, parsers, report', () => {
     });
     expect(parseTcpdumpLine('garbage')).toBeNull();
     expect(parseTcpdumpLine('1.0 lo In IP6 ::1.1 > ::1.2: Flags [S]')).toBeNull();
-    expect(parseDockerProxyArgs(9, ['/usr/bin/docker-proxy', '-proto', 'tcp', '-host-ip', '0.0.0.0', '-host-port', '8000', '-container-ip', '172.17.0.2', '-container-port', '80'])).toEqual({
+    expect(
+      parseDockerProxyArgs(9, [
+        '/usr/bin/docker-proxy',
+        '-proto',
+        'tcp',
+        '-host-ip',
+        '0.0.0.0',
+        '-host-port',
+        '8000',
+        '-container-ip',
+        '172.17.0.2',
+        '-container-port',
+        '80',
+      ]),
+    ).toEqual({
       pid: 9,
       proto: 'tcp',
       hostIp: '0.0.0.0',
@@ -486,14 +632,38 @@ describe('evidence selection, passive classification, parsers, report', () => {
     const h = multiHost({ hairpinOff: 'vethd12539f' });
     const c = find(planChecks(h, inventory(h)), 'self', 8000);
     const j = judge(c, h, failedProbe(40000), noEvidence, 'vethd12539f');
-    const check = { id: c.id, kind: c.kind, port: c.port, from: c.from, to: '10.0.10.26:8000', status: j.status, expected: c.expected, probe: failedProbe(40000), evidence: { ...noEvidence, observed: j.observed }, causes: j.causes, deviations: j.deviations, skipReason: null };
+    const check = {
+      id: c.id,
+      kind: c.kind,
+      port: c.port,
+      from: c.from,
+      to: '10.0.10.26:8000',
+      status: j.status,
+      expected: c.expected,
+      probe: failedProbe(40000),
+      evidence: { ...noEvidence, observed: j.observed },
+      causes: j.causes,
+      deviations: j.deviations,
+      skipReason: null,
+    };
     const summary = summarize([check]);
     const r: HairpinReport = {
       v: 1,
       mode: 'active',
       startedAt: '2026-01-01T00:00:00Z',
       durationMs: 10,
-      host: { netns: 'jl-f-host', userlandProxy: false, userlandProxyWhy: 'test', backends: ['iptables'], generation: 'docker<28', bridgeNfCallIptables: true, hostAddress: '10.0.10.26', bridges: [], dockerProxies: [], docker: { reachable: false, endpoint: '', reason: 'test' } },
+      host: {
+        netns: 'jl-f-host',
+        userlandProxy: false,
+        userlandProxyWhy: 'test',
+        backends: ['iptables'],
+        generation: 'docker<28',
+        bridgeNfCallIptables: true,
+        hostAddress: '10.0.10.26',
+        bridges: [],
+        dockerProxies: [],
+        docker: { reachable: false, endpoint: '', reason: 'test' },
+      },
       ports: [c.port],
       checks: [check],
       flows: [],
@@ -509,7 +679,19 @@ describe('evidence selection, passive classification, parsers, report', () => {
   });
 
   it('never throws on malformed host data: a clear E_PARSE', () => {
-    expect(() => buildHostFacts({ netns: null, netnsInode: null, ipLinkJson: '{bad', ipAddrJson: '[]', bridgeLinkJson: '[]', sysctl: new Map(), iptablesSave: '', nftRuleset: '', dockerProxies: [] })).toThrow(/E_PARSE|malformed JSON/);
+    expect(() =>
+      buildHostFacts({
+        netns: null,
+        netnsInode: null,
+        ipLinkJson: '{bad',
+        ipAddrJson: '[]',
+        bridgeLinkJson: '[]',
+        sysctl: new Map(),
+        iptablesSave: '',
+        nftRuleset: '',
+        dockerProxies: [],
+      }),
+    ).toThrow(/E_PARSE|malformed JSON/);
     const f = iptablesFacts('*nat\n-A DOCKER -p tcp -j DNAT --to-destination\n-A\ngarbage\n');
     expect(f.dnat).toEqual([]);
     expect(nftFacts('table ip docker-bridges {\n chain x {\n tcp dport dnat to\n }\n').dnat).toEqual([]);

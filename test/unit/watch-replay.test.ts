@@ -13,10 +13,10 @@ import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.j
 
 // Recorded in the lab (scenario default, every standard probe) with test/fixtures/watch/record.sh.
 const DIR = new URL('../fixtures/watch/default/', import.meta.url).pathname;
-const READ = [DIR + 'eth0.pcap', DIR + 'docker0.pcap'];
-const CT = DIR + 'conntrack.txt';
-const DOCKER = DIR + 'docker.json';
-const RULES = { iptablesSave: [DIR + 'iptables-save.txt'], addrs: DIR + 'addrs.json', routes: DIR + 'routes.json' };
+const READ = [`${DIR}eth0.pcap`, `${DIR}docker0.pcap`];
+const CT = `${DIR}conntrack.txt`;
+const DOCKER = `${DIR}docker.json`;
+const RULES = { iptablesSave: [`${DIR}iptables-save.txt`], addrs: `${DIR}addrs.json`, routes: `${DIR}routes.json` };
 
 async function replay(extra: Record<string, unknown> = {}): Promise<JourneyEvent[]> {
   const p = await startPipeline({ read: READ, conntrackSnapshot: CT, dockerSnapshot: DOCKER, rulesetFiles: RULES, ...extra });
@@ -26,7 +26,8 @@ async function replay(extra: Record<string, unknown> = {}): Promise<JourneyEvent
 }
 
 const flowsOf = (evs: JourneyEvent[], type: FlowEvent['type']) => evs.filter((e): e is FlowEvent => e.type === type).map((e) => e.flow);
-const origTo = (fs: FlowInfo[], dst: string, dport?: number) => fs.filter((f) => f.orig.dst === dst && (dport === undefined || f.orig.dport === dport));
+const origTo = (fs: FlowInfo[], dst: string, dport?: number) =>
+  fs.filter((f) => f.orig.dst === dst && (dport === undefined || f.orig.dport === dport));
 
 describe('watch: replay of a lab recording (scenario default)', () => {
   let events: JourneyEvent[] = [];
@@ -59,10 +60,19 @@ describe('watch: replay of a lab recording (scenario default)', () => {
       const f = origTo(starts, '198.51.100.10').filter((x) => x.orig.proto === proto);
       expect(f, proto).toHaveLength(1);
       expect(f[0]!.nat.snat?.to.startsWith('10.0.10.26'), proto).toBe(true);
-      expect(f[0]!.legs.filter((l) => l.direction === 'orig').map((l) => `${l.iface}:${l.tuple.src}`)).toEqual(['docker0:172.17.0.3', 'eth0:10.0.10.26']);
-      expect(f[0]!.legs.some((l) => l.direction === 'reply'), proto).toBe(true);
+      expect(f[0]!.legs.filter((l) => l.direction === 'orig').map((l) => `${l.iface}:${l.tuple.src}`)).toEqual([
+        'docker0:172.17.0.3',
+        'eth0:10.0.10.26',
+      ]);
+      expect(
+        f[0]!.legs.some((l) => l.direction === 'reply'),
+        proto,
+      ).toBe(true);
       expect(f[0]!.names.find((n) => n.addr === '172.17.0.3')?.container).toBe('client');
-    expect(f[0]!.explanation?.steps.some((st) => st.verdict === 'masquerade'), proto).toBe(true);
+      expect(
+        f[0]!.explanation?.steps.some((st) => st.verdict === 'masquerade'),
+        proto,
+      ).toBe(true);
     }
   });
 
@@ -100,12 +110,20 @@ describe('watch: replay of a lab recording (scenario default)', () => {
       expect(ok ? null : { type: e.type, errors: validate.errors }).toBeNull();
     }
     const stats = events.filter((e) => e.type === 'capture.stats');
-    expect(stats.at(-1)).toMatchObject({ stats: [{ iface: 'eth0', received: 65 }, { iface: 'docker0', received: 129 }] });
+    expect(stats.at(-1)).toMatchObject({
+      stats: [
+        { iface: 'eth0', received: 65 },
+        { iface: 'docker0', received: 129 },
+      ],
+    });
   });
 
   it('golden: the terminal lines of the replay', () => {
-    const text = events.filter((e): e is FlowEvent => e.type.startsWith('flow.') && e.type !== 'flow.update').map((e) => formatFlowEvent(e)).join('\n') + '\n';
-    const golden = DIR + 'golden.txt';
+    const text = `${events
+      .filter((e): e is FlowEvent => e.type.startsWith('flow.') && e.type !== 'flow.update')
+      .map((e) => formatFlowEvent(e))
+      .join('\n')}\n`;
+    const golden = `${DIR}golden.txt`;
     if (process.env['UPDATE_GOLDEN'] === '1' || !existsSync(golden)) writeFileSync(golden, text);
     expect(text).toBe(readFileSync(golden, 'utf8'));
   });
@@ -154,19 +172,40 @@ describe('journey watch (the command) on the replay', () => {
     }
     return { out, err };
   }
-  const base = ['--read', ...READ, '--conntrack', CT, '--docker-snapshot', DOCKER, '--no-color', '--ruleset', DIR + 'iptables-save.txt', '--host-addrs', DIR + 'addrs.json', '--host-routes', DIR + 'routes.json'];
+  const base = [
+    '--read',
+    ...READ,
+    '--conntrack',
+    CT,
+    '--docker-snapshot',
+    DOCKER,
+    '--no-color',
+    '--ruleset',
+    `${DIR}iptables-save.txt`,
+    '--host-addrs',
+    `${DIR}addrs.json`,
+    '--host-routes',
+    `${DIR}routes.json`,
+  ];
 
   it('prints one line per flow event and the capture statistics on stderr', async () => {
     const { out, err } = await runCli(base);
-    expect(out).toBe(readFileSync(DIR + 'golden.txt', 'utf8'));
+    expect(out).toBe(readFileSync(`${DIR}golden.txt`, 'utf8'));
     expect(err).toMatch(/eth0: 65 packets received, 0 dropped by kernel/);
     expect(err).toMatch(/docker0: 129 packets received/);
   });
 
   it('--json prints the same events as serve, one per line', async () => {
     const { out } = await runCli([...base, '--json']);
-    const evs = out.trim().split('\n').map((l) => JSON.parse(l) as JourneyEvent);
-    expect(evs.filter((e) => e.type === 'flow.start').length).toBe(readFileSync(DIR + 'golden.txt', 'utf8').split('\n').filter((l) => / START /.test(l)).length);
+    const evs = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as JourneyEvent);
+    expect(evs.filter((e) => e.type === 'flow.start').length).toBe(
+      readFileSync(`${DIR}golden.txt`, 'utf8')
+        .split('\n')
+        .filter((l) => / START /.test(l)).length,
+    );
     expect(evs.at(-1)?.type).toBe('capture.stats');
   });
 

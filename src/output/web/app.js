@@ -66,7 +66,11 @@ function connect() {
   };
   ws.onmessage = (m) => {
     let msg;
-    try { msg = JSON.parse(m.data); } catch { return; }
+    try {
+      msg = JSON.parse(m.data);
+    } catch {
+      return;
+    }
     onMessage(msg);
   };
 }
@@ -149,11 +153,17 @@ function trim() {
   // forget the oldest ended flows first, then the oldest
   for (const [id, e] of flows) {
     if (flows.size <= MAX_FLOWS) break;
-    if (e.ended && id !== selected) { e.row.remove(); flows.delete(id); }
+    if (e.ended && id !== selected) {
+      e.row.remove();
+      flows.delete(id);
+    }
   }
   for (const [id, e] of flows) {
     if (flows.size <= MAX_FLOWS) break;
-    if (id !== selected) { e.row.remove(); flows.delete(id); }
+    if (id !== selected) {
+      e.row.remove();
+      flows.delete(id);
+    }
   }
 }
 
@@ -182,10 +192,13 @@ function renderRow(entry) {
     el('td', 'nat-cell', nat),
     el('td', v ? `v-${v}` : '', v ? v.toUpperCase() : '…'),
     el('td', '', String(pkts)),
-    el('td', '', entry.ended ? 'ended' : (f.tcpState || '')),
+    el('td', '', entry.ended ? 'ended' : f.tcpState || ''),
   ];
   entry.row.replaceChildren(...cells);
-  entry.row.title = (f.names || []).filter((n) => n.container).map((n) => `${n.addr}: ${n.container}${n.network ? ` on ${n.network}` : ''}${n.published ? ` (published ${n.published})` : ''}`).join('\n');
+  entry.row.title = (f.names || [])
+    .filter((n) => n.container)
+    .map((n) => `${n.addr}: ${n.container}${n.network ? ` on ${n.network}` : ''}${n.published ? ` (published ${n.published})` : ''}`)
+    .join('\n');
   entry.row.classList.toggle('ended', entry.ended);
   entry.row.classList.toggle('selected', selected === f.id);
 }
@@ -203,29 +216,40 @@ function renderJourney(flow) {
   const nat = natBeforeAfter(flow);
   const natBox = $('#nat');
   if (nat) {
-    natBox.replaceChildren(el('b', '', 'NAT '), el('span', '', nat.text), el('br'),
-      el('span', '', `before: ${nat.before}`), el('br'), el('span', '', `after:  ${nat.after}`));
+    natBox.replaceChildren(
+      el('b', '', 'NAT '),
+      el('span', '', nat.text),
+      el('br'),
+      el('span', '', `before: ${nat.before}`),
+      el('br'),
+      el('span', '', `after:  ${nat.after}`),
+    );
     natBox.hidden = false;
   } else {
     natBox.replaceChildren();
     natBox.hidden = true;
   }
   const ol = $('#journey');
-  ol.replaceChildren(...journeySteps(flow).map((s) => {
-    const li = el('li', `step-${s.kind}`);
-    li.append(el('span', 'where', s.title));
-    if (s.verdict) li.append(el('span', `verdict-tag v-${s.verdict.replace('policy-', '')}`, s.verdict));
-    if (s.rule) li.append(el('code', 'rule', s.rule));
-    if (s.detail) li.append(el('div', s.kind === 'rule' ? 'nat-cell' : '', s.detail));
-    if (s.meaning) li.append(el('div', 'meaning', s.meaning));
-    if (s.peer && flows.has(s.peer)) {
-      const a = el('a', 'peer', 'show the other half');
-      a.href = '#';
-      a.addEventListener('click', (e) => { e.preventDefault(); select(s.peer); });
-      li.append(' ', a);
-    }
-    return li;
-  }));
+  ol.replaceChildren(
+    ...journeySteps(flow).map((s) => {
+      const li = el('li', `step-${s.kind}`);
+      li.append(el('span', 'where', s.title));
+      if (s.verdict) li.append(el('span', `verdict-tag v-${s.verdict.replace('policy-', '')}`, s.verdict));
+      if (s.rule) li.append(el('code', 'rule', s.rule));
+      if (s.detail) li.append(el('div', s.kind === 'rule' ? 'nat-cell' : '', s.detail));
+      if (s.meaning) li.append(el('div', 'meaning', s.meaning));
+      if (s.peer && flows.has(s.peer)) {
+        const a = el('a', 'peer', 'show the other half');
+        a.href = '#';
+        a.addEventListener('click', (e) => {
+          e.preventDefault();
+          select(s.peer);
+        });
+        li.append(' ', a);
+      }
+      return li;
+    }),
+  );
   const ind = $('#indeterminate');
   const list = flow.explanation ? flow.explanation.indeterminate : [];
   ind.hidden = list.length === 0;

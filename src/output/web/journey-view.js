@@ -22,13 +22,13 @@ export function tupleText(t) {
 /** Docker name of an address, when known ("web (172.17.0.2)"). */
 export function nameOf(flow, addr) {
   const n = (flow.names || []).find((x) => x.addr === addr);
-  return n && n.container ? `${n.container}` : null;
+  return n?.container ? `${n.container}` : null;
 }
 
 export function natText(nat) {
   const parts = [];
-  if (nat && nat.dnat) parts.push(`DNAT ${nat.dnat.from} → ${nat.dnat.to}`);
-  if (nat && nat.snat) parts.push(`SNAT ${nat.snat.from} → ${nat.snat.to}`);
+  if (nat?.dnat) parts.push(`DNAT ${nat.dnat.from} → ${nat.dnat.to}`);
+  if (nat?.snat) parts.push(`SNAT ${nat.snat.from} → ${nat.snat.to}`);
   return parts.join(', ');
 }
 
@@ -62,7 +62,8 @@ export function journeySteps(flow) {
       const where = `${s.hook} · ${s.family} ${s.table} ${s.chain}`;
       let detail = '';
       if (NAT_VERDICTS.has(s.verdict)) {
-        if (s.verdict === 'dnat' || s.verdict === 'redirect') detail = ex.nat.dnat ? `${s.verdict.toUpperCase()} ${ex.nat.dnat.from} → ${ex.nat.dnat.to}` : s.verdict.toUpperCase();
+        if (s.verdict === 'dnat' || s.verdict === 'redirect')
+          detail = ex.nat.dnat ? `${s.verdict.toUpperCase()} ${ex.nat.dnat.from} → ${ex.nat.dnat.to}` : s.verdict.toUpperCase();
         else detail = ex.nat.snat ? `${s.verdict.toUpperCase()} ${ex.nat.snat.from} → ${ex.nat.snat.to}` : s.verdict.toUpperCase();
       }
       const rule = s.rule === null ? `policy of ${s.chain}` : s.rule;
@@ -79,20 +80,33 @@ export function journeySteps(flow) {
   }
   if (!rest.length && ex && ex.packet_out) {
     const p = ex.packet_out;
-    steps.push({ kind: 'leg', title: `leaves${p.oif ? ` on ${p.oif}` : ''} (explained)`, detail: `${p.proto} ${p.src}${p.sport !== undefined ? `:${p.sport}` : ''} → ${p.dst}${p.dport !== undefined ? `:${p.dport}` : ''}` });
+    steps.push({
+      kind: 'leg',
+      title: `leaves${p.oif ? ` on ${p.oif}` : ''} (explained)`,
+      detail: `${p.proto} ${p.src}${p.sport !== undefined ? `:${p.sport}` : ''} → ${p.dst}${p.dport !== undefined ? `:${p.dport}` : ''}`,
+    });
   }
   for (const l of reply) {
     steps.push({ kind: 'leg', title: `reply on ${l.iface}`, detail: `${tupleText(l.tuple)} · ${l.packets} pkt, ${l.bytes} B` });
   }
   for (const d of flow.drops || []) {
     const by = d.rule ? ` by ${d.rule.table} ${d.rule.chain}${d.rule.rule ? `: ${d.rule.rule}` : ''}` : '';
-    steps.push({ kind: 'drop', title: `dropped${d.iface ? ` at ${d.iface}` : ''}: ${d.reason}`, detail: `${d.tuple ? tupleText(d.tuple) : ''}${by}` });
+    steps.push({
+      kind: 'drop',
+      title: `dropped${d.iface ? ` at ${d.iface}` : ''}: ${d.reason}`,
+      detail: `${d.tuple ? tupleText(d.tuple) : ''}${by}`,
+    });
   }
   if (flow.proxiedBy) {
     const peer = flow.proxiedBy.peerFlowId;
-    steps.push({ kind: 'note', title: `docker-proxy (pid ${flow.proxiedBy.pid}) carries this journey${peer ? ' on' : ''}`, ...(peer ? { peer, detail: `the other half is flow ${peer}` } : {}) });
+    steps.push({
+      kind: 'note',
+      title: `docker-proxy (pid ${flow.proxiedBy.pid}) carries this journey${peer ? ' on' : ''}`,
+      ...(peer ? { peer, detail: `the other half is flow ${peer}` } : {}),
+    });
   }
-  if (flow.legDelayUs !== undefined) steps.push({ kind: 'note', title: `crossed the host in ${flow.legDelayUs} µs (first packet, ingress to egress leg)` });
+  if (flow.legDelayUs !== undefined)
+    steps.push({ kind: 'note', title: `crossed the host in ${flow.legDelayUs} µs (first packet, ingress to egress leg)` });
   if (ex) {
     for (const n of ex.notes || []) steps.push({ kind: 'note', title: n });
     steps.push({ kind: 'note', title: `verdict: ${ex.verdict.toUpperCase()}`, verdict: ex.verdict });
