@@ -6,12 +6,13 @@ import { registerExplain } from './explain.js';
 import { registerWatch } from './watch.js';
 import { registerServe } from './serve.js';
 import { registerVerify } from './verify.js';
+import { VERSION } from '../model/version.js';
 
 /** Builds the `journey` program; each command lives in its own file under src/cli/. */
 export function buildProgram(): Command {
   const program = new Command('journey')
     .description('Where did my packet go, and why? A live packet observer for Docker bridge networks.')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError();
   registerLab(program);
   registerExplain(program);

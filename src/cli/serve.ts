@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
 import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
+import { DEFAULT_PORT, parseListen } from './listen-address.js';
 import { addPipelineOptions, pipelineOptionsFrom, type PipelineCliOptions } from './pipeline-options.js';
 import { startServer, type ServerOptions } from '../output/server.js';
 import type { VerifyHandler } from '../output/ws-hub.js';
@@ -44,7 +45,7 @@ export function serveVerifyHandler(
 
 interface ServeCliOptions extends PipelineCliOptions {
   listen: string;
-  port: string;
+  port?: string;
   token?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -78,8 +79,8 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('Stream annotated flow events over WebSocket, with a live web page and Prometheus metrics, on one port')
     .argument('[expression...]', 'capture filter in tcpdump syntax (same as --filter)')
-    .option('--listen <addr>', 'address to listen on; anything but loopback needs a token', '127.0.0.1')
-    .option('-p, --port <port>', 'TCP port (0: any free port)', '9339')
+    .option('--listen <addr>', 'address (and port) to listen on: HOST, HOST:PORT, [IPv6]:PORT; anything but loopback needs a token', '127.0.0.1')
+    .option('-p, --port <port>', `TCP port when --listen has none (0: any free port; default ${DEFAULT_PORT})`)
     .option('--token <token>', 'bearer token clients must present (default $JOURNEY_TOKEN; prefer the variable: arguments show in ps)')
     .option('--tls-cert <file>', 'PEM certificate: serve https/wss')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
@@ -100,9 +101,10 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   const token = o.token ?? process.env['JOURNEY_TOKEN'];
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new JourneyError('E_USAGE', '--tls-cert and --tls-key go together');
   const shared = pipelineOptionsFrom(expression, o, { rulesetErrorDetail: (e) => e.code ?? e.message });
+  const listen = parseListen(o.listen, o.port);
   const serverOpts: ServerOptions = {
-    listen: o.listen,
-    port: intOpt(o.port, 'port', 0, 65535) ?? 9339,
+    listen: listen.host,
+    port: listen.port,
     ...(token !== undefined && token !== '' ? { token } : {}),
     ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { cert: readPem(o.tlsCert, 'certificate'), key: readPem(o.tlsKey, 'key') } } : {}),
     replay: intOpt(o.replay, 'replay', 0, 100_000) ?? 256,
@@ -149,7 +151,7 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   );
 
   let stopping = false;
-  let finish: () => void = () => {};
+  let finish: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => {
     finish = resolve;
   });

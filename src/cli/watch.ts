@@ -15,14 +15,13 @@ import {
   pipelineOptionsFrom,
   type PipelineCliOptions,
 } from './pipeline-options.js';
-import { formatEvent, formatFlowEvent, formatStats } from '../output/terminal.js';
-import { formatJourney } from '../output/terminal-explain.js';
-import { eventMatches, type FlowFilter } from '../output/terminal-filter.js';
-import { TopScreen } from '../output/terminal-top.js';
-import { JsonLinesWriter } from '../output/jsonl.js';
+import { formatStats } from '../output/terminal.js';
+import { eventMatches, filterFromWords } from '../output/flow-filter.js';
+import { createPrinter, isOutputFormat, OUTPUT_FORMATS, PRINTERS, type OutputFormat } from '../output/printers/registry.js';
 
 interface WatchCliOptions extends PipelineCliOptions {
   write?: string;
+  output?: string;
   json?: boolean;
   top?: boolean;
   explain?: boolean;
@@ -32,6 +31,7 @@ interface WatchCliOptions extends PipelineCliOptions {
   updates?: boolean;
   counters?: boolean;
   container?: string[];
+  network?: string[];
   port?: string[];
   proto?: string[];
   verdict?: string[];
@@ -50,9 +50,10 @@ export function registerWatch(program: Command): void {
     .argument('[expression...]', 'capture filter in tcpdump syntax (same as --filter)');
   addCaptureOptions(cmd)
     .option('-w, --write <file>', 'also write what was captured to a pcapng file')
-    .option('--json', 'JSON lines: the same events as `journey serve` (docs/event-schema.json)')
-    .option('--top', 'a table of live flows, refreshed every second')
-    .option('--explain', "print each new flow's journey in full");
+    .option('-o, --output <format>', `output format: ${OUTPUT_FORMATS.map((f) => `${f} (${PRINTERS[f].description})`).join('; ')}`)
+    .option('--json', 'the same as -o json (the events of `journey serve`, docs/event-schema.json)')
+    .option('--top', 'the same as -o top')
+    .option('--explain', 'the same as -o explain');
   addExplainFlowsOption(cmd)
     .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
     .option('--drops', 'also print kernel drops that belong to no flow');
@@ -62,9 +63,14 @@ export function registerWatch(program: Command): void {
     .option('--updates', 'also print flow updates (state changes, counters)')
     .option('--counters', 'print packet/byte counters on every line')
     .option('--container <name>', 'only flows of this container (repeatable)', collect)
+    .option('--network <name>', 'only flows of this Docker network (repeatable)', collect)
     .option('--port <port>', 'only flows with this port, before or after NAT (repeatable)', collect)
     .option('--proto <proto>', 'only tcp, udp, icmp, icmpv6 (repeatable)', collect)
-    .option('--verdict <verdict>', 'only flows with this verdict: accept, drop, reject, indeterminate', collect)
+    .option(
+      '--verdict <verdict>',
+      'only flows with this verdict: accept, drop, reject, indeterminate (or ACCEPTED, DROPPED, REJECTED as printed)',
+      collect,
+    )
     .option('--nat', 'only NATed flows')
     .option('--addr <ip>', 'only flows with this address, before or after NAT (repeatable)', collect)
     .option('--duration <seconds>', 'stop after this many seconds')
@@ -83,73 +89,60 @@ function intOpt(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+/** -o FORMAT, or one of its shorthands (--json, --top, --explain); line by default. */
+function outputFormat(o: WatchCliOptions): OutputFormat {
+  const asked = [o.output, o.json ? 'json' : undefined, o.top ? 'top' : undefined, o.explain ? 'explain' : undefined].filter(
+    (x): x is string => x !== undefined,
+  );
+  if (new Set(asked).size > 1) throw new JourneyError('E_USAGE', `${asked.join(', ')}: different output formats, choose one`);
+  const f = asked[0] ?? 'line';
+  if (!isOutputFormat(f)) throw new JourneyError('E_USAGE', `-o: unknown output format "${f}" (formats: ${OUTPUT_FORMATS.join(', ')})`);
+  return f;
+}
+
 async function runWatch(expression: string[], o: WatchCliOptions): Promise<void> {
   const shared = pipelineOptionsFrom(expression, o);
-  if ([o.json, o.top, o.explain].filter(Boolean).length > 1)
-    throw new JourneyError('E_USAGE', '--json, --top and --explain are different views: choose one');
-  const ports = (o.port ?? []).map((p) => {
-    const n = Number(p);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new JourneyError('E_USAGE', `--port: not a port: ${p}`);
-    return n;
+  const format = outputFormat(o);
+  const filter = filterFromWords({
+    container: o.container,
+    network: o.network,
+    port: o.port,
+    protocol: o.proto,
+    verdict: o.verdict,
+    natOnly: o.nat ? ['true'] : undefined,
+    addr: o.addr,
   });
-  const filter: FlowFilter = {
-    ...(o.container ? { container: o.container } : {}),
-    ...(ports.length ? { port: ports } : {}),
-    ...(o.proto ? { proto: o.proto.map((p) => p.toLowerCase()) } : {}),
-    ...(o.verdict
-      ? {
-          verdict: o.verdict.map((v) =>
-            v
-              .toLowerCase()
-              .replace(/ed$/, '')
-              .replace(/^accept$/, 'accept'),
-          ),
-        }
-      : {}),
-    ...(o.nat ? { natOnly: true } : {}),
-    ...(o.addr ? { addr: o.addr } : {}),
-  };
   const statsS = intOpt(o.statsInterval, 'stats-interval') ?? 5;
   const maxFlows = intOpt(o.maxFlows, 'max-flows');
   const opts: PipelineOptions = {
     ...shared,
     ...(o.write !== undefined ? { write: o.write } : {}),
     kernel: o.kernel,
-    statsIntervalMs: o.json ? statsS * 1000 : 0,
+    statsIntervalMs: format === 'json' ? statsS * 1000 : 0,
     ...(maxFlows !== undefined ? { maxFlows } : {}),
   };
 
   const p = await startPipeline(opts);
   const color = o.color ?? (process.stdout.isTTY === true && !process.env['NO_COLOR']);
   const tz = o.localTime ? ('local' as const) : ('utc' as const);
-  const json = o.json ? new JsonLinesWriter(process.stdout) : null;
-  const top = o.top ? new TopScreen(process.stdout, () => p.flows()) : null;
+  const printer = createPrinter(format, {
+    out: process.stdout,
+    err: process.stderr,
+    color,
+    errColor: process.stderr.isTTY === true && color,
+    tz,
+    counters: o.counters === true,
+    updates: o.updates === true,
+    drops: o.drops === true,
+    flows: () => p.flows(),
+  });
   let lastStats: Extract<JourneyEvent, { type: 'capture.stats' }> | null = null;
 
   p.on('event', (ev: JourneyEvent) => {
     if (ev.type === 'capture.stats') lastStats = ev;
-    if (json) {
-      if (eventMatches(ev, filter)) json.write(ev);
-      return;
-    }
-    if (ev.type === 'notice' || ev.type === 'lost' || ev.type === 'ruleset.changed') {
-      process.stderr.write(`${formatEvent(ev, { color: process.stderr.isTTY === true && color, tz })}\n`);
-      return;
-    }
-    if (ev.type === 'drop') {
-      if (o.drops && ev.flowId === null && !top) process.stdout.write(`${formatEvent(ev, { color, tz })}\n`);
-      return;
-    }
-    if (top || ev.type === 'capture.stats') return;
-    if (!eventMatches(ev, filter)) return;
-    if (ev.type === 'flow.update' && !o.updates) return;
-    if (o.explain) {
-      if (ev.type === 'flow.start') process.stdout.write(`${formatJourney(ev.flow, { color })}\n\n`);
-      return;
-    }
-    process.stdout.write(`${formatFlowEvent(ev, { color, tz, counters: o.counters === true })}\n`);
+    if (eventMatches(filter, ev)) printer.event(ev);
   });
-  top?.start();
+  printer.start?.();
 
   let signalled = false;
   const onSignal = (): void => {
@@ -169,8 +162,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
 
   await p.done;
   if (timer) clearTimeout(timer);
-  top?.stop(); // the last table stays on screen
-  await json?.flush();
+  await printer.stop();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   const s = p.stats();

@@ -352,7 +352,7 @@ function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: Re
     if (flags === null) return unknown(`ct ${key.key}: unsupported value`);
     const neg = m.op === '!=';
     if (key.key === 'state') {
-      const fs = flags.map((f) => f.toLowerCase().replace(/^snat$|^dnat$/, (x) => x));
+      const fs = flags.map((f) => f.toLowerCase());
       if (fs.some((f) => !CT_STATE_FLAGS.has(f))) return unknown(`ct state ${fs.join(',')}: unknown state`);
       const set = new Set(fs);
       return { test: (p) => T(set.has(p.ctState) !== neg), text, reason: '' };

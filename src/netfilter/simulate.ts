@@ -220,7 +220,7 @@ class Walk {
       }
       if (i >= cur.rules.length) {
         if (cur === base || stack.length === 0) {
-          return this.policy(hook, cur === base ? base : base);
+          return this.policy(hook, base);
         }
         this.steps.push({ hook, chain: cur, rule: null, verdict: 'return' });
         const top = stack.pop() as { chain: CChain; i: number };

@@ -17,6 +17,7 @@ import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
 import { ServeMetrics } from './metrics.js';
 import { WsHub, type HubOptions } from './ws-hub.js';
+import { filterFromQuery, type FlowFilter } from './flow-filter.js';
 import { authenticate, authPolicy, hostAllowed, originAllowed, TOKEN_COOKIE } from './server-auth.js';
 import { loadEventSchema, loadWebFiles, webDirCandidates, type StaticFile } from './server-static.js';
 
@@ -211,6 +212,14 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
       refuseUpgrade(socket, auth.status, 'token required\n', { 'WWW-Authenticate': 'Bearer realm="journey"' });
       return;
     }
+    let queryFilter: FlowFilter | null;
+    try {
+      queryFilter = filterFromQuery(url.searchParams);
+    } catch (e) {
+      metrics.refused.inc({ reason: 'filter' });
+      refuseUpgrade(socket, 400, `bad filter in the query: ${(e as Error).message}\n`);
+      return;
+    }
     if (hub.clients.size + pendingUpgrades >= maxClients) {
       metrics.refused.inc({ reason: 'max-clients' });
       refuseUpgrade(socket, 503, `too many clients (at most ${maxClients})\n`, { 'Retry-After': '5' });
@@ -227,7 +236,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     socket.once('close', settle);
     wss.handleUpgrade(req, socket, head, (ws) => {
       settle();
-      hub.attach(ws, req);
+      hub.attach(ws, req, queryFilter);
     });
   });
 

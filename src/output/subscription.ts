@@ -1,39 +1,14 @@
 /**
  * Server-side subscriptions of `journey serve`: what a WebSocket client may send, how it is
- * validated (ajv, against CLIENT_MESSAGE_SCHEMA, also published in docs/event-schema.json), and
- * which events a filter lets through.
- *
- * Filter semantics (all given criteria must hold — AND):
- * - flow.start/update/end: `container`/`network` match any Docker name of the flow's endpoints;
- *   `port` any TCP/UDP/SCTP port of its original or reply tuple or of a leg (so a published port
- *   and the container's port both match); `protocol` the original tuple's protocol; `verdict` the
- *   explanation's verdict ("drop" also matches a flow with eBPF drops); `natOnly` a DNAT or SNAT.
- * - drop: protocol/port on the dropped packet's tuple; verdict only "drop"; container/network/natOnly
- *   through the flow the drop belongs to (known to the server when it saw that flow).
- * - ruleset.changed, capture.stats, notice, lost: stream-level events, always delivered (unless
- *   `types` excludes them).
+ * validated (ajv, against CLIENT_MESSAGE_SCHEMA, also published in docs/event-schema.json).
+ * What a filter lets through is src/output/flow-filter.ts (the one filter of watch, serve and the page).
  */
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
-import type { FlowInfo, JourneyEvent } from '../model/events.js';
-import type { Tuple } from '../model/tuple.js';
-
-export const EVENT_TYPES = ['flow.start', 'flow.update', 'flow.end', 'drop', 'ruleset.changed', 'capture.stats', 'lost', 'notice'] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-
-export interface SubscriptionFilter {
-  readonly container?: string;
-  readonly network?: string;
-  readonly port?: number;
-  readonly protocol?: 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'sctp' | 'other';
-  readonly verdict?: 'accept' | 'drop' | 'reject' | 'indeterminate';
-  readonly natOnly?: boolean;
-  /** Only these event types (default: all). */
-  readonly types?: readonly EventType[];
-}
+import { FLOW_FILTER_SCHEMA, type FlowFilter } from './flow-filter.js';
 
 export interface SubscribeMessage {
   readonly type: 'subscribe';
-  readonly filter?: SubscriptionFilter;
+  readonly filter?: FlowFilter;
   /** How many of the last events (that match) to replay first; default: all the server keeps. */
   readonly replay?: number;
   /** Also send the latest event of every live flow that matches, even if older than the replay. */
@@ -83,24 +58,7 @@ export const CLIENT_MESSAGE_SCHEMA = {
       additionalProperties: false,
       properties: {
         type: { const: 'subscribe' },
-        filter: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            container: { type: 'string', minLength: 1, maxLength: 256 },
-            network: { type: 'string', minLength: 1, maxLength: 256 },
-            port: { type: 'integer', minimum: 0, maximum: 65535 },
-            protocol: { enum: ['tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'other'] },
-            verdict: { enum: ['accept', 'drop', 'reject', 'indeterminate'] },
-            natOnly: { type: 'boolean' },
-            types: {
-              type: 'array',
-              maxItems: 8,
-              uniqueItems: true,
-              items: { enum: [...EVENT_TYPES] },
-            },
-          },
-        },
+        filter: FLOW_FILTER_SCHEMA,
         replay: { type: 'integer', minimum: 0, maximum: 100000 },
         snapshot: { type: 'boolean' },
       },
@@ -189,67 +147,4 @@ function describeInvalid(value: unknown, v: ValidateFunction): string {
         ? ` (${((first.params as { allowedValues?: unknown[] }).allowedValues ?? []).map((x) => JSON.stringify(x)).join(', ')})`
         : '';
   return `${where} ${first.message ?? 'is invalid'}${extra}`;
-}
-
-const PORTED = new Set(['tcp', 'udp', 'sctp']);
-
-function tupleHasPort(t: Tuple | null | undefined, port: number): boolean {
-  return t != null && PORTED.has(t.proto) && (t.sport === port || t.dport === port);
-}
-
-/** Whether the flow-level criteria (container, network, port, protocol, verdict, natOnly) hold for a flow. */
-export function flowMatches(f: SubscriptionFilter, flow: FlowInfo): boolean {
-  if (f.protocol !== undefined && flow.orig.proto !== f.protocol) return false;
-  if (f.natOnly === true && flow.nat.dnat === null && flow.nat.snat === null) return false;
-  if (f.port !== undefined) {
-    const p = f.port;
-    if (!tupleHasPort(flow.orig, p) && !tupleHasPort(flow.reply, p) && !flow.legs.some((l) => tupleHasPort(l.tuple, p))) {
-      return false;
-    }
-  }
-  if (f.container !== undefined && !flow.names.some((n) => n.container === f.container)) return false;
-  if (f.network !== undefined && !flow.names.some((n) => n.network === f.network)) return false;
-  if (f.verdict !== undefined) {
-    const v = flow.explanation?.verdict;
-    if (v !== f.verdict && !(f.verdict === 'drop' && flow.drops.length > 0)) return false;
-  }
-  return true;
-}
-
-/** What a drop's filtering needs to know of its flow (kept per flow by the server, small). */
-export type FlowIdentity = Pick<FlowInfo, 'names' | 'nat'>;
-
-/** container/network/natOnly of a filter against what is known of a flow. */
-export function identityMatches(f: SubscriptionFilter, flow: FlowIdentity): boolean {
-  if (f.natOnly === true && flow.nat.dnat === null && flow.nat.snat === null) return false;
-  if (f.container !== undefined && !flow.names.some((n) => n.container === f.container)) return false;
-  if (f.network !== undefined && !flow.names.some((n) => n.network === f.network)) return false;
-  return true;
-}
-
-/**
- * Whether `ev` passes `f`. `flowOf` resolves a drop's flowId to what is known of its flow (or
- * undefined), so that drops can be filtered by container/network/NAT.
- */
-export function eventMatches(f: SubscriptionFilter, ev: JourneyEvent, flowOf: (id: string) => FlowIdentity | undefined = () => undefined): boolean {
-  if (f.types !== undefined && !f.types.includes(ev.type)) return false;
-  switch (ev.type) {
-    case 'flow.start':
-    case 'flow.update':
-    case 'flow.end':
-      return flowMatches(f, ev.flow);
-    case 'drop': {
-      if (f.verdict !== undefined && f.verdict !== 'drop') return false;
-      const t = ev.drop.tuple;
-      if (f.protocol !== undefined && t?.proto !== f.protocol) return false;
-      if (f.port !== undefined && !tupleHasPort(t, f.port)) return false;
-      if (f.container !== undefined || f.network !== undefined || f.natOnly === true) {
-        const flow = ev.flowId === null ? undefined : flowOf(ev.flowId);
-        return flow !== undefined && identityMatches(f, flow);
-      }
-      return true;
-    }
-    default:
-      return true;
-  }
 }

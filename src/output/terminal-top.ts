@@ -1,6 +1,6 @@
 /**
  * `journey watch --top`: a table of the live flows, redrawn in place (ANSI) every second,
- * busiest first. `renderTop` is pure (golden-tested); `TopScreen` does the redrawing.
+ * busiest first. `renderTop` is pure (golden-tested); printers/top.ts does the redrawing.
  */
 import type { FlowInfo } from '../model/events.js';
 import { flowLabel, stateLabel, verdictLabel } from './terminal.js';
@@ -47,25 +47,4 @@ export function renderTop(flows: readonly FlowInfo[], opts: TopOptions): string 
   }
   if (sorted.length > rows - 3) out.push(`… ${sorted.length - (rows - 3)} more`);
   return out.join('\n');
-}
-
-export class TopScreen {
-  private timer: NodeJS.Timeout | null = null;
-  constructor(
-    private readonly out: NodeJS.WriteStream,
-    private readonly flows: () => FlowInfo[],
-    private readonly intervalMs = 1000,
-  ) {}
-  start(): void {
-    this.draw();
-    this.timer = setInterval(() => this.draw(), this.intervalMs);
-  }
-  draw(): void {
-    const text = renderTop(this.flows(), { nowMs: Date.now(), width: this.out.columns ?? 160, rows: this.out.rows ?? 40 });
-    this.out.write(`\x1b[H\x1b[2J${text}\n`);
-  }
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-  }
 }

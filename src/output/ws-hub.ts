@@ -12,11 +12,13 @@
  * - Client messages are validated (subscription.ts); bad ones are answered with an `error`
  *   message, and a client sending too many bad messages is closed (1008).
  */
+import { VERSION } from '../model/version.js';
 import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import { SCHEMA_VERSION, type FlowInfo, type JourneyEvent, type LostEvent } from '../model/events.js';
 import type { ServeMetrics } from './metrics.js';
-import { eventMatches, parseClientMessage, type FlowIdentity, type SubscriptionFilter, type VerifyRequestMessage } from './subscription.js';
+import { eventMatches, type FlowFilter, type FlowIdentity } from './flow-filter.js';
+import { parseClientMessage, type VerifyRequestMessage } from './subscription.js';
 import { BoundedQueue, type QueueItem } from './ws-queue.js';
 import { CLOSE, type ClientErrorCode, type ControlMessage } from './ws-protocol.js';
 
@@ -79,7 +81,7 @@ const TEXT = { binary: false } as const;
 export class HubClient {
   readonly id: string;
   readonly queue: BoundedQueue;
-  filter: SubscriptionFilter | null = null;
+  filter: FlowFilter | null = null;
   alive = true;
   errors = 0;
   sentCount = 0;
@@ -182,6 +184,11 @@ export class HubClient {
   }
 }
 
+/** What `hello` tells a client to do to receive events (a client that sends nothing gets none). */
+export const SUBSCRIBE_HINT =
+  'send {"type":"subscribe","filter":{}} for every event (filter keys: container, network, port, protocol, verdict, natOnly, addr, types), ' +
+  'or connect to /events?subscribe or /events?container=NAME&types=flow.start to be subscribed at once';
+
 export class WsHub {
   readonly clients = new Set<HubClient>();
   readonly highWater: number;
@@ -217,7 +224,7 @@ export class WsHub {
       flowMemory: opts.flowMemory ?? 10_000,
       maxSubscribesPerSecond: opts.maxSubscribesPerSecond ?? 10,
       liveFlows: opts.liveFlows ?? 1000,
-      version: opts.version ?? '0.1.0',
+      version: opts.version ?? VERSION,
     };
     this.verifyHandler = opts.verify ?? null;
     this.highWater = this.opts.highWaterBytes;
@@ -278,8 +285,11 @@ export class WsHub {
     }
   }
 
-  /** Takes over an upgraded connection. */
-  attach(ws: WebSocket, req: IncomingMessage): HubClient {
+  /**
+   * Takes over an upgraded connection. `filter` comes from the URL's query (`/events?container=web`,
+   * `/events?subscribe` for everything): such a client is subscribed at once, without a message.
+   */
+  attach(ws: WebSocket, req: IncomingMessage, filter: FlowFilter | null = null): HubClient {
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
     const client = new HubClient(ws, remote, this, this.opts.queueMaxItems, this.opts.queueMaxBytes);
     this.clients.add(client);
@@ -303,7 +313,9 @@ export class WsHub {
       replayAvailable: this.ringCount,
       queueLimit: this.opts.queueMaxItems,
       maxMessageBytes: this.opts.maxMessageBytes,
+      subscribeHint: SUBSCRIBE_HINT,
     });
+    if (filter !== null) this.subscribe(client, filter, undefined, false);
     return client;
   }
 
@@ -464,9 +476,13 @@ export class WsHub {
       this.refuse(client, 'E_RATE_LIMITED', `more than ${this.opts.maxSubscribesPerSecond} subscriptions per second: this one is ignored`);
       return;
     }
-    const filter = msg.filter ?? {};
+    this.subscribe(client, msg.filter ?? {}, msg.replay, msg.snapshot === true);
+  }
+
+  /** Sets a client's filter and queues the kept events (and, with a snapshot, the live flows) that match. */
+  private subscribe(client: HubClient, filter: FlowFilter, replay: number | undefined, withSnapshot: boolean): void {
     client.filter = filter;
-    const want = Math.min(msg.replay ?? this.ringCount, this.ringCount);
+    const want = Math.min(replay ?? this.ringCount, this.ringCount);
     const flowOf = (id: string): FlowIdentity | undefined => this.flows.get(id);
     const picked: RingEntry[] = [];
     // newest first, then reversed: the last `want` matching events, in order.
@@ -476,7 +492,7 @@ export class WsHub {
     }
     const replayed = picked.length;
     let snapshot = 0;
-    if (msg.snapshot === true) {
+    if (withSnapshot) {
       // the latest state of every live flow the replay does not already carry
       const inReplay = new Set(picked);
       for (const e of this.live.values()) {

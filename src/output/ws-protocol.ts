@@ -4,7 +4,7 @@
  * ($defs.ServerMessage = a JourneyEvent or one of these).
  */
 import type { SCHEMA_VERSION } from '../model/events.js';
-import type { SubscriptionFilter } from './subscription.js';
+import type { FlowFilter } from './flow-filter.js';
 
 /** First message on every connection. */
 export interface HelloMessage {
@@ -19,6 +19,8 @@ export interface HelloMessage {
   readonly queueLimit: number;
   /** Largest client message answered (larger ones get an error; beyond maxPayload the socket closes with 1009). */
   readonly maxMessageBytes: number;
+  /** What to send (or which URL to open) to receive events. */
+  readonly subscribeHint: string;
 }
 
 /** Answer to a valid `subscribe` (or `unsubscribe`: filter null). */
@@ -26,7 +28,7 @@ export interface SubscribedMessage {
   readonly type: 'subscribed';
   readonly v: typeof SCHEMA_VERSION;
   readonly time: number;
-  readonly filter: SubscriptionFilter | null;
+  readonly filter: FlowFilter | null;
   /** How many kept events were queued for replay (they follow this message). */
   readonly replayed: number;
   /** How many live flows' latest events were added (subscribe with `snapshot: true`); all follow in seq order. */

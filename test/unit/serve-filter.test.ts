@@ -3,7 +3,8 @@
  * plain browser JS without DOM access, so it runs here too).
  */
 import { describe, expect, it } from 'vitest';
-import { eventMatches, flowMatches, parseClientMessage } from '../../src/output/subscription.js';
+import { eventMatches, flowMatches } from '../../src/output/flow-filter.js';
+import { parseClientMessage } from '../../src/output/subscription.js';
 import { EventFactory, masqueradeFlow, publishedFlow } from './serve-helpers.js';
 // @ts-expect-error plain JS module of the web page
 import * as view from '../../src/output/web/journey-view.js';

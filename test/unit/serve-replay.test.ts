@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
 import { startServer, type JourneyServer } from '../../src/output/server.js';
-import { eventMatches } from '../../src/output/subscription.js';
+import { eventMatches } from '../../src/output/flow-filter.js';
 import type { FlowInfo, JourneyEvent } from '../../src/model/events.js';
 import { RecordingClient, validators } from './serve-helpers.js';
 

@@ -162,8 +162,14 @@ describe('journey watch (the command) on the replay', () => {
     let err = '';
     const ow = process.stdout.write.bind(process.stdout);
     const ew = process.stderr.write.bind(process.stderr);
-    (process.stdout as { write: unknown }).write = (s: string | Uint8Array) => ((out += String(s)), true);
-    (process.stderr as { write: unknown }).write = (s: string | Uint8Array) => ((err += String(s)), true);
+    (process.stdout as { write: unknown }).write = (s: string | Uint8Array) => {
+      out += String(s);
+      return true;
+    };
+    (process.stderr as { write: unknown }).write = (s: string | Uint8Array) => {
+      err += String(s);
+      return true;
+    };
     try {
       await program.parseAsync(['node', 'journey', 'watch', ...args]);
     } finally {
@@ -193,6 +199,27 @@ describe('journey watch (the command) on the replay', () => {
     expect(out).toBe(readFileSync(`${DIR}golden.txt`, 'utf8'));
     expect(err).toMatch(/eth0: 65 packets received, 0 dropped by kernel/);
     expect(err).toMatch(/docker0: 129 packets received/);
+  });
+
+  it('--verdict takes the word the terminal prints (DROPPED) as well as the filter word (drop)', async () => {
+    const golden = readFileSync(`${DIR}golden.txt`, 'utf8').split('\n');
+    const dropped = golden.filter((l) => / DROPPED /.test(l));
+    expect(dropped.length).toBeGreaterThan(0);
+    for (const word of ['DROPPED', 'dropped', 'drop']) {
+      const { out } = await runCli([...base, '--verdict', word]);
+      expect(out.trim().split('\n'), word).toEqual(dropped);
+    }
+    await expect(runCli([...base, '--verdict', 'DROPPD'])).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringMatching(/DROPPD/) });
+  });
+
+  it('-o FORMAT and its shorthands are the same printer; two formats at once are refused', async () => {
+    expect((await runCli([...base, '-o', 'explain'])).out).toBe((await runCli([...base, '--explain'])).out);
+    expect((await runCli([...base, '-o', 'line'])).out).toBe(readFileSync(`${DIR}golden.txt`, 'utf8'));
+    await expect(runCli([...base, '-o', 'json', '--top'])).rejects.toMatchObject({ code: 'E_USAGE' });
+    await expect(runCli([...base, '-o', 'yaml'])).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringMatching(/line, json, top, explain/),
+    });
   });
 
   it('--json prints the same events as serve, one per line', async () => {
