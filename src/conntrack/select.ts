@@ -1,6 +1,6 @@
 /**
- * Chooses the conntrack source: netlink through the native binding (src/conntrack/netlink-source.ts,
- * engineer D's) when it loads, then the conntrack tool (`conntrack -E`, netlink events without the
+ * Chooses the conntrack source: netlink through the native binding (src/conntrack/netlink-source.ts)
+ * when it loads, then the conntrack tool (`conntrack -E`, netlink events without the
  * NAT status bits), then the /proc/net/nf_conntrack poller. A replay uses the snapshot file.
  * Each fallback says what was lost (`notices`), so the user is told.
  *

@@ -1,5 +1,5 @@
 /**
- * The one place where flows meet the simulator (src/explain, engineer B's):
+ * The one place where flows meet the simulator (src/explain):
  * loadLiveRuleset + loadHostContext -> compileRuleset -> explainPacket, once per flow (the
  * correlator caches the answer on the flow), redone for live flows after `reload()` (the
  * pipeline calls it when `nft monitor` reports a ruleset change; `generation` is bumped).
