@@ -16,7 +16,7 @@ import { verifyHairpin, type VerifyOptions } from '../verify/verify-hairpin.js';
 import type { CheckKind } from '../verify/types.js';
 
 /**
-  * `verify` over the WebSocket: verifyHairpin on the served host, with the server's own
+ * `verify` over the WebSocket: verifyHairpin on the served host, with the server's own
  * namespace and Docker endpoint; the client's options are bounded by the message schema
  * (src/output/subscription.ts). A replay serves no checks (E_UNAVAILABLE).
  */
