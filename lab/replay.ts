@@ -79,7 +79,7 @@ export function nthHost(cidr: string, n: number): string {
 function addrSyntax(v6: boolean): { addr: string; host: string; isLoopback: (a: string) => boolean; skipCidr: (c: string) => boolean } {
   return v6
     ? {
-        addr: String.raw`[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}`,
+        addr: '[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}',
         host: '128',
         isLoopback: (a) => a === '::1',
         skipCidr: (c) => c.endsWith('/128') || c.endsWith('/0') || /^fe80:/i.test(c) || c.startsWith('::1/'),

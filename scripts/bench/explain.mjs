@@ -141,7 +141,9 @@ try {
 } finally {
   try {
     execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  } catch {}
+  } catch {
+    // already gone
+  }
   rmSync(tmp, { recursive: true, force: true });
 }
 if (results.syntheticUsPerPacket === undefined) results.syntheticUsPerPacket = simSynthetic();

@@ -67,7 +67,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
         resolve(res);
       }
     });
-    child.stdin.on('error', () => {});
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }

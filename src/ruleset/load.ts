@@ -162,8 +162,8 @@ function markKernelChains(rs: Ruleset, nftJson: string): void {
     if (o.table) tables.add(`${str(o.table.family)} ${str(o.table.name)}`);
     if (o.chain) {
       const k = `${str(o.chain.family)} ${str(o.chain.table)}`;
-      let s = chains.get(k);
-      if (!s) chains.set(k, (s = new Set()));
+      const s = chains.get(k) ?? new Set<string>();
+      chains.set(k, s);
       s.add(str(o.chain.name));
     }
   }

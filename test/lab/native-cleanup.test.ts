@@ -136,11 +136,11 @@ describe.each(['native', 'fallback'] as const)('links die with their owner (%s)'
       { pf: 2, hook: 0, priority: -101 },
       { pf: 2, hook: 4, priority: 101 },
     ];
-    const first = b.kernelOpen({ netns: `/var/run/netns/${NS}`, drops: false, hooks }, () => {});
+    const first = b.kernelOpen({ netns: `/var/run/netns/${NS}`, drops: false, hooks }, () => undefined);
     // same points, no room to move: the kernel answers EBUSY for those; a free point and drops load
     const second = b.kernelOpen(
       { netns: `/var/run/netns/${NS}`, drops: true, hooks: [...hooks.map((h) => ({ ...h, maxShift: 0 })), { pf: 2, hook: 2, priority: 1 }] },
-      () => {},
+      () => undefined,
     );
     try {
       expect(first.status.hooks.map((h) => h.ok)).toEqual([true, true]);
@@ -161,13 +161,13 @@ describe.each(['native', 'fallback'] as const)('links die with their owner (%s)'
     const js = `
       process.stdin.on('end', () => process.exit(0)); process.stdin.resume();
       const off = process.env.JOURNEY_NATIVE === 'off';
-      if (off) { console.log('ready'); setInterval(() => {}, 1000); }
+      if (off) { console.log('ready'); setInterval(() => undefined, 1000); }
       else {
         const a = require(${JSON.stringify(addonPath())});
         a.kernelOpen({ netns: '/var/run/netns/${NS}', drops: true, hooks: [
-          { pf: 2, hook: 0, priority: -101 }, { pf: 2, hook: 0, priority: -99 }, { pf: 2, hook: 4, priority: 101 } ] }, () => {});
+          { pf: 2, hook: 0, priority: -101 }, { pf: 2, hook: 0, priority: -99 }, { pf: 2, hook: 4, priority: 101 } ] }, () => undefined);
         console.log('ready');
-        setInterval(() => {}, 1000);
+        setInterval(() => undefined, 1000);
       }`;
     const child = spawn(process.execPath, ['-e', js], { stdio: ['pipe', 'pipe', 'inherit'], env: process.env });
     await new Promise<void>((resolve, reject) => {

@@ -40,7 +40,7 @@ export async function launchChromium(): Promise<BrowserHandle> {
     browser: context,
     context,
     async close() {
-      await context.close().catch(() => {});
+      await context.close().catch(() => undefined);
       rmSync(profile, { recursive: true, force: true });
     },
   };

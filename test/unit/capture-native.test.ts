@@ -57,7 +57,7 @@ async function viaAddon(
   const reader = new MessageReader(
     () => 'x',
     () => o.linkType,
-    () => {},
+    () => undefined,
     (b) => got.push(b),
   );
   const maxBytes = opts.maxBytes ?? 1 << 20;

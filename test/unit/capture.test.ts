@@ -124,7 +124,7 @@ describe('worker pipe protocol', () => {
     new MessageReader(
       () => 'x',
       () => 1,
-      () => {},
+      () => undefined,
       (b) => got.push(b),
     ).push(bad);
     expect(got).toEqual([]);

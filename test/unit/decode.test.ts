@@ -202,7 +202,7 @@ describe('address formatting', () => {
     fc.assert(
       fc.property(fc.array(word, { minLength: 8, maxLength: 8 }), (ws) => {
         const b = Buffer.alloc(16);
-        ws.forEach((w, i) => b.writeUInt16BE(w, 2 * i));
+        for (const [i, w] of ws.entries()) b.writeUInt16BE(w, 2 * i);
         const full = ws.map((w) => w.toString(16)).join(':');
         expect(ipv6ToString(b, 0)).toBe(new SocketAddress({ address: full, family: 'ipv6' }).address);
       }),

@@ -33,7 +33,7 @@ describe.runIf(!nativeDisabled())('native addon', () => {
   });
   it('refuses bad arguments with EINVAL/E2BIG/ENOENT, before loading anything', () => {
     const b = binding();
-    const noop = (): void => {};
+    const noop = (): void => undefined;
     expect(code(() => (b.kernelOpen as unknown as (a: unknown, c: unknown) => unknown)({}, 42))).toBe('EINVAL');
     expect(code(() => (b.kernelOpen as unknown as (a: unknown) => unknown)('x'))).toBe('EINVAL');
     expect(code(() => b.kernelOpen({ hooks: [{ pf: 3, hook: 0, priority: 1 }] }, noop))).toBe('EINVAL');

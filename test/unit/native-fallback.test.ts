@@ -25,7 +25,13 @@ afterEach(() => {
 });
 
 const cases: [string, () => void, RegExp][] = [
-  ['JOURNEY_NATIVE=off', () => void (process.env['JOURNEY_NATIVE'] = 'off'), /turned off/],
+  [
+    'JOURNEY_NATIVE=off',
+    () => {
+      process.env['JOURNEY_NATIVE'] = 'off';
+    },
+    /turned off/,
+  ],
   [
     'addon missing',
     () => {

@@ -80,8 +80,10 @@ const REPORT = {
 describe('serve: verify over the WebSocket', () => {
   it("answers verify.started then verify.result (schema-valid), with the server's namespace and the client's bounded options", async () => {
     const calls: VerifyOptions[] = [];
-    let release: () => void = () => {};
-    const gate = new Promise<void>((r) => (release = r));
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
     const handler = serveVerifyHandler({ netns: 'jl-x-host', dockerHost: 'unix:///x.sock' }, async (o) => {
       calls.push(o);
       await gate;
@@ -141,7 +143,12 @@ describe('serve: verify over the WebSocket', () => {
 
   it('options out of bounds, unknown checks and foreign fields are refused by the schema; no handler: E_UNAVAILABLE', async () => {
     let called = 0;
-    const { c } = await serverWith({ verify: async () => (called++, REPORT) });
+    const { c } = await serverWith({
+      verify: async () => {
+        called++;
+        return REPORT;
+      },
+    });
     const bad = [
       { type: 'verify', check: 'dns' },
       { type: 'verify' },
