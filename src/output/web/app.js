@@ -22,7 +22,7 @@ const el = (tag, cls, text) => {
 function currentFilter() {
   const f = new FormData($('#filter'));
   const filter = {};
-  for (const k of ['container', 'network', 'protocol', 'verdict']) {
+  for (const k of ['container', 'network', 'protocol', 'verdict', 'addr']) {
     const v = String(f.get(k) || '').trim();
     if (v) filter[k] = v;
   }
