@@ -4,10 +4,12 @@ import { netnsPath } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
 import type { L4Proto, Tuple } from '../model/tuple.js';
 import { parseIp } from '../ruleset/ip.js';
-import { emptyHostContext } from '../ruleset/host-context.js';
+import { emptyHostContext, type HostContext } from '../ruleset/host-context.js';
 import { compileRuleset, explainPacket, loadHostContext, loadHostContextFiles, loadLiveRuleset, loadRulesetFiles } from '../explain/explain.js';
 import { formatExplanation } from '../explain/format.js';
 import type { CtState } from '../netfilter/packet.js';
+import type { ConntrackEntry } from '../model/conntrack.js';
+import { findEntry, readConntrackFile, readLiveConntrack } from '../conntrack/lookup.js';
 
 interface ExplainOpts {
   src?: string;
@@ -22,8 +24,10 @@ interface ExplainOpts {
   ipset: string[];
   addrs?: string;
   routes?: string;
-  state: string;
+  state?: string;
   reply?: boolean;
+  conntrack?: string;
+  all?: boolean;
   icmpType?: string;
   json?: boolean;
 }
@@ -62,8 +66,13 @@ export function registerExplain(program: Command): void {
     .option('--ipset <file>', '`ipset save` output: members of the sets `-m set` matches (repeatable)', collect, [])
     .option('--addrs <file>', '`ip -j addr` output of the host')
     .option('--routes <file>', '`ip -j route show table all` output of the host')
-    .option('--state <state>', 'conntrack state of the packet: new | established | related | invalid | untracked', 'new')
-    .option('--reply', 'the packet goes in the reply direction of its connection')
+    .option(
+      '--state <state>',
+      'conntrack state of the packet: new | established | related | invalid | untracked (default: new; established with --reply)',
+    )
+    .option('--reply', "the packet goes in the reply direction of its connection: explained from the connection's conntrack entry")
+    .option('--conntrack <file>', '`conntrack -L` output (or /proc/net/nf_conntrack) holding the connection of an established/reply packet (offline)')
+    .option('--all', 'show every traversed chain, also the empty ones (collapsed into one line by default)')
     .option('--icmp-type <n>', 'ICMP type (default echo request)')
     .option('--json', 'print the Explanation as JSON (docs/explain.md)')
     .action(async (o: ExplainOpts) => {
@@ -72,8 +81,10 @@ export function registerExplain(program: Command): void {
       if (!o.local && o.src === undefined) throw new JourneyError('E_USAGE', '--src is needed unless --local');
       const proto = o.proto.toLowerCase();
       if (!['tcp', 'udp', 'icmp', 'icmpv6', 'sctp'].includes(proto)) throw new JourneyError('E_USAGE', `--proto: tcp, udp or icmp, not ${o.proto}`);
-      if (!['new', 'established', 'related', 'invalid', 'untracked'].includes(o.state))
-        throw new JourneyError('E_USAGE', `--state: bad state ${o.state}`);
+      const state = o.state ?? (o.reply ? 'established' : 'new');
+      if (!['new', 'established', 'related', 'invalid', 'untracked'].includes(state))
+        throw new JourneyError('E_USAGE', `--state: bad state ${state}`);
+      if (o.reply && state === 'new') throw new JourneyError('E_USAGE', '--reply: a reply is never the first packet of its connection (--state new)');
       const dst = parseEndpoint(o.dst as string, '--dst');
       const src = o.src !== undefined ? parseEndpoint(o.src, '--src') : { addr: '', port: undefined };
       const family = (parseIp(dst.addr) as { v: 4 | 6 }).v;
@@ -93,7 +104,7 @@ export function registerExplain(program: Command): void {
         sport: ports ? (src.port ?? 40000) : echoId,
         dport: ports ? (dst.port as number) : echoId,
         ...(l4 === 'icmp' || l4 === 'icmpv6'
-          ? { icmpType: o.icmpType !== undefined ? Number(o.icmpType) : l4 === 'icmp' ? 8 : 128, icmpCode: 0 }
+          ? { icmpType: o.icmpType !== undefined ? Number(o.icmpType) : l4 === 'icmp' ? (o.reply ? 0 : 8) : o.reply ? 129 : 128, icmpCode: 0 }
           : {}),
       };
       const offline = o.iptablesSave.length + o.nftJson.length + o.nft.length > 0;
@@ -110,7 +121,7 @@ export function registerExplain(program: Command): void {
       const ruleset = offline
         ? await loadRulesetFiles({ iptablesSave: o.iptablesSave, nftJson: o.nftJson, nft: o.nft, ipset: o.ipset })
         : await loadLiveRuleset(o.netns !== undefined ? { netns: o.netns } : {});
-      let host;
+      let host: HostContext;
       if (o.addrs !== undefined || o.routes !== undefined) {
         host = await loadHostContextFiles({
           ...(o.addrs !== undefined ? { addrs: o.addrs } : {}),
@@ -123,21 +134,47 @@ export function registerExplain(program: Command): void {
         host = await loadHostContext(o.netns !== undefined ? { netns: o.netns } : {});
       }
       const compiled = compileRuleset(ruleset, host);
+      // a later packet of a connection: its conntrack entry (live, or --conntrack FILE) says what NAT conntrack applies
+      const ctNotes: string[] = [];
+      let entry: ConntrackEntry | undefined;
+      if (state !== 'new' && state !== 'untracked' && tuple.src !== '') {
+        const listing =
+          o.conntrack !== undefined
+            ? await readConntrackFile(o.conntrack)
+            : !offline
+              ? await readLiveConntrack(o.netns !== undefined ? { netns: o.netns } : {})
+              : null;
+        if (listing !== null) {
+          const hit = findEntry(listing.entries, tuple, o.reply ? 'reply' : 'original');
+          if (hit) {
+            entry = hit.entry;
+            const e = hit.entry;
+            ctNotes.push(
+              `conntrack entry (${listing.source}): original ${e.orig.src}:${e.orig.sport} → ${e.orig.dst}:${e.orig.dport}, reply ${e.reply.src}:${e.reply.sport} → ${e.reply.dst}:${e.reply.dport}${e.status.length ? ` [${e.status.join(' ')}]` : ''}`,
+            );
+          } else
+            ctNotes.push(
+              `no conntrack entry in ${listing.source} has this packet as its ${o.reply ? 'reply' : 'original'} tuple (${listing.entries.length} entries read${listing.skipped ? `, ${listing.skipped} lines skipped` : ''})`,
+            );
+        } else if (o.reply) ctNotes.push("offline without --conntrack FILE: the connection's conntrack entry is not known");
+      }
       const ex = explainPacket(compiled, {
         tuple,
         ...(o.in !== undefined ? { iif: o.in } : {}),
         ...(o.local ? { local: true } : {}),
-        ctState: o.state as CtState,
+        ctState: state as CtState,
         ...(o.reply ? { direction: 'reply' as const } : {}),
+        ...(entry !== undefined ? { conntrack: entry } : {}),
       });
-      const withNotes = compiled.notes.length ? { ...ex, notes: [...compiled.notes, ...(ex.notes ?? [])] } : ex;
+      const notes = [...compiled.notes, ...ctNotes, ...(ex.notes ?? [])];
+      const withNotes = notes.length ? { ...ex, notes } : ex;
       if (o.json) {
         process.stdout.write(`${JSON.stringify(withNotes, null, 2)}\n`);
         return;
       }
       const ep = (a: string, p?: number): string =>
         p === undefined || !ports ? a || '(chosen by routing)' : `${a.includes(':') ? `[${a}]` : a || '(chosen by routing)'}:${p}`;
-      const header = `${l4} ${ep(tuple.src, tuple.sport)} → ${ep(tuple.dst, tuple.dport)}${o.local ? ' sent by the host' : ` in on ${o.in as string}`} (${o.state}${o.reply ? ', reply direction' : ''})`;
-      process.stdout.write(formatExplanation(withNotes, header));
+      const header = `${l4} ${ep(tuple.src, tuple.sport)} → ${ep(tuple.dst, tuple.dport)}${o.local ? ' sent by the host' : ` in on ${o.in as string}`} (${state}${o.reply ? ', reply direction' : ''})`;
+      process.stdout.write(formatExplanation(withNotes, header, { all: o.all === true }));
     });
 }

@@ -30,6 +30,7 @@ interface WatchCliOptions extends PipelineCliOptions {
   color?: boolean;
   updates?: boolean;
   counters?: boolean;
+  allChains?: boolean;
   container?: string[];
   network?: string[];
   port?: string[];
@@ -53,7 +54,8 @@ export function registerWatch(program: Command): void {
     .option('-o, --output <format>', `output format: ${OUTPUT_FORMATS.map((f) => `${f} (${PRINTERS[f].description})`).join('; ')}`)
     .option('--json', 'the same as -o json (the events of `journey serve`, docs/event-schema.json)')
     .option('--top', 'the same as -o top')
-    .option('--explain', 'the same as -o explain');
+    .option('--explain', 'the same as -o explain')
+    .option('--all-chains', 'with -o explain: also list chains entered and left without a matching rule (collapsed by default)');
   addExplainFlowsOption(cmd)
     .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
     .option('--drops', 'also print kernel drops that belong to no flow');
@@ -132,6 +134,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     errColor: process.stderr.isTTY === true && color,
     tz,
     counters: o.counters === true,
+    allChains: o.allChains === true,
     updates: o.updates === true,
     drops: o.drops === true,
     flows: () => p.flows(),

@@ -50,6 +50,44 @@ export function flowPacketSpec(flow: FlowInfo, host: HostContext | null): Packet
   return { tuple: t, iif };
 }
 
+/**
+ * The simulator's question for a flow's reply: the conntrack reply tuple as it comes back (on the
+ * interface the reply was first captured on, or the one the route to its source uses; from the
+ * host itself when its source is a local address), established, with the entry's NAT to reverse.
+ * null when there is no entry (the reply cannot be explained without it) or no interface is known.
+ */
+export function flowReplySpec(flow: FlowInfo, host: HostContext | null): PacketSpec | null {
+  const r = flow.reply;
+  if (r === null || parseIp(r.src) === null || parseIp(r.dst) === null) return null;
+  const icmp = r.proto === 'icmp' || r.proto === 'icmpv6';
+  const tuple = icmp ? { ...r, icmpType: r.proto === 'icmp' ? 0 : 129, icmpCode: 0 } : r;
+  const binding = {
+    orig: { src: flow.orig.src, dst: flow.orig.dst, sport: flow.orig.sport, dport: flow.orig.dport },
+    reply: { src: r.src, dst: r.dst, sport: r.sport, dport: r.dport },
+    status: flow.ctStatus,
+  };
+  const common = { tuple, ctState: 'established' as const, direction: 'reply' as const, conntrack: binding };
+  const src = parseIp(r.src);
+  if (host && src !== null && addrType(host, src) === 'local') return { ...common, local: true };
+  const first = [...flow.legs].filter((l) => l.direction === 'reply').sort((a, b) => a.firstUs - b.firstUs)[0];
+  let iif = first?.iface;
+  if (iif === undefined && host && src !== null) iif = lookupRoute(host, src)?.route.dev ?? undefined;
+  if (iif === undefined) return null;
+  return { ...common, iif };
+}
+
+/** The reply explanation when it cannot be computed: indeterminate, with the reason. */
+export function unexplainedReply(reason: string): Explanation {
+  return {
+    verdict: 'indeterminate',
+    steps: [],
+    nat: { dnat: null, snat: null },
+    packet_out: null,
+    indeterminate: [{ chain: '(conntrack)', rule: '(reply)', reason }],
+    direction: 'reply',
+  };
+}
+
 class NullExplainer implements ReloadableExplainer {
   readonly generation = 0;
   readonly counters = { explained: 0, failed: 0 };
@@ -60,7 +98,9 @@ class NullExplainer implements ReloadableExplainer {
   explainSpec(): Explanation | null {
     return null;
   }
-  async reload(): Promise<void> {}
+  async reload(): Promise<void> {
+    // nothing to load: explanations are off
+  }
 }
 
 /** A recorded ruleset and host context (replays): iptables-save text, nft -j JSON, ip -j addr/route. */
@@ -104,7 +144,19 @@ class SimulatorExplainer implements ReloadableExplainer {
 
   explain(flow: FlowInfo): Explanation | null {
     const spec = flowPacketSpec(flow, this.host);
-    return spec === null ? null : this.explainSpec(spec);
+    const ex = spec === null ? null : this.explainSpec(spec);
+    if (ex === null) return null;
+    // both directions: the reply as conntrack turns it back (never guessed without the entry)
+    const rspec = flowReplySpec(flow, this.host);
+    const reply =
+      rspec !== null
+        ? (this.explainSpec(rspec) ?? unexplainedReply('the simulator could not explain the reply packet'))
+        : unexplainedReply(
+            flow.reply === null
+              ? 'no conntrack entry for this flow: the NAT conntrack reverses on the reply is unknown'
+              : 'the interface the reply comes in on is not known',
+          );
+    return { ...ex, reply };
   }
 
   explainSpec(spec: PacketSpec): Explanation | null {

@@ -21,7 +21,7 @@
  * The Explanation shape is src/model/explanation.ts (= `journey explain --json`, docs/explain.md).
  */
 import type { ConntrackEntry } from '../model/conntrack.js';
-import type { Explanation, ExplainStep, PacketSummary } from '../model/explanation.js';
+import type { ConntrackNat, Explanation, ExplainStep, PacketSummary } from '../model/explanation.js';
 import { JourneyError } from '../model/errors.js';
 import type { Tuple } from '../model/tuple.js';
 import { formatIp, parseIp } from '../ruleset/ip.js';
@@ -103,7 +103,7 @@ export function explainPacket(compiled: CompiledRuleset, spec: PacketSpec): Expl
     if (e instanceof JourneyError) throw e;
     throw new JourneyError('E_USAGE', e instanceof Error ? e.message : String(e));
   }
-  const ex = toExplanation(res, t);
+  const ex = toExplanation(res, t, spec.direction ?? (spec.ctState !== undefined && spec.ctState !== 'new' ? 'original' : undefined));
   const proxy = res.delivery === 'local' ? proxyNote(compiled, t, ex) : null;
   return proxy ? { ...ex, notes: [...(ex.notes ?? []), proxy] } : ex;
 }
@@ -139,7 +139,7 @@ function hasPorts(t: Tuple): boolean {
   return t.proto === 'tcp' || t.proto === 'udp' || t.proto === 'sctp';
 }
 
-export function toExplanation(res: SimResult, t: Tuple): Explanation {
+export function toExplanation(res: SimResult, t: Tuple, direction?: 'original' | 'reply'): Explanation {
   const steps: ExplainStep[] = res.steps.map((s) => {
     const meaning = stepMeaning(s);
     return {
@@ -153,8 +153,17 @@ export function toExplanation(res: SimResult, t: Tuple): Explanation {
       verdict: s.verdict,
       ...(s.target !== undefined ? { target: s.target } : {}),
       ...(meaning !== undefined ? { meaning } : {}),
+      ...(s.chain.chain.base ? { priority: s.chain.chain.base.priority } : {}),
     };
   });
+  const ctNat: ConntrackNat[] = res.ctNat.map((c) => ({
+    hook: c.hook,
+    manip: c.manip,
+    kind: c.direction === 'reply' ? (c.manip === 'dst' ? 'de-snat' : 'de-dnat') : c.manip === 'dst' ? 'dnat' : 'snat',
+    from: fmt(c.from),
+    to: fmt(c.to),
+    afterSteps: c.afterSteps,
+  }));
   const p = res.packetOut;
   let packetOut: PacketSummary | null = null;
   if (p) {
@@ -180,6 +189,8 @@ export function toExplanation(res: SimResult, t: Tuple): Explanation {
     packet_out: packetOut,
     indeterminate: res.indeterminate,
     notes: res.notes,
+    ...(direction !== undefined ? { direction } : {}),
+    ...(ctNat.length > 0 ? { conntrack_nat: ctNat } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 /** Human output of an Explanation: numbered steps like the seeds' journeys, with Docker's meanings. */
-import type { Explanation, ExplainStep } from '../model/explanation.js';
+import type { ConntrackNat, Explanation, ExplainStep } from '../model/explanation.js';
 import { chainMeaning } from './meaning.js';
 
 const VERDICT_WORD: Record<string, string> = {
@@ -19,6 +19,11 @@ const VERDICT_WORD: Record<string, string> = {
   indeterminate: 'INDETERMINATE',
 };
 
+/** Where a base chain sits: "hook prerouting priority -100". */
+export function hookPriority(s: ExplainStep): string {
+  return s.priority !== undefined ? `hook ${s.hook} priority ${s.priority}` : `hook ${s.hook}`;
+}
+
 function stepLine(n: number, s: ExplainStep): string[] {
   const where = `${s.hook.padEnd(11)} ${s.family} ${s.table} ${s.chain}`;
   const rule = s.rule === null ? (s.verdict.startsWith('policy') ? '(chain policy)' : '(end of chain)') : s.rule;
@@ -32,14 +37,76 @@ function stepLine(n: number, s: ExplainStep): string[] {
   return lines;
 }
 
-export function formatExplanation(ex: Explanation, header: string): string {
+/** One printed item of a path: a step, or a run of chains jumped into and left without a match. */
+export type PathItem =
+  | { readonly kind: 'step'; readonly index: number; readonly step: ExplainStep }
+  | { readonly kind: 'empty'; readonly first: number; readonly last: number; readonly chains: readonly string[] };
+
+/**
+ * Groups the steps of a path for people: a jump into a chain where no rule matched, followed by
+ * that chain's implicit return, says nothing but "traversed"; consecutive such pairs become one
+ * item (firewalld walks dozens of them per packet). `all` keeps every step.
+ */
+export function pathItems(steps: readonly ExplainStep[], all = false): PathItem[] {
+  const out: PathItem[] = [];
+  for (let i = 0; i < steps.length; i++) {
+    const s = steps[i] as ExplainStep;
+    const next = steps[i + 1];
+    const emptyPair =
+      !all &&
+      (s.verdict === 'jump' || s.verdict === 'goto') &&
+      s.target !== undefined &&
+      next !== undefined &&
+      next.chain === s.target &&
+      next.table === s.table &&
+      next.rule === null &&
+      next.verdict === 'return';
+    if (!emptyPair) {
+      out.push({ kind: 'step', index: i, step: s });
+      continue;
+    }
+    const prev = out.at(-1);
+    if (prev?.kind === 'empty' && prev.last === i - 1) out[out.length - 1] = { ...prev, last: i + 1, chains: [...prev.chains, s.target as string] };
+    else out.push({ kind: 'empty', first: i, last: i + 1, chains: [s.target as string] });
+    i++;
+  }
+  return out;
+}
+
+const CT_NAT_WORDS: Record<string, string> = {
+  'de-snat': 'conntrack reverses the SNAT',
+  'de-dnat': 'conntrack reverses the DNAT',
+  dnat: "conntrack applies the connection's DNAT",
+  snat: "conntrack applies the connection's SNAT",
+};
+
+/** A NAT conntrack applies from the entry (no nat chain is consulted), in words. */
+export function ctNatLine(c: ConntrackNat): string {
+  const when = c.manip === 'dst' ? 'before routing' : c.hook === 'input' ? 'before local delivery' : 'after routing';
+  return `${c.manip === 'dst' ? 'destination' : 'source'} ${c.from} → ${c.to} — ${CT_NAT_WORDS[c.kind] ?? c.kind} ${when}; no nat chain is consulted`;
+}
+
+export function formatExplanation(ex: Explanation, header: string, opts: { all?: boolean } = {}): string {
   const out: string[] = [header];
   let lastHook = '';
   let lastChain = '';
   let seen = new Set<string>();
-  let n = 0;
-  for (const s of ex.steps) {
-    n++;
+  const ctNat = [...(ex.conntrack_nat ?? [])];
+  const flushCt = (upTo: number): void => {
+    while (ctNat.length > 0 && (ctNat[0] as ConntrackNat).afterSteps <= upTo) {
+      const c = ctNat.shift() as ConntrackNat;
+      if (c.hook !== lastHook) {
+        out.push('', `── ${c.hook} ──`);
+        lastHook = c.hook;
+        lastChain = '';
+        seen = new Set();
+      }
+      out.push(`    ${c.kind.toUpperCase().replace('DE-', 'de-')} at ${c.hook}: ${ctNatLine(c)}`);
+    }
+  };
+  for (const item of pathItems(ex.steps, opts.all)) {
+    flushCt(item.kind === 'step' ? item.index : item.first);
+    const s = (item.kind === 'step' ? item.step : ex.steps[item.first]) as ExplainStep;
     if (s.hook !== lastHook) {
       out.push('', `── ${s.hook} ──`);
       lastHook = s.hook;
@@ -49,17 +116,25 @@ export function formatExplanation(ex: Explanation, header: string): string {
     const key = `${s.family} ${s.table} ${s.chain}`;
     if (key !== lastChain && !seen.has(key)) {
       const m = chainMeaning(s.family, s.table, s.chain);
-      if (m) out.push(`    [${key}] ${m}`);
+      const base = s.priority !== undefined ? ` base chain, ${hookPriority(s)}` : '';
+      if (m || base) out.push(`    [${key}]${base}${m ? `${base ? ':' : ''} ${m}` : ''}`);
     }
     seen.add(key);
     lastChain = key;
-    out.push(...stepLine(n, s));
+    if (item.kind === 'step') out.push(...stepLine(item.index + 1, s));
+    else
+      out.push(
+        `(${item.first + 1}–${item.last + 1}) ${item.chains.length === 1 ? 'chain' : `${item.chains.length} chains`} entered and left without a matching rule: ${item.chains.join(', ')}`,
+      );
   }
-  if (ex.steps.length === 0) out.push('', '(no rule or chain on this path)');
+  flushCt(Number.POSITIVE_INFINITY);
+  if (ex.steps.length === 0 && (ex.conntrack_nat ?? []).length === 0) out.push('', '(no rule or chain on this path)');
   out.push('');
   for (const note of ex.notes ?? []) out.push(`note: ${note}`);
-  if (ex.nat.dnat) out.push(`DNAT: ${ex.nat.dnat.from} → ${ex.nat.dnat.to}`);
-  if (ex.nat.snat) out.push(`SNAT: ${ex.nat.snat.from} → ${ex.nat.snat.to}`);
+  if (ex.direction === undefined || (ex.conntrack_nat ?? []).length === 0) {
+    if (ex.nat.dnat) out.push(`DNAT: ${ex.nat.dnat.from} → ${ex.nat.dnat.to}`);
+    if (ex.nat.snat) out.push(`SNAT: ${ex.nat.snat.from} → ${ex.nat.snat.to}`);
+  }
   const p = ex.packet_out;
   if (p) {
     const ep = (a: string, port?: number): string => (port === undefined ? a : a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`);

@@ -37,6 +37,27 @@ export interface ExplainStep {
   readonly target?: string;
   /** Plain-words meaning (Docker's meaning of the chain/rule), for people. */
   readonly meaning?: string;
+  /** For a step in a base chain: the chain's hook priority (e.g. -100 for Docker's nat PREROUTING). */
+  readonly priority?: number;
+}
+
+/**
+ * NAT that conntrack applies to a packet of an existing connection (no nat chain is consulted):
+ * for a reply, de-SNAT before routing (prerouting/output: the destination goes back to the
+ * original source) and de-DNAT at postrouting/input (the source goes back to the address the
+ * client used); for later original-direction packets, the same translation as the first packet.
+ */
+export interface ConntrackNat {
+  /** Hook at which the NAT core rewrites the packet. */
+  readonly hook: Hook;
+  /** 'dst' (destination rewritten) or 'src' (source rewritten). */
+  readonly manip: 'dst' | 'src';
+  /** de-snat / de-dnat for a reply, dnat / snat for a later original-direction packet. */
+  readonly kind: 'de-snat' | 'de-dnat' | 'dnat' | 'snat';
+  readonly from: string;
+  readonly to: string;
+  /** Number of steps of `steps` that came before this rewrite (where it falls on the path). */
+  readonly afterSteps: number;
 }
 
 export interface PacketSummary {
@@ -64,4 +85,13 @@ export interface Explanation {
   readonly indeterminate: readonly { readonly chain: string; readonly rule: string; readonly reason: string }[];
   /** Routing decisions and other facts of the journey, in plain words (optional, additive). */
   readonly notes?: readonly string[];
+  /** The packet's direction in its connection (present for established/reply packets). */
+  readonly direction?: 'original' | 'reply';
+  /** NAT applied by conntrack from the connection's entry, in path order (no nat chain consulted). */
+  readonly conntrack_nat?: readonly ConntrackNat[];
+  /**
+   * The reply direction of the same connection, explained from its conntrack entry (watch/serve
+   * flows): the answer as it comes back. Indeterminate (with the reason) when there is no entry.
+   */
+  readonly reply?: Explanation;
 }

@@ -54,6 +54,18 @@ export interface SimResult {
   readonly inputIif: string | null;
   readonly indeterminate: SimIndeterminate[];
   readonly notes: string[];
+  /** NAT applied from the conntrack entry (established packets), with the hook and its place on the path. */
+  readonly ctNat: SimCtNat[];
+}
+
+export interface SimCtNat {
+  readonly hook: Hook;
+  readonly manip: 'dst' | 'src';
+  readonly direction: 'original' | 'reply';
+  readonly from: Endpoint;
+  readonly to: Endpoint;
+  /** Steps recorded before the rewrite. */
+  readonly afterSteps: number;
 }
 
 /** An existing conntrack entry for explaining later packets (tuples as conntrack prints them). */
@@ -91,6 +103,7 @@ class Walk {
   readonly notes: string[] = [];
   dnat: { from: Endpoint; to: Endpoint } | null = null;
   snat: { from: Endpoint; to: Endpoint } | null = null;
+  readonly ctNat: SimCtNat[] = [];
   /** Translations set up so far (a NAT rule that maps a tuple onto itself still counts). */
   natSetups = 0;
   dstManipDone = false;
@@ -175,16 +188,29 @@ class Walk {
     }
     const ip = parseIp(addr);
     if (ip === null) return;
+    const ports = hasPorts(p.l4);
+    const rec = (to: Endpoint): void => {
+      this.ctNat.push({
+        hook: p.hook,
+        manip,
+        direction: p.ctDirection,
+        from: ports ? from : { addr: from.addr, port: null },
+        to: ports ? to : { addr: to.addr, port: null },
+        afterSteps: this.steps.length,
+      });
+    };
     if (manip === 'dst') {
       if (ip.n === p.dst.n && port === p.dport) return;
       p.dst = ip;
       p.dport = port;
       this.dnat = { from, to: { addr, port } };
+      rec({ addr, port });
     } else {
       if (ip.n === p.src.n && port === p.sport) return;
       p.src = ip;
       p.sport = port;
       this.snat = { from, to: { addr, port } };
+      rec({ addr, port });
     }
   }
 
@@ -487,9 +513,9 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
       };
       notes.push('NAT of this established packet taken from the simulated first packet of its connection');
     }
-  } else if (ctState !== 'new' && binding === null && direction === 'reply') {
-    notes.push('reply packet without its conntrack entry: any NAT reversal is not shown');
   }
+  // a reply without its connection's entry: the NAT conntrack reverses (and so the route) is unknown
+  const noEntry = ctState !== 'new' && ctState !== 'untracked' && binding === null && direction === 'reply';
 
   const mk = (s: Ip): SimPacket => ({
     v: input.v,
@@ -541,6 +567,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
     initCt(p, binding, direction);
     const w = new Walk(c, p, binding);
     w.notes.push(...notes);
+    if (noEntry) markNoEntry(w);
     p.oif = rr === null ? null : rr.local ? 'lo' : rr.route.dev;
     if (rr === null) w.notes.push(`no route to ${input.dst} known`);
     let fate = w.runHook('output');
@@ -577,6 +604,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   initCt(p, binding, direction);
   const w = new Walk(c, p, binding);
   w.notes.push(...notes);
+  if (noEntry) markNoEntry(w);
   p.iif = input.iif ?? null;
   w.inputIif = p.iif;
   let fate = w.runHook('prerouting');
@@ -614,6 +642,15 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   }
   fate = w.runHook('postrouting');
   return finish(w, fate, 'forward');
+}
+
+function markNoEntry(w: Walk): void {
+  w.indeterminate.push({
+    chain: '(conntrack)',
+    rule: '(no conntrack entry)',
+    reason:
+      "a reply packet without its connection's conntrack entry: the NAT conntrack reverses (de-SNAT before routing, de-DNAT after) is unknown, so the route and the rules it meets are not known; give the entry (live --netns, or --conntrack FILE)",
+  });
 }
 
 function isBridge(c: CompiledRuleset, dev: string): boolean {
@@ -665,5 +702,6 @@ function finish(w: Walk, fate: 'accept' | 'drop' | 'reject' | 'indeterminate', d
     inputIif: w.inputIif,
     indeterminate: w.indeterminate,
     notes: w.notes,
+    ctNat: w.ctNat,
   };
 }

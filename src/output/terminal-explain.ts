@@ -6,7 +6,9 @@
  */
 import type { FlowInfo } from '../model/events.js';
 import { formatEndpoint } from '../model/tuple.js';
-import { flowLabel, stateLabel, verdictLabel } from './terminal.js';
+import type { ConntrackNat, Explanation } from '../model/explanation.js';
+import { ctNatLine, pathItems } from '../explain/format.js';
+import { decidingStep, flowLabel, ruleRef, stateLabel, verdictLabel } from './terminal.js';
 
 function us(n: number): string {
   if (Math.abs(n) < 1000) return `${Math.round(n)}µs`;
@@ -14,7 +16,49 @@ function us(n: number): string {
   return `${(n / 1_000_000).toFixed(2)}s`;
 }
 
-export function formatJourney(flow: FlowInfo, opts: { color?: boolean } = {}): string {
+type Paint = (c: 'cyan' | 'yellow' | 'dim', s: string) => string;
+
+/** The steps of one direction: conntrack's own NAT in its place, empty traversed chains on one line. */
+function pathLines(ex: Explanation, paint: Paint, all: boolean): string[] {
+  const lines: string[] = [];
+  const ct = [...(ex.conntrack_nat ?? [])];
+  const flush = (upTo: number): void => {
+    while (ct.length > 0 && (ct[0] as ConntrackNat).afterSteps <= upTo) {
+      const c = ct.shift() as ConntrackNat;
+      lines.push(`    ${`${c.hook}/conntrack`.padEnd(40)} ${paint('yellow', c.kind.toUpperCase())} ${ctNatLine(c)}`);
+    }
+  };
+  for (const item of pathItems(ex.steps, all)) {
+    flush(item.kind === 'step' ? item.index : item.first);
+    if (item.kind === 'empty') {
+      lines.push(
+        `    ${paint('dim', `… ${item.chains.length === 1 ? 'chain' : `${item.chains.length} chains`} entered and left without a matching rule: ${item.chains.join(', ')}`)}`,
+      );
+      continue;
+    }
+    const s = item.step;
+    const ref =
+      s.ruleNumber !== null ? ` #${s.ruleNumber}` : s.handle !== null ? ` handle ${s.handle}` : s.verdict.startsWith('policy') ? ' policy' : ' end';
+    const prio = s.priority !== undefined ? ` (prio ${s.priority})` : '';
+    const where = `${s.hook}/${s.family} ${s.table} ${s.chain}${ref}${prio}`;
+    lines.push(`    ${where.padEnd(40)} ${s.verdict.padEnd(13)} ${s.rule ?? ''}${s.meaning !== undefined ? paint('dim', `  — ${s.meaning}`) : ''}`);
+  }
+  flush(Number.POSITIVE_INFINITY);
+  for (const i of ex.indeterminate) lines.push(`    indeterminate in ${i.chain}: ${i.rule} (${i.reason})`);
+  return lines;
+}
+
+function replyVerdictLabel(ex: Explanation): string {
+  const word = ex.verdict === 'accept' ? 'ACCEPTED' : ex.verdict === 'drop' ? 'DROPPED' : ex.verdict === 'reject' ? 'REJECTED' : 'INDETERMINATE';
+  const step = decidingStep(ex.steps);
+  const p = ex.packet_out;
+  const out = p
+    ? `, ${p.delivery === 'local' ? 'delivered to the host' : `out of ${p.oif ?? '?'}`} as ${p.src}${p.sport !== undefined ? `:${p.sport}` : ''} → ${p.dst}${p.dport !== undefined ? `:${p.dport}` : ''}`
+    : '';
+  return `${step ? `${word} ${ruleRef(step)}` : word}${out}`;
+}
+
+export function formatJourney(flow: FlowInfo, opts: { color?: boolean; all?: boolean } = {}): string {
   const paint = opts.color
     ? (c: 'cyan' | 'yellow' | 'dim', s: string): string => `\x1b[${c === 'cyan' ? 36 : c === 'yellow' ? 33 : 2}m${s}\x1b[0m`
     : (_c: string, s: string): string => s;
@@ -57,11 +101,11 @@ export function formatJourney(flow: FlowInfo, opts: { color?: boolean } = {}): s
     lines.push('  explanation: none (simulator unavailable or replay)');
   } else {
     lines.push(`  verdict: ${verdictLabel(flow)}`);
-    for (const s of ex.steps) {
-      const where = `${s.hook}/${s.family} ${s.table} ${s.chain}${s.ruleNumber !== null ? ` #${s.ruleNumber}` : s.handle !== null ? ` handle ${s.handle}` : ' (policy)'}`;
-      lines.push(`    ${where.padEnd(40)} ${s.verdict.padEnd(13)} ${s.rule ?? ''}${s.meaning !== undefined ? paint('dim', `  — ${s.meaning}`) : ''}`);
+    lines.push(...pathLines(ex, paint, opts.all === true));
+    if (ex.reply) {
+      lines.push(`  reply: ${replyVerdictLabel(ex.reply)}`);
+      lines.push(...pathLines(ex.reply, paint, opts.all === true));
     }
-    for (const i of ex.indeterminate) lines.push(`    indeterminate in ${i.chain}: ${i.rule} (${i.reason})`);
   }
   for (const d of flow.drops)
     lines.push(`  drop: ${d.reason}${d.iface !== null ? ` on ${d.iface}` : ''}${d.rule ? ` by ${d.rule.table}/${d.rule.chain}` : ''}`);

@@ -116,10 +116,11 @@ export function decidingStep(steps: readonly ExplainStep[]): ExplainStep | undef
   return fallback;
 }
 
+/** "filter DOCKER#1", "filter FORWARD:policy" (base chains only have a policy), "nat DOCKER:end". */
 export function ruleRef(s: ExplainStep): string {
-  if (s.ruleNumber !== null) return `${s.chain}#${s.ruleNumber}`;
-  if (s.handle !== null) return `${s.chain}#h${s.handle}`;
-  return `${s.chain}:policy`;
+  if (s.ruleNumber !== null) return `${s.table} ${s.chain}#${s.ruleNumber}`;
+  if (s.handle !== null) return `${s.table} ${s.chain}#h${s.handle}`;
+  return `${s.table} ${s.chain}:${s.verdict.startsWith('policy') ? 'policy' : 'end'}`;
 }
 
 export function verdictLabel(flow: FlowInfo, paint: Paint = (_c, s) => s): string {

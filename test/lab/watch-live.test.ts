@@ -323,7 +323,9 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
     };
     const text = await runWatch([]);
     expect(text.code).toBe(0);
-    expect(text.out).toMatch(/ START +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:\d+ tcp via eth0→docker0 DNAT 10\.0\.10\.26:8000 ACCEPTED DOCKER#1 /);
+    expect(text.out).toMatch(
+      / START +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:\d+ tcp via eth0→docker0 DNAT 10\.0\.10\.26:8000 ACCEPTED filter DOCKER#1 /,
+    );
     expect(text.out).toMatch(/ END +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:\d+ .*↑\d+\/\d+B ↓\d+\/\d+B shutdown/);
     expect(text.err).toMatch(/capture statistics/);
     expect(text.err).toMatch(/eth0: [1-9]\d* packets received, 0 dropped by kernel/);

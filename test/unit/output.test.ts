@@ -157,21 +157,21 @@ const DROP: FlowInfo = {
 describe('terminal printer (golden lines)', () => {
   it('the issue example, START/UPDATE/END, counters and reason', () => {
     expect(formatFlowEvent(ev('flow.start', WEB))).toBe(
-      '12:00:01.234 START  web(172.17.0.2):80 ← 10.0.10.5:40000 tcp via eth0→docker0 DNAT 10.0.10.26:8000 ACCEPTED DOCKER#1 SYN_SENT',
+      '12:00:01.234 START  web(172.17.0.2):80 ← 10.0.10.5:40000 tcp via eth0→docker0 DNAT 10.0.10.26:8000 ACCEPTED filter DOCKER#1 SYN_SENT',
     );
     expect(formatFlowEvent(ev('flow.end', { ...WEB, tcpState: 'TIME_WAIT' }, { reason: 'destroyed' }))).toBe(
-      '12:00:01.484 END    web(172.17.0.2):80 ← 10.0.10.5:40000 tcp via eth0→docker0 DNAT 10.0.10.26:8000 ACCEPTED DOCKER#1 TIME_WAIT ↑6/465B ↓4/538B destroyed',
+      '12:00:01.484 END    web(172.17.0.2):80 ← 10.0.10.5:40000 tcp via eth0→docker0 DNAT 10.0.10.26:8000 ACCEPTED filter DOCKER#1 TIME_WAIT ↑6/465B ↓4/538B destroyed',
     );
     expect(formatFlowEvent(ev('flow.update', WEB), { counters: true })).toMatch(/^12:00:01\.484 UPDATE .* ↑6\/465B ↓4\/538B$/);
   });
   it('MASQUERADE, ICMP, no legs, replied', () => {
     expect(formatFlowEvent(ev('flow.start', MASQ))).toBe(
-      '12:00:01.484 START  198.51.100.10 ← client(172.17.0.3) icmp echo MASQUERADE 10.0.10.26 ACCEPTED FORWARD#5 replied',
+      '12:00:01.484 START  198.51.100.10 ← client(172.17.0.3) icmp echo MASQUERADE 10.0.10.26 ACCEPTED filter FORWARD#5 replied',
     );
   });
   it('a drop without conntrack', () => {
     expect(formatFlowEvent(ev('flow.start', DROP))).toBe(
-      '12:00:01.234 START  web(172.17.0.2):81 ← 10.0.10.5:34180 tcp via eth0 DROPPED FORWARD:policy no-conntrack SYN_SENT',
+      '12:00:01.234 START  web(172.17.0.2):81 ← 10.0.10.5:34180 tcp via eth0 DROPPED filter FORWARD:policy no-conntrack SYN_SENT',
     );
   });
   it('docker-proxy halves say so', () => {
@@ -221,10 +221,10 @@ describe('--explain and --top', () => {
       '  172.17.0.2: container web, network bridge',
       '  10.0.10.26: published 8000/tcp -> web:80',
       '  conntrack: CONFIRMED DST_NAT; state SYN_SENT',
-      '  verdict: ACCEPTED DOCKER#1',
+      '  verdict: ACCEPTED filter DOCKER#1',
       '    prerouting/ip nat DOCKER #2              dnat          -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.2:80  — published port 8000',
       '    forward/ip filter DOCKER #1              accept        -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT',
-      '    postrouting/ip nat POSTROUTING (policy)  policy-accept ',
+      '    postrouting/ip nat POSTROUTING policy    policy-accept ',
     ]);
     expect(formatJourney(DROP)).toContain('conntrack: no entry (dropped before confirmation, or untracked)');
   });
@@ -233,8 +233,8 @@ describe('--explain and --top', () => {
     const lines = text.split('\n');
     expect(lines[0]).toBe('top');
     expect(lines[1]).toMatch(/PKTS +BYTES +IDLE STATE +FLOW/);
-    expect(lines[2]).toMatch(/^ +10 +1003 +5s SYN_SENT +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:40000 .*ACCEPTED DOCKER#1$/);
-    expect(lines[3]).toMatch(/DROPPED FORWARD:policy$/);
+    expect(lines[2]).toMatch(/^ +10 +1003 +5s SYN_SENT +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:40000 .*ACCEPTED filter DOCKER#1$/);
+    expect(lines[3]).toMatch(/DROPPED filter FORWARD:policy$/);
     expect(renderTop([WEB, WEB, WEB, WEB], { nowMs: T, rows: 5 }).split('\n').at(-1)).toBe('… 2 more');
   });
 });

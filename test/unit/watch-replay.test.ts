@@ -255,8 +255,16 @@ describe('journey watch (the command) on the replay', () => {
     expect(out).toMatch(/eth0 +orig +10\.0\.10\.5:\d+ → 10\.0\.10\.26:8000/);
     expect(out).toMatch(/docker0 +orig +10\.0\.10\.5:\d+ → 172\.17\.0\.2:80/);
     expect(out).toMatch(/DNAT 10\.0\.10\.26:8000 → 172\.17\.0\.2:80/);
-    expect(out).toMatch(/verdict: ACCEPTED DOCKER#1/);
+    expect(out).toMatch(/verdict: ACCEPTED filter DOCKER#1/);
     expect(out).toMatch(/prerouting\/ip nat DOCKER #\d+ +dnat/);
+    // START/END lines stay, and the reply direction is explained from the conntrack entry
+    expect(out).toMatch(/ START +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:\d+ .*ACCEPTED filter DOCKER#1/);
+    expect(out).toMatch(/ END +web\(172\.17\.0\.2\):80 ← 10\.0\.10\.5:\d+ .*replay-end/);
+    expect(out).toMatch(/reply: ACCEPTED filter FORWARD#5, out of eth0 as 10\.0\.10\.26:8000 → 10\.0\.10\.5:\d+/);
+    expect(out).toMatch(/postrouting\/conntrack +DE-DNAT source 172\.17\.0\.2:80 → 10\.0\.10\.26:8000/);
+    const masq = await runCli([...base, '--explain', '--port', '39432']);
+    expect(masq.out).toMatch(/reply: ACCEPTED filter FORWARD#3, out of docker0 as 198\.51\.100\.10:80 → 172\.17\.0\.3:39432/);
+    expect(masq.out).toMatch(/prerouting\/conntrack +DE-SNAT destination 10\.0\.10\.26:39432 → 172\.17\.0\.3:39432/);
   });
 
   it('a capture file that cannot be read is an error exit, after the statistics', async () => {

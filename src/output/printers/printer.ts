@@ -21,6 +21,8 @@ export interface PrinterContext {
   readonly updates: boolean;
   /** Also print kernel drops that belong to no flow. */
   readonly drops: boolean;
+  /** -o explain: also list chains entered and left without a matching rule (collapsed by default). */
+  readonly allChains?: boolean;
   /** The live flows now (for views that draw a table). */
   readonly flows: () => readonly FlowInfo[];
   /** The clock of views that show ages (tests fix it). */
