@@ -15,6 +15,7 @@ const EXIT: Record<ErrorCode, number> = {
   E_DOCKER: 12,
   E_TIMEOUT: 13,
   E_AUTH: 14,
+  E_EXPORT: 15,
   E_VERIFY_FAILED: 1,
   E_INTERNAL: 70,
 };

@@ -18,8 +18,9 @@ import {
 import { formatStats } from '../output/terminal.js';
 import { eventMatches, filterFromWords } from '../output/flow-filter.js';
 import { createPrinter, isOutputFormat, OUTPUT_FORMATS, PRINTERS, type OutputFormat } from '../output/printers/registry.js';
+import { addExportOptions, openCliExports, type ExportCliOptions } from './export-options.js';
 
-interface WatchCliOptions extends PipelineCliOptions {
+interface WatchCliOptions extends PipelineCliOptions, ExportCliOptions {
   write?: string;
   output?: string;
   json?: boolean;
@@ -78,10 +79,10 @@ export function registerWatch(program: Command): void {
     .option('--duration <seconds>', 'stop after this many seconds')
     .option('--stats-interval <seconds>', 'capture.stats period in --json output', '5')
     .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
-    .option('--local-time', 'print local time instead of UTC')
-    .action(async (expression: string[], o: WatchCliOptions) => {
-      await runWatch(expression, o);
-    });
+    .option('--local-time', 'print local time instead of UTC');
+  addExportOptions(cmd).action(async (expression: string[], o: WatchCliOptions) => {
+    await runWatch(expression, o);
+  });
 }
 
 function intOpt(v: string | undefined, name: string): number | undefined {
@@ -124,7 +125,14 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     ...(maxFlows !== undefined ? { maxFlows } : {}),
   };
 
-  const p = await startPipeline(opts);
+  const exports = await openCliExports(o, (line) => process.stderr.write(`journey watch: ${line}\n`));
+  let p: Awaited<ReturnType<typeof startPipeline>>;
+  try {
+    p = await startPipeline(opts);
+  } catch (e) {
+    await exports?.close();
+    throw e;
+  }
   const color = o.color ?? (process.stdout.isTTY === true && !process.env['NO_COLOR']);
   const tz = o.localTime ? ('local' as const) : ('utc' as const);
   const printer = createPrinter(format, {
@@ -143,7 +151,9 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
 
   p.on('event', (ev: JourneyEvent) => {
     if (ev.type === 'capture.stats') lastStats = ev;
-    if (eventMatches(filter, ev)) printer.event(ev);
+    if (!eventMatches(filter, ev)) return;
+    printer.event(ev);
+    exports?.write(ev); // the export carries what watch shows
   });
   printer.start?.();
 
@@ -166,6 +176,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
   await p.done;
   if (timer) clearTimeout(timer);
   await printer.stop();
+  const exported = (await exports?.close()) ?? [];
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   const s = p.stats();
@@ -174,5 +185,6 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
   process.stderr.write(
     `${stats}\n  flows: ${s.flows.flowsStarted} seen, ${s.flows.flowsEvicted} evicted, ${s.flows.flowsIdled} idled out; packets: ${s.flows.packetsMatched} joined to flows, ${s.flows.packetsUnmatched} without conntrack entry, ${s.flows.pendingOverflow} dropped from the hold queue${s.written ? `; written ${s.written.frames} frames (${s.written.dropped} dropped)` : ''}\n`,
   );
+  for (const line of exported) process.stderr.write(`  ${line}\n`);
   if (p.error) throw p.error; // a replay that could not be read to the end
 }

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'E_DOCKER' // Docker Engine API failure
   | 'E_TIMEOUT' // an operation did not finish in time
   | 'E_AUTH' // a client was refused (serve)
+  | 'E_EXPORT' // an export target (IPFIX collector, NATS server) cannot be reached or refused journey
   | 'E_VERIFY_FAILED' // verify found failing checks
   | 'E_INTERNAL';
 
