@@ -70,7 +70,9 @@ export function encodeSet(setId: number, records: readonly Buffer[]): Buffer {
 function ip4Bytes(addr: string): Buffer {
   const b = Buffer.alloc(4);
   if (!isIPv4(addr)) return b;
-  addr.split('.').forEach((p, i) => b.writeUInt8(Number(p) & 0xff, i));
+  addr.split('.').forEach((p, i) => {
+    b.writeUInt8(Number(p) & 0xff, i);
+  });
   return b;
 }
 
@@ -95,7 +97,9 @@ export function ip6Bytes(addr: string): Buffer {
       ? [...left, ...tail]
       : [...left, ...new Array<number>(8 - left.length - right.length - tail.length).fill(0), ...right, ...tail];
   if (groups.length !== 8) return b;
-  groups.forEach((g, i) => b.writeUInt16BE(g & 0xffff, i * 2));
+  groups.forEach((g, i) => {
+    b.writeUInt16BE(g & 0xffff, i * 2);
+  });
   return b;
 }
 
