@@ -11,6 +11,8 @@ export interface LinkInfo {
   readonly ifindex: number;
   readonly up: boolean;
   readonly kind?: string;
+  /** The bridge (or bond) this interface is a port of. */
+  readonly master?: string;
 }
 
 export async function listLinks(netns?: string): Promise<LinkInfo[]> {
@@ -19,13 +21,36 @@ export async function listLinks(netns?: string): Promise<LinkInfo[]> {
     ifname: string;
     ifindex: number;
     flags?: string[];
+    master?: string;
     linkinfo?: { info_kind?: string };
   }>;
   return arr.map((l) => {
     const kind = l.linkinfo?.info_kind;
-    const info: LinkInfo = { name: l.ifname, ifindex: l.ifindex, up: (l.flags ?? []).includes('UP') };
+    const info: LinkInfo = {
+      name: l.ifname,
+      ifindex: l.ifindex,
+      up: (l.flags ?? []).includes('UP'),
+      ...(l.master !== undefined ? { master: l.master } : {}),
+    };
     return kind === undefined ? info : { ...info, kind };
   });
+}
+
+/** Every Linux bridge of the host, whatever its name. */
+export function bridgeNames(links: readonly LinkInfo[]): string[] {
+  return links.filter((l) => l.kind === 'bridge').map((l) => l.name);
+}
+
+/**
+ * The bridges Docker made, without asking Docker: docker0 and br-<id> by name, and any bridge
+ * (e.g. one named by com.docker.network.bridge.name) with a container's veth as a port.
+ */
+export function containerBridges(links: readonly LinkInfo[]): string[] {
+  const withVeth = new Set(links.filter((l) => l.kind === 'veth' && l.master !== undefined).map((l) => l.master as string));
+  return links
+    .filter((l) => l.kind === undefined || l.kind === 'bridge')
+    .map((l) => l.name)
+    .filter((n) => n === 'docker0' || /^br-[0-9a-f]{6,}$/.test(n) || withVeth.has(n));
 }
 
 /** Interfaces of the default routes (IPv4 and IPv6): the uplink. */
@@ -66,7 +91,10 @@ export interface Selection {
   readonly extra: readonly string[];
 }
 
-/** Interfaces wanted now. Auto: docker0, br-*, the caller's names and the default route's interfaces. */
+/**
+ * Interfaces wanted now. Auto: Docker's bridges (docker0, br-*, bridges with container veths), the
+ * caller's names and the default route's interfaces.
+ */
 export function selectInterfaces(links: readonly LinkInfo[], uplinks: readonly string[], sel: Selection): string[] {
   const names = links.map((l) => l.name);
   if (sel.patterns.length > 0) {
@@ -74,7 +102,8 @@ export function selectInterfaces(links: readonly LinkInfo[], uplinks: readonly s
     // names added later by the caller (a new Docker network) join the explicit ones
     return names.filter((n) => sel.patterns.some((p) => matchesPattern(n, p)) || sel.extra.some((p) => matchesPattern(n, p)));
   }
-  return names.filter((n) => n === 'docker0' || /^br-[0-9a-f]{6,}$/.test(n) || sel.extra.some((p) => matchesPattern(n, p)) || uplinks.includes(n));
+  const bridges = new Set(containerBridges(links));
+  return names.filter((n) => bridges.has(n) || sel.extra.some((p) => matchesPattern(n, p)) || uplinks.includes(n));
 }
 
 /** Follows link and route changes; calls `onChange` (debounced) whenever something may differ. */

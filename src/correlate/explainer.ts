@@ -35,6 +35,8 @@ export interface ReloadableExplainer extends FlowExplainer {
   readonly counters: { explained: number; failed: number };
   /** Explains any packet (e.g. one the kernel dropped); null when unavailable. */
   explainSpec(spec: PacketSpec): Explanation | null;
+  /** Whether an address is one of the host's own (from its addresses and local routes); null when not known. */
+  isLocal(addr: string): boolean | null;
 }
 
 /** The simulator's question for a flow, or null when it cannot be asked (no interface known). */
@@ -98,6 +100,9 @@ class NullExplainer implements ReloadableExplainer {
   explainSpec(): Explanation | null {
     return null;
   }
+  isLocal(): boolean | null {
+    return null;
+  }
   async reload(): Promise<void> {
     // nothing to load: explanations are off
   }
@@ -157,6 +162,13 @@ class SimulatorExplainer implements ReloadableExplainer {
               : 'the interface the reply comes in on is not known',
           );
     return { ...ex, reply };
+  }
+
+  isLocal(addr: string): boolean | null {
+    const ip = parseIp(addr);
+    if (this.host === null || ip === null) return null;
+    const t = addrType(this.host, ip);
+    return t === null ? null : t === 'local';
   }
 
   explainSpec(spec: PacketSpec): Explanation | null {

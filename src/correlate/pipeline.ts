@@ -36,6 +36,7 @@ import { createPcapngWriter, type PcapngWriter } from '../capture/pcapng-writer.
 import { Correlator, type CorrelatorStats, type NameResolver } from './correlator.js';
 import { createFlowExplainer, type ReloadableExplainer, type RulesetFilesSpec } from './explainer.js';
 import { DockerProxyLinker } from './proxy-link.js';
+import { bridgeNames, containerBridges, LinkWatcher, listLinks } from '../capture/devices.js';
 import { openLiveSource, ReplaySource, type FrameSource } from './frame-sources.js';
 import { access, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
@@ -141,12 +142,14 @@ export async function uplinkInterface(netns?: string): Promise<string | null> {
   }
 }
 
-/** Bridges that look like Docker's when the Engine API is not reachable. */
-export async function bridgeInterfaces(netns?: string): Promise<string[]> {
+/**
+ * The host's bridges: all of them (`all`), or the ones Docker made (docker0, br-<id>, any bridge with
+ * a container veth as a port: capture/devices.ts) when the Engine API is not reachable.
+ */
+export async function bridgeInterfaces(netns?: string, all = false): Promise<string[]> {
   try {
-    const r = await run(['ip', '-j', 'link', 'show', 'type', 'bridge'], { ...(netns !== undefined ? { netns } : {}), timeoutMs: 5_000 });
-    const links = JSON.parse(r.stdout || '[]') as { ifname?: string }[];
-    return links.map((l) => l.ifname ?? '').filter((n) => n === 'docker0' || n.startsWith('br-'));
+    const links = await listLinks(netns);
+    return all ? bridgeNames(links) : containerBridges(links);
   } catch {
     return [];
   }
@@ -168,6 +171,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private tickTimer: NodeJS.Timeout | null = null;
   private statsTimer: NodeJS.Timeout | null = null;
   private rulesetWatch: ChildProcess | null = null;
+  private linkWatch: LinkWatcher | null = null;
   private kernel: KernelEvents | null = null;
   private readonly hookProof = new HookProof(50_000);
   private stopping: Promise<void> | null = null;
@@ -262,7 +266,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
             const k = `${addr}|${port ?? ''}|${proto}`;
             let n = nameCache.get(k);
             if (n === undefined) {
-              n = this.index()?.nameFor(addr, port, proto) ?? null;
+              n = this.index()?.nameFor(addr, port, proto, (a) => this.explainer?.isLocal(a) ?? null) ?? null;
               if (nameCache.size > 100_000) nameCache.clear();
               nameCache.set(k, n);
             }
@@ -287,6 +291,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       proxies: () => this.index()?.snapshot.proxies ?? [],
       gateways: () => new Set((this.index()?.snapshot.networks ?? []).flatMap((n) => n.gateways)),
       ...(this.mode === 'live' ? { sockets: (pid: number) => processSockets(pid) } : {}),
+      isLocal: (a: string) => this.explainer?.isLocal(a) ?? null,
     });
     this.correlator = new Correlator({
       emit: (ev) => this.emitEvent(ev),
@@ -347,7 +352,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       this.interfaces = [...(o.interfaces ?? [])];
       if (this.interfaces.length === 0) {
         const bridges = this.docker ? this.docker.bridges() : await bridgeInterfaces(o.netns);
-        const existing = new Set(await bridgeInterfaces(o.netns));
+        const existing = new Set(await bridgeInterfaces(o.netns, true));
         const up = await uplinkInterface(o.netns);
         // a Docker network whose bridge does not exist yet (no container) is skipped until it appears
         this.interfaces = [...new Set([...(up ? [up] : []), ...bridges.filter((b) => existing.has(b) || !this.docker)])];
@@ -366,6 +371,11 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       });
       this.frames = live.source;
       if (live.notice) this.notice(live.notice);
+      if (!this.docker && (o.interfaces ?? []).length === 0) {
+        // no Engine API: bridges that appear later are found by their container veths
+        this.linkWatch = new LinkWatcher(o.netns, () => this.followBridges());
+        this.linkWatch.start();
+      }
       this.notice(`capturing on ${this.interfaces.join(', ')}${o.netns !== undefined ? ` in ${o.netns}` : ''} (conntrack: ${this.ct.kind})`);
     }
   }
@@ -376,16 +386,23 @@ class PipelineImpl extends EventEmitter implements Pipeline {
 
   private onDockerChange(): void {
     this.clearNames();
-    if (this.mode !== 'live' || !this.docker || this.opts.interfaces?.length) return;
-    void bridgeInterfaces(this.opts.netns).then((existing) => {
-      for (const b of this.docker?.bridges() ?? []) {
-        if (existing.includes(b) && !this.interfaces.includes(b)) {
-          this.interfaces.push(b);
-          this.frames?.addInterface?.(b);
-          this.notice(`capture: new bridge ${b}`);
+    this.followBridges();
+  }
+
+  /** New Docker bridges join the capture (from the Engine API, or the host's bridges with container veths). */
+  private followBridges(): void {
+    if (this.mode !== 'live' || this.opts.interfaces?.length) return;
+    void Promise.all([bridgeInterfaces(this.opts.netns, true), this.docker ? null : bridgeInterfaces(this.opts.netns)]).then(
+      ([existing, guessed]) => {
+        for (const b of this.docker?.bridges() ?? guessed ?? []) {
+          if (existing.includes(b) && !this.interfaces.includes(b)) {
+            this.interfaces.push(b);
+            this.frames?.addInterface?.(b);
+            this.notice(`capture: new bridge ${b}`);
+          }
         }
-      }
-    });
+      },
+    );
   }
 
   private onBatch(b: FrameBatch): void {
@@ -593,6 +610,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       if (this.tickTimer) clearInterval(this.tickTimer);
       if (this.statsTimer) clearInterval(this.statsTimer);
       this.rulesetWatch?.kill('SIGTERM');
+      this.linkWatch?.stop();
       await this.kernel?.stop().catch(() => {});
       await this.frames?.stop().catch(() => {});
       await this.ct?.stop().catch(() => {});

@@ -27,6 +27,12 @@ export interface ProxyLinkerOptions {
    * progress when conntrack reports the connection). Omitted in replays (time alone then).
    */
   readonly sockets?: (pid: number) => { readonly owned: ReadonlySet<string>; readonly others: ReadonlySet<string> };
+  /**
+   * Whether an address is one of the host's own (null: not known). docker-proxy listening on
+   * 0.0.0.0 only answers connections to the host's addresses: a flow to another address on the
+   * published port (a container's outbound HTTP, direct access to a container) is not its.
+   */
+  readonly isLocal?: (addr: string) => boolean | null;
 }
 
 interface Waiting {
@@ -85,7 +91,8 @@ export class DockerProxyLinker implements ProxyLinker {
       }
       // frontend half: anyone -> host-ip:host-port, answered by the host itself (no DNAT)
       const anyAddr = p.hostIp === '0.0.0.0' || p.hostIp === '::' || p.hostIp === '';
-      if (o.dport === p.hostPort && (anyAddr || p.hostIp === o.dst)) {
+      const local = anyAddr ? (this.opts.gateways().has(o.dst) ? true : (this.opts.isLocal?.(o.dst) ?? null)) : null;
+      if (o.dport === p.hostPort && ((anyAddr && local !== false) || p.hostIp === o.dst)) {
         const i = this.backends.findIndex((w) => w.pid === p.pid);
         if (i >= 0) {
           const back = this.backends[i] as Waiting;

@@ -165,12 +165,24 @@ export class DockerIndex {
     return this.byBridge.get(iface) ?? null;
   }
 
-  /** The published port a host address:port maps to, if any. */
-  published(addr: string, port: number, proto: string): PublishedPort | null {
+  /**
+   * The published port a host address:port maps to, if any — as the kernel's DNAT (`--dst-type
+   * LOCAL`) and docker-proxy see it: a port published on every address (0.0.0.0, ::) is reached
+   * only through the host's own addresses (`isLocal`; bridge gateways are the host's), one
+   * published on an address only through that address. When `isLocal` does not know (null or
+   * absent), a wildcard port matches any address of its family.
+   */
+  published(addr: string, port: number, proto: string, isLocal?: (addr: string) => boolean | null): PublishedPort | null {
+    const v6 = addr.includes(':');
     for (const c of this.snapshot.containers) {
       for (const p of c.published) {
         if (p.hostPort !== port || p.proto !== proto) continue;
-        if (p.hostIp === '0.0.0.0' || p.hostIp === '::' || p.hostIp === '' || p.hostIp === addr) return p;
+        if (p.hostIp === addr) return p;
+        const wild = p.hostIp === '0.0.0.0' || p.hostIp === '::' || p.hostIp === '';
+        if (!wild || (p.hostIp === '0.0.0.0' && v6)) continue;
+        if (this.byAddr.has(addr)) continue; // a container's address is never the host's published port
+        const local = this.gateways.has(addr) ? true : (isLocal?.(addr) ?? null);
+        if (local !== false) return p;
       }
     }
     return null;
@@ -180,18 +192,18 @@ export class DockerIndex {
    * What Docker calls an address (and port): a container and its network, a bridge gateway, or a
    * published port on the host. null when Docker knows nothing of it.
    */
-  nameFor(addr: string, port?: number, proto?: string): EndpointName | null {
+  nameFor(addr: string, port?: number, proto?: string, isLocal?: (addr: string) => boolean | null): EndpointName | null {
     const hit = this.byAddr.get(addr);
     if (hit) return { addr, container: hit.container.name, network: hit.ep.network };
     const gw = this.gateways.get(addr);
     if (gw) {
-      const pub = port !== undefined && proto !== undefined ? this.published(addr, port, proto) : null;
+      const pub = port !== undefined && proto !== undefined ? this.published(addr, port, proto, isLocal) : null;
       return pub
         ? { addr, network: gw.name, published: `${port}/${proto} -> ${pub.container}:${pub.containerPort}` }
         : { addr, network: `${gw.name} gateway` };
     }
     if (port !== undefined && proto !== undefined) {
-      const pub = this.published(addr, port, proto);
+      const pub = this.published(addr, port, proto, isLocal);
       if (pub) return { addr, published: `${port}/${proto} -> ${pub.container}:${pub.containerPort}` };
     }
     return null;
@@ -267,8 +279,8 @@ export class DockerInventory extends EventEmitter {
   get snapshot(): DockerSnapshot {
     return this.idx.snapshot;
   }
-  nameFor(addr: string, port?: number, proto?: string): EndpointName | null {
-    return this.idx.nameFor(addr, port, proto);
+  nameFor(addr: string, port?: number, proto?: string, isLocal?: (addr: string) => boolean | null): EndpointName | null {
+    return this.idx.nameFor(addr, port, proto, isLocal);
   }
   bridges(): string[] {
     return this.idx.bridges();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { BatchBuilder, linkTypeFromName } from '../../src/capture/batch.js';
-import { matchesPattern, selectInterfaces, type LinkInfo } from '../../src/capture/devices.js';
+import { bridgeNames, containerBridges, matchesPattern, selectInterfaces, type LinkInfo } from '../../src/capture/devices.js';
 import { MSG_STATS, MessageReader, encodeBatch, encodeJson } from '../../src/capture/protocol.js';
 import { createPcapngWriter } from '../../src/capture/pcapng-writer.js';
 import { readCaptureFiles } from '../../src/capture/pcap-file.js';
@@ -167,6 +167,19 @@ describe('interface selection', () => {
   it("auto: docker0, br-<id> bridges, the uplink and the caller's names", () => {
     expect(selectInterfaces(links, ['eth0'], { patterns: [], extra: [] })).toEqual(['eth0', 'docker0', 'br-1a2b3c4d5e6f']);
     expect(selectInterfaces(links, ['wg0'], { patterns: [], extra: ['docker1'] })).toEqual(['docker0', 'br-1a2b3c4d5e6f', 'docker1', 'wg0']);
+  });
+  it('auto: a bridge of any name with a container veth as a port (com.docker.network.bridge.name)', () => {
+    const live: LinkInfo[] = [
+      { name: 'eth0', ifindex: 2, up: true, kind: 'veth' },
+      { name: 'docker1', ifindex: 3, up: true, kind: 'bridge' },
+      { name: 'lanbr', ifindex: 4, up: true, kind: 'bridge' },
+      { name: 'veth9f', ifindex: 5, up: true, kind: 'veth', master: 'docker1' },
+      { name: 'tap0', ifindex: 6, up: true, kind: 'tun', master: 'lanbr' },
+      { name: 'br-1a2b3c4d5e6f', ifindex: 7, up: true, kind: 'bridge' },
+    ];
+    expect(containerBridges(live)).toEqual(['docker1', 'br-1a2b3c4d5e6f']);
+    expect(bridgeNames(live)).toEqual(['docker1', 'lanbr', 'br-1a2b3c4d5e6f']);
+    expect(selectInterfaces(live, ['eth0'], { patterns: [], extra: [] })).toEqual(['eth0', 'docker1', 'br-1a2b3c4d5e6f']);
   });
   it('-i: names and globs as given; any', () => {
     expect(selectInterfaces(links, ['eth0'], { patterns: ['veth*', 'docker?'], extra: [] })).toEqual(['docker0', 'veth12ab', 'docker1']);

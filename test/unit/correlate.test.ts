@@ -227,6 +227,25 @@ describe('Correlator', () => {
     expect(last.get('host')?.proxiedBy).toBeUndefined();
   });
 
+  it("with -p 80:80 a container's outbound HTTP and direct access to a container are not docker-proxy's", () => {
+    const local = new Set(['10.0.10.26', '127.0.0.1', '172.17.0.1']);
+    const linker = new DockerProxyLinker({
+      proxies: () => [{ pid: 77, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 80, containerIp: '172.17.0.2', containerPort: 80 }],
+      gateways: () => new Set(['172.17.0.1']),
+      isLocal: (a) => local.has(a),
+    });
+    const { c, flows } = harness({ proxyLinker: linker });
+    const out = entry('out', tcp('172.17.0.3', 40100, '198.51.100.10', 80), tcp('198.51.100.10', 80, '10.0.10.26', 40100));
+    const direct = entry('direct', tcp('10.0.10.5', 40200, '172.17.0.2', 80), tcp('172.17.0.2', 80, '10.0.10.5', 40200));
+    const front = entry('front', tcp('172.17.0.3', 40300, '10.0.10.26', 80), tcp('10.0.10.26', 80, '172.17.0.3', 40300));
+    c.onConntrack([ev('new', out, T0), ev('new', direct, T0 + 1), ev('new', front, T0 + 2)]);
+    c.tick(T0 + 1100);
+    const last = new Map(flows().map((e) => [e.flow.id, e.flow]));
+    expect(last.get('out')?.proxiedBy).toBeUndefined();
+    expect(last.get('direct')?.proxiedBy).toBeUndefined();
+    expect(last.get('front')?.proxiedBy).toEqual({ pid: 77, peerFlowId: null });
+  });
+
   it('the socket tables refute a backend half held by another process (live)', () => {
     const linker = new DockerProxyLinker({
       proxies: () => [{ pid: 77, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 }],

@@ -134,6 +134,12 @@ describe('snapshot', () => {
     expect(idx.nameFor('10.0.10.26', 8001, 'tcp')).toBeNull();
     expect(idx.nameFor('172.17.0.1')).toEqual({ addr: '172.17.0.1', network: 'bridge gateway' });
     expect(idx.nameFor('8.8.8.8')).toBeNull();
+    // published on every address: reached through the host's own addresses only (DNAT --dst-type LOCAL, docker-proxy)
+    const isLocal = (a: string): boolean => a === '10.0.10.26' || a === '172.17.0.1';
+    expect(idx.nameFor('10.0.10.26', 8000, 'tcp', isLocal)).toEqual({ addr: '10.0.10.26', published: '8000/tcp -> web:80' });
+    expect(idx.nameFor('198.51.100.10', 8000, 'tcp', isLocal)).toBeNull();
+    expect(idx.nameFor('172.17.0.1', 8000, 'tcp', isLocal)).toMatchObject({ published: '8000/tcp -> web:80' });
+    expect(idx.published('172.17.0.2', 8000, 'tcp', isLocal)).toBeNull();
     expect(idx.bridges().sort()).toEqual(['br-5c0e1234abcd', 'docker0', 'mybr0']);
     expect(idx.networkOfBridge('mybr0')?.internal).toBe(true);
     // an unpublished exposed port is not a published port
