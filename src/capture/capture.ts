@@ -9,28 +9,10 @@ import { JourneyError } from '../model/errors.js';
 import type { CaptureStats, FrameBatch } from '../model/observation.js';
 import { LinkWatcher, defaultRouteInterfaces, listLinks, selectInterfaces, type LinkInfo } from './devices.js';
 import { createPcapngWriter, type PcapngWriter } from './pcapng-writer.js';
-import { loadCaptureAddon } from './native-addon.js';
+import { DEFAULT_CAPTURE_BACKEND, captureBackend, resolveCaptureBackend, type CaptureBackend } from './backends/registry.js';
 import { CaptureWorker } from './worker.js';
-import type { WorkerConfig } from './worker-entry.js';
+import type { WorkerConfig } from './backends/shape.js';
 import type { WorkerStatsMessage } from './protocol.js';
-
-export type CaptureBackend = 'native' | 'pcap' | 'cap';
-export const CAPTURE_BACKENDS: readonly CaptureBackend[] = ['native', 'pcap', 'cap'];
-/** The backend used when none is asked for (falls back to `pcap` when the addon is missing). */
-export const DEFAULT_CAPTURE_BACKEND: CaptureBackend = 'native';
-
-/**
- * The backend that will really run for `requested` (default: DEFAULT_CAPTURE_BACKEND): `native`
- * falls back to `pcap` when journey's addon is not built, does not load, or is turned off
- * (JOURNEY_CAPTURE_NATIVE=off); `fallback` then says why.
- */
-export function resolveCaptureBackend(requested: CaptureBackend | undefined): { backend: CaptureBackend; fallback?: string } {
-  const want = requested ?? DEFAULT_CAPTURE_BACKEND;
-  if (want !== 'native') return { backend: want };
-  const l = loadCaptureAddon();
-  if (l.ok) return { backend: 'native' };
-  return { backend: 'pcap', fallback: `native capture addon unavailable (${l.reason}): capturing with node-pcap (backend pcap)` };
-}
 
 /**
  * Whether to open `iface` (of link kind `kind`, from `ip -d link`) in promiscuous mode.
@@ -69,7 +51,7 @@ export interface CaptureOptions {
    * promiscuousFor: without it a bridge's packet socket misses every frame bridged between its ports.
    */
   readonly promiscuous?: boolean;
-  /** 'native' (journey's addon, default), 'pcap' (node-pcap) or 'cap' (immediate mode). */
+  /** A declared backend (backends/registry.ts; default DEFAULT_CAPTURE_BACKEND). */
   readonly backend?: CaptureBackend;
   /** Network namespace (name under /var/run/netns, a path, or a pid) to capture in. */
   readonly netns?: string;
@@ -161,7 +143,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     if (chosen.fallback !== undefined) {
       this.out('notice', new JourneyError('E_NATIVE', chosen.fallback, { requested: opts.backend ?? DEFAULT_CAPTURE_BACKEND, backend }));
     }
-    this.kernelStats = backend !== 'cap';
+    this.kernelStats = captureBackend(backend).kernelStats;
     this.cfg = {
       backend,
       filter: opts.filter ?? '',
@@ -332,7 +314,9 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
           if (this.writer) this.writer.writeBatch(b);
           this.out('batch', b);
         },
-        stats: () => {},
+        stats: () => {
+          // statistics are read from the worker when asked (stats())
+        },
         error: (e) => {
           if (!settled && e.phase === 'open') {
             settled = true;
@@ -418,7 +402,9 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     this.stopped = true;
     this.watcher?.stop();
     if (this.statsTimer) clearInterval(this.statsTimer);
-    await this.reconciling?.catch(() => {});
+    await this.reconciling?.catch(() => {
+      // a reconcile that failed while stopping changes nothing now
+    });
     await Promise.all(
       [...this.ifaces.values()].map((st) => {
         if (st.retryTimer) clearTimeout(st.retryTimer);
@@ -451,9 +437,7 @@ function openError(iface: string, message: string, filter = ''): JourneyError {
  * E_CAPTURE when one cannot be opened (bad filter, no such interface, no permission).
  */
 export async function startCapture(opts: CaptureOptions = {}): Promise<CaptureHandle> {
-  if (opts.backend !== undefined && !CAPTURE_BACKENDS.includes(opts.backend)) {
-    throw new JourneyError('E_USAGE', `unknown capture backend ${String(opts.backend)} (${CAPTURE_BACKENDS.join(', ')})`);
-  }
+  if (opts.backend !== undefined) captureBackend(opts.backend);
   if (opts.netns !== undefined && !existsSync(netnsPath(opts.netns))) {
     throw new JourneyError('E_NO_NETNS', `network namespace ${opts.netns} does not exist (${netnsPath(opts.netns)})`, { netns: opts.netns });
   }
@@ -462,7 +446,9 @@ export async function startCapture(opts: CaptureOptions = {}): Promise<CaptureHa
     await h.begin();
     setImmediate(() => h.release());
   } catch (e) {
-    await h.stop().catch(() => {});
+    await h.stop().catch(() => {
+      // the start error is what the caller needs to see
+    });
     throw e;
   }
   return h;

@@ -70,6 +70,28 @@ export async function defaultRouteInterfaces(netns?: string): Promise<string[]> 
   return [...names];
 }
 
+/**
+ * The host's bridges now: all of them (`all`), or the ones Docker made (containerBridges) for when
+ * the Engine API is not reachable; [] when the links cannot be read.
+ */
+export async function bridgeInterfaces(netns?: string, all = false): Promise<string[]> {
+  try {
+    const links = await listLinks(netns);
+    return all ? bridgeNames(links) : containerBridges(links);
+  } catch {
+    return []; // no namespace / no `ip`: the caller captures what it was told to, and says so
+  }
+}
+
+/** The first default route's interface (the uplink), or null. */
+export async function uplinkInterface(netns?: string): Promise<string | null> {
+  try {
+    return (await defaultRouteInterfaces(netns))[0] ?? null;
+  } catch {
+    return null; // unreadable routes: the caller notices "no default route"
+  }
+}
+
 /** tcpdump-style name or a glob (`br-*`, `veth?`). */
 export function matchesPattern(name: string, pattern: string): boolean {
   if (!/[*?[]/.test(pattern)) return name === pattern;
@@ -131,7 +153,9 @@ export class LinkWatcher {
     const child = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     this.mon = child;
     child.stdout?.on('data', () => this.kick());
-    child.on('error', () => {});
+    child.on('error', () => {
+      // no `ip monitor`: the poll still sees changes
+    });
     child.on('exit', () => {
       // the monitor died (namespace gone?): the poll still runs; retry later
       if (!this.stopped) setTimeout(() => this.startMonitor(), 2000).unref();

@@ -6,7 +6,8 @@
  *   `nsenter --net=…` when `opts.netns` is set): a process runs on its own core, survives an addon
  *   crash, and works with addons that are not context-aware (node-pcap, cap: a second
  *   worker_threads worker loading pcap_binding.node fails "Module did not self-register").
- *   Backends (`opts.backend`, `journey watch --backend`):
+ *   Backends (`opts.backend`, `journey watch --backend`) are declared in backends/ (one file each,
+ *   one line in backends/registry.ts, the shape in backends/shape.ts):
  *   - `native` (default): journey's own addon, native-bindings/capture (C, libpcap TPACKET_V3 with
  *     a block timeout, context-aware N-API). The worker drains the ring on its own thread
  *     (nextBatchSync, at most 100 ms per call so "stop" is seen); the addon packs every frame
@@ -20,17 +21,7 @@
  *   The main process rebuilds a FrameBatch with typed-array views on one copy of each message.
  *   If it falls behind, the worker drops whole batches and counts them (`ownDropped`): capture
  *   never blocks.
- *   Measured (scripts/bench/capture.mjs, 2-core box under load, 60-byte UDP flood over a veth,
- *   tcpdump -w /dev/null in the same run; CPU = all threads of the capturing process; 5 runs):
- *     tcpdump 0.05-0.08 µs/pkt; native 0.05-0.15 µs/pkt: the median of a run's per-rate ratios
- *     to tcpdump 1.2-2.0x (single rates 0.7-2.0x; nearer 1x at the top rates, where a node
- *     process's fixed cost is spread thinner); pcap 0.25-0.48 µs/pkt = 5.3-6.6x; cap 6-7 µs/pkt
- *     (~105x) and drops from 50 kpps. native, pcap and tcpdump: zero drops up to the sender's
- *     maximum (~250-290 kpps here). Main process: 0.06-0.14 µs/pkt for the pipe and batch
- *     rebuild plus ~0.05 µs to decode (now the larger share). A worker starts in 0.1-0.3 s and
- *     holds ~55 MiB RSS (native; pcap ~61 MiB). Steps that got native there: draining in the
- *     thread pool cost 0.19-0.29 µs/pkt (hand-offs), on the worker's thread 0.10-0.17, with the
- *     addon writing to the pipe itself and no result object 0.05-0.15.
+ *   What it costs: scripts/bench/capture.mjs (README, "Measured").
  *   The pipe: an AF_UNIX socketpair made by the addon (else child_process's), 1 MiB send buffer;
  *   the main process reads it into one reused 1 MiB buffer (net.Socket onread).
  *   Options (CaptureOptions): interfaces (`-i`, names/globs/`any`; empty = auto: docker0, br-*,
@@ -71,16 +62,16 @@
  * (no allocation, never throws); `observationFromView(view, iface, timeUs?)` makes an
  * Observation only for packets you keep.
  */
+export { startCapture, CaptureHandle, type CaptureOptions, type CaptureHandleEvents } from './capture.js';
 export {
-  startCapture,
-  CaptureHandle,
+  CAPTURE_BACKEND_REGISTRY,
   CAPTURE_BACKENDS,
   DEFAULT_CAPTURE_BACKEND,
+  captureBackend,
   resolveCaptureBackend,
-  type CaptureOptions,
   type CaptureBackend,
-  type CaptureHandleEvents,
-} from './capture.js';
+} from './backends/registry.js';
+export type { CaptureBackendDef } from './backends/shape.js';
 export { loadCaptureAddon, captureAddonPath, type CaptureAddon, type AddonLoad } from './native-addon.js';
 export { readCaptureFiles, readCaptureRecords, type CaptureFileInput, type ReadCaptureOptions, type CaptureRecord } from './pcap-file.js';
 export { createPcapngWriter, type PcapngWriter, type PcapngWriterOptions } from './pcapng-writer.js';

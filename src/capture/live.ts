@@ -1,10 +1,10 @@
 /**
- * Adapter for the pipeline's FrameSource (src/correlate/frame-sources.ts loads this module when
- * present): the capture workers of capture.ts behind start/stats/stop/addInterface.
+ * The capture workers of capture.ts as the pipeline's live frame source (start/stats/stop/addInterface).
  */
 import { JourneyError } from '../model/errors.js';
 import type { CaptureStats, FrameBatch } from '../model/observation.js';
-import { DEFAULT_CAPTURE_BACKEND, startCapture, type CaptureBackend, type CaptureHandle } from './capture.js';
+import { DEFAULT_CAPTURE_BACKEND, type CaptureBackend } from './backends/registry.js';
+import { startCapture, type CaptureHandle } from './capture.js';
 
 export interface LiveCaptureOptions {
   readonly netns?: string;

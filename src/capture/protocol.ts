@@ -16,7 +16,7 @@ export const MSG_ERROR = 4;
 export interface HelloMessage {
   iface: string;
   linkType: number;
-  backend: 'native' | 'pcap' | 'cap';
+  backend: string;
   pid: number;
   snaplen: number;
 }

@@ -117,19 +117,25 @@ export class CaptureWorker {
         },
       };
       const sock = new Socket(opts);
-      sock.on('error', () => {});
+      sock.on('error', () => {
+        // the worker died: its exit is reported by 'close'
+      });
       sock.on('close', () => {
         streamDone = true;
         end();
       });
     } else {
       (this.child.stdio[3] as Readable).on('data', (c: Buffer) => reader.push(c));
-      (this.child.stdio[3] as Readable).on('error', () => {});
+      (this.child.stdio[3] as Readable).on('error', () => {
+        // the worker died: its exit is reported by 'close'
+      });
     }
     this.child.stderr?.on('data', (c: Buffer) => {
       this.stderrTail = (this.stderrTail + c.toString()).slice(-2000);
     });
-    this.child.stdin?.on('error', () => {});
+    this.child.stdin?.on('error', () => {
+      // a worker that already exited cannot read "stop": its exit is reported by 'close'
+    });
     this.child.on('error', (e) => {
       this.lastError = { phase: 'open', message: `cannot start capture worker for ${iface}: ${e.message}` };
       ev.error(this.lastError);

@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
-import type { PipelineOptions } from '../correlate/pipeline.js';
+import type { PipelineOptions } from '../pipeline/pipeline.js';
+import { CAPTURE_BACKEND_REGISTRY, DEFAULT_CAPTURE_BACKEND, captureBackend } from '../capture/backends/registry.js';
 
 /** What commander gives for the options addPipelineOptions declares. */
 export interface PipelineCliOptions {
@@ -39,7 +40,10 @@ export function addCaptureOptions(cmd: Command, opts: { readonly readNote?: stri
     .option('-i, --interface <iface>', 'capture on this interface (repeatable; default: every Docker bridge and the uplink)', collect)
     .option('--netns <name>', "the Docker host's network namespace (e.g. jl-<id>-host)")
     .option('-f, --filter <expr>', 'capture filter in tcpdump syntax (compiled by libpcap)')
-    .option('--backend <name>', "capture backend: native (default: journey's libpcap addon; pcap when it is not built), pcap (node-pcap) or cap")
+    .option(
+      '--backend <name>',
+      `capture backend: ${CAPTURE_BACKEND_REGISTRY.map((b) => `${b.name} (${b.description})`).join('; ')}; default ${DEFAULT_CAPTURE_BACKEND}, its fallback announced`,
+    )
     .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
     .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')
     .option('--docker-host <url>', 'Docker Engine API (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
@@ -105,8 +109,7 @@ export function pipelineOptionsFrom(
   opts: { readonly rulesetErrorDetail?: (e: NodeJS.ErrnoException) => string } = {},
 ): PipelineOptions {
   const filterExpr = [o.filter, expression.join(' ')].filter((x) => x !== undefined && x.trim() !== '').join(' and ');
-  if (o.backend !== undefined && o.backend !== 'native' && o.backend !== 'pcap' && o.backend !== 'cap')
-    throw new JourneyError('E_USAGE', '--backend is native, pcap or cap');
+  const backend = o.backend === undefined ? undefined : captureBackend(o.backend).name;
   const ctSource = o.conntrackSource ?? 'auto';
   if (!['auto', 'netlink', 'tool', 'proc'].includes(ctSource)) throw new JourneyError('E_USAGE', '--conntrack-source is auto, netlink, tool or proc');
   if (o.conntrack !== undefined && o.read === undefined) throw new JourneyError('E_USAGE', '--conntrack FILE is for replays (with --read FILE)');
@@ -121,7 +124,7 @@ export function pipelineOptionsFrom(
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
     ...(o.interface ? { interfaces: o.interface } : {}),
     ...(filterExpr !== '' ? { filter: filterExpr } : {}),
-    ...(o.backend !== undefined ? { backend: o.backend as 'native' | 'pcap' | 'cap' } : {}),
+    ...(backend !== undefined ? { backend } : {}),
     ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
     ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
     ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
-import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
+import { startPipeline, type PipelineOptions } from '../pipeline/pipeline.js';
 import { DEFAULT_PORT, parseListen } from './listen-address.js';
 import { addPipelineOptions, pipelineOptionsFrom, type PipelineCliOptions } from './pipeline-options.js';
 import { startServer, type ServerOptions } from '../output/server.js';

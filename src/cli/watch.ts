@@ -1,12 +1,12 @@
 /**
  * `journey watch`: every flow of a Docker host, live, one line per flow event (or --json lines,
- * or a --top table, or --explain journeys). Built on startPipeline (src/correlate/pipeline.ts).
+ * or a --top table, or --explain journeys). Built on startPipeline (src/pipeline/pipeline.ts).
  * stdout carries the data; notices and the final capture statistics go to stderr.
  */
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
-import { startPipeline, type PipelineOptions } from '../correlate/pipeline.js';
+import { startPipeline, type PipelineOptions } from '../pipeline/pipeline.js';
 import {
   addCaptureOptions,
   addDropReasonOptions,

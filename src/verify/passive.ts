@@ -11,7 +11,7 @@ import { parseConntrackLine } from '../conntrack/parse.js';
 import type { ConntrackEntry, CtStatusBit } from '../model/conntrack.js';
 import type { FlowInfo, JourneyEvent } from '../model/events.js';
 import { reverseTuple } from '../model/tuple.js';
-import { startPipeline } from '../correlate/pipeline.js';
+import { startPipeline } from '../pipeline/pipeline.js';
 import type { HostFacts } from './host-facts.js';
 import type { Endpoint, Inventory, PublishedPortSpec } from './endpoints.js';
 import { bridgeOfAddr } from './endpoints.js';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
-import { startCapture, readCaptureFiles, type CaptureHandle } from '../../src/capture/index.js';
+import { CAPTURE_BACKENDS, startCapture, readCaptureFiles, type CaptureHandle } from '../../src/capture/index.js';
 import { loadCaptureAddon } from '../../src/capture/native-addon.js';
 import { run } from '../../src/host/exec.js';
 import { PacketView, decodeFrame, observationFromView } from '../../src/decode/index.js';
@@ -89,7 +89,7 @@ function observations(bs: FrameBatch[]): Observation[] {
   return out;
 }
 
-describe.each(['native', 'pcap', 'cap'] as const)('live capture with the %s backend', (backend) => {
+describe.each([...CAPTURE_BACKENDS])('live capture with the %s backend', (backend) => {
   it('delivers exactly the frames tcpdump sees on docker0 and eth0, with both NAT legs', async () => {
     const filter = 'ip';
     const batches: FrameBatch[] = [];

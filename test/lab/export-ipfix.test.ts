@@ -17,7 +17,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, listProbes, runProbe } from '../../lab/driver.js';
 import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
 import { SCHEMA_VERSION } from '../../src/model/events.js';
-import { startPipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline } from '../../src/pipeline/pipeline.js';
 import { ipfixTarget } from '../../src/export/ipfix.js';
 import { labTestId } from './lab-helpers.js';
 import {

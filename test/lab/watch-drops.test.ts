@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runProbe } from '../../lab/driver.js';
 import { labDown, labUp, type LabInfo } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
-import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/pipeline/pipeline.js';
 import type { DropEvent, JourneyEvent } from '../../src/model/events.js';
 
 const ID = labTestId('g');

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { labUp, labDown, runProbe, listProbes, type LabInfo, type ProbeResult } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
-import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/pipeline/pipeline.js';
 import { parseConntrackText } from '../../src/conntrack/parse.js';
 import { natOf } from '../../src/conntrack/nat.js';
 import { tupleKey } from '../../src/model/tuple.js';

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import type { JourneyEvent } from '../../src/model/events.js';
 
 // Recorded in the lab (scenario default); see watch-replay.test.ts.

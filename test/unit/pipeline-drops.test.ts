@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import type { DropEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
 import type { Tuple } from '../../src/model/tuple.js';
 

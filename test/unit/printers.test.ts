@@ -6,7 +6,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { startPipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline } from '../../src/pipeline/pipeline.js';
 import type { FlowInfo, JourneyEvent } from '../../src/model/events.js';
 import { createPrinter, OUTPUT_FORMATS, PRINTERS } from '../../src/output/printers/registry.js';
 

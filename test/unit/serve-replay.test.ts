@@ -5,7 +5,7 @@
  * every message valid against docs/event-schema.json; late subscribers get the replay ring.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import { startServer, type JourneyServer } from '../../src/output/server.js';
 import { eventMatches } from '../../src/output/flow-filter.js';
 import type { FlowInfo, JourneyEvent } from '../../src/model/events.js';

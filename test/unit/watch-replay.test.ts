@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Command } from 'commander';
-import { startPipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline } from '../../src/pipeline/pipeline.js';
 import { formatFlowEvent } from '../../src/output/terminal.js';
 import { registerWatch } from '../../src/cli/watch.js';
 import { parseSnapshot } from '../../src/conntrack/snapshot-source.js';

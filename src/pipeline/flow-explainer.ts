@@ -24,7 +24,7 @@ import {
 } from '../explain/explain.js';
 import { addrType, lookupRoute } from '../ruleset/host-context.js';
 import { parseIp } from '../ruleset/ip.js';
-import type { FlowExplainer } from './correlator.js';
+import type { FlowExplainer } from '../correlate/correlator.js';
 
 export interface ReloadableExplainer extends FlowExplainer {
   /** Why there is no explanation, when there is none. */

@@ -1,0 +1,124 @@
+/**
+ * `native` (the default): journey's own addon, native-bindings/capture (C, libpcap TPACKET_V3 with a
+ * block timeout, context-aware N-API). The worker drains the ring on its own thread and the addon
+ * packs every frame into ONE BATCH message of protocol.ts and writes it to the pipe itself: no
+ * JavaScript per packet, nothing allocated per batch. Falls back to `pcap` (announced) when the
+ * addon is not built, does not load or is turned off (JOURNEY_CAPTURE_NATIVE=off).
+ */
+import { loadCaptureAddon } from '../native-addon.js';
+import { MSG_BATCH } from '../protocol.js';
+import type { CaptureBackendDef, KernelCounts, RunControl, WorkerConfig, WorkerSink } from './shape.js';
+
+export const nativeBackend: CaptureBackendDef<'native'> = {
+  name: 'native',
+  label: "journey's capture addon",
+  description: "journey's libpcap addon: whole batches packed in C, no JavaScript per packet",
+  kernelStats: true,
+  fallback: 'pcap',
+  unavailable() {
+    const l = loadCaptureAddon();
+    return l.ok ? null : `native capture addon unavailable (${l.reason})`;
+  },
+  open(cfg: WorkerConfig, sink: WorkerSink) {
+    const l = loadCaptureAddon();
+    if (!l.ok) throw new Error(`native capture addon unavailable: ${l.reason}`);
+    const addon = l.addon;
+    const o = addon.open(cfg.iface, {
+      snaplen: cfg.snaplen,
+      bufferSize: cfg.bufferSize,
+      timeoutMs: cfg.bufferTimeoutMs,
+      promisc: cfg.promiscuous,
+      filter: cfg.filter,
+      msgType: MSG_BATCH,
+    });
+    const h = o.handle;
+    let last: KernelCounts = { psRecv: -1, drop: -1, ifdrop: -1 };
+    return {
+      linkType: o.linkType,
+      stopDelayMs: 0,
+      stats() {
+        const s = addon.stats(h);
+        if (s) last = { psRecv: s.psRecv, drop: s.psDrop, ifdrop: s.psIfdrop };
+        return last;
+      },
+      close() {
+        addon.close(h);
+      },
+      run(ctl: RunControl) {
+        const out = sink.out;
+        const maxFrames = cfg.batchFrames;
+        // a 1 MiB pipe (a socketpair: its send buffer): a whole batch usually goes to the kernel
+        // in one write, without waiting for the reader
+        addon.setPipeSize(3, 1 << 20);
+        // message buffers, reused once the pipe has taken them: no allocation (and no fresh pages) per batch
+        const size = 13 + 16 * maxFrames + cfg.batchBytes + 65536;
+        const free: Buffer[] = [];
+        const take = (): Buffer => free.pop() ?? Buffer.allocUnsafeSlow(size);
+        const info = new Float64Array(8);
+        const give = (b: Buffer): void => {
+          if (free.length < 4) free.push(b);
+        };
+        // The drain runs on this thread (nextBatchSync): a worker process has nothing else to do,
+        // and it saves the thread-pool hand-offs of nextBatch (about half the CPU per packet); the
+        // addon also writes the batch to the pipe itself. Each call blocks at most `wait` ms;
+        // between calls the event loop reads "stop" from stdin and sends statistics. While bytes
+        // wait for the pipe (the main process is behind), the drain runs in the thread pool
+        // instead (nextBatch) and batches go through the socket's queue, so that the event loop
+        // keeps writing as fast as the reader takes; past maxQueueBytes batches are dropped, counted.
+        const step = async (): Promise<void> => {
+          const wait = ctl.stopping() ? Math.max(0, ctl.stopAt() - Date.now()) : 100;
+          const buf = take();
+          const direct = out.writableLength === 0;
+          let count: number;
+          let length: number;
+          let written = 0;
+          let data: Buffer | null;
+          let error: string | null = null;
+          try {
+            if (direct) {
+              data = addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf, 3, info);
+              count = info[0] as number;
+              length = info[1] as number;
+              written = info[2] as number;
+              if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
+              if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
+            } else {
+              const r = await addon.nextBatch(h, maxFrames, cfg.batchBytes, wait, buf);
+              ({ count, length, data, error } = r);
+              if (r.psRecv >= 0) last = { psRecv: r.psRecv, drop: r.psDrop, ifdrop: r.psIfdrop };
+            }
+          } catch (e) {
+            sink.fail('internal', `native capture on ${cfg.iface}: ${(e as Error).message}`);
+            return;
+          }
+          let kept = false;
+          if (count > 0) {
+            sink.counters.received += count;
+            if (!direct && out.writableLength > cfg.maxQueueBytes) sink.counters.ownDropped += count;
+            else {
+              sink.counters.batches++;
+              // already a BATCH message (protocol.ts): passed through as is
+              if (data !== null) out.write(data);
+              else if (written < length) {
+                // the pipe took part of it (or nothing): the rest is queued, in order
+                kept = true;
+                out.write(buf.subarray(written, length), () => give(buf));
+              }
+            }
+          }
+          if (!kept) give(buf);
+          if (error !== null) {
+            sink.fail('read', `capture on ${cfg.iface} stopped: the interface went down or disappeared (${error})`, 3);
+            return;
+          }
+          if (ctl.stopping() && Date.now() >= ctl.stopAt() && count < maxFrames) {
+            ctl.finish();
+            return;
+          }
+          setImmediate(() => void step());
+        };
+        setImmediate(() => void step());
+      },
+    };
+  },
+};
