@@ -262,3 +262,94 @@ describe('garbage and truncated capture files', () => {
     );
   });
 });
+
+describe('hostile capture files (issue: input that cannot hurt)', () => {
+  const readAll = async (p: string): Promise<{ n: number; skipped: Record<string, number>; details: string[] }> => {
+    const skipped: Record<string, number> = {};
+    const details: string[] = [];
+    let n = 0;
+    for await (const b of readCaptureFiles([p], { skipped, onSkip: (r, w) => details.push(`${r}@${w.offset}: ${w.detail ?? ''}`) })) n += b.count;
+    return { n, skipped, details };
+  };
+  /** Offsets of the records of a little-endian pcap. */
+  const recordOffsets = (b: Buffer): number[] => {
+    const out: number[] = [];
+    for (let o = 24; o + 16 <= b.length; o += 16 + b.readUInt32LE(o + 8)) out.push(o);
+    return out;
+  };
+
+  it('snaplen 0xffffffff and a first record of 0x80000000 bytes: E_PARSE, nothing allocated for it', async () => {
+    const src = Buffer.from(readFileSync(ETH));
+    src.writeUInt32LE(0xffffffff, 16);
+    src.writeUInt32LE(0x80000000, 24 + 8);
+    const p = join(tmp, 'snap-huge.pcap');
+    writeFileSync(p, src);
+    const before = process.memoryUsage().rss;
+    await expect(readAll(p)).rejects.toMatchObject({
+      code: 'E_PARSE',
+      message: expect.stringMatching(/record claims 2147483648 captured bytes .*maximum is 262144/),
+    });
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('snaplen 0xffffffff with sane records reads every packet (libpcap clamps the snaplen)', async () => {
+    const src = Buffer.from(readFileSync(ETH));
+    src.writeUInt32LE(0xffffffff, 16);
+    const p = join(tmp, 'snap-only.pcap');
+    writeFileSync(p, src);
+    expect((await readAll(p)).n).toBe(38);
+  });
+
+  it('a record of 0x48000000 bytes in a sparse 1.2 GB file: a counted skip in bounded memory, not 3 GiB', async () => {
+    const src = Buffer.from(readFileSync(ETH));
+    const offs = recordOffsets(src);
+    src.writeUInt32LE(0x48000000, (offs[5] as number) + 8);
+    const p = join(tmp, 'sparse.pcap');
+    writeFileSync(p, src);
+    const { truncateSync } = await import('node:fs');
+    truncateSync(p, 0x48000000 + 4096);
+    const before = process.memoryUsage().rss;
+    const r = await readAll(p);
+    expect(process.memoryUsage().rss - before).toBeLessThan(128 * 1024 * 1024);
+    // the five records before it, then every record after it is found again
+    expect(r.n).toBe(37);
+    expect(r.skipped).toEqual({ 'corrupt-record': 2 });
+    expect(r.details[1]).toMatch(/bytes to the end of the file not read/);
+  }, 120_000);
+
+  it('a corrupt record length mid-file is resynchronised: the records after it are read, the bytes lost are said', async () => {
+    const src = Buffer.from(readFileSync(ETH));
+    const offs = recordOffsets(src);
+    const at = offs[10] as number;
+    // a length that runs past the end of the file (the issue's case: the rest became one skip)
+    src.writeUInt32LE(src.length, at + 8);
+    const p = join(tmp, 'midcorrupt.pcap');
+    writeFileSync(p, src);
+    const r = await readAll(p);
+    expect(r.n).toBe(37);
+    expect(r.skipped).toEqual({ 'corrupt-record': 1 });
+    expect(r.details[0]).toMatch(new RegExp(`^corrupt-record@${at}: \\d+ bytes skipped`));
+    // a length inside the file that swallows the next records, then garbage: resynchronised too
+    const src2 = Buffer.from(readFileSync(ETH));
+    src2.writeUInt32LE(0xdeadbeef, at + 8);
+    writeFileSync(p, src2);
+    const r2 = await readAll(p);
+    expect(r2.n).toBe(37);
+    expect(r2.skipped).toEqual({ 'corrupt-record': 1 });
+  });
+
+  it('garbage after the last good record: the bytes not read are counted and said', async () => {
+    const src = readFileSync(ETH);
+    const p = join(tmp, 'tailgarbage.pcap');
+    writeFileSync(p, Buffer.concat([src, Buffer.alloc(4000, 0xff)]));
+    const r = await readAll(p);
+    expect(r.n).toBe(38);
+    expect(r.skipped).toEqual({ 'corrupt-record': 1 });
+    expect(r.details[0]).toMatch(/4000 bytes to the end of the file not read/);
+    // more garbage than a record could hide: the scan stops and says how much was not read
+    writeFileSync(p, Buffer.concat([src, Buffer.alloc(3_000_000, 0xff)]));
+    const r2 = await readAll(p);
+    expect(r2.n).toBe(38);
+    expect(r2.details[0]).toMatch(new RegExp(`^corrupt-record@${src.length}: 3000000 bytes to the end of the file not read`));
+  });
+});
