@@ -53,7 +53,8 @@ export function parseSnapshot(text: string): SnapshotContent {
     const docs: unknown[] = [];
     if (jsonArray) {
       try {
-        docs.push(...(JSON.parse(trimmed) as unknown[]));
+        // a loop, not push(...): spreading 125,000+ items overflows the stack
+        for (const d of JSON.parse(trimmed) as unknown[]) docs.push(d);
       } catch {
         skipped++;
       }
@@ -122,7 +123,7 @@ export class SnapshotConntrackSource implements ConntrackSource {
         throw new JourneyError('E_PARSE', `${f}: no conntrack entries could be read (${c.skipped} lines skipped)`, { file: f });
       }
       for (const e of c.entries) all.set(e.id, e);
-      this.events.push(...c.events);
+      for (const ev of c.events) this.events.push(ev);
     }
     return [...all.values()];
   }

@@ -10,6 +10,7 @@ import { type Ip, cidrContains, parseCidr, parseIp } from '../ruleset/ip.js';
 import { type HostContext, addrType, lookupRoute } from '../ruleset/host-context.js';
 import { ICMP_TYPES, ICMPV6_TYPES, PROTO_BY_NAME, type SimPacket } from './packet.js';
 import type { IpSet } from '../ruleset/ipset.js';
+import { assertNoChainLoops } from '../ruleset/loops.js';
 
 export type Tri = 0 | 1 | 2;
 
@@ -526,7 +527,7 @@ function compileVmap(s: Extract<Stmt, { kind: 'vmap' }>, table: Table, host: Hos
   if (typeof s.map === 'string') {
     const set = table.sets.get(s.map);
     if (set?.targets) set.elements.forEach((e, i) => pairs.push([e, set.targets?.[i] as VerdictTarget]));
-  } else pairs.push(...s.map);
+  } else for (const p of s.map) pairs.push(p);
   const compiled: { test: ((x: Scalar) => boolean) | null; verdict: CVerdict }[] = pairs.map(([k, vt]) => ({
     test: valueTest(s.key, k, table.sets),
     verdict: vt.kind === 'jump' || vt.kind === 'goto' ? { kind: vt.kind, target: resolve(vt.target) } : { kind: vt.kind },
@@ -559,6 +560,7 @@ const FAMILY_SEES: Record<4 | 6, readonly NfFamily[]> = { 4: ['ip', 'inet'], 6: 
 
 /** Compiles a ruleset against a host. */
 export function compileRuleset(ruleset: Ruleset, host: HostContext): CompiledRuleset {
+  assertNoChainLoops(ruleset);
   const notes = [...ruleset.notes];
   const ctables: CTable[] = [];
   const chainsByTable = new Map<CTable, Map<string, CChain>>();

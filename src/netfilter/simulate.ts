@@ -94,8 +94,12 @@ export interface SimInput {
   readonly conntrack?: CtBinding;
 }
 
-/** Rule evaluations per packet before giving up (the kernel refuses loops; this only bounds the work). */
-const MAX_STEPS = 5_000_000;
+/**
+ * Rule evaluations per packet before giving up. Loops are refused when the ruleset is compiled;
+ * this bounds the work (and the steps kept) of a loop-free ruleset whose chains are entered from
+ * many rules each, where the paths multiply.
+ */
+const MAX_STEPS = 200_000;
 
 class Walk {
   readonly steps: SimStep[] = [];

@@ -380,6 +380,22 @@ export function ruleTextKey(family: string, table: string, chain: string, handle
   return `${family} ${table} ${chain} ${handle}`;
 }
 
+/** nft's own rulesets nest a few levels (expressions inside expressions); far deeper is hostile. */
+const MAX_JSON_DEPTH = 256;
+
+/** The path of the first value nested deeper than MAX_JSON_DEPTH, or null; iterative, so it cannot overflow the stack itself. */
+function tooDeep(doc: J): string | null {
+  const stack: { v: J; depth: number; path: string }[] = [{ v: doc, depth: 0, path: '$' }];
+  while (stack.length > 0) {
+    const { v, depth, path } = stack.pop() as { v: J; depth: number; path: string };
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= MAX_JSON_DEPTH) return path;
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, depth: depth + 1, path: `${path}[${i}]` }));
+    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, depth: depth + 1, path: `${path}.${k}` });
+  }
+  return null;
+}
+
 /** Parses `nft -j list ruleset` output (text or already-parsed JSON). */
 export function parseNftJson(input: string | J, opts: NftJsonOptions = {}): Ruleset {
   const source = opts.source ?? '<nft -j>';
@@ -392,6 +408,12 @@ export function parseNftJson(input: string | J, opts: NftJsonOptions = {}): Rule
       throw new JourneyError('E_PARSE', `${source}: not JSON: ${msg}`, { file: source });
     }
   }
+  const deepAt = tooDeep(doc);
+  if (deepAt !== null)
+    throw new JourneyError('E_PARSE', `${source}: JSON nested deeper than ${MAX_JSON_DEPTH} levels (at ${deepAt}): not an nft ruleset`, {
+      file: source,
+      path: deepAt,
+    });
   try {
     return buildRuleset(doc, source, opts);
   } catch (e) {

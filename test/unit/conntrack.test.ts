@@ -204,3 +204,26 @@ describe('sources', () => {
     expect(d.next([{ ...e, timeout: 5 }], 1)).toEqual([]);
   });
 });
+
+describe('a long conntrack -E log', () => {
+  it('150,000 event lines read without a stack overflow, every event kept', async () => {
+    const { writeFileSync: wf, mkdtempSync: md } = await import('node:fs');
+    const { tmpdir: td } = await import('node:os');
+    const { join: jn } = await import('node:path');
+    const { SnapshotConntrackSource: Src } = await import('../../src/conntrack/snapshot-source.js');
+    const lines: string[] = [];
+    for (let i = 0; i < 150_000; i++) {
+      const a = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+      const port = 1024 + (i % 60000);
+      lines.push(
+        `[${(1795407369 + i / 1000).toFixed(6)}]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=${a} dst=10.77.0.2 sport=${port} dport=9000 [UNREPLIED] src=10.77.0.2 dst=${a} sport=9000 dport=${port} id=${i + 1}`,
+      );
+    }
+    const f = jn(md(jn(td(), 'journey-ct-')), 'long.log');
+    wf(f, lines.join('\n'));
+    const s = new Src(f);
+    expect(await s.dump()).toHaveLength(150_000);
+    expect(s.events).toHaveLength(150_000);
+    expect(s.skipped).toBe(0);
+  }, 60_000);
+});
