@@ -390,8 +390,9 @@ function tooDeep(doc: J): string | null {
     const { v, depth, path } = stack.pop() as { v: J; depth: number; path: string };
     if (v === null || typeof v !== 'object') continue;
     if (depth >= MAX_JSON_DEPTH) return path;
-    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, depth: depth + 1, path: `${path}[${i}]` }));
-    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, depth: depth + 1, path: `${path}.${k}` });
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) stack.push({ v: v[i] as J, depth: depth + 1, path: `${path}[${i}]` });
+    } else for (const [k, x] of Object.entries(v)) stack.push({ v: x, depth: depth + 1, path: `${path}.${k}` });
   }
   return null;
 }
