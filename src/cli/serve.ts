@@ -14,6 +14,8 @@ import { startServer, type ServerOptions } from '../output/server.js';
 import type { VerifyHandler } from '../output/ws-hub.js';
 import { verifyHairpin, type VerifyOptions } from '../verify/verify-hairpin.js';
 import type { CheckKind } from '../verify/types.js';
+import { openNatsFleet } from '../export/nats-fleet.js';
+import { addExportOptions, openCliExports, type ExportCliOptions } from './export-options.js';
 
 /**
  * `verify` over the WebSocket: verifyHairpin on the served host, with the server's own
@@ -43,7 +45,8 @@ export function serveVerifyHandler(
   };
 }
 
-interface ServeCliOptions extends PipelineCliOptions {
+interface ServeCliOptions extends PipelineCliOptions, ExportCliOptions {
+  from?: string;
   listen: string;
   port?: string;
   token?: string;
@@ -92,14 +95,19 @@ export function registerServe(program: Command): void {
     .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
     .option('--duration <seconds>', 'stop after this many seconds')
     .option('-q, --quiet', 'do not log notices on stderr')
-    .action(async (expression: string[], o: ServeCliOptions) => {
-      await runServe(expression, o);
-    });
+    .option(
+      '--from <url>',
+      'no capture: serve the events many hosts publish with --export nats://SERVER/PREFIX (nats://SERVER[:4222]/PREFIX[?since=SECONDS]; docs/export.md)',
+    );
+  addExportOptions(cmd).action(async (expression: string[], o: ServeCliOptions) => {
+    await runServe(expression, o);
+  });
 }
 
 async function runServe(expression: string[], o: ServeCliOptions): Promise<void> {
   const token = o.token ?? process.env['JOURNEY_TOKEN'];
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new JourneyError('E_USAGE', '--tls-cert and --tls-key go together');
+  if (o.from !== undefined) return runServeFrom(expression, o, token);
   const shared = pipelineOptionsFrom(expression, o, { rulesetErrorDetail: (e) => e.code ?? e.message });
   const listen = parseListen(o.listen, o.port);
   const serverOpts: ServerOptions = {
@@ -136,14 +144,18 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   };
   if (o.token !== undefined) log('warning: --token is visible to other users in the process list; prefer JOURNEY_TOKEN');
   let pipeline: Awaited<ReturnType<typeof startPipeline>>;
+  let exports: Awaited<ReturnType<typeof openCliExports>> = null;
   try {
+    exports = await openCliExports(o, log);
     pipeline = await startPipeline(pipelineOpts);
   } catch (e) {
+    await exports?.close();
     await server.close();
     throw e;
   }
   pipeline.on('event', (ev: JourneyEvent) => {
     server.publish(ev);
+    exports?.write(ev);
     if (ev.type === 'notice' && o.quiet !== true) log(`notice: ${ev.message}`);
   });
   log(
@@ -171,9 +183,81 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   await finished;
   if (timer) clearTimeout(timer);
   await pipeline.stop();
+  for (const line of (await exports?.close()) ?? []) log(line);
   await server.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   const s = pipeline.stats();
   log(`stopped: ${s.flows.flowsStarted} flows, ${server.metrics.sentCount} messages sent, ${server.metrics.lostCount} lost to slow clients`);
+}
+
+/** Resolves on Ctrl-C, SIGTERM or after `durationS`; a second signal leaves at once. */
+function untilStopped(durationS: number | undefined): Promise<void> {
+  let stopping = false;
+  return new Promise<void>((resolve) => {
+    const stop = (): void => {
+      if (stopping) process.exit(130); // a second Ctrl-C: leave now
+      stopping = true;
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (timer) clearTimeout(timer);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    const timer = durationS !== undefined ? setTimeout(stop, durationS * 1000) : null;
+  });
+}
+
+/**
+ * `serve --from nats://…`: no capture of its own; the same page, WebSocket API and slow-client
+ * bounds, fed by the events many hosts publish, each with its host (docs/export.md).
+ */
+async function runServeFrom(expression: string[], o: ServeCliOptions, token: string | undefined): Promise<void> {
+  const capture = [
+    expression.length > 0 ? 'a capture filter' : '',
+    o.interface ? '--interface' : '',
+    o.netns !== undefined ? '--netns' : '',
+    o.read ? '--read' : '',
+    o.filter !== undefined ? '--filter' : '',
+    o.export ? '--export' : '',
+  ].filter((x) => x !== '');
+  if (capture.length > 0)
+    throw new JourneyError('E_USAGE', `--from serves what other hosts publish: ${capture.join(', ')} would need a capture of its own`);
+  const listen = parseListen(o.listen, o.port);
+  const server = await startServer({
+    listen: listen.host,
+    port: listen.port,
+    ...(token !== undefined && token !== '' ? { token } : {}),
+    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { cert: readPem(o.tlsCert, 'certificate'), key: readPem(o.tlsKey, 'key') } } : {}),
+    replay: intOpt(o.replay, 'replay', 0, 100_000) ?? 256,
+    maxClients: intOpt(o.maxClients, 'max-clients', 1, 10_000) ?? 32,
+    queueMaxItems: intOpt(o.queue, 'queue', 16, 1_000_000) ?? 2048,
+  });
+  const log = (line: string): void => {
+    process.stderr.write(`journey serve: ${line}\n`);
+  };
+  if (o.token !== undefined) log('warning: --token is visible to other users in the process list; prefer JOURNEY_TOKEN');
+  const durationS = intOpt(o.duration, 'duration', 1);
+  let fleet: Awaited<ReturnType<typeof openNatsFleet>>;
+  try {
+    fleet = await openNatsFleet(o.from as string, process.env, log);
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
+  fleet.on('event', (ev: JourneyEvent) => {
+    server.publish(ev);
+    if (ev.type === 'notice' && o.quiet !== true) log(`notice from ${ev.host ?? '?'}: ${ev.message}`);
+  });
+  log(
+    `listening on ${server.url} (WebSocket ${server.wsUrl}, metrics ${server.url}metrics)${token !== undefined && token !== '' ? ', token required' : ''}; events from ${fleet.target}`,
+  );
+  await untilStopped(durationS);
+  await fleet.stop();
+  await server.close();
+  const s = fleet.stats();
+  log(
+    `stopped: ${s.received} events from ${s.hosts.length} hosts (${s.hosts.join(', ')}), ${s.skipped} skipped, ${s.reconnects} reconnects; ${server.metrics.sentCount} messages sent, ${server.metrics.lostCount} lost to slow clients`,
+  );
 }

@@ -172,7 +172,7 @@ export function flowRecord(
     ingressInterfaceName: origLegs[0]?.iface ?? '',
     egressInterfaceName: origLegs.length > 1 ? (origLegs[origLegs.length - 1]?.iface ?? '') : '',
     verdict: flow.explanation?.verdict ?? '',
-    decidingRule: step ? `${step.table}/${ruleRef(step)}` : '',
+    decidingRule: step ? ruleRef(step) : '',
     decidingRuleText: step?.rule ?? '',
     sourceContainer: container(o.src),
     destinationContainer: container(post !== null ? post.src : o.dst),

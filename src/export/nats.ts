@@ -19,6 +19,8 @@ interface Outgoing {
   readonly data: Uint8Array;
   readonly msgID: string;
   readonly firstMs: number;
+  /** Handed to the client at least once (it may have reached the server without an acknowledgement). */
+  handed: boolean;
 }
 
 function intParam(u: NatsUrl, key: string, dflt: number, min: number, max: number): number {
@@ -64,8 +66,10 @@ export class NatsExporter implements ExportTarget {
   private connected = true;
   private inFlight = 0;
   private closed = false;
-  private counts = { sent: 0, lost: 0, reconnects: 0, retried: 0, disconnects: 0 };
+  private counts = { sent: 0, lost: 0, unconfirmed: 0, reconnects: 0, retried: 0, disconnects: 0 };
   private readonly enc = new TextEncoder();
+  /** The connection's status events; stopped on close (an open iterator keeps the process alive). */
+  private readonly status: ReturnType<NatsConnection['status']>;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -76,11 +80,12 @@ export class NatsExporter implements ExportTarget {
     this.target = u.redacted;
     this.hostToken = subjectToken(ctx.host);
     if (u.jetstream) this.js = nc.jetstream();
+    this.status = nc.status();
     void this.watchStatus();
   }
 
   private async watchStatus(): Promise<void> {
-    for await (const s of this.nc.status()) {
+    for await (const s of this.status) {
       if (s.type === Events.Disconnect) {
         this.connected = false;
         this.counts.disconnects++;
@@ -105,6 +110,7 @@ export class NatsExporter implements ExportTarget {
       data: this.enc.encode(JSON.stringify(ev)),
       msgID: `${this.hostToken}.${this.boot}.${ev.seq}.${ev.type}`,
       firstMs: Date.now(),
+      handed: false,
     });
     this.pump();
   }
@@ -125,6 +131,11 @@ export class NatsExporter implements ExportTarget {
     const js = this.js;
     while (this.connected && this.inFlight < this.o.window && this.queue.length > 0) {
       const m = this.queue.shift() as Outgoing;
+      if (Date.now() - m.firstMs >= this.o.retryMs) {
+        this.giveUp(m);
+        continue;
+      }
+      m.handed = true;
       this.inFlight++;
       js.publish(m.subject, m.data, { msgID: m.msgID, timeout: 5000 }).then(
         () => {
@@ -139,15 +150,37 @@ export class NatsExporter implements ExportTarget {
             this.counts.retried++;
             this.queue.unshift(m);
             setTimeout(() => this.pump(), 200).unref();
-          } else this.counts.lost++;
+          } else this.giveUp(m);
         },
       );
     }
   }
 
+  /**
+   * Too old to try again: lost when the server never had it, unconfirmed when it was handed to
+   * the client (the server may have stored it without the acknowledgement coming back).
+   */
+  private giveUp(m: Outgoing): void {
+    if (m.handed) this.counts.unconfirmed++;
+    else this.counts.lost++;
+  }
+
+  /** Messages queued while the server is away and already too old are given up (and counted) now. */
+  private expire(): void {
+    if (this.connected) return;
+    const now = Date.now();
+    let kept = 0;
+    for (const m of this.queue) {
+      if (now - m.firstMs >= this.o.retryMs) this.giveUp(m);
+      else this.queue[kept++] = m;
+    }
+    this.queue.length = kept;
+  }
+
   stats() {
-    const { sent, lost, reconnects, retried, disconnects } = this.counts;
-    return { target: this.target, sent, lost, reconnects, extra: { retried, disconnects, queued: this.queue.length + this.inFlight } };
+    this.expire();
+    const { sent, lost, unconfirmed, reconnects, retried, disconnects } = this.counts;
+    return { target: this.target, sent, lost, reconnects, extra: { unconfirmed, retried, disconnects, queued: this.queue.length + this.inFlight } };
   }
 
   /** Waits (at most `retry` seconds) for what is queued to be acknowledged, then closes. */
@@ -156,10 +189,15 @@ export class NatsExporter implements ExportTarget {
     const until = Date.now() + Math.min(this.o.retryMs, 10_000);
     while ((this.queue.length > 0 || this.inFlight > 0) && Date.now() < until && !this.nc.isClosed()) await new Promise((r) => setTimeout(r, 50));
     this.closed = true;
-    this.counts.lost += this.queue.length + this.inFlight;
+    for (const m of this.queue) this.giveUp(m);
     this.queue.length = 0;
     if (!this.js) await this.nc.flush().catch(() => undefined);
+    (this.status as { stop?: () => void }).stop?.();
     await this.nc.close().catch(() => undefined);
+    // publishes still waiting for their acknowledgement settle (counted sent or unconfirmed) as the connection closes
+    for (let i = 0; this.inFlight > 0 && i < 20; i++) await new Promise((r) => setTimeout(r, 50));
+    this.counts.unconfirmed += this.inFlight;
+    this.inFlight = 0;
   }
 }
 

@@ -68,6 +68,8 @@ interface EventBase {
   readonly seq: number;
   /** Milliseconds since the epoch. */
   readonly time: number;
+  /** The host that produced the event, in a fleet view (`journey serve --from nats://…`); absent for the local host. */
+  readonly host?: string;
 }
 
 export interface FlowEvent extends EventBase {

@@ -10,6 +10,8 @@
  *   verdict    the explanation's verdict; "drop" also holds for a flow with eBPF drops
  *   natOnly    a DNAT or SNAT
  *   addr       an address of the original or reply tuple or of a leg
+ *   host       the host that produced the event (fleet view: `serve --from nats://…`); every event
+ *              type, stream-level ones too; events without a host (the server's own) always pass
  *   types      only these event types
  * Drops are matched on their own tuple (protocol, port, addr), "drop" verdicts, and through the flow
  * they belong to for container/network/natOnly. Stream-level events (ruleset.changed,
@@ -37,12 +39,14 @@ export interface FlowFilter {
   readonly verdict?: OneOrMore<Verdict>;
   readonly natOnly?: boolean;
   readonly addr?: OneOrMore<string>;
+  /** Only events of these hosts (fleet view). */
+  readonly host?: OneOrMore<string>;
   /** Only these event types (default: all). */
   readonly types?: readonly EventType[];
 }
 
 /** The criteria a user spells as words (CLI options, URL query), in the order help texts list them. */
-export const FILTER_KEYS = ['container', 'network', 'port', 'protocol', 'verdict', 'natOnly', 'addr', 'types'] as const;
+export const FILTER_KEYS = ['container', 'network', 'port', 'protocol', 'verdict', 'natOnly', 'addr', 'host', 'types'] as const;
 export type FilterKey = (typeof FILTER_KEYS)[number];
 
 function list<T>(v: OneOrMore<T> | undefined): readonly T[] | undefined {
@@ -100,6 +104,8 @@ export function flowMatches(f: FlowFilter, flow: FlowInfo): boolean {
  */
 export function eventMatches(f: FlowFilter, ev: JourneyEvent, flowOf: (id: string) => FlowIdentity | undefined = () => undefined): boolean {
   if (f.types !== undefined && !f.types.includes(ev.type)) return false;
+  const hosts = list(f.host);
+  if (hosts?.length && ev.host !== undefined && !hosts.includes(ev.host)) return false;
   switch (ev.type) {
     case 'flow.start':
     case 'flow.update':
@@ -233,6 +239,7 @@ export const FLOW_FILTER_SCHEMA = {
     verdict: oneOrMore({ enum: [...FILTER_VERDICTS] } as const),
     natOnly: { type: 'boolean' },
     addr: oneOrMore({ type: 'string', minLength: 2, maxLength: 45, pattern: '^[0-9A-Fa-f:.]+$' } as const),
+    host: oneOrMore(NAME),
     types: { type: 'array', maxItems: EVENT_TYPES.length, uniqueItems: true, items: { enum: [...EVENT_TYPES] } },
   },
 } as const;

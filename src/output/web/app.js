@@ -22,7 +22,7 @@ const el = (tag, cls, text) => {
 function currentFilter() {
   const f = new FormData($('#filter'));
   const filter = {};
-  for (const k of ['container', 'network', 'protocol', 'verdict', 'addr']) {
+  for (const k of ['container', 'network', 'protocol', 'verdict', 'addr', 'host']) {
     const v = String(f.get(k) || '').trim();
     if (v) filter[k] = v;
   }
@@ -97,13 +97,13 @@ function onMessage(msg) {
       showBanner(`The connection was too slow: ${msg.count} events lost (${lostTotal} in all).`);
       break;
     case 'notice':
-      showBanner(msg.message);
+      showBanner(msg.host ? `${msg.host}: ${msg.message}` : msg.message);
       break;
     case 'flow.start':
     case 'flow.update':
     case 'flow.end':
       received++;
-      upsertFlow(msg.flow, msg.type === 'flow.end');
+      upsertFlow(msg.flow, msg.type === 'flow.end', msg.host);
       break;
     case 'drop':
       received++;
@@ -131,10 +131,12 @@ function showBanner(text) {
   b.hidden = false;
 }
 
-function upsertFlow(flow, ended) {
+function upsertFlow(flow, ended, host) {
+  // events of a fleet view (serve --from) carry their host: show its column and filter
+  if (host && !document.body.classList.contains('fleet')) document.body.classList.add('fleet');
   let entry = flows.get(flow.id);
   if (!entry) {
-    entry = { flow, ended, row: el('tr') };
+    entry = { flow, ended, host: host || '', row: el('tr') };
     entry.row.dataset.flowId = flow.id;
     entry.row.addEventListener('click', () => select(flow.id));
     flows.set(flow.id, entry);
@@ -186,6 +188,7 @@ function renderRow(entry) {
   const to = f.nat.dnat && r ? `${label(f, o.dst, o.dport)} ⇒ ${label(f, r.src, r.sport)}` : label(f, o.dst, o.dport);
   const nat = [f.nat.dnat ? 'DNAT' : '', f.nat.snat ? 'SNAT' : ''].filter(Boolean).join('+');
   const cells = [
+    el('td', 'host-col', entry.host),
     el('td', '', o.proto),
     el('td', '', from),
     el('td', '', to),
