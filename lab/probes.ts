@@ -215,6 +215,56 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
         p('container-to-outside', 'bcli', 'tcp', 'outside', 80, 'answer', 'bcli (netb) -> 198.51.100.10:80 (MASQUERADE)'),
         p('hairpin', 'client', 'tcp', 'host', 8000, 'answer', 'client -> 10.0.10.26:8000 (hairpin on docker0)'),
       ];
+    case 'seed000':
+      return [
+        p('ext-to-published', 'ext', 'tcp', 'host', 8000, 'answer', 'seed 000 (1): external -> 10.0.10.26:8000 (DNAT to web:8000)'),
+        p('hairpin', 'client', 'tcp', 'host', 8000, 'answer', 'seed 000 (2): client on docker0 -> 10.0.10.26:8000 (docker-proxy)'),
+        p('other-bridge', 'other', 'tcp', 'host', 8000, 'answer', 'seed 000 (3): a container on another bridge -> 10.0.10.26:8000 (docker-proxy)'),
+        p('container-to-outside', 'client', 'tcp', 'outside', 80, 'answer', 'client -> 198.51.100.10:80 (MASQUERADE)'),
+      ];
+    case 'seed001':
+      return [
+        p('ext-to-published', 'ext', 'tcp', 'host', 80, 'answer', 'seed 001: external -> 10.0.10.26:80 (DNAT to nginx:80)'),
+        p('container-http-outside', 'client', 'tcp', 'outside', 80, 'answer', "client's outbound HTTP -> 198.51.100.10:80 (not the published port)"),
+        p('direct-access', 'ext', 'tcp', 'container:nginx', 80, 'answer', 'external -> nginx:80 routed through the host (filter DOCKER accepts)'),
+        p('direct-unpublished', 'ext', 'tcp', 'container:nginx', 81, 'no-answer', 'external -> nginx:81 (FORWARD policy DROP)'),
+        p('host-localhost', 'host', 'tcp', 'localhost', 80, 'answer', 'host -> 127.0.0.1:80 (docker-proxy)'),
+        p('container-ping-outside', 'client', 'icmp', 'outside', undefined, 'answer', 'client pings 198.51.100.10'),
+      ];
+    case 'seed002':
+    case 'seed002noproxy': {
+      const proxy = scenario === 'seed002';
+      return [
+        p('ext-to-published', 'ext', 'tcp', 'host', 8799, 'answer', 'seed 002: external -> 10.0.10.26:8799 (DNAT to app:1337)'),
+        p('hairpin', 'client', 'tcp', 'host', 8799, 'answer', `client -> 10.0.10.26:8799 (${proxy ? 'docker-proxy' : 'hairpin DNAT'})`),
+        p(
+          'self-hairpin',
+          'app',
+          'tcp',
+          'host',
+          8799,
+          'answer',
+          `app -> its own published port (${proxy ? 'docker-proxy' : 'DNAT + MASQUERADE to the gateway'})`,
+        ),
+        p('host-localhost', 'host', 'tcp', 'localhost', 8799, 'answer', `host -> 127.0.0.1:8799 (${proxy ? 'docker-proxy' : 'nat OUTPUT DNAT'})`),
+      ];
+    }
+    case 'seed003':
+      return [
+        p(
+          'ext-udp-radius',
+          'ext',
+          'udp',
+          'host',
+          1812,
+          'answer',
+          'seed 003: external -> 10.0.10.26:1812/udp (DNAT to radius, masqueraded to 172.20.0.1)',
+        ),
+        p('hairpin-udp', 'client', 'udp', 'host', 1812, 'answer', 'client -> 10.0.10.26:1812/udp (hairpin DNAT on docker1)'),
+        p('self-hairpin-udp', 'radius', 'udp', 'host', 1812, 'answer', 'radius -> its own published port (DNAT + MASQUERADE)'),
+        p('container-udp-outside', 'radius', 'udp', 'outside', 1812, 'answer', 'radius -> 198.51.100.10:1812/udp (MASQUERADE)'),
+        p('container-ping-outside', 'client', 'icmp', 'outside', undefined, 'answer', 'client pings 198.51.100.10'),
+      ];
     case 'replay':
       return info ? replayProbes(info) : [];
     default:
