@@ -12,20 +12,32 @@
  *   isolation drop in FORWARD) still shows, and never reaches the other bridge. Counted.
  * - Time is driven by the inputs (packet and event times) and `tick(nowMs)`, so a replay behaves
  *   like the live run it recorded.
- * - flow.start is emitted `startDelayMs` after the flow appears (legs on both sides of NAT are in
- *   by then); flow.update when a leg appears, the TCP state / status / explanation / docker-proxy
+ * - flow.start is emitted as soon as the flow's first packet joins it (startDelayMs 0), or
+ *   `startDelayMs` after the flow appears (legs on both sides of NAT are in by then, for a terminal
+ *   line); a flow known only from conntrack starts after max(4 × startDelayMs, 1 s) without packets.
+ *   flow.update when a leg appears, the TCP state / status / explanation / docker-proxy
  *   link changes, or counters changed and `updateIntervalMs` passed; flow.end when conntrack
  *   destroys the entry, the flow idles out, is evicted, or at shutdown.
- * - Bounded: at most `maxFlows` flows (oldest evicted, counted), idle timeout, bounded queue.
+ * - Bounded: at most `maxFlows` flows (oldest evicted, counted), idle timeout, a hold queue bounded
+ *   by packets and bytes.
+ * The parts: flow-state.ts (a flow, its FlowInfo), legs.ts (counting a packet, true copies),
+ * hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts.
  */
-import type { ConntrackEntry, ConntrackEvent, NatMapping } from '../model/conntrack.js';
-import type { DropInfo, EndpointName, FlowEvent, FlowInfo, FlowLeg, JourneyEvent } from '../model/events.js';
+import { ConntrackTable } from '../conntrack/table.js';
+import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
+import type { DropInfo, EndpointName, FlowEvent, FlowInfo, JourneyEvent } from '../model/events.js';
 import { SCHEMA_VERSION } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Observation } from '../model/observation.js';
 import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
-import { natOf } from '../conntrack/nat.js';
-import { ConntrackTable } from '../conntrack/table.js';
+import { DropStash } from './drop-stash.js';
+import { flowNames } from './flow-names.js';
+import { flowInfo, newFlowState, type FlowState } from './flow-state.js';
+import { HoldQueue } from './hold-queue.js';
+import { recordLeg } from './legs.js';
+import { isLinkControl, probeTuple } from './packet-kinds.js';
+
+export { isLinkControl } from './packet-kinds.js';
 
 /** Names an address (Docker); null when unknown. */
 export type NameResolver = (addr: string, port: number | undefined, proto: string) => EndpointName | null;
@@ -55,6 +67,8 @@ export interface CorrelatorOptions {
   /** How long a packet waits for its conntrack entry (default 2000 ms). */
   readonly holdMs?: number;
   readonly maxPending?: number;
+  /** Wire bytes the hold queue may keep (default 64 MiB). */
+  readonly maxPendingBytes?: number;
   /** flow.start comes this long after the flow appears (default 250 ms; up to 4x while no packet is captured). */
   readonly startDelayMs?: number;
   readonly updateIntervalMs?: number;
@@ -68,84 +82,6 @@ export interface CorrelatorOptions {
   readonly destroyGraceMs?: number;
   /** Create flows for entries of the initial dump only when packets arrive (default true). */
   readonly lazyDumped?: boolean;
-}
-
-interface LegState {
-  iface: string;
-  direction: 'orig' | 'reply';
-  tuple: Tuple;
-  firstUs: number;
-  lastUs: number;
-  packets: number;
-  bytes: number;
-  /** Identity of the last packet (IP id, TCP seq/ack, length), to count a packet seen twice once. */
-  lastId: number;
-}
-
-/** A packet's identity across a second sighting on the same interface (hairpin: in and out of the bridge). */
-function packetId(o: Observation): number {
-  return ((o.ipId ?? 0) * 31 + (o.tcpSeq ?? 0) * 17 + (o.tcpAck ?? 0) * 7 + o.wireLen) | 0;
-}
-
-interface FlowState {
-  id: string;
-  entry: ConntrackEntry | null;
-  orig: Tuple;
-  reply: Tuple | null;
-  legs: LegState[];
-  names: EndpointName[] | null;
-  tcpState: string | undefined;
-  createdMs: number;
-  lastActivityMs: number;
-  started: boolean;
-  /** Something a reader should see changed since the last event. */
-  changed: boolean;
-  /** Only counters changed since the last event. */
-  countersChanged: boolean;
-  lastEmitMs: number;
-  explanation: Explanation | null;
-  explainedGen: number;
-  proxiedBy: { pid: number; peerFlowId: string | null } | undefined;
-  tcpFlagsSeen: number;
-  drops: DropInfo[];
-}
-
-/** A flow just seen: from its conntrack entry, or synthesized from a packet (entry null). */
-function newFlowState(
-  id: string,
-  entry: ConntrackEntry | null,
-  orig: Tuple,
-  reply: Tuple | null,
-  tcpState: string | undefined,
-  atMs: number,
-): FlowState {
-  return {
-    id,
-    entry,
-    orig,
-    reply,
-    legs: [],
-    names: null,
-    tcpState,
-    createdMs: atMs,
-    lastActivityMs: atMs,
-    started: false,
-    changed: true,
-    countersChanged: false,
-    lastEmitMs: 0,
-    explanation: null,
-    explainedGen: -1,
-    proxiedBy: undefined,
-    tcpFlagsSeen: 0,
-    drops: [],
-  };
-}
-
-interface Pending {
-  obs: Observation;
-  atMs: number;
-  key: string;
-  done: boolean;
 }
 
 export interface CorrelatorStats {
@@ -169,16 +105,9 @@ export interface CorrelatorStats {
   drops: number;
   dropsUnjoined: number;
   dropsOverLimit: number;
-  /** Packets seen a second time on the same interface (bridge hairpin), counted once. */
+  /** True copies of one frame seen twice on the same interface (a promiscuous bridge), counted once. */
   sameTwice: number;
   pendingNow: number;
-}
-
-const EMPTY_NAT: NatMapping = { dnat: null, snat: null };
-
-/** The tuple a packet is looked up by: for ICMP errors, the connection of the embedded packet. */
-function probeTuple(obs: Observation): Tuple {
-  return obs.inner !== undefined && obs.tuple.proto !== 'tcp' && obs.tuple.proto !== 'udp' ? reverseTuple(obs.inner) : obs.tuple;
 }
 
 function synthId(t: Tuple): string {
@@ -192,18 +121,14 @@ export class Correlator {
   private readonly synthIndex = new Map<string, string>();
   /** Destroyed entries kept findable for a grace period: id -> destroy time. */
   private readonly graveyard = new Map<string, number>();
-  private pending: Pending[] = [];
-  private pendingHead = 0;
-  private pendingLive = 0;
-  /** Held packets by the tuple key they will be found under. */
-  private readonly pendingByKey = new Map<string, Pending[]>();
+  private readonly hold: HoldQueue;
   private seq = 0;
   private nowMs = 0;
   private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>> &
     Pick<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>;
-  /** Drops whose flow does not exist yet (its packets are still held): by tuple key. */
-  private readonly dropStash = new Map<string, { drop: DropInfo; atMs: number }[]>();
-  readonly counters: Omit<CorrelatorStats, 'flowsLive' | 'ctEntries' | 'ctEvicted' | 'pendingNow'> = {
+  /** Drops whose flow does not exist yet (its packets are still held). */
+  private readonly dropStash: DropStash;
+  readonly counters: Omit<CorrelatorStats, 'flowsLive' | 'ctEntries' | 'ctEvicted' | 'pendingNow' | 'dropsUnjoined'> = {
     flowsStarted: 0,
     flowsEnded: 0,
     flowsEvicted: 0,
@@ -215,7 +140,6 @@ export class Correlator {
     pendingOverflow: 0,
     linkControl: 0,
     drops: 0,
-    dropsUnjoined: 0,
     dropsOverLimit: 0,
     sameTwice: 0,
   };
@@ -227,6 +151,7 @@ export class Correlator {
       idleTimeoutMs: 120_000,
       holdMs: 2_000,
       maxPending: 50_000,
+      maxPendingBytes: 64 * 1024 * 1024,
       startDelayMs: 250,
       updateIntervalMs: 2_000,
       lazyDumped: true,
@@ -236,6 +161,13 @@ export class Correlator {
       ...opts,
     };
     this.table = new ConntrackTable({ maxEntries: this.o.maxEntries });
+    this.hold = new HoldQueue(this.o.maxPending, this.o.maxPendingBytes);
+    this.dropStash = new DropStash(this.o.maxDropsPerFlow);
+  }
+
+  /** flow.start for a flow known only from conntrack, without any packet. */
+  private get noPacketStartMs(): number {
+    return Math.max(this.o.startDelayMs * 4, 1000);
   }
 
   stats(): CorrelatorStats {
@@ -244,7 +176,8 @@ export class Correlator {
       flowsLive: this.flows.size,
       ctEntries: this.table.size,
       ctEvicted: this.table.evicted,
-      pendingNow: this.pendingLive,
+      pendingNow: this.hold.size,
+      dropsUnjoined: this.dropStash.unjoined,
     };
   }
 
@@ -367,20 +300,10 @@ export class Correlator {
     }
     const t = probes[0];
     if (t === undefined) {
-      this.counters.dropsUnjoined++;
+      this.dropStash.unjoined++;
       return null;
     }
-    const key = tupleKey(t);
-    const list = this.dropStash.get(key) ?? [];
-    list.push({ drop, atMs: this.nowMs });
-    this.dropStash.set(key, list.slice(-this.o.maxDropsPerFlow));
-    if (this.dropStash.size > 10_000) {
-      const oldest = this.dropStash.keys().next().value;
-      if (oldest !== undefined) {
-        this.counters.dropsUnjoined += this.dropStash.get(oldest)?.length ?? 0;
-        this.dropStash.delete(oldest);
-      }
-    }
+    this.dropStash.add(tupleKey(t), drop, this.nowMs);
     return null;
   }
 
@@ -396,12 +319,7 @@ export class Correlator {
   private takeStashedDrops(f: FlowState): void {
     if (this.dropStash.size === 0) return;
     const keys = [f.orig, reverseTuple(f.orig), ...(f.reply ? [f.reply, reverseTuple(f.reply)] : [])].map(tupleKey);
-    for (const k of keys) {
-      const list = this.dropStash.get(k);
-      if (!list) continue;
-      this.dropStash.delete(k);
-      for (const d of list) this.addDrop(f, d.drop);
-    }
+    for (const d of this.dropStash.take(keys)) this.addDrop(f, d);
   }
 
   /** Attaches a batch of observations (in time order). */
@@ -412,18 +330,11 @@ export class Correlator {
   onObservation(obs: Observation): void {
     this.advance(obs.timeUs / 1000);
     if (!this.attach(obs)) {
-      if (this.pendingLive >= this.o.maxPending) {
+      if (!this.hold.hold(obs, tupleKey(probeTuple(obs)), this.nowMs)) {
         this.counters.pendingOverflow++;
         return;
       }
       this.counters.packetsHeld++;
-      const key = tupleKey(probeTuple(obs));
-      const p: Pending = { obs, atMs: this.nowMs, key, done: false };
-      this.pending.push(p);
-      this.pendingLive++;
-      const list = this.pendingByKey.get(key);
-      if (list) list.push(p);
-      else this.pendingByKey.set(key, [p]);
     }
   }
 
@@ -453,90 +364,36 @@ export class Correlator {
   }
 
   private recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): void {
-    let leg: LegState | undefined;
-    // one leg per interface, direction and tuple: a hairpinned packet crosses the bridge twice,
-    // before and after NAT, and both crossings are legs
-    const t = obs.tuple;
-    for (const l of f.legs) {
-      if (
-        l.iface === obs.iface &&
-        l.direction === direction &&
-        l.tuple.src === t.src &&
-        l.tuple.dst === t.dst &&
-        l.tuple.sport === t.sport &&
-        l.tuple.dport === t.dport
-      ) {
-        leg = l;
-        break;
-      }
-    }
-    const id = packetId(obs);
-    if (!leg) {
-      leg = { iface: obs.iface, direction, tuple: obs.tuple, firstUs: obs.timeUs, lastUs: obs.timeUs, packets: 0, bytes: 0, lastId: id ^ 1 };
-      f.legs.push(leg);
-      f.changed = true;
-    } else if (leg.lastId === id && obs.timeUs - leg.lastUs < 1000 && (obs.ipId !== undefined || obs.tcpSeq !== undefined)) {
-      // the same packet again on the same bridge (received from a port, sent back out to another
-      // after DNAT: br_netfilter runs PREROUTING before the bridge device sees it): count it once
+    if (recordLeg(f, obs, direction) === 'copy') {
       this.counters.sameTwice++;
       return;
     }
-    leg.lastId = id;
-    leg.packets++;
-    leg.bytes += obs.wireLen;
-    if (obs.timeUs > leg.lastUs) leg.lastUs = obs.timeUs;
-    if (obs.timeUs < leg.firstUs) leg.firstUs = obs.timeUs;
-    if (obs.tcpFlags !== undefined) f.tcpFlagsSeen |= obs.tcpFlags;
-    f.countersChanged = true;
-    f.lastActivityMs = obs.timeUs / 1000;
+    // the first packet of a flow starts it at once unless a start delay is asked for
+    if (!f.started && this.o.startDelayMs <= 0) this.start(f);
   }
 
-  /** A new conntrack entry: the packets held for any of its four keys join it now, in order. */
+  /** A new conntrack entry: the packets held for any of its keys join it now, in arrival order. */
   private retryPendingFor(e: ConntrackEntry): void {
-    if (this.pendingLive === 0) return;
-    for (const t of [e.orig, e.reply, reverseTuple(e.orig), reverseTuple(e.reply)]) {
-      const key = tupleKey(t);
-      const list = this.pendingByKey.get(key);
-      if (!list) continue;
-      this.pendingByKey.delete(key);
-      for (const p of list) {
-        if (p.done) continue;
-        p.done = true;
-        this.pendingLive--;
-        if (!this.attach(p.obs, true)) this.synthFlow(p.obs);
-      }
+    if (this.hold.size === 0) return;
+    const keys = [e.orig, e.reply, reverseTuple(e.orig), reverseTuple(e.reply)].map(tupleKey);
+    for (const p of this.hold.take(keys)) {
+      if (!this.attach(p.obs, true)) this.synthFlow(p.obs);
     }
   }
 
   private retryPending(): void {
     for (const e of this.table.entries()) {
-      if (this.pendingLive === 0) return;
+      if (this.hold.size === 0) return;
       this.retryPendingFor(e);
     }
   }
 
   /** Packets whose hold expired: conntrack-less flows (dropped before confirmation, untracked...). */
-  private expirePending(): void {
-    while (this.pendingHead < this.pending.length) {
-      const p = this.pending[this.pendingHead] as Pending;
-      if (!p.done && this.nowMs - p.atMs < this.o.holdMs) break;
-      this.pendingHead++;
-      if (p.done) continue;
-      p.done = true;
-      this.pendingLive--;
-      const list = this.pendingByKey.get(p.key);
-      if (list) {
-        const i = list.indexOf(p);
-        if (i >= 0) list.splice(i, 1);
-        if (list.length === 0) this.pendingByKey.delete(p.key);
-      }
+  private expirePending(holdMs = this.o.holdMs): void {
+    for (const p of this.hold.expire(this.nowMs, holdMs)) {
       if (this.attach(p.obs, true)) continue;
       if (!isLinkControl(p.obs)) this.counters.packetsUnmatched++;
       this.synthFlow(p.obs);
-    }
-    if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
-      this.pending = this.pending.slice(this.pendingHead);
-      this.pendingHead = 0;
     }
   }
 
@@ -548,6 +405,7 @@ export class Correlator {
     const t = probeTuple(obs);
     const id = synthId(t);
     let f = this.flows.get(id);
+    const created = !f;
     if (!f) {
       f = newFlowState(id, null, t, null, undefined, obs.timeUs / 1000);
       this.synthIndex.set(tupleKey(t), id);
@@ -556,6 +414,9 @@ export class Correlator {
       this.takeStashedDrops(f);
     }
     this.recordLeg(f, obs, tupleKey(t) === tupleKey(obs.tuple) || obs.inner !== undefined ? 'orig' : 'reply');
+    // later packets of the same tuple still held join now, in their order (not after packets that
+    // come later and find the new flow at once)
+    if (created) for (const p of this.hold.take([tupleKey(t), tupleKey(reverseTuple(t))])) this.attach(p.obs, true);
   }
 
   /** Advances time: expires held packets, starts/updates/ends flows. Call every ~100 ms. */
@@ -570,11 +431,7 @@ export class Correlator {
     if (nowMs !== undefined) this.advance(nowMs);
     this.expirePending();
     const now = this.nowMs;
-    for (const [k, list] of this.dropStash) {
-      if (now - (list[list.length - 1]?.atMs ?? 0) < this.o.holdMs * 2) break;
-      this.counters.dropsUnjoined += list.length;
-      this.dropStash.delete(k);
-    }
+    this.dropStash.expire(now - this.o.holdMs * 2);
     for (const [id, at] of this.graveyard) {
       if (now - at < this.o.destroyGraceMs) break; // insertion order = time order
       this.finishDestroy(id);
@@ -586,7 +443,7 @@ export class Correlator {
         // a flow known from conntrack waits for its first captured packet (capture batches lag
         // conntrack events), up to four times the start delay
         const age = now - f.createdMs;
-        if ((age >= this.o.startDelayMs && f.legs.length > 0) || age >= this.o.startDelayMs * 4) this.start(f);
+        if ((age >= this.o.startDelayMs && f.legs.length > 0) || age >= this.noPacketStartMs) this.start(f);
         continue;
       }
       if (now - f.lastActivityMs >= this.o.idleTimeoutMs) {
@@ -626,30 +483,9 @@ export class Correlator {
   private start(f: FlowState): void {
     f.started = true;
     this.counters.flowsStarted++;
-    if (this.o.names) f.names = this.computeNames(f);
+    if (this.o.names) f.names = flowNames(f, this.o.names);
     this.explainFlow(f);
     this.emitFlow(f, 'flow.start');
-  }
-
-  private computeNames(f: FlowState): EndpointName[] {
-    const out: EndpointName[] = [];
-    const seen = new Set<string>();
-    const add = (addr: string, port: number | undefined): void => {
-      if (seen.has(addr)) return;
-      const n = this.o.names?.(addr, port, f.orig.proto) ?? null;
-      if (n) {
-        seen.add(addr);
-        out.push(n);
-      }
-    };
-    const icmp = f.orig.proto === 'icmp' || f.orig.proto === 'icmpv6';
-    add(f.orig.dst, icmp ? undefined : f.orig.dport);
-    add(f.orig.src, icmp ? undefined : f.orig.sport);
-    if (f.reply) {
-      add(f.reply.src, icmp ? undefined : f.reply.sport);
-      add(f.reply.dst, icmp ? undefined : f.reply.dport);
-    }
-    return out;
   }
 
   private end(f: FlowState, reason: string): void {
@@ -663,7 +499,7 @@ export class Correlator {
       if (f.legs.length === 0 && reason !== 'destroyed') return;
       f.started = true;
       this.counters.flowsStarted++;
-      if (this.o.names) f.names = this.computeNames(f);
+      if (this.o.names) f.names = flowNames(f, this.o.names);
       this.explainFlow(f);
       this.emitFlow(f, 'flow.start');
     }
@@ -682,38 +518,7 @@ export class Correlator {
   }
 
   private info(f: FlowState): FlowInfo {
-    const legs: FlowLeg[] = f.legs.map((l) => ({
-      iface: l.iface,
-      direction: l.direction,
-      tuple: l.tuple,
-      firstUs: l.firstUs,
-      lastUs: l.lastUs,
-      packets: l.packets,
-      bytes: l.bytes,
-    }));
-    const origLegs = f.legs.filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs);
-    const info: { -readonly [K in keyof FlowInfo]: FlowInfo[K] } = {
-      id: f.id,
-      orig: f.orig,
-      reply: f.reply,
-      nat: f.entry ? natOf(f.entry.orig, f.entry.reply) : EMPTY_NAT,
-      legs,
-      names: f.names ?? [],
-      ctStatus: f.entry?.status ?? [],
-      explanation: f.explanation,
-      drops: [...f.drops],
-    };
-    const tcpState = f.tcpState ?? (f.entry === null && f.orig.proto === 'tcp' ? synthTcpState(f.tcpFlagsSeen) : undefined);
-    if (tcpState !== undefined) info.tcpState = tcpState;
-    const a = origLegs[0];
-    const b = origLegs[1];
-    if (a && b) info.legDelayUs = b.firstUs - a.firstUs;
-    if (f.proxiedBy) info.proxiedBy = f.proxiedBy;
-    if (this.o.hookTuples) {
-      const ht = this.o.hookTuples(f.orig);
-      if (ht.length > 0) info.hookTuples = ht.map((h) => ({ hook: h.hook, priority: h.priority, tuple: h.tuple, ctStatus: [...h.ctStatus] }));
-    }
-    return info;
+    return flowInfo(f, this.o.hookTuples);
   }
 
   private emitFlow(f: FlowState, type: FlowEvent['type'], reason?: string): void {
@@ -730,20 +535,4 @@ export class Correlator {
     };
     this.o.emit(ev);
   }
-}
-
-/** Neighbour discovery, MLD, IGMP, DHCP: link plumbing that conntrack does not track. */
-export function isLinkControl(o: Observation): boolean {
-  const t = o.tuple;
-  if (t.proto === 'icmpv6') return t.icmpType !== undefined && ((t.icmpType >= 130 && t.icmpType <= 137) || t.icmpType === 143);
-  if (t.protoNum === 2) return true; // IGMP
-  if (t.proto === 'udp' && ((t.sport === 68 && t.dport === 67) || (t.sport === 546 && t.dport === 547))) return true;
-  return false;
-}
-
-function synthTcpState(flags: number): string {
-  if (flags & 4) return 'RST';
-  if (flags & 1) return 'FIN';
-  if (flags & 2 && !(flags & 16)) return 'SYN_SENT';
-  return 'UNTRACKED';
 }

@@ -46,6 +46,25 @@ export function tupleFromView(v: L3View): Tuple | undefined {
 }
 
 /**
+ * What tells one packet from another on the wire without comparing payloads: the IPv4 header
+ * checksum (covers id, TTL, lengths, addresses), id, TTL, total length, the L4 checksum (covers the
+ * payload) and the TCP sequence. Undefined for IPv6 without its transport header.
+ */
+export function fingerprint(v: L3View): number | undefined {
+  // IPv6 has no header checksum: without the transport header nothing tells two packets apart
+  if (v.family === 0 || (v.family === 6 && v.l4State !== 2)) return undefined;
+  const d = v.data;
+  let h = (Math.imul(v.ipId, 0x9e3779b1) ^ v.ipTotalLen ^ (v.ttl << 24) ^ v.flowLabel ^ v.fragOffset) | 0;
+  if (v.family === 4) h = Math.imul(h ^ ((d[v.l3Offset + 10] as number) << 8) ^ (d[v.l3Offset + 11] as number), 0x85ebca6b);
+  if (v.l4State !== 2) return h >>> 0;
+  const l4 = v.l4Offset;
+  const ck = v.protoNum === IPPROTO_TCP ? l4 + 16 : v.protoNum === IPPROTO_UDP ? l4 + 6 : l4 + 2;
+  if (ck + 1 < d.length) h = Math.imul(h ^ ((d[ck] as number) << 16) ^ (d[ck + 1] as number), 0xc2b2ae35);
+  h = Math.imul(h ^ v.tcpSeq, 0x27d4eb2f) ^ v.tcpAck;
+  return h >>> 0;
+}
+
+/**
  * An Observation of the IP packet in `view` (undefined for ARP and anything that is not IP).
  * `timeUs` defaults to the view's (set by decodeFrame).
  */
@@ -68,6 +87,8 @@ export function observationFromView(view: PacketView, iface: string, timeUs: num
   if (view.l4State === 2) o.payloadLen = view.payloadLen;
   if (view.vlan >= 0) o.vlan = view.vlan;
   if (view.fragOffset !== 0 || view.moreFragments) o.fragment = { offset: view.fragOffset, more: view.moreFragments };
+  const fp = fingerprint(view);
+  if (fp !== undefined) o.fingerprint = fp;
   if (view.sllPacketType >= 0) o.direction = view.sllPacketType === 4 ? 'out' : 'in';
   if (view.hasInner) {
     const inner = tupleFromView(view.inner);

@@ -29,6 +29,12 @@ export interface Observation {
   readonly vlan?: number;
   /** Set for IP fragments: byte offset and more-fragments flag (later fragments have no ports). */
   readonly fragment?: { readonly offset: number; readonly more: boolean };
+  /**
+   * The packet's fingerprint (IP header checksum, id, lengths, TTL, L4 checksum, TCP sequence):
+   * equal for two sightings of one frame, different for distinct packets almost always. Absent
+   * when the headers were not captured.
+   */
+  readonly fingerprint?: number;
   /** Linux cooked captures (`any`): 'out' for packets the host sent, 'in' otherwise. */
   readonly direction?: 'in' | 'out';
 }

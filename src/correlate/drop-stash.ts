@@ -1,0 +1,57 @@
+/**
+ * Kernel drops whose flow does not exist yet (its packets are still held), by tuple key: bounded
+ * per key and in keys; what is given up is counted.
+ */
+import type { DropInfo } from '../model/events.js';
+
+export class DropStash {
+  private readonly byKey = new Map<string, { drop: DropInfo; atMs: number }[]>();
+  /** Drops given up (overflow or expired) without finding their flow. */
+  unjoined = 0;
+
+  constructor(
+    private readonly perKey: number,
+    private readonly maxKeys = 10_000,
+  ) {}
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  add(key: string, drop: DropInfo, atMs: number): void {
+    const list = this.byKey.get(key) ?? [];
+    list.push({ drop, atMs });
+    if (list.length > this.perKey) this.unjoined += list.splice(0, list.length - this.perKey).length;
+    this.byKey.delete(key); // re-inserted last: Map order = least recently stashed first
+    this.byKey.set(key, list);
+    if (this.byKey.size > this.maxKeys) {
+      const oldest = this.byKey.keys().next().value;
+      if (oldest !== undefined) {
+        this.unjoined += this.byKey.get(oldest)?.length ?? 0;
+        this.byKey.delete(oldest);
+      }
+    }
+  }
+
+  /** The drops stashed under any of `keys` (removed). */
+  take(keys: readonly string[]): DropInfo[] {
+    if (this.byKey.size === 0) return [];
+    const out: DropInfo[] = [];
+    for (const k of keys) {
+      const list = this.byKey.get(k);
+      if (!list) continue;
+      this.byKey.delete(k);
+      for (const d of list) out.push(d.drop);
+    }
+    return out;
+  }
+
+  /** Gives up the drops last stashed before `beforeMs` (counted as unjoined). */
+  expire(beforeMs: number): void {
+    for (const [k, list] of this.byKey) {
+      if ((list[list.length - 1]?.atMs ?? 0) >= beforeMs) break;
+      this.unjoined += list.length;
+      this.byKey.delete(k);
+    }
+  }
+}

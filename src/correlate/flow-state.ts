@@ -1,0 +1,131 @@
+/**
+ * A flow while it lives in the correlator (one conntrack entry, or a packet tuple without one), its
+ * legs, and the FlowInfo view of it that events carry.
+ */
+import { natOf } from '../conntrack/nat.js';
+import type { ConntrackEntry, NatMapping } from '../model/conntrack.js';
+import type { DropInfo, EndpointName, FlowInfo, FlowLeg } from '../model/events.js';
+import type { Explanation } from '../model/explanation.js';
+import type { Tuple } from '../model/tuple.js';
+
+/** One interface, direction and tuple of a flow: where its packets were seen. */
+export interface LegState {
+  iface: string;
+  direction: 'orig' | 'reply';
+  tuple: Tuple;
+  firstUs: number;
+  lastUs: number;
+  packets: number;
+  bytes: number;
+  /** Fingerprint and time of the last packet counted (a true copy of it is not counted again). */
+  lastFp: number;
+  lastFpUs: number;
+}
+
+export interface FlowState {
+  id: string;
+  entry: ConntrackEntry | null;
+  orig: Tuple;
+  reply: Tuple | null;
+  legs: LegState[];
+  names: EndpointName[] | null;
+  tcpState: string | undefined;
+  createdMs: number;
+  lastActivityMs: number;
+  started: boolean;
+  /** Something a reader should see changed since the last event. */
+  changed: boolean;
+  /** Only counters changed since the last event. */
+  countersChanged: boolean;
+  lastEmitMs: number;
+  explanation: Explanation | null;
+  explainedGen: number;
+  proxiedBy: { pid: number; peerFlowId: string | null } | undefined;
+  tcpFlagsSeen: number;
+  drops: DropInfo[];
+}
+
+/** A flow just seen: from its conntrack entry, or made from a packet (entry null). */
+export function newFlowState(
+  id: string,
+  entry: ConntrackEntry | null,
+  orig: Tuple,
+  reply: Tuple | null,
+  tcpState: string | undefined,
+  atMs: number,
+): FlowState {
+  return {
+    id,
+    entry,
+    orig,
+    reply,
+    legs: [],
+    names: null,
+    tcpState,
+    createdMs: atMs,
+    lastActivityMs: atMs,
+    started: false,
+    changed: true,
+    countersChanged: false,
+    lastEmitMs: 0,
+    explanation: null,
+    explainedGen: -1,
+    proxiedBy: undefined,
+    tcpFlagsSeen: 0,
+    drops: [],
+  };
+}
+
+const EMPTY_NAT: NatMapping = { dnat: null, snat: null };
+
+export type HookTuples = (orig: Tuple) => readonly { hook: string; priority: number; tuple: Tuple; ctStatus: readonly string[] }[];
+
+/** The FlowInfo of a flow as events carry it (a copy: later changes do not reach it). */
+export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
+  const legs: FlowLeg[] = f.legs.map((l) => ({
+    iface: l.iface,
+    direction: l.direction,
+    tuple: l.tuple,
+    firstUs: l.firstUs,
+    lastUs: l.lastUs,
+    packets: l.packets,
+    bytes: l.bytes,
+  }));
+  const info: { -readonly [K in keyof FlowInfo]: FlowInfo[K] } = {
+    id: f.id,
+    orig: f.orig,
+    reply: f.reply,
+    nat: f.entry ? natOf(f.entry.orig, f.entry.reply) : EMPTY_NAT,
+    legs,
+    names: f.names ?? [],
+    ctStatus: f.entry?.status ?? [],
+    explanation: f.explanation,
+    drops: [...f.drops],
+  };
+  const tcpState = f.tcpState ?? (f.entry === null && f.orig.proto === 'tcp' ? synthTcpState(f.tcpFlagsSeen) : undefined);
+  if (tcpState !== undefined) info.tcpState = tcpState;
+  let a: LegState | undefined;
+  let b: LegState | undefined;
+  for (const l of f.legs) {
+    if (l.direction !== 'orig') continue;
+    if (a === undefined || l.firstUs < a.firstUs) {
+      b = a;
+      a = l;
+    } else if (b === undefined || l.firstUs < b.firstUs) b = l;
+  }
+  if (a && b) info.legDelayUs = b.firstUs - a.firstUs;
+  if (f.proxiedBy) info.proxiedBy = f.proxiedBy;
+  if (hookTuples) {
+    const ht = hookTuples(f.orig);
+    if (ht.length > 0) info.hookTuples = ht.map((h) => ({ hook: h.hook, priority: h.priority, tuple: h.tuple, ctStatus: [...h.ctStatus] }));
+  }
+  return info;
+}
+
+/** A TCP flow without conntrack: the state its flags suggest. */
+export function synthTcpState(flags: number): string {
+  if (flags & 4) return 'RST';
+  if (flags & 1) return 'FIN';
+  if (flags & 2 && !(flags & 16)) return 'SYN_SENT';
+  return 'UNTRACKED';
+}
