@@ -41,6 +41,7 @@ interface WatchCliOptions extends PipelineCliOptions, ExportCliOptions {
   addr?: string[];
   duration?: string;
   statsInterval?: string;
+  startDelay?: string;
   maxFlows?: string;
   localTime?: boolean;
 }
@@ -56,6 +57,10 @@ export function registerWatch(program: Command): void {
     .option('--json', 'the same as -o json (the events of `journey serve`, docs/event-schema.json)')
     .option('--top', 'the same as -o top')
     .option('--explain', 'the same as -o explain')
+    .option(
+      '--start-delay <ms>',
+      'wait this long before a flow starts so both NAT legs are on its first line (default: 250 for the terminal views, 0 for -o json)',
+    )
     .option('--all-chains', 'with -o explain: also list chains entered and left without a matching rule (collapsed by default)');
   addExplainFlowsOption(cmd)
     .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
@@ -122,6 +127,8 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     ...(o.write !== undefined ? { write: o.write } : {}),
     kernel: o.kernel,
     statsIntervalMs: format === 'json' ? statsS * 1000 : 0,
+    // the terminal views keep a short display delay so that a flow's first line shows both legs
+    startDelayMs: intOpt(o.startDelay, 'start-delay') ?? (format === 'json' ? 0 : 250),
     ...(maxFlows !== undefined ? { maxFlows } : {}),
   };
 

@@ -162,7 +162,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       ...(o.maxFlows !== undefined ? { maxFlows: o.maxFlows } : {}),
       ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
       ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
-      ...(o.startDelayMs !== undefined ? { startDelayMs: o.startDelayMs } : {}),
+      // flow.start as soon as the first packet joins its flow, unless a display delay is asked for
+      startDelayMs: o.startDelayMs ?? 0,
       ...(o.updateIntervalMs !== undefined ? { updateIntervalMs: o.updateIntervalMs } : {}),
     });
     this.drops = new DropReporter(o.quietDropReasons, this.correlator, this.explainer, (ev) => this.emitEvent(ev));

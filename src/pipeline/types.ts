@@ -59,6 +59,10 @@ export interface PipelineOptions {
   readonly idleTimeoutMs?: number;
   /** How long packets wait for their conntrack entry (default 2000 ms). */
   readonly holdMs?: number;
+  /**
+   * How long a flow waits before flow.start so that its later legs are on it (default 0: flow.start
+   * with the first packet, later legs as flow.update; the terminal line view uses 250).
+   */
   readonly startDelayMs?: number;
   readonly updateIntervalMs?: number;
   /** capture.stats period (default 5000 ms; 0 = only at the end). */

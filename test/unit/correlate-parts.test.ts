@@ -212,6 +212,23 @@ describe('Correlator: held packets keep their order', () => {
   });
 });
 
+describe('pipeline: flow.start as soon as the first packet joins its conntrack entry', () => {
+  it('by default flow.start carries the first leg and the later legs come as flow.update', async () => {
+    const DIR = new URL('../fixtures/watch/default/', import.meta.url).pathname;
+    const p = await startPipeline({ read: [`${DIR}eth0.pcap`, `${DIR}docker0.pcap`], conntrackSnapshot: `${DIR}conntrack.txt`, dockerHost: false });
+    const evs: JourneyEvent[] = [];
+    p.on('event', (e) => evs.push(e));
+    await p.done;
+    const flows = evs.filter((e): e is FlowEvent => e.type.startsWith('flow.'));
+    const start = flows.find((e) => e.type === 'flow.start' && e.flow.orig.dport === 8000 && e.flow.orig.src === '10.0.10.5');
+    expect(start?.flow.legs).toHaveLength(1);
+    const later = flows.filter((e) => e.flow.id === start?.flow.id && e.seq > (start?.seq ?? 0));
+    expect(later.some((e) => e.type === 'flow.update' && e.flow.legs.some((l) => l.iface === 'docker0'))).toBe(true);
+    // the start comes with the packets (no 250 ms wait)
+    expect(Math.abs(start!.time - start!.flow.legs[0]!.firstUs / 1000)).toBeLessThan(5);
+  });
+});
+
 describe('a replay counts what is on the wire', () => {
   it('distinct packets under 1 ms apart, equal packets a second apart and a negative gap are all counted; a true copy once', async () => {
     const d = mkdtempSync(join(tmpdir(), 'jp-copies-'));

@@ -28,6 +28,8 @@ beforeAll(async () => {
     conntrackSnapshot: `${DIR}conntrack.txt`,
     dockerSnapshot: `${DIR}docker.json`,
     rulesetFiles: { iptablesSave: [`${DIR}iptables-save.txt`], addrs: `${DIR}addrs.json`, routes: `${DIR}routes.json` },
+    // the same events for every printer (the terminal views' display delay: both legs on the first line)
+    startDelayMs: 250,
   });
   for await (const ev of p) events.push(ev);
 });

@@ -19,7 +19,7 @@ const DOCKER = `${DIR}docker.json`;
 const RULES = { iptablesSave: [`${DIR}iptables-save.txt`], addrs: `${DIR}addrs.json`, routes: `${DIR}routes.json` };
 
 async function replay(extra: Record<string, unknown> = {}): Promise<JourneyEvent[]> {
-  const p = await startPipeline({ read: READ, conntrackSnapshot: CT, dockerSnapshot: DOCKER, rulesetFiles: RULES, ...extra });
+  const p = await startPipeline({ read: READ, conntrackSnapshot: CT, dockerSnapshot: DOCKER, rulesetFiles: RULES, startDelayMs: 250, ...extra });
   const events: JourneyEvent[] = [];
   for await (const ev of p) events.push(ev);
   return events;
