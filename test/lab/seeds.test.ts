@@ -17,7 +17,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labUp, listProbes, runProbe, traceKernel, type LabInfo } from '../../lab/driver.js';
 import type { ProbeResult } from '../../lab/probes.js';
-import { startPipeline, type Pipeline } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
 import { compareSteps, kernelCase, kernelFollowUps, type KernelStepLike } from '../../src/explain/kernel-compare.js';
 import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
