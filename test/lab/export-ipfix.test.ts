@@ -101,6 +101,19 @@ describe('IPFIX export, read back by nfcapd/nfdump', () => {
     expect(seq).toBe(flows.length);
   });
 
+  it('serve --export: the same records as watch --json for the same replay', async () => {
+    const nf = await collector();
+    const w = await runJourney(CLI, ['watch', ...REPLAY, '--json'], null);
+    expect(await w.exited).toBe(0);
+    const flows = endedFlows(parseJson(w.stdout));
+    const s = await runJourney(CLI, ['serve', ...REPLAY, '--port', '0', '--duration', '3', '--export', `ipfix://127.0.0.1:${nf.port}`], null);
+    expect(await s.exited).toBe(0);
+    expect(s.stderr.join('\n')).toMatch(new RegExp(`export ipfix://127.0.0.1:${nf.port}: ${flows.length} sent, 0 lost`));
+    await sleep(300);
+    expect(compareViews(flows, nfViews(await nf.stop()))).toEqual([]);
+    console.log(`ipfix serve --export: ${flows.length} flows compared with nfdump`);
+  });
+
   it('UDP: template refresh, active timeout records that add up, sequence numbers', async () => {
     const nf = await collector();
     const url = new URL(`ipfix://127.0.0.1:${nf.port}?active=1&template-refresh=1`);
