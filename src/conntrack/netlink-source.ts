@@ -48,7 +48,7 @@ export class NetlinkConntrackSource implements ConntrackSource {
     // refuse now, not at start(), when the kernel will not let us listen (no CAP_NET_ADMIN, no
     // nf_conntrack_netlink, no such namespace), so the caller can pick a fallback
     try {
-      this.binding.conntrackOpen(this.nsPath ? { netns: this.nsPath } : {}, () => {}).close();
+      this.binding.conntrackOpen(this.nsPath ? { netns: this.nsPath } : {}, () => undefined).close();
     } catch (e) {
       const code = (e as { code?: string }).code ?? 'error';
       throw new JourneyError(

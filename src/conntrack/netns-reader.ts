@@ -28,7 +28,7 @@ export class NetnsFileReader {
     }
     const child = spawn('nsenter', [`--net=${path}`, '--', 'sleep', 'infinity'], { stdio: 'ignore' });
     this.anchor = child;
-    child.on('error', () => {});
+    child.on('error', () => undefined); // a failed spawn shows as exitCode/pid below
     for (let i = 0; i < 200; i++) {
       if (child.exitCode !== null || child.pid === undefined) break;
       try {

@@ -203,6 +203,6 @@ export function addrBytes(addr: string): Buffer | null {
   const groups = tail === undefined ? h : [...h, ...new Array<number>(gap).fill(0), ...t];
   if (groups.length !== 8) return null;
   const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  for (const [i, g] of groups.entries()) b.writeUInt16BE(g, i * 2);
   return b;
 }

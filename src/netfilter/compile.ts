@@ -76,7 +76,6 @@ export interface CompiledRuleset {
   readonly conntrackActive: boolean;
 }
 
-const IFACE_KEYS = new Set(['iifname', 'oifname', 'iif', 'oif']);
 const NAT_PRIO: Record<string, number> = { prerouting: -100, output: -100, postrouting: 100, input: 100 };
 
 const T = (b: boolean): Tri => (b ? 1 : 0);
@@ -526,7 +525,7 @@ function compileVmap(s: Extract<Stmt, { kind: 'vmap' }>, table: Table, host: Hos
   const pairs: (readonly [Value, VerdictTarget])[] = [];
   if (typeof s.map === 'string') {
     const set = table.sets.get(s.map);
-    if (set?.targets) set.elements.forEach((e, i) => pairs.push([e, set.targets?.[i] as VerdictTarget]));
+    if (set?.targets) for (const [i, e] of set.elements.entries()) pairs.push([e, set.targets?.[i] as VerdictTarget]);
   } else for (const p of s.map) pairs.push(p);
   const compiled: { test: ((x: Scalar) => boolean) | null; verdict: CVerdict }[] = pairs.map(([k, vt]) => ({
     test: valueTest(s.key, k, table.sets),
@@ -537,7 +536,7 @@ function compileVmap(s: Extract<Stmt, { kind: 'vmap' }>, table: Table, host: Hos
   const exact = new Map<string, CVerdict>();
   let allExact = true;
   for (const [k] of pairs) if (!(k.kind === 'str' && !k.v.endsWith('*'))) allExact = false;
-  if (allExact) pairs.forEach(([k], i) => exact.set((k as { v: string }).v, (compiled[i] as { verdict: CVerdict }).verdict));
+  if (allExact) for (const [i, [k]] of pairs.entries()) exact.set((k as { v: string }).v, (compiled[i] as { verdict: CVerdict }).verdict);
   return {
     kind: 'vmap',
     reason,

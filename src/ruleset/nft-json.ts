@@ -72,7 +72,7 @@ function isAddrKey(key: Key): boolean {
   return (key.kind === 'payload' && ADDR_FIELDS.has(key.field)) || (key.kind === 'ct' && ADDR_FIELDS.has(key.key));
 }
 
-function valueOf(x: J, key: Key, path: string): Value {
+function jsonValue(x: J, key: Key, path: string): Value {
   if (typeof x === 'number') return { kind: 'num', v: x };
   if (typeof x === 'boolean') return { kind: 'sym', v: str(x) };
   if (typeof x === 'string') {
@@ -89,7 +89,7 @@ function valueOf(x: J, key: Key, path: string): Value {
   }
   if (Array.isArray(x)) {
     if (key.kind === 'ct' && (key.key === 'state' || key.key === 'status')) return { kind: 'flags', v: x.map(str) };
-    return { kind: 'set', items: x.map((e, i) => valueOf(e, key, `${path}[${i}]`)) };
+    return { kind: 'set', items: x.map((e, i) => jsonValue(e, key, `${path}[${i}]`)) };
   }
   if (isObj(x)) {
     const [k, v] = only(x, path);
@@ -101,15 +101,15 @@ function valueOf(x: J, key: Key, path: string): Value {
       }
       case 'range': {
         if (!Array.isArray(v) || v.length !== 2) throw new PathError(`${path}.range`, 'expected [lo, hi]');
-        return { kind: 'range', lo: valueOf(v[0], key, `${path}.range[0]`), hi: valueOf(v[1], key, `${path}.range[1]`) };
+        return { kind: 'range', lo: jsonValue(v[0], key, `${path}.range[0]`), hi: jsonValue(v[1], key, `${path}.range[1]`) };
       }
       case 'set': {
         const items = Array.isArray(v) ? v : [v];
-        return { kind: 'set', items: items.map((e, i) => valueOf(e, key, `${path}.set[${i}]`)) };
+        return { kind: 'set', items: items.map((e, i) => jsonValue(e, key, `${path}.set[${i}]`)) };
       }
       case 'elem': {
         if (!isObj(v)) throw new PathError(`${path}.elem`, 'expected {val}');
-        return valueOf(v['val'], key, `${path}.elem.val`);
+        return jsonValue(v['val'], key, `${path}.elem.val`);
       }
       default:
         return { kind: 'sym', v: `?${k}` };
@@ -172,7 +172,7 @@ function stmtOf(x: J, path: string): Expr {
         }
       }
       const key = keyOf(left, `${path}.match.left`);
-      let value = valueOf(v['right'], key, `${path}.match.right`);
+      let value = jsonValue(v['right'], key, `${path}.match.right`);
       if (key.kind === 'ct' && (key.key === 'state' || key.key === 'status') && value.kind === 'sym') value = { kind: 'flags', v: [value.v] };
       const m: MatchExpr = { kind: 'match', key, op, value, text: renderMatch(v), ...(mask !== undefined ? { mask } : {}) };
       return m;
@@ -207,7 +207,7 @@ function stmtOf(x: J, path: string): Expr {
       if (!Array.isArray(raw)) throw new PathError(`${path}.vmap.data`, 'expected @map or a set of [key, verdict]');
       const pairs = raw.map((e, i): readonly [Value, VerdictTarget] => {
         if (!Array.isArray(e) || e.length !== 2) throw new PathError(`${path}.vmap.data[${i}]`, 'expected [key, verdict]');
-        return [valueOf(e[0], key, `${path}.vmap.data[${i}][0]`), verdictTarget(e[1], `${path}.vmap.data[${i}][1]`)];
+        return [jsonValue(e[0], key, `${path}.vmap.data[${i}][0]`), verdictTarget(e[1], `${path}.vmap.data[${i}][1]`)];
       });
       return { kind: 'vmap', key, map: pairs };
     }
@@ -500,10 +500,10 @@ function buildRuleset(doc: J, source: string, opts: NftJsonOptions): Ruleset {
           const ep = `${p}.elem[${j}]`;
           if (k === 'map') {
             if (!Array.isArray(e) || e.length !== 2) throw new PathError(ep, 'expected [key, value]');
-            elements.push(valueOf(e[0], keyHint, `${ep}[0]`));
-            targets.push(v['map'] === 'verdict' ? verdictTarget(e[1], `${ep}[1]`) : valueOf(e[1], { kind: 'unknown', text: '' }, `${ep}[1]`));
+            elements.push(jsonValue(e[0], keyHint, `${ep}[0]`));
+            targets.push(v['map'] === 'verdict' ? verdictTarget(e[1], `${ep}[1]`) : jsonValue(e[1], { kind: 'unknown', text: '' }, `${ep}[1]`));
           } else {
-            elements.push(valueOf(e, keyHint, ep));
+            elements.push(jsonValue(e, keyHint, ep));
           }
         });
         const s: NamedSet = {
