@@ -12,36 +12,30 @@ import { DEFAULT_PORT, parseListen } from './listen-address.js';
 import { addPipelineOptions, pipelineOptionsFrom, type PipelineCliOptions } from './pipeline-options.js';
 import { startServer, type ServerOptions } from '../output/server.js';
 import type { VerifyHandler } from '../output/ws-hub.js';
-import { verifyHairpin, type VerifyOptions } from '../verify/verify-hairpin.js';
-import type { CheckKind } from '../verify/types.js';
+import { verifyCheck, type AnyVerifyCheck } from '../verify/checks.js';
+import type { VerifyOptions } from '../verify/verify-hairpin.js';
 import { openNatsFleet } from '../export/nats-fleet.js';
 import { addExportOptions, openCliExports, type ExportCliOptions } from './export-options.js';
 
 /**
- * `verify` over the WebSocket: verifyHairpin on the served host, with the server's own
- * namespace and Docker endpoint; the client's options are bounded by the message schema
- * (src/output/subscription.ts). A replay serves no checks (E_UNAVAILABLE).
+ * `verify` over the WebSocket: the requested registered check (src/verify/checks.ts) on the served
+ * host, with the server's own namespace and Docker endpoint; the client's options are bounded by
+ * the check's schema (validated in src/output/subscription.ts). A replay serves no checks (E_UNAVAILABLE).
+ * `run` replaces the check's own run (tests).
  */
-export function serveVerifyHandler(
+export function serveVerifyHandler<O = VerifyOptions>(
   o: { netns?: string; dockerHost?: string; docker?: boolean },
-  run: (opts: VerifyOptions) => Promise<unknown> = verifyHairpin,
+  run?: (opts: O, check: AnyVerifyCheck) => Promise<unknown>,
 ): VerifyHandler {
   return (req, signal) => {
-    const r = req.options ?? {};
-    const opts: VerifyOptions = {
+    const check = verifyCheck(req.check);
+    if (check === undefined) return Promise.reject(new JourneyError('E_USAGE', `no check "${req.check}"`));
+    const opts = check.fromWire(req.options ?? {}, {
       ...(o.netns !== undefined ? { netns: o.netns } : {}),
       ...(o.docker === false ? { noDocker: true } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
-      ...(r.ports !== undefined ? { ports: r.ports } : {}),
-      ...(r.kinds !== undefined ? { kinds: r.kinds as readonly CheckKind[] } : {}),
-      ...(r.hostAddr !== undefined ? { hostAddr: r.hostAddr } : {}),
-      ...(r.timeoutMs !== undefined ? { timeoutMs: r.timeoutMs } : {}),
-      ...(r.trace !== undefined ? { trace: r.trace } : {}),
-      ...(r.passive !== undefined ? { passive: r.passive } : {}),
-      ...(r.durationMs !== undefined ? { durationMs: r.durationMs } : {}),
-      ...(r.drops !== undefined ? { drops: r.drops } : {}),
       signal,
-    };
-    return run(opts);
+    });
+    return run !== undefined ? run(opts as O, check) : check.run(opts);
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { FLOW_FILTER_SCHEMA, type FlowFilter } from './flow-filter.js';
+import { VERIFY_CHECKS, type VerifyCheckName } from '../verify/checks.js';
 
 export interface SubscribeMessage {
   readonly type: 'subscribe';
@@ -17,34 +18,18 @@ export interface SubscribeMessage {
 export interface UnsubscribeMessage {
   readonly type: 'unsubscribe';
 }
-/** Kinds of hairpin checks a client may ask for (src/verify/types.ts CheckKind). */
-export const VERIFY_CHECK_KINDS = ['same-bridge', 'self', 'cross-bridge', 'host-loopback', 'host-address'] as const;
-
 /**
- * Runs a check on the server's host (`journey verify hairpin`) and answers with its report
- * (`verify.started`, then `verify.result` or an `error`). The namespace and the Docker endpoint
- * are the server's own; a client chooses only these bounded options.
+ * Runs a registered check (src/verify/checks.ts: `journey verify <check>`) on the server's host and
+ * answers with its report (`verify.started`, then `verify.result` or an `error`). The namespace and
+ * the Docker endpoint are the server's own; a client chooses only the check's bounded options
+ * (each check's `wireSchema`).
  */
 export interface VerifyRequestMessage {
   readonly type: 'verify';
-  readonly check: 'hairpin';
+  readonly check: VerifyCheckName;
   /** Echoed in the answers (the client's own correlation id). */
   readonly id?: string;
-  readonly options?: {
-    /** Only these published ports ("8000", "8000/tcp"). */
-    readonly ports?: readonly string[];
-    readonly kinds?: readonly (typeof VERIFY_CHECK_KINDS)[number][];
-    /** The host address containers call (IPv4 or IPv6 literal). */
-    readonly hostAddr?: string;
-    /** Per-probe timeout, ms (100..10000). */
-    readonly timeoutMs?: number;
-    readonly trace?: 'failures' | 'all' | 'none';
-    /** Watch hairpin flows as they happen instead of probing, for durationMs (1000..60000). */
-    readonly passive?: boolean;
-    readonly durationMs?: number;
-    /** eBPF drop reasons as evidence (default on where the kernel allows). */
-    readonly drops?: boolean;
-  };
+  readonly options?: Readonly<Record<string, unknown>>;
 }
 export type ClientMessage = SubscribeMessage | UnsubscribeMessage | VerifyRequestMessage;
 
@@ -69,30 +54,17 @@ export const CLIENT_MESSAGE_SCHEMA = {
       additionalProperties: false,
       properties: { type: { const: 'unsubscribe' } },
     },
-    {
+    ...VERIFY_CHECKS.map((c) => ({
       type: 'object',
       required: ['type', 'check'],
       additionalProperties: false,
       properties: {
         type: { const: 'verify' },
-        check: { const: 'hairpin' },
+        check: { const: c.name },
         id: { type: 'string', minLength: 1, maxLength: 64 },
-        options: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            ports: { type: 'array', maxItems: 32, uniqueItems: true, items: { type: 'string', pattern: '^[0-9]{1,5}(/(tcp|udp|sctp))?$' } },
-            kinds: { type: 'array', maxItems: 5, uniqueItems: true, items: { enum: [...VERIFY_CHECK_KINDS] } },
-            hostAddr: { type: 'string', minLength: 2, maxLength: 45, pattern: '^[0-9A-Fa-f:.]+$' },
-            timeoutMs: { type: 'integer', minimum: 100, maximum: 10000 },
-            trace: { enum: ['failures', 'all', 'none'] },
-            passive: { type: 'boolean' },
-            durationMs: { type: 'integer', minimum: 1000, maximum: 60000 },
-            drops: { type: 'boolean' },
-          },
-        },
+        options: c.wireSchema,
       },
-    },
+    })),
   ],
 } as const;
 

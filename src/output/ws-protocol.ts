@@ -5,6 +5,7 @@
  */
 import type { SCHEMA_VERSION } from '../model/events.js';
 import type { FlowFilter } from './flow-filter.js';
+import type { VerifyCheckName } from '../verify/checks.js';
 
 /** First message on every connection. */
 export interface HelloMessage {
@@ -65,18 +66,18 @@ export interface VerifyStartedMessage {
   readonly type: 'verify.started';
   readonly v: typeof SCHEMA_VERSION;
   readonly time: number;
-  readonly check: 'hairpin';
+  readonly check: VerifyCheckName;
   readonly id?: string;
 }
 
-/** The report of a verify request: what `journey verify hairpin --json` prints (docs/verify.md). */
+/** The report of a verify request: what `journey verify <check> --json` prints (docs/verify.md). */
 export interface VerifyResultMessage {
   readonly type: 'verify.result';
   readonly v: typeof SCHEMA_VERSION;
   readonly time: number;
-  readonly check: 'hairpin';
+  readonly check: VerifyCheckName;
   readonly id?: string;
-  /** HairpinReport (src/verify/types.ts); `report.ok` is false when a check failed. */
+  /** The check's report (e.g. HairpinReport, src/verify/types.ts); `report.ok` is false when a check failed. */
   readonly report: unknown;
 }
 

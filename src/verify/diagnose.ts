@@ -10,7 +10,8 @@ import type { ConntrackEntry } from '../model/conntrack.js';
 import { natOf } from '../conntrack/nat.js';
 import type { HostFacts } from './host-facts.js';
 import type { PlannedCheck } from './plan.js';
-import { masqFor } from './ruleset-facts.js';
+import { ruleTextAt } from './docker-rules.js';
+import { HAIRPIN_PATHS } from './hairpin-paths.js';
 import type { CheckStatus, Evidence, ProbeResult, TraceStep } from './types.js';
 import type { PacketLine, TimedEntry } from './collectors.js';
 import type { DropInfo } from '../model/events.js';
@@ -116,23 +117,6 @@ export function packetPath(pk: readonly PacketLine[], srcPort: number): string[]
   return out;
 }
 
-/** The iptables-save text of rule `n` of `chain` in `table`, when the trace step came from iptables-nft. */
-export function iptablesRuleText(save: string, table: string, chain: string, n: number): string | null {
-  let cur = '';
-  let i = 0;
-  for (const line of save.split('\n')) {
-    if (line.startsWith('*')) {
-      cur = line.slice(1).trim();
-      continue;
-    }
-    if (cur === table && line.startsWith(`-A ${chain} `)) {
-      i++;
-      if (i === n) return line.trim();
-    }
-  }
-  return null;
-}
-
 /** Causes named by the kernel's trace: the rule (or policy) that dropped a packet of the probe. */
 export function traceCauses(steps: readonly TraceStep[], host: HostFacts): string[] {
   const out: string[] = [];
@@ -143,7 +127,7 @@ export function traceCauses(steps: readonly TraceStep[], host: HostFacts): strin
     if (v.startsWith('policy')) c = `dropped by the policy of ${s.table} ${s.chain} (${v})`;
     else {
       const num = s.ruleNumber;
-      const text = num !== null && s.family === 'ip' ? iptablesRuleText(host.iptablesSave, s.table, s.chain, num) : null;
+      const text = num !== null ? ruleTextAt(host.rules, s.family, s.table, s.chain, num) : null;
       c = `dropped in ${s.chain} by rule ${num ?? `handle ${s.handle ?? '?'}`}${s.table !== 'filter' ? ` (table ${s.family} ${s.table})` : ''}${text ? `: ${text}` : s.rule ? `: ${s.rule}` : ''}`;
     }
     if (!out.includes(c)) out.push(c);
@@ -151,60 +135,28 @@ export function traceCauses(steps: readonly TraceStep[], host: HostFacts): strin
   return out;
 }
 
-function portOf(host: HostFacts, ifname: string | null): { ifname: string; hairpin: boolean } | null {
-  if (ifname === null) return null;
-  for (const b of host.bridges) for (const p of b.ports) if (p.ifname === ifname) return p;
-  return null;
-}
-
 /** Host settings the path depends on that are wrong, in plain words. */
 export function settingCauses(check: PlannedCheck, host: HostFacts, targetPortIfname: string | null): string[] {
-  const out: string[] = [];
   const e = check.expected;
-  if (e === null) return out;
-  const tb = check.port.bridge;
-  const b = host.bridges.find((x) => x.name === tb);
-  const tName = check.port.container ?? check.port.containerIp;
-  const target = `${check.port.containerIp}:${check.port.containerPort}`;
+  if (e === null) return [];
   if (e.via === 'docker-proxy') {
     const proc = host.dockerProxies.find((x) => x.hostPort === check.port.hostPort && x.proto === check.port.proto);
-    if (!proc)
-      out.push(
-        `no docker-proxy listens on ${check.port.hostIp}:${check.port.hostPort}/${check.port.proto} (the userland proxy is expected to answer: ${e.text.split(':')[0] ?? ''})`,
-      );
-    return out;
+    return proc
+      ? []
+      : [
+          `no docker-proxy listens on ${check.port.hostIp}:${check.port.hostPort}/${check.port.proto} (the userland proxy is expected to answer: ${e.text.split(':')[0] ?? ''})`,
+        ];
   }
-  const nfOn = host.bridgeNfCallIptables === true || b?.nfCallIptables === true;
-  if (check.kind === 'self') {
-    const p = portOf(host, targetPortIfname);
-    if (p !== null && !p.hairpin) out.push(`hairpin_mode is 0 on ${p.ifname} (port of ${tName})`);
-    const m = masqFor(host.ruleset, {
-      src: check.port.containerIp,
-      dst: check.port.containerIp,
-      proto: check.port.proto,
-      dport: check.port.containerPort,
-      oif: tb ?? '',
-      srcIsLocal: false,
-    });
-    if (m === null) out.push(`no MASQUERADE for self-hairpin to ${target}`);
-  }
-  if (check.kind === 'same-bridge' && !nfOn)
-    out.push(host.bridgeNfCallIptables === null ? 'bridge-nf-call-iptables is off (br_netfilter not loaded)' : 'bridge-nf-call-iptables is off');
-  if (check.kind === 'host-loopback') {
-    if (b?.routeLocalnet !== true && host.routeLocalnetAll !== true)
-      out.push(`route_localnet is 0 on ${tb ?? 'the bridge'} so 127.0.0.1 is not NATed`);
-    const m = masqFor(host.ruleset, {
-      src: '127.0.0.1',
-      dst: check.port.containerIp,
-      proto: check.port.proto,
-      dport: check.port.containerPort,
-      oif: tb ?? '',
-      srcIsLocal: true,
-    });
-    if (m === null) out.push(`no MASQUERADE for packets from the host to ${tb ?? 'the bridge'} (127.0.0.1 cannot leave the host)`);
-  }
-  if (check.kind === 'cross-bridge' && host.ipForward === false) out.push('net.ipv4.ip_forward is 0');
-  return out;
+  return HAIRPIN_PATHS[check.kind].settingCauses({
+    host,
+    proto: check.port.proto,
+    containerIp: check.port.containerIp,
+    containerPort: check.port.containerPort,
+    bridge: check.port.bridge,
+    name: check.port.container ?? check.port.containerIp,
+    fromBridge: check.from.bridge,
+    targetPort: targetPortIfname,
+  });
 }
 
 /** The first packet's steps (retransmissions and replies left out): up to a drop, or until the path starts over. */

@@ -13,7 +13,7 @@ import { DockerClient, resolveDockerHost } from '../docker/client.js';
 import { buildSnapshot, type DockerSnapshot } from '../docker/inventory.js';
 import type { BridgeInfo, HostFacts } from './host-facts.js';
 import { processNetnsInode, netnsInodeOf } from './host-facts.js';
-import { inCidr } from './ruleset-facts.js';
+import { inCidr } from './docker-rules.js';
 
 export interface Endpoint {
   /** Container name (Docker), or the namespace's name / "pid N" without Docker. */

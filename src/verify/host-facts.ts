@@ -6,8 +6,9 @@
  *     the per-bridge `nf_call_iptables` switch;
  *   - sysctls `net.bridge.bridge-nf-call-iptables`, `net.ipv4.conf.<br>.route_localnet`, ip_forward
  *     (read from /proc/sys inside the namespace);
- *   - the host's own addresses (uplink), the firewall text (`iptables-save`, `nft list ruleset`)
- *     and its facts (./ruleset-facts.ts);
+ *   - the host's own addresses (uplink) and routes (the simulator's host context);
+ *   - the ruleset, read once with src/ruleset's live loader (`loadLiveRuleset`: iptables-save,
+ *     ip6tables-save, `nft -j`), and Docker's facts in it (./docker-rules.ts);
  *   - docker-proxy processes whose network namespace is the target's (/proc/PID/ns/net).
  * `collectHostFacts` never throws for a missing tool or file: it records a notice instead.
  */
@@ -15,7 +16,10 @@ import { readlinkSync, statSync } from 'node:fs';
 import { run, netnsPath } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
 import { findDockerProxiesInNetns, parseDockerProxyArgv, type DockerProxyProcess } from '../docker/daemon.js';
-import { iptablesFacts, mergeFacts, nftFacts, type RulesetFacts } from './ruleset-facts.js';
+import { dockerFacts, type RulesetFacts } from './docker-rules.js';
+import { hostFromDumps, loadLiveRuleset, readHostDumps } from '../ruleset/load.js';
+import { emptyHostContext, type HostContext } from '../ruleset/host-context.js';
+import type { Ruleset } from '../ruleset/model.js';
 
 export interface BridgePort {
   readonly ifname: string;
@@ -54,8 +58,11 @@ export interface HostFacts {
   readonly routeLocalnetAll: boolean | null;
   readonly ipForward: boolean | null;
   readonly dockerProxies: readonly DockerProxyInfo[];
-  readonly iptablesSave: string;
-  readonly nftRuleset: string;
+  /** The host's ruleset (src/ruleset's model), read once: what the simulator and the facts come from. */
+  readonly rules: Ruleset;
+  /** Interfaces, addresses and routes for the simulator (empty when not read). */
+  readonly context: HostContext;
+  /** Docker's facts in `rules` (IPv4 tables). */
   readonly ruleset: RulesetFacts;
   readonly notices: readonly string[];
 }
@@ -139,8 +146,8 @@ export function buildHostFacts(input: {
   ipAddrJson: string;
   bridgeLinkJson: string;
   sysctl: ReadonlyMap<string, string>;
-  iptablesSave: string;
-  nftRuleset: string;
+  rules: Ruleset;
+  context?: HostContext;
   dockerProxies: readonly DockerProxyInfo[];
   notices?: readonly string[];
 }): HostFacts {
@@ -198,7 +205,7 @@ export function buildHostFacts(input: {
       hostAddrs.push({ addr: a.addr, iface: ifname });
     }
   }
-  const ruleset = mergeFacts(iptablesFacts(input.iptablesSave), nftFacts(input.nftRuleset));
+  const ruleset = dockerFacts(input.rules, 4);
   return {
     netns: input.netns,
     netnsInode: input.netnsInode,
@@ -209,8 +216,8 @@ export function buildHostFacts(input: {
     routeLocalnetAll: bool01(input.sysctl.get('/proc/sys/net/ipv4/conf/all/route_localnet')),
     ipForward: bool01(input.sysctl.get('/proc/sys/net/ipv4/ip_forward')),
     dockerProxies: input.dockerProxies,
-    iptablesSave: input.iptablesSave,
-    nftRuleset: input.nftRuleset,
+    rules: input.rules,
+    context: input.context ?? emptyHostContext(),
     ruleset,
     notices: input.notices ?? [],
   };
@@ -227,11 +234,13 @@ export async function collectHostFacts(netns?: string): Promise<HostFacts> {
   }
   const ns = netns !== undefined ? { netns } : {};
   const notices: string[] = [];
-  const [link, addr, blink] = await Promise.all([
+  const [link, blink, rules, dumps] = await Promise.all([
     run(['ip', '-j', '-d', 'link', 'show'], ns),
-    run(['ip', '-j', 'addr', 'show'], ns),
     run(['bridge', '-j', '-d', 'link', 'show'], { ...ns, allowFailure: true }),
+    loadLiveRuleset(ns),
+    readHostDumps(ns),
   ]);
+  for (const n of rules.notes) if (/^(iptables-save|nft -j list ruleset) could not be read/.test(n)) notices.push(n);
   const links = parseJson<IpLink[]>('ip -j -d link', link.stdout);
   const bridgeNames = links.filter((l) => l.linkinfo?.info_kind === 'bridge').map((l) => l.ifname);
   const sysctl = await readProcSys(
@@ -246,25 +255,16 @@ export async function collectHostFacts(netns?: string): Promise<HostFacts> {
   if (!sysctl.has('/proc/sys/net/bridge/bridge-nf-call-iptables')) {
     notices.push('br_netfilter is not loaded: bridged frames do not traverse iptables (bridge-nf-call-iptables is off)');
   }
-  const ipt = await run(['iptables-save'], { ...ns, allowFailure: true }).catch((e: unknown) => {
-    notices.push(`iptables-save unavailable: ${(e as Error).message}`);
-    return { code: 1, stdout: '', stderr: '' };
-  });
-  if (ipt.code !== 0 && ipt.stderr !== '') notices.push(`iptables-save failed: ${ipt.stderr.trim().split('\n')[0] ?? ''}`);
-  const nft = await run(['nft', 'list', 'ruleset'], { ...ns, allowFailure: true }).catch((e: unknown) => {
-    notices.push(`nft unavailable: ${(e as Error).message}`);
-    return { code: 1, stdout: '', stderr: '' };
-  });
   const ino = netnsInodeOf(netns);
   return buildHostFacts({
     netns: netns ?? null,
     netnsInode: ino,
     ipLinkJson: link.stdout,
-    ipAddrJson: addr.stdout,
+    ipAddrJson: dumps.addrs,
     bridgeLinkJson: blink.code === 0 ? blink.stdout : '[]',
     sysctl,
-    iptablesSave: ipt.stdout,
-    nftRuleset: nft.code === 0 ? nft.stdout : '',
+    rules,
+    context: hostFromDumps(dumps, netns !== undefined ? `netns ${netns}` : 'live'),
     dockerProxies: dockerProxiesIn(ino),
     notices,
   });

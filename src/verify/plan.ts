@@ -23,7 +23,8 @@
 import type { HostFacts, BridgeInfo } from './host-facts.js';
 import type { Endpoint, Inventory, PublishedPortSpec } from './endpoints.js';
 import { bridgeOfAddr } from './endpoints.js';
-import { masqFor, type DnatRule } from './ruleset-facts.js';
+import { masqFor, type DnatRule } from './docker-rules.js';
+import { HAIRPIN_PATHS, type PathFacts } from './hairpin-paths.js';
 import type { CheckKind, Expectation, HostSummary, Peer, PortRef } from './types.js';
 
 export interface PlannedCheck {
@@ -105,11 +106,6 @@ export function dnatFor(host: HostFacts, p: PublishedPortSpec, dst: string, iif:
   return null;
 }
 
-function nfOn(host: HostFacts, bridge: string | null): boolean {
-  const b = host.bridges.find((x) => x.name === bridge);
-  return host.bridgeNfCallIptables === true || b?.nfCallIptables === true;
-}
-
 export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec, kind: CheckKind, from: Peer, dst: string): Expectation {
   const tBridgeInfo = bridgeOfAddr(host.bridges, p.containerIp);
   const tBridge = tBridgeInfo?.name ?? null;
@@ -141,48 +137,35 @@ export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec,
       text: `${why}: docker-proxy answers on ${dst}:${p.hostPort} and connects to ${tName} (${target}) from ${gw ?? 'the gateway'}`,
     };
   }
-  // DNAT path.
+  // DNAT path: what it needs and what blocks it come from its entry in HAIRPIN_PATHS.
+  const path = HAIRPIN_PATHS[kind];
+  const tPort = tBridgeInfo?.ports.find((x) => inv.endpoints.some((e) => e.ip === p.containerIp && e.port === x.ifname));
+  const facts: PathFacts = {
+    host,
+    proto: p.proto,
+    containerIp: p.containerIp,
+    containerPort: p.containerPort,
+    bridge: tBridge,
+    name: tName,
+    fromBridge: from.bridge,
+    targetPort: tPort?.ifname ?? null,
+  };
   const srcIp = from.kind === 'host' ? (dst.startsWith('127.') ? '127.0.0.1' : dst) : from.ip;
   const srcIsLocal = from.kind === 'host';
   const masq = masqFor(host.ruleset, { src: srcIp, dst: p.containerIp, proto: p.proto, dport: p.containerPort, oif: tBridge ?? '', srcIsLocal });
   let sees = srcIp;
-  let sourceWhy = kind === 'same-bridge' ? 'no SNAT between two containers of one bridge' : 'no source NAT on this path';
+  let sourceWhy = path.noSnatWhy;
   if (masq) {
     sees = masq.target === 'SNAT' && masq.toSource !== null ? masq.toSource : (gw ?? 'the bridge gateway');
     sourceWhy = `${masq.target} (${masq.raw})`;
-  } else if (kind === 'self' || kind === 'host-loopback') {
+  } else if (path.needsMasq !== null) {
     // Docker always installs these (self-hairpin MASQUERADE; src-type LOCAL MASQUERADE with the
     // userland proxy off): without them the path cannot work, so expect them and name their absence.
     sees = gw ?? 'the bridge gateway';
-    sourceWhy =
-      kind === 'self' ? "MASQUERADE for self-hairpin (Docker's rule is MISSING)" : "MASQUERADE of packets from the host (Docker's rule is MISSING)";
+    sourceWhy = path.needsMasq;
   }
-  let blockedBy: string | null = null;
-  if (kind === 'cross-bridge' && tBridge !== null && host.ruleset.isolatedBridges.includes(tBridge)) {
-    blockedBy = `Docker network isolation: DOCKER-ISOLATION-STAGE-2 drops traffic from ${from.bridge ?? 'another bridge'} to ${tBridge}, published port or not (Docker < 28)`;
-  }
-  if (
-    (kind === 'cross-bridge' && from.bridge !== null && host.ruleset.internalBridges.includes(from.bridge)) ||
-    (kind === 'cross-bridge' && tBridge !== null && host.ruleset.internalBridges.includes(tBridge))
-  ) {
-    const which = from.bridge !== null && host.ruleset.internalBridges.includes(from.bridge) ? from.bridge : tBridge;
-    blockedBy = `${which ?? 'the network'} is an internal network: nothing crosses its bridge, published ports included`;
-  }
-  if ((kind === 'same-bridge' || kind === 'self') && tBridge !== null && host.ruleset.iccDisabledBridges.includes(tBridge)) {
-    blockedBy = `inter-container communication is disabled on ${tBridge} (icc=false): DNATed traffic between its containers is dropped`;
-  }
-  const tPort = tBridgeInfo?.ports.find((x) => inv.endpoints.some((e) => e.ip === p.containerIp && e.port === x.ifname));
-  if (kind === 'self') {
-    if (nfOn(host, tBridge))
-      requires.push(`hairpin_mode on ${tPort?.ifname ?? 'the bridge port'} (port of ${tName}): the frame goes back out the port it came in`);
-    requires.push(`a MASQUERADE rule for self-hairpin to ${target}`);
-  }
-  if (kind === 'same-bridge') requires.push('bridge-nf-call-iptables on: the reply is bridged and must meet conntrack to be un-DNATed');
-  if (kind === 'host-loopback') {
-    requires.push(`route_localnet=1 on ${tBridge ?? 'the bridge'}: 127.0.0.1 may be routed out of it`);
-    requires.push(`a MASQUERADE rule for packets from the host to ${tBridge ?? 'the bridge'}`);
-  }
-  if (kind === 'cross-bridge' && blockedBy === null) requires.push(`filter FORWARD accepts ${from.bridge ?? '?'} -> ${tBridge ?? '?'} to ${target}`);
+  const blockedBy = path.blockedBy(facts);
+  requires.push(...path.requires(facts));
   return {
     outcome: blockedBy === null ? 'connect' : 'blocked',
     via: 'dnat',
@@ -196,7 +179,7 @@ export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec,
     text:
       blockedBy !== null
         ? `DNAT to ${tName} (${target}), then dropped by design: ${blockedBy}`
-        : `DNAT in ${from.kind === 'host' ? 'OUTPUT' : 'PREROUTING'} to ${tName} (${target}); ${tName} sees ${sees} as the source (${masq ? `${masq.target}${kind === 'self' ? ' for self-hairpin' : kind.startsWith('host') ? ' of packets from the host' : ''}` : sourceWhy})`,
+        : `DNAT in ${from.kind === 'host' ? 'OUTPUT' : 'PREROUTING'} to ${tName} (${target}); ${tName} sees ${sees} as the source (${masq ? `${masq.target}${path.masqLabel}` : sourceWhy})`,
   };
 }
 

@@ -8,13 +8,14 @@ import type { DropInfo } from '../model/events.js';
 
 export const VERIFY_REPORT_VERSION = 1;
 
-/** The hairpin paths checked for every published port. */
-export type CheckKind =
-  | 'same-bridge' // another container on the target's bridge -> host address:port
-  | 'self' // the target container -> its own published port (self-hairpin)
-  | 'cross-bridge' // a container on another bridge -> host address:port
-  | 'host-loopback' // the host -> 127.0.0.1:port
-  | 'host-address'; // the host -> its own address:port
+/**
+ * The hairpin paths checked for every published port (what each means and needs: ./hairpin-paths.ts):
+ * another container on the target's bridge -> host address:port; the target container -> its own
+ * published port (self-hairpin); a container on another bridge -> host address:port; the host ->
+ * 127.0.0.1:port; the host -> its own address:port.
+ */
+export const HAIRPIN_PATH_KINDS = ['same-bridge', 'self', 'cross-bridge', 'host-loopback', 'host-address'] as const;
+export type CheckKind = (typeof HAIRPIN_PATH_KINDS)[number];
 
 /** pass: behaves as this host's configuration says; blocked: refused by Docker's design (isolation, icc=false), as expected. */
 export type CheckStatus = 'pass' | 'fail' | 'blocked' | 'skipped';

@@ -21,7 +21,7 @@ import { runProbe, sourcePortBlock } from './probe.js';
 import { traceProbe, watchConntrack, watchPackets, type Collector, type PacketLine, type TimedEntry } from './collectors.js';
 import { judge, selectConntrack, selectPackets } from './diagnose.js';
 import { parseNftTrace } from '../netfilter/kernel-trace.js';
-import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset, type CompiledRuleset } from '../explain/explain.js';
+import { compileRuleset, explainPacket, type CompiledRuleset } from '../explain/explain.js';
 import { natEqual, natFromConntrack } from '../explain/kernel-compare.js';
 import type { Explanation } from '../model/explanation.js';
 import type { DropInfo } from '../model/events.js';
@@ -347,6 +347,18 @@ function withDaemonNetns(opts: VerifyOptions, notices: string[]): VerifyOptions 
   }
 }
 
+/** The checks that would run (`journey verify hairpin --plan`): the host read, nothing sent. */
+export async function planHairpin(given: VerifyOptions = {}): Promise<{ host: HairpinReport['host']; checks: PlannedCheck[]; notices: string[] }> {
+  const early: string[] = [];
+  const opts = withDaemonNetns(given, early);
+  const host = await collectHostFacts(opts.netns);
+  const inv = await collectInventory(host, {
+    ...(opts.dockerHost !== undefined ? { dockerHost: opts.dockerHost } : {}),
+    ...(opts.noDocker !== undefined ? { noDocker: opts.noDocker } : {}),
+  });
+  return { host: summarizeHost(host, inv, opts), checks: planChecks(host, inv, opts), notices: [...early, ...host.notices, ...inv.notices] };
+}
+
 /** Runs the hairpin checks (active, or passive with `passive: true`) and returns the report. */
 export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinReport> {
   const t0 = Date.now();
@@ -398,8 +410,7 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
   const plan = planChecks(host, inv, opts);
   let compiled: CompiledRuleset | null = null;
   try {
-    const ns = opts.netns !== undefined ? { netns: opts.netns } : {};
-    compiled = compileRuleset(await loadLiveRuleset(ns), await loadHostContext(ns));
+    compiled = compileRuleset(host.rules, host.context);
   } catch (e) {
     notices.push(`no explanation of the probes: ${(e as Error).message}`);
   }
@@ -410,7 +421,7 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
       `no published port ${opts.ports.join(', ')} (published: ${inv.ports.map((p) => `${p.hostPort}/${p.proto}`).join(', ')})`,
     );
   }
-  if (/^table inet firewalld\b/m.test(host.nftRuleset))
+  if (host.rules.tables.some((t) => t.family === 'inet' && t.name === 'firewalld'))
     notices.push('firewalld is active (table inet firewalld): its chains are on these paths too, and are in the explained path and the kernel trace');
   const runnable = plan.filter((c) => c.skipReason === null);
   const ports = sourcePortBlock(runnable.length * 2 + 2);

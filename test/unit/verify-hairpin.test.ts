@@ -9,10 +9,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildHostFacts, parseDockerProxyArgs, type HostFacts } from '../../src/verify/host-facts.js';
-import { iptablesFacts, nftFacts, inCidr, masqFor, tokenizeRule } from '../../src/verify/ruleset-facts.js';
+import { dockerFacts, inCidr, masqFor, ruleTextAt } from '../../src/verify/docker-rules.js';
+import { parseIptablesSave, tokenize } from '../../src/ruleset/iptables-save.js';
+import { parseNftJson } from '../../src/ruleset/nft-json.js';
+import { emptyRuleset, mergeRulesets } from '../../src/ruleset/model.js';
+import { gunzipSync } from 'node:zlib';
 import { planChecks, generationOf, type PlannedCheck } from '../../src/verify/plan.js';
 import { peerIsInTarget, portsFromHost, type Endpoint, type Inventory } from '../../src/verify/endpoints.js';
-import { judge, traceCauses, iptablesRuleText, selectConntrack } from '../../src/verify/diagnose.js';
+import { judge, traceCauses, selectConntrack } from '../../src/verify/diagnose.js';
 import { classifyFlow } from '../../src/verify/passive.js';
 import { parseTcpdumpLine } from '../../src/verify/collectors.js';
 import { runProbe, sourcePortBlock } from '../../src/verify/probe.js';
@@ -34,6 +38,15 @@ const G28_PROXY_ON = 'hairpin=false,internal=false,icc=true,masq=true,snat=false
 const G28_BINDLH = 'hairpin=true,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=true__iptables.golden';
 const G29_PROXY_OFF = 'hairpin=true,internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden';
 const G29_NOICC = 'hairpin=true,internal=false,icc=false,masq=true,snat=false,gwm=nat,bindlh=false__ip.golden';
+/** moby's nft goldens as `nft -j` (test/fixtures/ruleset/moby-nft-goldens.json.gz, keyed by name without .golden). */
+const NFT_BUNDLE = JSON.parse(gunzipSync(readFileSync(join(ROOT, 'test/fixtures/ruleset/moby-nft-goldens.json.gz'))).toString('utf8')) as Record<
+  string,
+  unknown
+>;
+/** The facts of one ruleset, read through the one model (src/ruleset), as verify reads them. */
+const iptablesFacts = (text: string) => dockerFacts(parseIptablesSave(text));
+const nftFacts = (name: string) => dockerFacts(parseNftJson(NFT_BUNDLE[name.replace(/\.golden$/, '')], { source: name }));
+const nftGolden = (_dir: string, name: string): string => name;
 
 function sysctl(over: Record<string, string> = {}): Map<string, string> {
   return new Map(
@@ -61,8 +74,10 @@ function multiHost(opts: { iptables?: string; sysctl?: Record<string, string>; h
     ipAddrJson: readFileSync(join(FIX, 'ip-addr.json'), 'utf8'),
     bridgeLinkJson: blink,
     sysctl: sysctl(opts.sysctl),
-    iptablesSave: opts.iptables ?? readFileSync(join(FIX, 'iptables-save.txt'), 'utf8'),
-    nftRuleset: opts.nft ?? '',
+    rules: mergeRulesets(
+      parseIptablesSave(opts.iptables ?? readFileSync(join(FIX, 'iptables-save.txt'), 'utf8')),
+      opts.nft ? parseNftJson(NFT_BUNDLE[opts.nft]) : emptyRuleset(),
+    ),
     dockerProxies: [],
   });
 }
@@ -145,7 +160,7 @@ describe('ruleset facts', () => {
   });
 
   it('reads a Docker 29 nftables golden (table ip docker-bridges)', () => {
-    const f = nftFacts(golden('nftables', G29_PROXY_OFF));
+    const f = nftFacts(nftGolden('nftables', G29_PROXY_OFF));
     expect(f.backends).toEqual(['nftables']);
     expect(f.dnat[0]).toMatchObject({
       backend: 'nftables',
@@ -161,15 +176,15 @@ describe('ruleset facts', () => {
     expect(fromHost?.raw).toMatch(/MASQUERADE FROM HOST/);
     expect(f.outputNatsLoopback).toBe(true);
     expect(f.rawDrops).toHaveLength(1);
-    expect(nftFacts(golden('nftables', G29_NOICC)).iccDisabledBridges).toEqual(['br-dummy']);
-    expect(nftFacts(golden('nftables', 'hairpin=true,internal=true,icc=true__ip.golden')).internalBridges).toEqual(['br-dummy']);
+    expect(nftFacts(nftGolden('nftables', G29_NOICC)).iccDisabledBridges).toEqual(['br-dummy']);
+    expect(nftFacts(nftGolden('nftables', 'hairpin=true,internal=true,icc=true__ip.golden')).internalBridges).toEqual(['br-dummy']);
     expect(iptablesFacts(golden('iptables', 'hairpin=true,internal=true,icc=true,wsl2mirrored=true__iptables.golden')).internalBridges).toEqual([
       'br-dummy',
     ]);
   });
 
   it('tokenizes quoted comments and matches CIDRs', () => {
-    expect(tokenizeRule('-A X -m comment --comment "a b" -j DROP')).toEqual(['-A', 'X', '-m', 'comment', '--comment', 'a b', '-j', 'DROP']);
+    expect(tokenize('-A X -m comment --comment "a b" -j DROP')).toEqual(['-A', 'X', '-m', 'comment', '--comment', 'a b', '-j', 'DROP']);
     expect(inCidr('172.17.0.3', '172.17.0.0/16')).toBe(true);
     expect(inCidr('172.18.0.3', '172.17.0.0/16')).toBe(false);
     expect(inCidr('10.0.0.1', '0.0.0.0/0')).toBe(true);
@@ -198,8 +213,7 @@ describe('host facts and plan', () => {
       ipAddrJson: readFileSync(join(FIX, 'ip-addr.json'), 'utf8'),
       bridgeLinkJson: '[]',
       sysctl: sysctl(),
-      iptablesSave: '',
-      nftRuleset: '',
+      rules: emptyRuleset(),
       dockerProxies: [],
     });
     const d0 = h.bridges.find((b) => b.name === 'docker0');
@@ -294,7 +308,7 @@ describe('host facts and plan', () => {
     expect(find(plan2, 'self', 8080).skipReason).toMatch(/published on 127\.0\.0\.1 only/);
     expect(plan2.some((c) => c.kind === 'host-address' && c.dstPort === 8080)).toBe(false);
     // Docker 29 nftables, proxy off, icc=false: same-bridge and self blocked by design
-    const nft: HostFacts = { ...h, ruleset: nftFacts(golden('nftables', G29_NOICC)), dockerProxies: [] };
+    const nft: HostFacts = { ...h, ruleset: nftFacts(nftGolden('nftables', G29_NOICC)), dockerProxies: [] };
     const plan3 = planChecks(
       nft,
       inventory(nft, [...eps, { name: 'c2', ip: '192.168.0.3', bridge: 'br-dummy', port: null, ns: 2, pid: 2, network: 'br-dummy' }]),
@@ -369,7 +383,7 @@ describe('causes for broken hosts', () => {
     expect(traceCauses([{ ...trace[2]!, verdict: 'policy drop', rule: null }], h)[0]).toBe(
       'dropped by the policy of filter DOCKER-USER (policy drop)',
     );
-    expect(iptablesRuleText(text, 'filter', 'DOCKER-USER', 2)).toBe('-A DOCKER-USER -j RETURN');
+    expect(ruleTextAt(parseIptablesSave(text), 'ip', 'filter', 'DOCKER-USER', 2)).toBe('-A DOCKER-USER -j RETURN');
   });
 
   it('names bridge-nf-call-iptables off and the reply that escaped un-DNAT', () => {
@@ -687,13 +701,13 @@ describe('evidence selection, passive classification, parsers, report', () => {
         ipAddrJson: '[]',
         bridgeLinkJson: '[]',
         sysctl: new Map(),
-        iptablesSave: '',
-        nftRuleset: '',
+        rules: emptyRuleset(),
         dockerProxies: [],
       }),
     ).toThrow(/E_PARSE|malformed JSON/);
-    const f = iptablesFacts('*nat\n-A DOCKER -p tcp -j DNAT --to-destination\n-A\ngarbage\n');
-    expect(f.dnat).toEqual([]);
-    expect(nftFacts('table ip docker-bridges {\n chain x {\n tcp dport dnat to\n }\n').dnat).toEqual([]);
+    // a malformed ruleset is the one parser's E_PARSE (src/ruleset), never a crash or a silent half
+    expect(() => iptablesFacts('*nat\n-A DOCKER -p tcp -j DNAT --to-destination\n-A\ngarbage\n')).toThrow(/E_PARSE|undeclared chain/);
+    expect(() => parseNftJson('{"nftables":[{"rule":{"family":"ip","table":"docker-bridges","chain":"x","expr":"garbage"}}]}')).toThrow();
+    expect(dockerFacts(emptyRuleset()).dnat).toEqual([]);
   });
 });
