@@ -5,6 +5,7 @@
  * `maxBufferedBytes`, frames are dropped and counted (`dropped`), never held without bound.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { openOutputFile } from './output-file.js';
 import { JourneyError } from '../model/errors.js';
 import type { FrameBatch } from '../model/observation.js';
 
@@ -68,8 +69,9 @@ function idb(name: string, linkType: number): Buffer {
 export function createPcapngWriter(path: string, opts: PcapngWriterOptions = {}): PcapngWriter {
   const max = opts.maxBufferedBytes ?? 64 * 1024 * 1024;
   let stream: WriteStream;
+  const fd = openOutputFile(path);
   try {
-    stream = createWriteStream(path, { flags: 'w' });
+    stream = createWriteStream('', { fd });
   } catch (e) {
     throw new JourneyError('E_CAPTURE', `--write ${path}: ${(e as Error).message}`, { path }, { cause: e });
   }
@@ -171,7 +173,14 @@ export function createPcapngWriter(path: string, opts: PcapngWriterOptions = {})
     close(): Promise<void> {
       flush();
       return new Promise((resolve, reject) => {
-        stream.end(() => {
+        // the stream may have failed already while its 'error' event is still queued
+        failure ??= stream.errored ?? undefined;
+        if (failure !== undefined) {
+          reject(new JourneyError('E_CAPTURE', `--write ${path}: ${failure.message}`, { path }, { cause: failure }));
+          return;
+        }
+        stream.end((err?: Error | null) => {
+          failure ??= err ?? undefined;
           if (failure !== undefined) reject(new JourneyError('E_CAPTURE', `--write ${path}: ${failure.message}`, { path }, { cause: failure }));
           else resolve();
         });

@@ -256,7 +256,11 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         this.statsEvent();
       }
       if (this.writer) {
-        await this.writer.close().catch((e: unknown) => this.notice(`write: ${(e as Error).message}`));
+        // a capture file that could not be written is an error of the run (exit status), not only a notice
+        await this.writer.close().catch((e: unknown) => {
+          this.notice(`write: ${(e as Error).message}`, (e as JourneyError).code ?? 'E_CAPTURE');
+          this.error ??= e instanceof JourneyError ? e : new JourneyError('E_CAPTURE', `--write: ${(e as Error).message}`, {}, { cause: e });
+        });
       }
       this.release();
       this.emit('end');
