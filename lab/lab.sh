@@ -59,11 +59,46 @@ require_root() {
 }
 
 nsx() { local ns="$1"; shift; nsenter --net="/var/run/netns/$ns" -- "$@"; }
+
+# ---------------------------------------------------------------- the lab directory
+# The lab directory is in /tmp, where anyone may create a name first. root's dockerd and
+# containerd read their configuration from it and `down` acts on its pid files, so it must be one
+# this user made: created here with mkdir -m 0700 (which fails on anything already there, a
+# symbolic link included), never followed through a link, owned by this user with no access for
+# anyone else, and marked. In a sticky /tmp nobody else can then rename or replace it.
+LAB_MARK=.journey-lab
+dir_is_ours() { # true when $DIR is a real directory of this user, mode 0700 or stricter
+  [ ! -L "$DIR" ] && [ -d "$DIR" ] || return 1
+  local uid mode
+  uid="$(stat -c %u "$DIR")"; mode="$(stat -c %a "$DIR")"
+  [ "$uid" = "$(id -u)" ] && [ $(( 8#$mode & 8#077 )) -eq 0 ]
+}
+lab_is_ours() { dir_is_ours && [ -f "$DIR/$LAB_MARK" ] && [ ! -L "$DIR/$LAB_MARK" ]; }
+claim_dir() {
+  if [ -L "$DIR" ]; then die "$DIR is a symbolic link, which this lab did not make: refusing it (remove it, then try again)"; fi
+  if [ -e "$DIR" ]; then
+    dir_is_ours || die "$DIR exists but was not made by this lab (owner uid $(stat -c %u "$DIR"), mode $(stat -c %a "$DIR"), need uid $(id -u) and 0700): refusing it (remove it, then try again)"
+    [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && die "$DIR exists: run 'lab down${ID:+ --id $ID}' first"
+  else
+    mkdir -m 0700 "$DIR" || die "cannot create $DIR"
+  fi
+  dir_is_ours || die "$DIR changed while it was being made: refusing it"
+  id -u > "$DIR/$LAB_MARK"
+}
+
+# A process's start time (clock ticks after boot, field 22 of /proc/PID/stat): with the pid it
+# names one process for good, so a pid file can never make `down` kill a process it did not start.
+proc_start() { local s; s="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0; s="${s##*) }"; set -- $s; echo "${20:-}"; }
+remember_pid() { # name pid
+  echo "$2" > "$DIR/pids/$1.pid"
+  proc_start "$2" > "$DIR/pids/$1.start"
+}
 DOCKER_BIN="$(command -v /usr/bin/docker || command -v docker || true)"
 dk() { DOCKER_HOST="unix://$DOCKER_SOCK" "$DOCKER_BIN" "$@"; }
 
 # ---------------------------------------------------------------- topology
 topology() {
+  lab_is_ours || die "$DIR is not this lab's directory"
   mkdir -p "$DIR/pids" "$DIR/logs"
   for ns in "$NS_HOST" "$NS_EXT" "$NS_EXT2"; do
     ip netns list | awk '{print $1}' | grep -qx "$ns" && die "namespace $ns already exists: run 'lab down${ID:+ --id $ID}' first"
@@ -117,7 +152,7 @@ start_bg() {
   local target
   if [[ "$ns" =~ ^[0-9]+$ ]]; then target="/proc/$ns/ns/net"; else target="/var/run/netns/$ns"; fi
   setsid nsenter --net="$target" -- "$@" </dev/null >>"$DIR/logs/$name.log" 2>&1 &
-  echo $! > "$DIR/pids/$name.pid"
+  remember_pid "$name" $!
 }
 
 # ---------------------------------------------------------------- engine
@@ -249,7 +284,7 @@ up() {
   if [[ "$SCENARIO" == */* ]]; then recipe="$(cd "$(dirname "$SCENARIO")" && pwd)/$(basename "$SCENARIO")"; fi
   [ -f "$recipe" ] || die "no such scenario: $SCENARIO (see lab/scenarios/)"
   command -v dockerd >/dev/null || die "dockerd is not installed (run scripts/setup)"
-  [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && die "$DIR exists: run 'lab down${ID:+ --id $ID}' first"
+  claim_dir
   USERLAND_PROXY=true ICC=true FIREWALLD=0
   # shellcheck source=/dev/null
   . "$recipe"
@@ -279,7 +314,7 @@ replay_container() { # NAME BRIDGE IP/PREFIX GW TCPPORTS|none UDPPORTS|none HAIR
   : > "$DIR/ct/$name/holder"
   setsid unshare --net -- tail -f "$DIR/ct/$name/holder" </dev/null >/dev/null 2>&1 &
   pid=$!
-  echo "$pid" > "$DIR/pids/ct-$name.pid"
+  remember_pid "ct-$name" "$pid"
   # never touch the process before it has its own namespace (else the veth would land in ours)
   mine="$(readlink /proc/self/ns/net)"
   for ((i = 0; i < 100; i++)); do
@@ -308,17 +343,38 @@ replay_proxy() { # PROTO HOSTIP HOSTPORT CONTAINERIP CONTAINERPORT: the userland
   local name="proxy-$1-$3"
   setsid nsenter --net="/var/run/netns/$NS_HOST" -- docker-proxy -proto "$1" -host-ip "$2" -host-port "$3" \
     -container-ip "$4" -container-port "$5" </dev/null >>"$DIR/logs/$name.log" 2>&1 3>>"$DIR/logs/$name.ready" &
-  echo $! > "$DIR/pids/$name.pid"
+  remember_pid "$name" $!
 }
 
 # ---------------------------------------------------------------- teardown
 ns_inode() { stat -L -c %i "/var/run/netns/$1" 2>/dev/null || true; }
 
-kill_pidfile() { # file [signal]
-  local f="$1" pid
-  [ -f "$f" ] || return 0
+# in_lab_ns PID: the process lives in one of the namespaces in LAB_INODES
+in_lab_ns() {
+  local ino; ino="$(stat -L -c %i "/proc/$1/ns/net" 2>/dev/null || true)"
+  [ -n "$ino" ] && [[ " ${LAB_INODES:-} " == *" $ino "* ]]
+}
+# pid_of_lab FILE: the pid in a pid file, when it is a process this lab started: this user's, with
+# the start time recorded beside it (FILE's .start), or, for dockerd's own pid file, inside a lab
+# namespace. Anything else is named and left alone.
+pid_of_lab() {
+  local f="$1" pid st
+  [ -f "$f" ] && [ ! -L "$f" ] || return 1
   pid="$(cat "$f" 2>/dev/null || true)"
-  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then kill "-${2:-TERM}" "$pid" 2>/dev/null || true; fi
+  [[ "$pid" =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ] || return 1
+  if [ "$(stat -c %u "/proc/$pid" 2>/dev/null)" != "$(id -u)" ]; then log "not killing pid $pid from $f: another user's process"; return 1; fi
+  st="${f%.pid}.start"
+  if [ -f "$st" ]; then
+    [ "$(cat "$st")" = "$(proc_start "$pid")" ] && { echo "$pid"; return 0; }
+    log "not killing pid $pid from $f: not the process the lab started (start time differs)"; return 1
+  fi
+  in_lab_ns "$pid" && { echo "$pid"; return 0; }
+  log "not killing pid $pid from $f: not a process of this lab"; return 1
+}
+kill_pidfile() { # file [signal]
+  local pid
+  pid="$(pid_of_lab "$1")" || return 0
+  kill "-${2:-TERM}" "$pid" 2>/dev/null || true
 }
 
 wait_gone() { # seconds pid...
@@ -342,40 +398,51 @@ lab_pids() {
     [ "$p" = $$ ] && continue
     ino="$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null || true)"
     if [ -n "$ino" ] && [[ "$inodes" == *" $ino "* ]]; then echo "$p"; continue; fi
+    # a command line is anyone's to choose: only this user's processes count by it
+    [ "$(stat -c %u "/proc/$p" 2>/dev/null)" = "$(id -u)" ] || continue
     if [ -r "/proc/$p/cmdline" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$DIR/"; then echo "$p"; fi
   done
 }
 
 down_one() {
   log "down: ${ID:-(no id)} ($DIR, ${P}*)"
+  local mine=1
+  if [ -e "$DIR" ] || [ -L "$DIR" ]; then
+    lab_is_ours || { mine=0; log "$DIR was not made by this lab (or not by this user): its pid files, mounts and files are left alone"; }
+  fi
+  LAB_INODES=""
+  local ns0 ino0
+  for ns0 in "$NS_HOST" "$NS_EXT" "$NS_EXT2"; do ino0="$(ns_inode "$ns0")"; [ -n "$ino0" ] && LAB_INODES+=" $ino0"; done
   # 1. containers first (dockerd alone waits ~10 s per container that ignores SIGTERM)
-  if [ -S "$DOCKER_SOCK" ] && [ -n "$DOCKER_BIN" ]; then
+  if [ $mine = 1 ] && [ -S "$DOCKER_SOCK" ] && [ -n "$DOCKER_BIN" ]; then
     local ids; ids="$(timeout 10 env DOCKER_HOST="unix://$DOCKER_SOCK" "$DOCKER_BIN" ps -aq 2>/dev/null || true)"
     [ -n "$ids" ] && timeout 30 env DOCKER_HOST="unix://$DOCKER_SOCK" "$DOCKER_BIN" rm -f $ids >/dev/null 2>&1 || true
   fi
   # 2. daemons by pid file, dockerd first
   local pids=() f pid
-  for f in "$DIR/pids/dockerd.pid" "$DIR/dockerd.pid"; do kill_pidfile "$f"; done
-  for f in "$DIR"/pids/*.pid; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f" 2>/dev/null || true)"; [[ "$pid" =~ ^[0-9]+$ ]] && pids+=("$pid")
-  done
-  for f in "$DIR"/pids/*.pid; do [ "$(basename "$f")" = dockerd.pid ] || kill_pidfile "$f"; done
-  [ ${#pids[@]} -gt 0 ] && { wait_gone 20 "${pids[@]}" || for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; }
+  if [ $mine = 1 ]; then
+    for f in "$DIR/pids/dockerd.pid" "$DIR/dockerd.pid"; do kill_pidfile "$f"; done
+    for f in "$DIR"/pids/*.pid; do
+      pid="$(pid_of_lab "$f" 2>/dev/null)" && pids+=("$pid")
+    done
+    for f in "$DIR"/pids/*.pid; do [ "$(basename "$f")" = dockerd.pid ] || kill_pidfile "$f"; done
+    [ ${#pids[@]} -gt 0 ] && { wait_gone 20 "${pids[@]}" || for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; }
+  fi
   # 3. anything still living in the lab's namespaces, or started from the lab dir
   local inodes=() ns ino
   for ns in "$NS_HOST" "$NS_EXT" "$NS_EXT2"; do ino="$(ns_inode "$ns")"; [ -n "$ino" ] && inodes+=("$ino"); done
   # container namespaces made by dockerd (bind-mounted under the exec root)
-  if [ -d "$DIR/exec/netns" ]; then
+  if [ $mine = 1 ] && [ -d "$DIR/exec/netns" ]; then
     for f in "$DIR"/exec/netns/*; do [ -e "$f" ] && { ino="$(stat -L -c %i "$f" 2>/dev/null || true)"; [ -n "$ino" ] && inodes+=("$ino"); }; done
   fi
   local rest; rest="$(lab_pids "${inodes[@]}" | tr '\n' ' ')"
+  [ $mine = 1 ] || rest="$(LAB_INODES=" ${inodes[*]} "; for p in $rest; do in_lab_ns "$p" && echo "$p"; done | tr '\n' ' ')"
   if [ -n "${rest// /}" ]; then
     kill -TERM $rest 2>/dev/null || true
     wait_gone 5 $rest || kill -KILL $rest 2>/dev/null || true
   fi
   # 4. mounts under the lab dir (data root, container netns files, overlay layers), deepest first
-  if [ -d "$DIR" ]; then
+  if [ $mine = 1 ]; then
     local m
     for m in $(awk -v d="$DIR" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/mounts | sort -r); do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
@@ -390,14 +457,17 @@ down_one() {
   for cg in /sys/fs/cgroup/*/"$CGPARENT" /sys/fs/cgroup/"$CGPARENT"; do
     [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
-  rm -rf "$DIR"
+  [ $mine = 1 ] && rm -rf "$DIR"
+  return 0
 }
 
 all_ids() { # prints one id per line ("" for the id-less lab)
   {
     ip netns list 2>/dev/null | awk '{print $1}' | sed -nE 's/^jl-(.+)-(host|ext|ext2)$/\1/p; s/^jl-(host|ext|ext2)$/-/p'
+    # only lab directories this user provably made (its own, 0700, marked); namespaces only root can make
     for d in /tmp/jl-*-lab /tmp/jl-lab; do
       [ -d "$d" ] || continue
+      DIR="$d" lab_is_ours || continue
       if [ "$d" = /tmp/jl-lab ]; then echo -; else d="${d#/tmp/jl-}"; echo "${d%-lab}"; fi
     done
   } | sort -u
@@ -420,12 +490,12 @@ set_names "$ID"
 case "$CMD" in
   up) up ;;
   down) down ;;
-  topology) require_root; [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && die "$DIR exists: run 'lab down${ID:+ --id $ID}' first"
+  topology) require_root; claim_dir
             topology; echo replay > "$DIR/scenario" ;;
   topology6) require_root; topology6 ;;
-  replay-bridge) require_root; replay_bridge "${ARGS[@]}" ;;
-  replay-container) require_root; replay_container "${ARGS[@]}" ;;
-  replay-proxy) require_root; replay_proxy "${ARGS[@]}" ;;
+  replay-bridge) require_root; lab_is_ours || die "$DIR is not this lab's directory"; replay_bridge "${ARGS[@]}" ;;
+  replay-container) require_root; lab_is_ours || die "$DIR is not this lab's directory"; replay_container "${ARGS[@]}" ;;
+  replay-proxy) require_root; lab_is_ours || die "$DIR is not this lab's directory"; replay_proxy "${ARGS[@]}" ;;
   paths) printf 'NS_HOST=%s\nNS_EXT=%s\nNS_EXT2=%s\nDIR=%s\nDOCKER_SOCK=%s\nCGPARENT=%s\n' \
            "$NS_HOST" "$NS_EXT" "$NS_EXT2" "$DIR" "$DOCKER_SOCK" "$CGPARENT" ;;
   ids) all_ids ;;
