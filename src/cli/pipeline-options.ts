@@ -27,6 +27,7 @@ export interface PipelineCliOptions {
   hostAddrs?: string;
   hostRoutes?: string;
   explainFlows: boolean;
+  verify?: string | boolean;
   ignoreDropReason?: string[];
   allDrops?: boolean;
 }
@@ -57,9 +58,27 @@ export function addCaptureOptions(cmd: Command, opts: { readonly readNote?: stri
     .option('--conntrack-source <kind>', 'live conntrack source: auto, netlink, tool, proc', 'auto');
 }
 
-/** --no-explain-flows (the simulator on flows). */
+/** What `--verify` without a number traces: new flows a second. */
+export const DEFAULT_VERIFY_RATE = 5;
+
+/** --no-explain-flows (the simulator on flows) and --verify [N] (the kernel's word on them). */
 export function addExplainFlowsOption(cmd: Command): Command {
-  return cmd.option('--no-explain-flows', 'do not run the simulator on flows');
+  return cmd
+    .option('--no-explain-flows', 'do not run the simulator on flows')
+    .option(
+      '--verify [N]',
+      `check each explanation against the kernel's own trace of the flow's first packet (nft monitor trace), for up to N new flows a second (default ${DEFAULT_VERIFY_RATE}): verified, contradicted (the kernel's path wins) or unverified (why); live only, off by default`,
+    );
+}
+
+/** The --verify value: undefined (off), or new flows a second. */
+export function verifyRate(v: string | boolean | undefined): number | undefined {
+  if (v === undefined || v === false) return undefined;
+  if (v === true) return DEFAULT_VERIFY_RATE;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000)
+    throw new JourneyError('E_USAGE', `--verify N: N is a whole number of new flows a second, 1 to 10000 (got "${v}")`);
+  return n;
 }
 
 /** Kernel drop reason options. */
@@ -120,6 +139,11 @@ export function pipelineOptionsFrom(
     );
   }
   const rulesetFiles = o.ruleset ? splitRulesetFiles(o.ruleset, opts.rulesetErrorDetail) : undefined;
+  const verify = verifyRate(o.verify);
+  if (verify !== undefined && o.read !== undefined)
+    throw new JourneyError('E_USAGE', "--verify is live only: a replay's packets are gone, the kernel cannot trace them");
+  if (verify !== undefined && o.explainFlows === false)
+    throw new JourneyError('E_USAGE', '--verify checks explanations: it needs them (no --no-explain-flows)');
   return {
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
     ...(o.interface ? { interfaces: o.interface } : {}),
@@ -141,6 +165,7 @@ export function pipelineOptionsFrom(
       : {}),
     conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
     explain: o.explainFlows,
+    ...(verify !== undefined ? { verify } : {}),
     ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),
     ...(o.allDrops ? { quietDropReasons: [] } : {}),
   };

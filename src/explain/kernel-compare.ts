@@ -147,7 +147,7 @@ export interface KernelCase {
 
 type HeaderLike = Pick<TracePacketHeader, 'iif' | 'oif' | 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'icmpType' | 'icmpId'>;
 
-type TracedPacket = {
+export type TracedPacket = {
   readonly first: HeaderLike | null;
   readonly steps: readonly KernelStepLike[];
   readonly headers?: readonly { readonly header: HeaderLike & { readonly oif?: string } }[];
@@ -157,7 +157,7 @@ type TracedPacket = {
  * A packet the host sends to itself leaves through lo and comes back in (prerouting, input): the
  * trace starts a new packet there (the tracer's chain sees it again). Joins that second half.
  */
-function withLoopback(packets: readonly TracedPacket[], pk: TracedPacket): readonly KernelStepLike[] {
+export function withLoopback(packets: readonly TracedPacket[], pk: TracedPacket): readonly KernelStepLike[] {
   const h = pk.first;
   const lastHeader = pk.headers?.at(-1)?.header ?? h;
   if (!h || h.iif !== undefined || lastHeader?.oif !== 'lo') return pk.steps;

@@ -94,4 +94,38 @@ export interface Explanation {
    * flows): the answer as it comes back. Indeterminate (with the reason) when there is no entry.
    */
   readonly reply?: Explanation;
+  /**
+   * `--verify`: what the kernel's own trace of the packet said about this explanation. When the
+   * kernel contradicted the simulator (or resolved a step it could not evaluate), `steps`,
+   * `verdict` and `indeterminate` are the kernel's path and `verification.simulated` keeps the
+   * simulator's answer.
+   */
+  readonly verification?: Verification;
+}
+
+export const VERIFICATION_RESULTS = ['verified', 'contradicted', 'unverified'] as const;
+export type VerificationResult = (typeof VERIFICATION_RESULTS)[number];
+
+/** One step in the comparison's words: `family table chain #rule verdict` (or `… - policy accept`). */
+export interface VerificationDifference {
+  /** Index of the first differing step (after normalisation, see docs/explain.md). */
+  readonly index: number;
+  /** The kernel's step there, or null when the kernel's path ended before. */
+  readonly kernel: string | null;
+  /** The simulator's step there, or null when the simulator's path ended before. */
+  readonly simulator: string | null;
+}
+
+export interface Verification {
+  readonly result: VerificationResult;
+  /** unverified: why (legacy iptables, no nft, the packet never came to the trace, rate limit, …). */
+  readonly reason?: string;
+  /** contradicted: the first step where kernel and simulator differ. */
+  readonly first_difference?: VerificationDifference;
+  /** Steps the kernel traced (after normalisation). */
+  readonly kernel_steps?: number;
+  /** Steps the simulator could not evaluate, settled by the kernel's trace (verified through the trace). */
+  readonly resolved?: readonly { readonly chain: string; readonly rule: string; readonly kernel: string }[];
+  /** The simulator's own explanation, when the kernel's path replaced it (contradicted or resolved). */
+  readonly simulated?: Explanation;
 }

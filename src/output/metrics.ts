@@ -9,6 +9,7 @@ export class ServeMetrics {
   readonly registry = new Registry();
   readonly events: Counter<'type'>;
   readonly flowsStarted: Counter;
+  readonly explanations: Counter<'result'>;
   readonly flowsLive: Gauge;
   readonly flowsEvicted: Gauge;
   readonly drops: Counter<'reason'>;
@@ -54,6 +55,12 @@ export class ServeMetrics {
       },
     });
     this.flowsStarted = new Counter({ name: 'journey_flows_started_total', help: 'Flows seen (flow.start events)', registers });
+    this.explanations = new Counter({
+      name: 'journey_explanations_total',
+      help: "Flow explanations checked against the kernel's trace (--verify), by result: verified, contradicted, unverified",
+      labelNames: ['result'],
+      registers,
+    });
     this.flowsLive = new Gauge({ name: 'journey_flows_live', help: 'Flows in the flow table (last capture.stats)', registers });
     this.flowsEvicted = new Gauge({
       name: 'journey_flows_evicted',
@@ -149,9 +156,12 @@ export class ServeMetrics {
   observe(ev: JourneyEvent): void {
     this.eventCounts.set(ev.type, (this.eventCounts.get(ev.type) ?? 0) + 1);
     switch (ev.type) {
-      case 'flow.start':
+      case 'flow.start': {
         this.flowsStarted.inc();
+        const r = ev.flow.explanation?.verification?.result;
+        if (r !== undefined) this.explanations.inc({ result: r });
         break;
+      }
       case 'drop':
         this.drops.inc({ reason: ev.drop.reason });
         break;

@@ -21,6 +21,7 @@ import {
   type CompiledRuleset,
   type HostContext,
   type PacketSpec,
+  type Ruleset,
 } from '../explain/explain.js';
 import { addrType, lookupRoute } from '../ruleset/host-context.js';
 import { parseIp } from '../ruleset/ip.js';
@@ -37,6 +38,8 @@ export interface ReloadableExplainer extends FlowExplainer {
   explainSpec(spec: PacketSpec): Explanation | null;
   /** Whether an address is one of the host's own (from its addresses and local routes); null when not known. */
   isLocal(addr: string): boolean | null;
+  /** The ruleset explained with, when one was loaded. */
+  readonly ruleset?: Ruleset | null;
 }
 
 /** The simulator's question for a flow, or null when it cannot be asked (no interface known). */
@@ -114,6 +117,8 @@ export interface RulesetFilesSpec {
   readonly nftJson?: readonly string[];
   readonly addrs?: string;
   readonly routes?: string;
+  /** The host context (addresses, routes) is read live, not from files (a live pipeline's test-only ruleset). */
+  readonly liveHost?: boolean;
 }
 
 class SimulatorExplainer implements ReloadableExplainer {
@@ -121,6 +126,10 @@ class SimulatorExplainer implements ReloadableExplainer {
   unavailable: string | null = null;
   readonly counters = { explained: 0, failed: 0 };
   private compiled: CompiledRuleset | null = null;
+  /** The ruleset explained with (--verify compares with the kernel's trace against it). */
+  get ruleset(): Ruleset | null {
+    return this.compiled?.ruleset ?? null;
+  }
   private host: HostContext | null = null;
   constructor(
     private readonly netns: string | undefined,
@@ -134,7 +143,12 @@ class SimulatorExplainer implements ReloadableExplainer {
       const [rs, host] = f
         ? await Promise.all([
             loadRulesetFiles({ ...(f.iptablesSave ? { iptablesSave: f.iptablesSave } : {}), ...(f.nftJson ? { nftJson: f.nftJson } : {}) }),
-            loadHostContextFiles({ ...(f.addrs !== undefined ? { addrs: f.addrs } : {}), ...(f.routes !== undefined ? { routes: f.routes } : {}) }),
+            f.liveHost
+              ? loadHostContext(o)
+              : loadHostContextFiles({
+                  ...(f.addrs !== undefined ? { addrs: f.addrs } : {}),
+                  ...(f.routes !== undefined ? { routes: f.routes } : {}),
+                }),
           ])
         : await Promise.all([loadLiveRuleset(o), loadHostContext(o)]);
       this.host = host;

@@ -34,6 +34,7 @@ import { DropReporter } from './drop-reporter.js';
 import type { KernelDrop } from '../native/index.js';
 import { iterateEvents } from './event-iterator.js';
 import { createFlowExplainer, type ReloadableExplainer } from './flow-explainer.js';
+import { FlowVerifier, VERIFY_START_DELAY_MS, verifierNotice } from '../explain/flow-verifier.js';
 import { LiveSource } from './live-source.js';
 import { ReplaySource } from './replay-source.js';
 import type { PipelineSource, SourceContext } from './source.js';
@@ -50,6 +51,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private resolveDone!: () => void;
   private correlator!: Correlator;
   private explainer!: ReloadableExplainer;
+  private verifier: FlowVerifier | null = null;
   private readonly source: PipelineSource;
   private writer: PcapngWriter | null = null;
   private stopping: Promise<void> | null = null;
@@ -141,11 +143,20 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       });
     }
     const how = src.explainWith();
+    const files =
+      how.files ??
+      (o.testSimulatorRuleset !== undefined && how.enabled && src.mode === 'live' ? { ...o.testSimulatorRuleset, liveHost: true } : undefined);
     this.explainer = await createFlowExplainer({
       ...(o.netns !== undefined ? { netns: o.netns } : {}),
       enabled: how.enabled,
-      ...(how.files ? { files: how.files } : {}),
+      ...(files ? { files } : {}),
     });
+    const verify = src.mode === 'live' && this.explainer.unavailable === null ? (o.verify ?? 0) : 0;
+    if (verify > 0) {
+      this.verifier = await FlowVerifier.start({ ...(o.netns !== undefined ? { netns: o.netns } : {}), rate: verify });
+      this.explainer = this.verifier.wrap(this.explainer);
+      pending.push(verifierNotice(this.verifier));
+    }
     if (this.explainer.unavailable !== null && o.explain !== false) pending.push(how.missing ?? this.explainer.unavailable);
     const proxyLinker = new DockerProxyLinker({
       proxies: () => names.index()?.snapshot.proxies ?? [],
@@ -163,7 +174,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
       ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
       // flow.start as soon as the first packet joins its flow, unless a display delay is asked for
-      startDelayMs: o.startDelayMs ?? 0,
+      // with --verify, flow.start waits a moment for the kernel's trace of its first packet
+      startDelayMs: Math.max(o.startDelayMs ?? 0, verify > 0 ? VERIFY_START_DELAY_MS : 0),
       ...(o.updateIntervalMs !== undefined ? { updateIntervalMs: o.updateIntervalMs } : {}),
     });
     this.drops = new DropReporter(o.quietDropReasons, this.correlator, this.explainer, (ev) => this.emitEvent(ev));
@@ -245,6 +257,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       // stop() may come before init finished (a setup error): nothing to flush then
       if (this.correlator) {
         this.correlator.flush(reason);
+        await this.verifier?.stop();
         const s = this.correlator.stats();
         if (s.packetsUnmatched > 0 || s.pendingOverflow > 0) {
           this.notice(

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { inNetns } from '../host/exec.js';
 import { SCHEMA_VERSION } from '../model/events.js';
+import { isTraceTableName } from '../ruleset/model.js';
 import type { SourceContext } from './source.js';
 
 const CHANGE =
@@ -23,6 +24,7 @@ export function watchRuleset(ctx: SourceContext): ChildProcess | null {
   if (child.stdout === null) return child;
   createInterface({ input: child.stdout }).on('line', (line) => {
     const m = CHANGE.exec(line.trim());
+    if (m && isTraceTableName(m[2] ?? '')) return; // journey's own trace table (--verify)
     if (m) tables.add(`${m[1]} ${m[2]}`);
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {

@@ -55,6 +55,16 @@ export interface PipelineOptions {
   readonly explain?: boolean;
   /** Replay: the recorded ruleset and host context to explain flows with. */
   readonly rulesetFiles?: RulesetFilesSpec;
+  /**
+   * Live: check each flow's explanation against the kernel's own trace of its first packet, for up
+   * to this many new flows a second (src/explain/flow-verifier.ts). Off (undefined or 0) by default.
+   */
+  readonly verify?: number;
+  /**
+   * Tests only: live, the simulator explains with this recorded ruleset (the host context is still
+   * read live) instead of the host's own — a stale ruleset that `verify` must find contradicted.
+   */
+  readonly testSimulatorRuleset?: RulesetFilesSpec;
   readonly maxFlows?: number;
   readonly idleTimeoutMs?: number;
   /** How long packets wait for their conntrack entry (default 2000 ms). */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { JourneyError } from '../model/errors.js';
 import { jsonText as str } from './json-text.js';
 import { run } from '../host/exec.js';
-import { type Ruleset, mergeRulesets, tableKey } from './model.js';
+import { type Ruleset, mergeRulesets, tableKey, withoutTraceTables } from './model.js';
 import { parseIptablesSave } from './iptables-save.js';
 import { parseNftJson, parseNftListHandles } from './nft-json.js';
 import { parseIpsetSave } from './ipset.js';
@@ -139,7 +139,7 @@ export function rulesetFromDumps(d: RulesetDumps, where: string): Ruleset {
     );
   }
   if (d.ipsetSave) parts.push({ tables: [], notes: [], ipsets: parseIpsetSave(d.ipsetSave, `${where}:ipset save`) });
-  const rs = mergeRulesets(...parts);
+  const rs = withoutTraceTables(mergeRulesets(...parts));
   rs.notes.push(...notes);
   if (d.nftJson !== null) markKernelChains(rs, d.nftJson);
   return rs;
@@ -278,5 +278,5 @@ export async function loadRulesetFiles(files: RulesetFiles): Promise<Ruleset> {
   for (const f of files.nftJson ?? []) parts.push(await loadNftJsonFile(f));
   for (const f of files.nft ?? []) parts.push(await loadNftTextFile(f));
   for (const f of files.ipset ?? []) parts.push({ tables: [], notes: [], ipsets: parseIpsetSave(await readText(f), f) });
-  return mergeRulesets(...parts);
+  return withoutTraceTables(mergeRulesets(...parts));
 }

@@ -165,6 +165,17 @@ export function mergeRulesets(...parts: readonly Ruleset[]): Ruleset {
   return { tables: parts.flatMap((p) => p.tables), notes: parts.flatMap((p) => p.notes), ...(sets.size ? { ipsets: sets } : {}) };
 }
 
+/**
+ * The table `journey watch --verify` adds to arm the kernel's trace (`inet journey_trace_<pid>`,
+ * src/netfilter/trace-arm.ts): journey's own instrument, never part of the ruleset it explains.
+ */
+export const isTraceTableName = (name: string): boolean => /^journey_trace_\d+$/.test(name);
+
+/** The ruleset without journey's own trace tables. */
+export function withoutTraceTables(rs: Ruleset): Ruleset {
+  return rs.tables.some((t) => isTraceTableName(t.name)) ? { ...rs, tables: rs.tables.filter((t) => !isTraceTableName(t.name)) } : rs;
+}
+
 export function tableKey(t: { family: string; name: string }): string {
   return `${t.family} ${t.name}`;
 }
