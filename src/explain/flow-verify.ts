@@ -124,16 +124,19 @@ export function verifyWithTrace(
   const unknown = sim.indeterminate.length > 0 || sim.verdict === 'indeterminate';
   if (unknown && (cmp.equal || (unknownAt >= 0 && cmp.firstDifference >= unknownAt))) {
     // every step before the one the simulator could not evaluate is the kernel's: the kernel settles the rest
-    const resolved = sim.indeterminate.map((u) => ({
-      chain: u.chain,
-      rule: u.rule,
-      kernel: (() => {
-        const at = steps.find(
-          (s) => `${s.family} ${s.table} ${s.chain}` === u.chain && s.rule !== null && u.rule.includes(s.rule.split(' counter')[0] ?? '\0'),
-        );
-        return at ? `matched: ${at.verdict}` : `the kernel's path: ${p.dropped ? 'dropped' : 'accepted'} (${kernelSteps} steps)`;
-      })(),
-    }));
+    const resolved = sim.indeterminate.map((u) => {
+      // the simulator's step for that rule gives its place (chain, rule number); the kernel's step there, if any, says what it did
+      const at = sim.steps.find((s) => s.verdict === 'indeterminate' && `${s.family} ${s.table} ${s.chain}` === u.chain && s.rule === u.rule);
+      const k = at
+        ? steps.find((s) => s.family === at.family && s.table === at.table && s.chain === at.chain && s.ruleNumber === at.ruleNumber)
+        : undefined;
+      const kernel = k
+        ? `matched: ${kernelStep(k).verdict}`
+        : at
+          ? 'did not match (the kernel went on past it)'
+          : `the kernel's path: ${p.dropped ? 'dropped' : 'accepted'} (${kernelSteps} steps)`;
+      return { chain: u.chain, rule: u.rule, kernel };
+    });
     return kernelExplanation(sim, p, steps, nat, { result: 'verified', kernel_steps: kernelSteps, resolved });
   }
   if (cmp.equal) {
