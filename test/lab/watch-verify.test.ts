@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labUp, listProbes, runProbeDef, SCENARIOS, type LabInfo } from '../../lab/driver.js';
-import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/correlate/pipeline.js';
+import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/pipeline/pipeline.js';
 import { run } from '../../src/host/exec.js';
 import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
 import type { ProbeResult } from '../../lab/probes.js';
