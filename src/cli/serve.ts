@@ -15,6 +15,7 @@ import type { VerifyHandler } from '../output/ws-hub.js';
 import { verifyCheck, type AnyVerifyCheck } from '../verify/checks.js';
 import type { VerifyOptions } from '../verify/verify-hairpin.js';
 import { openNatsFleet } from '../export/nats-fleet.js';
+import { registerExportMetrics, registerFleetMetrics } from '../export/metrics.js';
 import { addExportOptions, openCliExports, type ExportCliOptions } from './export-options.js';
 
 /**
@@ -141,6 +142,8 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   let exports: Awaited<ReturnType<typeof openCliExports>> = null;
   try {
     exports = await openCliExports(o, log);
+    const open = exports;
+    if (open) registerExportMetrics(server.metrics.registry, () => open.targets.map((t) => t.stats()));
     pipeline = await startPipeline(pipelineOpts);
   } catch (e) {
     await exports?.close();
@@ -240,6 +243,8 @@ async function runServeFrom(expression: string[], o: ServeCliOptions, token: str
     await server.close();
     throw e;
   }
+  const reader = fleet;
+  registerFleetMetrics(server.metrics.registry, () => reader.stats());
   fleet.on('event', (ev: JourneyEvent) => {
     server.publish(ev);
     if (ev.type === 'notice' && o.quiet !== true) log(`notice from ${ev.host ?? '?'}: ${ev.message}`);

@@ -106,8 +106,21 @@ describe('IPFIX export, read back by nfcapd/nfdump', () => {
     const w = await runJourney(CLI, ['watch', ...REPLAY, '--json'], null);
     expect(await w.exited).toBe(0);
     const flows = endedFlows(parseJson(w.stdout));
-    const s = await runJourney(CLI, ['serve', ...REPLAY, '--port', '0', '--duration', '3', '--export', `ipfix://127.0.0.1:${nf.port}`], null);
-    expect(await s.exited).toBe(0);
+    const s = await runJourney(
+      CLI,
+      ['serve', ...REPLAY, '--port', '0', '--duration', '30', '--export', `ipfix://127.0.0.1:${nf.port}`],
+      /listening on/,
+    );
+    // /metrics says what the export did while serve runs
+    const metricsUrl = `${/listening on (http:\/\/\S+?\/) /.exec(s.stderr.join('\n'))?.[1] ?? ''}metrics`;
+    let metrics = '';
+    for (let i = 0; i < 100 && !new RegExp(`journey_export_sent\\{target="ipfix://127.0.0.1:${nf.port}"\\} ${flows.length}`).test(metrics); i++) {
+      await sleep(100);
+      metrics = await (await fetch(metricsUrl)).text();
+    }
+    expect(metrics).toMatch(new RegExp(`journey_export_sent\\{target="ipfix://127.0.0.1:${nf.port}"\\} ${flows.length}`));
+    expect(metrics).toMatch(new RegExp(`journey_export_lost\\{target="ipfix://127.0.0.1:${nf.port}"\\} 0`));
+    expect(await s.stop()).toBe(0);
     expect(s.stderr.join('\n')).toMatch(new RegExp(`export ipfix://127.0.0.1:${nf.port}: ${flows.length} sent, 0 lost`));
     await sleep(300);
     expect(compareViews(flows, nfViews(await nf.stop()))).toEqual([]);

@@ -141,6 +141,10 @@ describe('a fleet on NATS: two hosts, one serve --from', () => {
       await browser.close();
     }
 
+    const metrics = await (await fetch(`${httpUrl}metrics`)).text();
+    expect(metrics).toMatch(/journey_fleet_hosts 2/);
+    expect(metrics).toMatch(/journey_fleet_skipped 0/);
+
     // the engine dies mid-stream: traffic goes on on both hosts, then it comes back on the same store
     await nats.stop('SIGKILL');
     for (const id of IDS) expect((await runProbe(id, 'ext-to-published')).asExpected).toBe(true);
