@@ -18,6 +18,10 @@ import { openNatsFleet } from '../export/nats-fleet.js';
 import { registerExportMetrics, registerFleetMetrics } from '../export/metrics.js';
 import { addExportOptions, openCliExports, type ExportCliOptions } from './export-options.js';
 
+/** A bearer token over plain HTTP crosses the network readable by anyone on the path. */
+const PLAIN_HTTP_TOKEN_WARNING =
+  'warning: the token is sent in clear over plain HTTP (anyone on the path can read and reuse it); serve HTTPS with --tls-cert/--tls-key';
+
 /**
  * `verify` over the WebSocket: the requested registered check (src/verify/checks.ts) on the served
  * host, with the server's own namespace and Docker endpoint; the client's options are bounded by
@@ -138,6 +142,7 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
     process.stderr.write(`journey serve: ${line}\n`);
   };
   if (o.token !== undefined) log('warning: --token is visible to other users in the process list; prefer JOURNEY_TOKEN');
+  if (token !== undefined && token !== '' && o.tlsCert === undefined) log(PLAIN_HTTP_TOKEN_WARNING);
   let pipeline: Awaited<ReturnType<typeof startPipeline>>;
   let exports: Awaited<ReturnType<typeof openCliExports>> = null;
   try {
@@ -235,6 +240,7 @@ async function runServeFrom(expression: string[], o: ServeCliOptions, token: str
     process.stderr.write(`journey serve: ${line}\n`);
   };
   if (o.token !== undefined) log('warning: --token is visible to other users in the process list; prefer JOURNEY_TOKEN');
+  if (token !== undefined && token !== '' && o.tlsCert === undefined) log(PLAIN_HTTP_TOKEN_WARNING);
   const durationS = intOpt(o.duration, 'duration', 1);
   let fleet: Awaited<ReturnType<typeof openNatsFleet>>;
   try {

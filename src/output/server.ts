@@ -20,6 +20,8 @@ import { WsHub, type HubOptions } from './ws-hub.js';
 import { filterFromQuery, type FlowFilter } from './flow-filter.js';
 import { authenticate, authPolicy, hostAllowed, originAllowed, TOKEN_COOKIE } from './server-auth.js';
 import { loadEventSchema, loadWebFiles, webDirCandidates, type StaticFile } from './server-static.js';
+import { guardConnections } from './server-limits.js';
+import type { Socket } from 'node:net';
 
 /** Anything that emits JourneyEvents: the live pipeline, a replay, or a synthetic stream in tests. */
 export interface EventSource {
@@ -87,6 +89,16 @@ function refuseUpgrade(socket: Duplex, status: number, body: string, extra: Reco
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
+/** Time a client has to send a complete request header, ms. */
+const HEADER_MS = 5_000;
+/** WebSocket handshakes under way at once from one address. */
+const MAX_PENDING_UPGRADES_PER_SOURCE = 8;
+
+/** `Host: 127.0.0.1:9339@evil.com`: userinfo has no place in a Host header (RFC 9110 §7.2); refused, never parsed around. */
+function hostHasUserinfo(req: http.IncomingMessage): boolean {
+  return req.headers.host?.includes('@') === true;
+}
+
 /** Starts the server; resolves once it listens. */
 export async function startServer(opts: ServerOptions = {}): Promise<JourneyServer> {
   const listen = opts.listen ?? '127.0.0.1';
@@ -102,6 +114,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
   let pendingUpgrades = 0;
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    guard.headersDone(req.socket);
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://journey.invalid');
@@ -117,6 +130,10 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       done(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }, 'method not allowed\n');
+      return;
+    }
+    if (hostHasUserinfo(req)) {
+      done(400, { 'Content-Type': 'text/plain' }, 'bad request: a Host header never carries user information (@)\n');
       return;
     }
     if (!hostAllowed(req, open)) {
@@ -175,15 +192,24 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     done(200, { 'Content-Type': file.type, 'Content-Length': file.body.length }, file.body);
   };
 
-  const server = secure ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : http.createServer(onRequest);
-  // hostile or sloppy HTTP clients: bounded time to send headers, bounded connections
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.maxConnections = maxClients + 64;
+  // hostile or sloppy HTTP clients: bounded time to send headers (checked every second, not every
+  // 30 s), bounded connections where a slow one makes room for a new one (server-limits.ts)
+  const timeouts = { headersTimeout: HEADER_MS, requestTimeout: 10_000, connectionsCheckingInterval: 1_000 };
+  const server = secure
+    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ...timeouts }, onRequest)
+    : http.createServer(timeouts, onRequest);
   server.maxHeadersCount = 64;
+  const guard = guardConnections(server, { maxConnections: maxClients + 64, headerMs: HEADER_MS });
+  const upgradesBySource = new Map<string, number>();
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    guard.headersDone(socket as Socket);
     socket.on('error', () => socket.destroy());
+    if (hostHasUserinfo(req)) {
+      metrics.refused.inc({ reason: 'host' });
+      refuseUpgrade(socket, 400, 'bad request: a Host header never carries user information (@)\n');
+      return;
+    }
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://journey.invalid');
@@ -225,12 +251,22 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
       refuseUpgrade(socket, 503, `too many clients (at most ${maxClients})\n`, { 'Retry-After': '5' });
       return;
     }
+    const src = req.socket.remoteAddress ?? '?';
+    if ((upgradesBySource.get(src) ?? 0) >= MAX_PENDING_UPGRADES_PER_SOURCE) {
+      metrics.refused.inc({ reason: 'max-clients' });
+      refuseUpgrade(socket, 503, `too many WebSocket handshakes under way from ${src}\n`, { 'Retry-After': '1' });
+      return;
+    }
+    upgradesBySource.set(src, (upgradesBySource.get(src) ?? 0) + 1);
     pendingUpgrades++;
     let settled = false;
     const settle = (): void => {
       if (!settled) {
         settled = true;
         pendingUpgrades--;
+        const n = (upgradesBySource.get(src) ?? 1) - 1;
+        if (n <= 0) upgradesBySource.delete(src);
+        else upgradesBySource.set(src, n);
       }
     };
     socket.once('close', settle);
@@ -275,6 +311,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<JourneyServ
     },
     close(): Promise<void> {
       closed ??= new Promise<void>((resolve) => {
+        guard.close();
         hub.close();
         wss.close();
         server.close(() => resolve());
