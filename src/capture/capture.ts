@@ -68,7 +68,8 @@ export interface CaptureOptions {
 export interface CaptureHandleEvents {
   batch: [FrameBatch];
   stats: [CaptureStats[]];
-  'iface-up': [{ iface: string; linkType: number; pid: number }];
+  /** A worker started capturing; `reattached` when the interface had been captured before (re-created): its totals continue. */
+  'iface-up': [{ iface: string; linkType: number; pid: number; reattached?: boolean }];
   'iface-down': [{ iface: string; reason: string; stats: CaptureStats }];
   error: [JourneyError];
   /** Something the user should know that is not an error (a backend fallback), once per handle. */
@@ -286,7 +287,13 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     }
     // new
     const starting: Array<Promise<void>> = [];
-    for (const iface of want) if (!this.ifaces.has(iface)) starting.push(this.open(iface, ZERO, 0, initial));
+    for (const iface of want) {
+      if (this.ifaces.has(iface)) continue;
+      // an interface captured before (a bridge deleted and re-created): its totals continue
+      const before = this.gone.get(iface);
+      if (before !== undefined) this.gone.delete(iface);
+      starting.push(this.open(iface, before ?? ZERO, 0, initial, before !== undefined, before !== undefined));
+    }
     const results = await Promise.allSettled(starting);
     if (initial) {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -294,7 +301,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
     }
   }
 
-  private open(iface: string, base: Totals, restarts: number, initial: boolean, everUp = false): Promise<void> {
+  private open(iface: string, base: Totals, restarts: number, initial: boolean, everUp = false, reattached = false): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       const st: IfaceState = { worker: undefined as unknown as CaptureWorker, up: false, everUp, base, restarts };
@@ -308,7 +315,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
             settled = true;
             resolve();
           }
-          this.out('iface-up', { iface, linkType: h.linkType, pid: h.pid });
+          this.out('iface-up', { iface, linkType: h.linkType, pid: h.pid, ...(reattached ? { reattached: true } : {}) });
         },
         batch: (b) => {
           if (this.writer) this.writer.writeBatch(b);

@@ -52,6 +52,20 @@ export function createLiveCapture(opts: LiveCaptureOptions): LiveFrameSource {
       });
       handle.on('batch', onBatch);
       handle.on('error', onError);
+      // an interface that vanished, and one captured again after it was re-created, are said (totals are kept)
+      handle.on('iface-down', (d) => {
+        onError(
+          new JourneyError('E_CAPTURE', `capture on ${d.iface} ended: ${d.reason} (${d.stats.received} frames captured there so far; totals kept)`, {
+            iface: d.iface,
+          }),
+        );
+      });
+      handle.on('iface-up', (u) => {
+        if (u.reattached)
+          onError(
+            new JourneyError('E_CAPTURE', `capture on ${u.iface} again: the interface was re-created (its totals continue)`, { iface: u.iface }),
+          );
+      });
       // the pipeline turns these into notice events; said now, while it sets up (not through the
       // handle's held 'notice' event, which would arrive after the pipeline has started)
       if (handle.fallback !== undefined) onError(new JourneyError('E_NATIVE', handle.fallback, { backend: handle.backend }));

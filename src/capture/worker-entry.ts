@@ -113,8 +113,8 @@ function main(): void {
     flush();
     stats();
     cap.close();
+    // exits once the main process has read everything queued for it (it kills a worker that hangs)
     out.end(() => process.exit(0));
-    setTimeout(() => process.exit(0), 1000).unref();
   };
   const stop = (): void => {
     if (stopping) return;

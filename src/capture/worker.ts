@@ -51,6 +51,8 @@ export class CaptureWorker {
   lastError: WorkerErrorMessage | undefined;
   exited = false;
   private stderrTail = '';
+  /** When bytes last came from the worker (Date.now()). */
+  private lastDataAt = Date.now();
   private readonly onEnd: Array<() => void> = [];
 
   constructor(
@@ -110,6 +112,7 @@ export class CaptureWorker {
         onread: {
           buffer: Buffer.allocUnsafe(1 << 20),
           callback: (n: number, buf: Uint8Array): boolean => {
+            this.lastDataAt = Date.now();
             reader.push(Buffer.from(buf.buffer, buf.byteOffset, n));
             reader.detach(); // the read buffer is reused
             return true;
@@ -125,7 +128,10 @@ export class CaptureWorker {
         end();
       });
     } else {
-      (this.child.stdio[3] as Readable).on('data', (c: Buffer) => reader.push(c));
+      (this.child.stdio[3] as Readable).on('data', (c: Buffer) => {
+        this.lastDataAt = Date.now();
+        reader.push(c);
+      });
       (this.child.stdio[3] as Readable).on('error', () => {
         // the worker died: its exit is reported by 'close'
       });
@@ -146,15 +152,20 @@ export class CaptureWorker {
     });
   }
 
-  /** Asks the worker to flush and exit; kills it after `graceMs`. */
+  /**
+   * Asks the worker to flush and exit. What it still has queued for us is drained (its last
+   * statistics come after it): the worker is killed only when nothing has come from it for
+   * `graceMs` (it hangs), never while its backlog is still being read.
+   */
   stop(graceMs = 2000): Promise<void> {
     if (this.exited) return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.child.kill('SIGKILL');
-      }, graceMs);
+      const t = setInterval(() => {
+        if (Date.now() - this.lastDataAt > graceMs) this.child.kill('SIGKILL');
+      }, 250);
+      this.lastDataAt = Date.now();
       this.onEnd.push(() => {
-        clearTimeout(t);
+        clearInterval(t);
         resolve();
       });
       this.child.stdin?.end('stop\n');

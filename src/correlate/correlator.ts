@@ -32,8 +32,9 @@ import type { Observation } from '../model/observation.js';
 import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
 import { DropStash } from './drop-stash.js';
 import { flowNames } from './flow-names.js';
-import { flowInfo, newFlowState, type FlowState } from './flow-state.js';
+import { firstOrigIface, flowInfo, newFlowState, type FlowState } from './flow-state.js';
 import { HoldQueue } from './hold-queue.js';
+import { IfaceTallies, type IfaceTally } from './iface-tally.js';
 import { recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
 
@@ -122,6 +123,8 @@ export class Correlator {
   /** Destroyed entries kept findable for a grace period: id -> destroy time. */
   private readonly graveyard = new Map<string, number>();
   private readonly hold: HoldQueue;
+  /** Per interface: packets shown in flows, or not shown and why. */
+  private readonly tallies = new IfaceTallies();
   private seq = 0;
   private nowMs = 0;
   private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>> &
@@ -179,6 +182,11 @@ export class Correlator {
       pendingNow: this.hold.size,
       dropsUnjoined: this.dropStash.unjoined,
     };
+  }
+
+  /** Per interface: packets shown in flows (ended and live) and those not shown, by reason. */
+  ifaceTallies(): Map<string, IfaceTally & { shown: number }> {
+    return this.tallies.snapshot(this.flows.values());
   }
 
   get liveFlows(): number {
@@ -332,6 +340,7 @@ export class Correlator {
     if (!this.attach(obs)) {
       if (!this.hold.hold(obs, tupleKey(probeTuple(obs)), this.nowMs)) {
         this.counters.pendingOverflow++;
+        this.tallies.of(obs.iface).holdOverflow++;
         return;
       }
       this.counters.packetsHeld++;
@@ -366,6 +375,7 @@ export class Correlator {
   private recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): void {
     if (recordLeg(f, obs, direction) === 'copy') {
       this.counters.sameTwice++;
+      this.tallies.of(obs.iface).copies++;
       return;
     }
     // the first packet of a flow starts it at once unless a start delay is asked for
@@ -400,6 +410,7 @@ export class Correlator {
   private synthFlow(obs: Observation): void {
     if (isLinkControl(obs)) {
       this.counters.linkControl++;
+      this.tallies.of(obs.iface).linkControl++;
       return;
     }
     const t = probeTuple(obs);
@@ -453,7 +464,9 @@ export class Correlator {
       }
       const gen = this.o.explainer?.generation ?? 0;
       // after a ruleset change, live flows are re-explained a few thousand per tick
-      if (this.o.explainer && f.explainedGen !== gen && reexplained < 2000) {
+      // and when an earlier leg turned up after it was explained (captures of two interfaces
+      // arrive in their own batches): the question is asked where the packet first came in
+      if (this.o.explainer && (f.explainedGen !== gen || f.explainedFrom !== firstOrigIface(f)) && reexplained < 2000) {
         reexplained++;
         this.explainFlow(f);
       }
@@ -477,6 +490,7 @@ export class Correlator {
       f.explanation = null;
     }
     f.explainedGen = gen;
+    f.explainedFrom = firstOrigIface(f);
     if ((f.explanation === null ? null : JSON.stringify(f.explanation)) !== before) f.changed = true;
   }
 
@@ -490,6 +504,7 @@ export class Correlator {
 
   private end(f: FlowState, reason: string): void {
     this.flows.delete(f.id);
+    this.tallies.ended(f);
     if (f.entry === null) {
       this.synthIndex.delete(tupleKey(f.orig));
       this.synthIndex.delete(tupleKey(reverseTuple(f.orig)));
@@ -503,6 +518,7 @@ export class Correlator {
       this.explainFlow(f);
       this.emitFlow(f, 'flow.start');
     }
+    if (this.o.explainer && f.explainedFrom !== firstOrigIface(f)) this.explainFlow(f);
     this.counters.flowsEnded++;
     this.emitFlow(f, 'flow.end', reason);
   }

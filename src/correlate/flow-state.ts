@@ -40,6 +40,8 @@ export interface FlowState {
   lastEmitMs: number;
   explanation: Explanation | null;
   explainedGen: number;
+  /** The interface of the earliest original leg when it was explained (the packet asked about comes in there). */
+  explainedFrom: string | undefined;
   proxiedBy: { pid: number; peerFlowId: string | null } | undefined;
   tcpFlagsSeen: number;
   drops: DropInfo[];
@@ -70,6 +72,7 @@ export function newFlowState(
     lastEmitMs: 0,
     explanation: null,
     explainedGen: -1,
+    explainedFrom: undefined,
     proxiedBy: undefined,
     tcpFlagsSeen: 0,
     drops: [],
@@ -120,6 +123,13 @@ export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
     if (ht.length > 0) info.hookTuples = ht.map((h) => ({ hook: h.hook, priority: h.priority, tuple: h.tuple, ctStatus: [...h.ctStatus] }));
   }
   return info;
+}
+
+/** The interface of the flow's earliest original leg (where its first packet came in). */
+export function firstOrigIface(f: FlowState): string | undefined {
+  let first: LegState | undefined;
+  for (const l of f.legs) if (l.direction === 'orig' && (first === undefined || l.firstUs < first.firstUs)) first = l;
+  return first?.iface;
 }
 
 /** A TCP flow without conntrack: the state its flags suggest. */

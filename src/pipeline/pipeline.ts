@@ -36,6 +36,7 @@ import { iterateEvents } from './event-iterator.js';
 import { createFlowExplainer, type ReloadableExplainer } from './flow-explainer.js';
 import { FlowVerifier, VERIFY_START_DELAY_MS, verifierNotice } from '../explain/flow-verifier.js';
 import { LiveSource } from './live-source.js';
+import { LossLedger, lossNotice, type IfaceLoss } from './loss-ledger.js';
 import { ReplaySource } from './replay-source.js';
 import type { PipelineSource, SourceContext } from './source.js';
 import type { Pipeline, PipelineOptions, PipelineStats } from './types.js';
@@ -59,6 +60,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private readonly skips = new SkipCounters();
   private nonIp = 0;
   private readonly obsBuf: Observation[] = [];
+  private readonly ledger = new LossLedger();
   private drops!: DropReporter;
 
   constructor(private readonly opts: PipelineOptions) {
@@ -189,11 +191,17 @@ class PipelineImpl extends EventEmitter implements Pipeline {
     const v = this.view;
     const out = this.obsBuf;
     const before = this.source.beforePacket?.bind(this.source);
+    const intake = this.ledger.of(b.iface);
+    intake.delivered += b.count;
     for (let i = 0; i < b.count; i++) {
-      if (!decodeFrame(b, i, v, this.skips)) continue;
+      if (!decodeFrame(b, i, v, this.skips)) {
+        intake.undecodable++;
+        continue;
+      }
       const obs = observationFromView(v, b.iface);
       if (obs === undefined) {
         this.nonIp++;
+        intake.nonIp++;
         continue;
       }
       before?.(obs.timeUs / 1000);
@@ -242,7 +250,13 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       nonIp: this.nonIp,
       ...(this.writer ? { written: { frames: this.writer.written, dropped: this.writer.dropped } } : {}),
       ...(q > 0 ? { dropsQuiet: q } : {}),
+      loss: this.loss(),
     };
+  }
+
+  /** Per interface: captured = shown + not shown + lost (+ pending while running). */
+  loss(): IfaceLoss[] {
+    return this.ledger.report(this.source.captureStats(), this.correlator.ifaceTallies());
   }
 
   stop(): Promise<void> {
@@ -266,6 +280,10 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         }
         const quiet = this.drops.finalNotice();
         if (quiet !== null) this.notice(quiet);
+        for (const l of this.loss()) {
+          const n = lossNotice(l);
+          if (n !== null) this.notice(n);
+        }
         this.statsEvent();
       }
       if (this.writer) {

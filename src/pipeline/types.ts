@@ -7,6 +7,7 @@ import type { JourneyError } from '../model/errors.js';
 import type { FlowInfo, JourneyEvent } from '../model/events.js';
 import type { CaptureStats } from '../model/observation.js';
 import type { RulesetFilesSpec } from './flow-explainer.js';
+import type { IfaceLoss } from './loss-ledger.js';
 
 export interface PipelineOptions {
   /** Network namespace of the Docker host (name under /var/run/netns, path, or pid). */
@@ -89,6 +90,8 @@ export interface PipelineStats {
   readonly written?: { readonly frames: number; readonly dropped: number };
   /** Kernel drops left out because they belong to no flow and their reason is quiet (quietDropReasons). */
   readonly dropsQuiet?: number;
+  /** Per interface, where every captured frame went (pipeline/loss-ledger.ts). */
+  readonly loss: readonly IfaceLoss[];
 }
 
 export interface Pipeline extends AsyncIterable<JourneyEvent> {

@@ -12,7 +12,8 @@ import { flowInfo, newFlowState } from '../../src/correlate/flow-state.js';
 import { HoldQueue } from '../../src/correlate/hold-queue.js';
 import { isCopy, recordLeg } from '../../src/correlate/legs.js';
 import { decodeFrame, observationFromView, PacketView } from '../../src/decode/index.js';
-import type { DropInfo, FlowEvent, JourneyEvent } from '../../src/model/events.js';
+import type { DropInfo, FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
+import type { Explanation } from '../../src/model/explanation.js';
 import type { FrameBatch, Observation } from '../../src/model/observation.js';
 import type { Tuple } from '../../src/model/tuple.js';
 import { startPipeline } from '../../src/pipeline/pipeline.js';
@@ -226,6 +227,48 @@ describe('pipeline: flow.start as soon as the first packet joins its conntrack e
     expect(later.some((e) => e.type === 'flow.update' && e.flow.legs.some((l) => l.iface === 'docker0'))).toBe(true);
     // the start comes with the packets (no 250 ms wait)
     expect(Math.abs(start!.time - start!.flow.legs[0]!.firstUs / 1000)).toBeLessThan(5);
+  });
+});
+
+describe('Correlator: explained where the first packet came in', () => {
+  it('a leg captured earlier but delivered later (another interface, another batch) is explained again', () => {
+    const events: JourneyEvent[] = [];
+    const asked: string[] = [];
+    const explainer = {
+      generation: 1,
+      explain: (f: FlowInfo): Explanation | null => {
+        const first = [...f.legs].filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs)[0];
+        asked.push(first?.iface ?? '-');
+        return {
+          verdict: 'accept',
+          steps: [],
+          nat: { dnat: null, snat: null },
+          packet_out: null,
+          indeterminate: [],
+          notes: [`from ${first?.iface}`],
+        } as unknown as Explanation;
+      },
+    };
+    const c = new Correlator({ emit: (e) => events.push(e), startDelayMs: 0, explainer });
+    const inside = udp('172.17.0.3', 5000, '198.51.100.10', 53);
+    const masq = udp('10.0.10.26', 5000, '198.51.100.10', 53);
+    const e = {
+      id: 'm1',
+      orig: inside,
+      reply: udp('198.51.100.10', 53, '10.0.10.26', 5000),
+      status: [],
+      mark: 0,
+      zone: 0,
+      timeout: 30,
+      source: 'proc' as const,
+    };
+    c.onConntrack([{ type: 'new', time: T0, entry: e }]);
+    c.onObservation(obs(T0 + 0.2, 1, { iface: 'eth0', tuple: masq })); // the uplink's batch first
+    c.onObservation(obs(T0 + 0.1, 2, { iface: 'docker0', tuple: inside })); // captured earlier on the bridge
+    c.tick(T0 + 100);
+    expect(asked).toEqual(['eth0', 'docker0']);
+    const last = events.filter((x): x is FlowEvent => x.type.startsWith('flow.')).at(-1)!;
+    expect(last.flow.explanation?.notes).toEqual(['from docker0']);
   });
 });
 
