@@ -10,6 +10,17 @@ import { formatExplanation } from '../explain/format.js';
 import type { CtState } from '../netfilter/packet.js';
 import type { ConntrackEntry } from '../model/conntrack.js';
 import { findEntry, readConntrackFile, readLiveConntrack } from '../conntrack/lookup.js';
+import { verifyPacket } from '../explain/packet-verify.js';
+import type { Verification } from '../model/explanation.js';
+
+/** The kernel's word on the explanation, in one line under it. */
+function verificationLine(v: Verification): string {
+  if (v.result === 'verified')
+    return `kernel trace: verified (${v.kernel_steps ?? 0} steps equal the kernel's)${v.resolved?.length ? `; settled by the trace: ${v.resolved.map((r) => `${r.chain} ${r.rule}: ${r.kernel}`).join('; ')}` : ''}`;
+  if (v.result === 'contradicted')
+    return `kernel trace: CONTRADICTED at step ${(v.first_difference?.index ?? 0) + 1}: kernel ${v.first_difference?.kernel ?? '(ends)'}, simulator ${v.first_difference?.simulator ?? '(ends)'}; the path above is the kernel's`;
+  return `kernel trace: unverified: ${v.reason ?? ''}`;
+}
 
 interface ExplainOpts {
   src?: string;
@@ -30,6 +41,7 @@ interface ExplainOpts {
   all?: boolean;
   icmpType?: string;
   json?: boolean;
+  verify?: string | boolean;
 }
 
 /** "1.2.3.4", "1.2.3.4:80", "[fd00::1]:80", "fd00::1". */
@@ -75,6 +87,10 @@ export function registerExplain(program: Command): void {
     .option('--all', 'show every traversed chain, also the empty ones (collapsed into one line by default)')
     .option('--icmp-type <n>', 'ICMP type (default echo request)')
     .option('--json', 'print the Explanation as JSON (docs/explain.md)')
+    .option(
+      '--verify [seconds]',
+      "check the explanation against the kernel's own trace of a real packet (live, first packets): journey sends it for --local TCP/UDP, else waits up to SECONDS (default 30) for the next matching packet; off by default",
+    )
     .action(async (o: ExplainOpts) => {
       if (!o.local && o.in === undefined) throw new JourneyError('E_USAGE', 'say where the packet comes from: --in IFACE, or --local');
       if (o.local && o.in !== undefined) throw new JourneyError('E_USAGE', '--in and --local exclude each other');
@@ -109,6 +125,11 @@ export function registerExplain(program: Command): void {
       };
       const offline = o.iptablesSave.length + o.nftJson.length + o.nft.length > 0;
       if (offline && o.netns !== undefined) throw new JourneyError('E_USAGE', '--netns reads the live ruleset: do not combine it with ruleset files');
+      const verifyS = o.verify === undefined || o.verify === false ? undefined : o.verify === true ? 30 : Number(o.verify);
+      if (verifyS !== undefined && (!Number.isFinite(verifyS) || verifyS <= 0 || verifyS > 3600))
+        throw new JourneyError('E_USAGE', `--verify SECONDS: 1 to 3600 (got "${String(o.verify)}")`);
+      if (verifyS !== undefined && (offline || state !== 'new'))
+        throw new JourneyError('E_USAGE', '--verify traces a live first packet: not with ruleset files, --state or --reply');
       if (!offline) {
         if (process.getuid?.() !== 0)
           throw new JourneyError(
@@ -158,14 +179,29 @@ export function registerExplain(program: Command): void {
             );
         } else if (o.reply) ctNotes.push("offline without --conntrack FILE: the connection's conntrack entry is not known");
       }
-      const ex = explainPacket(compiled, {
-        tuple,
-        ...(o.in !== undefined ? { iif: o.in } : {}),
-        ...(o.local ? { local: true } : {}),
-        ctState: state as CtState,
-        ...(o.reply ? { direction: 'reply' as const } : {}),
-        ...(entry !== undefined ? { conntrack: entry } : {}),
-      });
+      const explainTuple = (t: Tuple) =>
+        explainPacket(compiled, {
+          tuple: t,
+          ...(o.in !== undefined ? { iif: o.in } : {}),
+          ...(o.local ? { local: true } : {}),
+          ctState: state as CtState,
+          ...(o.reply ? { direction: 'reply' as const } : {}),
+          ...(entry !== undefined ? { conntrack: entry } : {}),
+        });
+      const ex =
+        verifyS === undefined
+          ? explainTuple(tuple)
+          : await verifyPacket({
+              ...(o.netns !== undefined ? { netns: o.netns } : {}),
+              tuple,
+              srcGiven: o.src !== undefined,
+              sportGiven: src.port !== undefined,
+              local: o.local === true,
+              ...(o.in !== undefined ? { iif: o.in } : {}),
+              timeoutMs: verifyS * 1000,
+              explain: explainTuple,
+              ruleset: compiled.ruleset,
+            });
       const notes = [...compiled.notes, ...ctNotes, ...(ex.notes ?? [])];
       const withNotes = notes.length ? { ...ex, notes } : ex;
       if (o.json) {
@@ -176,5 +212,6 @@ export function registerExplain(program: Command): void {
         p === undefined || !ports ? a || '(chosen by routing)' : `${a.includes(':') ? `[${a}]` : a || '(chosen by routing)'}:${p}`;
       const header = `${l4} ${ep(tuple.src, tuple.sport)} → ${ep(tuple.dst, tuple.dport)}${o.local ? ' sent by the host' : ` in on ${o.in as string}`} (${state}${o.reply ? ', reply direction' : ''})`;
       process.stdout.write(formatExplanation(withNotes, header, { all: o.all === true }));
+      if (ex.verification !== undefined) process.stdout.write(`${verificationLine(ex.verification)}\n`);
     });
 }

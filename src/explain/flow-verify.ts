@@ -154,6 +154,12 @@ export function verifyWithTrace(
     return { ...sim, verification: { result: 'verified', kernel_steps: kernelSteps } };
   }
   const i = cmp.firstDifference;
+  if (i === cmp.kernel.length && !p.dropped && cmp.kernel.every((k, j) => k === cmp.simulated[j]))
+    // the kernel's path stops short of the simulator's, the packet not dropped: its last trace lines had not come
+    return unverified(
+      sim,
+      `the kernel's trace of the packet was incomplete when the flow was shown (${cmp.kernel.length} of ${cmp.simulated.length} steps, all equal)`,
+    );
   return kernelExplanation(sim, p, steps, nat, {
     result: 'contradicted',
     kernel_steps: kernelSteps,

@@ -80,6 +80,13 @@ export function traceTableDefinition(table: string, rate: number): string {
   );
 }
 
+/** The trace table for one packet: its exact match sets nftrace, in prerouting and output. */
+export function exactTraceDefinition(table: string, match: string): string {
+  const chain = (name: string, hook: string): string =>
+    `  chain ${name} { type filter hook ${hook} priority ${TRACE_PRIORITY}; policy accept;\n    ${match} meta nftrace set 1\n  }\n`;
+  return `table inet ${table} {\n${chain('pre', 'prerouting')}${chain('out', 'output')}}\n`;
+}
+
 const pidRuns = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -143,6 +150,11 @@ export interface TraceArmOptions {
   readonly netns?: string;
   /** New connections traced per second, at most. */
   readonly rate: number;
+  /**
+   * One packet instead of new connections: an nft match of its exact tuple (`ip saddr … tcp dport …`);
+   * every packet it matches is traced (journey explain --verify).
+   */
+  readonly match?: string;
   /** How long traced lines are kept for flows to find theirs (default 10 s). */
   readonly keepMs?: number;
 }
@@ -182,7 +194,8 @@ export class TraceArm {
 
   async start(): Promise<{ removedLeftovers: string[] }> {
     const removedLeftovers = await removeLeftoverTraceTables(this.opts.netns);
-    await run(['nft', '-f', '-'], { ...this.ns, input: traceTableDefinition(this.table, this.opts.rate), timeoutMs: 10_000 });
+    const def = this.opts.match !== undefined ? exactTraceDefinition(this.table, this.opts.match) : traceTableDefinition(this.table, this.opts.rate);
+    await run(['nft', '-f', '-'], { ...this.ns, input: def, timeoutMs: 10_000 });
     await this.refreshRuleset();
     const [cmd, ...args] = inNetns(['nft', '-a', 'monitor', 'trace'], this.opts.netns);
     const child = spawn(cmd ?? 'nft', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -232,7 +245,7 @@ export class TraceArm {
         this.armedAt.push(now);
         const entry = / iif "/.test(line) ? 'pre' : 'out';
         text = line.replace(` inet ${this.table} ${chain} packet: `, ` inet ${this.table} ${entry} packet: `);
-      } else if (chain !== 'pre') return;
+      } else if (chain !== 'pre' && chain !== 'out') return;
     }
     this.lines.push({ at: now, text });
     this.trim(now);
