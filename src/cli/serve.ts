@@ -76,6 +76,20 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
+/** The server's options both kinds of serve share: where it listens, who may connect, what each client is kept. */
+function serverOptionsFrom(o: ServeCliOptions, token: string | undefined): ServerOptions {
+  const listen = parseListen(o.listen, o.port);
+  return {
+    listen: listen.host,
+    port: listen.port,
+    ...(token !== undefined && token !== '' ? { token } : {}),
+    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { cert: readPem(o.tlsCert, 'certificate'), key: readPem(o.tlsKey, 'key') } } : {}),
+    replay: intOpt(o.replay, 'replay', 0, 100_000) ?? 256,
+    maxClients: intOpt(o.maxClients, 'max-clients', 1, 10_000) ?? 32,
+    queueMaxItems: intOpt(o.queue, 'queue', 16, 1_000_000) ?? 2048,
+  };
+}
+
 export function registerServe(program: Command): void {
   const cmd = program
     .command('serve')
@@ -108,15 +122,8 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new JourneyError('E_USAGE', '--tls-cert and --tls-key go together');
   if (o.from !== undefined) return runServeFrom(expression, o, token);
   const shared = pipelineOptionsFrom(expression, o, { rulesetErrorDetail: (e) => e.code ?? e.message });
-  const listen = parseListen(o.listen, o.port);
   const serverOpts: ServerOptions = {
-    listen: listen.host,
-    port: listen.port,
-    ...(token !== undefined && token !== '' ? { token } : {}),
-    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { cert: readPem(o.tlsCert, 'certificate'), key: readPem(o.tlsKey, 'key') } } : {}),
-    replay: intOpt(o.replay, 'replay', 0, 100_000) ?? 256,
-    maxClients: intOpt(o.maxClients, 'max-clients', 1, 10_000) ?? 32,
-    queueMaxItems: intOpt(o.queue, 'queue', 16, 1_000_000) ?? 2048,
+    ...serverOptionsFrom(o, token),
     ...(o.read === undefined
       ? {
           verify: serveVerifyHandler({
@@ -226,16 +233,7 @@ async function runServeFrom(expression: string[], o: ServeCliOptions, token: str
   ].filter((x) => x !== '');
   if (capture.length > 0)
     throw new JourneyError('E_USAGE', `--from serves what other hosts publish: ${capture.join(', ')} would need a capture of its own`);
-  const listen = parseListen(o.listen, o.port);
-  const server = await startServer({
-    listen: listen.host,
-    port: listen.port,
-    ...(token !== undefined && token !== '' ? { token } : {}),
-    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { cert: readPem(o.tlsCert, 'certificate'), key: readPem(o.tlsKey, 'key') } } : {}),
-    replay: intOpt(o.replay, 'replay', 0, 100_000) ?? 256,
-    maxClients: intOpt(o.maxClients, 'max-clients', 1, 10_000) ?? 32,
-    queueMaxItems: intOpt(o.queue, 'queue', 16, 1_000_000) ?? 2048,
-  });
+  const server = await startServer(serverOptionsFrom(o, token));
   const log = (line: string): void => {
     process.stderr.write(`journey serve: ${line}\n`);
   };
