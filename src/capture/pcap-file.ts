@@ -187,7 +187,9 @@ class PcapParser implements RecordParser {
       if (major !== 2) throw parseError(this.path, 4, `unsupported pcap version ${major}`);
       const snap = this.r32(c.b, c.i + 16);
       this.snapLen = snap === 0 || snap > MAX_PCAP_RECORD ? MAX_PCAP_RECORD : snap;
-      this.rec.linkType = this.r32(c.b, c.i + 20) & 0x0fffffff;
+      // the low 16 bits are the link type; above them libpcap keeps the FCS-length bits
+      // (0x04000001 is Ethernet with an FCS-length field), which do not change the decoding
+      this.rec.linkType = this.r32(c.b, c.i + 20) & 0xffff;
       c.advance(24);
       this.header = false;
     }

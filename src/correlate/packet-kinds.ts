@@ -12,6 +12,14 @@ export function isLinkControl(o: Observation): boolean {
   const t = o.tuple;
   if (t.proto === 'icmpv6') return t.icmpType !== undefined && ((t.icmpType >= 130 && t.icmpType <= 137) || t.icmpType === 143);
   if (t.protoNum === 2) return true; // IGMP
-  if (t.proto === 'udp' && ((t.sport === 68 && t.dport === 67) || (t.sport === 546 && t.dport === 547))) return true;
+  // DHCP and DHCPv6, requests and replies alike (client 68/546, server 67/547)
+  if (
+    t.proto === 'udp' &&
+    ((t.sport === 68 && t.dport === 67) ||
+      (t.sport === 67 && t.dport === 68) ||
+      (t.sport === 546 && t.dport === 547) ||
+      (t.sport === 547 && t.dport === 546))
+  )
+    return true;
   return false;
 }

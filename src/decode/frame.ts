@@ -99,15 +99,20 @@ export function decodeBytes(data: Uint8Array, offset: number, capLen: number, li
       if (data[o + 11] === 6) view.srcMacOffset = o + 12;
       o += 20;
       break;
-    case LINKTYPE_RAW:
-    case LINKTYPE_IPV4:
-    case LINKTYPE_IPV6: {
+    case LINKTYPE_RAW: {
       if (capLen < 1) return fail(view, 'truncated-ip', skips);
       const v = (data[o] as number) >> 4;
       etherType = v === 6 ? ETH_P_IPV6 : v === 4 ? ETH_P_IPV4 : 0;
       if (etherType === 0) return fail(view, 'bad-ip-version', skips);
       break;
     }
+    // these link types say the version themselves; a packet that says otherwise is invalid (below)
+    case LINKTYPE_IPV4:
+      etherType = ETH_P_IPV4;
+      break;
+    case LINKTYPE_IPV6:
+      etherType = ETH_P_IPV6;
+      break;
     case LINKTYPE_NULL: {
       if (capLen < 4) return fail(view, 'truncated-link', skips);
       // host byte order of the capturing machine: accept both
@@ -132,6 +137,8 @@ export function decodeBytes(data: Uint8Array, offset: number, capLen: number, li
   }
   view.etherType = etherType;
   if (etherType === ETH_P_IPV4 || etherType === ETH_P_IPV6) {
+    // an IP version that contradicts the ethertype (or link type) is invalid, as for tcpdump
+    if (o < end && (data[o] as number) >> 4 !== (etherType === ETH_P_IPV4 ? 4 : 6)) return fail(view, 'bad-ip-version', skips);
     return decodeIp(data, o, end, view, view, skips, false);
   }
   if (etherType === ETH_P_ARP) return decodeArp(data, o, end, view, skips);

@@ -23,7 +23,7 @@ import { EventEmitter } from 'node:events';
 import { createPcapngWriter, type PcapngWriter } from '../capture/pcapng-writer.js';
 import { Correlator } from '../correlate/correlator.js';
 import { DockerProxyLinker } from '../correlate/proxy-link.js';
-import { decodeFrame, observationFromView, PacketView, SkipCounters } from '../decode/index.js';
+import { decodeFrame, FragmentPorts, observationFromView, PacketView, SkipCounters } from '../decode/index.js';
 import { processSockets } from '../docker/daemon.js';
 import type { DockerInventory } from '../docker/inventory.js';
 import { JourneyError } from '../model/errors.js';
@@ -57,6 +57,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private writer: PcapngWriter | null = null;
   private stopping: Promise<void> | null = null;
   private readonly view = new PacketView();
+  private readonly fragments = new FragmentPorts();
   private readonly skips = new SkipCounters();
   private nonIp = 0;
   private readonly obsBuf: Observation[] = [];
@@ -198,12 +199,14 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         intake.undecodable++;
         continue;
       }
-      const obs = observationFromView(v, b.iface);
-      if (obs === undefined) {
+      const o = observationFromView(v, b.iface);
+      if (o === undefined) {
         this.nonIp++;
         intake.nonIp++;
         continue;
       }
+      // trailing IP fragments join their datagram's flow (the first fragment's ports)
+      const obs = o.fragment === undefined ? o : this.fragments.join(o);
       before?.(obs.timeUs / 1000);
       out.push(obs);
     }
@@ -278,6 +281,10 @@ class PipelineImpl extends EventEmitter implements Pipeline {
             `${s.packetsUnmatched} packets had no conntrack entry (shown as flows without conntrack); ${s.pendingOverflow} dropped from a full hold queue`,
           );
         }
+        if (this.fragments.orphans > 0)
+          this.notice(
+            `${this.fragments.orphans} trailing IP fragments came without their first fragment: shown with ports 0 (${this.fragments.joined} joined their datagram's flow)`,
+          );
         const quiet = this.drops.finalNotice();
         if (quiet !== null) this.notice(quiet);
         for (const l of this.loss()) {
