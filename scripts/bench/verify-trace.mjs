@@ -64,7 +64,7 @@ function setup(dir) {
   sh('ip', ['-n', RX, 'neigh', 'add', '10.77.0.9', 'lladdr', '02:00:00:00:00:09', 'dev', 'sink0', 'nud', 'permanent']);
   // a ruleset to explain (and conntrack on, so that every packet has an entry)
   nsx(RX, ['nft', '-f', '-'], {
-    input: 'table ip kvbench {\n chain fwd { type filter hook forward priority 0; policy accept;\n  ct state new counter accept\n }\n}\n',
+    input: 'table ip kvbench {\n chain forwarding { type filter hook forward priority 0; policy accept;\n  ct state new counter accept\n }\n}\n',
   });
   const mac = JSON.parse(sh('ip', ['-n', RX, '-j', 'link', 'show', 'rxv']))[0].address;
   sh('ip', ['-n', TX, 'neigh', 'add', '10.77.0.9', 'lladdr', mac, 'dev', 'txv', 'nud', 'permanent']);
