@@ -4,9 +4,10 @@
  * new file exporting a `VerifyCheck` (./check.ts) plus its line here.
  */
 import type { CheckReport, VerifyCheck } from './check.js';
+import { exposureCheck } from './check-exposure.js';
 import { hairpinCheck } from './check-hairpin.js';
 
-export const VERIFY_CHECKS = [hairpinCheck] as const;
+export const VERIFY_CHECKS = [hairpinCheck, exposureCheck] as const;
 
 export type VerifyCheckName = (typeof VERIFY_CHECKS)[number]['name'];
 export const VERIFY_CHECK_NAMES: readonly VerifyCheckName[] = VERIFY_CHECKS.map((c) => c.name);

@@ -157,7 +157,7 @@ export function entryOfFlow(f: FlowInfo): ConntrackEntry {
 }
 
 /** Passive mode on the live pipeline: every flow it reports, classified, with its packets, drops and explanation. */
-async function passiveFromPipeline(host: HostFacts, inv: Inventory, opts: PassiveOptions): Promise<PassiveFlow[]> {
+async function passiveFromPipeline(facts: Promise<HostAndInventory>, opts: PassiveOptions): Promise<PassiveFlow[]> {
   const p = await startPipeline({
     ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
     ...(opts.dockerHost !== undefined ? { dockerHost: opts.dockerHost } : {}),
@@ -173,6 +173,7 @@ async function passiveFromPipeline(host: HostFacts, inv: Inventory, opts: Passiv
   opts.log?.(`watching hairpin flows for ${Math.round((opts.durationMs ?? 10_000) / 1000)} s with the live pipeline (sending nothing)`);
   await waitFor(opts);
   await p.stop();
+  const { host, inv } = await facts;
   const related: TimedEntry[] = [...flows.values()].map((f) => ({ entry: entryOfFlow(f), event: 'new', timeMs: 0 }));
   const out: PassiveFlow[] = [];
   for (const f of flows.values()) {
@@ -195,19 +196,25 @@ async function passiveFromPipeline(host: HostFacts, inv: Inventory, opts: Passiv
 }
 
 /** Watches the host's hairpin flows (live pipeline, or conntrack events) and returns them classified. */
-export async function passiveHairpin(host: HostFacts, inv: Inventory, opts: PassiveOptions): Promise<PassiveFlow[]> {
+/** The host's facts and its inventory, read while the watching starts (they are needed only to classify). */
+export interface HostAndInventory {
+  readonly host: HostFacts;
+  readonly inv: Inventory;
+}
+
+export async function passiveHairpin(facts: Promise<HostAndInventory>, opts: PassiveOptions): Promise<PassiveFlow[]> {
   if ((opts.passiveSource ?? 'pipeline') === 'pipeline') {
     try {
-      return await passiveFromPipeline(host, inv, opts);
+      return await passiveFromPipeline(facts, opts);
     } catch (e) {
       opts.log?.(`the live pipeline could not start (${(e as Error).message}): watching conntrack events only`);
     }
   }
-  return passiveFromConntrack(host, inv, opts);
+  return passiveFromConntrack(facts, opts);
 }
 
 /** Watches conntrack in the host namespace and returns the hairpin flows seen. */
-async function passiveFromConntrack(host: HostFacts, inv: Inventory, opts: PassiveOptions): Promise<PassiveFlow[]> {
+async function passiveFromConntrack(facts: Promise<HostAndInventory>, opts: PassiveOptions): Promise<PassiveFlow[]> {
   const ns = opts.netns !== undefined ? { netns: opts.netns } : {};
   const start: ConntrackEntry[] = [];
   const dump = await run(['conntrack', '-L', '-o', 'extended,id'], { ...ns, allowFailure: true, timeoutMs: 10_000 }).catch(() => null);
@@ -219,6 +226,7 @@ async function passiveFromConntrack(host: HostFacts, inv: Inventory, opts: Passi
   opts.log?.(`watching hairpin flows for ${Math.round((opts.durationMs ?? 10_000) / 1000)} s (sending nothing)`);
   await waitFor(opts);
   await w.stop();
+  const { host, inv } = await facts;
   const latest = new Map<string, ConntrackEntry>();
   const destroyed = new Set<string>();
   const live = new Set<string>();

@@ -57,7 +57,7 @@ export interface VerifyOptions extends PlanOptions {
   readonly signal?: AbortSignal;
 }
 
-function toSteps(text: string, rulesetJson: string, table: string): TraceStep[] {
+export function toSteps(text: string, rulesetJson: string, table: string): TraceStep[] {
   let rs: unknown;
   try {
     rs = rulesetJson !== '' ? JSON.parse(rulesetJson) : undefined;
@@ -365,11 +365,18 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
   const startedAt = new Date(t0).toISOString();
   const early: string[] = [];
   const opts = withDaemonNetns(given, early);
-  const host = await collectHostFacts(opts.netns);
-  const inv = await collectInventory(host, {
-    ...(opts.dockerHost !== undefined ? { dockerHost: opts.dockerHost } : {}),
-    ...(opts.noDocker !== undefined ? { noDocker: opts.noDocker } : {}),
-  });
+  const facts = (async () => {
+    const host = await collectHostFacts(opts.netns);
+    const inv = await collectInventory(host, {
+      ...(opts.dockerHost !== undefined ? { dockerHost: opts.dockerHost } : {}),
+      ...(opts.noDocker !== undefined ? { noDocker: opts.noDocker } : {}),
+    });
+    return { host, inv };
+  })();
+  // passive mode starts watching at once: the host's facts are read meanwhile (they only classify what was seen)
+  const watching = opts.passive === true ? passiveHairpin(facts, opts) : null;
+  watching?.catch(() => undefined); // its rejection is awaited below; this only keeps it from being reported unhandled meanwhile
+  const { host, inv } = await facts;
   const notices = [...early, ...host.notices, ...inv.notices];
   const hostSummary = summarizeHost(host, inv, opts);
   /** The report, timed now; its summary counts `results` (the checks, or the flows watched). */
@@ -396,8 +403,8 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
       notices: reportNotices,
     };
   };
-  if (opts.passive === true) {
-    const flows = await passiveHairpin(host, inv, opts);
+  if (watching !== null) {
+    const flows = await watching;
     return report(
       'passive',
       inv.ports.map((p) => ({ ...p, bridge: bridgeOfAddr(host.bridges, p.containerIp)?.name ?? null })),
