@@ -267,6 +267,39 @@ describe('IPFIX export, read back by nfcapd/nfdump', () => {
     console.log(`ipfix tcp: ${flows.length} flows over 2 sessions compared with nfdump`);
   });
 
+  it('TCP: records that cannot be sent while the collector is away are counted as lost', async () => {
+    const sockets: Socket[] = [];
+    const server = createServer((s) => {
+      sockets.push(s);
+      s.on('error', () => undefined); // dropped on purpose below
+      s.resume();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const t = await ipfixTarget.open(new URL(`ipfix://127.0.0.1:${port}?transport=tcp&queue=5`), ctx);
+    // the collector goes away for good: no listener, the session dropped
+    const closed = new Promise((r) => server.close(r));
+    for (const s of sockets) s.destroy();
+    await closed;
+    for (let i = 0; i < 50 && t.stats().reconnects < 1; i++) await sleep(100);
+    const p = await startPipeline({
+      read: [`${FIX}eth0.pcap`, `${FIX}docker0.pcap`],
+      conntrackSnapshot: `${FIX}conntrack.txt`,
+      dockerSnapshot: `${FIX}docker.json`,
+      rulesetFiles: { iptablesSave: [`${FIX}iptables-save.txt`], addrs: `${FIX}addrs.json`, routes: `${FIX}routes.json` },
+    });
+    const ends: JourneyEvent[] = [];
+    for await (const e of p) if (e.type === 'flow.end') ends.push(e);
+    for (const e of ends) t.write(e);
+    await sleep(200);
+    // 5 held for the collector's return, the rest counted at once
+    expect(t.stats()).toMatchObject({ sent: 0, lost: ends.length - 5 });
+    await t.close();
+    // what was still held at exit is counted too
+    expect(t.stats()).toMatchObject({ sent: 0, lost: ends.length });
+    console.log(`ipfix tcp, collector away: ${ends.length} records counted lost, none sent`);
+  });
+
   it('the live lab: every standard probe, nfdump equals watch --json', async () => {
     await labDown(ID).catch(() => undefined);
     const lab = await labUp({ id: ID, scenario: 'default' });
