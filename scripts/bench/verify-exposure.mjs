@@ -36,7 +36,8 @@ function ruleset(extra) {
     accept.push(`-A DOCKER -d ${ip}/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT`);
   }
   const user = [];
-  for (let i = 0; i < extra; i++) user.push(`-A DOCKER-USER -s 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32 -p udp -m udp --dport ${1000 + (i % 60000)} -j DROP`);
+  for (let i = 0; i < extra; i++)
+    user.push(`-A DOCKER-USER -s 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32 -p udp -m udp --dport ${1000 + (i % 60000)} -j DROP`);
   return base
     .replace('-A DOCKER-USER -j RETURN', [...user, '-A DOCKER-USER -j RETURN'].join('\n'))
     .replace(/^(-A DOCKER -d 172\.17\.0\.2\/32.*)$/m, `$1\n${accept.join('\n')}`)
@@ -75,6 +76,10 @@ function measure(label, extra) {
   return { label, rows: nRows, rowsPerSecond: r, simPacketsPerSecond: ref, ratio: r / ref };
 }
 
-console.log(`load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(
+  `load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
 const out = [measure(`${PORTS} published ports`, 0), measure(`${PORTS} published ports + 10,000 DOCKER-USER rules`, 10_000)];
 if (process.argv.includes('--json')) console.log(JSON.stringify(out));

@@ -12,6 +12,7 @@ export const WEB_FILES: Readonly<Record<string, string>> = {
   '/index.html': 'index.html',
   '/app.js': 'app.js',
   '/journey-view.js': 'journey-view.js',
+  '/verify-view.js': 'verify-view.js',
   '/style.css': 'style.css',
 };
 

@@ -198,6 +198,8 @@ export async function traceProbe<T>(
   proto: 'tcp' | 'udp' = 'tcp',
   /** Also trace the packets to (and from) this address:port — the docker-proxy's own connection. */
   also?: { readonly ip: string; readonly port: number },
+  /** How long `nft monitor trace` gets to start before the action (longer on a loaded host). */
+  startMs = 200,
 ): Promise<{ result: T; trace: KernelTraceRun }> {
   const ns = netns !== undefined ? { netns } : {};
   let match = `${proto} sport ${port} meta nftrace set 1\n ${proto} dport ${port} meta nftrace set 1`;
@@ -213,7 +215,7 @@ export async function traceProbe<T>(
     () => undefined,
   );
   try {
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, startMs));
     const result = await action();
     await new Promise((r) => setTimeout(r, 150));
     const rs = await run(['nft', '-a', '-j', 'list', 'ruleset'], { ...ns, allowFailure: true, timeoutMs: 10_000 });

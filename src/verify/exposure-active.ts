@@ -10,8 +10,7 @@ import { parseIp } from '../ruleset/ip.js';
 import { traceProbe } from './collectors.js';
 import type { ActiveResult, ExposureRow, SourceClass } from './exposure-types.js';
 import { runProbe, sourcePortBlock } from './probe.js';
-import type { TraceStep } from './types.js';
-import { toSteps } from './verify-hairpin.js';
+import { parseNftTrace, type TracePacket, type TraceStep as KStep } from '../netfilter/kernel-trace.js';
 
 export interface ActiveOptions {
   readonly netns?: string;
@@ -29,6 +28,8 @@ export interface ActiveOptions {
 function senderOf(row: ExposureRow, o: ActiveOptions): { ns: string | number | null; from: string } | string {
   if (row.target.proto !== 'tcp') return 'only TCP rows are probed';
   if (row.family !== 4) return 'IPv6 rows are not probed (the trace table is IPv4)';
+  const loop = row.packet.dst === '::1' || row.packet.dst.startsWith('127.');
+  if (loop && row.source !== 'host') return 'a loopback target cannot be sent to from another namespace (its own lo answers)';
   if (row.source === 'host') return { ns: null, from: `the host${o.netns !== undefined ? ` (${o.netns})` : ''}` };
   const named = o.sourceNetns[row.source];
   if (named !== undefined) return { ns: named, from: `netns ${named}` };
@@ -42,24 +43,30 @@ function senderOf(row: ExposureRow, o: ActiveOptions): { ns: string | number | n
   return `no namespace is a ${row.source} source here (--source-netns ${row.source}=NAME)`;
 }
 
-/** The kernel trace's deciding step, with the simulator's rules: the first drop, else the last filter accept (not nat, not the trace table). */
-export function kernelDeciding(steps: readonly TraceStep[], traceTable: string): TraceStep | null {
-  const mine = steps.filter((s) => s.table !== traceTable);
-  const first = mine[0];
-  const firstPacket = first === undefined ? [] : mine.filter((s) => s.traceId === first.traceId);
-  const drop = firstPacket.find((s) => /\bdrop\b|\breject\b/.test(s.verdict));
+/**
+ * The kernel trace's deciding step, by the simulator's rules, on the connection's first packet (the
+ * first traced packet sent from the probe's port that no RELATED,ESTABLISHED rule accepted): its
+ * first drop, else its last filter accept (not nat, raw or mangle, not the trace table).
+ */
+export function kernelDeciding(packets: readonly TracePacket[], sport: number, traceTable: string): KStep | null {
+  const own = (p: TracePacket): KStep[] => p.steps.filter((s) => s.table !== traceTable);
+  const established = (p: TracePacket): boolean => own(p).some((s) => s.verdictKind === 'accept' && /ESTABLISHED|established/.test(s.rule ?? ''));
+  const first = packets.find((p) => p.first?.sport === sport && own(p).length > 0 && !established(p));
+  if (first === undefined) return null;
+  const steps = own(first);
+  const drop = steps.find((s) => s.verdictKind === 'drop' || s.verdictKind === 'reject');
   if (drop) return drop;
-  const acc = firstPacket.filter(
-    (s) => /accept/.test(s.verdict) && s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && !/^(nat|raw)-/.test(s.chain),
+  const acc = steps.filter(
+    (s) => s.verdictKind === 'accept' && s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && !/^(nat|raw)-/.test(s.chain),
   );
   return acc[acc.length - 1] ?? null;
 }
 
-function sameRule(row: ExposureRow, k: TraceStep | null): boolean {
+function sameRule(row: ExposureRow, k: KStep | null): boolean {
   const d = row.deciding;
   if (d === null || k === null) return d === null && k === null;
   if (d.table !== k.table || d.chain !== k.chain) return false;
-  const kPolicy = k.verdict.startsWith('policy');
+  const kPolicy = k.kind === 'policy';
   if ((d.rule === null) !== kPolicy) return false;
   return d.rule === null || d.ruleNumber === k.ruleNumber || (d.handle !== null && d.handle === k.handle);
 }
@@ -94,6 +101,9 @@ export async function confirmRows(rows: readonly ExposureRow[], o: ActiveOptions
           proto: 'tcp',
         }),
       table,
+      'tcp',
+      undefined,
+      800,
     ).catch((e: unknown) => {
       notices.push(`--active: ${row.id}: ${(e as Error).message}`);
       return null;
@@ -104,8 +114,15 @@ export async function confirmRows(rows: readonly ExposureRow[], o: ActiveOptions
     }
     const p = traced.result;
     const fate: ActiveResult['fate'] = p.connected ? 'answered' : p.error === 'ECONNREFUSED' ? 'refused' : 'dropped';
-    const steps = toSteps(traced.trace.text, traced.trace.rulesetJson, table);
-    const k = kernelDeciding(steps, table);
+    let rs: unknown;
+    try {
+      rs = traced.trace.rulesetJson !== '' ? JSON.parse(traced.trace.rulesetJson) : undefined;
+    } catch {
+      rs = undefined; // without the ruleset the trace still names chains and handles
+    }
+    const kt = parseNftTrace(traced.trace.text, { ...(rs !== undefined ? { ruleset: rs } : {}), traceTable: table });
+    const steps = kt.steps;
+    const k = kernelDeciding(kt.packets, p.localPort, table);
     const kName = k === null ? null : `${k.table} ${k.chain}${k.ruleNumber !== null ? ` rule ${k.ruleNumber}` : ''} ${k.verdict}`;
     // reachable: the packet got to the target (an answer, or a refusal by the target itself: the kernel's path accepted it)
     const kernelReached = fate === 'answered' || (fate === 'refused' && k !== null && !/drop|reject/.test(k.verdict));

@@ -25,6 +25,11 @@ export interface JudgeContext {
   readonly proxies: readonly DockerProxyProcess[];
   /** The daemon's userland-proxy setting, when known. */
   readonly userlandProxy: boolean | null;
+  /**
+   * Base chains iptables-save lists but the kernel never created (no rules, policy accept): they
+   * decide nothing — the kernel's trace never passes them (src/explain/kernel-compare.ts ghostChains).
+   */
+  readonly ghosts: ReadonlySet<string>;
   /** Docker's facts per family (generation, DOCKER-USER, raw drops). */
   readonly facts: { readonly 4: RulesetFacts; readonly 6: RulesetFacts };
 }
@@ -42,12 +47,19 @@ export function ownerOf(_family: string, table: string, chain: string): string {
   return 'neutral';
 }
 
-function decidingOf(ex: Explanation): ExplainStep | null {
+function decidingOf(ex: Explanation, ghosts: ReadonlySet<string>): ExplainStep | null {
   const drop = ex.steps.find((s) => s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop');
   if (drop) return drop;
   const ind = ex.steps.find((s) => s.verdict === 'indeterminate');
   if (ind) return ind;
-  const filt = ex.steps.filter((s) => DECIDING.has(s.verdict) && FILTER_HOOKS.has(s.hook) && s.table !== 'nat' && !/^nat-/.test(s.chain));
+  const filt = ex.steps.filter(
+    (s) =>
+      DECIDING.has(s.verdict) &&
+      FILTER_HOOKS.has(s.hook) &&
+      s.table !== 'nat' &&
+      !/^nat-/.test(s.chain) &&
+      !ghosts.has(`${s.family} ${s.table} ${s.chain}`),
+  );
   return filt[filt.length - 1] ?? null;
 }
 
@@ -85,7 +97,7 @@ function neverConsulted(row: RowPlan, ex: Explanation, ctx: JudgeContext): strin
     return null; // the hypothetical packet is unusable: say nothing rather than guess
   }
   const inputSteps = ex2.steps.filter((s) => s.hook === 'input' && s.table !== 'nat');
-  const d = decidingOf({ ...ex2, steps: inputSteps });
+  const d = decidingOf({ ...ex2, steps: inputSteps }, new Set());
   if (d === null) return null;
   const dr = decidingRule(d);
   if (dr === null) return null;
@@ -170,7 +182,7 @@ export function judgeRow(row: RowPlan, ctx: JudgeContext): ExposureRow {
   const indeterminate: string[] = [];
   let status: ExposureStatus;
   let via: ExposureRow['via'] = null;
-  const step = ex !== null ? decidingOf(ex) : null;
+  const step = ex !== null ? decidingOf(ex, ctx.ghosts) : null;
   const deciding = decidingRule(step);
   if (row.family === 6 && row.dst === '::1' && !row.local) {
     // ip6_rcv_core drops it before netfilter: ::1 is valid on the loopback device only

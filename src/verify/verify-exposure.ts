@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { DockerClient, resolveDockerHost } from '../docker/client.js';
 import { connectDocker, type DockerSnapshot } from '../docker/inventory.js';
+import { ghostChains } from '../explain/kernel-compare.js';
 import { compileRuleset, type CompiledRuleset } from '../netfilter/compile.js';
 import { JourneyError } from '../model/errors.js';
 import { loadHostContext, loadHostContextFiles, loadLiveRuleset, loadRulesetFiles, type RulesetFiles } from '../ruleset/load.js';
@@ -139,6 +140,7 @@ export function exposureRows(
     proxies: inp.docker?.proxies ?? [],
     userlandProxy: inp.docker?.userlandProxy ?? null,
     facts: { 4: dockerFacts(inp.rules, 4), 6: dockerFacts(inp.rules, 6) },
+    ghosts: ghostChains(inp.rules),
   };
   const rows = planRows(inp, host, targets, opts.sources).map((r) => judgeRow(r, ctx));
   return { host, targets, rows };

@@ -2,6 +2,7 @@
 // Plain ES module, no dependencies, no build step; the DOM is built with textContent only
 // (container names and rule texts are data, never markup).
 import { tupleText, nameOf, flowVerdict, journeySteps, natBeforeAfter, endpoint } from './journey-view.js';
+import { attachVerify, onVerifyMessage } from './verify-view.js';
 
 const MAX_FLOWS = 500;
 const flows = new Map(); // id -> { flow, ended, row }
@@ -76,6 +77,7 @@ function connect() {
 }
 
 function onMessage(msg) {
+  if (onVerifyMessage(msg)) return;
   switch (msg.type) {
     case 'hello':
       break;
@@ -265,5 +267,10 @@ $('#filter').addEventListener('submit', (e) => {
   subscribe();
 });
 
+attachVerify($('main'), (m) => {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(JSON.stringify(m));
+  return true;
+});
 updateCounters();
 connect();

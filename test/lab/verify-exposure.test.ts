@@ -1,0 +1,51 @@
+/**
+ * `journey verify exposure --active` on the lab's Docker 20.10 host (scenario default, a real
+ * dockerd): every row the lab can play — the host itself, the containers (their namespaces), the
+ * neighbour jl-…-ext on the uplink's subnet — is probed for real under `nft monitor trace`; its fate
+ * (answered / refused / dropped) and the kernel's deciding rule must equal the simulator's. Direct
+ * access from the LAN to a container address is open on 20.10 (no raw rule), and it is played too.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertLabCanRun, labDown, labUp, type LabInfo } from '../../lab/driver.js';
+import { verifyExposure } from '../../src/verify/verify-exposure.js';
+import { labTestId } from './lab-helpers.js';
+
+const ID = labTestId('x');
+
+describe('verify exposure --active (lab default, Docker 20.10)', () => {
+  let info: LabInfo;
+  beforeAll(async () => {
+    await assertLabCanRun();
+    await labDown(ID).catch(() => undefined);
+    info = await labUp({ id: ID, scenario: 'default' });
+  }, 240_000);
+  afterAll(async () => {
+    await labDown(ID);
+  }, 120_000);
+
+  it('every playable row agrees with the packet’s real fate and the kernel’s deciding rule', async () => {
+    if (info.dockerHost === null) throw new Error('the default scenario has no dockerd');
+    const r = await verifyExposure({
+      netns: info.netns.host,
+      dockerHost: info.dockerHost,
+      active: true,
+      families: [4],
+      sourceNetns: { lan: info.netns.ext },
+      timeoutMs: 1500,
+    });
+    const probed = r.rows.filter((x) => x.active !== null);
+    console.log(
+      `verify exposure --active: ${r.summary.compared} rows compared with the kernel, ${r.summary.agreed} agreed (of ${r.summary.rows} rows)`,
+    );
+    for (const x of probed.filter((p) => p.active?.agrees !== true)) console.log(`disagreement: ${x.id}: ${x.active?.note ?? ''}`);
+    expect(r.summary.compared).toBeGreaterThanOrEqual(4);
+    expect(r.summary.agreed).toBe(r.summary.compared);
+    // Docker 20.10: a LAN neighbour reaches the container's own address directly
+    const direct = r.rows.find((x) => x.target.kind === 'container' && x.source === 'lan');
+    expect(direct?.status).toBe('reachable');
+    expect(direct?.active?.fate).toBe('answered');
+    const pub = r.rows.find((x) => x.target.kind === 'published' && x.source === 'lan' && x.target.addr === info.hostAddr);
+    expect(pub).toMatchObject({ status: 'reachable', via: 'dnat', active: { fate: 'answered', agrees: true } });
+    expect(r.ok).toBe(true);
+  }, 300_000);
+});
