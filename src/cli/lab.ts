@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { missingCapabilities } from '../host/privilege.js';
 import { spawn } from 'node:child_process';
 import { JourneyError } from '../model/errors.js';
 import { run } from '../host/exec.js';
@@ -180,6 +181,13 @@ export function registerLab(program: Command): void {
     .option('--mnt', "in a container: also enter its mount namespace (use the container's own binaries)")
     .passThroughOptions()
     .action(async (where: string, cmd: string[], o: IdOpt & { mnt?: boolean }) => {
+      // entering the lab's namespaces needs CAP_SYS_ADMIN: say so, not nsenter's raw EPERM
+      if (missingCapabilities(['CAP_SYS_ADMIN']).length > 0) {
+        throw new JourneyError(
+          'E_NOT_ROOT',
+          `lab exec enters the lab's network namespaces: run it as root (uid ${process.geteuid?.() ?? -1} lacks CAP_SYS_ADMIN)`,
+        );
+      }
       const res = await labExec(o.id, where, cmd, { allowFailure: true, timeoutMs: 600_000, ...(o.mnt ? { mount: true } : {}) });
       process.stdout.write(res.stdout);
       process.stderr.write(res.stderr);

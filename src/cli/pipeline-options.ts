@@ -4,6 +4,7 @@
  * Each command adds its own options (views, server, --write, --no-kernel, --stats-interval,
  * --max-flows, …) and the PipelineOptions fields that go with them.
  */
+import { assertLivePrivilege } from '../host/privilege.js';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
@@ -138,6 +139,8 @@ export function pipelineOptionsFrom(
       '--ruleset/--host-addrs/--host-routes are for replays (with --read FILE); live, the ruleset is read from the host',
     );
   }
+  // live: missing privilege is named before any symptom (namespace "not found", conntrack EACCES)
+  if (o.read === undefined) assertLivePrivilege('a live capture', o.netns !== undefined ? { netns: o.netns } : {});
   const rulesetFiles = o.ruleset ? splitRulesetFiles(o.ruleset, opts.rulesetErrorDetail) : undefined;
   const verify = verifyRate(o.verify);
   if (verify !== undefined && o.read !== undefined)
