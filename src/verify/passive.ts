@@ -171,9 +171,13 @@ async function passiveFromPipeline(facts: Promise<HostAndInventory>, opts: Passi
     } else if (ev.type === 'notice') opts.log?.(`pipeline: ${ev.message}`);
   });
   opts.log?.(`watching hairpin flows for ${Math.round((opts.durationMs ?? 10_000) / 1000)} s with the live pipeline (sending nothing)`);
+  // the window is `durationMs` once both the pipeline is up and the host is read (it watches meanwhile too)
+  const { host, inv } = await facts.catch(async (e: unknown) => {
+    await p.stop();
+    throw e;
+  });
   await waitFor(opts);
   await p.stop();
-  const { host, inv } = await facts;
   const related: TimedEntry[] = [...flows.values()].map((f) => ({ entry: entryOfFlow(f), event: 'new', timeMs: 0 }));
   const out: PassiveFlow[] = [];
   for (const f of flows.values()) {
@@ -224,9 +228,12 @@ async function passiveFromConntrack(facts: Promise<HostAndInventory>, opts: Pass
   }
   const w = await watchConntrack(opts.netns);
   opts.log?.(`watching hairpin flows for ${Math.round((opts.durationMs ?? 10_000) / 1000)} s (sending nothing)`);
+  const { host, inv } = await facts.catch(async (e: unknown) => {
+    await w.stop();
+    throw e;
+  });
   await waitFor(opts);
   await w.stop();
-  const { host, inv } = await facts;
   const latest = new Map<string, ConntrackEntry>();
   const destroyed = new Set<string>();
   const live = new Set<string>();
