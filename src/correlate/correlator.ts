@@ -48,6 +48,8 @@ export interface FlowExplainer {
   /** Bumped when the ruleset changed: cached explanations of an older generation are redone. */
   readonly generation: number;
   explain(flow: FlowInfo): Explanation | null;
+  /** The flow's explanation is waiting for something (the kernel's trace, --verify): ask again. */
+  awaits?(flowId: string): boolean;
 }
 
 /** Links docker-proxy halves; see proxy-link.ts. */
@@ -466,7 +468,11 @@ export class Correlator {
       // after a ruleset change, live flows are re-explained a few thousand per tick
       // and when an earlier leg turned up after it was explained (captures of two interfaces
       // arrive in their own batches): the question is asked where the packet first came in
-      if (this.o.explainer && (f.explainedGen !== gen || f.explainedFrom !== firstOrigIface(f)) && reexplained < 2000) {
+      if (
+        this.o.explainer &&
+        (f.explainedGen !== gen || f.explainedFrom !== firstOrigIface(f) || this.o.explainer.awaits?.(f.id) === true) &&
+        reexplained < 2000
+      ) {
         reexplained++;
         this.explainFlow(f);
       }

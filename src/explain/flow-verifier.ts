@@ -44,6 +44,8 @@ export class FlowVerifier {
   private readonly byFlow = new Map<string, { gen: number }>();
   /** Flows already counted (each flow counts once, at its first explanation). */
   private readonly counted = new Set<string>();
+  /** Flows whose trace may still come (or complete): asked again until this time (ms). */
+  readonly pending = new Map<string, number>();
 
   private constructor(
     private readonly arm: TraceArm | null,
@@ -80,6 +82,7 @@ export class FlowVerifier {
     return new Proxy(inner, {
       get(target, prop, receiver) {
         if (prop === 'explain') return (flow: FlowInfo) => self.check(target, flow);
+        if (prop === 'awaits') return (id: string) => self.pending.has(id);
         if (prop === 'reload')
           return async () => {
             await target.reload();
@@ -94,7 +97,18 @@ export class FlowVerifier {
   private check(inner: VerifiableExplainer, flow: FlowInfo): Explanation | null {
     const sim = inner.explain(flow);
     if (sim === null) return null;
-    const ex = this.verify(inner, flow, sim);
+    let ex = this.verify(inner, flow, sim);
+    // not there yet (or not complete): the correlator asks again each tick, for a while
+    const waiting = ex.verification?.result === 'unverified' && /never came to the trace|incomplete/.test(ex.verification.reason ?? '');
+    if (waiting) {
+      const until = this.pending.get(flow.id) ?? Date.now() + PENDING_MS;
+      if (Date.now() < until) {
+        this.pending.set(flow.id, until);
+        ex = { ...ex, verification: { result: 'unverified', reason: `pending: waiting for the kernel's trace (${ex.verification?.reason ?? ''})` } };
+        return ex;
+      }
+    }
+    this.pending.delete(flow.id);
     const r = ex.verification?.result;
     if (r !== undefined && !this.counted.has(flow.id)) {
       this.counts[r]++;
@@ -139,6 +153,8 @@ export class FlowVerifier {
   /** Keeps the per-flow memory bounded (oldest first). */
   private bound(): void {
     const max = 200_000;
+    const now = Date.now();
+    for (const [id, until] of this.pending) if (until < now - 10_000) this.pending.delete(id); // flows that ended while waiting
     for (const m of [this.byFlow, this.counted]) {
       let n = m.size - max;
       for (const k of m.keys()) {
@@ -173,3 +189,6 @@ export function verifierNotice(v: FlowVerifier): string {
  * comes through `nft monitor trace`, a process of its own, a little after the packet.
  */
 export const VERIFY_START_DELAY_MS = 150;
+
+/** How long a flow waits for its trace (to come, or to complete) before it is unverified for good. */
+const PENDING_MS = 3_000;

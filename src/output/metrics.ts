@@ -156,8 +156,11 @@ export class ServeMetrics {
   observe(ev: JourneyEvent): void {
     this.eventCounts.set(ev.type, (this.eventCounts.get(ev.type) ?? 0) + 1);
     switch (ev.type) {
-      case 'flow.start': {
+      case 'flow.start':
         this.flowsStarted.inc();
+        break;
+      case 'flow.end': {
+        // counted once a flow, with its last word (a trace still awaited at flow.start may have come)
         const r = ev.flow.explanation?.verification?.result;
         if (r !== undefined) this.explanations.inc({ result: r });
         break;

@@ -55,7 +55,14 @@ async function probeFlow(events: JourneyEvent[], r: ProbeResult, t0: number): Pr
     (f.legs.length === 0 || f.legs.some((l) => l.firstUs / 1000 >= t0 - 50));
   for (const end = Date.now() + 8000; Date.now() < end; await sleep(100)) {
     const f = events.filter((e): e is FlowEvent => e.type === 'flow.start').find((e) => match(e.flow));
-    if (f) return f.flow;
+    if (!f) continue;
+    // flow.start may still wait for the kernel's trace (pending): its last word comes in a flow.update
+    let last = f.flow;
+    for (const until = Date.now() + 5000; Date.now() < until; await sleep(100)) {
+      last = events.filter((e): e is FlowEvent => e.type.startsWith('flow.') && (e as FlowEvent).flow.id === f.flow.id).at(-1)?.flow ?? last;
+      if (!/^pending/.test(last.explanation?.verification?.reason ?? '')) break;
+    }
+    return last;
   }
   return undefined;
 }
