@@ -206,11 +206,12 @@ function unavailable(lost: string[]): KernelEvents {
     lost,
     available: { drops: false, hooks: false },
     hookPoints: [],
-    onDrop: () => {},
-    onHook: () => {},
-    onLost: () => {},
+    // nothing will ever be delivered: listeners are not kept
+    onDrop: () => undefined,
+    onHook: () => undefined,
+    onLost: () => undefined,
     stats: () => ({ delivered: 0, batches: 0, lostInKernel: 0, bad: 0 }),
-    stop: async () => {},
+    stop: () => Promise.resolve(),
   };
 }
 
