@@ -30,15 +30,15 @@ export function findFirstPacket(packets: readonly TracePacket[], flow: Pick<Flow
   const icmp = t.proto === 'icmp' || t.proto === 'icmpv6';
   const src = canonicalIp(t.src);
   const dst = canonicalIp(t.dst);
-  for (const p of packets) {
-    const h = p.first;
-    if (p.entry === null || h === null || h.saddr === undefined || h.daddr === undefined) continue;
-    if (canonicalIp(h.saddr) !== src || canonicalIp(h.daddr) !== dst) continue;
-    if (icmp) {
-      if (h.proto === t.proto && h.icmpId === t.sport) return p;
-    } else if (h.proto === t.proto && h.sport === t.sport && h.dport === t.dport) return p;
-  }
-  return null;
+  const same = (h: TracePacket['first']): boolean => {
+    if (h === null || h.saddr === undefined || h.daddr === undefined) return false;
+    if (canonicalIp(h.saddr) !== src || canonicalIp(h.daddr) !== dst) return false;
+    return icmp ? h.proto === t.proto && h.icmpId === t.sport : h.proto === t.proto && h.sport === t.sport && h.dport === t.dport;
+  };
+  const entered = packets.filter((p) => p.entry !== null);
+  // the packet as it came in; else one that became this tuple on its way (a flow known only from
+  // its packets may carry the tuple after NAT: the kernel's path then shows the NAT it missed)
+  return entered.find((p) => same(p.first)) ?? entered.find((p) => p.headers.some((x) => same(x.header))) ?? null;
 }
 
 /** The kernel's steps of a packet, with the lo half of a packet the host sent to itself. */
