@@ -66,6 +66,7 @@ export const exposureCheck: VerifyCheck<'exposure', ExposureOptions, ExposureRep
       description: 'confirm rows with real probes from namespaces that are that source (live only), compared with the kernel trace',
     },
     { flags: '--source-netns <class=netns...>', description: '--active: a namespace that is a source class (lan=jl-x-ext)' },
+    { flags: '--loopback-netns <netns>', description: '--active: a LAN neighbour that routes 127.0.0.0/8 to the host (plays lan rows to 127.0.0.1)' },
     { flags: '--timeout <ms>', description: '--active: per-probe timeout in milliseconds', default: '2000' },
   ],
   needsRoot: (o) => !offline(o) || o['nft'] !== undefined,
@@ -101,6 +102,7 @@ export const exposureCheck: VerifyCheck<'exposure', ExposureOptions, ExposureRep
       ...(o['policy'] !== undefined ? { policy: String(o['policy']) } : {}),
       active: o['active'] === true,
       sourceNetns,
+      ...(o['loopbackNetns'] !== undefined ? { loopbackNetns: String(o['loopbackNetns']) } : {}),
       timeoutMs: timeout,
     };
   },

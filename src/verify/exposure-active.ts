@@ -19,6 +19,8 @@ export interface ActiveOptions {
   readonly pids: ReadonlyMap<string, number>;
   /** Namespaces that are a source class (`lan=jl-x-ext`). */
   readonly sourceNetns: Partial<Record<SourceClass, string>>;
+  /** A LAN neighbour that routes 127.0.0.0/8 to the host (plays lan rows to loopback targets). */
+  readonly loopbackNetns?: string;
   readonly timeoutMs: number;
   readonly log?: (m: string) => void;
   readonly signal?: AbortSignal;
@@ -29,7 +31,10 @@ function senderOf(row: ExposureRow, o: ActiveOptions): { ns: string | number | n
   if (row.target.proto !== 'tcp') return 'only TCP rows are probed';
   if (row.family !== 4) return 'IPv6 rows are not probed (the trace table is IPv4)';
   const loop = row.packet.dst === '::1' || row.packet.dst.startsWith('127.');
-  if (loop && row.source !== 'host') return 'a loopback target cannot be sent to from another namespace (its own lo answers)';
+  if (loop && row.source === 'lan' && o.loopbackNetns !== undefined)
+    return { ns: o.loopbackNetns, from: `netns ${o.loopbackNetns} (routes 127.0.0.0/8 to the host)` };
+  if (loop && row.source !== 'host')
+    return 'a loopback target cannot be sent to from another namespace (its own lo answers; --loopback-netns names a neighbour that routes it)';
   if (row.source === 'host') return { ns: null, from: `the host${o.netns !== undefined ? ` (${o.netns})` : ''}` };
   const named = o.sourceNetns[row.source];
   if (named !== undefined) return { ns: named, from: `netns ${named}` };
@@ -125,7 +130,10 @@ export async function confirmRows(rows: readonly ExposureRow[], o: ActiveOptions
     const k = kernelDeciding(kt.packets, p.localPort, table);
     const kName = k === null ? null : `${k.table} ${k.chain}${k.ruleNumber !== null ? ` rule ${k.ruleNumber}` : ''} ${k.verdict}`;
     // reachable: the packet got to the target (an answer, or a refusal by the target itself: the kernel's path accepted it)
-    const kernelReached = fate === 'answered' || (fate === 'refused' && k !== null && !/drop|reject/.test(k.verdict));
+    // or no answer came back, but the host's kernel passed the first packet on (its trace accepts it, nothing drops it)
+    const hostPassed = k !== null && k.verdictKind === 'accept';
+    const kernelReached =
+      fate === 'answered' || (fate === 'refused' && k !== null && !/drop|reject/.test(k.verdict)) || (fate === 'dropped' && hostPassed);
     const fateAgrees = row.status === 'indeterminate' ? false : (row.status === 'reachable') === kernelReached;
     const ruleAgrees = steps.length === 0 ? row.via === 'docker-proxy' || row.source === 'host' : sameRule(row, k);
     const agrees = fateAgrees && (steps.length === 0 || ruleAgrees);
@@ -137,7 +145,9 @@ export async function confirmRows(rows: readonly ExposureRow[], o: ActiveOptions
         agrees,
         kernelDeciding: kName,
         note: agrees
-          ? null
+          ? fate === 'dropped' && hostPassed
+            ? `the host passed the packet on (${kName ?? ''}); no answer made it back to the sender`
+            : null
           : !fateAgrees
             ? `the simulator says ${row.status}, the packet was ${fate}`
             : `the kernel decided in ${kName ?? 'no rule'}, the simulator in ${row.deciding !== null ? `${row.deciding.table} ${row.deciding.chain} rule ${row.deciding.ruleNumber ?? 'policy'}` : 'no rule'}`,

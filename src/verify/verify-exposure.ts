@@ -42,6 +42,8 @@ export interface ExposureOptions {
   readonly active?: boolean;
   /** Namespaces that are a source class, for --active (`{ lan: 'jl-x-ext' }`). */
   readonly sourceNetns?: Partial<Record<SourceClass, string>>;
+  /** For --active: a LAN neighbour that routes 127.0.0.0/8 to the host. */
+  readonly loopbackNetns?: string;
   readonly timeoutMs?: number;
   readonly log?: (msg: string) => void;
   readonly signal?: AbortSignal;
@@ -164,6 +166,7 @@ export async function verifyExposure(opts: ExposureOptions = {}): Promise<Exposu
         docker: inp.docker,
         pids: inp.pids,
         sourceNetns: opts.sourceNetns ?? {},
+        ...(opts.loopbackNetns !== undefined ? { loopbackNetns: opts.loopbackNetns } : {}),
         timeoutMs: opts.timeoutMs ?? 2000,
         ...(opts.log !== undefined ? { log: opts.log } : {}),
         ...(opts.signal !== undefined ? { signal: opts.signal } : {}),

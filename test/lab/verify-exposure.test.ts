@@ -49,3 +49,41 @@ describe('verify exposure --active (lab default, Docker 20.10)', () => {
     expect(r.ok).toBe(true);
   }, 300_000);
 });
+
+describe('verify exposure --active (lab localhost-publish: -p 127.0.0.1:8080:80, userland proxy off, Docker 20.10)', () => {
+  const LID = labTestId('xl');
+  let info: LabInfo;
+  beforeAll(async () => {
+    await assertLabCanRun();
+    await labDown(LID).catch(() => undefined);
+    info = await labUp({ id: LID, scenario: 'localhost-publish' });
+  }, 240_000);
+  afterAll(async () => {
+    await labDown(LID);
+  }, 120_000);
+
+  it('a neighbour routing 127.0.0.0/8 to the host gets its packet to the "localhost only" port, as the simulator says', async () => {
+    if (info.dockerHost === null) throw new Error('the localhost-publish scenario has no dockerd');
+    const r = await verifyExposure({
+      netns: info.netns.host,
+      dockerHost: info.dockerHost,
+      active: true,
+      families: [4],
+      sourceNetns: { lan: info.netns.ext },
+      loopbackNetns: info.netns.ext2,
+      timeoutMs: 1500,
+    });
+    console.log(
+      `verify exposure --active (localhost-publish): ${r.summary.compared} rows compared with the kernel, ${r.summary.agreed} agreed (of ${r.summary.rows} rows)`,
+    );
+    for (const x of r.rows.filter((p) => p.active !== null && !p.active.agrees)) console.log(`disagreement: ${x.id}: ${x.active?.note ?? ''}`);
+    const lo = r.rows.find((x) => x.target.kind === 'published' && x.target.addr === '127.0.0.1' && x.source === 'lan');
+    expect(lo).toMatchObject({ status: 'reachable', via: 'dnat', active: { agrees: true } });
+    expect(lo?.active?.kernelDeciding).toMatch(/accept/);
+    expect(lo?.change.join(' ')).toMatch(/raw PREROUTING/);
+    // bound to 127.0.0.1 only: no row for the uplink address
+    expect(r.rows.some((x) => x.target.kind === 'published' && x.target.addr === info.hostAddr)).toBe(false);
+    expect(r.summary.compared).toBeGreaterThanOrEqual(3);
+    expect(r.summary.agreed).toBe(r.summary.compared);
+  }, 300_000);
+});
