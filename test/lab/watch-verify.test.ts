@@ -46,12 +46,15 @@ async function withPipeline(info: LabInfo, opts: Partial<PipelineOptions> = {}):
 /** The flow.start of a probe's connection (its original tuple), once it came. */
 async function probeFlow(events: JourneyEvent[], r: ProbeResult, t0: number): Promise<FlowInfo | undefined> {
   const proto = r.proto === 'icmp' ? (r.to.addr.includes(':') ? 'icmpv6' : 'icmp') : r.proto;
+  const sameTuple = (t: FlowInfo['orig']): boolean =>
+    t.dst === r.to.addr &&
+    t.proto === proto &&
+    (proto.startsWith('icmp') || r.to.port === undefined || t.dport === r.to.port) &&
+    (r.from.port === undefined || proto.startsWith('icmp') || t.sport === r.from.port) &&
+    (r.from.where === 'host' || t.src === r.from.addr);
+  // the original tuple, or the tuple its first packet was captured with (a flow known only from its packets)
   const match = (f: FlowInfo): boolean =>
-    f.orig.dst === r.to.addr &&
-    f.orig.proto === proto &&
-    (proto.startsWith('icmp') || r.to.port === undefined || f.orig.dport === r.to.port) &&
-    (r.from.port === undefined || proto.startsWith('icmp') || f.orig.sport === r.from.port) &&
-    (r.from.where === 'host' || f.orig.src === r.from.addr) &&
+    (sameTuple(f.orig) || f.legs.some((l) => l.direction === 'orig' && sameTuple(l.tuple))) &&
     (f.legs.length === 0 || f.legs.some((l) => l.firstUs / 1000 >= t0 - 50));
   for (const end = Date.now() + 8000; Date.now() < end; await sleep(100)) {
     const f = events.filter((e): e is FlowEvent => e.type === 'flow.start').find((e) => match(e.flow));
