@@ -265,6 +265,10 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
         p('container-udp-outside', 'radius', 'udp', 'outside', 1812, 'answer', 'radius -> 198.51.100.10:1812/udp (MASQUERADE)'),
         p('container-ping-outside', 'client', 'icmp', 'outside', undefined, 'answer', 'client pings 198.51.100.10'),
       ];
+    case 'ufw':
+    case 'localhost-publish':
+      // their paths are played by `journey verify exposure --active` (test/lab/verify-exposure.test.ts)
+      return [];
     case 'replay':
       return info ? replayProbes(info) : [];
     default:

@@ -87,3 +87,44 @@ describe('verify exposure --active (lab localhost-publish: -p 127.0.0.1:8080:80,
     expect(r.summary.agreed).toBe(r.summary.compared);
   }, 300_000);
 });
+
+describe('verify exposure --active (lab ufw: default deny incoming, 8000 denied, Docker 20.10)', () => {
+  const UID = labTestId('xu');
+  let info: LabInfo;
+  beforeAll(async () => {
+    await assertLabCanRun();
+    await labDown(UID).catch(() => undefined);
+    info = await labUp({ id: UID, scenario: 'ufw' });
+  }, 240_000);
+  afterAll(async () => {
+    await labDown(UID);
+  }, 120_000);
+
+  it("names the bypass: ufw denies 8000 in INPUT, the DNAT'd packet crosses FORWARD; the kernel agrees", async () => {
+    if (info.dockerHost === null) throw new Error('the ufw scenario has no dockerd');
+    const r = await verifyExposure({
+      netns: info.netns.host,
+      dockerHost: info.dockerHost,
+      active: true,
+      families: [4],
+      sourceNetns: { lan: info.netns.ext },
+      timeoutMs: 1500,
+    });
+    console.log(
+      `verify exposure --active (ufw): ${r.summary.compared} rows compared with the kernel, ${r.summary.agreed} agreed (of ${r.summary.rows} rows)`,
+    );
+    for (const x of r.rows.filter((p) => p.active !== null && !p.active.agrees)) console.log(`disagreement: ${x.id}: ${x.active?.note ?? ''}`);
+    const pub = r.rows.find((x) => x.target.kind === 'published' && x.target.addr === info.hostAddr && x.source === 'lan');
+    expect(pub).toMatchObject({
+      status: 'reachable',
+      via: 'dnat',
+      deciding: { chain: 'DOCKER', owner: 'docker' },
+      active: { fate: 'answered', agrees: true },
+    });
+    expect(pub?.why.join('\n')).toMatch(
+      /ufw denies 8000\/tcp in INPUT \(filter ufw-user-input rule \d+: -A ufw-user-input -p tcp -m tcp --dport 8000 -j DROP\); this packet is DNAT'd to 172\.17\.0\.2:80 and crosses FORWARD, so INPUT is never consulted/,
+    );
+    expect(r.summary.compared).toBeGreaterThanOrEqual(3);
+    expect(r.summary.agreed).toBe(r.summary.compared);
+  }, 300_000);
+});
