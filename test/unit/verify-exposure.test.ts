@@ -5,12 +5,12 @@
  * with ufw's INPUT added: every row decided by the simulator, direct access closed by the raw rule on
  * 28/29 and open on 20.10, the ufw bypass named, the policy failing the exit status naming the row.
  */
-import { existsSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Command } from 'commander';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { registerVerify } from '../../src/cli/verify.js';
 import { exitCodeFor } from '../../src/cli/exit-codes.js';
 import { parseIpAddr, parseIpRoute, makeHostContext } from '../../src/ruleset/host-context.js';
@@ -135,6 +135,7 @@ describe('verify exposure on the Docker 20.10 lab host', () => {
 
 describe('verify exposure --policy', () => {
   const dir = mkdtempSync(join(tmpdir(), 'jl-v-policy-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(
     policyFile,
