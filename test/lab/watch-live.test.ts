@@ -289,7 +289,7 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
           proto: 'tcp',
           ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}),
         };
-        await waitFor(() => flowsFor(r2, q2, t0).some((f) => f.legs.length >= 2), 6000);
+        await waitFor(() => flowsFor(r2, q2, t0).some((f) => origIfaces(f).length >= 2), 6000);
         const fs = flowsFor(r2, q2, t0);
         expect(fs).toHaveLength(1);
         expect(origIfaces(fs[0]!)).toEqual(['eth0', 'docker0']);
@@ -423,7 +423,7 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     });
     expect(probe.code, probe.stdout + probe.stderr).toBe(0);
     const q3 = { src: info.extAddr, dst: info.hostAddr, dport: 8002, proto: 'tcp' };
-    await waitFor(() => flowsFor(rec, q3, t0).some((f) => f.legs.length >= 2), 6000);
+    await waitFor(() => flowsFor(rec, q3, t0).some((f) => origIfaces(f).length >= 2), 6000);
     const fs = flowsFor(rec, q3, t0);
     expect(fs).toHaveLength(1);
     expect(origIfaces(fs[0]!)).toEqual(['eth0', 'br-netc']);
@@ -439,7 +439,7 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     const r = await runProbe(ID, 'ext-to-published');
     expect(r.answered).toBe(true);
     const q4 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
-    await waitFor(() => flowsFor(rec, q4, t0).some((f) => f.legs.length >= 2), 6000);
+    await waitFor(() => flowsFor(rec, q4, t0).some((f) => origIfaces(f).length >= 2), 6000);
     const fs = flowsFor(rec, q4, t0);
     expect(fs).toHaveLength(1);
     expect(origIfaces(fs[0]!)).toEqual(['eth0', 'docker0']);
@@ -481,7 +481,7 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     const r = await runProbe(ID, 'ext-to-published');
     expect(r.answered, r.output).toBe(true);
     const q5 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
-    await waitFor(() => flowsFor(rec, q5, t0).some((f) => f.legs.length >= 2 && f.names.length > 0), 8000);
+    await waitFor(() => flowsFor(rec, q5, t0).some((f) => origIfaces(f).length >= 2 && f.names.length > 0), 8000);
     const fs = flowsFor(rec, q5, t0);
     expect(fs).toHaveLength(1);
     const webIp = fs[0]!.nat.dnat?.to.split(':')[0];
