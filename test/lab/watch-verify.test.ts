@@ -95,6 +95,24 @@ describe.each(SCENARIOS.map((s) => [s]))('scenario %s: every probe verified by t
         const t0 = Date.now();
         const r = await runProbeDef(info, def);
         expect(r.asExpected, `${def.name}: ${r.outcome} ${r.output}`).toBe(true);
+        if (def.name === 'cross-network-published') {
+          // Dropped before conntrack confirmed it, this connection is known only from its packets, and
+          // br_netfilter DNATs it before the bridge's packet socket sees it: the pipeline has only the
+          // tuple after DNAT, the simulator explains that packet (no DNAT), and the kernel's trace
+          // contradicts it (DNAT in nat, then the isolation drop) — the kernel's path wins.
+          const aweb = info.containers.find((c) => c.name === 'aweb')?.ip ?? '';
+          const g = await probeFlow(events, { ...r, to: { ...r.to, addr: aweb, port: 80 } }, t0);
+          const v = g?.explanation?.verification;
+          if (v) tally[v.result]++;
+          if (v?.result !== 'unverified') compared++;
+          const steps = stepsOf(g);
+          if (v?.result !== 'contradicted' || !/nat DOCKER #\d+ dnat/.test(steps) || !/DOCKER-ISOLATION-STAGE-2 #\d+ drop/.test(steps))
+            problems.push(
+              `${def.name}: expected the kernel's path (DNAT, isolation drop) to contradict the simulator: ${v?.result ?? 'no flow'} [${steps}]`,
+            );
+          await sleep(250);
+          continue;
+        }
         const f = await probeFlow(events, r, t0);
         if (!f) {
           problems.push(`${def.name}: no flow.start`);
