@@ -34,8 +34,7 @@ function startLines(argv: readonly string[], netns: string | undefined, onLine: 
   child.stdout?.setEncoding('utf8');
   child.stdout?.on('data', (d: string) => {
     buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
       onLine(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
     }
@@ -45,8 +44,7 @@ function startLines(argv: readonly string[], netns: string | undefined, onLine: 
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => {
     ebuf += d;
-    let nl: number;
-    while ((nl = ebuf.indexOf('\n')) >= 0) {
+    for (let nl = ebuf.indexOf('\n'); nl >= 0; nl = ebuf.indexOf('\n')) {
       onErr(ebuf.slice(0, nl));
       ebuf = ebuf.slice(nl + 1);
     }
