@@ -1,23 +1,31 @@
 import type { Tuple } from './tuple.js';
 
 /** Conntrack status bits as the kernel names them (IPS_*), without the prefix. */
-export type CtStatusBit =
-  | 'EXPECTED'
-  | 'SEEN_REPLY'
-  | 'ASSURED'
-  | 'CONFIRMED'
-  | 'SRC_NAT'
-  | 'DST_NAT'
-  | 'SEQ_ADJUST'
-  | 'SRC_NAT_DONE'
-  | 'DST_NAT_DONE'
-  | 'DYING'
-  | 'FIXED_TIMEOUT'
-  | 'TEMPLATE'
-  | 'UNTRACKED'
-  | 'HELPER'
-  | 'OFFLOAD'
-  | 'HW_OFFLOAD';
+/** IPS_* status bits in the kernel's bit order (include/uapi/linux/netfilter/nf_conntrack_common.h). */
+export const CT_STATUS_BITS = [
+  'EXPECTED',
+  'SEEN_REPLY',
+  'ASSURED',
+  'CONFIRMED',
+  'SRC_NAT',
+  'DST_NAT',
+  'SEQ_ADJUST',
+  'SRC_NAT_DONE',
+  'DST_NAT_DONE',
+  'DYING',
+  'FIXED_TIMEOUT',
+  'TEMPLATE',
+  'UNTRACKED',
+  'HELPER',
+  'OFFLOAD',
+  'HW_OFFLOAD',
+] as const;
+export type CtStatusBit = (typeof CT_STATUS_BITS)[number];
+
+/** Whether a word is one of the status bits. */
+export function isCtStatusBit(s: string): s is CtStatusBit {
+  return (CT_STATUS_BITS as readonly string[]).includes(s);
+}
 
 export interface ConntrackEntry {
   /** Kernel conntrack id when known (netlink), else a key derived from the original tuple. */

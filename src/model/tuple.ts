@@ -30,3 +30,20 @@ export function formatEndpoint(addr: string, port: number | undefined, family: I
   if (port === undefined) return addr;
   return family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
+
+/** IP protocol numbers by the names iptables, nft and conntrack print. */
+export const PROTO_BY_NAME: Readonly<Record<string, number>> = {
+  icmp: 1,
+  igmp: 2,
+  tcp: 6,
+  udp: 17,
+  gre: 47,
+  esp: 50,
+  ah: 51,
+  icmpv6: 58,
+  'ipv6-icmp': 58,
+  icmp6: 58,
+  sctp: 132,
+  udplite: 136,
+  dccp: 33,
+};

@@ -4,7 +4,7 @@
  * its own offsets (`layout()`); test/unit/native-layout.test.ts checks that they equal these.
  * Readers never throw: a record they cannot read yields null (the caller counts it).
  */
-import type { CtStatusBit } from '../model/conntrack.js';
+import { CT_STATUS_BITS, type CtStatusBit } from '../model/conntrack.js';
 import { ip6WordsToString } from '../model/address.js';
 import type { L4Proto, Tuple } from '../model/tuple.js';
 
@@ -77,26 +77,6 @@ export const HOOK_NAMES = ['prerouting', 'input', 'forward', 'output', 'postrout
 export type HookName = (typeof HOOK_NAMES)[number];
 export const NFPROTO_IPV4 = 2;
 export const NFPROTO_IPV6 = 10;
-
-/** IPS_* bit numbers (include/uapi/linux/netfilter/nf_conntrack_common.h). */
-const CT_STATUS_BITS: readonly CtStatusBit[] = [
-  'EXPECTED',
-  'SEEN_REPLY',
-  'ASSURED',
-  'CONFIRMED',
-  'SRC_NAT',
-  'DST_NAT',
-  'SEQ_ADJUST',
-  'SRC_NAT_DONE',
-  'DST_NAT_DONE',
-  'DYING',
-  'FIXED_TIMEOUT',
-  'TEMPLATE',
-  'UNTRACKED',
-  'HELPER',
-  'OFFLOAD',
-  'HW_OFFLOAD',
-];
 
 const statusCache = new Map<number, readonly CtStatusBit[]>();
 

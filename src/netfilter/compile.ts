@@ -8,7 +8,8 @@ import type { Hook, NfFamily } from '../model/explanation.js';
 import type { Chain, Key, MatchExpr, NamedSet, Rule, Ruleset, Stmt, Table, Value, VerdictTarget } from '../ruleset/model.js';
 import { type Ip, cidrContains, parseCidr, parseIp } from '../ruleset/ip.js';
 import { type HostContext, addrType, lookupRoute } from '../ruleset/host-context.js';
-import { ICMP_TYPES, ICMPV6_TYPES, PROTO_BY_NAME, type SimPacket } from './packet.js';
+import { PROTO_BY_NAME } from '../model/tuple.js';
+import { ICMP_TYPES, ICMPV6_TYPES, type SimPacket } from './packet.js';
 import type { IpSet } from '../ruleset/ipset.js';
 import { assertNoChainLoops } from '../ruleset/loops.js';
 

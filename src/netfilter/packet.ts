@@ -33,22 +33,6 @@ export interface SimPacket {
   nftrace: boolean;
 }
 
-export const PROTO_BY_NAME: Record<string, number> = {
-  icmp: 1,
-  igmp: 2,
-  tcp: 6,
-  udp: 17,
-  gre: 47,
-  esp: 50,
-  ah: 51,
-  icmpv6: 58,
-  'ipv6-icmp': 58,
-  icmp6: 58,
-  sctp: 132,
-  udplite: 136,
-  dccp: 33,
-};
-
 export const ICMP_TYPES: Record<string, number> = {
   'echo-reply': 0,
   'destination-unreachable': 3,

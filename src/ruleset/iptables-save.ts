@@ -5,6 +5,7 @@
  */
 import type { Hook, NfFamily } from '../model/explanation.js';
 import { JourneyError } from '../model/errors.js';
+import { PROTO_BY_NAME } from '../model/tuple.js';
 import type { BaseChainInfo, Chain, Expr, Key, MatchExpr, Rule, Ruleset, Stmt, Table, Value } from './model.js';
 import { parseCidr, parseIp } from './ip.js';
 
@@ -73,24 +74,9 @@ export function tokenize(line: string): string[] | null {
   return out;
 }
 
-const PROTO_NUM: Record<string, number> = {
-  icmp: 1,
-  igmp: 2,
-  tcp: 6,
-  udp: 17,
-  gre: 47,
-  esp: 50,
-  ah: 51,
-  icmpv6: 58,
-  'ipv6-icmp': 58,
-  icmp6: 58,
-  sctp: 132,
-  udplite: 136,
-};
-
 export function protoNumber(p: string): number | null {
   if (/^\d+$/.test(p)) return Number(p);
-  return PROTO_NUM[p.toLowerCase()] ?? null;
+  return PROTO_BY_NAME[p.toLowerCase()] ?? null;
 }
 
 class LineError extends Error {}

@@ -8,7 +8,7 @@
 import { run } from '../host/exec.js';
 import { natOf } from '../conntrack/nat.js';
 import { parseConntrackLine } from '../conntrack/parse.js';
-import type { ConntrackEntry, CtStatusBit } from '../model/conntrack.js';
+import { isCtStatusBit, type ConntrackEntry } from '../model/conntrack.js';
 import type { FlowInfo, JourneyEvent } from '../model/events.js';
 import { reverseTuple } from '../model/tuple.js';
 import { startPipeline } from '../pipeline/pipeline.js';
@@ -122,32 +122,13 @@ function waitFor(opts: PassiveOptions): Promise<void> {
   });
 }
 
-const CT_BITS = new Set<string>([
-  'EXPECTED',
-  'SEEN_REPLY',
-  'ASSURED',
-  'CONFIRMED',
-  'SRC_NAT',
-  'DST_NAT',
-  'SEQ_ADJUST',
-  'SRC_NAT_DONE',
-  'DST_NAT_DONE',
-  'DYING',
-  'FIXED_TIMEOUT',
-  'TEMPLATE',
-  'UNTRACKED',
-  'HELPER',
-  'OFFLOAD',
-  'HW_OFFLOAD',
-]);
-
 /** The pipeline's flow as a conntrack entry (its tuples and state), for classification. */
 export function entryOfFlow(f: FlowInfo): ConntrackEntry {
   return {
     id: f.id,
     orig: f.orig,
     reply: f.reply ?? reverseTuple(f.orig),
-    status: f.ctStatus.filter((s): s is CtStatusBit => CT_BITS.has(s)),
+    status: f.ctStatus.filter(isCtStatusBit),
     ...(f.tcpState !== undefined ? { tcpState: f.tcpState } : {}),
     mark: 0,
     zone: 0,
