@@ -225,8 +225,11 @@ export async function leftovers(n: LabNames): Promise<string[]> {
   return left;
 }
 
-/** The running lab's description, or null when no lab with that id is up. */
-export async function labStatus(id?: string): Promise<LabInfo | null> {
+/**
+ * The running lab's description, or null when no lab with that id is up. `refresh` describes a
+ * dockerd lab again from its engine (containers and networks added after `lab up`).
+ */
+export async function labStatus(id?: string, opts: { refresh?: boolean } = {}): Promise<LabInfo | null> {
   const n = labNames(id);
   if (!existsSync(`/var/run/netns/${n.netns.host}`)) return null;
   if (!existsSync(infoPath(n))) {
@@ -239,11 +242,18 @@ export async function labStatus(id?: string): Promise<LabInfo | null> {
     writeFileSync(infoPath(n), JSON.stringify(info, null, 2));
     return info;
   }
+  let info: LabInfo;
   try {
-    return JSON.parse(readFileSync(infoPath(n), 'utf8')) as LabInfo;
+    info = JSON.parse(readFileSync(infoPath(n), 'utf8')) as LabInfo;
   } catch (e) {
     throw new JourneyError('E_LAB', `lab ${n.id}: unreadable ${infoPath(n)}: ${(e as Error).message}`);
   }
+  if (opts.refresh && info.dockerHost !== null && info.scenario !== 'replay' && existsSync(n.dockerSock)) {
+    const fresh = await describeDockerLab(n, info.scenario);
+    writeFileSync(infoPath(n), JSON.stringify(fresh, null, 2));
+    return fresh;
+  }
+  return info;
 }
 
 async function requireLab(id?: string): Promise<LabInfo> {
@@ -278,7 +288,10 @@ export async function labExec(
   argv: string[],
   opts: Omit<RunOptions, 'netns'> & { readonly mount?: boolean } = {},
 ): Promise<RunResult> {
-  const info = await requireLab(id);
+  let info = await requireLab(id);
+  // a container started after `lab up` (docker run by hand): describe the lab again
+  const known = (i: LabInfo): boolean => ['host', 'ext', 'ext2'].includes(where) || i.containers.some((c) => c.name === where);
+  if (!known(info)) info = (await labStatus(id, { refresh: true })) ?? info;
   const ns = whereToNetns(info, where);
   const { mount, ...runOpts } = opts;
   // mount: a container's own file system too (its busybox), not only its network namespace

@@ -162,7 +162,7 @@ export function registerLab(program: Command): void {
     .option('--id <id>', 'lab id')
     .option('--json', 'print the LabInfo JSON (null when no lab is up)')
     .action(async (o: IdOpt & { json?: boolean }) => {
-      const info = await labStatus(o.id);
+      const info = await labStatus(o.id, { refresh: true });
       if (o.json) return out(JSON.stringify(info, null, 2));
       if (!info) {
         process.stderr.write(`lab: no lab is up${o.id ? ` with id ${o.id}` : ''}\n`);
@@ -180,7 +180,7 @@ export function registerLab(program: Command): void {
     .option('--id <id>', 'lab id')
     .option('--mnt', "in a container: also enter its mount namespace (use the container's own binaries)")
     .passThroughOptions()
-    .action(async (where: string, cmd: string[], o: IdOpt & { mnt?: boolean }) => {
+    .action(async (where: string, cmd0: string[], o: IdOpt & { mnt?: boolean }) => {
       // entering the lab's namespaces needs CAP_SYS_ADMIN: say so, not nsenter's raw EPERM
       if (missingCapabilities(['CAP_SYS_ADMIN']).length > 0) {
         throw new JourneyError(
@@ -188,6 +188,9 @@ export function registerLab(program: Command): void {
           `lab exec enters the lab's network namespaces: run it as root (uid ${process.geteuid?.() ?? -1} lacks CAP_SYS_ADMIN)`,
         );
       }
+      // `lab exec WHERE -- CMD`: the separator is ours, not the command's
+      const cmd = cmd0[0] === '--' ? cmd0.slice(1) : cmd0;
+      if (cmd.length === 0) throw new JourneyError('E_USAGE', 'lab exec: give a command (lab exec WHERE -- CMD ...)');
       const res = await labExec(o.id, where, cmd, { allowFailure: true, timeoutMs: 600_000, ...(o.mnt ? { mount: true } : {}) });
       process.stdout.write(res.stdout);
       process.stderr.write(res.stderr);

@@ -7,6 +7,7 @@ import type { ConntrackEntry, NatMapping } from '../model/conntrack.js';
 import type { DropInfo, EndpointName, FlowInfo, FlowLeg } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Tuple } from '../model/tuple.js';
+import { wireLegs } from './wire-legs.js';
 
 /** One interface, direction and tuple of a flow: where its packets were seen. */
 export interface LegState {
@@ -85,7 +86,7 @@ export type HookTuples = (orig: Tuple) => readonly { hook: string; priority: num
 
 /** The FlowInfo of a flow as events carry it (a copy: later changes do not reach it). */
 export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
-  const legs: FlowLeg[] = f.legs.map((l) => ({
+  const captured: FlowLeg[] = f.legs.map((l) => ({
     iface: l.iface,
     direction: l.direction,
     tuple: l.tuple,
@@ -94,6 +95,8 @@ export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
     packets: l.packets,
     bytes: l.bytes,
   }));
+  // bridge legs as they were on the wire (br_netfilter rewrites before the bridge's packet socket)
+  const legs = wireLegs(captured, f.orig, f.reply, f.explanation);
   const info: { -readonly [K in keyof FlowInfo]: FlowInfo[K] } = {
     id: f.id,
     orig: f.orig,

@@ -112,6 +112,10 @@ const SEEDS: SeedHost[] = [
           .map((l) => l.iface);
       if (JSON.stringify(legs('orig')) !== '["eth0","docker1"]') out.push(`orig legs ${JSON.stringify(legs('orig'))}`);
       if (JSON.stringify(legs('reply')) !== '["docker1","eth0"]') out.push(`reply legs ${JSON.stringify(legs('reply'))}`);
+      // the reply leg on docker1 as the container sent it: to the gateway address (masqueraded request)
+      const onBridge = f.legs.find((l) => l.direction === 'reply' && l.iface === 'docker1');
+      if (onBridge?.tuple.dst !== '172.20.0.1' || onBridge.tuple.src !== '172.20.0.4')
+        out.push(`docker1 reply leg ${onBridge?.tuple.src} -> ${onBridge?.tuple.dst} (the wire had 172.20.0.4 -> 172.20.0.1)`);
       // the reply as conntrack turns it back: de-SNAT before routing, de-DNAT after, out of eth0
       const r = f.explanation?.reply;
       const kinds = (r?.conntrack_nat ?? []).map((n) => `${n.hook} ${n.kind}`);
