@@ -87,6 +87,10 @@ describe('lab life cycle', () => {
     // exec in a container: its network namespace, and with --mnt its own busybox too
     const ip = cli(['lab', 'exec', '--id', A, 'client', 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
     expect(ip.stdout).toContain('inet 172.17.0.3/16');
+    // `WHERE -- CMD`: the separator is journey's, not passed on to nsenter
+    const sep = cli(['lab', 'exec', '--id', A, 'client', '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+    expect(sep.status, sep.stderr).toBe(0);
+    expect(sep.stdout).toContain('inet 172.17.0.3/16');
     const wget = cli(['lab', 'exec', '--id', A, '--mnt', 'client', 'wget', '-q', '-O-', 'http://10.0.10.26:8000/']);
     expect(wget.status, wget.stderr).toBe(0);
     expect(wget.stdout.trim()).toBe('web');
