@@ -423,10 +423,11 @@ describe('journey watch in the lab: scenario multi (isolation, container stop, d
     });
     expect(probe.code, probe.stdout + probe.stderr).toBe(0);
     const q3 = { src: info.extAddr, dst: info.hostAddr, dport: 8002, proto: 'tcp' };
-    await waitFor(() => flowsFor(rec, q3, t0).some((f) => origIfaces(f).length >= 2), 6000);
+    // each interface's capture worker delivers its own batches: wait until both legs are in
+    await waitFor(() => flowsFor(rec, q3, t0).some((f) => origIfaces(f).includes('eth0') && origIfaces(f).includes('br-netc')), 15_000);
     const fs = flowsFor(rec, q3, t0);
     expect(fs).toHaveLength(1);
-    expect(origIfaces(fs[0]!)).toEqual(['eth0', 'br-netc']);
+    expect(origIfaces(fs[0]!), JSON.stringify(fs[0]!.legs)).toEqual(['eth0', 'br-netc']);
     expect(fs[0]!.names.find((n) => n.addr === '172.24.0.2')?.container).toBe('cweb');
     expect(rec.notices().join('\n')).toMatch(/new bridge br-netc/);
   });
