@@ -52,7 +52,10 @@ function quiet(): void {
   const brMac = (JSON.parse(inNs(RX, ['ip', '-j', 'link', 'show', BR])) as { address: string }[])[0]!.address;
   inNs(TX, ['ip', 'neigh', 'replace', '10.77.0.2', 'lladdr', brMac, 'dev', 'txv', 'nud', 'permanent']);
   inNs(RX, ['ip', 'neigh', 'replace', '10.77.0.1', 'lladdr', txMac, 'dev', BR, 'nud', 'permanent']);
-  inNs(RX, ['nft', 'add table ip quiet; add chain ip quiet out { type filter hook output priority 0; }; add rule ip quiet out icmp type destination-unreachable drop']);
+  inNs(RX, [
+    'nft',
+    'add table ip quiet; add chain ip quiet out { type filter hook output priority 0; }; add rule ip quiet out icmp type destination-unreachable drop',
+  ]);
 }
 
 /** Frames the bridge device passed up or sent: what a packet socket on it sees. */
