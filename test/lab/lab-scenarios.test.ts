@@ -45,7 +45,7 @@ function scenario(name: string, checks: (get: () => LabInfo) => void): void {
     it('describes what it built', () => {
       const i = get();
       expect(i.scenario).toBe(name);
-      expect(i.netns).toEqual({ host: 'jl-a-host', ext: 'jl-a-ext', ext2: 'jl-a-ext2' });
+      expect(i.netns).toEqual({ host: `jl-${ID}-host`, ext: `jl-${ID}-ext`, ext2: `jl-${ID}-ext2` });
       expect(i.dockerHost).toBe(`/tmp/jl-${ID}-lab/docker.sock`);
       expect(i.containers.length).toBeGreaterThan(0);
       for (const c of i.containers) {
