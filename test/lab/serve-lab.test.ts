@@ -264,6 +264,16 @@ describe('journey serve in the lab', () => {
       expect(accept).toBeGreaterThan(dnat);
       expect(leaveAt).toBeGreaterThan(accept);
       expect(texts.at(-1)).toMatch(/verdict: ACCEPT/);
+      // the answer's way back: its own path from the conntrack entry, with the DNAT conntrack undoes
+      await page.locator('#journey li', { hasText: 'reply verdict:' }).waitFor({ timeout: 15_000 });
+      const back = await steps.allInnerTexts();
+      const replyAt = back.indexOf('the reply, explained from its conntrack entry');
+      expect(replyAt, back.join('\n')).toBeGreaterThan(back.findIndex((t) => t.startsWith('reply on docker0')));
+      const undo = back.findIndex((t) => /conntrack: destination NAT undone/.test(t));
+      expect(undo, back.join('\n')).toBeGreaterThan(replyAt);
+      expect(back[undo]).toContain(`source ${web.ip}:80 → 10.0.10.26:8000`);
+      expect(back.some((t, i) => i > replyAt && /^forward · ip filter FORWARD #\d+\s*(accept|jump)/.test(t))).toBe(true);
+      expect(back.find((t) => t.startsWith('reply verdict:'))).toMatch(/reply verdict: ACCEPT/);
       expect(await page.locator('#banner').innerText()).toMatch(/capturing on eth0, docker0/);
       await page.screenshot({ path: join(RESULTS, 'serve-browser.png'), fullPage: true });
       expect(errors).toEqual([]);

@@ -109,6 +109,61 @@ describe('journey view (web page)', () => {
       after: '10.0.10.26:50000 → 10.0.10.5:9000',
     });
   });
+  it("draws the reply's own path: its rules, the rewrite conntrack makes from the entry, its verdict", () => {
+    const f = publishedFlow('w', 40000);
+    const step = (chain: string, rule: string, verdict: string) => ({
+      hook: 'forward',
+      family: 'ip',
+      table: 'filter',
+      chain,
+      rule,
+      ruleNumber: 1,
+      handle: null,
+      verdict,
+    });
+    const reply = {
+      verdict: 'accept',
+      steps: [step('FORWARD', '-A FORWARD -j DOCKER-USER', 'jump'), step('FORWARD', '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT', 'accept')],
+      nat: { dnat: null, snat: { from: '172.17.0.2:80', to: '10.0.10.26:8000' } },
+      packet_out: null,
+      indeterminate: [],
+      notes: ['routing: 10.0.10.5 is forwarded out of eth0'],
+      direction: 'reply',
+      conntrack_nat: [{ hook: 'postrouting', manip: 'src', kind: 'de-dnat', from: '172.17.0.2:80', to: '10.0.10.26:8000', afterSteps: 2 }],
+    };
+    const steps = view.journeySteps({ ...f, explanation: { ...f.explanation!, reply } } as never) as {
+      kind: string;
+      title: string;
+      detail?: string;
+    }[];
+    const titles = steps.map((s) => s.title);
+    const start = titles.indexOf('the reply, explained from its conntrack entry');
+    expect(start).toBe(titles.indexOf('reply on docker0') + 1);
+    expect(titles.slice(start + 1, start + 4)).toEqual([
+      'forward · ip filter FORWARD #1',
+      'forward · ip filter FORWARD #1',
+      'postrouting · conntrack: destination NAT undone',
+    ]);
+    expect(steps[start + 3]!.detail).toBe('source 172.17.0.2:80 → 10.0.10.26:8000 (from the entry; no nat chain is consulted)');
+    expect(titles.indexOf('reply verdict: ACCEPT')).toBeLessThan(titles.indexOf('reply on eth0'));
+    expect(titles).toContain('reply: routing: 10.0.10.5 is forwarded out of eth0');
+    expect(titles.at(-1)).toBe('verdict: ACCEPT');
+    const none = view.journeySteps({
+      ...f,
+      explanation: {
+        ...f.explanation!,
+        reply: {
+          ...reply,
+          steps: [],
+          conntrack_nat: [],
+          notes: [],
+          verdict: 'indeterminate',
+          indeterminate: [{ chain: '(conntrack)', rule: '(no conntrack entry)', reason: 'no conntrack entry' }],
+        },
+      },
+    } as never) as { title: string }[];
+    expect(none.map((s) => s.title)).toContain('reply indeterminate: no conntrack entry');
+  });
   it('shows drops and unexplained flows', () => {
     const f = {
       ...masqueradeFlow('m', 50000),

@@ -1,6 +1,7 @@
 // The journey of one flow as numbered steps, like the seeds tell it: the interface where the
 // packet arrives, each hook/table/chain/rule it takes with its verdict (NAT shown where it
-// happens), the interface where it leaves, the answer's way back, and any drop.
+// happens), the interface where it leaves, the answer's way back with its own path and the NAT
+// conntrack reverses, and any drop.
 // Pure functions over the event schema (docs/event-schema.json): no DOM here, so that Node can
 // test it too (test/unit/serve-view.test.ts).
 
@@ -41,9 +42,57 @@ export function flowVerdict(flow) {
 
 const NAT_VERDICTS = new Set(['dnat', 'snat', 'masquerade', 'redirect']);
 
+const NAT_WORDS = { 'de-snat': 'source NAT undone', 'de-dnat': 'destination NAT undone', dnat: 'destination NAT', snat: 'source NAT' };
+
+/** One explanation's netfilter steps, each with where it runs, its rule and verdict (NAT shown where it happens). */
+function ruleSteps(ex) {
+  return ex.steps.map((s) => {
+    const where = `${s.hook} · ${s.family} ${s.table} ${s.chain}`;
+    let detail = '';
+    if (NAT_VERDICTS.has(s.verdict)) {
+      if (s.verdict === 'dnat' || s.verdict === 'redirect')
+        detail = ex.nat.dnat ? `${s.verdict.toUpperCase()} ${ex.nat.dnat.from} → ${ex.nat.dnat.to}` : s.verdict.toUpperCase();
+      else detail = ex.nat.snat ? `${s.verdict.toUpperCase()} ${ex.nat.snat.from} → ${ex.nat.snat.to}` : s.verdict.toUpperCase();
+    }
+    const rule = s.rule === null ? `policy of ${s.chain}` : s.rule;
+    const num = s.ruleNumber !== null ? `#${s.ruleNumber}` : s.handle !== null ? `handle ${s.handle}` : '';
+    const step = { kind: 'rule', title: `${where}${num ? ` ${num}` : ''}`, rule, verdict: s.verdict, detail };
+    if (s.meaning) step.meaning = s.meaning;
+    return step;
+  });
+}
+
+/**
+ * The reply direction, explained from the connection's conntrack entry: its rule steps with the
+ * rewrites conntrack makes itself (no nat chain consulted) placed after the step they follow, then
+ * its verdict; without an entry, why it is indeterminate.
+ */
+function replySteps(rx) {
+  const out = [{ kind: 'note', title: 'the reply, explained from its conntrack entry' }];
+  const rules = ruleSteps(rx);
+  const nats = [...(rx.conntrack_nat || [])].sort((a, b) => a.afterSteps - b.afterSteps);
+  let at = 0;
+  for (const c of nats) {
+    out.push(...rules.slice(at, c.afterSteps));
+    at = Math.max(at, c.afterSteps);
+    out.push({
+      kind: 'nat',
+      title: `${c.hook} · conntrack: ${NAT_WORDS[c.kind] || c.kind}`,
+      detail: `${c.manip === 'dst' ? 'destination' : 'source'} ${c.from} → ${c.to} (from the entry; no nat chain is consulted)`,
+    });
+  }
+  out.push(...rules.slice(at));
+  for (const i of rx.indeterminate || [])
+    out.push({ kind: 'note', title: `reply indeterminate: ${i.chain && !i.chain.startsWith('(') ? `${i.chain}: ` : ''}${i.reason}` });
+  for (const n of rx.notes || []) out.push({ kind: 'note', title: `reply: ${n}` });
+  out.push({ kind: 'note', title: `reply verdict: ${rx.verdict.toUpperCase()}`, verdict: rx.verdict });
+  return out;
+}
+
 /**
  * The numbered steps of a flow's journey: [{kind, title, detail?, rule?, verdict?, meaning?}].
- * kind: 'leg' (seen on an interface), 'rule' (a netfilter step), 'drop', 'note'.
+ * kind: 'leg' (seen on an interface), 'rule' (a netfilter step), 'nat' (a rewrite conntrack makes from
+ * the entry), 'drop', 'note'.
  */
 export function journeySteps(flow) {
   const steps = [];
@@ -58,20 +107,7 @@ export function journeySteps(flow) {
   }
   const ex = flow.explanation;
   if (ex) {
-    for (const s of ex.steps) {
-      const where = `${s.hook} · ${s.family} ${s.table} ${s.chain}`;
-      let detail = '';
-      if (NAT_VERDICTS.has(s.verdict)) {
-        if (s.verdict === 'dnat' || s.verdict === 'redirect')
-          detail = ex.nat.dnat ? `${s.verdict.toUpperCase()} ${ex.nat.dnat.from} → ${ex.nat.dnat.to}` : s.verdict.toUpperCase();
-        else detail = ex.nat.snat ? `${s.verdict.toUpperCase()} ${ex.nat.snat.from} → ${ex.nat.snat.to}` : s.verdict.toUpperCase();
-      }
-      const rule = s.rule === null ? `policy of ${s.chain}` : s.rule;
-      const num = s.ruleNumber !== null ? `#${s.ruleNumber}` : s.handle !== null ? `handle ${s.handle}` : '';
-      const step = { kind: 'rule', title: `${where}${num ? ` ${num}` : ''}`, rule, verdict: s.verdict, detail };
-      if (s.meaning) step.meaning = s.meaning;
-      steps.push(step);
-    }
+    steps.push(...ruleSteps(ex));
   } else {
     steps.push({ kind: 'note', title: 'no explanation (ruleset not read yet, or the flow could not be explained)' });
   }
@@ -86,9 +122,12 @@ export function journeySteps(flow) {
       detail: `${p.proto} ${p.src}${p.sport !== undefined ? `:${p.sport}` : ''} → ${p.dst}${p.dport !== undefined ? `:${p.dport}` : ''}`,
     });
   }
-  for (const l of reply) {
-    steps.push({ kind: 'leg', title: `reply on ${l.iface}`, detail: `${tupleText(l.tuple)} · ${l.packets} pkt, ${l.bytes} B` });
-  }
+  // the answer's way back: where it enters, its own path (conntrack's NAT reversal in place), where it leaves
+  const replyLeg = (l) => ({ kind: 'leg', title: `reply on ${l.iface}`, detail: `${tupleText(l.tuple)} · ${l.packets} pkt, ${l.bytes} B` });
+  const [replyIn, ...replyOut] = reply;
+  if (replyIn) steps.push(replyLeg(replyIn));
+  if (ex?.reply) steps.push(...replySteps(ex.reply));
+  for (const l of replyOut) steps.push(replyLeg(l));
   for (const d of flow.drops || []) {
     const by = d.rule ? ` by ${d.rule.table} ${d.rule.chain}${d.rule.rule ? `: ${d.rule.rule}` : ''}` : '';
     steps.push({
