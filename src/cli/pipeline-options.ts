@@ -29,6 +29,7 @@ export interface PipelineCliOptions {
   hostRoutes?: string;
   explainFlows: boolean;
   verify?: string | boolean;
+  ruleCounters?: boolean;
   ignoreDropReason?: string[];
   allDrops?: boolean;
 }
@@ -69,6 +70,10 @@ export function addExplainFlowsOption(cmd: Command): Command {
     .option(
       '--verify [N]',
       `check each explanation against the kernel's own trace of the flow's first packet (nft monitor trace), for up to N new flows a second (default ${DEFAULT_VERIFY_RATE}): verified, contradicted (the kernel's path wins) or unverified (why); live only, off by default`,
+    )
+    .option(
+      '--rule-counters',
+      "at each flow's end, how much the kernel's counter of every rule in its path grew during the flow's life (iptables-save -c / nft counters read once a second; live only)",
     );
 }
 
@@ -145,6 +150,13 @@ export function pipelineOptionsFrom(
   const verify = verifyRate(o.verify);
   if (verify !== undefined && o.read !== undefined)
     throw new JourneyError('E_USAGE', "--verify is live only: a replay's packets are gone, the kernel cannot trace them");
+  if (o.ruleCounters === true && o.read !== undefined)
+    throw new JourneyError('E_USAGE', "--rule-counters is live only: a capture file does not hold the kernel's rule counters");
+  if (o.ruleCounters === true && o.explainFlows === false)
+    throw new JourneyError(
+      'E_USAGE',
+      "--rule-counters counts the rules of each flow's explained path: it needs explanations (no --no-explain-flows)",
+    );
   if (verify !== undefined && o.explainFlows === false)
     throw new JourneyError('E_USAGE', '--verify checks explanations: it needs them (no --no-explain-flows)');
   return {
@@ -169,6 +181,7 @@ export function pipelineOptionsFrom(
     conntrack: ctSource as 'auto' | 'netlink' | 'tool' | 'proc',
     explain: o.explainFlows,
     ...(verify !== undefined ? { verify } : {}),
+    ...(o.ruleCounters === true ? { ruleCounters: true } : {}),
     ...(o.ignoreDropReason ? { ignoreDropReasons: o.ignoreDropReason.map((r) => r.toUpperCase()) } : {}),
     ...(o.allDrops ? { quietDropReasons: [] } : {}),
   };

@@ -39,6 +39,17 @@ export interface ExplainStep {
   readonly meaning?: string;
   /** For a step in a base chain: the chain's hook priority (e.g. -100 for Docker's nat PREROUTING). */
   readonly priority?: number;
+  /**
+   * `--rule-counters`, on flow.end: how much the kernel's counters of this rule grew during the
+   * flow's life (every packet through the rule counts, not only this flow's).
+   */
+  readonly counters?: RuleCounterDelta;
+}
+
+/** A rule's packet/byte counter increments over a window. */
+export interface RuleCounterDelta {
+  readonly packets: number;
+  readonly bytes: number;
 }
 
 /**
@@ -94,6 +105,12 @@ export interface Explanation {
    * flows): the answer as it comes back. Indeterminate (with the reason) when there is no entry.
    */
   readonly reply?: Explanation;
+  /**
+   * `--rule-counters`, on flow.end: the window over which each step's `counters` grew, from the
+   * last reading of the kernel's counters before the flow's first packet to the reading at its end
+   * (Unix ms).
+   */
+  readonly counterWindow?: { readonly fromMs: number; readonly toMs: number };
   /**
    * `--verify`: what the kernel's own trace of the packet said about this explanation. When the
    * kernel contradicted the simulator (or resolved a step it could not evaluate), `steps`,

@@ -38,6 +38,8 @@ import { FlowVerifier, VERIFY_START_DELAY_MS, verifierNotice } from '../explain/
 import { LiveSource } from './live-source.js';
 import { LossLedger, lossNotice, type IfaceLoss } from './loss-ledger.js';
 import { ReplaySource } from './replay-source.js';
+import { RuleCounterWatch } from './rule-counter-watch.js';
+import { readRuleCounters } from '../ruleset/rule-counters.js';
 import type { PipelineSource, SourceContext } from './source.js';
 import type { Pipeline, PipelineOptions, PipelineStats } from './types.js';
 
@@ -90,9 +92,17 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private held: JourneyEvent[] | null = [];
 
   private emitEvent(ev: JourneyEvent): void {
+    if (this.counters !== null) this.counters.push(ev);
+    else this.pass(ev);
+  }
+
+  private pass(ev: JourneyEvent): void {
     if (this.held !== null) this.held.push(ev);
     else this.emit('event', ev);
   }
+
+  /** `--rule-counters`: flow.end events wait for a reading of the kernel's counters (live only). */
+  private counters: RuleCounterWatch | null = null;
 
   /** Delivers the held events, then lets events through as they come. Idempotent. */
   release(): void {
@@ -161,6 +171,15 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       pending.push(verifierNotice(this.verifier));
     }
     if (this.explainer.unavailable !== null && o.explain !== false) pending.push(how.missing ?? this.explainer.unavailable);
+    if (o.ruleCounters === true) {
+      if (src.mode !== 'live') pending.push("--rule-counters needs a live host: a capture file does not hold the kernel's rule counters");
+      else if (this.explainer.unavailable === null)
+        this.counters = new RuleCounterWatch({
+          read: () => readRuleCounters(o.netns !== undefined ? { netns: o.netns } : {}),
+          deliver: (ev) => this.pass(ev),
+          notice: (m) => this.notice(m),
+        });
+    }
     const proxyLinker = new DockerProxyLinker({
       proxies: () => names.index()?.snapshot.proxies ?? [],
       gateways: () => new Set((names.index()?.snapshot.networks ?? []).flatMap((n) => n.gateways)),
@@ -274,6 +293,8 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       // stop() may come before init finished (a setup error): nothing to flush then
       if (this.correlator) {
         this.correlator.flush(reason);
+        await this.counters?.drain();
+        this.counters?.stop();
         await this.verifier?.stop();
         const s = this.correlator.stats();
         if (s.packetsUnmatched > 0 || s.pendingOverflow > 0) {

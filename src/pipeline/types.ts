@@ -10,6 +10,8 @@ import type { RulesetFilesSpec } from './flow-explainer.js';
 import type { IfaceLoss } from './loss-ledger.js';
 
 export interface PipelineOptions {
+  /** Live: each flow.end carries the increments of its path's rule counters during its life (`--rule-counters`). */
+  readonly ruleCounters?: boolean;
   /** Network namespace of the Docker host (name under /var/run/netns, path, or pid). */
   readonly netns?: string;
   /** Interfaces to capture (tcpdump's -i); default: every Docker bridge and the uplink. */

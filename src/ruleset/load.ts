@@ -92,6 +92,8 @@ export async function loadNftTextFile(path: string): Promise<Ruleset> {
 export interface LiveOptions {
   /** Network namespace name/path/pid; the current one when absent. */
   readonly netns?: string | number;
+  /** Read each rule's packet/byte counters too (`iptables-save -c`; nft's JSON carries them anyway). */
+  readonly counters?: boolean;
 }
 
 /** What the live loader reads; also the shape of recorded dumps (test fixtures). */
@@ -186,8 +188,8 @@ export async function readRulesetDumps(opts: LiveOptions = {}): Promise<RulesetD
     }
   };
   const [iptablesSave, ip6tablesSave, nftJson, nftList, ipsetSave] = await Promise.all([
-    tool(['iptables-save']),
-    tool(['ip6tables-save']),
+    tool(opts.counters === true ? ['iptables-save', '-c'] : ['iptables-save']),
+    tool(opts.counters === true ? ['ip6tables-save', '-c'] : ['ip6tables-save']),
     tool(['nft', '-j', 'list', 'ruleset']),
     tool(['nft', '-a', 'list', 'ruleset']),
     tool(['ipset', 'save']),

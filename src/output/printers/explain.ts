@@ -5,7 +5,7 @@
 import type { JourneyEvent } from '../../model/events.js';
 import { formatJourney } from '../terminal-explain.js';
 import { formatFlowEvent } from '../terminal.js';
-import { printStreamEvent, type OutputFormatSpec, type PrinterContext } from './printer.js';
+import { printStreamEvent, writeRuleCounters, type OutputFormatSpec, type PrinterContext } from './printer.js';
 
 export const explainPrinter: OutputFormatSpec = {
   description: "each new flow's journey in full, both directions: legs, NAT, every netfilter step (with its START/END lines)",
@@ -14,6 +14,7 @@ export const explainPrinter: OutputFormatSpec = {
       if (printStreamEvent(ev, ctx)) return;
       if (ev.type !== 'flow.start' && ev.type !== 'flow.end') return;
       ctx.out.write(`${formatFlowEvent(ev, { color: ctx.color, tz: ctx.tz, counters: ctx.counters })}\n`);
+      if (ev.type === 'flow.end') writeRuleCounters(ev.flow, ctx);
       if (ev.type === 'flow.start') ctx.out.write(`${formatJourney(ev.flow, { color: ctx.color, all: ctx.allChains === true })}\n\n`);
     },
     stop: () => Promise.resolve(),

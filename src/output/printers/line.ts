@@ -1,7 +1,7 @@
 /** `-o line` (the default): one line per flow event, kernel drops of no flow with --drops. */
 import type { JourneyEvent } from '../../model/events.js';
 import { formatEvent, formatFlowEvent } from '../terminal.js';
-import { printStreamEvent, type OutputFormatSpec, type PrinterContext } from './printer.js';
+import { printStreamEvent, writeRuleCounters, type OutputFormatSpec, type PrinterContext } from './printer.js';
 
 export const linePrinter: OutputFormatSpec = {
   description: 'one line per flow event (START, END; UPDATE with --updates)',
@@ -15,6 +15,7 @@ export const linePrinter: OutputFormatSpec = {
       if (ev.type === 'flow.update' && !ctx.updates) return;
       if (ev.type === 'flow.start' || ev.type === 'flow.update' || ev.type === 'flow.end') {
         ctx.out.write(`${formatFlowEvent(ev, { color: ctx.color, tz: ctx.tz, counters: ctx.counters })}\n`);
+        if (ev.type === 'flow.end') writeRuleCounters(ev.flow, ctx);
       }
     },
     stop: () => Promise.resolve(),

@@ -6,6 +6,7 @@
 import type { Writable } from 'node:stream';
 import type { FlowInfo, JourneyEvent } from '../../model/events.js';
 import { formatEvent } from '../terminal.js';
+import { formatRuleCounters } from '../rule-counter-lines.js';
 
 export interface PrinterContext {
   /** Where the data goes (stdout). */
@@ -55,4 +56,10 @@ export function printStreamEvent(ev: JourneyEvent, ctx: PrinterContext): boolean
     return true;
   }
   return ev.type === 'capture.stats';
+}
+
+/** `--rule-counters`: the increments of the flow's rules after its END line (nothing when it carries none). */
+export function writeRuleCounters(flow: FlowInfo, ctx: PrinterContext): void {
+  const text = formatRuleCounters(flow, ctx.tz);
+  if (text !== null) ctx.out.write(`${text}\n`);
 }
