@@ -16,7 +16,7 @@ import { run, type RunOptions, type RunResult } from '../src/host/exec.js';
 import { JourneyError, isJourneyError } from '../src/model/errors.js';
 import type { ConntrackEntry } from '../src/model/conntrack.js';
 import { parseConntrackList, parseNftTrace, type KernelTrace } from '../src/netfilter/kernel-trace.js';
-import { LAB_TOPOLOGY, labNames, labSourceDir, resolveId, type LabNames } from './names.js';
+import { LAB_TOPOLOGY, LAB_TOPOLOGY6, labNames, labSourceDir, resolveId, type LabNames } from './names.js';
 import { probeArgv, resolveProbe, listProbes, type ProbeDef, type ProbeResult } from './probes.js';
 import { replayUp } from './replay.js';
 
@@ -33,6 +33,9 @@ export interface LabBridge {
   /** Docker network name (bridge, docker1, …); in replay mode the bridge name. */
   readonly network: string;
   readonly internal: boolean;
+  /** The bridge's IPv6 subnet and gateway when the engine has IPv6 (fixed-cidr-v6). */
+  readonly subnet6?: string;
+  readonly gateway6?: string;
 }
 
 export interface LabPublished {
@@ -50,6 +53,8 @@ export interface LabContainer {
   /** A process in the container's network namespace (nsenter -t PID -n). */
   readonly pid: number;
   readonly ip: string;
+  /** The container's global IPv6 address when the engine has IPv6. */
+  readonly ip6?: string;
   readonly network: string;
   readonly bridge: string;
   readonly published: LabPublished[];
@@ -69,7 +74,10 @@ export interface LabInfo {
   readonly outsideAddr: string;
   /** 6 when the lab replays an IPv6 ruleset: probes then use the `v6` addresses (default 4). */
   readonly family?: 4 | 6;
-  /** The IPv6 addresses of an IPv6 replay (fd00:10::/64 on the uplink, 2001:db8:ff::10 outside). */
+  /**
+   * The uplink's IPv6 addresses (fd00:10::/64, 2001:db8:ff::10 outside) of an IPv6 replay or a
+   * dual-stack scenario (there IPv6 probes say so with `family: 6`).
+   */
   readonly v6?: { readonly hostAddr: string; readonly extAddr: string; readonly ext2Addr: string; readonly outsideAddr: string };
   /** unix socket path of the lab's dockerd, null in replay mode. */
   readonly dockerHost: string | null;
@@ -127,7 +135,14 @@ function infoPath(n: LabNames): string {
   return join(n.dir, 'info.json');
 }
 
-export const SCENARIOS = ['default', 'noproxy', 'docker1', 'hostip', 'internal', 'noicc', 'multi', 'firewalld'] as const;
+export const SCENARIOS = ['default', 'noproxy', 'docker1', 'hostip', 'internal', 'noicc', 'multi', 'firewalld', 'ipv6', 'ipv6proxy'] as const;
+
+/** The dual-stack scenarios (IPv6 on the uplink; `ipv6` also gives dockerd IPv6 and ip6tables). */
+export const IPV6_SCENARIOS = ['ipv6', 'ipv6proxy'] as const;
+
+export function isIpv6Scenario(name: string): boolean {
+  return (IPV6_SCENARIOS as readonly string[]).includes(name);
+}
 
 /** Scenario names with their one-line description (the recipe's first comment line). */
 export function listScenarios(): { name: string; description: string }[] {
@@ -397,7 +412,7 @@ export async function traceKernel<T = unknown>(
   await run(['nft', 'delete', 'table', 'ip', TRACE_TABLE], { netns: ns, allowFailure: true });
   await run(['nft', 'delete', 'table', 'inet', TRACE_TABLE], { netns: ns, allowFailure: true });
   // an IPv6 lab is traced by an inet table (IPv4 markers still work there)
-  const fam = info.family === 6 ? 'inet' : 'ip';
+  const fam = info.family === 6 || info.v6 ? 'inet' : 'ip';
   const table =
     `table ${fam} ${TRACE_TABLE} {\n` +
     `  chain pre { type filter hook prerouting priority -350; policy accept;\n    ${filter}meta nftrace set 1\n  }\n` +
@@ -478,6 +493,7 @@ interface DockerNet {
   Id: string;
   Internal: boolean;
   IPAM: { Config: { Subnet?: string; Gateway?: string }[] | null };
+  EnableIPv6?: boolean;
   Options: Record<string, string> | null;
 }
 
@@ -487,7 +503,7 @@ interface DockerContainer {
   State: { Pid: number; Running: boolean };
   Config: { Cmd?: string[] | null; Env?: string[] | null };
   NetworkSettings: {
-    Networks: Record<string, { IPAddress: string }>;
+    Networks: Record<string, { IPAddress: string; GlobalIPv6Address?: string }>;
     Ports: Record<string, { HostIp: string; HostPort: string }[] | null> | null;
   };
 }
@@ -505,9 +521,19 @@ async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo
   const netIds = (await run([docker, 'network', 'ls', '-q', '--filter', 'driver=bridge'], { env })).stdout.split('\n').filter(Boolean);
   const nets = netIds.length ? await dockerJson<DockerNet[]>(n, ['network', 'inspect', ...netIds]) : [];
   const bridges: LabBridge[] = nets.map((net) => {
-    const cfg = net.IPAM.Config?.[0] ?? {};
+    const cfgs = net.IPAM.Config ?? [];
+    const cfg = cfgs.find((c) => !(c.Subnet ?? '').includes(':')) ?? {};
+    const cfg6 = cfgs.find((c) => (c.Subnet ?? '').includes(':'));
     const name = net.Options?.['com.docker.network.bridge.name'] ?? (net.Name === 'bridge' ? 'docker0' : `br-${net.Id.slice(0, 12)}`);
-    return { name, subnet: cfg.Subnet ?? '', gateway: cfg.Gateway ?? '', network: net.Name, internal: net.Internal };
+    return {
+      name,
+      subnet: cfg.Subnet ?? '',
+      gateway: cfg.Gateway ?? '',
+      network: net.Name,
+      internal: net.Internal,
+      ...(cfg6?.Subnet ? { subnet6: cfg6.Subnet } : {}),
+      ...(cfg6?.Gateway ? { gateway6: cfg6.Gateway } : {}),
+    };
   });
   // the default bridge reports no gateway in its IPAM config: read it from the bridge itself
   for (const [i, b] of bridges.entries()) {
@@ -515,6 +541,13 @@ async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo
     const a = await run(['ip', '-4', '-o', 'addr', 'show', 'dev', b.name], { netns: n.netns.host, allowFailure: true });
     const m = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(a.stdout);
     if (m?.[1]) bridges[i] = { ...b, gateway: m[1] };
+  }
+  // the same for IPv6 (fixed-cidr-v6 on docker0): the bridge's global address
+  for (const [i, b] of bridges.entries()) {
+    if (b.subnet6 === undefined || b.gateway6 !== undefined) continue;
+    const a = await run(['ip', '-6', '-o', 'addr', 'show', 'dev', b.name, 'scope', 'global'], { netns: n.netns.host, allowFailure: true });
+    const m = /inet6 ([0-9a-f:]+)\//.exec(a.stdout);
+    if (m?.[1]) bridges[i] = { ...b, gateway6: m[1] };
   }
   const ids = (await run([docker, 'ps', '-q'], { env })).stdout.split('\n').filter(Boolean);
   const cs = ids.length ? await dockerJson<DockerContainer[]>(n, ['inspect', ...ids]) : [];
@@ -526,7 +559,7 @@ async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo
       for (const [key, binds] of Object.entries(c.NetworkSettings.Ports ?? {})) {
         const [port, proto] = key.split('/');
         for (const b of binds ?? []) {
-          if (b.HostIp.includes(':')) continue; // IPv6 binding: the lab is IPv4
+          if (b.HostIp.includes(':')) continue; // IPv6 bindings ([::]) are probed by the IPv6 probes
           published.push({
             hostIp: b.HostIp || '0.0.0.0',
             hostPort: Number(b.HostPort),
@@ -547,6 +580,7 @@ async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo
         id: c.Id,
         pid: c.State.Pid,
         ip: net.IPAddress,
+        ...(net.GlobalIPv6Address ? { ip6: net.GlobalIPv6Address } : {}),
         network,
         bridge: bridges.find((b) => b.network === network)?.name ?? '',
         published,
@@ -554,11 +588,15 @@ async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo
       };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
+  // dual-stack: lab.sh's topology6 put the uplink's IPv6 address on eth0
+  const up6 = await run(['ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0'], { netns: n.netns.host, allowFailure: true });
+  const dualStack = up6.stdout.includes(`inet6 ${LAB_TOPOLOGY6.hostAddr}/`);
   return {
     id: n.id,
     dir: n.dir,
     netns: n.netns,
     ...LAB_TOPOLOGY,
+    ...(dualStack ? { v6: { ...LAB_TOPOLOGY6 } } : {}),
     dockerHost: n.dockerSock,
     scenario,
     daemon: { userlandProxy: daemon['userland-proxy'] === true, icc: daemon['icc'] !== false, iptables: daemon['iptables'] !== false },

@@ -133,7 +133,7 @@ topology() {
   echo "${ID}" > "$DIR/id"
 }
 
-# IPv6 on the same topology (replay of ip6 rulesets): fd00:10::/64 on the uplink, the outside
+# IPv6 on the same topology (replay of ip6 rulesets, the dual-stack scenarios): fd00:10::/64 on the uplink, the outside
 # 2001:db8:ff::10 on jl-ext's lo, fd00::/8 routed back through the host (no DAD: usable at once)
 topology6() {
   ip -n "$NS_EXT" addr add fd00:10::5/64 dev lan0 nodad
@@ -144,6 +144,9 @@ topology6() {
   ip -n "$NS_HOST" -6 route add default via fd00:10::5
   ip -n "$NS_EXT" -6 route add fd00::/8 via fd00:10::26
   nsx "$NS_HOST" sysctl -qw net.ipv6.conf.all.forwarding=1
+  # the outside answers UDP over IPv6 too (the IPv4 echo is bound to its IPv4 addresses)
+  [ -d "$DIR/pids" ] && start_bg ext-udp6 "$NS_EXT" "$NODE" "$LAB_SRC/probe-tool.mjs" serve ext 53 fd00:10::5,2001:db8:ff::10
+  return 0
 }
 
 # start_bg NAME NETNS ARGV...: a detached process inside a namespace, remembered by pid file
@@ -177,7 +180,7 @@ build_image() {
 }
 
 engine_up() { # userland_proxy icc [dbus_address]
-  local proxy="$1" icc="$2" bus="${3:-}"
+  local proxy="$1" icc="$2" bus="${3:-}" v6=""
   mkdir -p "$DIR/containerd" "$DIR/docker" "$DIR/exec"
   cat > "$DIR/containerd.toml" <<EOF
 version = 2
@@ -195,8 +198,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 EOF
   start_bg containerd "$NS_HOST" containerd --config "$DIR/containerd.toml"
   wait_for 30 "containerd socket" test -S "$CTR_SOCK"
+  # IPv6 (a recipe's IPV6=1): Docker 20.10 manages ip6tables rules only as an experimental feature
+  if [ "${IPV6:-0}" = 1 ]; then
+    v6="\"ipv6\": true, \"fixed-cidr-v6\": \"$FIXED_CIDR_V6\", \"experimental\": $IP6TABLES, \"ip6tables\": $IP6TABLES,"
+  fi
   cat > "$DIR/daemon.json" <<EOF
 {
+  $v6
   "data-root": "$DIR/docker",
   "exec-root": "$DIR/exec",
   "pidfile": "$DIR/dockerd.pid",
@@ -286,9 +294,12 @@ up() {
   command -v dockerd >/dev/null || die "dockerd is not installed (run scripts/setup)"
   claim_dir
   USERLAND_PROXY=true ICC=true FIREWALLD=0
+  # IPv6: DUALSTACK=1 adds the uplink's IPv6 layer (topology6); IPV6=1 also gives dockerd IPv6
+  DUALSTACK=0 IPV6=0 IP6TABLES=false FIXED_CIDR_V6=""
   # shellcheck source=/dev/null
   . "$recipe"
   topology
+  if [ "$DUALSTACK" = 1 ] || [ "$IPV6" = 1 ]; then topology6; fi
   echo "$SCENARIO" > "$DIR/scenario"
   local bus=""
   if [ "$FIREWALLD" = 1 ]; then firewalld_up; bus="unix:path=$DIR/bus.sock"; fi

@@ -12,6 +12,14 @@ export const LAB_TOPOLOGY = {
   outsideAddr: '198.51.100.10',
 } as const;
 
+/** The IPv6 layer of the topology (lab.sh topology6): ULA on the uplink, a documentation prefix outside. */
+export const LAB_TOPOLOGY6 = {
+  hostAddr: 'fd00:10::26',
+  extAddr: 'fd00:10::5',
+  ext2Addr: 'fd00:10::6',
+  outsideAddr: '2001:db8:ff::10',
+} as const;
+
 export interface LabNames {
   readonly id: string;
   readonly prefix: string;

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { JourneyError } from '../src/model/errors.js';
 import type { LabInfo } from './driver.js';
+import { ip6tablesProbes, proxy6Probes } from './probes-v6.js';
 
 export type ProbeProto = 'tcp' | 'udp' | 'icmp';
 
@@ -24,6 +25,8 @@ export interface ProbeDef {
   readonly port?: number;
   readonly expect: 'answer' | 'no-answer';
   readonly timeoutMs?: number;
+  /** 6: an IPv6 probe of a dual-stack lab (addresses from `LabInfo.v6` and the containers' `ip6`). */
+  readonly family?: 6;
 }
 
 export interface ProbeResult {
@@ -143,6 +146,10 @@ export function listProbes(scenario: string, info?: LabInfo): ProbeDef[] {
       return docker0Probes({ proxy: true, icc: false });
     case 'firewalld':
       return docker0Probes({ proxy: false, icc: true, firewalld: true });
+    case 'ipv6':
+      return [...docker0Probes({ proxy: false, icc: true }), ...ip6tablesProbes()];
+    case 'ipv6proxy':
+      return [...docker0Probes({ proxy: true, icc: true }), ...proxy6Probes()];
     case 'hostip':
       return [
         p('ext-to-published', 'ext', 'tcp', 'host', 81, 'answer', 'external -> 10.0.10.26:81 (published on that address only)'),
@@ -364,13 +371,18 @@ function replayProbes(info: LabInfo): ProbeDef[] {
 
 /** Fills in addresses from the running lab. */
 export function resolveProbe(info: LabInfo, def: ProbeDef): ResolvedProbe {
-  const six = info.family === 6 && info.v6 ? info.v6 : null;
+  const six = (info.family === 6 || def.family === 6) && info.v6 ? info.v6 : null;
+  if (def.family === 6 && !six) throw new JourneyError('E_USAGE', `probe ${def.name}: lab ${info.id} has no IPv6 uplink`);
   const addrOf = (where: string): string => {
     if (where === 'host') return six?.hostAddr ?? info.hostAddr;
     if (where === 'ext') return six?.extAddr ?? info.extAddr;
     if (where === 'ext2') return six?.ext2Addr ?? info.ext2Addr;
     const c = info.containers.find((x) => x.name === where);
     if (!c) throw new JourneyError('E_USAGE', `probe ${def.name}: no container "${where}" in lab ${info.id}`);
+    if (def.family === 6) {
+      if (!c.ip6) throw new JourneyError('E_USAGE', `probe ${def.name}: container "${where}" has no IPv6 address`);
+      return c.ip6;
+    }
     return c.ip;
   };
   let dst: string;
@@ -383,7 +395,7 @@ export function resolveProbe(info: LabInfo, def: ProbeDef): ResolvedProbe {
     const c = info.containers.find((x) => x.name === def.to.slice('gateway:'.length));
     const br = info.bridges.find((b) => b.name === c?.bridge);
     if (!br) throw new JourneyError('E_USAGE', `probe ${def.name}: no bridge for ${def.to}`);
-    dst = br.gateway;
+    dst = def.family === 6 ? (br.gateway6 ?? '') : br.gateway;
   } else dst = def.to;
   return {
     def,

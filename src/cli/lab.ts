@@ -39,7 +39,7 @@ export function formatLab(info: LabInfo): string {
   );
   for (const b of info.bridges) {
     lines.push(
-      `  bridge      ${b.name.padEnd(14)} ${b.subnet.padEnd(16)} gw ${b.gateway.padEnd(14)} network ${b.network}${b.internal ? ' (internal)' : ''}`,
+      `  bridge      ${b.name.padEnd(14)} ${b.subnet.padEnd(16)} gw ${b.gateway.padEnd(14)} network ${b.network}${b.internal ? ' (internal)' : ''}${b.subnet6 ? `  ${b.subnet6} gw ${b.gateway6 ?? '?'}` : ''}`,
     );
   }
   for (const c of info.containers) {
@@ -49,7 +49,9 @@ export function formatLab(info: LabInfo): string {
           `${p.hostIp === '0.0.0.0' || p.hostIp === '::' ? '' : p.hostIp.includes(':') ? `[${p.hostIp}]:` : `${p.hostIp}:`}${p.hostPort}->${p.containerPort}/${p.proto}`,
       )
       .join(', ');
-    lines.push(`  container   ${c.name.padEnd(14)} ${c.ip.padEnd(16)} on ${c.bridge.padEnd(12)} pid ${String(c.pid).padEnd(8)} ${pub}`);
+    lines.push(
+      `  container   ${c.name.padEnd(14)} ${c.ip.padEnd(16)} on ${c.bridge.padEnd(12)} pid ${String(c.pid).padEnd(8)} ${pub}${c.ip6 ? `  ${c.ip6}` : ''}`,
+    );
   }
   return lines.join('\n');
 }

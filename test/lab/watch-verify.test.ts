@@ -15,7 +15,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { assertLabCanRun, labDown, labUp, listProbes, runProbeDef, SCENARIOS, type LabInfo } from '../../lab/driver.js';
+import { assertLabCanRun, labDown, labUp, listProbes, runProbeDef, SCENARIOS, isIpv6Scenario, type LabInfo } from '../../lab/driver.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/pipeline/pipeline.js';
 import { run } from '../../src/host/exec.js';
 import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
@@ -80,7 +80,8 @@ afterAll(async () => {
   );
 });
 
-describe.each(SCENARIOS.map((s) => [s]))('scenario %s: every probe verified by the kernel', (scenario) => {
+// the dual-stack scenarios' IPv6 probes are not part of this IPv4 comparison (lab-ipv6*.test.ts)
+describe.each(SCENARIOS.filter((s) => !isIpv6Scenario(s)).map((s) => [s]))('scenario %s: every probe verified by the kernel', (scenario) => {
   it('every probe', async () => {
     await assertLabCanRun();
     await labDown(ID);

@@ -1,0 +1,13 @@
+# ipv6 — dual-stack: dockerd with IPv6 and ip6tables (experimental on 20.10), web -p 8000:80, client; proxy OFF
+# The uplink carries fd00:10::/64 beside 10.0.10.0/24 (the outside is also 2001:db8:ff::10);
+# docker0 gets fd00:17::/64 (fixed-cidr-v6), so each container has an IPv6 address next to its
+# IPv4 one. ip6tables=true makes dockerd write the same DNAT/MASQUERADE/FORWARD rules for IPv6
+# (NAT66); the userland proxy is off so every published IPv6 packet goes through those rules.
+USERLAND_PROXY=false
+IPV6=1
+IP6TABLES=true
+FIXED_CIDR_V6=fd00:17::/64
+scenario_up() {
+  web web -p 8000:80
+  idle client
+}
