@@ -305,7 +305,18 @@ up() {
   if [ "$FIREWALLD" = 1 ]; then firewalld_up; bus="unix:path=$DIR/bus.sock"; fi
   engine_up "$USERLAND_PROXY" "$ICC" "$bus"
   scenario_up
+  # an IPv6 address in duplicate address detection (tentative) is not used yet: wait until none is left
+  if [ "$IPV6" = 1 ]; then wait_for 30 "IPv6 addresses (DAD)" no_tentative; fi
   log "lab ${ID:-(no id)} is up: scenario $SCENARIO, docker at unix://$DOCKER_SOCK"
+}
+
+no_tentative() { # true when no IPv6 address of the host or of a container is still tentative
+  [ -z "$(ip -n "$NS_HOST" -6 addr show tentative)" ] || return 1
+  local c pid
+  for c in $(dk ps -q); do
+    pid="$(dk inspect -f '{{.State.Pid}}' "$c")"
+    [ -z "$(nsenter -t "$pid" -n ip -6 addr show tentative)" ] || return 1
+  done
 }
 
 # ---------------------------------------------------------------- replay (no dockerd; see lab/replay.ts)

@@ -18,11 +18,19 @@ const p6 = (
   description: string,
 ): ProbeDef => ({ name, from, proto, to, ...(port !== undefined ? { port } : {}), expect, description, family: 6 });
 
-/** dockerd with IPv6, fixed-cidr-v6 and ip6tables; `web` publishes 8000 on [::] too; proxy off. */
+/** dockerd with IPv6, fixed-cidr-v6 and ip6tables; `web` publishes 8000 on [::] too; proxy off; ip6 DOCKER-USER drops ext2. */
 export function ip6tablesProbes(): ProbeDef[] {
   return [
     p6('ext-to-published6', 'ext', 'tcp', 'host', 8000, 'answer', 'external -> [fd00:10::26]:8000 (ip6tables DNAT to web:80 over IPv6)'),
-    p6('ext2-to-published6', 'ext2', 'tcp', 'host', 8000, 'answer', 'second external client -> [fd00:10::26]:8000'),
+    p6(
+      'ext2-to-published6',
+      'ext2',
+      'tcp',
+      'host',
+      8000,
+      'no-answer',
+      'second external client -> [fd00:10::26]:8000 (DNATed, then dropped by the ip6 DOCKER-USER rule -s fd00:10::6 -j DROP)',
+    ),
     p6('container-to-outside6', 'client', 'tcp', 'outside', 80, 'answer', 'client -> [2001:db8:ff::10]:80 (MASQUERADE to fd00:10::26: NAT66)'),
     p6('container-udp-outside6', 'client', 'udp', 'outside', 53, 'answer', 'client -> [2001:db8:ff::10]:53/udp (MASQUERADE)'),
     p6('container-ping6-outside', 'client', 'icmp', 'outside', undefined, 'answer', 'client ping6s 2001:db8:ff::10 (MASQUERADE)'),

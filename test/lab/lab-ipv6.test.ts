@@ -114,4 +114,16 @@ describe('scenario ipv6 (dockerd with IPv6 and ip6tables)', () => {
     expect(drop?.chain).toBe('FORWARD');
     expect(drop?.kind).toBe('policy');
   });
+
+  it("trace: ext2's IPv6 SYN is DNATed, then dropped by the user's rule in ip6 filter DOCKER-USER", async () => {
+    const syn = firstPacket(traceOf('ext2-to-published6'), 'fd00:10::26', 8000);
+    expect(syn?.dropped, describePacket(syn)).toBe(true);
+    const drop = syn?.steps.find((s) => s.verdictKind === 'drop');
+    expect(drop?.family).toBe('ip6');
+    expect(drop?.table).toBe('filter');
+    expect(drop?.chain).toBe('DOCKER-USER');
+    expect(drop?.hook).toBe('forward');
+    expect(drop?.ruleNumber).toBe(iptablesRuleNumber(await ip6Save(), 'filter', 'DOCKER-USER', /-s fd00:10::6\/128 -j DROP/));
+    expect(stepIn(syn, 'nat', 'DOCKER', (s) => s.verdict === 'accept')?.family).toBe('ip6');
+  });
 });
