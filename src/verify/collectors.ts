@@ -185,7 +185,7 @@ export interface KernelTraceRun {
 
 /**
  * Traces the packets of one probe (TCP, source or destination port `port`) with `nft monitor trace`:
- * adds `table ip <table>` with chains at priority -500 on prerouting and output that set nftrace
+ * adds `table inet <table>` with chains at priority -500 on prerouting and output that set nftrace
  * for those packets, runs `action`, and removes the table again (also on error).
  */
 export async function traceProbe<T>(
@@ -203,7 +203,8 @@ export async function traceProbe<T>(
   let match = `${proto} sport ${port} meta nftrace set 1\n ${proto} dport ${port} meta nftrace set 1`;
   if (also !== undefined)
     match += `\n ip daddr ${also.ip} ${proto} dport ${also.port} meta nftrace set 1\n ip saddr ${also.ip} ${proto} sport ${also.port} meta nftrace set 1`;
-  const def = `table ip ${table} {\n chain pre {\n type filter hook prerouting priority -500; policy accept;\n ${match}\n }\n chain out {\n type filter hook output priority -500; policy accept;\n ${match}\n }\n}\n`;
+  // inet: one table traces IPv4 and IPv6 alike
+  const def = `table inet ${table} {\n chain pre {\n type filter hook prerouting priority -500; policy accept;\n ${match}\n }\n chain out {\n type filter hook output priority -500; policy accept;\n ${match}\n }\n}\n`;
   await run(['nft', '-f', '-'], { ...ns, input: def, timeoutMs: 10_000 });
   let text = '';
   const s = startLines(
@@ -220,6 +221,6 @@ export async function traceProbe<T>(
     return { result, trace: { text, rulesetJson: rs.stdout, table } };
   } finally {
     await stopChild(s);
-    await run(['nft', 'delete', 'table', 'ip', table], { ...ns, allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
+    await run(['nft', 'delete', 'table', 'inet', table], { ...ns, allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
   }
 }

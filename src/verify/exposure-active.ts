@@ -29,7 +29,6 @@ export interface ActiveOptions {
 /** Where a row's packet can really be sent from, or null (and why not). */
 function senderOf(row: ExposureRow, o: ActiveOptions): { ns: string | number | null; from: string } | string {
   if (row.target.proto !== 'tcp') return 'only TCP rows are probed';
-  if (row.family !== 4) return 'IPv6 rows are not probed (the trace table is IPv4)';
   const loop = row.packet.dst === '::1' || row.packet.dst.startsWith('127.');
   if (loop && row.source === 'lan' && o.loopbackNetns !== undefined)
     return { ns: o.loopbackNetns, from: `netns ${o.loopbackNetns} (routes 127.0.0.0/8 to the host)` };
@@ -40,7 +39,7 @@ function senderOf(row: ExposureRow, o: ActiveOptions): { ns: string | number | n
   if (named !== undefined) return { ns: named, from: `netns ${named}` };
   if (row.source === 'same-bridge' || row.source === 'other-bridge') {
     // a running container whose address is the row's source address
-    const c = o.docker?.containers.find((x) => x.endpoints.some((e) => e.ipv4 === row.packet.src));
+    const c = o.docker?.containers.find((x) => x.endpoints.some((e) => e.ipv4 === row.packet.src || e.ipv6 === row.packet.src));
     const pid = c !== undefined ? o.pids.get(c.name) : undefined;
     if (c !== undefined && pid !== undefined) return { ns: pid, from: `container ${c.name}` };
     return `no container with address ${row.packet.src} to send from`;
@@ -65,6 +64,14 @@ export function kernelDeciding(packets: readonly TracePacket[], sport: number, t
     (s) => s.verdictKind === 'accept' && s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && !/^(nat|raw)-/.test(s.chain),
   );
   return acc[acc.length - 1] ?? null;
+}
+
+/** Whether the connection's first traced packet got through postrouting with no drop on its way (it left the host). */
+export function leftHost(packets: readonly TracePacket[], sport: number, traceTable: string): boolean {
+  const first = packets.find((p) => p.first?.sport === sport && p.steps.some((s) => s.table !== traceTable));
+  if (first === undefined) return false;
+  const own = first.steps.filter((s) => s.table !== traceTable);
+  return own.some((s) => s.hook === 'postrouting') && !own.some((s) => s.verdictKind === 'drop' || s.verdictKind === 'reject');
 }
 
 function sameRule(row: ExposureRow, k: KStep | null): boolean {
@@ -131,7 +138,8 @@ export async function confirmRows(rows: readonly ExposureRow[], o: ActiveOptions
     const kName = k === null ? null : `${k.table} ${k.chain}${k.ruleNumber !== null ? ` rule ${k.ruleNumber}` : ''} ${k.verdict}`;
     // reachable: the packet got to the target (an answer, or a refusal by the target itself: the kernel's path accepted it)
     // or no answer came back, but the host's kernel passed the first packet on (its trace accepts it, nothing drops it)
-    const hostPassed = k !== null && k.verdictKind === 'accept';
+    // with no filter rule on its way (k null), the trace of the first packet reaching postrouting undropped is the host passing it on
+    const hostPassed = k !== null ? k.verdictKind === 'accept' : leftHost(kt.packets, p.localPort, table);
     const kernelReached =
       fate === 'answered' || (fate === 'refused' && k !== null && !/drop|reject/.test(k.verdict)) || (fate === 'dropped' && hostPassed);
     const fateAgrees = row.status === 'indeterminate' ? false : (row.status === 'reachable') === kernelReached;

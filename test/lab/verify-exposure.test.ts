@@ -128,3 +128,41 @@ describe('verify exposure --active (lab ufw: default deny incoming, 8000 denied,
     expect(r.summary.agreed).toBe(r.summary.compared);
   }, 300_000);
 });
+
+describe('verify exposure --active (lab ipv6: dockerd --ipv6 --ip6tables, userland proxy off, Docker 20.10)', () => {
+  const VID = labTestId('x6');
+  let info: LabInfo;
+  beforeAll(async () => {
+    await assertLabCanRun();
+    await labDown(VID).catch(() => undefined);
+    info = await labUp({ id: VID, scenario: 'ipv6' });
+  }, 240_000);
+  afterAll(async () => {
+    await labDown(VID);
+  }, 120_000);
+
+  it('IPv6 rows are played like IPv4 ones (one inet trace table): every played row agrees with the kernel', async () => {
+    if (info.dockerHost === null) throw new Error('the ipv6 scenario has no dockerd');
+    const r = await verifyExposure({
+      netns: info.netns.host,
+      dockerHost: info.dockerHost,
+      active: true,
+      families: [4, 6],
+      sourceNetns: { lan: info.netns.ext },
+      timeoutMs: 1500,
+    });
+    const played6 = r.rows.filter((x) => x.family === 6 && x.active !== null);
+    console.log(
+      `verify exposure --active (ipv6): ${r.summary.compared} rows compared with the kernel (${played6.length} IPv6), ${r.summary.agreed} agreed (of ${r.summary.rows} rows)`,
+    );
+    for (const x of r.rows.filter((p) => p.active !== null && !p.active.agrees)) console.log(`disagreement: ${x.id}: ${x.active?.note ?? ''}`);
+    expect(played6.length).toBeGreaterThanOrEqual(6);
+    expect(r.summary.agreed).toBe(r.summary.compared);
+    const pub6 = played6.find((x) => x.target.kind === 'published' && x.source === 'lan' && x.target.addr === info.v6?.hostAddr);
+    expect(pub6).toMatchObject({ status: 'reachable', via: 'dnat', active: { fate: 'answered', agrees: true } });
+    // [::1] DNATed out of docker0 and MASQUERADEd: the container gets the SYN, its answer cannot come back to ::1
+    const lo6 = played6.find((x) => x.target.kind === 'published' && x.target.addr === '::1' && x.source === 'host');
+    expect(lo6?.active).toMatchObject({ fate: 'dropped', agrees: true });
+    expect(r.ok).toBe(true);
+  }, 300_000);
+});
