@@ -613,6 +613,11 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   w.inputIif = p.iif;
   let fate = w.runHook('prerouting');
   if (fate !== 'accept') return finish(w, fate, null);
+  if (p.v === 6 && p.dst.n === 1n && p.iif !== 'lo') {
+    // IPv6 has no route_localnet: ::1 arriving on another interface (a reply de-NATed back to ::1) is not routed
+    w.notes.push(`routing: ::1 cannot arrive on ${p.iif ?? '?'} (IPv6 has no route_localnet): dropped by routing, not by a rule`);
+    return finish(w, 'drop', null);
+  }
   const rr = route(c, p);
   if (rr === null) {
     w.notes.push(`no route to ${formatIp(p.dst)} is known${c.host.routesKnown ? '' : ' (give --routes/--addrs, or run live)'}`);

@@ -350,6 +350,17 @@ describe('evaluation semantics (nft.txt "OVERALL EVALUATION OF THE RULESET")', (
     expect(ex.notes?.join(' ')).toMatch(/dropped by routing, not by a rule/);
   });
 
+  it('IPv6: a packet to ::1 arriving on a bridge (a reply de-NATed back to ::1) is dropped by routing, never reaches INPUT', () => {
+    const rs = ipt(['*filter', ':INPUT ACCEPT [0:0]', '-A INPUT -j ACCEPT', 'COMMIT'].join('\n'));
+    const ex = explainPacket(compileRuleset(rs, host), {
+      tuple: { family: 6, proto: 'tcp', protoNum: 6, src: 'fd49:efd7:54aa::1', dst: '::1', sport: 80, dport: 40000 },
+      iif: 'br-dummy',
+    });
+    expect(path(ex)).toEqual([]);
+    expect(ex.verdict).toBe('drop');
+    expect(ex.notes?.join(' ')).toMatch(/::1 cannot arrive on br-dummy .*dropped by routing, not by a rule/);
+  });
+
   it('marks set and matched, with masks', () => {
     const rs = ipt(
       [
