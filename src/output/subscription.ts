@@ -70,7 +70,13 @@ export const CLIENT_MESSAGE_SCHEMA = {
 
 export type ParseResult =
   | { readonly ok: true; readonly message: ClientMessage }
-  | { readonly ok: false; readonly code: 'E_BAD_JSON' | 'E_BAD_MESSAGE' | 'E_TOO_LARGE' | 'E_BINARY'; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly code: 'E_BAD_JSON' | 'E_BAD_MESSAGE' | 'E_TOO_LARGE' | 'E_BINARY';
+      readonly message: string;
+      /** The id of a malformed verify request, when it has a usable one: the answer names the request it refuses. */
+      readonly requestId?: string;
+    };
 
 let validator: ValidateFunction | null = null;
 function validate(): ValidateFunction {
@@ -95,7 +101,12 @@ export function parseClientMessage(text: string, maxBytes: number): ParseResult 
   }
   const v = validate();
   if (!v(value)) {
-    return { ok: false, code: 'E_BAD_MESSAGE', message: describeInvalid(value, v) };
+    const o = value as { type?: unknown; id?: unknown } | null;
+    const id =
+      typeof o === 'object' && o !== null && o.type === 'verify' && typeof o.id === 'string' && o.id.length > 0 && o.id.length <= 64
+        ? o.id
+        : undefined;
+    return { ok: false, code: 'E_BAD_MESSAGE', message: describeInvalid(value, v), ...(id !== undefined ? { requestId: id } : {}) };
   }
   return { ok: true, message: value as ClientMessage };
 }

@@ -423,7 +423,7 @@ export class WsHub {
     });
   }
 
-  private refuse(client: HubClient, code: ClientErrorCode, message: string): void {
+  private refuse(client: HubClient, code: ClientErrorCode, message: string, id?: string): void {
     this.metrics?.badMessages.inc({ code });
     client.errors++;
     if (client.errors > this.opts.maxErrors) {
@@ -437,7 +437,7 @@ export class WsHub {
       client.ws.close(CLOSE.POLICY, 'too many bad messages');
       return;
     }
-    this.sendControl(client, { type: 'error', v: SCHEMA_VERSION, time: Date.now(), code, message });
+    this.sendControl(client, { type: 'error', v: SCHEMA_VERSION, time: Date.now(), code, message, ...(id !== undefined ? { id } : {}) });
   }
 
   private onMessage(client: HubClient, data: RawData, isBinary: boolean): void {
@@ -453,7 +453,7 @@ export class WsHub {
     }
     const parsed = parseClientMessage(buf.toString('utf8'), this.opts.maxMessageBytes);
     if (!parsed.ok) {
-      this.refuse(client, parsed.code, parsed.message);
+      this.refuse(client, parsed.code, parsed.message, parsed.requestId);
       return;
     }
     const msg = parsed.message;

@@ -6,7 +6,10 @@
  * passing with conntrack evidence of the hairpin NAT, while the same client's event stream shows
  * the probes' flows. A second request meanwhile is refused (E_BUSY). Then the host is broken
  * (hairpin_mode off on web's bridge port) and the same request over the socket reports the
- * self-hairpin check failed, with that cause named. Budget: about a minute (lab up included).
+ * self-hairpin check failed, with that cause named. Then `verify exposure`: over the socket, the
+ * report equals what `journey verify exposure --json` prints (malformed requests refused with a code
+ * and their id), and on the page, in headless Chromium, the table shows the CLI's rows. Budget: about
+ * a minute (lab up included).
  */
 import { labTestId } from './lab-helpers.js';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +20,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, type LabInfo } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
 import type { FlowInfo } from '../../src/model/events.js';
+import type { ExposureReport } from '../../src/verify/exposure-types.js';
 import type { HairpinCheck, HairpinReport } from '../../src/verify/types.js';
+import { launchChromium } from './serve-browser.js';
 import { RecordingClient, validators } from '../unit/serve-helpers.js';
 
 const ID = labTestId('g');
@@ -26,6 +31,7 @@ const CLI = join(ROOT, 'dist/src/cli/main.js');
 let lab: LabInfo;
 let serve: ChildProcess | null = null;
 let wsUrl = '';
+let httpUrl = '';
 const clients: RecordingClient[] = [];
 
 beforeAll(async () => {
@@ -57,10 +63,11 @@ beforeAll(async () => {
     const t = setTimeout(() => reject(new Error(`journey serve not ready in 30 s:\n${stderr.join('\n')}`)), 30_000);
     createInterface({ input: child.stderr! }).on('line', (line) => {
       stderr.push(line);
-      const m = /WebSocket (wss?:\/\/\S+?),/.exec(line);
+      const m = /listening on (http:\/\/\S+?\/) \(WebSocket (wss?:\/\/\S+?),/.exec(line);
       if (m) {
         clearTimeout(t);
-        resolve(m[1]!);
+        httpUrl = m[1]!;
+        resolve(m[2]!);
       }
     });
     child.once('exit', (code) => {
@@ -179,4 +186,76 @@ describe('journey serve in the lab: verify hairpin over the WebSocket (noproxy)'
       await run(['ip', 'link', 'set', 'dev', port!, 'type', 'bridge_slave', 'hairpin', 'on'], { netns: lab.netns.host });
     }
   }, 60_000);
+});
+
+/** What `journey verify exposure --json` says of the lab host, run as a user would. */
+async function cliExposure(): Promise<ExposureReport> {
+  const r = await run(
+    [process.execPath, CLI, 'verify', 'exposure', '--json', '--netns', lab.netns.host, '--docker-host', `unix://${lab.dockerHost!}`],
+    {
+      allowFailure: true,
+      timeoutMs: 120_000,
+    },
+  );
+  expect(r.stderr).not.toMatch(/E_[A-Z_]+/);
+  return JSON.parse(r.stdout) as ExposureReport;
+}
+
+const rowKey = (x: ExposureReport['rows'][number]): string => `${x.id} ${x.status}`;
+
+describe('journey serve in the lab: verify exposure over the WebSocket and on the page', () => {
+  it('a client asks for exposure: started, then the report the CLI prints (same rows and verdicts); a bad request is a coded error', async () => {
+    const want = await cliExposure();
+    expect(want.rows.length).toBeGreaterThan(3);
+    const c = await client();
+    c.send({ type: 'verify', check: 'exposure', id: 'exp-1', options: { families: [4] } });
+    await c.until(() => c.count('verify.result') === 1 || c.count('error') > 0, 90_000);
+    expect(c.ofType('error'), JSON.stringify(c.ofType('error'))).toEqual([]);
+    expect(c.ofType('verify.started')[0]).toMatchObject({ id: 'exp-1' });
+    const res = c.ofType('verify.result')[0]!;
+    expect(res).toMatchObject({ check: 'exposure', id: 'exp-1' });
+    const got = res['report'] as ExposureReport;
+    expect(got.rows.map(rowKey)).toEqual(want.rows.filter((x) => x.family === 4).map(rowKey));
+    // malformed: an unknown option and a family that does not exist, each refused with a code and the request's id
+    c.send({ type: 'verify', check: 'exposure', id: 'exp-bad', options: { families: [5] } });
+    c.send({ type: 'verify', check: 'exposure', id: 'exp-bad2', options: { sources: ['mars'] } });
+    await c.until(() => c.count('error') >= 2, 10_000);
+    const errs = c.ofType('error');
+    expect(errs.map((e) => e['id'])).toEqual(['exp-bad', 'exp-bad2']);
+    for (const e of errs) expect(String(e['code'])).toMatch(/^E_[A-Z_]+$/);
+    const { server } = validators();
+    for (const m of c.messages) expect(server(m) ? null : { type: m['type'], errors: server.errors }).toBeNull();
+    console.log(`serve verify exposure: ${got.rows.length} rows over the WebSocket equal the CLI's; 2 bad requests refused`);
+  }, 150_000);
+
+  it("the page's exposure table, in headless Chromium, shows the rows the CLI shows", async () => {
+    const want = await cliExposure();
+    const b = await launchChromium();
+    try {
+      const page = await b.context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      await page.goto(httpUrl);
+      await page.waitForSelector('#status.status-open', { timeout: 10_000 });
+      await page.click('#verify-exposure');
+      await page.locator('#exposure tbody tr').first().waitFor({ timeout: 90_000 });
+      const rows = await page
+        .locator('#exposure tbody tr')
+        .evaluateAll((trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => (td.textContent ?? '').trim())));
+      expect(rows.length).toBe(want.rows.length);
+      const cli = want.rows.map((x) => [
+        x.source,
+        String(x.family),
+        `${x.target.kind === 'published' ? 'port' : 'addr'} ${x.target.family === 6 ? `[${x.target.addr}]` : x.target.addr}:${x.target.port}/${x.target.proto}`,
+      ]);
+      expect(rows.map((r) => [r[1], r[2], r[3]])).toEqual(cli);
+      const reachable = want.rows.filter((x) => x.status === 'reachable').length;
+      expect(await page.locator('#exposure tbody tr.exposure-reachable').count()).toBe(reachable);
+      expect(await page.locator('#verify-state').innerText()).toContain(`${want.summary.rows} rows: ${want.summary.reachable} reachable`);
+      expect(errors).toEqual([]);
+      console.log(`page exposure table: ${rows.length} rows equal to the CLI's (${reachable} reachable)`);
+    } finally {
+      await b.close();
+    }
+  }, 150_000);
 });
