@@ -8,7 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labExec, labNames, labUp, leftovers, listProbes, type LabInfo } from '../../lab/driver.js';
+import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
+import { compareSteps, kernelCase, natEqual } from '../../src/explain/kernel-compare.js';
 import type { KernelTrace } from '../../src/netfilter/kernel-trace.js';
+import { hostFromDumps, readHostDumps, readRulesetDumps, rulesetFromDumps } from '../../src/ruleset/load.js';
 import { compareProbesWithKernel } from './ipv6-helpers.js';
 import { describePacket, firstPacket, labTestId } from './lab-helpers.js';
 
@@ -66,5 +69,43 @@ describe('scenario ipv6proxy (docker-proxy carries IPv6 to an IPv4 container)', 
     const proxied = firstPacket(t, web?.ip ?? '', 80);
     expect(proxied?.first?.saddr, describePacket(proxied)).toBe('172.17.0.1');
     expect(proxied?.entry).toBe('output');
+  });
+
+  it("docker-proxy's IPv4 leg of each proxied IPv6 probe: its explained path and NAT equal the kernel's", async () => {
+    const i = get();
+    const web = i.containers.find((c) => c.name === 'web');
+    const ns = i.netns.host;
+    const ruleset = rulesetFromDumps(await readRulesetDumps({ netns: ns }), `netns ${ns}`);
+    const compiled = compileRuleset(ruleset, hostFromDumps(await readHostDumps({ netns: ns }), `netns ${ns}`));
+    const proxied = ['ext-to-published6', 'ext2-to-published6', 'host-localhost6'];
+    const bad: string[] = [];
+    let compared = 0;
+    for (const name of proxied) {
+      const t = traces.get(name);
+      if (!t) throw new Error(`${name} was not traced`);
+      // the host (docker-proxy) connects from the bridge gateway to web:80
+      const kc = kernelCase(
+        `${name} (docker-proxy leg)`,
+        t.packets,
+        { proto: 'tcp', from: { addr: '172.17.0.1' }, to: { addr: web?.ip ?? '', port: 80 } },
+        true,
+        t.conntrack,
+      );
+      if (!kc) {
+        bad.push(`${name}: no IPv4 packet from docker-proxy to web in the trace`);
+        continue;
+      }
+      expect(kc.tuple.src).toBe('172.17.0.1');
+      const ex = explainPacket(compiled, { tuple: kc.tuple, local: true });
+      const cmp = compareSteps(ex, kc.steps, ruleset);
+      compared++;
+      if (!cmp.equal)
+        bad.push(`${kc.name}:\n  simulated: ${cmp.simulated.join('\n             ')}\n  kernel:    ${cmp.kernel.join('\n             ')}`);
+      if (kc.conntrackNat !== null && !natEqual(ex.nat, kc.conntrackNat))
+        bad.push(`${kc.name}: nat explained ${JSON.stringify(ex.nat)} conntrack ${JSON.stringify(kc.conntrackNat)}`);
+    }
+    process.stdout.write(`lab-ipv6proxy: compared ${compared} docker-proxy IPv4 legs with nft monitor trace; ${bad.length} differences\n`);
+    expect(bad).toEqual([]);
+    expect(compared).toBe(proxied.length);
   });
 });
