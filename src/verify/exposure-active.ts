@@ -58,11 +58,9 @@ export function kernelDeciding(packets: readonly TracePacket[], sport: number, t
   const first = packets.find((p) => p.first?.sport === sport && own(p).length > 0 && !established(p));
   if (first === undefined) return null;
   const steps = own(first);
-  const drop = steps.find((s) => s.verdictKind === 'drop' || s.verdictKind === 'reject');
+  const drop = steps.find((s) => s.verdictKind === 'drop' || s.verdictKind === 'reject' || (s.verdictKind === 'policy' && /drop/.test(s.verdict)));
   if (drop) return drop;
-  const acc = steps.filter(
-    (s) => s.verdictKind === 'accept' && s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && !/^(nat|raw)-/.test(s.chain),
-  );
+  const acc = steps.filter((s) => accepts(s) && s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && !/^(nat|raw)-/.test(s.chain));
   return acc[acc.length - 1] ?? null;
 }
 
@@ -72,6 +70,11 @@ export function leftHost(packets: readonly TracePacket[], sport: number, traceTa
   if (first === undefined) return false;
   const own = first.steps.filter((s) => s.table !== traceTable);
   return own.some((s) => s.hook === 'postrouting') && !own.some((s) => s.verdictKind === 'drop' || s.verdictKind === 'reject');
+}
+
+/** An accept rule, or a base chain's accepting policy (it decides as much). */
+function accepts(s: KStep): boolean {
+  return s.verdictKind === 'accept' || (s.verdictKind === 'policy' && /accept/.test(s.verdict));
 }
 
 function sameRule(row: ExposureRow, k: KStep | null): boolean {
@@ -139,12 +142,14 @@ export async function confirmRows(rows: readonly ExposureRow[], o: ActiveOptions
     // reachable: the packet got to the target (an answer, or a refusal by the target itself: the kernel's path accepted it)
     // or no answer came back, but the host's kernel passed the first packet on (its trace accepts it, nothing drops it)
     // with no filter rule on its way (k null), the trace of the first packet reaching postrouting undropped is the host passing it on
-    const hostPassed = k !== null ? k.verdictKind === 'accept' : leftHost(kt.packets, p.localPort, table);
+    const hostPassed = k !== null ? accepts(k) : leftHost(kt.packets, p.localPort, table);
     const kernelReached =
       fate === 'answered' || (fate === 'refused' && k !== null && !/drop|reject/.test(k.verdict)) || (fate === 'dropped' && hostPassed);
-    const fateAgrees = row.status === 'indeterminate' ? false : (row.status === 'reachable') === kernelReached;
+    // an indeterminate row makes no claim: the probe settles it (said in the note), it cannot contradict it
+    const settled = row.status === 'indeterminate';
+    const fateAgrees = settled || (row.status === 'reachable') === kernelReached;
     const ruleAgrees = steps.length === 0 ? row.via === 'docker-proxy' || row.source === 'host' : sameRule(row, k);
-    const agrees = fateAgrees && (steps.length === 0 || ruleAgrees);
+    const agrees = settled || (fateAgrees && (steps.length === 0 || ruleAgrees));
     out.push({
       ...row,
       active: {
@@ -152,13 +157,15 @@ export async function confirmRows(rows: readonly ExposureRow[], o: ActiveOptions
         from: s.from,
         agrees,
         kernelDeciding: kName,
-        note: agrees
-          ? fate === 'dropped' && hostPassed
-            ? `the host passed the packet on (${kName ?? ''}); no answer made it back to the sender`
-            : null
-          : !fateAgrees
-            ? `the simulator says ${row.status}, the packet was ${fate}`
-            : `the kernel decided in ${kName ?? 'no rule'}, the simulator in ${row.deciding !== null ? `${row.deciding.table} ${row.deciding.chain} rule ${row.deciding.ruleNumber ?? 'policy'}` : 'no rule'}`,
+        note: settled
+          ? `the simulator could not decide (${row.indeterminate.join('; ')}); the probe settles it: ${kernelReached ? 'reachable' : 'not reachable'} (${fate})`
+          : agrees
+            ? fate === 'dropped' && hostPassed
+              ? `the host passed the packet on (${kName ?? ''}); no answer made it back to the sender`
+              : null
+            : !fateAgrees
+              ? `the simulator says ${row.status}, the packet was ${fate}`
+              : `the kernel decided in ${kName ?? 'no rule'}, the simulator in ${row.deciding !== null ? `${row.deciding.table} ${row.deciding.chain} rule ${row.deciding.ruleNumber ?? 'policy'}` : 'no rule'}`,
       },
     });
   }
