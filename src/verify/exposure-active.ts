@@ -60,7 +60,9 @@ export function kernelDeciding(packets: readonly TracePacket[], sport: number, t
   const steps = own(first);
   const drop = steps.find((s) => s.verdictKind === 'drop' || s.verdictKind === 'reject' || (s.verdictKind === 'policy' && /drop/.test(s.verdict)));
   if (drop) return drop;
-  const acc = steps.filter((s) => accepts(s) && s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && !/^(nat|raw)-/.test(s.chain));
+  const acc = steps.filter(
+    (s) => accepts(s) && s.table !== 'nat' && s.table !== 'raw' && s.table !== 'mangle' && !/^(nat|raw|mangle)[-_]/.test(s.chain),
+  );
   return acc[acc.length - 1] ?? null;
 }
 

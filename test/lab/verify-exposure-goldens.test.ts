@@ -39,6 +39,7 @@ describe('verify exposure --active on Docker 28/29 goldens replayed in the lab',
     let compared = 0;
     let agreed = 0;
     let v6 = 0;
+    let directClosed = 0;
     const bad: string[] = [];
     for (const g of GOLDENS) {
       await labDown(ID).catch(() => undefined);
@@ -56,6 +57,13 @@ describe('verify exposure --active on Docker 28/29 goldens replayed in the lab',
         v6 += r.rows.filter((x) => x.family === 6 && x.active !== null).length;
         for (const x of r.rows) if (x.active !== null && !x.active.agrees) bad.push(`${g}: ${x.id}: ${x.active.note ?? ''}`);
         expect(r.summary.compared, `${g}: rows played`).toBeGreaterThanOrEqual(2);
+        // Docker 28+ with gateway mode nat: direct access from the LAN to a container address is closed by the raw rule
+        if (g.includes('gwm=nat,') && g.endsWith('__iptables.golden')) {
+          const direct = r.rows.find((x) => x.target.kind === 'container' && x.source === 'lan');
+          expect(direct?.deciding, `${g}: ${JSON.stringify(direct)}`).toMatchObject({ table: 'raw', chain: 'PREROUTING', verdict: 'drop' });
+          expect(direct?.active, g).toMatchObject({ fate: 'dropped', agrees: true });
+          directClosed++;
+        }
       } finally {
         await labDown(ID);
       }
@@ -66,5 +74,6 @@ describe('verify exposure --active on Docker 28/29 goldens replayed in the lab',
     expect(bad).toEqual([]);
     expect(agreed).toBe(compared);
     expect(v6).toBeGreaterThanOrEqual(4);
+    expect(directClosed).toBeGreaterThanOrEqual(1);
   }, 420_000);
 });
