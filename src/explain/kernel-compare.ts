@@ -145,7 +145,7 @@ export interface KernelCase {
   readonly conntrackNat: Explanation['nat'] | null;
 }
 
-type HeaderLike = Pick<TracePacketHeader, 'iif' | 'oif' | 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'icmpType' | 'icmpId'>;
+type HeaderLike = Pick<TracePacketHeader, 'iif' | 'oif' | 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'icmpType' | 'icmpId' | 'tcpFlags'>;
 
 export type TracedPacket = {
   readonly first: HeaderLike | null;
@@ -247,7 +247,10 @@ export function kernelFollowUps(packets: readonly TracedPacket[], entry: Conntra
   const firstIdx = packets.findIndex((p) => p.first !== null && same(p.first, entry.orig) && p.first.iif === (first.iif ?? undefined));
   const later = packets.slice(firstIdx + 1);
   const reply = later.find((p) => p.first !== null && same(p.first, entry.reply) && (!icmp || p.first.icmpType === 'echo-reply'));
-  const again = later.find((p) => p.first !== null && same(p.first, entry.orig) && p.first.iif === (first.iif ?? undefined));
+  // a retransmitted SYN is not a later packet: conntrack ignores it (it is not `established` for the rules)
+  const again = later.find(
+    (p) => p.first !== null && same(p.first, entry.orig) && p.first.iif === (first.iif ?? undefined) && p.first.tcpFlags !== 'syn',
+  );
   const mk = (p: (typeof packets)[number], direction: 'original' | 'reply'): KernelFollowUp => {
     const h = p.first as HeaderLike;
     const tuple = {
