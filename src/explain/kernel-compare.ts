@@ -236,6 +236,23 @@ export interface KernelFollowUp extends KernelCase {
 }
 
 /**
+ * One packet's steps when the kernel reused its trace id for the next packet (the id is the skb's
+ * address): after an accept, a chain this packet already entered cannot come again, so the steps
+ * from there on are another packet's.
+ */
+export function firstTraversal<T extends { family: string; table: string; chain: string; ruleNumber: number | null; verdictKind: string }>(
+  steps: readonly T[],
+): readonly T[] {
+  const key = (s: T): string => `${s.family} ${s.table} ${s.chain} ${s.ruleNumber ?? '-'}`;
+  const seen = new Set<string>();
+  for (const [i, s] of steps.entries()) {
+    if (i > 0 && steps[i - 1]!.verdictKind === 'accept' && seen.has(key(s))) return steps.slice(0, i);
+    seen.add(key(s));
+  }
+  return steps;
+}
+
+/**
  * The later packets of a connection in a kernel trace: the first reply (SYN-ACK, UDP/ICMP answer) and
  * the second packet in the original direction; both are `established` for conntrack.
  */
@@ -265,7 +282,7 @@ export function kernelFollowUps(packets: readonly TracedPacket[], entry: Conntra
       name: `${first.name} (${direction === 'reply' ? 'reply' : 'second packet'})`,
       tuple,
       iif: h.iif ?? null,
-      steps: withLoopback(packets, p).map((s) => ({
+      steps: firstTraversal(withLoopback(packets, p)).map((s) => ({
         family: s.family,
         table: s.table,
         chain: s.chain,
