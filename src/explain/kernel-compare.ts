@@ -252,6 +252,16 @@ export function firstTraversal<T extends { family: string; table: string; chain:
   return steps;
 }
 
+/** The conntrack entry a traced first packet created: same addresses, protocol and (except ICMP) ports. */
+export function entryOfCase(entries: readonly ConntrackEntry[], first: KernelCase): ConntrackEntry | undefined {
+  const t = first.tuple;
+  const icmp = t.proto === 'icmp' || t.proto === 'icmpv6';
+  return entries.find(
+    (e) =>
+      e.orig.src === t.src && e.orig.dst === t.dst && e.orig.proto === t.proto && (icmp || (e.orig.sport === t.sport && e.orig.dport === t.dport)),
+  );
+}
+
 /**
  * The later packets of a connection in a kernel trace: the first reply (SYN-ACK, UDP/ICMP answer) and
  * the second packet in the original direction; both are `established` for conntrack.

@@ -9,7 +9,7 @@ import { labTestId } from './lab-helpers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labUp, listProbes, runProbe, traceKernel, SCENARIOS, isIpv6Scenario, type LabInfo } from '../../lab/driver.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
-import { compareSteps, kernelCase, kernelFollowUps, natEqual } from '../../src/explain/kernel-compare.js';
+import { compareSteps, kernelCase, entryOfCase, kernelFollowUps, natEqual } from '../../src/explain/kernel-compare.js';
 import { readHostDumps, readRulesetDumps, rulesetFromDumps, hostFromDumps } from '../../src/ruleset/load.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -84,13 +84,7 @@ async function runScenario(scenario: string, rulesetFile?: string): Promise<void
         : `\n  simulated: ${cmp.simulated.join('\n             ')}\n  kernel:    ${cmp.kernel.join('\n             ')}\n  indeterminate: ${JSON.stringify(ex.indeterminate)}`;
       const natDetail = kc.conntrackNat && !natOk ? `\n  nat: explained ${JSON.stringify(ex.nat)} conntrack ${JSON.stringify(kc.conntrackNat)}` : '';
       // later packets of the connection (established): the first reply and the second packet
-      const entry = tr.conntrack.find(
-        (e) =>
-          e.orig.src === kc.tuple.src &&
-          e.orig.dst === kc.tuple.dst &&
-          e.orig.proto === kc.tuple.proto &&
-          (kc.tuple.proto === 'icmp' || (e.orig.sport === kc.tuple.sport && e.orig.dport === kc.tuple.dport)),
-      );
+      const entry = entryOfCase(tr.conntrack, kc);
       const followUps = entry ? kernelFollowUps(tr.packets, entry, kc) : [];
       if (record) record.push({ ...kc, probe: pr, followUps });
       for (const f of followUps) {

@@ -7,7 +7,7 @@
 import { runProbe, traceKernel, type LabInfo } from '../../lab/driver.js';
 import type { ProbeDef, ProbeResult } from '../../lab/probes.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
-import { compareSteps, kernelCase, kernelFollowUps, natEqual } from '../../src/explain/kernel-compare.js';
+import { compareSteps, kernelCase, entryOfCase, kernelFollowUps, natEqual } from '../../src/explain/kernel-compare.js';
 import type { KernelTrace } from '../../src/netfilter/kernel-trace.js';
 import type { HostContext } from '../../src/ruleset/host-context.js';
 import { hostFromDumps, readHostDumps, readRulesetDumps, rulesetFromDumps } from '../../src/ruleset/load.js';
@@ -70,13 +70,7 @@ export async function compareProbesWithKernel(
         bad.push(`${p.name}: nat explained ${JSON.stringify(ex.nat)} conntrack ${JSON.stringify(kc.conntrackNat)}`);
     }
     // later packets of the connection (established): the first reply and the second packet
-    const entry = t.conntrack.find(
-      (e) =>
-        e.orig.src === kc.tuple.src &&
-        e.orig.dst === kc.tuple.dst &&
-        e.orig.proto === kc.tuple.proto &&
-        (kc.tuple.proto === 'icmp' || kc.tuple.proto === 'icmpv6' || (e.orig.sport === kc.tuple.sport && e.orig.dport === kc.tuple.dport)),
-    );
+    const entry = entryOfCase(t.conntrack, kc);
     for (const f of entry ? kernelFollowUps(t.packets, entry, kc) : []) {
       const fx = explainPacket(compiled, {
         tuple: f.tuple,

@@ -19,7 +19,7 @@ import { assertLabCanRun, labDown, labUp, listProbes, runProbe, traceKernel, typ
 import type { ProbeResult } from '../../lab/probes.js';
 import { startPipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
-import { compareSteps, kernelCase, kernelFollowUps, type KernelStepLike } from '../../src/explain/kernel-compare.js';
+import { compareSteps, kernelCase, entryOfCase, kernelFollowUps, type KernelStepLike } from '../../src/explain/kernel-compare.js';
 import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
 import type { Explanation } from '../../src/model/explanation.js';
 import { hostFromDumps, readHostDumps, readRulesetDumps, rulesetFromDumps } from '../../src/ruleset/load.js';
@@ -163,13 +163,7 @@ async function runSeed(host: SeedHost): Promise<string[]> {
         ruleset,
       );
       // explain --reply: the first reply, from the connection's entry
-      const entry = tr.conntrack.find(
-        (e) =>
-          e.orig.src === kc.tuple.src &&
-          e.orig.dst === kc.tuple.dst &&
-          e.orig.proto === kc.tuple.proto &&
-          (kc.tuple.proto === 'icmp' || (e.orig.sport === kc.tuple.sport && e.orig.dport === kc.tuple.dport)),
-      );
+      const entry = entryOfCase(tr.conntrack, kc);
       const reply = entry ? kernelFollowUps(tr.packets, entry, kc).find((f) => f.direction === 'reply') : undefined;
       if (reply) {
         const rx = explainPacket(compiled, {
