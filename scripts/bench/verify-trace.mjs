@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { traceTableDefinition } from '../../dist/src/netfilter/trace-arm.js';
 import { buildFlood, createVethPair, flood as floodFrom, sh, teardownNetns } from './lib-flood.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -123,6 +124,22 @@ async function forwardingRound(bin, verify) {
   }
 }
 
+/**
+ * The trace table's own cost, apart from journey's CPU: the same flood with `inet journey_trace_bench`
+ * loaded (its definition from dist/, exactly what `--verify 5` arms) or not, and no journey running.
+ */
+async function kernelRound(bin, armed) {
+  if (armed) nsx(RX, ['nft', '-f', '-'], { input: traceTableDefinition('journey_trace_bench', 5) });
+  try {
+    const s0 = sinkTx();
+    const f = await floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate: RATE, seconds: SECONDS });
+    await sleep(300);
+    return (sinkTx() - s0) / f.elapsed;
+  } finally {
+    if (armed) nsx(RX, ['nft', 'delete', 'table', 'inet', 'journey_trace_bench']);
+  }
+}
+
 async function startRound(verify) {
   const w = await startWatch(verify);
   try {
@@ -137,6 +154,7 @@ async function startRound(verify) {
 
 const dir = mkdtempSync(join(tmpdir(), 'journey-kvbench-'));
 const fwd = { off: [], on: [] };
+const kern = { off: [], on: [] };
 let start;
 try {
   const bin = setup(dir);
@@ -145,6 +163,11 @@ try {
       const pps = await forwardingRound(bin, mode === 'on');
       fwd[mode].push(pps);
       log(`round ${r + 1} --verify ${mode === 'on' ? '5' : 'off'}: forwarded ${Math.round(pps)} pps`);
+    }
+    for (const mode of ['off', 'on']) {
+      const pps = await kernelRound(bin, mode === 'on');
+      kern[mode].push(pps);
+      log(`round ${r + 1} trace table ${mode === 'on' ? 'loaded' : 'absent'}, no journey: forwarded ${Math.round(pps)} pps`);
     }
   }
   const off = await startRound(false);
@@ -161,6 +184,16 @@ const out = {
     onPps: Math.round(median(fwd.on)),
     ratio: +(median(fwd.on) / median(fwd.off)).toFixed(3),
     rounds: fwd,
+    /** Per round on/off, whose median is less sensitive to the machine's load drifting across rounds. */
+    pairedRatio: +median(fwd.on.map((v, i) => v / fwd.off[i])).toFixed(3),
+  },
+  /** The trace table alone (no journey running): its kernel cost per forwarded packet. */
+  kernelOnly: {
+    offPps: Math.round(median(kern.off)),
+    onPps: Math.round(median(kern.on)),
+    ratio: +(median(kern.on) / median(kern.off)).toFixed(3),
+    pairedRatio: +median(kern.on.map((v, i) => v / kern.off[i])).toFixed(3),
+    rounds: kern,
   },
   flowStart: {
     flows: FLOWS,
@@ -173,7 +206,10 @@ out.flowStart.addedP50 = out.flowStart.on.p50 - out.flowStart.off.p50;
 if (JSON_OUT) console.log(JSON.stringify(out));
 else {
   console.log(
-    `forwarding with journey watch running: --verify 5 ${out.forwarding.onPps} pps, without ${out.forwarding.offPps} pps: ratio ${out.forwarding.ratio} (goal >= 0.98; medians of ${ROUNDS} alternating rounds; load ${load.toFixed(1)})`,
+    `forwarding with journey watch running: --verify 5 ${out.forwarding.onPps} pps, without ${out.forwarding.offPps} pps: ratio ${out.forwarding.ratio}, paired ${out.forwarding.pairedRatio} (goal >= 0.98; medians of ${ROUNDS} alternating rounds; load ${load.toFixed(1)})`,
+  );
+  console.log(
+    `forwarding with only the trace table loaded (no journey): ${out.kernelOnly.onPps} pps, without ${out.kernelOnly.offPps} pps: ratio ${out.kernelOnly.ratio}, paired ${out.kernelOnly.pairedRatio}`,
   );
   console.log(
     `flow.start after the first packet: without --verify p50 ${out.flowStart.off.p50.toFixed(0)} ms p99 ${out.flowStart.off.p99.toFixed(0)} ms; with --verify 5 p50 ${out.flowStart.on.p50.toFixed(0)} ms p99 ${out.flowStart.on.p99.toFixed(0)} ms (added p50 ${out.flowStart.addedP50.toFixed(0)} ms); ${JSON.stringify(out.flowStart.on.results)} of ${out.flowStart.on.events} flows`,

@@ -5,7 +5,8 @@ import { Socket, type SocketConstructorOpts } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { netnsPath } from '../host/exec.js';
+import { CHILD_CAPABILITIES } from '../host/drop-privileges.js';
+import { inNetns } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
 import type { FrameBatch } from '../model/observation.js';
 import { MSG_ERROR, MSG_HELLO, MSG_STATS, MessageReader, type HelloMessage, type WorkerErrorMessage, type WorkerStatsMessage } from './protocol.js';
@@ -63,7 +64,7 @@ export class CaptureWorker {
   ) {
     const script = workerScriptPath();
     const argv = [process.execPath, script, JSON.stringify(cfg)];
-    const full = netns === undefined ? argv : ['nsenter', `--net=${netnsPath(netns)}`, '--', ...argv];
+    const full = inNetns(argv, netns, CHILD_CAPABILITIES.capture);
     const pair = workerPipe();
     try {
       this.child = spawn(full[0] as string, full.slice(1), { stdio: ['pipe', 'ignore', 'pipe', pair ? pair[1] : 'pipe'] });

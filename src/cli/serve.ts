@@ -16,6 +16,7 @@ import { verifyCheck, type AnyVerifyCheck } from '../verify/checks.js';
 import type { VerifyOptions } from '../verify/verify-hairpin.js';
 import { openNatsFleet } from '../export/nats-fleet.js';
 import { registerExportMetrics, registerFleetMetrics } from '../export/metrics.js';
+import { addDropOptions, type DropCliOptions, dropPrivilegesIfRoot } from './privilege-drop.js';
 import { addExportOptions, openCliExports, type ExportCliOptions } from './export-options.js';
 
 /** A bearer token over plain HTTP crosses the network readable by anyone on the path. */
@@ -44,7 +45,7 @@ export function serveVerifyHandler<O = VerifyOptions>(
   };
 }
 
-interface ServeCliOptions extends PipelineCliOptions, ExportCliOptions {
+interface ServeCliOptions extends PipelineCliOptions, ExportCliOptions, DropCliOptions {
   from?: string;
   listen: string;
   port?: string;
@@ -112,7 +113,7 @@ export function registerServe(program: Command): void {
       '--from <url>',
       'no capture: serve the events many hosts publish with --export nats://SERVER/PREFIX (nats://SERVER[:4222]/PREFIX[?since=SECONDS]; docs/export.md)',
     );
-  addExportOptions(cmd).action(async (expression: string[], o: ServeCliOptions) => {
+  addDropOptions(addExportOptions(cmd)).action(async (expression: string[], o: ServeCliOptions) => {
     await runServe(expression, o);
   });
 }
@@ -122,6 +123,11 @@ async function runServe(expression: string[], o: ServeCliOptions): Promise<void>
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new JourneyError('E_USAGE', '--tls-cert and --tls-key go together');
   if (o.from !== undefined) return runServeFrom(expression, o, token);
   const shared = pipelineOptionsFrom(expression, o, { rulesetErrorDetail: (e) => e.code ?? e.message });
+  const dropped = await dropPrivilegesIfRoot(o, { listenPort: parseListen(o.listen, o.port).port });
+  if (dropped !== null) {
+    process.exitCode = dropped;
+    return;
+  }
   const serverOpts: ServerOptions = {
     ...serverOptionsFrom(o, token),
     ...(o.read === undefined

@@ -18,9 +18,10 @@ import {
 import { formatStats } from '../output/terminal.js';
 import { eventMatches, filterFromWords } from '../output/flow-filter.js';
 import { createPrinter, isOutputFormat, OUTPUT_FORMATS, PRINTERS, type OutputFormat } from '../output/printers/registry.js';
+import { addDropOptions, type DropCliOptions, dropPrivilegesIfRoot } from './privilege-drop.js';
 import { addExportOptions, openCliExports, type ExportCliOptions } from './export-options.js';
 
-interface WatchCliOptions extends PipelineCliOptions, ExportCliOptions {
+interface WatchCliOptions extends PipelineCliOptions, ExportCliOptions, DropCliOptions {
   write?: string;
   output?: string;
   json?: boolean;
@@ -85,7 +86,7 @@ export function registerWatch(program: Command): void {
     .option('--stats-interval <seconds>', 'capture.stats period in --json output', '5')
     .option('--max-flows <n>', 'largest number of live flows kept (oldest evicted, counted)')
     .option('--local-time', 'print local time instead of UTC');
-  addExportOptions(cmd).action(async (expression: string[], o: WatchCliOptions) => {
+  addDropOptions(addExportOptions(cmd)).action(async (expression: string[], o: WatchCliOptions) => {
     await runWatch(expression, o);
   });
 }
@@ -111,6 +112,11 @@ function outputFormat(o: WatchCliOptions): OutputFormat {
 async function runWatch(expression: string[], o: WatchCliOptions): Promise<void> {
   const shared = pipelineOptionsFrom(expression, o);
   const format = outputFormat(o);
+  const dropped = await dropPrivilegesIfRoot(o);
+  if (dropped !== null) {
+    process.exitCode = dropped;
+    return;
+  }
   const filter = filterFromWords({
     container: o.container,
     network: o.network,

@@ -5,7 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, readlink, stat } from 'node:fs/promises';
-import { netnsPath } from '../host/exec.js';
+import { CHILD_CAPABILITIES } from '../host/drop-privileges.js';
+import { inNetns, netnsPath } from '../host/exec.js';
 import { JourneyError } from '../model/errors.js';
 
 export class NetnsFileReader {
@@ -26,7 +27,8 @@ export class NetnsFileReader {
     } catch {
       throw new JourneyError('E_NO_NETNS', `network namespace ${this.netns} not found (${path})`);
     }
-    const child = spawn('nsenter', [`--net=${path}`, '--', 'sleep', 'infinity'], { stdio: 'ignore' });
+    const [cmd, ...args] = inNetns(['sleep', 'infinity'], this.netns, CHILD_CAPABILITIES.none);
+    const child = spawn(cmd as string, args, { stdio: 'ignore' });
     this.anchor = child;
     child.on('error', () => undefined); // a failed spawn shows as exitCode/pid below
     for (let i = 0; i < 200; i++) {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { JourneyError } from '../model/errors.js';
+import { CHILD_CAPABILITIES, type KeptCapability, narrowArgv } from './drop-privileges.js';
 
 export interface RunOptions {
   /** Network namespace to run in: a name under /var/run/netns, a path, or a pid (uses /proc/PID/ns/net). */
@@ -23,9 +24,14 @@ export function netnsPath(ns: string | number): string {
   return ns.includes('/') ? ns : `/var/run/netns/${ns}`;
 }
 
-/** argv prefixed so that it runs inside `netns` (nsenter keeps the mount namespace, unlike `ip netns exec`). */
-export function inNetns(argv: readonly string[], netns?: string | number): string[] {
-  return netns === undefined ? [...argv] : ['nsenter', `--net=${netnsPath(netns)}`, '--', ...argv];
+/**
+ * argv prefixed so that it runs inside `netns` (nsenter keeps the mount namespace, unlike `ip netns
+ * exec`); when journey runs with dropped privileges, the command keeps only `caps` (a system tool's
+ * CAP_NET_ADMIN by default) while nsenter uses journey's CAP_SYS_ADMIN to enter the namespace.
+ */
+export function inNetns(argv: readonly string[], netns?: string | number, caps: readonly KeptCapability[] = CHILD_CAPABILITIES.tool): string[] {
+  const narrowed = narrowArgv(argv, caps);
+  return netns === undefined ? narrowed : ['nsenter', `--net=${netnsPath(netns)}`, '--', ...narrowed];
 }
 
 /**
