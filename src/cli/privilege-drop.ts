@@ -35,7 +35,11 @@ export async function dropPrivilegesIfRoot(
   o: PipelineCliOptions & DropCliOptions,
   extra: { readonly listenPort?: number } = {},
 ): Promise<number | null> {
-  if (o.read !== undefined || droppedState() !== null || process.geteuid?.() !== 0) return null;
+  if (droppedState() !== null) {
+    stopWithParent();
+    return null;
+  }
+  if (o.read !== undefined || process.geteuid?.() !== 0) return null;
   if (o.dropPrivileges === false) {
     if (o.user !== undefined) throw new JourneyError('E_USAGE', '-Z and --no-drop-privileges contradict each other');
     return null;
@@ -53,4 +57,18 @@ export async function dropPrivilegesIfRoot(
   });
   process.stderr.write(`journey: running as ${user.name} (uid ${user.uid}) with ${plan.caps.map((c) => `CAP_${c.toUpperCase()}`).join(', ')}\n`);
   return runDropped(plan);
+}
+
+/**
+ * The dropped journey stops (normally: its trace table and capture workers go) when the process
+ * that started it, and that passes Ctrl-C on, is gone: killed, it could not pass anything on.
+ */
+function stopWithParent(): void {
+  const parent = process.ppid;
+  const t = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(t);
+    process.kill(process.pid, 'SIGTERM');
+  }, 500);
+  t.unref();
 }

@@ -15,6 +15,8 @@ import type { FlowInfo } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Ruleset } from '../ruleset/model.js';
 import { TraceArm, traceUnavailable } from '../netfilter/trace-arm.js';
+import type { TracePacket } from '../netfilter/kernel-trace.js';
+import { canonicalIp } from '../ruleset/ip.js';
 import { findFirstPacket, unverified, verifyWithTrace } from './flow-verify.js';
 
 /** The explainer shape the pipeline uses (correlate/explainer.ts's ReloadableExplainer). */
@@ -147,7 +149,21 @@ export class FlowVerifier {
       );
     }
     if (seen === undefined) this.byFlow.set(flow.id, { gen: inner.generation });
-    return verifyWithTrace(sim, flow, trace.packets, p, ruleset, arm.table);
+    // the capture saw the packet only after a NAT (br_netfilter DNATs a routed frame before the
+    // bridge's packet socket sees it): explain the packet as the kernel saw it come in
+    const came = arrivedAs(p, flow);
+    const asCame = came === null ? null : inner.explain({ ...flow, orig: came });
+    const first =
+      asCame === null || came === null
+        ? sim
+        : {
+            ...asCame,
+            notes: [
+              ...(asCame.notes ?? []),
+              `explained as the packet came in, ${came.src} -> ${came.dst}:${came.dport} (the kernel's trace): the capture saw it only after its destination NAT`,
+            ],
+          };
+    return verifyWithTrace(first, flow, trace.packets, p, ruleset, arm.table);
   }
 
   /** Keeps the per-flow memory bounded (oldest first). */
@@ -168,6 +184,18 @@ export class FlowVerifier {
   async stop(): Promise<void> {
     await this.arm?.stop();
   }
+}
+
+/** The original tuple the traced packet came in with, when the flow knows it only after a NAT; else null. */
+function arrivedAs(p: TracePacket, flow: FlowInfo): FlowInfo['orig'] | null {
+  const h = p.first;
+  if (h === null || h.saddr === undefined || h.daddr === undefined || h.proto !== flow.orig.proto) return null;
+  if (flow.orig.proto === 'icmp' || flow.orig.proto === 'icmpv6') return null; // an echo's id is not rewritten by DNAT
+  if (h.sport === undefined || h.dport === undefined) return null;
+  const o = flow.orig;
+  if (canonicalIp(h.saddr) === canonicalIp(o.src) && canonicalIp(h.daddr) === canonicalIp(o.dst) && h.sport === o.sport && h.dport === o.dport)
+    return null;
+  return { ...o, src: h.saddr, dst: h.daddr, sport: h.sport, dport: h.dport };
 }
 
 /** When the flow's first packet was captured (ms since the epoch), if it was. */
