@@ -131,7 +131,7 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
 
       // the job: a published port's flow with both legs, joined through conntrack
       const r = await runProbe(ID, 'ext-to-published');
-      expect(r.ok, r.output).toBe(true);
+      expect(r.asExpected, `${r.outcome} ${r.output}`).toBe(true);
       const events = () =>
         j.lines
           .filter((l) => l.startsWith('{'))
@@ -149,9 +149,13 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
         env,
         timeoutMs: 60_000,
       });
-      expect(await waitFor(() => j.lines.some((l) => l.includes('br-pd')), 30_000), j.lines.slice(-10).join('\n')).toBe(true);
+      await run(['docker', 'run', '-d', '--name', 'pdweb', '--network', 'pdnet', 'lab/busybox:1', 'httpd', '-f', '-p', '80', '-h', '/'], {
+        env,
+        timeoutMs: 60_000,
+      });
+      const more = await waitFor(() => tree(j.child.pid!).filter(isWorker).length > workers.length, 30_000);
+      expect(more, j.lines.filter((l) => l.includes('notice')).join('\n')).toBe(true);
       const later = tree(j.child.pid!).filter(isWorker);
-      expect(later.length).toBeGreaterThan(workers.length);
       for (const w of later) expect([w.uid, w.eff, w.prm]).toEqual([NOBODY, mask('net_raw'), mask('net_raw')]);
     } finally {
       j.child.kill('SIGINT');
@@ -190,6 +194,8 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
         if (!ok) await sleep(100);
       }
       expect(ok, j.stderr.join('\n')).toBe(true);
+      // serve answers before its capture workers are up: wait for them
+      await waitFor(() => tree(j.child.pid!).filter(isWorker).length >= 2, 30_000);
       const procs = tree(j.child.pid!);
       const report = procs.map((p) => `${p.pid} uid ${p.uid} eff ${p.eff.toString(16)} ${p.argv.slice(0, 90)}`).join('\n');
       console.log(`privilege-drop: serve's processes:\n${report}`);
