@@ -9,11 +9,14 @@
  * at the lowest priority after the kernel's own bridge guard (before defrag, raw, conntrack, every
  * other table), and for a
  * packet that opens a connection (a TCP SYN, a UDP datagram, an ICMP echo request) whose exact
- * 5-tuple (addresses, protocol, ports or ICMP id) it has not seen, adds that 5-tuple to a set and
- * sets nftrace on this one packet — for at most `rate` packets a second (`limit rate`). Later
- * packets of the same 5-tuple are never traced; a chain at the end of postrouting/input adds the
- * connection's reply tuple too, so replies are not taken for new connections. The sets' entries
- * expire after 3 minutes. Nothing here changes a verdict: every chain's policy is accept and no
+ * 5-tuple (addresses, protocol, ports or ICMP id) it has not seen, adds that 5-tuple and its
+ * inverse (the reply of a connection without NAT) to a set and sets nftrace on this one packet —
+ * for at most `rate` packets a second (`limit rate`). Later packets of the same 5-tuple are never
+ * traced. The first UDP reply of a NATed connection (its tuple is not the inverse) is armed as a
+ * new 5-tuple; it uses one trace of the rate and is never taken for a flow's first packet (the
+ * flow is found by its own tuple). A chain after conntrack that added each connection's reply
+ * tuple cost every packet a second hook, more than the arming itself (scripts/bench/verify-trace.mjs).
+ * The sets' entries expire after 3 minutes. Nothing here changes a verdict: every chain's policy is accept and no
  * rule drops. Without `--verify` the table does not exist (nothing costs anything).
  *
  * The table is removed on stop; a table left by a journey that was killed (its pid no longer runs)
@@ -47,14 +50,12 @@ export function traceTableDefinition(table: string, rate: number): string {
   const i4 = 'ip saddr . ip daddr . icmp id';
   const p6 = 'ip6 saddr . meta l4proto . th sport . ip6 daddr . th dport';
   const i6 = 'ip6 saddr . ip6 daddr . icmpv6 id';
-  const arm = (name: string, key: string): string =>
-    `  chain ${name} {\n    ${key} @${name} return\n    add @${name} { ${key} } limit rate ${r}/second burst ${r} packets meta nftrace set 1\n  }\n`;
-  const reply4 = 'ct reply ip saddr . meta l4proto . ct reply proto-src . ct reply ip daddr . ct reply proto-dst';
-  const reply6 = 'ct reply ip6 saddr . meta l4proto . ct reply proto-src . ct reply ip6 daddr . ct reply proto-dst';
-  const seen = (name: string, hook: string): string =>
-    `  chain ${name} { type filter hook ${hook} priority 2147483647; policy accept;\n` +
-    `    ct state new ct direction original meta nfproto ipv4 meta l4proto { tcp, udp } add @p4 { ${reply4} }\n` +
-    `    ct state new ct direction original meta nfproto ipv6 meta l4proto { tcp, udp } add @p6 { ${reply6} }\n  }\n`;
+  const r4 = 'ip daddr . meta l4proto . th dport . ip saddr . th sport';
+  const r6 = 'ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport';
+  const arm = (name: string, key: string, inverse?: string): string =>
+    `  chain ${name} {\n    ${key} @${name} return\n` +
+    (inverse !== undefined ? `    add @${name} { ${inverse} }\n` : '') +
+    `    add @${name} { ${key} } limit rate ${r}/second burst ${r} packets meta nftrace set 1\n  }\n`;
   return (
     `table inet ${table} {\n` +
     set('p4', p4) +
@@ -70,12 +71,10 @@ export function traceTableDefinition(table: string, rate: number): string {
     '    meta nfproto ipv6 meta l4proto { tcp, udp } goto p6\n' +
     '    icmpv6 type echo-request goto i6\n' +
     '  }\n' +
-    arm('p4', p4) +
+    arm('p4', p4, r4) +
     arm('i4', i4) +
-    arm('p6', p6) +
+    arm('p6', p6, r6) +
     arm('i6', i6) +
-    seen('seen_post', 'postrouting') +
-    seen('seen_in', 'input') +
     '}\n'
   );
 }
