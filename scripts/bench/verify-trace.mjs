@@ -3,6 +3,8 @@
  * What `--verify 5` costs, as ratios to the same journey without it, in the same run:
  *  - forwarding: the packets a second the host forwards while `journey watch --json` runs on it,
  *    with `--verify 5` (its trace table is evaluated by every packet) over without (goal >= 0.98);
+ *  - the table alone: the same flood with the trace table loaded or not and no journey running (its
+ *    kernel cost apart from journey's CPU; both ratios also as the median of per-round ratios);
  *  - flow.start: the delay from a new flow's first packet (its capture time) to its flow.start
  *    line, with and without `--verify 5` (p50/p99 and the difference).
  * Two throwaway namespaces (jl-kvbench-tx, jl-kvbench-rx, lib-flood.mjs): rx forwards what tx sends
