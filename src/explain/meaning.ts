@@ -1,13 +1,20 @@
-/** Docker's (and firewalld's) meaning of chains and rules, in plain words, for the human output. */
+/**
+ * The meaning of chains and rules in plain words, for the human output. Meanings come from what a
+ * chain or rule is (src/ruleset/owners.ts): Docker's words only on what Docker made, kube-proxy's,
+ * libvirt's, ufw's and firewalld's on theirs, and a neutral account of a built-in chain or an
+ * unknown rule.
+ */
 import type { SimStep } from '../netfilter/simulate.js';
+import { ruleOwner } from '../ruleset/owners.js';
 
 const CHAIN_MEANING: readonly [RegExp, string][] = [
-  [/^(ip|ip6) raw PREROUTING$/, 'raw PREROUTING, before conntrack: Docker drops direct access to container addresses from outside their bridge'],
-  [/^(ip|ip6) nat PREROUTING$/, "nat PREROUTING, before routing: packets for a local address are sent to Docker's published ports (nat DOCKER)"],
-  [/^(ip|ip6) nat OUTPUT$/, 'nat OUTPUT: packets the host itself sends to a local address also go through the published ports'],
-  [/^(ip|ip6) nat POSTROUTING$/, 'nat POSTROUTING, after routing: Docker masquerades container traffic that leaves its network'],
-  [/^(ip|ip6) nat DOCKER$/, 'nat DOCKER: one DNAT rule per published port; a RETURN for traffic coming from the bridge itself'],
-  [/^(ip|ip6) filter FORWARD$/, 'filter FORWARD: routed traffic, to and from containers'],
+  [/^(ip|ip6) raw PREROUTING$/, 'raw PREROUTING, before conntrack'],
+  [/^(ip|ip6) nat PREROUTING$/, 'nat PREROUTING, before routing: destination NAT of arriving packets'],
+  [/^(ip|ip6) nat OUTPUT$/, 'nat OUTPUT: destination NAT of packets the host itself sends'],
+  [/^(ip|ip6) nat POSTROUTING$/, 'nat POSTROUTING, after routing: source NAT of leaving packets'],
+  [/^(ip|ip6) nat INPUT$/, 'nat INPUT: source NAT of packets for the host'],
+  [/^(ip|ip6) nat DOCKER$/, "nat DOCKER: Docker's published ports, one DNAT rule each; a RETURN for traffic coming from the bridge itself"],
+  [/^(ip|ip6) filter FORWARD$/, 'filter FORWARD: routed traffic'],
   [/^(ip|ip6) filter INPUT$/, 'filter INPUT: traffic for the host itself'],
   [/^(ip|ip6) filter OUTPUT$/, 'filter OUTPUT: traffic the host sends'],
   [/ DOCKER-USER$/, "DOCKER-USER: where the user's own rules go, evaluated before Docker's"],
@@ -30,6 +37,24 @@ const CHAIN_MEANING: readonly [RegExp, string][] = [
   [/ docker-bridges nat-postrouting-out__(\S+)$/, 'NAT of packets leaving bridge $1 (masquerade)'],
   [/ docker-bridges filter-INPUT$/, 'docker-bridges filter-INPUT'],
   [/^inet firewalld /, 'firewalld'],
+  [/ KUBE-SERVICES$/, 'kube-proxy: Kubernetes services (cluster IPs), then NodePorts'],
+  [/ KUBE-NODEPORTS$/, 'kube-proxy: NodePort services'],
+  [/ KUBE-SVC-\S+$/, 'kube-proxy: one service, load-balanced over its endpoints'],
+  [/ KUBE-EXT-\S+$/, 'kube-proxy: external traffic to one service'],
+  [/ KUBE-SEP-\S+$/, 'kube-proxy: one service endpoint (DNAT to a pod)'],
+  [/ KUBE-MARK-MASQ$/, 'kube-proxy: marks the packet to be masqueraded'],
+  [/ KUBE-POSTROUTING$/, 'kube-proxy: masquerades packets it marked'],
+  [/ KUBE-FORWARD$/, 'kube-proxy: accepts forwarded service traffic it marked and connections already allowed'],
+  [/ KUBE-FIREWALL$/, 'kube-proxy: drops martian packets to localhost'],
+  [/ (KUBE-\S+)$/, 'kube-proxy: $1'],
+  [/ LIBVIRT_PRT$/, "libvirt: source NAT of its virtual networks' traffic"],
+  [/ LIBVIRT_FWO$/, 'libvirt: traffic leaving its virtual networks'],
+  [/ LIBVIRT_FWI$/, 'libvirt: traffic entering its virtual networks'],
+  [/ LIBVIRT_FWX$/, 'libvirt: traffic between its virtual networks'],
+  [/ (LIBVIRT_\S+)$/, 'libvirt: $1'],
+  [/ (ufw6?-\S+)$/, 'ufw: $1'],
+  [/ (FLANNEL-\S+)$/, 'flannel: $1'],
+  [/ (CNI-\S+)$/, 'CNI plugin: $1'],
 ];
 
 export function chainMeaning(family: string, table: string, chain: string): string | null {
@@ -51,11 +76,16 @@ export function stepMeaning(s: SimStep): string | undefined {
     case 'redirect': {
       const nat = s.nat ?? '';
       const m = /^(\S+):(\d+) → (\S+)$/.exec(nat);
-      if (m) return `published port ${m[2]} → the container at ${m[3]}${comment}`;
+      const owner = ruleOwner(ch.table.family, ch.table.name, ch.name, rule?.raw);
+      if (m && owner === 'docker') return `published port ${m[2]} → the container at ${m[3]}${comment}`;
+      if (owner === 'kube-proxy') return `kube-proxy: to the service endpoint ${m?.[3] ?? nat}${comment}`;
       return `destination rewritten: ${nat}${comment}`;
     }
-    case 'masquerade':
-      return `masquerade: the source becomes the outgoing interface's address (${s.nat ?? ''})${comment}`;
+    case 'masquerade': {
+      const owner = ruleOwner(ch.table.family, ch.table.name, ch.name, rule?.raw);
+      const who = owner === 'neutral' ? '' : owner === 'docker' ? "Docker's " : `${owner}'s `;
+      return `${who}masquerade: the source becomes the outgoing interface's address (${s.nat ?? ''})${comment}`;
+    }
     case 'snat':
       return `source NAT: ${s.nat ?? ''}${comment}`;
     case 'jump':
@@ -74,6 +104,8 @@ export function stepMeaning(s: SimStep): string | undefined {
       return `accepted${comment}`;
     }
     case 'drop':
+      if (ruleOwner(ch.table.family, ch.table.name, ch.name, rule?.raw) === 'docker' && ch.table.name === 'raw')
+        return `dropped: Docker refuses direct access to a container address from outside its bridge${comment}`;
       return `dropped${comment}`;
     case 'reject':
       return `rejected${comment}`;

@@ -4,6 +4,7 @@
  * deciding rule, the NAT — and said in plain words: which firewall the user may expect to matter and
  * was never consulted (a DNAT'd packet crosses FORWARD, never INPUT), and what would change the answer.
  */
+import { chainOwner } from '../ruleset/owners.js';
 import type { DockerProxyProcess } from '../docker/daemon.js';
 import { explainPacket } from '../explain/explain.js';
 import type { Explanation, ExplainStep } from '../model/explanation.js';
@@ -38,14 +39,6 @@ const FILTER_HOOKS = new Set(['forward', 'input', 'output']);
 const DECIDING = new Set(['accept', 'policy-accept', 'drop', 'reject', 'policy-drop']);
 
 /** Who a chain belongs to, from what it is. */
-export function ownerOf(_family: string, table: string, chain: string): string {
-  if (/^ufw6?-/.test(chain)) return 'ufw';
-  if (table === 'firewalld' || /^(filter|nat|mangle|raw)_(IN|FWD|OUT|PRE|POST)_/.test(chain)) return 'firewalld';
-  if (/^KUBE-/.test(chain)) return 'kube-proxy';
-  if (/^LIBVIRT_/.test(chain)) return 'libvirt';
-  if (/^DOCKER/.test(chain) || table === 'docker-bridges') return 'docker';
-  return 'neutral';
-}
 
 function decidingOf(ex: Explanation, ghosts: ReadonlySet<string>): ExplainStep | null {
   const drop = ex.steps.find((s) => s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop');
@@ -73,7 +66,7 @@ function decidingRule(s: ExplainStep | null): DecidingRule | null {
     ruleNumber: s.ruleNumber,
     handle: s.handle,
     verdict: s.verdict,
-    owner: ownerOf(s.family, s.table, s.chain),
+    owner: chainOwner(s.family, s.table, s.chain),
   };
 }
 
@@ -103,7 +96,7 @@ function neverConsulted(row: RowPlan, ex: Explanation, ctx: JudgeContext): strin
   if (dr === null) return null;
   const accepts = d.verdict === 'accept' || d.verdict === 'policy-accept';
   // whose INPUT it is: the deciding rule's owner, else the first firewall manager whose chains the packet crossed there
-  const crossed = inputSteps.map((x) => ownerOf(x.family, x.table, x.chain)).find((o) => o !== 'neutral' && o !== 'docker');
+  const crossed = inputSteps.map((x) => chainOwner(x.family, x.table, x.chain)).find((o) => o !== 'neutral' && o !== 'docker');
   const owner = dr.owner !== 'neutral' ? dr.owner : (crossed ?? 'neutral');
   // an INPUT that would accept anyway is no surprise; a firewall that would refuse it, or one the user set up, is
   if (accepts && owner === 'neutral') return null;

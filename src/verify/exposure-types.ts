@@ -4,6 +4,7 @@
  * IP family), decided by the simulator (src/netfilter) on the host's own ruleset.
  */
 import type { Explanation } from '../model/explanation.js';
+import type { ChainOwner } from '../ruleset/owners.js';
 
 export const EXPOSURE_REPORT_VERSION = 1;
 
@@ -55,7 +56,7 @@ export interface DecidingRule {
   /** accept, drop, reject, policy-accept, policy-drop, indeterminate. */
   readonly verdict: string;
   /** Who the rule belongs to, from what it is: docker, ufw, firewalld, kube-proxy, libvirt, neutral. */
-  readonly owner: string;
+  readonly owner: ChainOwner;
 }
 
 export interface ExposureRow {
