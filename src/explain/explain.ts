@@ -21,13 +21,13 @@
  * The Explanation shape is src/model/explanation.ts (= `journey explain --json`, docs/explain.md).
  */
 import type { ConntrackEntry } from '../model/conntrack.js';
-import type { ConntrackNat, Explanation, ExplainStep, PacketSummary } from '../model/explanation.js';
+import type { ConntrackNat, Explanation, ExplainStep, NatRewrite, PacketSummary } from '../model/explanation.js';
 import { JourneyError } from '../model/errors.js';
 import type { Tuple } from '../model/tuple.js';
 import { formatIp, parseIp } from '../ruleset/ip.js';
 import type { CompiledRuleset } from '../netfilter/compile.js';
 import type { CtState } from '../netfilter/packet.js';
-import { type CtBinding, type SimResult, fmt, simulate } from '../netfilter/simulate.js';
+import { type CtBinding, type Endpoint, type SimResult, fmt, simulate } from '../netfilter/simulate.js';
 import { stepMeaning } from './meaning.js';
 
 export { compileRuleset, type CompiledRuleset } from '../netfilter/compile.js';
@@ -56,6 +56,11 @@ export interface PacketSpec {
   readonly direction?: 'original' | 'reply';
   /** The connection's conntrack entry (for established/reply packets: the NAT binding to apply). */
   readonly conntrack?: ConntrackEntry | CtBinding;
+  /**
+   * For a first packet, live: its connection's conntrack entry. It says what the kernel chose where
+   * the rules leave a choice (the NAT port, the endpoint of a load-balanced DNAT).
+   */
+  readonly natOf?: ConntrackEntry | CtBinding;
   readonly mark?: number;
 }
 
@@ -98,6 +103,7 @@ export function explainPacket(compiled: CompiledRuleset, spec: PacketSpec): Expl
       ...(spec.ctState ? { ctState: spec.ctState } : {}),
       ...(spec.direction ? { direction: spec.direction } : {}),
       ...(spec.conntrack ? { conntrack: bindingOf(spec.conntrack) } : {}),
+      ...(spec.natOf ? { natHint: bindingOf(spec.natOf) } : {}),
     });
   } catch (e) {
     if (e instanceof JourneyError) throw e;
@@ -183,14 +189,23 @@ export function toExplanation(res: SimResult, t: Tuple, direction?: 'original' |
     verdict: res.verdict,
     steps,
     nat: {
-      dnat: res.dnat ? { from: fmt(res.dnat.from), to: fmt(res.dnat.to) } : null,
-      snat: res.snat ? { from: fmt(res.snat.from), to: fmt(res.snat.to) } : null,
+      dnat: res.dnat ? natRewrite(res.dnat, res.dnatOneOf) : null,
+      snat: res.snat ? natRewrite(res.snat, undefined) : null,
     },
     packet_out: packetOut,
     indeterminate: res.indeterminate,
     notes: res.notes,
     ...(direction !== undefined ? { direction } : {}),
     ...(ctNat.length > 0 ? { conntrack_nat: ctNat } : {}),
+  };
+}
+
+function natRewrite(n: { from: Endpoint; to: Endpoint }, oneOf: readonly string[] | undefined): NatRewrite {
+  return {
+    from: fmt(n.from),
+    to: fmt(n.to),
+    ...(n.to.portChoice ? { portChoice: n.to.portChoice } : {}),
+    ...(oneOf && oneOf.length > 1 ? { oneOf } : {}),
   };
 }
 
@@ -216,6 +231,7 @@ export class ExplanationCache {
   explain(spec: PacketSpec): Explanation {
     let key = explanationKey(spec);
     if (spec.conntrack) key += `|${spec.conntrack.reply.src}:${spec.conntrack.reply.sport}>${spec.conntrack.reply.dst}:${spec.conntrack.reply.dport}`;
+    if (spec.natOf) key += `|nat ${spec.natOf.reply.src}:${spec.natOf.reply.sport}>${spec.natOf.reply.dst}:${spec.natOf.reply.dport}`;
     const hit = this.map.get(key);
     if (hit !== undefined) {
       this.hits++;

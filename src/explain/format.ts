@@ -1,5 +1,5 @@
 /** Human output of an Explanation: numbered steps like the seeds' journeys, with Docker's meanings. */
-import type { ConntrackNat, Explanation, ExplainStep } from '../model/explanation.js';
+import type { ConntrackNat, Explanation, ExplainStep, NatRewrite } from '../model/explanation.js';
 import { chainMeaning } from './meaning.js';
 
 const VERDICT_WORD: Record<string, string> = {
@@ -132,8 +132,8 @@ export function formatExplanation(ex: Explanation, header: string, opts: { all?:
   out.push('');
   for (const note of ex.notes ?? []) out.push(`note: ${note}`);
   if (ex.direction === undefined || (ex.conntrack_nat ?? []).length === 0) {
-    if (ex.nat.dnat) out.push(`DNAT: ${ex.nat.dnat.from} → ${ex.nat.dnat.to}`);
-    if (ex.nat.snat) out.push(`SNAT: ${ex.nat.snat.from} → ${ex.nat.snat.to}`);
+    if (ex.nat.dnat) out.push(`DNAT: ${natLine(ex.nat.dnat)}`);
+    if (ex.nat.snat) out.push(`SNAT: ${natLine(ex.nat.snat)}`);
   }
   const p = ex.packet_out;
   if (p) {
@@ -144,4 +144,15 @@ export function formatExplanation(ex: Explanation, header: string, opts: { all?:
   for (const i of ex.indeterminate) out.push(`indeterminate: ${i.chain}: ${i.rule}: ${i.reason}`);
   out.push(`verdict: ${ex.verdict.toUpperCase()}`);
   return `${out.join('\n')}\n`;
+}
+
+/** "from → to", with the endpoints of a load-balanced DNAT and how the kernel chooses the port. */
+export function natLine(n: NatRewrite): string {
+  const to = n.oneOf && n.oneOf.length > 1 ? `one of ${n.oneOf.length} endpoints (${n.oneOf.join(', ')}; this path: ${n.to})` : n.to;
+  const pc = n.portChoice;
+  const port =
+    pc === undefined
+      ? ''
+      : ` (port ${pc.how === 'kept-if-unique' ? 'kept if unique' : pc.how === 'conntrack' ? 'chosen by the kernel, from conntrack' : 'chosen by the kernel'}: ${pc.reason})`;
+  return `${n.from} → ${to}${port}`;
 }

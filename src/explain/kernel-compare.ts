@@ -14,7 +14,7 @@
  *    chains exist is read from the live `nft -j list ruleset` (see ghostChains).
  *  - Steps in the tracer's own table (jl_trace) are not part of the ruleset and are left out.
  */
-import type { Explanation, ExplainStep } from '../model/explanation.js';
+import type { Explanation, ExplainStep, NatRewrite } from '../model/explanation.js';
 import type { ConntrackEntry } from '../model/conntrack.js';
 import type { Ruleset } from '../ruleset/model.js';
 import type { TracePacketHeader } from '../netfilter/kernel-trace.js';
@@ -128,10 +128,46 @@ export function natFromConntrack(e: ConntrackEntry): Explanation['nat'] {
   };
 }
 
+/**
+ * Simulated NAT (a) against conntrack's (b). Equal when the addresses and ports agree — or where the
+ * explanation marks the port as the kernel's choice (`portChoice`), the addresses agree and the port
+ * lies in the marked range; `chosenByKernel` then says which rewrites were settled that way. A
+ * load-balanced DNAT agrees when conntrack's endpoint is one of those it lists.
+ */
+export function natComparison(a: Explanation['nat'], b: Explanation['nat']): { equal: boolean; chosenByKernel: string[] } {
+  const chosen: string[] = [];
+  const split = (e: string): { addr: string; port: string | null } => {
+    const m = /^\[(.+)\]:(.+)$/.exec(e) ?? /^([^:]+):(.+)$/.exec(e);
+    return m ? { addr: m[1] as string, port: m[2] as string } : { addr: e, port: null };
+  };
+  const same = (what: string, x: NatRewrite | null, y: NatRewrite | null): boolean => {
+    if (x === null || y === null) {
+      // a masquerade to the same address with a port the kernel may keep: conntrack shows no NAT
+      if (x !== null && y === null && x.portChoice !== undefined && x.portChoice.how !== 'conntrack' && split(x.to).addr === split(x.from).addr) {
+        chosen.push(`${what}: ${x.portChoice.reason}; the kernel kept ${x.from}`);
+        return true;
+      }
+      return x === y;
+    }
+    if (x.from !== y.from) return false;
+    if (x.to === y.to || (x.oneOf?.includes(y.to) ?? false)) return true;
+    const pc = x.portChoice;
+    if (pc === undefined || pc.how === 'conntrack') return false;
+    const xs = split(x.to);
+    const ys = split(y.to);
+    if (xs.addr !== ys.addr || ys.port === null) return false;
+    const [lo, hi] = pc.range.split('-').map(Number) as [number, number];
+    const port = Number(ys.port);
+    if (!(port >= lo && port <= hi)) return false;
+    chosen.push(`${what}: port ${port} chosen by the kernel (${pc.reason})`);
+    return true;
+  };
+  const equal = same('DNAT', a.dnat, b.dnat) && same('SNAT', a.snat, b.snat);
+  return { equal, chosenByKernel: chosen };
+}
+
 export function natEqual(a: Explanation['nat'], b: Explanation['nat']): boolean {
-  const same = (x: { from: string; to: string } | null, y: { from: string; to: string } | null): boolean =>
-    x === null || y === null ? x === y : x.from === y.from && x.to === y.to;
-  return same(a.dnat, b.dnat) && same(a.snat, b.snat);
+  return natComparison(a, b).equal;
 }
 
 /** What a recorded or live probe gives the comparison: the first packet as the kernel saw it. */

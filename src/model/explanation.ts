@@ -83,12 +83,34 @@ export interface PacketSummary {
   readonly delivery?: 'local' | 'forward' | 'output';
 }
 
+/**
+ * How the kernel chooses a NAT port (nf_nat): `kernel`: it picks one, not known here (`to` shows the
+ * port as `*`); `kept-if-unique`: the original port unless another connection holds the tuple;
+ * `conntrack`: the kernel's choice, read from the connection's conntrack entry.
+ */
+export interface NatPortChoice {
+  readonly how: 'kernel' | 'kept-if-unique' | 'conntrack';
+  /** The range the kernel picks from, e.g. "1024-65535". */
+  readonly range: string;
+  readonly reason: string;
+}
+
+/** One NAT rewrite of the packet: "from → to". */
+export interface NatRewrite {
+  readonly from: string;
+  readonly to: string;
+  /** Present when the kernel chooses the port. */
+  readonly portChoice?: NatPortChoice;
+  /** Load-balanced DNAT: every endpoint the kernel may choose (`to` is the one shown on the path). */
+  readonly oneOf?: readonly string[];
+}
+
 export interface Explanation {
   readonly verdict: Verdict;
   readonly steps: readonly ExplainStep[];
   readonly nat: {
-    readonly dnat: { readonly from: string; readonly to: string } | null;
-    readonly snat: { readonly from: string; readonly to: string } | null;
+    readonly dnat: NatRewrite | null;
+    readonly snat: NatRewrite | null;
   };
   /** The packet as it leaves (after NAT and routing), or null when dropped. */
   readonly packet_out: PacketSummary | null;

@@ -19,6 +19,7 @@ import { type Ip, formatIp, parseIp } from '../ruleset/ip.js';
 import { lookupRoute, sourceAddressFor, type RouteResult } from '../ruleset/host-context.js';
 import type { CChain, CompiledRuleset, CRule, CStmt, CVerdict } from './compile.js';
 import type { CtState, SimPacket } from './packet.js';
+import { natPort, type PortChoice } from './nat-port.js';
 
 export interface SimStep {
   readonly hook: Hook;
@@ -41,6 +42,8 @@ export interface SimIndeterminate {
 export interface Endpoint {
   addr: string;
   port: number | null;
+  /** Set when the kernel chooses the port (src/netfilter/nat-port.ts). */
+  portChoice?: PortChoice;
 }
 
 export interface SimResult {
@@ -48,6 +51,8 @@ export interface SimResult {
   readonly steps: SimStep[];
   readonly dnat: { from: Endpoint; to: Endpoint } | null;
   readonly snat: { from: Endpoint; to: Endpoint } | null;
+  /** Load-balanced DNAT: every endpoint the kernel may choose (src/netfilter/branches.ts). */
+  readonly dnatOneOf?: readonly string[];
   readonly packetOut: SimPacket | null;
   readonly delivery: 'local' | 'forward' | 'output' | null;
   /** The interface the packet came in on (hooks may see none, e.g. postrouting of bridged packets). */
@@ -92,6 +97,8 @@ export interface SimInput {
   readonly direction?: 'original' | 'reply';
   /** The connection's conntrack entry, for established/related packets. */
   readonly conntrack?: CtBinding;
+  /** For a first packet: its connection's conntrack entry (live), which says the ports and endpoint the kernel chose. */
+  readonly natHint?: CtBinding;
 }
 
 /**
@@ -114,6 +121,7 @@ class Walk {
   srcManipDone = false;
   budget = MAX_STEPS;
   inputIif: string | null = null;
+  hint: CtBinding | null = null;
   constructor(
     readonly c: CompiledRuleset,
     readonly p: SimPacket,
@@ -403,6 +411,28 @@ class Walk {
     }
   }
 
+  /** Sets the packet's port as nf_nat would; returns how it was chosen when the kernel chooses it. */
+  private choosePort(
+    manip: 'src' | 'dst',
+    s: Extract<CStmt, { kind: 'nat' }>['stmt'],
+    original: number,
+    ctPort: number | undefined,
+  ): PortChoice | null {
+    const r = natPort({
+      manip,
+      original,
+      ...(s.port !== undefined ? { port: s.port } : {}),
+      ...(s.portHi !== undefined ? { portHi: s.portHi } : {}),
+      ...(s.flags !== undefined ? { flags: s.flags } : {}),
+      ...(ctPort !== undefined ? { conntrackPort: ctPort } : {}),
+    });
+    if (manip === 'src') this.p.sport = r.port;
+    else this.p.dport = r.port;
+    if (r.choice)
+      this.notes.push(`${s.text}: port ${r.choice.how === 'kept-if-unique' ? 'kept if unique' : 'chosen by the kernel'}: ${r.choice.reason}`);
+    return r.choice;
+  }
+
   private nat(
     hook: Hook,
     chain: CChain,
@@ -435,10 +465,11 @@ class Walk {
           this.notes.push(`${s.text}: an address range; the first address is shown (the kernel picks one per connection)`);
       }
       p.dst = addr as Ip;
-      if (s.port !== undefined && hasPorts(p.l4)) p.dport = s.port;
-      const to: Endpoint = { addr: formatIp(p.dst), port: hasPorts(p.l4) ? p.dport : null };
+      const h = this.hint && this.hint.reply.src === formatIp(p.dst) ? this.hint.reply.sport : undefined;
+      const choice = hasPorts(p.l4) ? this.choosePort('dst', s, p.dport, h) : null;
+      const to: Endpoint = { addr: formatIp(p.dst), port: hasPorts(p.l4) ? p.dport : null, ...(choice ? { portChoice: choice } : {}) };
       this.natSetups++;
-      if (to.addr !== from.addr || to.port !== from.port) {
+      if (to.addr !== from.addr || to.port !== from.port || choice?.how === 'kernel') {
         p.ctStatus.add('dnat');
         this.dnat = { from, to };
       }
@@ -467,10 +498,11 @@ class Walk {
       }
     }
     p.src = addr;
-    if (s.port !== undefined && hasPorts(p.l4)) p.sport = s.port;
-    const to: Endpoint = { addr: formatIp(p.src), port: hasPorts(p.l4) ? p.sport : null };
+    const h = this.hint && this.hint.reply.dst === formatIp(p.src) ? this.hint.reply.dport : undefined;
+    const choice = hasPorts(p.l4) ? this.choosePort('src', s, p.sport, h) : null;
+    const to: Endpoint = { addr: formatIp(p.src), port: hasPorts(p.l4) ? p.sport : null, ...(choice ? { portChoice: choice } : {}) };
     this.natSetups++;
-    if (to.addr !== from.addr || to.port !== from.port) {
+    if (to.addr !== from.addr || to.port !== from.port || choice?.how === 'kernel') {
       p.ctStatus.add('snat');
       this.snat = { from, to };
     }
@@ -485,7 +517,9 @@ function hasPorts(l4: number): boolean {
 
 export function fmt(e: Endpoint): string {
   if (e.port === null) return e.addr;
-  return e.addr.includes(':') ? `[${e.addr}]:${e.port}` : `${e.addr}:${e.port}`;
+  // a port the kernel picks is not known here: `*` (the range and the reason come with it)
+  const port = e.portChoice?.how === 'kernel' ? '*' : String(e.port);
+  return e.addr.includes(':') ? `[${e.addr}]:${port}` : `${e.addr}:${port}`;
 }
 
 function route(c: CompiledRuleset, p: SimPacket): RouteResult | null {
@@ -570,6 +604,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
     const p = mk(src);
     initCt(p, binding, direction);
     const w = new Walk(c, p, binding);
+    w.hint = input.natHint ?? null;
     w.notes.push(...notes);
     if (noEntry) markNoEntry(w);
     p.oif = rr === null ? null : rr.local ? 'lo' : rr.route.dev;
@@ -607,6 +642,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   const p = mk(src);
   initCt(p, binding, direction);
   const w = new Walk(c, p, binding);
+  w.hint = input.natHint ?? null;
   w.notes.push(...notes);
   if (noEntry) markNoEntry(w);
   p.iif = input.iif ?? null;

@@ -47,12 +47,23 @@ export function flowPacketSpec(flow: FlowInfo, host: HostContext | null): Packet
   const t = flow.orig;
   const src = parseIp(t.src);
   if (src === null || parseIp(t.dst) === null) return null;
-  if (host && addrType(host, src) === 'local') return { tuple: t, local: true };
+  // the connection's entry says which port / endpoint the kernel chose where the rules leave a choice
+  const r = flow.reply;
+  const natOf =
+    r === null
+      ? {}
+      : {
+          natOf: {
+            orig: { src: t.src, dst: t.dst, sport: t.sport, dport: t.dport },
+            reply: { src: r.src, dst: r.dst, sport: r.sport, dport: r.dport },
+          },
+        };
+  if (host && addrType(host, src) === 'local') return { tuple: t, local: true, ...natOf };
   const first = [...flow.legs].filter((l) => l.direction === 'orig').sort((a, b) => a.firstUs - b.firstUs)[0];
   let iif = first?.iface;
   if (iif === undefined && host) iif = lookupRoute(host, src)?.route.dev ?? undefined;
   if (iif === undefined) return null;
-  return { tuple: t, iif };
+  return { tuple: t, iif, ...natOf };
 }
 
 /**

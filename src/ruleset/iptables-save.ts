@@ -6,7 +6,7 @@
 import type { Hook, NfFamily } from '../model/explanation.js';
 import { JourneyError } from '../model/errors.js';
 import { PROTO_BY_NAME } from '../model/tuple.js';
-import type { BaseChainInfo, Chain, Expr, Key, MatchExpr, Rule, Ruleset, Stmt, Table, Value } from './model.js';
+import type { BaseChainInfo, Chain, Expr, Key, MatchExpr, NatFlag, Rule, Ruleset, Stmt, Table, Value } from './model.js';
 import { parseCidr, parseIp } from './ip.js';
 
 /** Built-in chains of the iptables tables: hook, chain type and the fixed priority iptables registers. */
@@ -437,6 +437,15 @@ function parseRuleTokens(toks: string[], family: 'ip' | 'ip6'): ParsedRule {
   return { chain, exprs: [...exprs, ...stmts], comment, counters };
 }
 
+/** --random, --random-fully, --persistent of the NAT targets. */
+function natFlags(o: Record<string, string>): { flags?: NatFlag[] } {
+  const flags: NatFlag[] = [];
+  if (o['--random'] !== undefined) flags.push('random');
+  if (o['--random-fully'] !== undefined) flags.push('fully-random');
+  if (o['--persistent'] !== undefined) flags.push('persistent');
+  return flags.length > 0 ? { flags } : {};
+}
+
 function targetStmts(target: string, o: Record<string, string>, isGoto: boolean, family: 'ip' | 'ip6'): Stmt[] {
   const optText = Object.entries(o)
     .map(([k, v]) => (v === '' ? k : `${k} ${v}`))
@@ -455,7 +464,7 @@ function targetStmts(target: string, o: Record<string, string>, isGoto: boolean,
     case 'SNAT': {
       const spec = o['--to-destination'] ?? o['--to-source'] ?? o['--to'];
       if (spec === undefined) throw new LineError(`${target} without --to-*`);
-      return [{ kind: 'nat', type: target === 'DNAT' ? 'dnat' : 'snat', ...natTo(spec, family === 'ip6'), text }];
+      return [{ kind: 'nat', type: target === 'DNAT' ? 'dnat' : 'snat', ...natTo(spec, family === 'ip6'), ...natFlags(o), text }];
     }
     case 'MASQUERADE':
     case 'REDIRECT': {
@@ -466,7 +475,7 @@ function targetStmts(target: string, o: Record<string, string>, isGoto: boolean,
         p.port = Number(a);
         if (b !== undefined) p.portHi = Number(b);
       }
-      return [{ kind: 'nat', type: target === 'MASQUERADE' ? 'masquerade' : 'redirect', ...p, text }];
+      return [{ kind: 'nat', type: target === 'MASQUERADE' ? 'masquerade' : 'redirect', ...p, ...natFlags(o), text }];
     }
     case 'MARK': {
       if (o['--set-xmark'] !== undefined || o['--set-mark'] !== undefined) {

@@ -53,6 +53,10 @@ export interface MatchExpr {
 
 export type NatType = 'dnat' | 'snat' | 'masquerade' | 'redirect';
 
+/** NAT flags that change how the kernel picks the port or address (iptables --random…, nft `random`…). */
+export const NAT_FLAGS = ['random', 'fully-random', 'persistent'] as const;
+export type NatFlag = (typeof NAT_FLAGS)[number];
+
 export type Stmt =
   | { readonly kind: 'verdict'; readonly verdict: 'accept' | 'drop' | 'return' | 'continue' | 'queue'; readonly text?: string }
   | { readonly kind: 'jump' | 'goto'; readonly target: string }
@@ -67,6 +71,8 @@ export type Stmt =
       readonly addrHi?: string;
       readonly port?: number;
       readonly portHi?: number;
+      /** random / fully-random / persistent, when given. */
+      readonly flags?: readonly NatFlag[];
       readonly text: string;
     }
   | { readonly kind: 'mark'; readonly target: 'meta' | 'ct'; readonly value: number; readonly mask: number; readonly text: string }

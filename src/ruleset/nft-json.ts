@@ -6,7 +6,20 @@
 import type { Hook, NfFamily } from '../model/explanation.js';
 import { JourneyError } from '../model/errors.js';
 import { jsonText as str } from './json-text.js';
-import type { BaseChainInfo, Expr, Key, MatchExpr, NamedSet, Rule, Ruleset, Table, Value, VerdictTarget } from './model.js';
+import {
+  type BaseChainInfo,
+  type Expr,
+  type Key,
+  type MatchExpr,
+  NAT_FLAGS,
+  type NamedSet,
+  type NatFlag,
+  type Rule,
+  type Ruleset,
+  type Table,
+  type Value,
+  type VerdictTarget,
+} from './model.js';
 import { parseCidr } from './ip.js';
 
 class PathError extends Error {
@@ -136,10 +149,20 @@ function verdictTarget(x: J, path: string): VerdictTarget {
   }
 }
 
-function natArgs(v: J, path: string): { addr?: string; addrHi?: string; port?: number; portHi?: number } | null {
+function natFlagText(f: J | undefined): string {
+  const fl = Array.isArray(f) ? f.map(str) : typeof f === 'string' ? [f] : [];
+  return fl.length > 0 ? ` ${fl.join(',')}` : '';
+}
+
+function natArgs(v: J, path: string): { addr?: string; addrHi?: string; port?: number; portHi?: number; flags?: NatFlag[] } | null {
   if (v === null || v === undefined) return {};
   if (!isObj(v)) throw new PathError(path, 'expected NAT arguments');
-  const out: { addr?: string; addrHi?: string; port?: number; portHi?: number } = {};
+  const out: { addr?: string; addrHi?: string; port?: number; portHi?: number; flags?: NatFlag[] } = {};
+  const f = v['flags'];
+  const fl = (Array.isArray(f) ? f : typeof f === 'string' ? [f] : [])
+    .map(str)
+    .filter((x): x is NatFlag => (NAT_FLAGS as readonly string[]).includes(x));
+  if (fl.length > 0) out.flags = fl;
   const a = v['addr'];
   if (typeof a === 'string') out.addr = a;
   else if (isObj(a) && Array.isArray(a['range'])) {
@@ -339,11 +362,11 @@ function renderStmt(x: J): string {
       const a = o['addr'] !== undefined ? renderVal(o['addr']) : '';
       const p = o['port'] !== undefined ? `:${renderVal(o['port'])}` : '';
       const addr = a.includes(':') && p ? `[${a}]` : a;
-      return `${k} to ${addr}${p}`;
+      return `${k} to ${addr}${p}${natFlagText(o['flags'])}`;
     }
     case 'masquerade':
     case 'redirect':
-      return o['port'] !== undefined ? `${k} to :${renderVal(o['port'])}` : k;
+      return `${o['port'] !== undefined ? `${k} to :${renderVal(o['port'])}` : k}${natFlagText(o['flags'])}`;
     case 'vmap':
       return `${renderKey(o['key'])} vmap ${renderVal(o['data'])}`;
     case 'mangle':
