@@ -160,6 +160,8 @@ export function toExplanation(res: SimResult, t: Tuple, direction?: 'original' |
       ...(s.target !== undefined ? { target: s.target } : {}),
       ...(meaning !== undefined ? { meaning } : {}),
       ...(s.chain.chain.base ? { priority: s.chain.chain.base.priority } : {}),
+      ...(s.undecided !== undefined ? { undecided: s.undecided } : {}),
+      ...(s.optional ? { optional: true } : {}),
     };
   });
   const ctNat: ConntrackNat[] = res.ctNat.map((c) => ({

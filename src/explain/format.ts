@@ -34,6 +34,7 @@ function stepLine(n: number, s: ExplainStep): string[] {
     `      ${rule}`,
     `      → ${VERDICT_WORD[s.verdict] ?? s.verdict}${s.meaning ? `: ${s.meaning}` : ''}`,
   ];
+  if (s.undecided !== undefined) lines.push(`      ? ${s.undecided}`);
   return lines;
 }
 

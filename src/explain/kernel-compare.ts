@@ -88,11 +88,11 @@ export function compareSteps(ex: Explanation, kernel: readonly KernelStepLike[],
     const m = /(?:-j|-g|jump|goto)\s+(\S+)/.exec(s.rule ?? '');
     return m?.[1] ?? '';
   });
-  const sim: string[] = [];
+  const sim0: { key: string; optional: boolean }[] = [];
   ex.steps.forEach((s, i) => {
     if (s.rule === null && s.verdict === 'return') return;
     if (s.rule === null && ghosts.has(`${s.family} ${s.table} ${s.chain}`)) return;
-    sim.push(simKey(s, targets, i));
+    sim0.push({ key: simKey(s, targets, i), optional: s.optional === true });
   });
   const ker: string[] = [];
   for (const k of kernel) {
@@ -100,6 +100,10 @@ export function compareSteps(ex: Explanation, kernel: readonly KernelStepLike[],
     if (k.kind === 'return' && k.rule === null) continue;
     ker.push(kernelKey(k));
   }
+  // a rule without a verdict whose match is undecided (a log under -m limit) is in the kernel's path
+  // only when it matched: such a step is compared where the kernel has it, left out where it has not
+  const sim: string[] = [];
+  for (const s of sim0) if (!s.optional || ker[sim.length] === s.key) sim.push(s.key);
   let first = -1;
   for (let i = 0; i < Math.max(sim.length, ker.length); i++) {
     if (sim[i] !== ker[i]) {

@@ -44,6 +44,13 @@ export interface ExplainStep {
    * flow's life (every packet through the rule counts, not only this flow's).
    */
   readonly counters?: RuleCounterDelta;
+  /**
+   * The rule's match is decided by the kernel from state not seen here (a random choice, a rate
+   * limit, a recent list): what that means for this step, e.g. "logged if the limit allows (…)".
+   */
+  readonly undecided?: string;
+  /** The step may be absent from the kernel's path: a rule without a verdict whose match is undecided. */
+  readonly optional?: boolean;
 }
 
 /** A rule's packet/byte counter increments over a window. */

@@ -12,6 +12,7 @@ import { PROTO_BY_NAME } from '../model/tuple.js';
 import { ICMP_TYPES, ICMPV6_TYPES, type SimPacket } from './packet.js';
 import type { IpSet } from '../ruleset/ipset.js';
 import { assertNoChainLoops } from '../ruleset/loops.js';
+import { type UndecidedKind, alwaysMatches, undecidedKind } from './undecided.js';
 
 export type Tri = 0 | 1 | 2;
 
@@ -20,13 +21,22 @@ export interface CCond {
   readonly text: string;
   /** Why it may be indeterminate (when test returns 2). */
   readonly reason: string;
+  /** When the kernel decides it from state the simulator does not see (src/netfilter/undecided.ts). */
+  readonly undecided?: UndecidedKind;
 }
 
 export type CStmt =
   | { readonly kind: 'accept' | 'drop' | 'return' | 'continue' | 'queue' | 'counter' | 'log' | 'nftrace' | 'notrack' }
   | { readonly kind: 'reject'; readonly with?: string }
   | { readonly kind: 'jump' | 'goto'; target: CChain }
-  | { readonly kind: 'vmap'; readonly lookup: (p: SimPacket) => CVerdict | null | 'unknown'; readonly reason: string }
+  | {
+      readonly kind: 'vmap';
+      readonly lookup: (p: SimPacket) => CVerdict | null | 'unknown';
+      readonly reason: string;
+      /** A map keyed by a random or hashed number (`numgen random mod N vmap`, `jhash`): every verdict it may give. */
+      readonly branches?: readonly CVerdict[];
+      readonly keyText?: string;
+    }
   | { readonly kind: 'nat'; readonly stmt: Extract<Stmt, { kind: 'nat' }> }
   | { readonly kind: 'mark'; readonly target: 'meta' | 'ct'; readonly value: number; readonly mask: number }
   | { readonly kind: 'unknown'; readonly text: string; readonly terminal: boolean };
@@ -312,8 +322,10 @@ const CT_STATE_FLAGS = new Set(['new', 'established', 'related', 'invalid', 'unt
 
 function compileMatch(m: MatchExpr, table: Table, host: HostContext, ipsets?: ReadonlyMap<string, IpSet>): CCond {
   const text = m.text;
-  const unknown = (reason: string): CCond => ({ test: () => 2, text, reason });
+  const kind = undecidedKind(text);
+  const unknown = (reason: string): CCond => ({ test: () => 2, text, reason, ...(kind !== null ? { undecided: kind } : {}) });
   const key = m.key;
+  if (key.kind === 'unknown' && alwaysMatches(text)) return { test: () => 1, text, reason: '' };
   if (key.kind === 'unknown') return unknown(`not modelled: ${key.text}`);
   if (key.kind === 'ipset') {
     const set = ipsets?.get(key.name);
@@ -538,9 +550,11 @@ function compileVmap(s: Extract<Stmt, { kind: 'vmap' }>, table: Table, host: Hos
   let allExact = true;
   for (const [k] of pairs) if (!(k.kind === 'str' && !k.v.endsWith('*'))) allExact = false;
   if (allExact) for (const [i, [k]] of pairs.entries()) exact.set((k as { v: string }).v, (compiled[i] as { verdict: CVerdict }).verdict);
+  const chance = s.key.kind === 'unknown' && undecidedKind(s.key.text) === 'chance';
   return {
     kind: 'vmap',
     reason,
+    ...(chance ? { branches: compiled.map((c) => c.verdict), keyText: (s.key as { text: string }).text } : {}),
     lookup: (p) => {
       if (ex === null) return 'unknown';
       const x = ex.get(p);

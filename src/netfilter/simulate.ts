@@ -20,6 +20,8 @@ import { lookupRoute, sourceAddressFor, type RouteResult } from '../ruleset/host
 import type { CChain, CompiledRuleset, CRule, CStmt, CVerdict } from './compile.js';
 import type { CtState, SimPacket } from './packet.js';
 import { natPort, type PortChoice } from './nat-port.js';
+import { type UndecidedKind, bothOutcomes, ruleEffects } from './undecided.js';
+import { type ChoicePoint, simulateBranches } from './branches.js';
 
 export interface SimStep {
   readonly hook: Hook;
@@ -31,6 +33,10 @@ export interface SimStep {
   readonly target?: string;
   /** For NAT steps: what it did, e.g. "10.0.10.26:8000 → 172.17.0.2:80". */
   readonly nat?: string;
+  /** A match the kernel decides from state not seen here (random choice, rate, recent list): what it means for this step. */
+  readonly undecided?: string;
+  /** True when the step may be absent from the kernel's path (a rule without a verdict whose match is undecided). */
+  readonly optional?: boolean;
 }
 
 export interface SimIndeterminate {
@@ -61,6 +67,8 @@ export interface SimResult {
   readonly notes: string[];
   /** NAT applied from the conntrack entry (established packets), with the hook and its place on the path. */
   readonly ctNat: SimCtNat[];
+  /** Random/hashed choices met on the path (src/netfilter/branches.ts explores every branch). */
+  readonly choicePoints?: readonly ChoicePoint[];
 }
 
 export interface SimCtNat {
@@ -122,11 +130,24 @@ class Walk {
   budget = MAX_STEPS;
   inputIif: string | null = null;
   hint: CtBinding | null = null;
+  /** Branch taken at each random choice, in the order met (0 when not given). */
+  choices: readonly number[] = [];
+  readonly points: ChoicePoint[] = [];
+  /** What a random verdict map chose, for the step being recorded. */
+  pendingUndecided: string | null = null;
   constructor(
     readonly c: CompiledRuleset,
     readonly p: SimPacket,
     readonly binding: CtBinding | null,
   ) {}
+
+  /** A random choice with n branches: which one this walk follows. */
+  choose(n: number, chain: CChain, rule: CRule, label: string): number {
+    const i = this.points.length;
+    const pick = this.choices[i] ?? 0;
+    this.points.push({ count: n, pick, chain: `${chain.table.family} ${chain.table.name} ${chain.name}`, rule: rule.rule.raw, label });
+    return pick;
+  }
 
   ind(chain: CChain, rule: CRule | null, reason: string): void {
     this.indeterminate.push({ chain: `${chain.table.family} ${chain.table.name} ${chain.name}`, rule: rule?.rule.raw ?? '(policy)', reason });
@@ -269,23 +290,48 @@ class Walk {
       const r = cur.rules[i++] as CRule;
       let tri: 0 | 1 | 2 = 1;
       let reason = '';
+      // the kind of the undecided matches: undefined none yet, null when one is not a known kind
+      let und: UndecidedKind | null | undefined;
+      const undText: string[] = [];
       for (const c of r.conds) {
         const t = c.test(p);
         if (t === 0) {
           tri = 0;
           break;
         }
-        if (t === 2 && tri === 1) {
-          tri = 2;
-          reason = `${c.text}: ${c.reason}`;
+        if (t === 2) {
+          if (tri === 1) {
+            tri = 2;
+            reason = `${c.text}: ${c.reason}`;
+          }
+          const k = c.undecided ?? null;
+          und = und === undefined || und === k ? k : null;
+          undText.push(c.text);
         }
       }
       if (tri === 0) continue;
+      let undecided: string | undefined;
       if (tri === 2) {
-        if (!r.effective) continue; // counters/logs only: the path is the same either way
-        this.ind(cur, r, reason);
-        this.steps.push({ hook, chain: cur, rule: r, verdict: 'indeterminate' });
-        continue;
+        if (!r.effective) {
+          // counters/logs only: the path goes on either way; the kernel traces the rule when it matches
+          this.steps.push({
+            hook,
+            chain: cur,
+            rule: r,
+            verdict: 'continue',
+            undecided: bothOutcomes(ruleEffects(r.stmts), und ?? null, undText.join(' ')),
+            optional: true,
+          });
+          continue;
+        }
+        if (und !== 'chance') {
+          this.ind(cur, r, reason);
+          this.steps.push({ hook, chain: cur, rule: r, verdict: 'indeterminate' });
+          continue;
+        }
+        // a random choice (load balancing): this walk follows one branch, branches.ts the others
+        if (this.choose(2, cur, r, undText.join(' ')) === 1) continue;
+        undecided = `chosen at random by the kernel (${undText.join(' ')}): this path takes it`;
       }
       // matched: run statements in order
       let outcome: CVerdict | { kind: 'drop' | 'reject' | 'nat' | 'unknown-terminal'; verdict?: StepVerdict } | null = null;
@@ -310,6 +356,10 @@ class Walk {
         break;
       }
       if (broke) continue;
+      if (this.pendingUndecided !== null) {
+        undecided = this.pendingUndecided;
+        this.pendingUndecided = null;
+      }
       const target = outcome && (outcome.kind === 'jump' || outcome.kind === 'goto') ? (outcome as { target: CChain }).target : null;
       this.steps.push({
         hook,
@@ -318,6 +368,7 @@ class Walk {
         verdict: stepVerdict,
         ...(target ? { target: target.name } : {}),
         ...(natText ? { nat: natText } : {}),
+        ...(undecided !== undefined ? { undecided } : {}),
       });
       if (outcome === null || outcome.kind === 'continue' || outcome.kind === 'unknown-terminal') continue;
       switch (outcome.kind) {
@@ -391,6 +442,12 @@ class Walk {
         return { kind: s.kind, target: s.target };
       case 'vmap': {
         const v = s.lookup(p);
+        if (v === 'unknown' && s.branches !== undefined && s.branches.length > 0) {
+          // numgen/jhash verdict map: one branch per element
+          const pick = this.choose(s.branches.length, chain, r, s.keyText ?? 'vmap');
+          this.pendingUndecided = `chosen by the kernel (${s.keyText ?? 'vmap'}): branch ${pick + 1} of ${s.branches.length} on this path`;
+          return s.branches[pick] as CVerdict;
+        }
         if (v === 'unknown') {
           this.ind(chain, r, s.reason);
           return { kind: 'unknown-terminal' };
@@ -526,8 +583,15 @@ function route(c: CompiledRuleset, p: SimPacket): RouteResult | null {
   return lookupRoute(c.host, p.dst);
 }
 
-/** Simulates one packet. Never throws on rules it cannot evaluate: they make the result indeterminate. */
+/**
+ * Simulates one packet. Never throws on rules it cannot evaluate: they make the result indeterminate.
+ * Random choices (load balancing) are followed branch by branch (src/netfilter/branches.ts).
+ */
 export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
+  return simulateBranches(input, (choices) => simulateOne(c, input, choices));
+}
+
+function simulateOne(c: CompiledRuleset, input: SimInput, choices: readonly number[]): SimResult {
   const dst = parseIp(input.dst);
   if (dst === null || dst.v !== input.v) throw new Error(`simulate: bad destination ${input.dst}`);
   const notes: string[] = [];
@@ -605,6 +669,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
     initCt(p, binding, direction);
     const w = new Walk(c, p, binding);
     w.hint = input.natHint ?? null;
+    w.choices = choices;
     w.notes.push(...notes);
     if (noEntry) markNoEntry(w);
     p.oif = rr === null ? null : rr.local ? 'lo' : rr.route.dev;
@@ -643,6 +708,7 @@ export function simulate(c: CompiledRuleset, input: SimInput): SimResult {
   initCt(p, binding, direction);
   const w = new Walk(c, p, binding);
   w.hint = input.natHint ?? null;
+  w.choices = choices;
   w.notes.push(...notes);
   if (noEntry) markNoEntry(w);
   p.iif = input.iif ?? null;
@@ -748,5 +814,6 @@ function finish(w: Walk, fate: 'accept' | 'drop' | 'reject' | 'indeterminate', d
     indeterminate: w.indeterminate,
     notes: w.notes,
     ctNat: w.ctNat,
+    ...(w.points.length > 0 ? { choicePoints: w.points } : {}),
   };
 }
