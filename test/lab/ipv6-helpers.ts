@@ -4,7 +4,7 @@
  * packet and its later packets (established), compared step by step with `nft monitor trace` and
  * the NAT with conntrack's entry. Normalisation: src/explain/kernel-compare.ts.
  */
-import { runProbe, traceKernel, type LabInfo } from '../../lab/driver.js';
+import { runProbeDef, traceKernel, type LabInfo } from '../../lab/driver.js';
 import type { ProbeDef, ProbeResult } from '../../lab/probes.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
 import { compareSteps, kernelCase, entryOfCase, kernelFollowUps, natEqual } from '../../src/explain/kernel-compare.js';
@@ -43,7 +43,7 @@ export async function compareProbesWithKernel(
   let later = 0;
   let nat = 0;
   for (const p of probes) {
-    const t = await traceKernel(id, () => runProbe(id, p.name));
+    const t = await traceKernel(id, () => runProbeDef(info, p));
     traces.set(p.name, t);
     const r = t.actionResult as ProbeResult | undefined;
     if (!r) {
@@ -51,7 +51,7 @@ export async function compareProbesWithKernel(
       continue;
     }
     if (!r.asExpected) bad.push(`${p.name}: expected ${p.expect}, got ${r.outcome} (${r.output.slice(0, 120)})`);
-    if (!r.to.addr.includes(':')) bad.push(`${p.name}: probed ${r.to.addr}, not an IPv6 address`);
+    if (p.family === 6 && !r.to.addr.includes(':')) bad.push(`${p.name}: probed ${r.to.addr}, not an IPv6 address`);
     if (t.skipped.length) bad.push(`${p.name}: ${t.skipped.length} unreadable trace lines`);
     const kc = kernelCase(p.name, t.packets, r, p.from === 'host', t.conntrack);
     if (!kc) {
@@ -59,7 +59,8 @@ export async function compareProbesWithKernel(
       continue;
     }
     // with IPv6 rules in the engine (ip6tables on) every IPv6 probe meets some of them
-    if (opts.ip6Rules !== false && !kc.steps.some((s) => s.family === 'ip6')) bad.push(`${p.name}: no ip6 step in the kernel's trace`);
+    if (p.family === 6 && opts.ip6Rules !== false && !kc.steps.some((s) => s.family === 'ip6'))
+      bad.push(`${p.name}: no ip6 step in the kernel's trace`);
     const ex = explainPacket(compiled, kc.iif === null ? { tuple: kc.tuple, local: true } : { tuple: kc.tuple, iif: kc.iif });
     const cmp = compareSteps(ex, kc.steps, ruleset);
     first++;

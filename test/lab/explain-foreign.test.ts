@@ -1,0 +1,106 @@
+/**
+ * explain on a host that is not only Docker (id "fo"): a kube-proxy-style NodePort (KUBE-SERVICES →
+ * KUBE-NODEPORTS → KUBE-SVC → KUBE-SEP DNAT, KUBE-MARK-MASQ, KUBE-POSTROUTING `MASQUERADE
+ * --random-fully`) and a libvirt-style NAT (LIBVIRT_PRT `MASQUERADE --to-ports 1024-65535`) added
+ * to the lab's Docker host. Each probe's explained path equals the kernel's trace, its NAT equals
+ * conntrack's entry (the port where the kernel chose it), no Docker meaning appears on the other
+ * tools' chains, and the kernel-chosen ports are said to be the kernel's.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labDown, labUp, type LabInfo } from '../../lab/driver.js';
+import type { ProbeDef } from '../../lab/probes.js';
+import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
+import { run } from '../../src/host/exec.js';
+import type { KernelTrace } from '../../src/netfilter/kernel-trace.js';
+import { hostFromDumps, readHostDumps, readRulesetDumps, rulesetFromDumps } from '../../src/ruleset/load.js';
+import { ruleOwner } from '../../src/ruleset/owners.js';
+import { compareProbesWithKernel } from './ipv6-helpers.js';
+import { labTestId } from './lab-helpers.js';
+
+const ID = labTestId('fo');
+
+/** kube-proxy's and libvirt's chains, put before Docker's (iptables-restore --noflush). */
+const FOREIGN = `*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-EXT-WEB - [0:0]
+:KUBE-SVC-WEB - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:LIBVIRT_PRT - [0:0]
+-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-I POSTROUTING 2 -j LIBVIRT_PRT
+-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-NODEPORTS -p tcp -m tcp --dport 31455 -j KUBE-EXT-WEB
+-A KUBE-EXT-WEB -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-SVC-WEB -j KUBE-SEP-WEB1
+-A KUBE-SEP-WEB1 -p tcp -m tcp -j DNAT --to-destination 172.17.0.2:80
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -j MASQUERADE --random-fully
+-A LIBVIRT_PRT -s 172.17.0.0/16 ! -d 172.17.0.0/16 -p tcp -j MASQUERADE --to-ports 1024-65535
+COMMIT
+`;
+
+const probe = (name: string, from: string, to: string, port: number, description: string): ProbeDef => ({
+  name,
+  from,
+  proto: 'tcp',
+  to,
+  port,
+  expect: 'answer',
+  description,
+});
+const PROBES: readonly ProbeDef[] = [
+  probe('ext-to-nodeport', 'ext', 'host', 31455, 'external client -> NodePort 31455 (kube-proxy DNAT to web:80, masqueraded --random-fully)'),
+  probe('container-to-outside', 'client', 'outside', 80, 'client -> 198.51.100.10:80 (libvirt-style MASQUERADE --to-ports 1024-65535)'),
+  probe('ext-to-published', 'ext', 'host', 8000, "external client -> Docker's published port 8000 (kube-proxy's chains passed)"),
+];
+
+describe('explain on a host that is not only Docker: kube-proxy and libvirt rules beside Docker', () => {
+  let info: LabInfo;
+  beforeAll(async () => {
+    await labDown(ID);
+    info = await labUp({ id: ID, scenario: 'default' });
+    await run(['iptables-restore', '--noflush'], { netns: info.netns.host, input: FOREIGN });
+  }, 300_000);
+  afterAll(() => labDown(ID), 120_000);
+
+  it("every probe's path and NAT equal the kernel's trace and conntrack; the kernel's ports are said to be its own", async () => {
+    const traces = new Map<string, KernelTrace>();
+    const cmp = await compareProbesWithKernel(ID, info, PROBES, traces);
+    console.log(
+      `explain-foreign: ${cmp.first} first packets and ${cmp.later} later packets compared with nft monitor trace, ${cmp.nat} NATs with conntrack (kube-proxy + libvirt rules beside Docker's); differences: ${cmp.bad.length}`,
+    );
+    expect(cmp.bad).toEqual([]);
+    expect(cmp.first).toBe(PROBES.length);
+    expect(cmp.nat).toBe(PROBES.length);
+
+    const ns = info.netns.host;
+    const compiled = compileRuleset(
+      rulesetFromDumps(await readRulesetDumps({ netns: ns }), ns),
+      hostFromDumps(await readHostDumps({ netns: ns }), ns),
+    );
+    const node = explainPacket(compiled, {
+      tuple: { family: 4, proto: 'tcp', protoNum: 6, src: '10.0.10.5', sport: 40000, dst: '10.0.10.26', dport: 31455 },
+      iif: 'eth0',
+    });
+    expect(node.nat.snat?.port_chosen_by_kernel).toMatch(/fully random/);
+    const out = explainPacket(compiled, {
+      tuple: { family: 4, proto: 'tcp', protoNum: 6, src: '172.17.0.3', sport: 40000, dst: '198.51.100.10', dport: 80 },
+      iif: 'docker0',
+    });
+    expect(out.nat.snat?.port_chosen_by_kernel).toMatch(/in 1024-65535: it keeps 40000 if that tuple is free/);
+    const dockerWords = [...node.steps, ...out.steps].filter(
+      (s) =>
+        ruleOwner(s.family, s.table, s.chain, s.rule ?? undefined) !== 'docker' &&
+        /docker|published port|the container/i.test(s.meaning ?? '') &&
+        !/^DOCKER/.test(s.target ?? ''),
+    );
+    expect(dockerWords.map((s) => `${s.table} ${s.chain}: ${s.meaning}`)).toEqual([]);
+  }, 180_000);
+});
