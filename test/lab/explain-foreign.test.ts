@@ -89,12 +89,12 @@ describe('explain on a host that is not only Docker: kube-proxy and libvirt rule
       tuple: { family: 4, proto: 'tcp', protoNum: 6, src: '10.0.10.5', sport: 40000, dst: '10.0.10.26', dport: 31455 },
       iif: 'eth0',
     });
-    expect(node.nat.snat?.port_chosen_by_kernel).toMatch(/fully random/);
+    expect(node.nat.snat?.portChoice?.how).toBe('kernel'); // --random-fully: the kernel picks
     const out = explainPacket(compiled, {
       tuple: { family: 4, proto: 'tcp', protoNum: 6, src: '172.17.0.3', sport: 40000, dst: '198.51.100.10', dport: 80 },
       iif: 'docker0',
     });
-    expect(out.nat.snat?.port_chosen_by_kernel).toMatch(/in 1024-65535: it keeps 40000 if that tuple is free/);
+    expect(out.nat.snat?.portChoice).toMatchObject({ how: 'kept-if-unique', range: '1024-65535' });
     const dockerWords = [...node.steps, ...out.steps].filter(
       (s) =>
         ruleOwner(s.family, s.table, s.chain, s.rule ?? undefined) !== 'docker' &&
