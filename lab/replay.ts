@@ -112,7 +112,7 @@ export function planFromRuleset(text: string, file = ''): ReplayPlan {
   const X = addrSyntax(v6);
   const A = X.addr;
 
-  const bridgeRe = /(?:-[io]\s+|iifname\s+(?:!=\s+)?"|oifname\s+(?:!=\s+)?"|"|\s)(docker\d*|br-[A-Za-z0-9_.-]+)(?=["\s]|$)/g;
+  const bridgeRe = /(?:-[io]\s+|iifname\s+(?:!=\s+)?"|oifname\s+(?:!=\s+)?"|"|\s)(docker\d*|br-[A-Za-z0-9_.-]+|virbr\d+|cni\d+)(?=["\s]|$)/g;
   const bridgeNames: string[] = [];
   for (const l of lines) {
     for (const m of l.matchAll(bridgeRe)) {

@@ -154,7 +154,11 @@ export function natComparison(a: Explanation['nat'], b: Explanation['nat']): { e
       return x === y;
     }
     if (x.from !== y.from) return false;
-    if (x.to === y.to || (x.oneOf?.includes(y.to) ?? false)) return true;
+    if (x.to === y.to) return true;
+    if (x.oneOf?.includes(y.to)) {
+      chosen.push(`${what}: endpoint ${y.to} chosen at random by the kernel (one of ${x.oneOf.length}: ${x.oneOf.join(', ')})`);
+      return true;
+    }
     const pc = x.portChoice;
     if (pc === undefined || pc.how === 'conntrack') return false;
     const xs = split(x.to);

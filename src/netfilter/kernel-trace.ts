@@ -411,7 +411,8 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
       }
       ({ rule, handle, verdict } = rr);
     } else if (r.kind === 'policy') {
-      verdict = `policy ${r.rest.trim()}`;
+      // "policy accept meta mark 0x00004000": the kernel appends the packet's mark when it has one
+      verdict = `policy ${r.rest.trim().split(/\s+/)[0] ?? ''}`;
     } else {
       verdict = r.rest.trim();
     }

@@ -256,6 +256,12 @@ describe('parseNftTrace on hand-made input', () => {
     'trace id 0000abcd ip filter FORWARD rule accept # handle 5',
   ].join('\n');
 
+  it('a policy line with the packet\'s mark appended (kube-proxy\'s 0x4000) is still "policy accept|drop"', () => {
+    const t = parseNftTrace(TEXT.replace('FORWARD policy drop ', 'FORWARD policy drop meta mark 0x00004000 '), { ruleset: RULESET });
+    expect(t.packets[0]?.steps.at(-1)).toMatchObject({ kind: 'policy', verdict: 'policy drop' });
+    expect(t.packets[0]?.dropped).toBe(true);
+  });
+
   it('reads ICMP headers, unknown rules, implicit returns, policies, and counts bad lines', () => {
     const t = parseNftTrace(TEXT, { ruleset: RULESET });
     expect(t.packets.length).toBe(1);
