@@ -1,7 +1,8 @@
 /**
  * Matches the simulator cannot decide because the kernel decides them from state it does not see:
- *  - `chance`: a random or hashed choice (`-m statistic --mode random|nth`, nft `numgen`, `jhash`,
+ *  - `chance`: a random or hashed choice (`-m statistic --mode random`, nft `numgen`, `jhash`,
  *    `symhash`) — load balancing; the simulator follows every branch (src/netfilter/branches.ts);
+ *    (`-m statistic --mode nth` counts packets: like any match not modelled, it stays undecided);
  *  - `rate`: a rate or quota (`-m limit`, `hashlimit`, `quota`, `connlimit`, nft `limit`, `quota`,
  *    `ct count`, `meter`) — the answer depends on the packets before;
  *  - `history`: a list of earlier packets (`-m recent --rcheck|--update`, nft sets updated from the
@@ -13,7 +14,8 @@ export const UNDECIDED_KINDS = ['chance', 'rate', 'history'] as const;
 export type UndecidedKind = (typeof UNDECIDED_KINDS)[number];
 
 const PATTERNS: readonly (readonly [RegExp, UndecidedKind])[] = [
-  [/(^|\s)-m statistic\b|xt match "?statistic|(^|\s)numgen\b|(^|\s)jhash\b|(^|\s)symhash\b/, 'chance'],
+  // `--mode nth` (every n-th packet, a counter) is not a choice between branches: it stays undecided
+  [/(^|\s)-m statistic --(mode random|probability)\b|(^|\s)numgen\b|(^|\s)jhash\b|(^|\s)symhash\b/, 'chance'],
   [/(^|\s)-m (limit|hashlimit|quota|connlimit|connbytes)\b|xt match "?(limit|hashlimit|quota|connlimit)|^(limit|quota|ct count|meter)\b/, 'rate'],
   [/(^|\s)-m recent\b|xt match "?recent/, 'history'],
 ];

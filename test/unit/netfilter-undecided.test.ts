@@ -197,3 +197,19 @@ describe('load-balanced DNAT', () => {
     expect(ex.steps[0]?.undecided).toMatch(/chosen by the kernel \(numgen/);
   });
 });
+
+describe('statistic --mode nth', () => {
+  it('is not a random choice between branches: a terminal rule with it stays indeterminate', () => {
+    const rs = ipt(
+      KUBE.replace(
+        '-A KUBE-SVC-WEB -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-A',
+        '-A KUBE-SVC-WEB -m statistic --mode nth --every 2 --packet 0 -j KUBE-SEP-A',
+      ),
+    );
+    const ex = explain(rs, 31455);
+    expect(ex.verdict).toBe('indeterminate');
+    expect(ex.indeterminate[0]?.reason).toMatch(/--mode nth/);
+    // the walk goes on past it as if it did not match; the random rule after it still branches
+    expect(ex.nat.dnat?.oneOf).toEqual(['192.168.0.12:8080', '192.168.0.13:8080']);
+  });
+});
