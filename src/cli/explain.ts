@@ -5,6 +5,7 @@ import { JourneyError } from '../model/errors.js';
 import type { L4Proto, Tuple } from '../model/tuple.js';
 import { parseIp } from '../ruleset/ip.js';
 import { emptyHostContext, type HostContext } from '../ruleset/host-context.js';
+import { inputNeverConsulted, withoutDnat } from '../explain/input-bypass.js';
 import { compileRuleset, explainPacket, loadHostContext, loadHostContextFiles, loadLiveRuleset, loadRulesetFiles } from '../explain/explain.js';
 import { formatExplanation } from '../explain/format.js';
 import type { CtState } from '../netfilter/packet.js';
@@ -202,7 +203,12 @@ export function registerExplain(program: Command): void {
               explain: explainTuple,
               ruleset: compiled.ruleset,
             });
-      const notes = [...compiled.notes, ...ctNotes, ...(ex.notes ?? [])];
+      // a published port's packet never meets INPUT: say so when a firewall there would have judged it
+      const bypass =
+        state === 'new' && o.reply !== true && o.local !== true && o.in !== undefined && ex.nat.dnat !== null
+          ? inputNeverConsulted(ex, { tuple, iif: o.in }, compileRuleset(withoutDnat(ruleset), host))
+          : null;
+      const notes = [...compiled.notes, ...ctNotes, ...(ex.notes ?? []), ...(bypass !== null ? [bypass.sentence] : [])];
       const withNotes = notes.length ? { ...ex, notes } : ex;
       if (o.json) {
         process.stdout.write(`${JSON.stringify(withNotes, null, 2)}\n`);

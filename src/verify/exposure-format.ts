@@ -1,5 +1,5 @@
 /** The exposure report for people: one line per row (a table), the why and what would change it underneath. */
-import { ruleName } from './exposure-judge.js';
+import { ruleName } from '../explain/input-bypass.js';
 import type { ExposureReport, ExposureRow } from './exposure-types.js';
 
 const LABEL: Record<string, string> = { reachable: 'OPEN', 'not-reachable': 'closed', indeterminate: '??' };

@@ -4,10 +4,10 @@
  * deciding rule, the NAT — and said in plain words: which firewall the user may expect to matter and
  * was never consulted (a DNAT'd packet crosses FORWARD, never INPUT), and what would change the answer.
  */
-import { chainOwner } from '../ruleset/owners.js';
 import type { DockerProxyProcess } from '../docker/daemon.js';
 import { explainPacket } from '../explain/explain.js';
-import type { Explanation, ExplainStep } from '../model/explanation.js';
+import { decidingRule, decidingStep, inputNeverConsulted, ruleName } from '../explain/input-bypass.js';
+import type { Explanation } from '../model/explanation.js';
 import type { CompiledRuleset } from '../netfilter/compile.js';
 import type { RulesetFacts } from './docker-rules.js';
 import type { ExposureHost, RowPlan } from './exposure-plan.js';
@@ -35,74 +35,12 @@ export interface JudgeContext {
   readonly facts: { readonly 4: RulesetFacts; readonly 6: RulesetFacts };
 }
 
-const FILTER_HOOKS = new Set(['forward', 'input', 'output']);
-const DECIDING = new Set(['accept', 'policy-accept', 'drop', 'reject', 'policy-drop']);
-
-/** Who a chain belongs to, from what it is. */
-
-function decidingOf(ex: Explanation, ghosts: ReadonlySet<string>): ExplainStep | null {
-  const drop = ex.steps.find((s) => s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop');
-  if (drop) return drop;
-  const ind = ex.steps.find((s) => s.verdict === 'indeterminate');
-  if (ind) return ind;
-  const filt = ex.steps.filter(
-    (s) =>
-      DECIDING.has(s.verdict) &&
-      FILTER_HOOKS.has(s.hook) &&
-      s.table !== 'nat' &&
-      !/^nat-/.test(s.chain) &&
-      !ghosts.has(`${s.family} ${s.table} ${s.chain}`),
-  );
-  return filt[filt.length - 1] ?? null;
-}
-
-function decidingRule(s: ExplainStep | null): DecidingRule | null {
-  if (s === null) return null;
-  return {
-    family: s.family,
-    table: s.table,
-    chain: s.chain,
-    rule: s.rule,
-    ruleNumber: s.ruleNumber,
-    handle: s.handle,
-    verdict: s.verdict,
-    owner: chainOwner(s.family, s.table, s.chain),
-  };
-}
-
-export function ruleName(d: DecidingRule): string {
-  const where = `${d.family === 'ip' || d.family === 'ip6' ? '' : `${d.family} `}${d.table} ${d.chain}`;
-  if (d.rule === null) return `the policy of ${where} (${d.verdict.replace('policy-', '')})`;
-  return `${where} rule ${d.ruleNumber ?? `handle ${d.handle ?? '?'}`}: ${d.rule}`;
-}
-
 const isLoop = (a: string): boolean => a === '::1' || a.startsWith('127.');
 
 /** The firewall a user expects for "a packet to my host's port", consulted with the DNAT rules taken away. */
 function neverConsulted(row: RowPlan, ex: Explanation, ctx: JudgeContext): string | null {
-  if (ex.nat.dnat === null || row.local) return null;
-  const alt = ctx.withoutDnat();
-  if (alt === null) return null;
-  let ex2: Explanation;
-  try {
-    ex2 = explainPacket(alt, packetSpec(row));
-  } catch {
-    return null; // the hypothetical packet is unusable: say nothing rather than guess
-  }
-  const inputSteps = ex2.steps.filter((s) => s.hook === 'input' && s.table !== 'nat');
-  const d = decidingOf({ ...ex2, steps: inputSteps }, new Set());
-  if (d === null) return null;
-  const dr = decidingRule(d);
-  if (dr === null) return null;
-  const accepts = d.verdict === 'accept' || d.verdict === 'policy-accept';
-  // whose INPUT it is: the deciding rule's owner, else the first firewall manager whose chains the packet crossed there
-  const crossed = inputSteps.map((x) => chainOwner(x.family, x.table, x.chain)).find((o) => o !== 'neutral' && o !== 'docker');
-  const owner = dr.owner !== 'neutral' ? dr.owner : (crossed ?? 'neutral');
-  // an INPUT that would accept anyway is no surprise; a firewall that would refuse it, or one the user set up, is
-  if (accepts && owner === 'neutral') return null;
-  const who = owner === 'neutral' ? 'the INPUT firewall' : owner;
-  const would = accepts ? 'accepts' : 'denies';
-  return `${who} ${would} ${row.target.port}/${row.target.proto} in INPUT (${ruleName(dr)}); this packet is DNAT'd to ${ex.nat.dnat.to} and crosses FORWARD, so INPUT is never consulted`;
+  if (row.local) return null;
+  return inputNeverConsulted(ex, packetSpec(row), ex.nat.dnat === null ? null : ctx.withoutDnat())?.sentence ?? null;
 }
 
 export function packetSpec(row: RowPlan) {
@@ -175,7 +113,7 @@ export function judgeRow(row: RowPlan, ctx: JudgeContext): ExposureRow {
   const indeterminate: string[] = [];
   let status: ExposureStatus;
   let via: ExposureRow['via'] = null;
-  const step = ex !== null ? decidingOf(ex, ctx.ghosts) : null;
+  const step = ex !== null ? decidingStep(ex, ctx.ghosts) : null;
   const deciding = decidingRule(step);
   if (row.family === 6 && row.dst === '::1' && !row.local) {
     // ip6_rcv_core drops it before netfilter: ::1 is valid on the loopback device only

@@ -4,7 +4,6 @@
  * IP family), decided by the simulator (src/netfilter) on the host's own ruleset.
  */
 import type { Explanation } from '../model/explanation.js';
-import type { ChainOwner } from '../ruleset/owners.js';
 
 export const EXPOSURE_REPORT_VERSION = 1;
 
@@ -45,19 +44,8 @@ export interface ExposureTarget {
 }
 
 /** The rule that decided (or the chain policy), as the simulator saw it. */
-export interface DecidingRule {
-  readonly family: string;
-  readonly table: string;
-  readonly chain: string;
-  /** The rule's text (iptables-save line or nft rule), null for a chain policy. */
-  readonly rule: string | null;
-  readonly ruleNumber: number | null;
-  readonly handle: number | null;
-  /** accept, drop, reject, policy-accept, policy-drop, indeterminate. */
-  readonly verdict: string;
-  /** Who the rule belongs to, from what it is: docker, ufw, firewalld, kube-proxy, libvirt, neutral. */
-  readonly owner: ChainOwner;
-}
+import type { DecidingRule } from '../explain/input-bypass.js';
+export type { DecidingRule };
 
 export interface ExposureRow {
   /** "published 10.0.10.26:8080/tcp <- lan (v4)". */

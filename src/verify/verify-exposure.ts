@@ -5,6 +5,7 @@
  * is decided by the simulator; `--active` confirms the rows a real source can play, `--policy`
  * says which reachable rows are not allowed.
  */
+import { withoutDnat } from '../explain/input-bypass.js';
 import { readFile } from 'node:fs/promises';
 import { DockerClient, resolveDockerHost } from '../docker/client.js';
 import { connectDocker, type DockerSnapshot } from '../docker/inventory.js';
@@ -12,7 +13,6 @@ import { ghostChains } from '../explain/kernel-compare.js';
 import { compileRuleset, type CompiledRuleset } from '../netfilter/compile.js';
 import { JourneyError } from '../model/errors.js';
 import { loadHostContext, loadHostContextFiles, loadLiveRuleset, loadRulesetFiles, type RulesetFiles } from '../ruleset/load.js';
-import type { Ruleset } from '../ruleset/model.js';
 import { dockerFacts } from './docker-rules.js';
 import { confirmRows } from './exposure-active.js';
 import { judgeRow } from './exposure-judge.js';
@@ -99,22 +99,6 @@ async function loadLive(o: ExposureOptions): Promise<Loaded> {
     } else notices.push(`${c.reason ?? 'Docker unreachable'}: published ports come from the DNAT rules`);
   }
   return { rules, context, docker, netns: o.netns ?? null, mode: 'live', notices, pids };
-}
-
-/** The ruleset without its DNAT (and REDIRECT) rules: where a packet would go had nothing been published. */
-export function withoutDnat(rs: Ruleset): Ruleset {
-  return {
-    ...rs,
-    tables: rs.tables.map((t) => ({
-      ...t,
-      chains: new Map(
-        [...t.chains].map(([k, c]) => [
-          k,
-          { ...c, rules: c.rules.filter((r) => !r.exprs.some((e) => e.kind === 'nat' && (e.type === 'dnat' || e.type === 'redirect'))) },
-        ]),
-      ),
-    })),
-  };
 }
 
 /** Every row of an input, decided by the simulator (pure but for the compile). */

@@ -4,8 +4,10 @@
  * --random-fully`) and a libvirt-style NAT (LIBVIRT_PRT `MASQUERADE --to-ports 1024-65535`) added
  * to the lab's Docker host. Each probe's explained path equals the kernel's trace, its NAT equals
  * conntrack's entry (the port where the kernel chose it), no Docker meaning appears on the other
- * tools' chains, and the kernel-chosen ports are said to be the kernel's.
+ * tools' chains, and the kernel-chosen ports are said to be the kernel's. A ufw-style deny of the
+ * published port on INPUT is said to be bypassed (`journey explain` names the rule).
  */
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDown, labUp, type LabInfo } from '../../lab/driver.js';
 import type { ProbeDef } from '../../lab/probes.js';
@@ -18,6 +20,7 @@ import { compareProbesWithKernel } from './ipv6-helpers.js';
 import { labTestId } from './lab-helpers.js';
 
 const ID = labTestId('fo');
+const MAIN = join(import.meta.dirname, '../../dist/src/cli/main.js');
 
 /** kube-proxy's and libvirt's chains, put before Docker's (iptables-restore --noflush). */
 const FOREIGN = `*nat
@@ -44,6 +47,11 @@ const FOREIGN = `*nat
 -A KUBE-POSTROUTING -j MASQUERADE --random-fully
 -A LIBVIRT_PRT -s 172.17.0.0/16 ! -d 172.17.0.0/16 -p tcp -j MASQUERADE --to-ports 1024-65535
 COMMIT
+*filter
+:ufw-user-input - [0:0]
+-I INPUT 1 -j ufw-user-input
+-A ufw-user-input -p tcp -m tcp --dport 8000 -j DROP
+COMMIT
 `;
 
 const probe = (name: string, from: string, to: string, port: number, description: string): ProbeDef => ({
@@ -58,7 +66,13 @@ const probe = (name: string, from: string, to: string, port: number, description
 const PROBES: readonly ProbeDef[] = [
   probe('ext-to-nodeport', 'ext', 'host', 31455, 'external client -> NodePort 31455 (kube-proxy DNAT to web:80, masqueraded --random-fully)'),
   probe('container-to-outside', 'client', 'outside', 80, 'client -> 198.51.100.10:80 (libvirt-style MASQUERADE --to-ports 1024-65535)'),
-  probe('ext-to-published', 'ext', 'host', 8000, "external client -> Docker's published port 8000 (kube-proxy's chains passed)"),
+  probe(
+    'ext-to-published',
+    'ext',
+    'host',
+    8000,
+    "external client -> Docker's published port 8000 (kube-proxy's chains passed; ufw's deny of 8000 on INPUT never met)",
+  ),
 ];
 
 describe('explain on a host that is not only Docker: kube-proxy and libvirt rules beside Docker', () => {
@@ -102,5 +116,11 @@ describe('explain on a host that is not only Docker: kube-proxy and libvirt rule
         !/^DOCKER/.test(s.target ?? ''),
     );
     expect(dockerWords.map((s) => `${s.table} ${s.chain}: ${s.meaning}`)).toEqual([]);
+
+    // `ufw deny 8000` did nothing: the command says why, naming the rule
+    const cli = await run([process.execPath, MAIN, 'explain', '--netns', ns, '--src', '10.0.10.5:40000', '--dst', '10.0.10.26:8000', '--in', 'eth0']);
+    expect(cli.stdout).toMatch(
+      /ufw denies 8000\/tcp in INPUT \(filter ufw-user-input rule 1: .*--dport 8000 -j DROP\); this packet is DNAT'd to 172\.17\.0\.2:80 and crosses FORWARD, so INPUT is never consulted/,
+    );
   }, 180_000);
 });
