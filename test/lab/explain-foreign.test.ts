@@ -124,3 +124,30 @@ describe('explain on a host that is not only Docker: kube-proxy and libvirt rule
     );
   }, 180_000);
 });
+
+describe("explain on Debian's ufw with Docker (scenario ufw): paths through ufw's own chains equal the kernel's", () => {
+  const UFW_ID = labTestId('fu');
+  let info: LabInfo;
+  beforeAll(async () => {
+    await labDown(UFW_ID);
+    info = await labUp({ id: UFW_ID, scenario: 'ufw' });
+  }, 300_000);
+  afterAll(() => labDown(UFW_ID), 120_000);
+
+  it("published port (ufw's deny never met), a host port ufw denies (its LOG rule under -m limit), a container going out", async () => {
+    const probes: ProbeDef[] = [
+      probe('ext-to-published', 'ext', 'host', 8000, "external -> published 8000: DNAT'd, FORWARD, ufw's INPUT deny never met"),
+      probe('container-to-outside', 'client', 'outside', 80, 'client -> 198.51.100.10:80 through ufw-before-forward and Docker'),
+      { ...probe('ext-to-denied-host-port', 'ext', 'host', 9999, "external -> 10.0.10.26:9999: ufw's default deny on INPUT"), expect: 'no-answer' },
+    ];
+    const cmp = await compareProbesWithKernel(UFW_ID, info, probes, new Map());
+    console.log(
+      `explain-foreign (ufw): ${cmp.first} first packets and ${cmp.later} later packets compared with nft monitor trace, ${cmp.nat} NATs with conntrack; differences: ${cmp.bad.length}`,
+    );
+    expect(cmp.bad).toEqual([]);
+    expect(cmp.first).toBe(probes.length);
+    const ns = info.netns.host;
+    const cli = await run([process.execPath, MAIN, 'explain', '--netns', ns, '--src', '10.0.10.5:40000', '--dst', '10.0.10.26:8000', '--in', 'eth0']);
+    expect(cli.stdout).toMatch(/ufw denies 8000\/tcp in INPUT .*so INPUT is never consulted/);
+  }, 180_000);
+});
