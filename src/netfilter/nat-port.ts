@@ -10,7 +10,7 @@
  * guessed. Live, the connection's conntrack entry says which port the kernel chose.
  */
 import type { NatPortChoice } from '../model/explanation.js';
-import type { NatFlag } from '../ruleset/model.js';
+import type { NatFlag, Stmt } from '../ruleset/model.js';
 
 export type PortChoice = NatPortChoice;
 
@@ -76,4 +76,23 @@ export function natPort(i: NatPortInput): NatPortResult {
     return { port, choice: { how: 'conntrack', range, reason: `${why} (conntrack shows ${i.conntrackPort})` } };
   }
   return { port, choice };
+}
+
+/** natPort for a NAT statement, with the note the explanation gives when the kernel chooses the port. */
+export function statementPort(
+  s: Extract<Stmt, { kind: 'nat' }>,
+  manip: 'src' | 'dst',
+  original: number,
+  conntrackPort: number | undefined,
+): NatPortResult & { readonly note: string | null } {
+  const r = natPort({
+    manip,
+    original,
+    ...(s.port !== undefined ? { port: s.port } : {}),
+    ...(s.portHi !== undefined ? { portHi: s.portHi } : {}),
+    ...(s.flags !== undefined ? { flags: s.flags } : {}),
+    ...(conntrackPort !== undefined ? { conntrackPort } : {}),
+  });
+  const how = r.choice?.how === 'kept-if-unique' ? 'kept if unique' : 'chosen by the kernel';
+  return { ...r, note: r.choice ? `${s.text}: port ${how}: ${r.choice.reason}` : null };
 }

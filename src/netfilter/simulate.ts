@@ -19,7 +19,7 @@ import { type Ip, formatIp, parseIp } from '../ruleset/ip.js';
 import { lookupRoute, sourceAddressFor, type RouteResult } from '../ruleset/host-context.js';
 import type { CChain, CompiledRuleset, CRule, CStmt, CVerdict } from './compile.js';
 import type { CtState, SimPacket } from './packet.js';
-import { natPort, type PortChoice } from './nat-port.js';
+import { type PortChoice, statementPort } from './nat-port.js';
 import { type UndecidedKind, bothOutcomes, ruleEffects } from './undecided.js';
 import { type ChoicePoint, simulateBranches } from './branches.js';
 
@@ -475,18 +475,10 @@ class Walk {
     original: number,
     ctPort: number | undefined,
   ): PortChoice | null {
-    const r = natPort({
-      manip,
-      original,
-      ...(s.port !== undefined ? { port: s.port } : {}),
-      ...(s.portHi !== undefined ? { portHi: s.portHi } : {}),
-      ...(s.flags !== undefined ? { flags: s.flags } : {}),
-      ...(ctPort !== undefined ? { conntrackPort: ctPort } : {}),
-    });
+    const r = statementPort(s, manip, original, ctPort);
     if (manip === 'src') this.p.sport = r.port;
     else this.p.dport = r.port;
-    if (r.choice)
-      this.notes.push(`${s.text}: port ${r.choice.how === 'kept-if-unique' ? 'kept if unique' : 'chosen by the kernel'}: ${r.choice.reason}`);
+    if (r.note !== null) this.notes.push(r.note);
     return r.choice;
   }
 

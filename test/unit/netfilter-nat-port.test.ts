@@ -10,6 +10,8 @@ import { explainPacket } from '../../src/explain/explain.js';
 import { natComparison } from '../../src/explain/kernel-compare.js';
 import { formatExplanation } from '../../src/explain/format.js';
 import type { Ruleset } from '../../src/ruleset/model.js';
+import { flowPacketSpec } from '../../src/pipeline/flow-explainer.js';
+import type { FlowInfo } from '../../src/model/events.js';
 
 const FIX = join(new URL('../..', import.meta.url).pathname, 'test', 'fixtures', 'ruleset');
 const host = makeHostContext(
@@ -109,5 +111,24 @@ describe('NAT ports the kernel chooses (nf_nat)', () => {
     const ex = outbound(rs, 40000);
     expect(ex.nat.snat?.portChoice).toMatchObject({ how: 'kernel', range: '1024-65535' });
     expect(ex.steps.at(-1)?.rule).toBe('masquerade to :1024-65535 fully-random,persistent');
+  });
+
+  it("live: a flow's first packet is explained with its conntrack entry, so the kernel's port is the one shown", () => {
+    const t = { family: 4 as const, proto: 'tcp' as const, protoNum: 6, src: '192.168.0.2', dst: '1.1.1.1', sport: 40000, dport: 443 };
+    const flow: FlowInfo = {
+      id: '1',
+      orig: t,
+      reply: { ...t, src: '1.1.1.1', dst: '10.0.10.26', sport: 443, dport: 61000 },
+      nat: { dnat: null, snat: { from: '192.168.0.2:40000', to: '10.0.10.26:61000' } },
+      legs: [],
+      names: [],
+      ctStatus: [],
+      explanation: null,
+      drops: [],
+    };
+    const spec = flowPacketSpec(flow, host);
+    expect(spec?.natOf?.reply).toEqual({ src: '1.1.1.1', dst: '10.0.10.26', sport: 443, dport: 61000 });
+    const ex = explainPacket(compileRuleset(natTable('-j MASQUERADE --random-fully'), host), spec as NonNullable<typeof spec>);
+    expect(ex.nat.snat).toMatchObject({ to: '10.0.10.26:61000', portChoice: { how: 'conntrack' } });
   });
 });
