@@ -8,6 +8,9 @@
  * drop happens at an exec: every thread of the new process starts with the reduced sets. Each
  * process journey starts later is narrowed again (narrowArgv): a capture worker keeps CAP_NET_RAW,
  * a system tool (nft, iptables-save, conntrack, ip) CAP_NET_ADMIN, an anchor process none.
+ * The dropped journey and everything it starts run with no_new_privs: a setuid-root or
+ * file-capability binary executed by any of them gains nothing (the bounding set of a child cannot
+ * be narrowed further without CAP_SETPCAP, so this is what keeps a child to its ambient set).
  */
 import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
@@ -142,6 +145,8 @@ export function setprivArgv(plan: DropPlan, argv: readonly string[]): string[] {
     `--inh-caps=${set}`,
     `--ambient-caps=${set}`,
     `--bounding-set=${set}`,
+    // no process below may gain a capability or uid again through a setuid or file-capability binary
+    '--no-new-privs',
     '--',
     ...argv,
   ];

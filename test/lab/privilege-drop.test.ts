@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
+import { labDown, labUp, runProbe, runProbeDef, type LabInfo } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
 import { labTestId } from './lab-helpers.js';
 
@@ -28,18 +28,23 @@ interface Proc {
   readonly uid: number;
   readonly eff: bigint;
   readonly prm: bigint;
+  readonly bnd: bigint;
+  readonly nnp: boolean;
 }
 
 function proc(pid: number): Proc | null {
   try {
     const st = readFileSync(`/proc/${pid}/status`, 'utf8');
     const field = (n: string) => new RegExp(`^${n}:\\s*(.*)$`, 'm').exec(st)?.[1] ?? '';
+    if (field('State').startsWith('Z')) return null; // ended, not yet reaped: it holds nothing any more
     return {
       pid,
       argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim(),
       uid: Number(field('Uid').split(/\s+/)[1]), // the effective uid
       eff: BigInt(`0x${field('CapEff')}`),
       prm: BigInt(`0x${field('CapPrm')}`),
+      bnd: BigInt(`0x${field('CapBnd')}`),
+      nnp: field('NoNewPrivs') === '1',
     };
   } catch {
     return null; // ended meanwhile
@@ -82,7 +87,16 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   return cond();
 }
 
-const isWorker = (p: Proc) => p.argv.includes('worker-entry.js');
+const isWorker = (p: Proc) => p.argv.startsWith(process.execPath) && p.argv.includes('worker-entry.js');
+/** nsenter and setpriv exec what they start: seen only while a process is being started. */
+const isLauncher = (p: Proc) => /^(nsenter|setpriv) /.test(p.argv);
+
+/** The tree once no process in it is still being started (a launcher holds its parent's capabilities until it execs). */
+async function settledTree(pid: number): Promise<Proc[]> {
+  let procs = tree(pid);
+  for (const end = Date.now() + 10_000; procs.some(isLauncher) && Date.now() < end; procs = tree(pid)) await sleep(50);
+  return procs;
+}
 const isTool = (p: Proc) => /^(nft|ip|conntrack|iptables-save|ip6tables-save) /.test(p.argv);
 const isMain = (p: Proc) => p.argv.includes('main.js') && !isWorker(p);
 
@@ -107,7 +121,7 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
       expect(await waitFor(() => j.lines.some((l) => l.includes('capturing on')), 60_000)).toBe(true);
       const started = j.stderr.find((l) => l.startsWith('journey: running as nobody'));
       expect(started, j.stderr.join('\n')).toBeDefined();
-      const procs = tree(j.child.pid!);
+      const procs = await settledTree(j.child.pid!);
       const report = procs.map((p) => `${p.pid} uid ${p.uid} eff ${p.eff.toString(16)} prm ${p.prm.toString(16)} ${p.argv.slice(0, 90)}`).join('\n');
       console.log(`privilege-drop: watch's processes after start-up:\n${report}`);
       expect(
@@ -120,7 +134,10 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
       const main = rest.find(isMain);
       // the lab's docker socket is in a 0700 directory: CAP_DAC_READ_SEARCH to reach it (the group is kept)
       const mainCaps = mask('net_raw', 'net_admin', 'sys_admin', 'sys_ptrace', 'dac_read_search', 'bpf', 'perfmon', 'syslog');
-      expect([main?.eff, main?.prm], report).toEqual([mainCaps, mainCaps]);
+      expect([main?.eff, main?.prm, main?.bnd, main?.nnp], report).toEqual([mainCaps, mainCaps, mainCaps, true]);
+      // below the waiting process: no_new_privs everywhere (a setuid binary gains nothing), and no
+      // bounding set wider than the dropped journey's
+      for (const p of rest) expect([p.argv, p.nnp, p.bnd & ~mainCaps], report).toEqual([p.argv, true, 0n]);
       const workers = rest.filter(isWorker);
       expect(workers.length, report).toBeGreaterThanOrEqual(2);
       for (const w of workers) expect([w.eff, w.prm], report).toEqual([mask('net_raw'), mask('net_raw')]);
@@ -149,14 +166,39 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
         env,
         timeoutMs: 60_000,
       });
-      await run(['docker', 'run', '-d', '--name', 'pdweb', '--network', 'pdnet', 'lab/busybox:1', 'httpd', '-f', '-p', '80', '-h', '/'], {
-        env,
-        timeoutMs: 60_000,
-      });
+      await run(
+        ['docker', 'run', '-d', '--name', 'pdweb', '--network', 'pdnet', '-p', '8081:80', 'lab/busybox:1', 'httpd', '-f', '-p', '80', '-h', '/'],
+        {
+          env,
+          timeoutMs: 60_000,
+        },
+      );
       const more = await waitFor(() => tree(j.child.pid!).filter(isWorker).length > workers.length, 30_000);
       expect(more, j.lines.filter((l) => l.includes('notice')).join('\n')).toBe(true);
-      const later = tree(j.child.pid!).filter(isWorker);
-      for (const w of later) expect([w.uid, w.eff, w.prm]).toEqual([NOBODY, mask('net_raw'), mask('net_raw')]);
+      const later = (await settledTree(j.child.pid!)).filter(isWorker);
+      for (const w of later) expect([w.uid, w.eff, w.prm, w.nnp]).toEqual([NOBODY, mask('net_raw'), mask('net_raw'), true]);
+      // and it captures: a flow to the new container's published port, with its uplink and bridge legs
+      const def = {
+        name: 'pd-new-bridge',
+        description: 'external -> 10.0.10.26:8081 (DNAT to pdweb:80 on br-pd)',
+        from: 'ext',
+        proto: 'tcp',
+        to: 'host',
+        port: 8081,
+        expect: 'answer',
+      } as const;
+      const legsOn = (port: number, ifaces: readonly string[]) => () =>
+        events().some(
+          (e) => e.type.startsWith('flow.') && e.flow?.orig.dport === port && ifaces.every((i) => e.flow?.legs.some((l) => l.iface === i)),
+        );
+      let answered = false;
+      for (let i = 0; i < 5 && !(answered && legsOn(8081, ['eth0', 'br-pd'])()); i++) {
+        const r2 = await runProbeDef(info, def); // the first may come before the worker's socket is bound
+        answered ||= r2.asExpected;
+        await waitFor(legsOn(8081, ['eth0', 'br-pd']), 15_000);
+      }
+      expect(answered).toBe(true);
+      expect(legsOn(8081, ['eth0', 'br-pd'])(), j.lines.slice(-20).join('\n')).toBe(true);
     } finally {
       j.child.kill('SIGINT');
       expect(await j.exited()).toBe(0);
@@ -196,7 +238,7 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
       expect(ok, j.stderr.join('\n')).toBe(true);
       // serve answers before its capture workers are up: wait for them
       await waitFor(() => tree(j.child.pid!).filter(isWorker).length >= 2, 30_000);
-      const procs = tree(j.child.pid!);
+      const procs = await settledTree(j.child.pid!);
       const report = procs.map((p) => `${p.pid} uid ${p.uid} eff ${p.eff.toString(16)} ${p.argv.slice(0, 90)}`).join('\n');
       console.log(`privilege-drop: serve's processes:\n${report}`);
       expect(
@@ -204,7 +246,8 @@ describe('journey drops root: watch and serve run unprivileged with the capabili
         report,
       ).toBe(true);
       expect(procs[0]?.eff).toBe(0n);
-      for (const w of procs.filter(isWorker)) expect(w.eff).toBe(mask('net_raw'));
+      for (const w of procs.filter(isWorker)) expect([w.eff, w.prm, w.nnp]).toEqual([mask('net_raw'), mask('net_raw'), true]);
+      for (const t of procs.filter(isTool)) expect([t.eff, t.prm, t.nnp]).toEqual([mask('net_admin'), mask('net_admin'), true]);
       expect(procs.filter(isWorker).length).toBeGreaterThanOrEqual(2);
     } finally {
       j.child.kill('SIGINT');

@@ -47,7 +47,7 @@ describe('privilege drop: the plan and the commands', () => {
     }
   });
 
-  it('setpriv sets uid, gid, groups and the same inheritable, ambient and bounding sets', () => {
+  it('setpriv sets uid, gid, groups, the same inheritable, ambient and bounding sets, and no_new_privs', () => {
     const argv = setprivArgv({ user: nobody, groups: [65534, 106], caps: ['net_raw', 'sys_admin'] }, ['node', 'main.js']);
     expect(argv).toEqual([
       'setpriv',
@@ -57,6 +57,7 @@ describe('privilege drop: the plan and the commands', () => {
       '--inh-caps=-all,+net_raw,+sys_admin',
       '--ambient-caps=-all,+net_raw,+sys_admin',
       '--bounding-set=-all,+net_raw,+sys_admin',
+      '--no-new-privs',
       '--',
       'node',
       'main.js',
