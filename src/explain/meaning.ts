@@ -5,7 +5,8 @@
  * unknown rule.
  */
 import type { SimStep } from '../netfilter/simulate.js';
-import { ruleOwner } from '../ruleset/owners.js';
+import { type DockerGeneration, dockerGenerationOfTable, ruleOwner } from '../ruleset/owners.js';
+import { firewalldChainMeaning, ufwChainMeaning } from './owner-meanings.js';
 
 const CHAIN_MEANING: readonly [RegExp, string][] = [
   [/^(ip|ip6) raw PREROUTING$/, 'raw PREROUTING, before conntrack'],
@@ -24,7 +25,6 @@ const CHAIN_MEANING: readonly [RegExp, string][] = [
   [/ DOCKER-CT$/, 'DOCKER-CT: accepts packets of connections already allowed (conntrack RELATED,ESTABLISHED)'],
   [/ DOCKER-BRIDGE$/, 'DOCKER-BRIDGE: sends packets going into a Docker bridge to the DOCKER chain'],
   [/ DOCKER-INTERNAL$/, 'DOCKER-INTERNAL: keeps internal networks from reaching the outside'],
-  [/^(ip|ip6) filter DOCKER$/, 'filter DOCKER: accepts published ports of each container, drops the rest toward the bridges'],
   [/ docker-bridges filter-FORWARD$/, 'docker-bridges filter-FORWARD: dispatches on the bridge the packet enters or leaves'],
   [/ docker-bridges nat-PREROUTING$/, 'docker-bridges nat-PREROUTING: packets for a local address go to the published ports'],
   [/ docker-bridges nat-OUTPUT$/, 'docker-bridges nat-OUTPUT: host-sent packets to a local address go to the published ports'],
@@ -36,7 +36,6 @@ const CHAIN_MEANING: readonly [RegExp, string][] = [
   [/ docker-bridges nat-postrouting-in__(\S+)$/, 'NAT of packets going into bridge $1'],
   [/ docker-bridges nat-postrouting-out__(\S+)$/, 'NAT of packets leaving bridge $1 (masquerade)'],
   [/ docker-bridges filter-INPUT$/, 'docker-bridges filter-INPUT'],
-  [/^inet firewalld /, 'firewalld'],
   [/ KUBE-SERVICES$/, 'kube-proxy: Kubernetes services (cluster IPs), then NodePorts'],
   [/ KUBE-NODEPORTS$/, 'kube-proxy: NodePort services'],
   [/ KUBE-SVC-\S+$/, 'kube-proxy: one service, load-balanced over its endpoints'],
@@ -52,18 +51,38 @@ const CHAIN_MEANING: readonly [RegExp, string][] = [
   [/ LIBVIRT_FWI$/, 'libvirt: traffic entering its virtual networks'],
   [/ LIBVIRT_FWX$/, 'libvirt: traffic between its virtual networks'],
   [/ (LIBVIRT_\S+)$/, 'libvirt: $1'],
-  [/ (ufw6?-\S+)$/, 'ufw: $1'],
   [/ (FLANNEL-\S+)$/, 'flannel: $1'],
   [/ (CNI-\S+)$/, 'CNI plugin: $1'],
 ];
 
-export function chainMeaning(family: string, table: string, chain: string): string | null {
+/** filter DOCKER by Docker's generation: 20.10's only accepts, 28's also drops the rest toward each bridge. */
+const FILTER_DOCKER: Record<DockerGeneration | 'unknown', string> = {
+  '20.10': "filter DOCKER (Docker 20.10): accepts each container's published ports; the rest falls back to FORWARD",
+  '28': 'filter DOCKER (Docker 28): accepts published ports of each container, drops the rest toward the bridges',
+  '29-nft': "filter DOCKER: accepts each container's published ports",
+  unknown: "filter DOCKER: Docker's rules for each container's published ports",
+};
+
+/**
+ * A chain's meaning by its owner (src/ruleset/owners.ts) and name; `generation` is Docker's
+ * generation as the chain's table shows it, when known (the same name means different rules).
+ */
+export function chainMeaning(family: string, table: string, chain: string, generation: DockerGeneration | null = null): string | null {
+  if ((family === 'ip' || family === 'ip6') && table === 'filter' && chain === 'DOCKER') return FILTER_DOCKER[generation ?? 'unknown'];
+  if (/^ufw6?-/.test(chain)) return ufwChainMeaning(chain);
+  if (family === 'inet' && table === 'firewalld') return firewalldChainMeaning(chain) ?? `firewalld: ${chain}`;
   const key = `${family} ${table} ${chain}`;
   for (const [re, m] of CHAIN_MEANING) {
     const r = re.exec(key);
     if (r) return m.replace('$1', r[1] ?? '');
   }
   return null;
+}
+
+/** " by ufw" when a firewall manager or another tool (not Docker: its steps say so) made the rule's chain. */
+function by(s: SimStep): string {
+  const owner = ruleOwner(s.chain.table.family, s.chain.table.name, s.chain.name, s.rule?.rule.raw);
+  return owner === 'neutral' || owner === 'docker' ? '' : ` by ${owner}`;
 }
 
 /** Plain-words meaning of a step. */
@@ -91,7 +110,7 @@ export function stepMeaning(s: SimStep): string | undefined {
     case 'jump':
     case 'goto': {
       const target = s.target ?? '';
-      const m = chainMeaning(ch.table.family, ch.table.name, target);
+      const m = chainMeaning(ch.table.family, ch.table.name, target, dockerGenerationOfTable(ch.table.table));
       return m ? `to ${m}` : `to chain ${target}`;
     }
     case 'policy-accept':
@@ -101,14 +120,14 @@ export function stepMeaning(s: SimStep): string | undefined {
       return rule ? `back to the calling chain${comment}` : `end of ${ch.name}: back to the calling chain`;
     case 'accept': {
       if (rule && /ESTABLISHED|established/.test(rule.raw)) return `accepted: part of a connection already allowed${comment}`;
-      return `accepted${comment}`;
+      return `accepted${by(s)}${comment}`;
     }
     case 'drop':
       if (ruleOwner(ch.table.family, ch.table.name, ch.name, rule?.raw) === 'docker' && ch.table.name === 'raw')
         return `dropped: Docker refuses direct access to a container address from outside its bridge${comment}`;
-      return `dropped${comment}`;
+      return `dropped${by(s)}${comment}`;
     case 'reject':
-      return `rejected${comment}`;
+      return `rejected${by(s)}${comment}`;
     case 'indeterminate':
       return 'cannot be evaluated: see indeterminate';
     default:

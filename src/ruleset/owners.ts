@@ -37,3 +37,42 @@ export function ruleOwner(family: string, table: string, chain: string, raw: str
     return 'docker';
   return 'neutral';
 }
+
+/**
+ * Docker's generations, recognised by the shape of what they made: 20.10 (iptables: FORWARD →
+ * DOCKER-USER → DOCKER-ISOLATION-STAGE-1/2 → DOCKER, whose filter DOCKER only accepts published
+ * ports), 28 (iptables: DOCKER-FORWARD, DOCKER-CT, DOCKER-BRIDGE; filter DOCKER also drops the rest
+ * toward each bridge) and 29 with its nftables backend (the `docker-bridges` tables).
+ */
+export const DOCKER_GENERATIONS = ['20.10', '28', '29-nft'] as const;
+export type DockerGeneration = (typeof DOCKER_GENERATIONS)[number];
+
+/** Docker's generation as one table shows it (`docker-bridges`, or iptables' filter/nat), else null. */
+export function dockerGenerationOfTable(table: { readonly name: string; readonly chains: ReadonlyMap<string, unknown> }): DockerGeneration | null {
+  if (table.name === 'docker-bridges') return '29-nft';
+  const has = (c: string): boolean => table.chains.has(c);
+  if (has('DOCKER-FORWARD') || has('DOCKER-CT') || has('DOCKER-BRIDGE')) return '28';
+  if (table.name === 'filter' && (has('DOCKER-ISOLATION-STAGE-1') || has('DOCKER'))) return '20.10';
+  return null;
+}
+
+/** Docker's generation on a host's ruleset (the newest any table shows), else null: no Docker. */
+export function dockerGeneration(rs: {
+  readonly tables: readonly { readonly name: string; readonly chains: ReadonlyMap<string, unknown> }[];
+}): DockerGeneration | null {
+  const seen = new Set(rs.tables.map(dockerGenerationOfTable));
+  return (
+    DOCKER_GENERATIONS.slice()
+      .reverse()
+      .find((g) => seen.has(g)) ?? null
+  );
+}
+
+/** The tools whose chains a ruleset holds (built-in chains not counted), in CHAIN_OWNERS order. */
+export function rulesetOwners(rs: {
+  readonly tables: readonly { readonly family: string; readonly name: string; readonly chains: ReadonlyMap<string, unknown> }[];
+}): ChainOwner[] {
+  const seen = new Set<ChainOwner>();
+  for (const t of rs.tables) for (const c of t.chains.keys()) seen.add(chainOwner(t.family, t.name, c));
+  return CHAIN_OWNERS.filter((o) => o !== 'neutral' && seen.has(o));
+}
