@@ -21,97 +21,33 @@
  * - Bounded: at most `maxFlows` flows (oldest evicted, counted), idle timeout, a hold queue bounded
  *   by packets and bytes.
  * The parts: flow-state.ts (a flow, its FlowInfo), legs.ts (counting a packet, true copies),
- * hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts.
+ * hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts, correlator-options.ts (options,
+ * defaults, statistics), flow-events.ts (a flow's explanation and its FlowEvent).
  */
 import { ConntrackTable } from '../conntrack/table.js';
 import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
-import type { DropInfo, EndpointName, FlowEvent, FlowInfo, JourneyEvent } from '../model/events.js';
-import { SCHEMA_VERSION } from '../model/events.js';
-import type { Explanation } from '../model/explanation.js';
+import type { DropInfo, FlowEvent, FlowInfo } from '../model/events.js';
 import type { Observation } from '../model/observation.js';
 import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
-import { DropStash } from './drop-stash.js';
+import {
+  CORRELATOR_DEFAULTS,
+  type CorrelatorCounters,
+  type CorrelatorOptions,
+  type CorrelatorStats,
+  newCorrelatorCounters,
+  type ResolvedCorrelatorOptions,
+} from './correlator-options.js';
+import { addDrop, DropStash } from './drop-stash.js';
+import { explainFlow, flowEvent, needsExplaining } from './flow-events.js';
 import { flowNames } from './flow-names.js';
-import { firstOrigIface, flowInfo, newFlowState, type FlowState } from './flow-state.js';
+import { applyEntry, firstOrigIface, flowInfo, newFlowState, type FlowState } from './flow-state.js';
 import { HoldQueue } from './hold-queue.js';
 import { IfaceTallies, type IfaceTally } from './iface-tally.js';
 import { recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
 
+export type { CorrelatorOptions, CorrelatorStats, FlowExplainer, NameResolver, ProxyLinker } from './correlator-options.js';
 export { isLinkControl } from './packet-kinds.js';
-
-/** Names an address (Docker); null when unknown. */
-export type NameResolver = (addr: string, port: number | undefined, proto: string) => EndpointName | null;
-
-/** Explains a flow (the simulator); null when no explanation is available. See explainer.ts. */
-export interface FlowExplainer {
-  /** Bumped when the ruleset changed: cached explanations of an older generation are redone. */
-  readonly generation: number;
-  explain(flow: FlowInfo): Explanation | null;
-  /** The flow's explanation is waiting for something (the kernel's trace, --verify): ask again. */
-  awaits?(flowId: string): boolean;
-}
-
-/** Links docker-proxy halves; see proxy-link.ts. */
-export interface ProxyLinker {
-  /** Called once per new flow; returns links to set (this flow and possibly its peer). */
-  onFlow(flow: FlowInfo, timeUs: number): readonly { flowId: string; pid: number; peerFlowId: string | null }[];
-}
-
-export interface CorrelatorOptions {
-  readonly emit: (ev: JourneyEvent) => void;
-  readonly names?: NameResolver;
-  readonly explainer?: FlowExplainer;
-  readonly proxyLinker?: ProxyLinker;
-  readonly maxFlows?: number;
-  readonly maxEntries?: number;
-  /** A flow with no packet and no conntrack change for this long ends (default 120 s). */
-  readonly idleTimeoutMs?: number;
-  /** How long a packet waits for its conntrack entry (default 2000 ms). */
-  readonly holdMs?: number;
-  readonly maxPending?: number;
-  /** Wire bytes the hold queue may keep (default 64 MiB). */
-  readonly maxPendingBytes?: number;
-  /** flow.start comes this long after the flow appears (default 250 ms; up to 4x while no packet is captured). */
-  readonly startDelayMs?: number;
-  readonly updateIntervalMs?: number;
-  /** In-kernel NAT proof (eBPF netfilter hook programs) for a connection, by its original tuple. */
-  readonly hookTuples?: (orig: Tuple) => readonly { hook: string; priority: number; tuple: Tuple; ctStatus: readonly string[] }[];
-  /** Counter-only flow.update events per tick (default 1000: 10,000/s at the live 100 ms tick). */
-  readonly maxCounterUpdatesPerTick?: number;
-  /** At most this many drops are kept per flow (default 16; more are counted). */
-  readonly maxDropsPerFlow?: number;
-  /** A destroyed entry stays findable this long for late packets (default 1500 ms). */
-  readonly destroyGraceMs?: number;
-  /** Create flows for entries of the initial dump only when packets arrive (default true). */
-  readonly lazyDumped?: boolean;
-}
-
-export interface CorrelatorStats {
-  flowsLive: number;
-  flowsStarted: number;
-  flowsEnded: number;
-  flowsEvicted: number;
-  flowsIdled: number;
-  ctEntries: number;
-  ctEvicted: number;
-  packetsMatched: number;
-  packetsHeld: number;
-  packetsHeldMatched: number;
-  /** Held packets that found no conntrack entry in time (became conntrack-less flows). */
-  packetsUnmatched: number;
-  /** Held packets dropped because the queue was full. */
-  pendingOverflow: number;
-  /** Link-local control packets without conntrack (IPv6 ND/MLD, IGMP, DHCP): counted, not shown as flows. */
-  linkControl: number;
-  /** Kernel drops seen, drops that found no flow, drops beyond the per-flow limit. */
-  drops: number;
-  dropsUnjoined: number;
-  dropsOverLimit: number;
-  /** True copies of one frame seen twice on the same interface (a promiscuous bridge), counted once. */
-  sameTwice: number;
-  pendingNow: number;
-}
 
 function synthId(t: Tuple): string {
   return `pkt:${tupleKey(t)}`;
@@ -129,42 +65,13 @@ export class Correlator {
   private readonly tallies = new IfaceTallies();
   private seq = 0;
   private nowMs = 0;
-  private readonly o: Required<Omit<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>> &
-    Pick<CorrelatorOptions, 'names' | 'explainer' | 'proxyLinker' | 'hookTuples'>;
+  private readonly o: ResolvedCorrelatorOptions;
   /** Drops whose flow does not exist yet (its packets are still held). */
   private readonly dropStash: DropStash;
-  readonly counters: Omit<CorrelatorStats, 'flowsLive' | 'ctEntries' | 'ctEvicted' | 'pendingNow' | 'dropsUnjoined'> = {
-    flowsStarted: 0,
-    flowsEnded: 0,
-    flowsEvicted: 0,
-    flowsIdled: 0,
-    packetsMatched: 0,
-    packetsHeld: 0,
-    packetsHeldMatched: 0,
-    packetsUnmatched: 0,
-    pendingOverflow: 0,
-    linkControl: 0,
-    drops: 0,
-    dropsOverLimit: 0,
-    sameTwice: 0,
-  };
+  readonly counters: CorrelatorCounters = newCorrelatorCounters();
 
   constructor(opts: CorrelatorOptions) {
-    this.o = {
-      maxFlows: 100_000,
-      maxEntries: 262_144,
-      idleTimeoutMs: 120_000,
-      holdMs: 2_000,
-      maxPending: 50_000,
-      maxPendingBytes: 64 * 1024 * 1024,
-      startDelayMs: 250,
-      updateIntervalMs: 2_000,
-      lazyDumped: true,
-      destroyGraceMs: 1_500,
-      maxDropsPerFlow: 16,
-      maxCounterUpdatesPerTick: 1_000,
-      ...opts,
-    };
+    this.o = { ...CORRELATOR_DEFAULTS, ...opts };
     this.table = new ConntrackTable({ maxEntries: this.o.maxEntries });
     this.hold = new HoldQueue(this.o.maxPending, this.o.maxPendingBytes);
     this.dropStash = new DropStash(this.o.maxDropsPerFlow);
@@ -226,10 +133,7 @@ export class Correlator {
         const f = this.flows.get(ev.entry.id);
         if (f && f.entry !== null) {
           // keep the last known state (a DESTROY may come without it)
-          this.applyEntry(
-            f,
-            ev.entry.tcpState === undefined && f.entry.tcpState !== undefined ? { ...ev.entry, tcpState: f.entry.tcpState } : ev.entry,
-          );
+          applyEntry(f, ev.entry.tcpState === undefined && f.entry.tcpState !== undefined ? { ...ev.entry, tcpState: f.entry.tcpState } : ev.entry);
         }
         continue;
       }
@@ -238,7 +142,7 @@ export class Correlator {
       this.table.upsert(ev.entry);
       const f = this.flows.get(ev.entry.id);
       if (f) {
-        this.applyEntry(f, ev.entry);
+        applyEntry(f, ev.entry);
         f.lastActivityMs = this.nowMs;
       } else if (ev.type === 'new') {
         this.ensureFlow(ev.entry, ev.time || this.nowMs);
@@ -246,15 +150,6 @@ export class Correlator {
       // held packets join before the next event (a destroy may follow at once)
       this.retryPendingFor(ev.entry);
     }
-  }
-
-  private applyEntry(f: FlowState, e: ConntrackEntry): void {
-    const prevState = f.tcpState;
-    const prevStatus = f.entry?.status.join(',');
-    f.entry = e;
-    f.reply = e.reply;
-    f.tcpState = e.tcpState;
-    if (prevState !== e.tcpState || prevStatus !== e.status.join(',')) f.changed = true;
   }
 
   private ensureFlow(e: ConntrackEntry, atMs: number): FlowState {
@@ -318,18 +213,11 @@ export class Correlator {
   }
 
   private addDrop(f: FlowState, drop: DropInfo): void {
-    if (f.drops.length >= this.o.maxDropsPerFlow) {
-      this.counters.dropsOverLimit++;
-      return;
-    }
-    f.drops.push(drop);
-    f.changed = true;
+    if (!addDrop(f, drop, this.o.maxDropsPerFlow)) this.counters.dropsOverLimit++;
   }
 
   private takeStashedDrops(f: FlowState): void {
-    if (this.dropStash.size === 0) return;
-    const keys = [f.orig, reverseTuple(f.orig), ...(f.reply ? [f.reply, reverseTuple(f.reply)] : [])].map(tupleKey);
-    for (const d of this.dropStash.take(keys)) this.addDrop(f, d);
+    for (const d of this.dropStash.takeFor(f)) this.addDrop(f, d);
   }
 
   /** Attaches a batch of observations (in time order). */
@@ -432,7 +320,7 @@ export class Correlator {
     if (created) for (const p of this.hold.take([tupleKey(t), tupleKey(reverseTuple(t))])) this.attach(p.obs, true);
   }
 
-  /** Advances time: expires held packets, starts/updates/ends flows. Call every ~100 ms. */
+  /** The end of a destroyed entry's grace: it leaves the table and its flow ends. */
   private finishDestroy(id: string): void {
     this.graveyard.delete(id);
     this.table.remove(id);
@@ -440,6 +328,7 @@ export class Correlator {
     if (f && f.entry !== null) this.end(f, 'destroyed');
   }
 
+  /** Advances time: expires held packets, starts/updates/ends flows. Call every ~100 ms. */
   tick(nowMs?: number): void {
     if (nowMs !== undefined) this.advance(nowMs);
     this.expirePending();
@@ -464,15 +353,8 @@ export class Correlator {
         this.end(f, 'idle');
         continue;
       }
-      const gen = this.o.explainer?.generation ?? 0;
-      // after a ruleset change, live flows are re-explained a few thousand per tick
-      // and when an earlier leg turned up after it was explained (captures of two interfaces
-      // arrive in their own batches): the question is asked where the packet first came in
-      if (
-        this.o.explainer &&
-        (f.explainedGen !== gen || f.explainedFrom !== firstOrigIface(f) || this.o.explainer.awaits?.(f.id) === true) &&
-        reexplained < 2000
-      ) {
+      // an out-of-date explanation is redone, a few thousand flows per tick (see needsExplaining)
+      if (this.o.explainer && needsExplaining(f, this.o.explainer) && reexplained < 2000) {
         reexplained++;
         this.explainFlow(f);
       }
@@ -486,18 +368,7 @@ export class Correlator {
   }
 
   private explainFlow(f: FlowState): void {
-    const ex = this.o.explainer;
-    if (!ex) return;
-    const gen = ex.generation;
-    const before = f.explanation === null ? null : JSON.stringify(f.explanation);
-    try {
-      f.explanation = ex.explain(this.info(f));
-    } catch {
-      f.explanation = null;
-    }
-    f.explainedGen = gen;
-    f.explainedFrom = firstOrigIface(f);
-    if ((f.explanation === null ? null : JSON.stringify(f.explanation)) !== before) f.changed = true;
+    if (this.o.explainer) explainFlow(f, this.o.explainer, () => this.info(f));
   }
 
   private start(f: FlowState): void {
@@ -518,11 +389,7 @@ export class Correlator {
     if (!f.started) {
       // never shown: show it once, so short flows are not lost
       if (f.legs.length === 0 && reason !== 'destroyed') return;
-      f.started = true;
-      this.counters.flowsStarted++;
-      if (this.o.names) f.names = flowNames(f, this.o.names);
-      this.explainFlow(f);
-      this.emitFlow(f, 'flow.start');
+      this.start(f);
     }
     if (this.o.explainer && f.explainedFrom !== firstOrigIface(f)) this.explainFlow(f);
     this.counters.flowsEnded++;
@@ -544,17 +411,6 @@ export class Correlator {
   }
 
   private emitFlow(f: FlowState, type: FlowEvent['type'], reason?: string): void {
-    f.changed = false;
-    f.countersChanged = false;
-    f.lastEmitMs = this.nowMs;
-    const ev: FlowEvent = {
-      v: SCHEMA_VERSION,
-      seq: this.nextSeq(),
-      time: Math.round(this.nowMs),
-      type,
-      flow: this.info(f),
-      ...(reason !== undefined ? { reason } : {}),
-    };
-    this.o.emit(ev);
+    this.o.emit(flowEvent(f, type, this.nextSeq(), this.nowMs, this.info(f), reason));
   }
 }

@@ -3,6 +3,16 @@
  * per key and in keys; what is given up is counted.
  */
 import type { DropInfo } from '../model/events.js';
+import { reverseTuple, tupleKey } from '../model/tuple.js';
+import type { FlowState } from './flow-state.js';
+
+/** Joins a drop to its flow; false when the flow already keeps `max` drops (the drop is counted, not kept). */
+export function addDrop(f: FlowState, drop: DropInfo, max: number): boolean {
+  if (f.drops.length >= max) return false;
+  f.drops.push(drop);
+  f.changed = true;
+  return true;
+}
 
 export class DropStash {
   private readonly byKey = new Map<string, { drop: DropInfo; atMs: number }[]>();
@@ -34,6 +44,12 @@ export class DropStash {
   }
 
   /** The drops stashed under any of `keys` (removed). */
+  /** The drops stashed under any of a new flow's keys (both directions of both tuples). */
+  takeFor(f: FlowState): DropInfo[] {
+    if (this.byKey.size === 0) return [];
+    return this.take([f.orig, reverseTuple(f.orig), ...(f.reply ? [f.reply, reverseTuple(f.reply)] : [])].map(tupleKey));
+  }
+
   take(keys: readonly string[]): DropInfo[] {
     if (this.byKey.size === 0) return [];
     const out: DropInfo[] = [];

@@ -142,3 +142,13 @@ export function synthTcpState(flags: number): string {
   if (flags & 2 && !(flags & 16)) return 'SYN_SENT';
   return 'UNTRACKED';
 }
+
+/** A conntrack entry's new state: the flow changed when its TCP state or status did. */
+export function applyEntry(f: FlowState, e: ConntrackEntry): void {
+  const prevState = f.tcpState;
+  const prevStatus = f.entry?.status.join(',');
+  f.entry = e;
+  f.reply = e.reply;
+  f.tcpState = e.tcpState;
+  if (prevState !== e.tcpState || prevStatus !== e.status.join(',')) f.changed = true;
+}
