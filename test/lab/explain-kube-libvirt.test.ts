@@ -34,6 +34,8 @@ let compared = 0;
 /** Forwarded first packets where the kernel traced the LOG under -m limit, and where it did not. */
 const logRule = { traced: 0, skipped: 0 };
 const kernelChosen: string[] = [];
+/** The endpoint conntrack showed for each load-balanced probe. */
+const endpoints: string[] = [];
 
 interface Outcome {
   readonly live: Explanation;
@@ -104,7 +106,7 @@ describe('kube-proxy and libvirt NAT against the kernel (lab)', () => {
     await labDown(ID).catch(() => undefined);
     process.stdout.write(
       `explain-kube-libvirt: compared ${compared} probes with nft monitor trace and conntrack (path, verdict, NAT with ports); ` +
-        `LOG under -m limit traced on ${logRule.traced} forwarded first packets, limited on ${logRule.skipped}; offline, ${kernelChosen.length} NAT ports/endpoints marked as the kernel's choice:\n  ${kernelChosen.join('\n  ')}\n`,
+        `LOG under -m limit traced on ${logRule.traced} forwarded first packets, limited on ${logRule.skipped}; endpoints the kernel chose: ${endpoints.join(', ')}; offline, ${kernelChosen.length} NAT ports/endpoints marked as the kernel's choice:\n  ${kernelChosen.join('\n  ')}\n`,
     );
   });
 
@@ -125,6 +127,7 @@ describe('kube-proxy and libvirt NAT against the kernel (lab)', () => {
       expect(o.offline.nat.snat).toMatchObject({ to: '10.244.1.1:*', portChoice: { how: 'kernel', range: '1024-65535' } });
       expect(o.live.nat.snat?.portChoice?.how).toBe('conntrack');
       hit.add(o.conntrack.dnat?.to ?? '?');
+      endpoints.push(`nodeport #${i + 1} → ${o.conntrack.dnat?.to ?? '?'}`);
     }
     expect([...hit].every((e) => ['10.244.1.11:8080', '10.244.1.12:8080'].includes(e))).toBe(true);
   });
@@ -133,6 +136,7 @@ describe('kube-proxy and libvirt NAT against the kernel (lab)', () => {
     const o = await probe('cluster IP from the host', { netns: info.netns.host, addr: info.hostAddr, host: true }, 'tcp', '10.96.0.10', 80, 42000);
     expect(o.answered).toBe(true);
     expect(o.offline.nat.dnat?.oneOf).toEqual(['10.244.1.11:8080', '10.244.1.12:8080']);
+    endpoints.push(`cluster IP → ${o.conntrack.dnat?.to ?? '?'}`);
   });
 
   it('libvirt guest: --to-ports 1024-65535 keeps the port when unique; on a clash the kernel picks another, marked', async () => {
