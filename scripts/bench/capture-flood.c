@@ -1,7 +1,10 @@
 /*
  * UDP flood for scripts/bench/capture.mjs: sends small UDP datagrams to DST:PORT at RATE
  * packets/s for SECONDS, in sendmmsg bursts, paced by CLOCK_MONOTONIC. Prints the number sent.
- * Usage: capture-flood DST PORT RATE SECONDS [PAYLOAD_BYTES]
+ * Usage: capture-flood DST PORT RATE SECONDS [PAYLOAD_BYTES] [FLOWS]
+ * With FLOWS > 1 the bursts go round FLOWS sockets (distinct source ports: FLOWS 5-tuples), and
+ * every 8th burst one of them is replaced by a new socket (a new source port: new connections
+ * all the time).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -13,6 +16,16 @@
 #include <unistd.h>
 
 #define BURST 32
+
+/* A UDP socket connected to sa: one 5-tuple (the kernel picks the source port). */
+static int open_flow(const struct sockaddr_in *sa) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) { perror("socket"); return -1; }
+  int sndbuf = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) < 0) { perror("connect"); close(fd); return -1; }
+  return fd;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -30,15 +43,18 @@ int main(int argc, char **argv) {
   double rate = atof(argv[3]);
   double secs = atof(argv[4]);
   int payload = argc > 5 ? atoi(argv[5]) : 18; /* 18 bytes: a 60-byte frame */
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  if (fd < 0) { perror("socket"); return 1; }
-  int sndbuf = 4 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  int nflows = argc > 6 ? atoi(argv[6]) : 1;
+  if (nflows < 1) nflows = 1;
   struct sockaddr_in sa = {0};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
   inet_pton(AF_INET, dst, &sa.sin_addr);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("connect"); return 1; }
+  int *fds = calloc(nflows, sizeof(int));
+  for (int i = 0; i < nflows; i++) {
+    fds[i] = open_flow(&sa);
+    if (fds[i] < 0) return 1;
+  }
+  unsigned long long bursts = 0;
   static char buf[BURST][2048];
   struct mmsghdr msgs[BURST];
   struct iovec iov[BURST];
@@ -68,7 +84,14 @@ int main(int argc, char **argv) {
     int n = BURST;
     if (rate > 0 && due - sent < n) n = (int)(due - sent) + 1;
     for (int i = 0; i < n; i++) memcpy(buf[i], &seq, sizeof seq), seq++;
-    int r = sendmmsg(fd, msgs, n, 0);
+    int k = (int)(bursts % (unsigned long long)nflows);
+    if (nflows > 1 && bursts % 8 == 7) {
+      /* a new connection in place of an old one */
+      int nfd = open_flow(&sa);
+      if (nfd >= 0) { close(fds[k]); fds[k] = nfd; }
+    }
+    bursts++;
+    int r = sendmmsg(fds[k], msgs, n, 0);
     if (r > 0) sent += r;
     else seq -= n;
   }

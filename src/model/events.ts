@@ -91,6 +91,18 @@ export interface CaptureStatsEvent extends EventBase {
   readonly type: 'capture.stats';
   readonly stats: readonly CaptureStats[];
   readonly flows: { readonly live: number; readonly evicted: number };
+  /** Per interface: captured = shown + not shown + lost (where) + pending (still held). */
+  readonly loss?: readonly IfaceLossCount[];
+}
+/** Where one interface's captured frames went (the pipeline's loss ledger). */
+export interface IfaceLossCount {
+  readonly iface: string;
+  readonly captured: number;
+  readonly delivered: number;
+  readonly shown: number;
+  readonly notShown: { readonly nonIp: number; readonly undecodable: number; readonly copies: number; readonly linkControl: number };
+  readonly lost: { readonly kernelRing: number; readonly interface: number; readonly pipe: number; readonly holdQueue: number };
+  readonly pending: number;
 }
 /** The stream tells a client how many events it lost (slow consumer), in band. */
 export interface LostEvent extends EventBase {

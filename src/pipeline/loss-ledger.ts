@@ -6,6 +6,7 @@
  * captured = shown + not shown + lost holds exactly.
  */
 import type { IfaceTally } from '../correlate/iface-tally.js';
+import type { IfaceLossCount } from '../model/events.js';
 import type { CaptureStats } from '../model/observation.js';
 
 /** What the pipeline itself saw of one interface's batches. */
@@ -18,20 +19,8 @@ export interface IfaceIntake {
   nonIp: number;
 }
 
-export interface IfaceLoss {
-  readonly iface: string;
-  /** Frames the capture took from the kernel (those the pipe then lost included). */
-  readonly captured: number;
-  /** Frames that reached the pipeline. */
-  readonly delivered: number;
-  /** Packets shown in flows. */
-  readonly shown: number;
-  readonly notShown: { readonly nonIp: number; readonly undecodable: number; readonly copies: number; readonly linkControl: number };
-  /** Lost, and where: the kernel ring (and the interface), the pipe from the worker, the hold queue. */
-  readonly lost: { readonly kernelRing: number; readonly interface: number; readonly pipe: number; readonly holdQueue: number };
-  /** Still on its way (held for a conntrack entry): delivered minus everything above; 0 after stop. */
-  readonly pending: number;
-}
+/** One interface's account (the shape carried by capture.stats' `loss`). */
+export type IfaceLoss = IfaceLossCount;
 
 export class LossLedger {
   private readonly intake = new Map<string, IfaceIntake>();

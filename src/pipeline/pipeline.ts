@@ -246,6 +246,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       type: 'capture.stats',
       stats: this.captureStats(),
       flows: { live: s.flowsLive, evicted: s.flowsEvicted },
+      loss: this.loss(),
     });
   }
 
