@@ -70,6 +70,8 @@ function setup(dir) {
   sh('ip', ['-n', TX, 'route', 'add', '10.77.0.9/32', 'dev', 'txv']);
   return buildFlood(dir);
 }
+/** Packet sockets open in the receiving namespace (a capture's socket appears here when it opens). */
+const packetSockets = () => sh('ip', ['netns', 'exec', RX, 'cat', '/proc/net/packet']).trim().split('\n').length - 1;
 const rxStats = () => JSON.parse(sh('ip', ['-n', RX, '-s', '-j', 'link', 'show', 'rxv']))[0].stats64.rx;
 const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS });
 
@@ -92,6 +94,7 @@ async function trial(tool, bin, rate) {
           '0',
           FILTER,
         ];
+  const sockets0 = packetSockets();
   const outFile = join(dir, `${tool}-${rate}.jsonl`);
   const outFd = openSync(outFile, 'w');
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', tool === 'tcpdump' ? 'ignore' : outFd, 'pipe'] });
@@ -100,6 +103,9 @@ async function trial(tool, bin, rate) {
   child.stderr.on('data', (d) => (err += d));
   const ready = tool === 'tcpdump' ? /listening on/ : /capture statistics|capturing on|E_/;
   for (let i = 0; i < 200 && !ready.test(err); i++) await sleep(50);
+  // the capture counts from when its packet socket exists: wait for it (a loaded machine may open it
+  // well after the start notice), or the frames sent before would look like uncounted loss
+  for (let i = 0; i < 300 && packetSockets() <= sockets0; i++) await sleep(50);
   await sleep(tool === 'tcpdump' ? 300 : 1500);
   const s0 = rxStats();
   const f = await flood(bin, rate);
@@ -144,7 +150,7 @@ async function trial(tool, bin, rate) {
     kernelDropped: kdrop,
     ownDropped: own,
     delivered,
-    ...(acct ? { shown: acct.shown, notShown, lostAt: acct.lost, pending: acct.pending } : {}),
+    ...(acct ? { reachedPipeline: acct.delivered, shown: acct.shown, notShown, lostAt: acct.lost, pending: acct.pending } : {}),
     toldLost: told,
     lost,
     uncounted,
@@ -163,7 +169,7 @@ try {
       const r = await trial(tool, bin, rate);
       results[tool].trials.push(r);
       const where = r.lostAt
-        ? ` = shown ${r.shown} + not flows ${r.notShown} + lost (ring ${r.lostAt.kernelRing}, interface ${r.lostAt.interface}, pipe ${r.lostAt.pipe}, hold queue ${r.lostAt.holdQueue}) + pending ${r.pending}`
+        ? ` (captured ${r.captured}, reached the pipeline ${r.reachedPipeline}) = shown ${r.shown} + not flows ${r.notShown} + lost (ring ${r.lostAt.kernelRing}, interface ${r.lostAt.interface}, pipe ${r.lostAt.pipe}, hold queue ${r.lostAt.holdQueue}) + pending ${r.pending}`
         : ` = captured ${r.captured} + kernel-drop ${r.kernelDropped}`;
       log(
         `${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) delivered ${r.delivered}${where} + uncounted ${r.uncounted} ${r.ok ? 'OK' : 'DROPS'}`,
