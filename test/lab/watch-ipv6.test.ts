@@ -6,9 +6,17 @@
  *    NETFILTER_DROP and the TCP tuple after DNAT (not protocol 0/60 without ports), and joins the
  *    ip6tables rule that dropped it. The kernel's own word: `nft monitor trace` saw DOCKER-USER drop
  *    it, and the packet on the wire (tcpdump) carried the extension headers.
+ *  - watch (the real pipeline) on IPv6 flows: published port (DNAT to web's IPv6), outbound NAT66
+ *    (MASQUERADE), direct access from ext to web's IPv6 (routed, no NAT): each flow has its uplink and bridge legs joined
+ *    through conntrack, each leg's tuple equal to `conntrack -L -f ipv6`'s entry, names and an
+ *    explanation; the ip6 DOCKER-USER drop reported with its reason and rule.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labExec, labUp, type LabInfo } from '../../lab/driver.js';
+import { labDown, labExec, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
+import { parseConntrackText } from '../../src/conntrack/parse.js';
+import type { DropEvent, FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
+import type { Tuple } from '../../src/model/tuple.js';
+import { startPipeline } from '../../src/pipeline/pipeline.js';
 import { run } from '../../src/host/exec.js';
 import { openKernelEvents, type KernelDrop } from '../../src/native/index.js';
 import { joinDropRule } from '../../src/native/join.js';
@@ -93,6 +101,97 @@ describe('IPv6 extension headers in the eBPF programs', () => {
       );
     } finally {
       await k.stop();
+    }
+  }, 120_000);
+});
+
+const same = (a: Tuple | undefined, b: Tuple | undefined): boolean =>
+  !!a && !!b && a.proto === b.proto && a.src === b.src && a.dst === b.dst && a.sport === b.sport && a.dport === b.dport;
+const rev = (t: Tuple): Tuple => ({ ...t, src: t.dst, dst: t.src, sport: t.dport, dport: t.sport });
+
+describe('watch on IPv6 flows', () => {
+  it('published port, NAT66 outbound, direct access: both legs through conntrack, tuples equal conntrack; the DOCKER-USER drop with its rule', async () => {
+    const v6 = lab.v6;
+    const web = lab.containers.find((c) => c.name === 'web');
+    const client = lab.containers.find((c) => c.name === 'client');
+    if (!v6 || !web?.ip6 || !client?.ip6) throw new Error('the ipv6 scenario has no IPv6 addresses');
+    const p = await startPipeline({ netns: lab.netns.host, dockerHost: `unix://${lab.dockerHost!}` });
+    const evs: JourneyEvent[] = [];
+    p.on('event', (e) => evs.push(e));
+    const flows = (): FlowInfo[] => evs.filter((e): e is FlowEvent => e.type === 'flow.start' || e.type === 'flow.update').map((e) => e.flow);
+    const latest = (pred: (f: FlowInfo) => boolean): FlowInfo | undefined => flows().filter(pred).at(-1);
+    const both = (f: FlowInfo | undefined): boolean =>
+      !!f && ['eth0', 'docker0'].every((i) => f.legs.some((l) => l.iface === i && l.direction === 'orig'));
+    const until = async (cond: () => boolean): Promise<void> => {
+      const end = Date.now() + 15_000;
+      while (Date.now() < end && !cond()) await sleep(200);
+    };
+    try {
+      await sleep(1500);
+      const cases = [
+        { probe: 'ext-to-published6', pred: (f: FlowInfo) => f.orig.src === v6.extAddr && f.orig.dport === 8000, bridged: true },
+        { probe: 'container-to-outside6', pred: (f: FlowInfo) => f.orig.src === client.ip6 && f.orig.dst === v6.outsideAddr, bridged: true },
+        { probe: 'direct-access6', pred: (f: FlowInfo) => f.orig.src === v6.extAddr && f.orig.dst === web.ip6 && f.orig.dport === 80, bridged: true },
+      ];
+      let compared = 0;
+      for (const c of cases) {
+        await runProbe(ID, c.probe);
+        await until(() => (c.bridged ? both(latest(c.pred)) : (latest(c.pred)?.legs.length ?? 0) > 0));
+        const f = latest(c.pred);
+        expect(f, `${c.probe}: no flow in ${JSON.stringify(flows().map((x) => x.orig))}`).toBeDefined();
+        if (!f) continue;
+        if (c.bridged) expect(both(f), `${c.probe}: legs ${JSON.stringify(f.legs)}`).toBe(true);
+        else
+          expect(
+            f.legs.every((l) => l.iface === 'docker0'),
+            `${c.probe}: legs ${JSON.stringify(f.legs)}`,
+          ).toBe(true);
+        // conntrack's own entry for this connection (IPv6 table)
+        const ct = await run(['conntrack', '-L', '-f', 'ipv6', '-o', 'extended,id'], { netns: lab.netns.host, allowFailure: true });
+        const entry = parseConntrackText(ct.stdout, 'conntrack-tool')
+          .lines.map((l) => l.entry)
+          .find((e) => same(e.orig, f.orig));
+        expect(entry, `${c.probe}: no conntrack entry for ${JSON.stringify(f.orig)}\n${ct.stdout}`).toBeDefined();
+        if (!entry) continue;
+        expect(f.reply).toMatchObject({ src: entry.reply.src, dst: entry.reply.dst, sport: entry.reply.sport, dport: entry.reply.dport });
+        // every leg's tuple is the original tuple (as it left the sender) or the reply tuple reversed
+        // (as it reached the receiver), in its direction
+        for (const l of f.legs) {
+          const ok =
+            l.direction === 'orig'
+              ? same(l.tuple, entry.orig) || same(l.tuple, rev(entry.reply))
+              : same(l.tuple, entry.reply) || same(l.tuple, rev(entry.orig));
+          expect(ok, `${c.probe}: leg ${l.iface}/${l.direction} ${JSON.stringify(l.tuple)} vs conntrack ${JSON.stringify(entry)}`).toBe(true);
+          compared++;
+        }
+        expect(
+          f.names.some((n) => n.container === (c.probe === 'container-to-outside6' ? 'client' : 'web')),
+          JSON.stringify(f.names),
+        ).toBe(true);
+        expect(f.explanation?.verdict, `${c.probe}: explanation`).toBe('accept');
+        expect(f.explanation).not.toBeNull();
+        if (c.probe === 'container-to-outside6')
+          expect(f.legs.find((l) => l.iface === 'eth0' && l.direction === 'orig')?.tuple.src, 'NAT66 leg').toBe(v6.hostAddr);
+      }
+      // the ip6 DOCKER-USER drop: reason and rule in watch's drop event
+      await runProbe(ID, 'ext2-to-published6');
+      const dropOf = (): DropEvent | undefined =>
+        evs.find((e): e is DropEvent => e.type === 'drop' && e.drop.tuple?.src === v6.ext2Addr && e.drop.reason === 'NETFILTER_DROP');
+      await until(() => dropOf()?.drop.rule != null);
+      const d = dropOf();
+      expect(d, JSON.stringify(evs.filter((e) => e.type === 'drop').slice(0, 4))).toBeDefined();
+      expect(d?.drop.rule).toMatchObject({ table: 'filter', chain: 'DOCKER-USER' });
+      expect(d?.drop.rule?.rule).toMatch(/-s fd00:10::6\/128 -j DROP/);
+      // NDP (neighbour/router solicitations and adverts, ICMPv6 133-137) is link-local plumbing:
+      // counted, never a flow, as ARP is for IPv4
+      const ndp = flows().filter((f) => f.orig.proto === 'icmpv6' && (f.orig.icmpType ?? 0) >= 133 && (f.orig.icmpType ?? 0) <= 137);
+      expect(ndp, JSON.stringify(ndp.map((f) => f.orig))).toEqual([]);
+      expect(flows().filter((f) => f.orig.dst.startsWith('ff02:'))).toEqual([]);
+      console.log(
+        `watch ipv6: ${cases.length} flows, ${compared} legs equal to conntrack -L -f ipv6; drop ${d?.drop.reason} rule ${d?.drop.rule?.rule}`,
+      );
+    } finally {
+      await p.stop();
     }
   }, 120_000);
 });
