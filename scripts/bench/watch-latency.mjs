@@ -37,6 +37,7 @@ const journeyDelays = [];
 const tcpdumpDelays = [];
 let watch;
 let td;
+let capturing = false;
 try {
   watch = spawn(
     'node',
@@ -51,6 +52,7 @@ try {
     } catch {
       return;
     }
+    if (ev.type === 'notice' && /capturing on/.test(ev.message ?? '')) capturing = true;
     if (ev.type !== 'flow.start' || ev.flow.orig.dport !== 8000 || ev.flow.orig.src !== info.extAddr) return;
     const first = Math.min(...ev.flow.legs.map((x) => x.firstUs));
     if (Number.isFinite(first)) journeyDelays.push(now - first / 1000);
@@ -77,7 +79,9 @@ try {
     const t = Number(l.split(' ')[0]);
     if (Number.isFinite(t)) tcpdumpDelays.push(now - t * 1000);
   });
-  await sleep(3000);
+  // a loaded machine may take far longer than a fixed wait to open the capture: wait for its notice
+  for (let i = 0; i < 600 && !capturing; i++) await sleep(100);
+  await sleep(2000);
   // N connections, one every 20 ms, from the external namespace
   const client = `const net=require('net');let i=0;const go=()=>{if(i++>=${N})return;const s=net.connect(8000,'${info.hostAddr}',()=>{s.end('GET / HTTP/1.0\\r\\n\\r\\n')});s.on('error',()=>{});s.on('data',()=>{});setTimeout(go,20)};go();`;
   await new Promise((res) =>
