@@ -160,7 +160,9 @@ export function setprivArgv(plan: DropPlan, argv: readonly string[]): string[] {
 export function runDropped(plan: DropPlan): Promise<number> {
   const state: DroppedState = { user: plan.user.name, uid: plan.user.uid, gid: plan.user.gid, caps: plan.caps };
   const [cmd, ...args] = setprivArgv(plan, [process.execPath, ...process.execArgv, ...process.argv.slice(1)]);
-  const child = spawn(cmd as string, args, { stdio: 'inherit', env: { ...process.env, [DROPPED_ENV]: JSON.stringify(state) } });
+  // a process group of its own: a terminal's Ctrl-C (sent to the whole foreground group) reaches it
+  // once, passed on by this process, not twice (a second Ctrl-C means "leave now")
+  const child = spawn(cmd as string, args, { stdio: 'inherit', detached: true, env: { ...process.env, [DROPPED_ENV]: JSON.stringify(state) } });
   const pass = (sig: NodeJS.Signals) => () => {
     child.kill(sig);
   };
