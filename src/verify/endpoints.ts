@@ -296,10 +296,15 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
     }
   }
   const ports: PublishedPortSpec[] = [];
+  const v6: string[] = [];
   for (const c of snap.containers) {
     const mine = endpoints.filter((e) => e.name === c.name);
     for (const p of c.published) {
-      if (p.hostIp.includes(':')) continue; // IPv6 bindings: not checked (IPv4 only)
+      // IPv6 bindings are not probed (hairpin plans IPv4 only); counted and said in a notice below.
+      if (p.hostIp.includes(':')) {
+        v6.push(`[${p.hostIp}]:${p.hostPort}/${p.proto} (${c.name})`);
+        continue;
+      }
       // The DNAT rule names the container address Docker chose for this port.
       const rule = host.ruleset.dnat.find((r) => r.hostPort === p.hostPort && r.proto === p.proto && mine.some((e) => e.ip === r.containerIp));
       const proxy = host.dockerProxies.find((x) => x.hostPort === p.hostPort && x.proto === p.proto);
@@ -316,6 +321,7 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
       });
     }
   }
+  if (v6.length > 0) notices.push(`${v6.length} IPv6 published port(s) not checked (hairpin is IPv4 only): ${v6.join(', ')}`);
   if (endpoints.length === 0 && snap.containers.length > 0) {
     notices.push(`the Docker API at ${display} shows containers, but none on this namespace's bridges: is it the right daemon?`);
   }
