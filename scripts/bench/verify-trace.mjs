@@ -114,13 +114,18 @@ async function startWatch(verify) {
   };
 }
 
+/** The flood's packets a second forwarded out of sink0. */
+async function forwarded(bin) {
+  const s0 = sinkTx();
+  const f = await floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate: RATE, seconds: SECONDS });
+  await sleep(300);
+  return (sinkTx() - s0) / f.elapsed;
+}
+
 async function forwardingRound(bin, verify) {
   const w = await startWatch(verify);
   try {
-    const s0 = sinkTx();
-    const f = await floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate: RATE, seconds: SECONDS });
-    await sleep(300);
-    return (sinkTx() - s0) / f.elapsed;
+    return await forwarded(bin);
   } finally {
     await w.stop();
   }
@@ -133,10 +138,7 @@ async function forwardingRound(bin, verify) {
 async function kernelRound(bin, armed) {
   if (armed) nsx(RX, ['nft', '-f', '-'], { input: traceTableDefinition('journey_trace_bench', 5) });
   try {
-    const s0 = sinkTx();
-    const f = await floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate: RATE, seconds: SECONDS });
-    await sleep(300);
-    return (sinkTx() - s0) / f.elapsed;
+    return await forwarded(bin);
   } finally {
     if (armed) nsx(RX, ['nft', 'delete', 'table', 'inet', 'journey_trace_bench']);
   }
