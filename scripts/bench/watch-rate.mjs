@@ -36,7 +36,7 @@ const BENCH_ID = opt('id', 'c2bench');
 const TX = `jl-${BENCH_ID}-tx`;
 const RX = `jl-${BENCH_ID}-rx`;
 const FILTER = 'udp dst port 9';
-const nsx = (ns, a) => sh('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...a]);
+const nsx = (ns, a, o) => sh('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...a], o);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => process.stderr.write(`bench: ${a.join(' ')}\n`);
 if (process.getuid?.() !== 0) {
@@ -62,8 +62,8 @@ function setup(dir) {
   nsx(RX, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   sh('ip', ['-n', RX, 'route', 'add', '10.77.0.9/32', 'dev', 'sink0']);
   sh('ip', ['-n', RX, 'neigh', 'add', '10.77.0.9', 'lladdr', '02:00:00:00:00:09', 'dev', 'sink0', 'nud', 'permanent']);
-  nsx(RX, ['nft', '-f', '-'].concat([]), {
-    input: 'table ip jl_c2bench {\n chain fwd { type filter hook forward priority 0; ct state new counter accept;\n }\n}\n',
+  nsx(RX, ['nft', '-f', '-'], {
+    input: 'table ip jl_c2bench {\n chain forwarding { type filter hook forward priority 0; ct state new counter accept;\n }\n}\n',
   });
   const mac = JSON.parse(sh('ip', ['-n', RX, '-j', 'link', 'show', 'rxv']))[0].address;
   sh('ip', ['-n', TX, 'neigh', 'add', '10.77.0.9', 'lladdr', mac, 'dev', 'txv', 'nud', 'permanent']);
@@ -131,8 +131,16 @@ async function trial(tool, bin, rate) {
   const lost = Math.max(0, delivered - captured);
   // journey's own account at stop (the last capture.stats event's loss for rxv): where each frame went
   let acct = null;
+  // flows that never found their conntrack entry: every flooded tuple is tracked, so any such flow
+  // means the join fell behind (or the namespace tracks nothing and the bench measures the hold queue)
+  let flows = 0;
+  let withoutCt = 0;
   if (tool === 'journey') {
     for (const line of readFileSync(outFile, 'utf8').split('\n')) {
+      if (line.includes('"flow.start"')) {
+        flows++;
+        if (line.includes('"id":"pkt:')) withoutCt++;
+      }
       if (!line.includes('"capture.stats"')) continue;
       const l = JSON.parse(line).loss?.find((x) => x.iface === 'rxv');
       if (l) acct = l;
@@ -150,11 +158,11 @@ async function trial(tool, bin, rate) {
     kernelDropped: kdrop,
     ownDropped: own,
     delivered,
-    ...(acct ? { reachedPipeline: acct.delivered, shown: acct.shown, notShown, lostAt: acct.lost, pending: acct.pending } : {}),
+    ...(acct ? { reachedPipeline: acct.delivered, shown: acct.shown, notShown, lostAt: acct.lost, pending: acct.pending, flows, withoutCt } : {}),
     toldLost: told,
     lost,
     uncounted,
-    ok: lost === 0 && kdrop === 0 && own === 0 && told === 0 && uncounted === 0,
+    ok: lost === 0 && kdrop === 0 && own === 0 && told === 0 && uncounted === 0 && withoutCt === 0,
   };
 }
 
@@ -169,7 +177,7 @@ try {
       const r = await trial(tool, bin, rate);
       results[tool].trials.push(r);
       const where = r.lostAt
-        ? ` (captured ${r.captured}, reached the pipeline ${r.reachedPipeline}) = shown ${r.shown} + not flows ${r.notShown} + lost (ring ${r.lostAt.kernelRing}, interface ${r.lostAt.interface}, pipe ${r.lostAt.pipe}, hold queue ${r.lostAt.holdQueue}) + pending ${r.pending}`
+        ? ` (captured ${r.captured}, reached the pipeline ${r.reachedPipeline}) = shown ${r.shown} + not flows ${r.notShown} + lost (ring ${r.lostAt.kernelRing}, interface ${r.lostAt.interface}, pipe ${r.lostAt.pipe}, hold queue ${r.lostAt.holdQueue}) + pending ${r.pending}; flows ${r.flows}, without conntrack ${r.withoutCt}`
         : ` = captured ${r.captured} + kernel-drop ${r.kernelDropped}`;
       log(
         `${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) delivered ${r.delivered}${where} + uncounted ${r.uncounted} ${r.ok ? 'OK' : 'DROPS'}`,

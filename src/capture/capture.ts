@@ -43,7 +43,11 @@ export interface CaptureOptions {
   readonly snaplen?: number;
   /** Kernel ring buffer per interface, bytes (default 8 MiB). */
   readonly bufferSize?: number;
-  /** TPACKET_V3 block timeout, ms (default 5): the upper bound of batching delay. */
+  /**
+   * TPACKET_V3 block timeout, ms (default 1): the upper bound of batching delay. The kernel rounds
+   * it up to whole jiffies (4 ms at HZ=250; 5 ms became 8 ms), and a busy interface fills blocks
+   * by size long before, so a short timeout costs wakeups only while traffic is light.
+   */
   readonly bufferTimeoutMs?: number;
   /**
    * Promiscuous mode. Default: on for bridge devices (docker0, br-*), off for every other
@@ -150,7 +154,7 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
       filter: opts.filter ?? '',
       snaplen: opts.snaplen ?? 262144,
       bufferSize: opts.bufferSize ?? 8 * 1024 * 1024,
-      bufferTimeoutMs: Math.max(1, Math.round(opts.bufferTimeoutMs ?? 5)),
+      bufferTimeoutMs: Math.max(1, Math.round(opts.bufferTimeoutMs ?? 1)),
       promiscuous: opts.promiscuous ?? false,
       statsIntervalMs: opts.statsIntervalMs ?? 1000,
       maxQueueBytes: opts.maxQueueBytes ?? 32 * 1024 * 1024,
