@@ -66,7 +66,9 @@ export interface CorrelatorStats {
   packetsHeldMatched: number;
   /** Held packets that found no conntrack entry in time (became conntrack-less flows). */
   packetsUnmatched: number;
-  /** Held packets dropped because the queue was full. */
+  /** Held packets that stopped waiting before their hold ended because the queue was full (joined or became flows at once). */
+  pendingEarly: number;
+  /** Packets dropped because the hold queue was full even after that (a packet larger than its byte budget). */
   pendingOverflow: number;
   /** Link-local control packets without conntrack (IPv6 ND/MLD, IGMP, DHCP): counted, not shown as flows. */
   linkControl: number;
@@ -92,6 +94,7 @@ export function newCorrelatorCounters(): CorrelatorCounters {
     packetsHeld: 0,
     packetsHeldMatched: 0,
     packetsUnmatched: 0,
+    pendingEarly: 0,
     pendingOverflow: 0,
     linkControl: 0,
     drops: 0,

@@ -41,7 +41,7 @@ import { addDrop, DropStash } from './drop-stash.js';
 import { explainFlow, flowEvent, needsExplaining } from './flow-events.js';
 import { flowNames } from './flow-names.js';
 import { applyEntry, firstOrigIface, flowInfo, newFlowState, type FlowState } from './flow-state.js';
-import { HoldQueue } from './hold-queue.js';
+import { type Held, HoldQueue } from './hold-queue.js';
 import { IfaceTallies, type IfaceTally } from './iface-tally.js';
 import { recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
@@ -228,10 +228,16 @@ export class Correlator {
   onObservation(obs: Observation): void {
     this.advance(obs.timeUs / 1000);
     if (!this.attach(obs)) {
-      if (!this.hold.hold(obs, tupleKey(probeTuple(obs)), this.nowMs)) {
-        this.counters.pendingOverflow++;
-        this.tallies.of(obs.iface).holdOverflow++;
-        return;
+      const key = tupleKey(probeTuple(obs));
+      if (!this.hold.hold(obs, key, this.nowMs)) {
+        // full: the oldest quarter stops waiting now (as at the end of its hold) rather than this
+        // packet being lost; a flood of untracked tuples then finds its flows without waiting
+        this.expireEarly(Math.max(1, this.hold.size >> 2));
+        if (!this.hold.hold(obs, key, this.nowMs)) {
+          this.counters.pendingOverflow++;
+          this.tallies.of(obs.iface).holdOverflow++;
+          return;
+        }
       }
       this.counters.packetsHeld++;
     }
@@ -290,7 +296,17 @@ export class Correlator {
 
   /** Packets whose hold expired: conntrack-less flows (dropped before confirmation, untracked...). */
   private expirePending(holdMs = this.o.holdMs): void {
-    for (const p of this.hold.expire(this.nowMs, holdMs)) {
+    this.unhold(this.hold.expire(this.nowMs, holdMs));
+  }
+
+  private expireEarly(n: number): void {
+    const early = this.hold.expireOldest(n);
+    this.counters.pendingEarly += early.length;
+    this.unhold(early);
+  }
+
+  private unhold(held: readonly Held[]): void {
+    for (const p of held) {
       if (this.attach(p.obs, true)) continue;
       if (!isLinkControl(p.obs)) this.counters.packetsUnmatched++;
       this.synthFlow(p.obs);

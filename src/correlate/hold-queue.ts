@@ -67,10 +67,20 @@ export class HoldQueue {
 
   /** Takes the packets held at least `holdMs` at `nowMs` (all of them with Infinity), oldest first. */
   expire(nowMs: number, holdMs: number): Held[] {
+    return this.takeOldest((h) => nowMs - h.atMs < holdMs);
+  }
+
+  /** Takes the oldest `n` packets still held, whatever their age (the queue is full). */
+  expireOldest(n: number): Held[] {
+    let left = n;
+    return this.takeOldest(() => left-- <= 0);
+  }
+
+  private takeOldest(stop: (h: Held) => boolean): Held[] {
     const out: Held[] = [];
     while (this.head < this.queue.length) {
       const h = this.queue[this.head] as Held;
-      if (!h.done && nowMs - h.atMs < holdMs) break;
+      if (!h.done && stop(h)) break;
       this.head++;
       if (h.done) continue;
       this.release(h);

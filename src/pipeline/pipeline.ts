@@ -299,8 +299,9 @@ class PipelineImpl extends EventEmitter implements Pipeline {
         await this.verifier?.stop();
         const s = this.correlator.stats();
         if (s.packetsUnmatched > 0 || s.pendingOverflow > 0) {
+          const early = s.pendingEarly > 0 ? ` (${s.pendingEarly} stopped waiting early: the hold queue was full)` : '';
           this.notice(
-            `${s.packetsUnmatched} packets had no conntrack entry (shown as flows without conntrack); ${s.pendingOverflow} dropped from a full hold queue`,
+            `${s.packetsUnmatched} packets had no conntrack entry (shown as flows without conntrack)${early}; ${s.pendingOverflow} dropped from a full hold queue`,
           );
         }
         if (this.fragments.orphans > 0)

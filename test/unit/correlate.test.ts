@@ -118,10 +118,36 @@ describe('Correlator', () => {
     expect(flows('flow.end')[0]!.flow.legs[0]!.packets).toBe(2);
   });
 
-  it('bounded: the hold queue overflows into a counter, the flow table evicts the oldest', () => {
-    const { c, flows } = harness({ maxPending: 3, maxFlows: 2 });
-    for (let i = 0; i < 5; i++) c.onObservation(pkt('eth0', tcp('1.1.1.1', 1000 + i, '2.2.2.2', 80), T0));
-    expect(c.stats()).toMatchObject({ pendingNow: 3, pendingOverflow: 2 });
+  it('bounded: a full hold queue lets its oldest packets stop waiting (shown, counted), never loses the new one', () => {
+    const { c, flows } = harness({ maxPending: 4 });
+    // four tuples wait; the fifth packet finds the queue full: the oldest stops waiting and becomes its flow
+    for (let i = 0; i < 5; i++) c.onObservation(pkt('eth0', tcp('1.1.1.1', 1000 + i, '2.2.2.2', 80), T0 + i));
+    expect(c.stats()).toMatchObject({ pendingNow: 4, pendingEarly: 1, pendingOverflow: 0, packetsUnmatched: 1 });
+    c.tick(T0 + 300); // the start delay
+    expect(flows('flow.start').map((e) => e.flow.id)).toEqual(['pkt:tcp 1.1.1.1:1000>2.2.2.2:80']);
+    // a later packet of that tuple joins its flow at once (a flood of untracked tuples stops filling the queue)
+    c.onObservation(pkt('eth0', tcp('1.1.1.1', 1000, '2.2.2.2', 80), T0 + 310));
+    expect(c.stats()).toMatchObject({ pendingNow: 4, pendingEarly: 1, packetsHeld: 5 });
+    // an entry that comes for a packet still held is joined as usual
+    const o = tcp('1.1.1.1', 1004, '2.2.2.2', 80);
+    c.onConntrack([ev('new', entry('e4', o, tcp('2.2.2.2', 80, '1.1.1.1', 1004)), T0 + 311)]);
+    expect(c.stats()).toMatchObject({ pendingNow: 3 });
+    c.flush();
+    const ends = flows('flow.end');
+    expect(ends.find((e) => e.flow.id === 'pkt:tcp 1.1.1.1:1000>2.2.2.2:80')?.flow.legs[0]?.packets).toBe(2);
+    expect(ends.find((e) => e.flow.id === 'e4')?.flow.legs[0]?.packets).toBe(1);
+    // every packet is in a flow: 5 + 1
+    expect(ends.reduce((n, e) => n + e.flow.legs.reduce((m, l) => m + l.packets, 0), 0)).toBe(6);
+  });
+
+  it('bounded: a packet over the hold queue byte budget is counted lost', () => {
+    const { c } = harness({ maxPending: 3, maxPendingBytes: 100 });
+    c.onObservation({ ...pkt('eth0', tcp('1.1.1.1', 1000, '2.2.2.2', 80), T0), wireLen: 200 });
+    expect(c.stats()).toMatchObject({ pendingNow: 0, pendingOverflow: 1 });
+  });
+
+  it('bounded: the flow table evicts the oldest', () => {
+    const { c, flows } = harness({ maxFlows: 2 });
     for (let i = 0; i < 4; i++) {
       const o = tcp('3.3.3.3', 2000 + i, '4.4.4.4', 80);
       c.onConntrack([ev('new', entry(`e${i}`, o, tcp('4.4.4.4', 80, '3.3.3.3', 2000 + i)), T0 + i)]);
