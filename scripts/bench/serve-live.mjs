@@ -11,9 +11,10 @@
 // journey watch both capture `lo` in that namespace (conntrack joins the flows). Each flow.start
 // carries its first packet's capture time (legs[].firstUs) and each event its latest packet
 // (legs[].lastUs): the client subtracts them from its receive time (same host, same clock).
-// flow.start is emitted 250 ms after a flow's first packet on purpose (correlator startDelayMs:
-// both NAT legs are in by then), so "first packet -> flow.start" includes it; "last packet ->
-// event" is the pipeline + stream latency. Bounded: stops itself, removes the namespace.
+// serve and watch --json emit flow.start as soon as the first packet joins its conntrack entry
+// (no start delay; the later leg comes as flow.update), so "first packet -> flow.start" is the
+// pipeline + stream latency of a new connection; "last packet -> event" includes the counter
+// updates, which are sent at most every 2 s per flow. Bounded: stops itself, removes the namespace.
 import { spawn, execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
