@@ -2,7 +2,7 @@
  * What a Correlator is built with and what it counts: the options (with their defaults), the
  * interfaces of its helpers (names, explanations, docker-proxy links) and its statistics.
  */
-import type { EndpointName, FlowInfo, JourneyEvent } from '../model/events.js';
+import type { EndpointName, FlowInfo, JourneyEvent, ProxiedBy } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Tuple } from '../model/tuple.js';
 
@@ -21,7 +21,7 @@ export interface FlowExplainer {
 /** Links docker-proxy halves; see proxy-link.ts. */
 export interface ProxyLinker {
   /** Called once per new flow; returns links to set (this flow and possibly its peer). */
-  onFlow(flow: FlowInfo, timeUs: number): readonly { flowId: string; pid: number; peerFlowId: string | null }[];
+  onFlow(flow: FlowInfo, timeUs: number): readonly { flowId: string; proxiedBy: ProxiedBy }[];
 }
 
 export interface CorrelatorOptions {

@@ -167,10 +167,7 @@ export class Correlator {
     if (!this.o.proxyLinker) return;
     for (const link of this.o.proxyLinker.onFlow(this.info(f), f.createdMs * 1000)) {
       const target = this.flows.get(link.flowId);
-      if (target) {
-        target.proxiedBy = { pid: link.pid, peerFlowId: link.peerFlowId };
-        target.changed = true;
-      }
+      if (target) Object.assign(target, { proxiedBy: link.proxiedBy, changed: true });
     }
   }
 
@@ -329,6 +326,7 @@ export class Correlator {
       this.synthIndex.set(tupleKey(reverseTuple(t)), id);
       this.addFlow(f);
       this.takeStashedDrops(f);
+      this.linkProxy(f); // untracked (no conntrack entry): an IPv6 client of docker-proxy on a host with no ip6 rules
     }
     this.recordLeg(f, obs, tupleKey(t) === tupleKey(obs.tuple) || obs.inner !== undefined ? 'orig' : 'reply');
     // later packets of the same tuple still held join now, in their order (not after packets that

@@ -4,7 +4,7 @@
  */
 import { natOf } from '../conntrack/nat.js';
 import type { ConntrackEntry, NatMapping } from '../model/conntrack.js';
-import type { DropInfo, EndpointName, FlowInfo, FlowLeg } from '../model/events.js';
+import type { DropInfo, EndpointName, FlowInfo, FlowLeg, ProxiedBy } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Tuple } from '../model/tuple.js';
 import { wireLegs } from './wire-legs.js';
@@ -43,7 +43,7 @@ export interface FlowState {
   explainedGen: number;
   /** The interface of the earliest original leg when it was explained (the packet asked about comes in there). */
   explainedFrom: string | undefined;
-  proxiedBy: { pid: number; peerFlowId: string | null } | undefined;
+  proxiedBy: ProxiedBy | undefined;
   tcpFlagsSeen: number;
   drops: DropInfo[];
 }

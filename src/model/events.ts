@@ -44,13 +44,33 @@ export interface FlowInfo {
   readonly ctStatus: readonly string[];
   /** Delay between the first packet on the ingress leg and on the egress leg, in microseconds. */
   readonly legDelayUs?: number;
-  /** docker-proxy: the id of the other half of a proxied journey. */
-  readonly proxiedBy?: { readonly pid: number; readonly peerFlowId: string | null };
+  /** docker-proxy: the other half of a proxied journey, and the source the container sees. */
+  readonly proxiedBy?: ProxiedBy;
   readonly explanation: Explanation | null;
   /** Drops seen by eBPF for this flow, if any. */
   readonly drops: readonly DropInfo[];
   /** In-kernel NAT proof: tuples seen by the netfilter hook programs. */
   readonly hookTuples?: readonly { readonly hook: string; readonly priority: number; readonly tuple: Tuple; readonly ctStatus: readonly string[] }[];
+}
+
+/**
+ * A journey through docker-proxy (the userland proxy): two connections, two conntrack entries (of
+ * two families when an IPv6 client reaches an IPv4 container), one journey.
+ */
+export interface ProxiedBy {
+  readonly pid: number;
+  /** The other half's flow id (null until it appears). */
+  readonly peerFlowId: string | null;
+  /** Which half this flow is: the client's connection to docker-proxy, or docker-proxy's own to the container. */
+  readonly half?: 'client' | 'container';
+  /** The client half's original tuple (client -> host:port), once known. */
+  readonly client?: Tuple | null;
+  /** The container half's original tuple (docker-proxy's end -> container:port), once known. */
+  readonly container?: Tuple | null;
+  /** The source the container sees: docker-proxy's end of its own connection (a bridge gateway), never the client. */
+  readonly containerSees?: { readonly addr: string; readonly port: number } | null;
+  /** One sentence: who the container sees, and that the client's address is lost to it. */
+  readonly note?: string;
 }
 
 export interface DropInfo {

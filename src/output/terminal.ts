@@ -185,8 +185,19 @@ export function flowLabel(flow: FlowInfo, paint: Paint = (_c, s) => s): string {
   const nat = natLabel(flow, paint);
   if (nat !== '') parts.push(nat);
   if (flow.proxiedBy)
-    parts.push(paint('magenta', `docker-proxy[${flow.proxiedBy.pid}]${flow.proxiedBy.peerFlowId !== null ? ` ⇄ ${flow.proxiedBy.peerFlowId}` : ''}`));
+    parts.push(
+      paint(
+        'magenta',
+        `docker-proxy[${flow.proxiedBy.pid}]${flow.proxiedBy.peerFlowId !== null ? ` ⇄ ${flow.proxiedBy.peerFlowId}` : ''}${proxySeen(flow)}`,
+      ),
+    );
   return parts.join(' ');
+}
+
+/** What the container sees of a docker-proxy journey: the proxy's end, never the client. */
+function proxySeen(flow: FlowInfo): string {
+  const seen = flow.proxiedBy?.containerSees;
+  return seen ? ` (container sees ${seen.addr.includes(':') ? `[${seen.addr}]` : seen.addr}:${seen.port})` : '';
 }
 
 export function formatFlowEvent(ev: FlowEvent, opts: PrintOptions = {}): string {

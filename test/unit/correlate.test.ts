@@ -248,9 +248,81 @@ describe('Correlator', () => {
     c.tick(T0 + 5300);
     c.tick(T0 + 5400);
     const last = new Map(flows().map((e) => [e.flow.id, e.flow]));
-    expect(last.get('front')?.proxiedBy).toEqual({ pid: 77, peerFlowId: 'back' });
-    expect(last.get('back')?.proxiedBy).toEqual({ pid: 77, peerFlowId: 'front' });
+    expect(last.get('front')?.proxiedBy).toMatchObject({ pid: 77, peerFlowId: 'back' });
+    expect(last.get('back')?.proxiedBy).toMatchObject({ pid: 77, peerFlowId: 'front' });
     expect(last.get('host')?.proxiedBy).toBeUndefined();
+    // both halves name the whole journey and the source web sees: docker-proxy's end, not the client
+    for (const id of ['front', 'back'])
+      expect(last.get(id)?.proxiedBy).toMatchObject({
+        half: id === 'front' ? 'client' : 'container',
+        client: front.orig,
+        container: back.orig,
+        containerSees: { addr: '172.17.0.1', port: 36322 },
+      });
+    expect(last.get('front')?.proxiedBy?.note).toBe(
+      "docker-proxy (pid 77) ends 172.17.0.3:34148 -> 10.0.10.26:8000 and opens 172.17.0.1:36322 -> 172.17.0.2:80: the container sees 172.17.0.1:36322, never the client; the client's address 172.17.0.3 is lost to it",
+    );
+  });
+
+  const v6 = (src: string, sport: number, dst: string, dport: number): Tuple => ({ ...tcp(src, sport, dst, dport), family: 6 });
+  const PROXIES = [
+    { pid: 70, proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 },
+    { pid: 76, proto: 'tcp', hostIp: '::', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 },
+  ];
+
+  it('an IPv6 client of docker-proxy on [::] and its IPv4 connection to the container: one journey, the IPv6 address lost', () => {
+    const linker = new DockerProxyLinker({
+      proxies: () => PROXIES,
+      gateways: () => new Set(['172.17.0.1']),
+      isLocal: (a) => a === 'fd00:10::26' || a === '10.0.10.26',
+      // the backend socket is docker-proxy 76's; 70 (the 0.0.0.0 listener) sees it among the others
+      sockets: (pid) => {
+        const k = new Set(['tcp 172.17.0.1:50940>172.17.0.2:80']);
+        return pid === 76 ? { owned: k, others: new Set() } : { owned: new Set(), others: k };
+      },
+    });
+    const { c, flows } = harness({ proxyLinker: linker });
+    const cl = v6('fd00:10::5', 34998, 'fd00:10::26', 8000);
+    const front = entry('front6', cl, v6('fd00:10::26', 8000, 'fd00:10::5', 34998));
+    const back = entry('back4', tcp('172.17.0.1', 50940, '172.17.0.2', 80), tcp('172.17.0.2', 80, '172.17.0.1', 50940));
+    c.onConntrack([ev('new', front, T0), ev('new', back, T0 + 2)]);
+    c.tick(T0 + 1100);
+    const last = new Map(flows().map((e) => [e.flow.id, e.flow]));
+    expect(last.get('front6')?.proxiedBy).toMatchObject({
+      pid: 76,
+      peerFlowId: 'back4',
+      half: 'client',
+      containerSees: { addr: '172.17.0.1', port: 50940 },
+    });
+    expect(last.get('back4')?.proxiedBy).toMatchObject({ pid: 76, peerFlowId: 'front6', half: 'container', client: cl });
+    expect(last.get('front6')?.proxiedBy?.note).toBe(
+      "docker-proxy (pid 76) ends [fd00:10::5]:34998 -> [fd00:10::26]:8000 and opens 172.17.0.1:50940 -> 172.17.0.2:80 (IPv6 in, IPv4 out): the container sees 172.17.0.1:50940, never the client; the client's IPv6 address fd00:10::5 is lost to it",
+    );
+    expect(linker).toMatchObject({ confirmed: 1, refuted: 0, linked: 1 });
+  });
+
+  it('an IPv6 client with no conntrack entry (no ip6 rule tracks IPv6): its packets still join the IPv4 backend that came first', () => {
+    const linker = new DockerProxyLinker({
+      proxies: () => PROXIES,
+      gateways: () => new Set(['172.17.0.1']),
+      isLocal: (a) => a === 'fd00:10::26' || a === '10.0.10.26',
+    });
+    const { c, flows } = harness({ proxyLinker: linker });
+    const cl = v6('fd00:10::5', 35000, 'fd00:10::26', 8000);
+    const back = entry('back4', tcp('172.17.0.1', 50942, '172.17.0.2', 80), tcp('172.17.0.2', 80, '172.17.0.1', 50942));
+    c.onObservation(pkt('eth0', cl, T0));
+    c.onConntrack([ev('new', back, T0 + 3)]);
+    // an IPv4 client of the same port meanwhile: its own docker-proxy (70), its own half
+    const front4 = entry('front4', tcp('10.0.10.5', 41000, '10.0.10.26', 8000), tcp('10.0.10.26', 8000, '10.0.10.5', 41000));
+    c.onConntrack([ev('new', front4, T0 + 1500)]);
+    c.tick(T0 + 3000); // the IPv6 packet's hold expires: a flow of its own
+    c.tick(T0 + 3500);
+    const last = new Map(flows().map((e) => [e.flow.id, e.flow]));
+    const f6 = [...last.values()].find((f) => f.orig.src === 'fd00:10::5');
+    expect(f6?.ctStatus).toEqual([]);
+    expect(f6?.proxiedBy).toMatchObject({ pid: 76, peerFlowId: 'back4', half: 'client', containerSees: { addr: '172.17.0.1', port: 50942 } });
+    expect(last.get('back4')?.proxiedBy).toMatchObject({ pid: 76, peerFlowId: f6?.id, half: 'container' });
+    expect(last.get('front4')?.proxiedBy).toMatchObject({ pid: 70, peerFlowId: null, half: 'client', containerSees: null });
   });
 
   it("with -p 80:80 a container's outbound HTTP and direct access to a container are not docker-proxy's", () => {
@@ -269,7 +341,7 @@ describe('Correlator', () => {
     const last = new Map(flows().map((e) => [e.flow.id, e.flow]));
     expect(last.get('out')?.proxiedBy).toBeUndefined();
     expect(last.get('direct')?.proxiedBy).toBeUndefined();
-    expect(last.get('front')?.proxiedBy).toEqual({ pid: 77, peerFlowId: null });
+    expect(last.get('front')?.proxiedBy).toMatchObject({ pid: 77, peerFlowId: null });
   });
 
   it('the socket tables refute a backend half held by another process (live)', () => {

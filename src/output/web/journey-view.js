@@ -141,7 +141,10 @@ export function journeySteps(flow) {
     steps.push({
       kind: 'note',
       title: `docker-proxy (pid ${flow.proxiedBy.pid}) carries this journey${peer ? ' on' : ''}`,
-      ...(peer ? { peer, detail: `the other half is flow ${peer}` } : {}),
+      ...(peer ? { peer } : {}),
+      ...(peer || flow.proxiedBy.note
+        ? { detail: [flow.proxiedBy.note, peer ? `the other half is flow ${peer}` : null].filter(Boolean).join('; ') }
+        : {}),
     });
   }
   if (flow.legDelayUs !== undefined)
