@@ -23,7 +23,7 @@ import { EventEmitter } from 'node:events';
 import { createPcapngWriter, type PcapngWriter } from '../capture/pcapng-writer.js';
 import { Correlator } from '../correlate/correlator.js';
 import { DockerProxyLinker } from '../correlate/proxy-link.js';
-import { decodeFrame, FragmentPorts, observationFromView, PacketView, SkipCounters } from '../decode/index.js';
+import { FragmentPorts, PacketView, SkipCounters } from '../decode/index.js';
 import { processSockets } from '../docker/daemon.js';
 import type { DockerInventory } from '../docker/inventory.js';
 import { JourneyError } from '../model/errors.js';
@@ -33,6 +33,7 @@ import { openDockerNames } from './docker-names.js';
 import { DropReporter } from './drop-reporter.js';
 import type { KernelDrop } from '../native/index.js';
 import { iterateEvents } from './event-iterator.js';
+import { intakeBatch, type IntakeState } from './frame-intake.js';
 import { createFlowExplainer, type ReloadableExplainer } from './flow-explainer.js';
 import { FlowVerifier, VERIFY_START_DELAY_MS, verifierNotice } from '../explain/flow-verifier.js';
 import { LiveSource } from './live-source.js';
@@ -58,9 +59,9 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private readonly source: PipelineSource;
   private writer: PcapngWriter | null = null;
   private stopping: Promise<void> | null = null;
-  private readonly view = new PacketView();
   private readonly fragments = new FragmentPorts();
   private readonly skips = new SkipCounters();
+  private readonly intakeState: IntakeState = { view: new PacketView(), skips: this.skips, fragments: this.fragments };
   private nonIp = 0;
   private readonly obsBuf: Observation[] = [];
   private readonly ledger = new LossLedger();
@@ -208,29 +209,7 @@ class PipelineImpl extends EventEmitter implements Pipeline {
 
   private onBatch(b: FrameBatch): void {
     this.writer?.writeBatch(b);
-    const v = this.view;
-    const out = this.obsBuf;
-    const before = this.source.beforePacket?.bind(this.source);
-    const intake = this.ledger.of(b.iface);
-    intake.delivered += b.count;
-    for (let i = 0; i < b.count; i++) {
-      if (!decodeFrame(b, i, v, this.skips)) {
-        intake.undecodable++;
-        continue;
-      }
-      const o = observationFromView(v, b.iface);
-      if (o === undefined) {
-        this.nonIp++;
-        intake.nonIp++;
-        continue;
-      }
-      // trailing IP fragments join their datagram's flow (the first fragment's ports)
-      const obs = o.fragment === undefined ? o : this.fragments.join(o);
-      before?.(obs.timeUs / 1000);
-      out.push(obs);
-    }
-    this.correlator.onObservations(out);
-    out.length = 0;
+    this.nonIp += intakeBatch(b, this.intakeState, this.correlator, this.ledger.of(b.iface), this.source.beforePacket?.bind(this.source));
   }
 
   onKernelDrop(d: KernelDrop): void {
