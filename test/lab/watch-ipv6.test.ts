@@ -10,7 +10,17 @@
  *    (MASQUERADE), direct access from ext to web's IPv6 (routed, no NAT): each flow has its uplink and bridge legs joined
  *    through conntrack, each leg's tuple equal to `conntrack -L -f ipv6`'s entry, names and an
  *    explanation; the ip6 DOCKER-USER drop reported with its reason and rule.
+ *  - serve over IPv6: `journey serve --listen [fd00:10::26]:0` (the lab host's IPv6 address, with a
+ *    token) answers /healthz to a client in the external namespace over IPv6, and that client's
+ *    WebSocket receives the published-port flow over IPv6 with its uplink and bridge legs, equal to
+ *    `conntrack -L -f ipv6`'s entry.
  */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labDown, labExec, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
 import { parseConntrackText } from '../../src/conntrack/parse.js';
@@ -194,4 +204,114 @@ describe('watch on IPv6 flows', () => {
       await p.stop();
     }
   }, 120_000);
+});
+
+describe('serve over IPv6', () => {
+  it("on the host's IPv6 address: /healthz and a WebSocket client in ext receive the published-port flow with both legs", async () => {
+    const v6 = lab.v6;
+    const web = lab.containers.find((c) => c.name === 'web');
+    if (!v6 || !web?.ip6) throw new Error('the ipv6 scenario has no IPv6 addresses');
+    const root = fileURLToPath(new URL('../../', import.meta.url));
+    const token = 'lab-v6w-serve-token-0d9e8f7a';
+    const inNs = (ns: string, argv: string[]): string[] => ['nsenter', `--net=/var/run/netns/${ns}`, '--', ...argv];
+    const serveArgv = inNs(lab.netns.host, [
+      process.execPath,
+      join(root, 'dist/src/cli/main.js'),
+      'serve',
+      '--listen',
+      `[${v6.hostAddr}]:0`,
+      '--netns',
+      lab.netns.host,
+      '--docker-host',
+      `unix://${lab.dockerHost}`,
+      '--duration',
+      '100',
+    ]);
+    const serve = spawn(serveArgv[0] as string, serveArgv.slice(1), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, JOURNEY_TOKEN: token },
+    });
+    const serveErr: string[] = [];
+    createInterface({ input: serve.stderr }).on('line', (l) => serveErr.push(l));
+    const dir = mkdtempSync(join(tmpdir(), 'journey-v6w-'));
+    let client: ReturnType<typeof spawn> | undefined;
+    const lines: string[] = [];
+    const until = async (cond: () => boolean, what: string, ms = 30_000): Promise<void> => {
+      const end = Date.now() + ms;
+      while (!cond()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nserve: ${serveErr.join('\n')}\nclient: ${lines.slice(-5).join('\n')}`);
+        await sleep(200);
+      }
+    };
+    try {
+      await until(() => serveErr.some((l) => /listening on/.test(l)) && serveErr.some((l) => /capturing on/.test(l)), 'serve to listen and capture');
+      const m = /listening on http:\/\/\[([0-9a-f:]+)\]:(\d+)\//.exec(serveErr.join('\n'));
+      expect(m?.[1]).toBe(v6.hostAddr);
+      const port = Number(m?.[2]);
+      // a client in the external namespace, over IPv6: /healthz, then the stream (one JSON line a message)
+      const script = join(dir, 'client.mjs');
+      writeFileSync(
+        script,
+        `
+import WebSocket from ${JSON.stringify(join(root, 'node_modules/ws/wrapper.mjs'))};
+import http from 'node:http';
+const base = 'http://[${v6.hostAddr}]:${port}';
+const healthz = await new Promise((resolve) => http.get(base + '/healthz', (res) => { let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => resolve({ status: res.statusCode, body: b.trim() })); }).on('error', (e) => resolve({ error: e.message })));
+console.log(JSON.stringify({ type: 'healthz', ...healthz }));
+const ws = new WebSocket('ws://[${v6.hostAddr}]:${port}/events', { headers: { Authorization: 'Bearer ${token}' } });
+ws.on('open', () => {
+  console.log(JSON.stringify({ type: 'open', local: ws._socket.localAddress, remote: ws._socket.remoteAddress }));
+  ws.send(JSON.stringify({ type: 'subscribe', filter: { port: 8000 } }));
+});
+ws.on('message', (d) => console.log(String(d)));
+ws.on('error', (e) => console.log(JSON.stringify({ type: 'error', message: e.message })));
+`,
+      );
+      const clientArgv = inNs(lab.netns.ext, [process.execPath, script]);
+      client = spawn(clientArgv[0] as string, clientArgv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+      createInterface({ input: client.stdout as NodeJS.ReadableStream }).on('line', (l) => lines.push(l));
+      const msgs = (): Record<string, unknown>[] => lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      await until(() => msgs().some((x) => x['type'] === 'subscribed'), 'the client to subscribe');
+      expect(msgs().find((x) => x['type'] === 'healthz')).toMatchObject({ status: 200 });
+      expect(msgs().find((x) => x['type'] === 'open')).toMatchObject({ local: v6.extAddr, remote: v6.hostAddr });
+      await runProbe(ID, 'ext-to-published6');
+      const flow = (): FlowInfo | undefined =>
+        msgs()
+          .filter((x) => String(x['type']).startsWith('flow.'))
+          .map((x) => x['flow'] as FlowInfo)
+          .filter((f) => f.orig.src === v6.extAddr && f.orig.dst === v6.hostAddr && f.orig.dport === 8000)
+          .at(-1);
+      const bothLegs = (f: FlowInfo | undefined): boolean =>
+        !!f && ['eth0', 'docker0'].every((i) => f.legs.some((l) => l.iface === i && l.direction === 'orig'));
+      await until(() => bothLegs(flow()), 'the published-port flow with both legs over the WebSocket');
+      const f = flow() as FlowInfo;
+      const ct = await run(['conntrack', '-L', '-f', 'ipv6', '-o', 'extended,id'], { netns: lab.netns.host, allowFailure: true });
+      const entry = parseConntrackText(ct.stdout, 'conntrack-tool')
+        .lines.map((l) => l.entry)
+        .find((e) => same(e.orig, f.orig));
+      expect(entry, `no conntrack -f ipv6 entry for ${JSON.stringify(f.orig)}\n${ct.stdout}`).toBeDefined();
+      if (!entry) return;
+      expect(same(f.reply ?? undefined, entry.reply)).toBe(true);
+      expect(f.nat.dnat).toEqual({ from: `[${v6.hostAddr}]:8000`, to: `[${web.ip6}]:80` });
+      let legs = 0;
+      for (const l of f.legs) {
+        const ok =
+          l.direction === 'orig'
+            ? same(l.tuple, entry.orig) || same(l.tuple, rev(entry.reply))
+            : same(l.tuple, entry.reply) || same(l.tuple, rev(entry.orig));
+        expect(ok, `leg ${l.iface}/${l.direction} ${JSON.stringify(l.tuple)} vs conntrack ${JSON.stringify(entry)}`).toBe(true);
+        legs++;
+      }
+      console.log(
+        `serve over IPv6: /healthz and the stream on [${v6.hostAddr}]:${port} from ext; the published-port flow's ${legs} legs equal conntrack -L -f ipv6`,
+      );
+    } finally {
+      client?.kill('SIGKILL');
+      serve.kill('SIGINT');
+      const killer = setTimeout(() => serve.kill('SIGKILL'), 10_000);
+      if (serve.exitCode === null && serve.signalCode === null) await new Promise((r) => serve.once('exit', r));
+      clearTimeout(killer);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
