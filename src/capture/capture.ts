@@ -41,12 +41,11 @@ export interface CaptureOptions {
   readonly filter?: string;
   /** Bytes kept per packet (default 262144, as tcpdump). */
   readonly snaplen?: number;
-  /** Kernel ring buffer per interface, bytes (default 8 MiB). */
+  /** Kernel ring buffer per interface, bytes (default DEFAULT_BUFFER_MIB). */
   readonly bufferSize?: number;
   /**
    * TPACKET_V3 block timeout, ms (default 1): the upper bound of batching delay. The kernel rounds
-   * it up to whole jiffies (4 ms at HZ=250; 5 ms became 8 ms), and a busy interface fills blocks
-   * by size long before, so a short timeout costs wakeups only while traffic is light.
+   * it up to whole jiffies (4 ms at HZ=250; 5 ms became 8 ms). See DEFAULT_BUFFER_MIB for its cost.
    */
   readonly bufferTimeoutMs?: number;
   /**
@@ -98,6 +97,16 @@ interface Totals {
   ownDropped: number;
   cpuUs: number;
 }
+/**
+ * The kernel ring per interface. libpcap's TPACKET_V3 blocks are 256 KiB whatever the snaplen, and
+ * a block is handed over when full or when the timeout retires it: with a short timeout a block
+ * leaves part-filled, so at 150,000 frames a second 8 MiB held ~130 ms of traffic and a stalled
+ * worker lost frames; 32 MiB holds four times that (kernel memory, per captured interface).
+ */
+export const DEFAULT_BUFFER_MIB = 32;
+/** The block timeout: a light trickle is handed over within a jiffy (4 ms at HZ=250; 5 ms would be 8 ms). */
+export const DEFAULT_BUFFER_TIMEOUT_MS = 1;
+
 const ZERO: Totals = { received: 0, kernelDropped: 0, ifDropped: 0, ownDropped: 0, cpuUs: 0 };
 
 function totalsOf(s: WorkerStatsMessage | undefined, base: Totals): Totals {
@@ -153,8 +162,8 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
       backend,
       filter: opts.filter ?? '',
       snaplen: opts.snaplen ?? 262144,
-      bufferSize: opts.bufferSize ?? 8 * 1024 * 1024,
-      bufferTimeoutMs: Math.max(1, Math.round(opts.bufferTimeoutMs ?? 1)),
+      bufferSize: opts.bufferSize ?? DEFAULT_BUFFER_MIB * 1024 * 1024,
+      bufferTimeoutMs: Math.max(1, Math.round(opts.bufferTimeoutMs ?? DEFAULT_BUFFER_TIMEOUT_MS)),
       promiscuous: opts.promiscuous ?? false,
       statsIntervalMs: opts.statsIntervalMs ?? 1000,
       maxQueueBytes: opts.maxQueueBytes ?? 32 * 1024 * 1024,

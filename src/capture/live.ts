@@ -13,6 +13,7 @@ export interface LiveCaptureOptions {
   readonly filter?: string;
   readonly snaplen?: number;
   readonly bufferSizeMiB?: number;
+  readonly bufferTimeoutMs?: number;
   readonly promisc?: boolean;
   readonly backend?: CaptureBackend;
   readonly write?: string;
@@ -46,6 +47,7 @@ export function createLiveCapture(opts: LiveCaptureOptions): LiveFrameSource {
         ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
         ...(opts.snaplen !== undefined ? { snaplen: opts.snaplen } : {}),
         ...(opts.bufferSizeMiB !== undefined ? { bufferSize: opts.bufferSizeMiB * 1024 * 1024 } : {}),
+        ...(opts.bufferTimeoutMs !== undefined ? { bufferTimeoutMs: opts.bufferTimeoutMs } : {}),
         ...(opts.promisc !== undefined ? { promiscuous: opts.promisc } : {}),
         ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
         ...(opts.write !== undefined ? { write: opts.write } : {}),

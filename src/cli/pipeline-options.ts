@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { PipelineOptions } from '../pipeline/pipeline.js';
 import { CAPTURE_BACKEND_REGISTRY, DEFAULT_CAPTURE_BACKEND, captureBackend } from '../capture/backends/registry.js';
+import { DEFAULT_BUFFER_MIB, DEFAULT_BUFFER_TIMEOUT_MS } from '../capture/capture.js';
 
 /** What commander gives for the options addPipelineOptions declares. */
 export interface PipelineCliOptions {
@@ -18,6 +19,8 @@ export interface PipelineCliOptions {
   filter?: string;
   backend?: string;
   promisc?: boolean;
+  bufferSize?: string;
+  bufferTimeout?: string;
   dockerHost?: string;
   docker: boolean;
   dockerSnapshot?: string;
@@ -34,6 +37,13 @@ export interface PipelineCliOptions {
   allDrops?: boolean;
 }
 
+/** An integer option within [min, max] (E_USAGE otherwise). */
+function boundedInt(v: string, name: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < min || n > max) throw new JourneyError('E_USAGE', `${name} is a whole number from ${min} to ${max}`);
+  return n;
+}
+
 /** Repeatable, comma-separated list option. */
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter((x) => x !== '')];
 
@@ -46,6 +56,11 @@ export function addCaptureOptions(cmd: Command, opts: { readonly readNote?: stri
     .option(
       '--backend <name>',
       `capture backend: ${CAPTURE_BACKEND_REGISTRY.map((b) => `${b.name} (${b.description})`).join('; ')}; default ${DEFAULT_CAPTURE_BACKEND}, its fallback announced`,
+    )
+    .option('-B, --buffer-size <MiB>', `kernel capture ring per interface, MiB (default ${DEFAULT_BUFFER_MIB})`)
+    .option(
+      '--buffer-timeout <ms>',
+      `the longest a light trickle waits in the ring before it is handed over (default ${DEFAULT_BUFFER_TIMEOUT_MS}; the kernel rounds it up to a jiffy)`,
     )
     .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
     .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')
@@ -165,6 +180,8 @@ export function pipelineOptionsFrom(
     ...(filterExpr !== '' ? { filter: filterExpr } : {}),
     ...(backend !== undefined ? { backend } : {}),
     ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
+    ...(o.bufferSize !== undefined ? { bufferSizeMiB: boundedInt(o.bufferSize, '--buffer-size', 1, 2047) } : {}),
+    ...(o.bufferTimeout !== undefined ? { bufferTimeoutMs: boundedInt(o.bufferTimeout, '--buffer-timeout', 1, 1000) } : {}),
     ...(o.docker === false ? { dockerHost: false as const } : o.dockerHost !== undefined ? { dockerHost: o.dockerHost } : {}),
     ...(o.dockerSnapshot !== undefined ? { dockerSnapshot: o.dockerSnapshot } : {}),
     ...(o.read ? { read: o.read } : {}),

@@ -73,6 +73,7 @@ export class LiveSource implements PipelineSource {
       ...(o.filter !== undefined ? { filter: o.filter } : {}),
       ...(o.snaplen !== undefined ? { snaplen: o.snaplen } : {}),
       ...(o.bufferSizeMiB !== undefined ? { bufferSizeMiB: o.bufferSizeMiB } : {}),
+      ...(o.bufferTimeoutMs !== undefined ? { bufferTimeoutMs: o.bufferTimeoutMs } : {}),
       ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
       ...(o.backend !== undefined ? { backend: o.backend } : {}),
     });

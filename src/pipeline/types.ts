@@ -21,7 +21,10 @@ export interface PipelineOptions {
   /** Capture backend (capture/backends/registry.ts); default native, its fallback announced. */
   readonly backend?: CaptureBackend;
   readonly snaplen?: number;
+  /** Kernel ring per interface, MiB (default 32). */
   readonly bufferSizeMiB?: number;
+  /** How long a light trickle may wait in the ring before it is handed over, ms (default 1; rounded up to a jiffy). */
+  readonly bufferTimeoutMs?: number;
   readonly promisc?: boolean;
   /** Docker endpoint (--docker-host / DOCKER_HOST); false = do not use Docker. */
   readonly dockerHost?: string | false;

@@ -70,6 +70,12 @@ describe('the capture backend registry', () => {
     expect(() => pipelineOptionsFrom([], { backend: 'pf_ring' })).toThrow(expect.objectContaining({ code: 'E_USAGE' }));
   });
 
+  it('-B and --buffer-timeout reach the capture as MiB and ms, and refuse what is not a sensible whole number', () => {
+    expect(pipelineOptionsFrom([], { bufferSize: '64', bufferTimeout: '8' } as never)).toMatchObject({ bufferSizeMiB: 64, bufferTimeoutMs: 8 });
+    for (const bad of [{ bufferSize: '0' }, { bufferSize: '1.5' }, { bufferSize: '4096' }, { bufferTimeout: 'soon' }, { bufferTimeout: '0' }])
+      expect(() => pipelineOptionsFrom([], bad as never)).toThrow(expect.objectContaining({ code: 'E_USAGE' }));
+  });
+
   it.each([...CAPTURE_BACKENDS])('the %s backend runs in a capture worker and reports a missing interface as an open error', async (name) => {
     const e = await openMissing(name);
     expect(e.phase).toBe('open');
