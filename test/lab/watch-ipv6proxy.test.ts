@@ -27,7 +27,7 @@ import type { ConntrackEntry } from '../../src/model/conntrack.js';
 import type { FlowInfo } from '../../src/model/events.js';
 import { tupleKey, type Tuple } from '../../src/model/tuple.js';
 import { run } from '../../src/host/exec.js';
-import { RecordingClient } from '../unit/serve-helpers.js';
+import { RecordingClient, validators } from '../unit/serve-helpers.js';
 import { labTestId } from './lab-helpers.js';
 
 const ID = labTestId('6k');
@@ -269,6 +269,10 @@ describe('docker-proxy carries IPv6 clients to an IPv4 container: one journey, t
       );
       expect(compared).toBe(cases.length);
       expect(seen).toBe(cases.length);
+      // every message serve sent (proxiedBy with both halves included) is valid against docs/event-schema.json
+      const { server } = validators();
+      const invalid = ws.messages.filter((x) => !server(x));
+      expect(invalid.slice(0, 2), JSON.stringify(server.errors?.slice(0, 3))).toEqual([]);
     } finally {
       await Promise.all([stop(watch), stop(serve)]);
       await labExec(ID, 'host', ['ip6tables', '-D', 'INPUT', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']).catch(
