@@ -8,9 +8,12 @@
  * With both DNAT and SNAT, two more: the packet between the two rewrites, each way (hairpin to
  * one's own published port: 172.17.0.2:x > 172.17.0.2:80 on docker0, before MASQUERADE).
  * Bounded: at most `maxEntries` entries; the least recently updated is evicted and counted.
+ * IPv4 entries are indexed by numbers (packed-key.ts), so that a packet read from the decode view
+ * finds its entry without a string being made (lookupPacked).
  */
 import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
 import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
+import { hash4, packIpv4, protoCode } from './packed-key.js';
 
 export interface TableMatch {
   readonly entry: ConntrackEntry;
@@ -19,9 +22,54 @@ export interface TableMatch {
   readonly natted: boolean;
 }
 
-interface Slot {
-  entry: ConntrackEntry;
-  keys: string[];
+/**
+ * One entry and how it is indexed. An IPv4 entry is indexed by numbers: its four endpoints packed
+ * (addresses as int32) and a bit per key it holds in `index4`; its keys, as (source, destination):
+ *   0 orig (oS > oD), 1 reverse(reply) (rD > rS), 2 reply (rS > rD), 3 reverse(orig) (oD > oS),
+ *   with DNAT and SNAT both: 4 between the rewrites (oS > rS), 5 the same back (rS > oS).
+ * Any other entry (IPv6) is indexed by its string keys in `index`.
+ */
+class Slot {
+  keys: string[] | null = null;
+  /** protoCode of the packed entry, -1 when it is indexed by strings. */
+  proto = -1;
+  oS = 0;
+  oSp = 0;
+  oD = 0;
+  oDp = 0;
+  rS = 0;
+  rSp = 0;
+  rD = 0;
+  rDp = 0;
+  /** Bit i set: packed key i points at this slot. */
+  live = 0;
+  constructor(public entry: ConntrackEntry) {}
+}
+
+/** Packed key i of a slot as (source, source port, destination, destination port). */
+function keySrc(s: Slot, i: number): number {
+  return i === 0 || i === 4 ? s.oS : i === 1 ? s.rD : i === 3 ? s.oD : s.rS;
+}
+function keySport(s: Slot, i: number): number {
+  return i === 0 || i === 4 ? s.oSp : i === 1 ? s.rDp : i === 3 ? s.oDp : s.rSp;
+}
+function keyDst(s: Slot, i: number): number {
+  return i === 0 ? s.oD : i === 1 || i === 4 ? s.rS : i === 2 ? s.rD : s.oS;
+}
+function keyDport(s: Slot, i: number): number {
+  return i === 0 ? s.oDp : i === 1 || i === 4 ? s.rSp : i === 2 ? s.rDp : s.oSp;
+}
+function keyHash(s: Slot, i: number): number {
+  return hash4(s.proto, keySrc(s, i), keyDst(s, i), keySport(s, i), keyDport(s, i));
+}
+function keyIs(s: Slot, i: number, src: number, sport: number, dst: number, dport: number): boolean {
+  return keySrc(s, i) === src && keySport(s, i) === sport && keyDst(s, i) === dst && keyDport(s, i) === dport;
+}
+/** The live key of `s` equal to the tuple, or -1. */
+function liveKey(s: Slot, proto: number, src: number, sport: number, dst: number, dport: number): number {
+  if (s.proto !== proto) return -1;
+  for (let i = 0; i < 6; i++) if ((s.live & (1 << i)) !== 0 && keyIs(s, i, src, sport, dst, dport)) return i;
+  return -1;
 }
 
 /** Tuple key for matching: ICMP type/code are left out (echo and echo-reply share the id). */
@@ -31,10 +79,15 @@ export function matchKey(t: Tuple): string {
 
 export class ConntrackTable {
   private readonly slots = new Map<string, Slot>();
-  /** key -> slot; which of the entry's keys it is is worked out at lookup (no object per key). */
+  /** string key -> slot (entries that are not packed); which of the entry's keys it is is worked out at lookup. */
   private readonly index = new Map<string, Slot>();
+  /** hash4 of a packed key -> the slot(s) holding a key with that hash. */
+  private readonly index4 = new Map<number, Slot | Slot[]>();
   readonly maxEntries: number;
   evicted = 0;
+  /** The direction and NAT side of the last lookupPacked that found an entry. */
+  matchDirection: 'orig' | 'reply' = 'orig';
+  matchNatted = false;
 
   constructor(opts: { maxEntries?: number } = {}) {
     this.maxEntries = opts.maxEntries ?? 262_144;
@@ -62,27 +115,25 @@ export class ConntrackTable {
       this.unindex(old);
       this.slots.delete(entry.id); // re-insert: Map order = least recently updated first
     }
-    const keys: [string, ('orig' | 'reply')?, boolean?][] = [
-      [matchKey(entry.orig), 'orig', false],
-      [matchKey(reverseTuple(entry.reply)), 'orig', true],
-      [matchKey(entry.reply), 'reply', true],
-      [matchKey(reverseTuple(entry.orig)), 'reply', false],
-    ];
     const o = entry.orig;
     const r = entry.reply;
     const dnat = o.dst !== r.src || o.dport !== r.sport;
     const snat = o.src !== r.dst || o.sport !== r.dport;
-    if (dnat && snat) {
-      // both: between the two rewrites (after DNAT, before SNAT; after de-SNAT, before de-DNAT).
-      // A bridge capture sees these: br_netfilter runs PREROUTING before the bridge device does.
-      keys.push([matchKey({ ...o, dst: r.src, dport: r.sport }), 'orig', true]);
-      keys.push([matchKey({ ...r, dst: o.src, dport: o.sport }), 'reply', true]);
-    }
-    const slot: Slot = { entry, keys: [] };
-    for (const [k] of keys) {
-      if (slot.keys.includes(k)) continue; // without NAT the pairs coincide
-      this.index.set(k, slot);
-      slot.keys.push(k);
+    const slot = new Slot(entry);
+    if (!this.pack(slot, dnat && snat)) {
+      const keys: string[] = [matchKey(o), matchKey(reverseTuple(r)), matchKey(r), matchKey(reverseTuple(o))];
+      if (dnat && snat) {
+        // both: between the two rewrites (after DNAT, before SNAT; after de-SNAT, before de-DNAT).
+        // A bridge capture sees these: br_netfilter runs PREROUTING before the bridge device does.
+        keys.push(matchKey({ ...o, dst: r.src, dport: r.sport }));
+        keys.push(matchKey({ ...r, dst: o.src, dport: o.sport }));
+      }
+      slot.keys = [];
+      for (const k of keys) {
+        if (slot.keys.includes(k)) continue; // without NAT the pairs coincide
+        this.index.set(k, slot);
+        slot.keys.push(k);
+      }
     }
     this.slots.set(entry.id, slot);
     while (this.slots.size > this.maxEntries) {
@@ -94,6 +145,61 @@ export class ConntrackTable {
     return old?.entry;
   }
 
+  /** Indexes an IPv4 entry by numbers; false when it is not one (it is then indexed by strings). */
+  private pack(s: Slot, between: boolean): boolean {
+    const o = s.entry.orig;
+    const r = s.entry.reply;
+    if (o.family !== 4 || r.family !== 4 || o.proto !== r.proto) return false;
+    const a = [packIpv4(o.src), packIpv4(o.dst), packIpv4(r.src), packIpv4(r.dst)];
+    if (a.some(Number.isNaN)) return false;
+    s.proto = protoCode(o.proto);
+    [s.oS, s.oD, s.rS, s.rD] = a as [number, number, number, number];
+    s.oSp = o.sport;
+    s.oDp = o.dport;
+    s.rSp = r.sport;
+    s.rDp = r.dport;
+    for (let i = 0; i < (between ? 6 : 4); i++) {
+      let dup = false;
+      for (let j = 0; j < i && !dup; j++) dup = keyIs(s, j, keySrc(s, i), keySport(s, i), keyDst(s, i), keyDport(s, i));
+      if (!dup) this.set4(s, i); // without NAT the pairs coincide
+    }
+    return true;
+  }
+
+  /** Key i of `s` points at `s` now; a slot that held the same key loses it (the newest entry wins). */
+  private set4(s: Slot, i: number): void {
+    const h = keyHash(s, i);
+    const b = this.index4.get(h);
+    const src = keySrc(s, i);
+    const sport = keySport(s, i);
+    const dst = keyDst(s, i);
+    const dport = keyDport(s, i);
+    for (const t of b === undefined ? [] : Array.isArray(b) ? [...b] : [b]) {
+      if (t === s) continue;
+      const k = liveKey(t, s.proto, src, sport, dst, dport);
+      if (k < 0) continue;
+      t.live &= ~(1 << k);
+      this.drop4(t, h);
+    }
+    s.live |= 1 << i;
+    const cur = this.index4.get(h);
+    if (cur === undefined) this.index4.set(h, s);
+    else if (Array.isArray(cur)) {
+      if (!cur.includes(s)) cur.push(s);
+    } else if (cur !== s) this.index4.set(h, [cur, s]);
+  }
+
+  /** Takes `s` out of bucket `h` unless another of its live keys has that hash. */
+  private drop4(s: Slot, h: number): void {
+    for (let i = 0; i < 6; i++) if ((s.live & (1 << i)) !== 0 && keyHash(s, i) === h) return;
+    const cur = this.index4.get(h);
+    if (cur === s) this.index4.delete(h);
+    else if (Array.isArray(cur)) {
+      const rest = cur.filter((x) => x !== s);
+      this.index4.set(h, rest.length === 1 ? (rest[0] as Slot) : rest);
+    }
+  }
+
   remove(id: string): ConntrackEntry | undefined {
     const s = this.slots.get(id);
     if (!s) return undefined;
@@ -103,8 +209,16 @@ export class ConntrackTable {
   }
 
   private unindex(s: Slot): void {
-    for (const k of s.keys) {
-      if (this.index.get(k) === s) this.index.delete(k);
+    if (s.keys !== null) {
+      for (const k of s.keys) {
+        if (this.index.get(k) === s) this.index.delete(k);
+      }
+      return;
+    }
+    for (let i = 0; i < 6; i++) {
+      if ((s.live & (1 << i)) === 0) continue;
+      s.live &= ~(1 << i);
+      this.drop4(s, keyHash(s, i));
     }
   }
 
@@ -116,8 +230,44 @@ export class ConntrackTable {
     }
   }
 
+  /**
+   * The entry an IPv4 packet belongs to, from its headers as numbers (no allocation): its
+   * direction and NAT side are left in `matchDirection` and `matchNatted`.
+   */
+  lookupPacked(proto: number, src: number, dst: number, sport: number, dport: number): ConntrackEntry | undefined {
+    const b = this.index4.get(hash4(proto, src, dst, sport, dport));
+    if (b === undefined) return undefined;
+    if (!Array.isArray(b)) return liveKey(b, proto, src, sport, dst, dport) >= 0 ? this.found(b, src, sport, dst, dport) : undefined;
+    for (const s of b) if (liveKey(s, proto, src, sport, dst, dport) >= 0) return this.found(s, src, sport, dst, dport);
+    return undefined;
+  }
+
+  /** Which key matched: the original direction leaves from the original source (before SNAT) or arrives at the reply's source (after DNAT). */
+  private found(s: Slot, src: number, sport: number, dst: number, dport: number): ConntrackEntry {
+    if (keyIs(s, 0, src, sport, dst, dport)) this.setMatch('orig', false);
+    else if (keyIs(s, 2, src, sport, dst, dport)) this.setMatch('reply', true);
+    else if (keyIs(s, 3, src, sport, dst, dport)) this.setMatch('reply', false);
+    else if (keyIs(s, 1, src, sport, dst, dport)) this.setMatch('orig', true);
+    // between the two rewrites (DNAT and SNAT both): from the original source, or to it
+    else this.setMatch(src === s.oS && sport === s.oSp ? 'orig' : 'reply', true);
+    return s.entry;
+  }
+
+  private setMatch(direction: 'orig' | 'reply', natted: boolean): void {
+    this.matchDirection = direction;
+    this.matchNatted = natted;
+  }
+
   /** The entry (and direction) a packet with this tuple belongs to. */
   lookup(t: Tuple): TableMatch | null {
+    if (t.family === 4) {
+      const src = packIpv4(t.src);
+      const dst = packIpv4(t.dst);
+      if (!Number.isNaN(src) && !Number.isNaN(dst)) {
+        const e = this.lookupPacked(protoCode(t.proto), src, dst, t.sport, t.dport);
+        return e === undefined ? null : { entry: e, direction: this.matchDirection, natted: this.matchNatted };
+      }
+    }
     const s = this.index.get(matchKey(t));
     if (!s) return null;
     const e = s.entry;
@@ -136,5 +286,6 @@ export class ConntrackTable {
   clear(): void {
     this.slots.clear();
     this.index.clear();
+    this.index4.clear();
   }
 }

@@ -24,7 +24,11 @@
  * hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts, correlator-options.ts (options,
  * defaults, statistics), flow-events.ts (a flow's explanation and its FlowEvent).
  */
+import { protoCodeOfNumber } from '../conntrack/packed-key.js';
 import { ConntrackTable } from '../conntrack/table.js';
+import { IPPROTO_TCP } from '../decode/frame.js';
+import { fingerprint } from '../decode/observation.js';
+import type { PacketView } from '../decode/view.js';
 import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
 import type { DropInfo, FlowEvent, FlowInfo } from '../model/events.js';
 import type { Observation } from '../model/observation.js';
@@ -43,7 +47,7 @@ import { flowNames } from './flow-names.js';
 import { applyEntry, firstOrigIface, flowInfo, newFlowState, type FlowState } from './flow-state.js';
 import { type Held, HoldQueue } from './hold-queue.js';
 import { IfaceTallies, type IfaceTally } from './iface-tally.js';
-import { recordLeg } from './legs.js';
+import { countPacket, findLegPacked, recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
 
 export type { CorrelatorOptions, CorrelatorStats, FlowExplainer, NameResolver, ProxyLinker } from './correlator-options.js';
@@ -238,6 +242,30 @@ export class Correlator {
       }
       this.counters.packetsHeld++;
     }
+  }
+
+  /**
+   * A packet straight from the decode view: an IPv4 packet of a flow and leg that exist is counted
+   * from the view's numbers, allocating nothing. False when it is not one (a new flow or leg, no
+   * entry yet, IPv6, a fragment, an ICMP error): the caller makes an Observation for onObservation.
+   */
+  onPacket(v: PacketView, iface: string): boolean {
+    if (v.family !== 4 || v.hasInner || v.fragOffset !== 0 || v.moreFragments) return false;
+    const sport = v.l4State > 0 ? v.sport : 0;
+    const dport = v.l4State > 0 ? v.dport : 0;
+    const e = this.table.lookupPacked(protoCodeOfNumber(v.protoNum), v.src4 | 0, v.dst4 | 0, sport, dport);
+    const f = e === undefined ? undefined : this.flows.get(e.id);
+    if (f === undefined) return false;
+    const leg = findLegPacked(f, iface, this.table.matchDirection, v.src4 | 0, v.dst4 | 0, sport, dport);
+    if (leg === undefined) return false;
+    this.advance(v.timeUs / 1000);
+    this.counters.packetsMatched++;
+    const tcpFlags = v.protoNum === IPPROTO_TCP && v.l4State === 2 ? v.tcpFlags : undefined;
+    if (!countPacket(f, leg, v.timeUs, v.wireLen, fingerprint(v), tcpFlags)) {
+      this.counters.sameTwice++;
+      this.tallies.of(iface).copies++;
+    } else if (!f.started && this.o.startDelayMs <= 0) this.start(f);
+    return true;
   }
 
   /** Finds the flow of a packet and records the leg; false when no entry matches yet. */

@@ -21,6 +21,10 @@ export interface LegState {
   /** Fingerprint and time of the last packet counted (a true copy of it is not counted again). */
   lastFp: number;
   lastFpUs: number;
+  /** IPv4 legs: the addresses as int32, so a packet read from the decode view finds its leg without strings. */
+  v4: boolean;
+  src4: number;
+  dst4: number;
 }
 
 export interface FlowState {

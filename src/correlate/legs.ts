@@ -4,7 +4,11 @@
  * port on its way in and again on its way out) is counted once. A copy has the same fingerprint
  * (IP header checksum, IP id, lengths, TTL, L4 checksum, TCP sequence: decode/observation.ts) and
  * comes less than 1 ms after the frame, never before it.
+ * A packet of a leg that exists is counted straight from the decode view (countPacket with the
+ * view's numbers: IPv4 legs keep their addresses as int32 for that); an Observation is only made
+ * for the packet that creates a leg.
  */
+import { packIpv4 } from '../conntrack/packed-key.js';
 import type { Observation } from '../model/observation.js';
 import type { FlowState, LegState } from './flow-state.js';
 
@@ -31,11 +35,67 @@ export function findLeg(f: FlowState, obs: Observation, direction: 'orig' | 'rep
   return undefined;
 }
 
+/** findLeg for an IPv4 packet read from the decode view: addresses as int32. */
+export function findLegPacked(
+  f: FlowState,
+  iface: string,
+  direction: 'orig' | 'reply',
+  src: number,
+  dst: number,
+  sport: number,
+  dport: number,
+): LegState | undefined {
+  const legs = f.legs;
+  for (let i = 0; i < legs.length; i++) {
+    const l = legs[i] as LegState;
+    if (
+      l.v4 &&
+      l.src4 === src &&
+      l.dst4 === dst &&
+      l.iface === iface &&
+      l.direction === direction &&
+      l.tuple.sport === sport &&
+      l.tuple.dport === dport
+    )
+      return l;
+  }
+  return undefined;
+}
+
+/** Whether a packet with fingerprint `fp` at `timeUs` is a true copy of the last packet counted on `leg`. */
+export function isCopyOf(leg: LegState, fp: number | undefined, timeUs: number): boolean {
+  if (fp === undefined || leg.lastFp !== fp) return false;
+  const dt = timeUs - leg.lastFpUs;
+  return dt >= 0 && dt < COPY_WINDOW_US;
+}
+
 /** Whether `obs` is a true copy of the last packet counted on `leg`. */
 export function isCopy(leg: LegState, obs: Observation): boolean {
-  if (obs.fingerprint === undefined || leg.lastFp !== obs.fingerprint) return false;
-  const dt = obs.timeUs - leg.lastFpUs;
-  return dt >= 0 && dt < COPY_WINDOW_US;
+  return isCopyOf(leg, obs.fingerprint, obs.timeUs);
+}
+
+/** Counts one packet on `leg` (a true copy is left out: false). */
+export function countPacket(
+  f: FlowState,
+  leg: LegState,
+  timeUs: number,
+  wireLen: number,
+  fp: number | undefined,
+  tcpFlags: number | undefined,
+): boolean {
+  if (isCopyOf(leg, fp, timeUs)) return false;
+  if (fp !== undefined) {
+    leg.lastFp = fp;
+    leg.lastFpUs = timeUs;
+  }
+  leg.packets++;
+  leg.bytes += wireLen;
+  if (timeUs > leg.lastUs) leg.lastUs = timeUs;
+  if (timeUs < leg.firstUs) leg.firstUs = timeUs;
+  if (tcpFlags !== undefined) f.tcpFlagsSeen |= tcpFlags;
+  f.countersChanged = true;
+  f.lastActivityMs = timeUs / 1000;
+  return true;
 }
 
 /** Counts `obs` on its leg (made when new); a true copy is left out and said so. */
@@ -43,33 +103,27 @@ export function recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'r
   let leg = findLeg(f, obs, direction);
   let outcome: LegOutcome = 'counted';
   if (!leg) {
+    const t = obs.tuple;
+    const src4 = t.family === 4 ? packIpv4(t.src) : Number.NaN;
+    const dst4 = t.family === 4 ? packIpv4(t.dst) : Number.NaN;
+    const v4 = !Number.isNaN(src4) && !Number.isNaN(dst4);
     leg = {
       iface: obs.iface,
       direction,
-      tuple: obs.tuple,
+      tuple: t,
       firstUs: obs.timeUs,
       lastUs: obs.timeUs,
       packets: 0,
       bytes: 0,
       lastFp: -1,
       lastFpUs: 0,
+      v4,
+      src4: v4 ? src4 : 0,
+      dst4: v4 ? dst4 : 0,
     };
     f.legs.push(leg);
     f.changed = true;
     outcome = 'new-leg';
-  } else if (isCopy(leg, obs)) {
-    return 'copy';
   }
-  if (obs.fingerprint !== undefined) {
-    leg.lastFp = obs.fingerprint;
-    leg.lastFpUs = obs.timeUs;
-  }
-  leg.packets++;
-  leg.bytes += obs.wireLen;
-  if (obs.timeUs > leg.lastUs) leg.lastUs = obs.timeUs;
-  if (obs.timeUs < leg.firstUs) leg.firstUs = obs.timeUs;
-  if (obs.tcpFlags !== undefined) f.tcpFlagsSeen |= obs.tcpFlags;
-  f.countersChanged = true;
-  f.lastActivityMs = obs.timeUs / 1000;
-  return outcome;
+  return countPacket(f, leg, obs.timeUs, obs.wireLen, obs.fingerprint, obs.tcpFlags) ? outcome : 'copy';
 }

@@ -48,7 +48,8 @@ export function tupleFromView(v: L3View): Tuple | undefined {
 /**
  * What tells one packet from another on the wire without comparing payloads: the IPv4 header
  * checksum (covers id, TTL, lengths, addresses), id, TTL, total length, the L4 checksum (covers the
- * payload) and the TCP sequence. Undefined for IPv6 without its transport header.
+ * payload) and the TCP sequence, as an int32 (a small integer to V8: no allocation on the hot
+ * path). Undefined for IPv6 without its transport header.
  */
 export function fingerprint(v: L3View): number | undefined {
   // IPv6 has no header checksum: without the transport header nothing tells two packets apart
@@ -56,12 +57,12 @@ export function fingerprint(v: L3View): number | undefined {
   const d = v.data;
   let h = (Math.imul(v.ipId, 0x9e3779b1) ^ v.ipTotalLen ^ (v.ttl << 24) ^ v.flowLabel ^ v.fragOffset) | 0;
   if (v.family === 4) h = Math.imul(h ^ ((d[v.l3Offset + 10] as number) << 8) ^ (d[v.l3Offset + 11] as number), 0x85ebca6b);
-  if (v.l4State !== 2) return h >>> 0;
+  if (v.l4State !== 2) return h | 0;
   const l4 = v.l4Offset;
   const ck = v.protoNum === IPPROTO_TCP ? l4 + 16 : v.protoNum === IPPROTO_UDP ? l4 + 6 : l4 + 2;
   if (ck + 1 < d.length) h = Math.imul(h ^ ((d[ck] as number) << 16) ^ (d[ck + 1] as number), 0xc2b2ae35);
   h = Math.imul(h ^ v.tcpSeq, 0x27d4eb2f) ^ v.tcpAck;
-  return h >>> 0;
+  return h | 0;
 }
 
 /**

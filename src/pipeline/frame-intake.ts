@@ -36,6 +36,7 @@ export function intakeBatch(b: FrameBatch, s: IntakeState, correlator: Correlato
       continue;
     }
     before?.(v.timeUs / 1000);
+    if (correlator.onPacket(v, b.iface)) continue;
     const o = observationFromView(v, b.iface);
     if (o === undefined) continue; // not reached: family was checked
     // trailing IP fragments join their datagram's flow (the first fragment's ports)
