@@ -236,7 +236,7 @@ describe('counting from the decode view', () => {
   });
 
   it('keeps the leg it found: a later packet of a leg changes its counters, not the leg object', () => {
-    const c = new Correlator({ emit: () => {}, startDelayMs: 0 });
+    const c = new Correlator({ emit: () => undefined, startDelayMs: 0 });
     const { entries } = scenario();
     c.onConntrack([{ type: 'new', time: T0, entry: entries[0]! }]);
     const v = new PacketView();
