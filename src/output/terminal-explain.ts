@@ -90,7 +90,7 @@ export function formatJourney(flow: FlowInfo, opts: { color?: boolean; all?: boo
   }
   if (flow.proxiedBy) {
     lines.push(
-      `  proxied by docker-proxy (pid ${flow.proxiedBy.pid}): ${flow.proxiedBy.note ?? 'the userland proxy ends this connection and opens another'}${flow.proxiedBy.peerFlowId !== null ? ` (flow ${flow.proxiedBy.peerFlowId})` : ''}`,
+      `  ${flow.proxiedBy.note ?? `proxied by docker-proxy (pid ${flow.proxiedBy.pid}): the userland proxy ends this connection and opens another`}${flow.proxiedBy.peerFlowId !== null ? ` (flow ${flow.proxiedBy.peerFlowId})` : ''}`,
     );
   }
   lines.push(

@@ -6,6 +6,7 @@ import { renderTop } from '../../src/output/terminal-top.js';
 import { flowMatches, eventMatches } from '../../src/output/flow-filter.js';
 import { JsonLinesWriter, formatJsonLine } from '../../src/output/jsonl.js';
 import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
+import { DockerProxyLinker } from '../../src/correlate/proxy-link.js';
 import type { Explanation } from '../../src/model/explanation.js';
 
 const T = Date.UTC(2026, 10, 23, 12, 0, 1, 234);
@@ -177,6 +178,31 @@ describe('terminal printer (golden lines)', () => {
   it('docker-proxy halves say so', () => {
     const f: FlowInfo = { ...WEB, nat: { dnat: null, snat: null }, explanation: null, proxiedBy: { pid: 4242, peerFlowId: '99' } };
     expect(formatFlowEvent(ev('flow.start', f))).toContain('docker-proxy[4242] ⇄ 99');
+  });
+  it('an IPv6 client half of docker-proxy: the line and the journey say who the container sees, and that the IPv6 address is lost', () => {
+    const linker = new DockerProxyLinker({
+      proxies: () => [{ pid: 76, proto: 'tcp', hostIp: '::', hostPort: 8000, containerIp: '172.17.0.2', containerPort: 80 }],
+      gateways: () => new Set(['172.17.0.1']),
+      isLocal: (a) => a === 'fd00:10::26',
+    });
+    const c6 = { ...tcp('fd00:10::5', 34998, 'fd00:10::26', 8000), family: 6 as const };
+    const front: FlowInfo = { ...WEB, id: 'f6', orig: c6, reply: null, nat: { dnat: null, snat: null }, legs: [], ctStatus: [], explanation: null };
+    const back: FlowInfo = {
+      ...front,
+      id: 'b4',
+      orig: tcp('172.17.0.1', 50940, '172.17.0.2', 80),
+      reply: tcp('172.17.0.2', 80, '172.17.0.1', 50940),
+    };
+    expect(linker.onFlow(front, 1_000)).toHaveLength(1);
+    const links = linker.onFlow(back, 2_000);
+    const pb = links.find((l) => l.flowId === 'f6')?.proxiedBy;
+    const f: FlowInfo = { ...front, ...(pb ? { proxiedBy: pb } : {}) };
+    expect(formatFlowEvent(ev('flow.start', f))).toContain(
+      '[fd00:10::26]:8000 ← [fd00:10::5]:34998 tcp docker-proxy[76] ⇄ b4 (container sees 172.17.0.1:50940)',
+    );
+    expect(formatJourney(f)).toContain(
+      "  docker-proxy (pid 76) ends [fd00:10::5]:34998 -> [fd00:10::26]:8000 and opens 172.17.0.1:50940 -> 172.17.0.2:80 (IPv6 in, IPv4 out): the container sees 172.17.0.1:50940, never the client; the client's IPv6 address fd00:10::5 is lost to it (flow b4)",
+    );
   });
   it('colour only when asked', () => {
     expect(formatFlowEvent(ev('flow.start', WEB))).not.toContain('\x1b[');
