@@ -301,6 +301,28 @@ describe('Correlator', () => {
     expect(linker).toMatchObject({ confirmed: 1, refuted: 0, linked: 1 });
   });
 
+  it('a [::] listener alone is dual-stack: it takes IPv4 clients too; beside a 0.0.0.0 listener it does not', () => {
+    const only6 = new DockerProxyLinker({ proxies: () => [PROXIES[1]!], gateways: () => new Set(['172.17.0.1']), isLocal: () => true });
+    const both = new DockerProxyLinker({ proxies: () => PROXIES, gateways: () => new Set(['172.17.0.1']), isLocal: () => true });
+    const f4 = (id: string): FlowInfo => ({
+      id,
+      orig: tcp('10.0.10.5', 41000, '10.0.10.26', 8000),
+      reply: tcp('10.0.10.26', 8000, '10.0.10.5', 41000),
+      nat: { dnat: null, snat: null },
+      legs: [],
+      names: [],
+      ctStatus: ['CONFIRMED'],
+      explanation: null,
+      drops: [],
+    });
+    expect(only6.onFlow(f4('a'), 0)[0]?.proxiedBy.pid).toBe(76);
+    expect(both.onFlow(f4('b'), 0)[0]?.proxiedBy.pid).toBe(70);
+    // and an IPv6 client never goes to the 0.0.0.0 listener
+    const f6: FlowInfo = { ...f4('c'), orig: v6('fd00:10::5', 41000, 'fd00:10::26', 8000), reply: null };
+    expect(both.onFlow(f6, 0)[0]?.proxiedBy.pid).toBe(76);
+    expect(new DockerProxyLinker({ proxies: () => [PROXIES[0]!], gateways: () => new Set(), isLocal: () => true }).onFlow(f6, 0)).toEqual([]);
+  });
+
   it('an IPv6 client with no conntrack entry (no ip6 rule tracks IPv6): its packets still join the IPv4 backend that came first', () => {
     const linker = new DockerProxyLinker({
       proxies: () => PROXIES,
