@@ -46,6 +46,7 @@ import { explainFlow, flowEvent, needsExplaining } from './flow-events.js';
 import { flowNames } from './flow-names.js';
 import { applyEntry, firstOrigIface, flowInfo, newFlowState, type FlowState } from './flow-state.js';
 import { type Held, HoldQueue } from './hold-queue.js';
+import { FlowSweep } from './flow-sweep.js';
 import { IfaceTallies, type IfaceTally } from './iface-tally.js';
 import { countPacket, findLegPacked, recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
@@ -65,6 +66,8 @@ export class Correlator {
   /** Destroyed entries kept findable for a grace period: id -> destroy time. */
   private readonly graveyard = new Map<string, number>();
   private readonly hold: HoldQueue;
+  /** Which flows a tick looks at (all of them while few). */
+  private readonly sweep = new FlowSweep(this.flows);
   /** Per interface: packets shown in flows, or not shown and why. */
   private readonly tallies = new IfaceTallies();
   private seq = 0;
@@ -138,6 +141,7 @@ export class Correlator {
         if (f && f.entry !== null) {
           // keep the last known state (a DESTROY may come without it)
           applyEntry(f, ev.entry.tcpState === undefined && f.entry.tcpState !== undefined ? { ...ev.entry, tcpState: f.entry.tcpState } : ev.entry);
+          this.sweep.touch(f);
         }
         continue;
       }
@@ -148,6 +152,7 @@ export class Correlator {
       if (f) {
         applyEntry(f, ev.entry);
         f.lastActivityMs = this.nowMs;
+        this.sweep.touch(f);
       } else if (ev.type === 'new') {
         this.ensureFlow(ev.entry, ev.time || this.nowMs);
       }
@@ -171,12 +176,16 @@ export class Correlator {
     if (!this.o.proxyLinker) return;
     for (const link of this.o.proxyLinker.onFlow(this.info(f), f.createdMs * 1000)) {
       const target = this.flows.get(link.flowId);
-      if (target) Object.assign(target, { proxiedBy: link.proxiedBy, changed: true });
+      if (target) {
+        Object.assign(target, { proxiedBy: link.proxiedBy, changed: true });
+        this.sweep.touch(target);
+      }
     }
   }
 
   private addFlow(f: FlowState): void {
     this.flows.set(f.id, f);
+    this.sweep.touch(f);
     while (this.flows.size > this.o.maxFlows) {
       const oldest = this.flows.values().next().value;
       if (oldest === undefined) break;
@@ -215,6 +224,7 @@ export class Correlator {
 
   private addDrop(f: FlowState, drop: DropInfo): void {
     if (!addDrop(f, drop, this.o.maxDropsPerFlow)) this.counters.dropsOverLimit++;
+    this.sweep.touch(f);
   }
 
   private takeStashedDrops(f: FlowState): void {
@@ -294,11 +304,13 @@ export class Correlator {
   }
 
   private recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): void {
-    if (recordLeg(f, obs, direction) === 'copy') {
+    const outcome = recordLeg(f, obs, direction);
+    if (outcome === 'copy') {
       this.counters.sameTwice++;
       this.tallies.of(obs.iface).copies++;
       return;
     }
+    if (outcome === 'new-leg') this.sweep.touch(f);
     // the first packet of a flow starts it at once unless a start delay is asked for
     if (!f.started && this.o.startDelayMs <= 0) this.start(f);
   }
@@ -382,18 +394,18 @@ export class Correlator {
     }
     let reexplained = 0;
     let counterUpdates = 0;
-    for (const f of this.flows.values()) {
+    this.sweep.run((f) => {
       if (!f.started) {
         // a flow known from conntrack waits for its first captured packet (capture batches lag
         // conntrack events), up to four times the start delay
         const age = now - f.createdMs;
         if ((age >= this.o.startDelayMs && f.legs.length > 0) || age >= this.noPacketStartMs) this.start(f);
-        continue;
+        return !f.started;
       }
       if (now - f.lastActivityMs >= this.o.idleTimeoutMs) {
         this.counters.flowsIdled++;
         this.end(f, 'idle');
-        continue;
+        return false;
       }
       // an out-of-date explanation is redone, a few thousand flows per tick (see needsExplaining)
       if (this.o.explainer && needsExplaining(f, this.o.explainer) && reexplained < 2000) {
@@ -406,7 +418,9 @@ export class Correlator {
         counterUpdates++;
         this.emitFlow(f, 'flow.update');
       }
-    }
+      // an explanation waiting for the kernel's trace (--verify) is asked for again at the next tick
+      return this.o.explainer?.awaits?.(f.id) === true;
+    });
   }
 
   private explainFlow(f: FlowState): void {
@@ -423,6 +437,7 @@ export class Correlator {
 
   private end(f: FlowState, reason: string): void {
     this.flows.delete(f.id);
+    this.sweep.forget(f);
     this.tallies.ended(f);
     if (f.entry === null) {
       this.synthIndex.delete(tupleKey(f.orig));
