@@ -11,7 +11,7 @@
  * batches per interface as the capture workers send them; a tick every 100 ms of packet time.
  * Allocation: bytes of new space per packet over a stretch without GC, and the GCs per million packets.
  *   node --expose-gc scripts/bench/pipeline-cpu.mjs [--flows 2000] [--seconds 3] [--rounds 3] [--json]
- *   node --cpu-prof --cpu-prof-dir=/tmp/prof scripts/bench/pipeline-cpu.mjs ... ; node scripts/bench/profile-summary.mjs /tmp/prof/*.cpuprofile --packets N
+ *   node --cpu-prof --cpu-prof-dir=/tmp/prof scripts/bench/pipeline-cpu.mjs ... ; node scripts/bench/profile-summary.mjs /tmp/prof/*.cpuprofile --run RUN.json --skip referencePass
  * Needs a built tree (npm run build). No root.
  */
 import { loadavg } from 'node:os';
