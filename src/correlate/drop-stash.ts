@@ -9,7 +9,7 @@ import type { FlowState } from './flow-state.js';
 /** Joins a drop to its flow; false when the flow already keeps `max` drops (the drop is counted, not kept). */
 export function addDrop(f: FlowState, drop: DropInfo, max: number): boolean {
   if (f.drops.length >= max) return false;
-  f.drops.push(drop);
+  f.drops = f.drops.concat(drop); // exactly as long as it is (see legs.ts)
   f.changed = true;
   return true;
 }

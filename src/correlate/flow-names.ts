@@ -21,5 +21,6 @@ export function flowNames(f: FlowState, names: NameResolver): EndpointName[] {
     add(f.reply.src, icmp ? undefined : f.reply.sport);
     add(f.reply.dst, icmp ? undefined : f.reply.dport);
   }
-  return out;
+  // a copy exactly as long as it is: a live flow keeps it (a pushed-to array keeps room for 17)
+  return out.slice();
 }
