@@ -49,7 +49,8 @@ struct {
 /* hook_once: last status reported per (connection, hook point, direction). LRU: old flows age out. */
 struct jn_once_key {
 	__u64 ct;      /* nf_conn address */
-	__u32 ports;   /* orig sport << 16 | dport: a reused address is another connection */
+	__u32 ports;   /* orig tuple's src/dst port words (ICMP: id, type/code), as stored: a reused
+	                * address is another connection */
 	__u16 point;   /* program << 8 | pf-index << 4 | hook */
 	__u16 dir;     /* 0 original, 1 reply */
 };
@@ -260,11 +261,6 @@ static __always_inline void read_ct_tuple(struct nf_conntrack_tuple *src, struct
 }
 
 /* Conntrack entry attached to the skb: status, mark, zone and both tuples. */
-static __always_inline unsigned long skb_ct(struct sk_buff *skb)
-{
-	return BPF_CORE_READ(skb, _nfct) & ~NFCT_INFOMASK;
-}
-
 static __always_inline void read_ct(struct sk_buff *skb, struct jn_event *e)
 {
 	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
@@ -391,6 +387,41 @@ int BPF_PROG(jn_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	return 0;
 }
 
+/* The hook_once key of a packet at a hook point: which connection (its nf_conn address and the
+ * original tuple's port words), which point (program, family, hook) and which direction. */
+static __always_inline void once_key(struct jn_once_key *key, const struct nf_conn *ct, unsigned long nfct,
+				     const struct nf_hook_state *st, __u32 slot)
+{
+	key->ct = (__u64)ct;
+	key->ports = ((__u32)ct->tuplehash[0].tuple.src.u.all << 16) | ct->tuplehash[0].tuple.dst.u.all;
+	key->point = (__u16)((slot << 8) | ((st->pf == 10 ? 1 : 0) << 4) | (st->hook & 0xf));
+	key->dir = (nfct & NFCT_INFOMASK) >= 3 ? 1 : 0;
+}
+
+/* hook_once fast path, before anything is read from the packet: a packet of a connection already
+ * reported at this point and direction with the same conntrack status costs a few loads and one
+ * hash lookup. (An entry exists only for a connection that passed the filter and was reported,
+ * so skipping on it gives the same answer the full path would.) 1 = already reported. */
+static __always_inline int once_seen(struct sk_buff *skb, const struct nf_hook_state *st, __u32 slot)
+{
+	unsigned long nfct = skb->_nfct;
+	struct jn_once_key key;
+	struct nf_conn *ct;
+	__u32 *last;
+	__u32 status;
+
+	if (!(nfct & ~NFCT_INFOMASK) || !jn_nf_conn_btf_id)
+		return 0;
+	ct = bpf_rdonly_cast((void *)(nfct & ~NFCT_INFOMASK), jn_nf_conn_btf_id);
+	status = (__u32)ct->status;
+	if (status & (1u << 11)) /* IPS_TEMPLATE: no real entry */
+		return 0;
+	__builtin_memset(&key, 0, sizeof(key));
+	once_key(&key, ct, nfct, st, slot);
+	last = bpf_map_lookup_elem(&jn_once, &key);
+	return last && *last == status;
+}
+
 static __always_inline int nf_common(struct bpf_nf_ctx *ctx, __u32 slot)
 {
 	__u32 k = 0;
@@ -401,6 +432,8 @@ static __always_inline int nf_common(struct bpf_nf_ctx *ctx, __u32 slot)
 	struct jn_event e;
 
 	if (!f || slot >= JN_NF_PROGS)
+		return 1;
+	if (f->hook_once && once_seen(skb, st, slot))
 		return 1;
 	__builtin_memset(&e, 0, sizeof(e));
 	e.ts_ns = bpf_ktime_get_ns();
@@ -417,13 +450,13 @@ static __always_inline int nf_common(struct bpf_nf_ctx *ctx, __u32 slot)
 	if (!filter_matches(&e, f))
 		return 1;
 	if (f->hook_once && e.has_ct) {
-		struct jn_once_key key = {
-			.ct = skb_ct(skb),
-			.ports = ((__u32)e.ct_orig.sport << 16) | e.ct_orig.dport,
-			.point = (__u16)((slot << 8) | ((e.pf == 10 ? 1 : 0) << 4) | (e.hook & 0xf)),
-			.dir = e.ctinfo >= 3 ? 1 : 0,
-		};
-		__u32 *last = bpf_map_lookup_elem(&jn_once, &key);
+		unsigned long nfct = skb->_nfct;
+		struct nf_conn *ct = bpf_rdonly_cast((void *)(nfct & ~NFCT_INFOMASK), jn_nf_conn_btf_id);
+		struct jn_once_key key;
+		__u32 *last;
+		__builtin_memset(&key, 0, sizeof(key));
+		once_key(&key, ct, nfct, st, slot);
+		last = bpf_map_lookup_elem(&jn_once, &key);
 		if (last && *last == e.ct_status)
 			return 1;
 		bpf_map_update_elem(&jn_once, &key, &e.ct_status, BPF_ANY);

@@ -3,25 +3,31 @@
  * Native-binding benchmark: what the eBPF programs cost the forwarding path, and how many kernel
  * events per second reach JavaScript — each against a reference measured in the same run.
  *
- *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 2] [--json]
+ *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 5] [--modes off,empty,once] [--bpf-stats] [--prefix d] [--json]
  *
- * Three throwaway namespaces: jl-d-bench-tx (10.77.1.1) -> jl-d-bench-fw (router: DNAT
- * 10.77.1.2:9 -> 10.77.2.1:9 in PREROUTING, MASQUERADE out, like a published port) -> jl-d-bench-rx.
+ * Three throwaway namespaces: jl-<prefix>-bench-tx (10.77.1.1) -> jl-<prefix>-bench-fw (router: DNAT
+ * 10.77.1.2:9 -> 10.77.2.1:9 in PREROUTING, MASQUERADE out, like a published port) -> jl-<prefix>-bench-rx.
  * A paced C sender (scripts/bench/capture-flood.c, compiled here) floods 60-byte UDP frames as fast
  * as it can; the rate is what rx receives (its veth rx_packets) per second. Modes, interleaved:
  *   - off:      nothing attached (the reference);
+ *   - empty:    a program that does nothing (scripts/bench/nf-empty.c) linked at the same hook
+ *               points: what the kernel charges for a netfilter BPF link at all;
  *   - filtered: drops + the 16 netfilter hook programs attached in fw, user filter matching nothing
  *               (the programs run on every packet, nothing reaches user space);
  *   - once:     no filter, the default reporting (a connection once per hook point and direction,
  *               again when its conntrack status changes: decided in the kernel);
  *   - all:      no filter, everyPacket: every packet yields 5 hook events, all delivered to JS
  *               (events/s delivered, and events the ring buffer had no room for, counted).
- * Reports rates and their ratio to "off". Needs root and a built tree (npm run build). Bounded:
- * each measurement lasts --seconds; the whole run stops by itself in well under 2 minutes.
+ * Modes alternate within each round (the order reversed every other round); each mode's ratio is
+ * taken to the "off" of its own round and the median over rounds is reported, with the load
+ * average. --bpf-stats turns kernel.bpf_stats_enabled on for the run (restored after) and reports
+ * each program's ns per run and the programs' ns per forwarded packet (bpftool prog show).
+ * Needs root and a built tree (npm run build). Bounded: each measurement lasts --seconds; the
+ * whole run stops by itself in a few minutes.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -33,7 +39,13 @@ const opt = (name, def) => {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : def;
 };
 const SECONDS = Math.min(10, Math.max(1, Number(opt('seconds', '3'))));
-const ROUNDS = Math.min(5, Math.max(1, Number(opt('rounds', '2'))));
+const ROUNDS = Math.min(15, Math.max(1, Number(opt('rounds', '5'))));
+const MODE_NAMES = ['off', 'empty', 'filtered', 'once', 'all'];
+const MODES = opt('modes', MODE_NAMES.join(',')).split(',');
+for (const m of MODES) if (!MODE_NAMES.includes(m)) throw new Error(`unknown mode ${m} (${MODE_NAMES.join(', ')})`);
+if (!MODES.includes('off')) MODES.unshift('off');
+const BPF_STATS = args.includes('--bpf-stats');
+const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 const JSON_OUT = args.includes('--json');
 const log = (m) => process.stderr.write(`bench native: ${m}\n`);
 
@@ -41,14 +53,17 @@ if (process.getuid?.() !== 0) {
   log('needs root (network namespaces, eBPF)');
   process.exit(2);
 }
-const { openKernelEvents, nativeAvailability } = await import(join(root, 'dist/src/native/index.js'));
+const { openKernelEvents, nativeAvailability, natHookPlan } = await import(join(root, 'dist/src/native/index.js'));
 const avail = nativeAvailability();
 if (!avail.available) {
   log(`native addon unavailable: ${avail.reason}`);
   process.exit(2);
 }
 
-const NS = { tx: 'jl-d-bench-tx', fw: 'jl-d-bench-fw', rx: 'jl-d-bench-rx' };
+// --prefix (default d, or JOURNEY_TEST_LAB_PREFIX) keeps concurrent runs on one machine apart
+const PREFIX = opt('prefix', process.env.JOURNEY_TEST_LAB_PREFIX || 'd');
+if (!/^[a-z0-9]{1,4}$/.test(PREFIX)) throw new Error(`bad --prefix ${PREFIX}`);
+const NS = { tx: `jl-${PREFIX}-bench-tx`, fw: `jl-${PREFIX}-bench-fw`, rx: `jl-${PREFIX}-bench-rx` };
 const sh = (argv, input) => execFileSync(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], input }).toString();
 const nsx = (ns, argv) => sh(['ip', 'netns', 'exec', ns, ...argv]);
 
@@ -100,10 +115,49 @@ function rxPackets() {
   return Number(nsx(NS.rx, ['cat', '/sys/class/net/jdb-rx/statistics/rx_packets']).trim());
 }
 
-function compileFlood(dir) {
-  const bin = join(dir, 'flood');
-  sh(['cc', '-O2', '-o', bin, join(here, 'capture-flood.c')]);
+function compile(dir, name) {
+  const bin = join(dir, name);
+  sh(['cc', '-O2', '-o', bin, join(here, `${name}.c`)]);
   return bin;
+}
+
+/** Per program id: name, run_cnt, run_time_ns (bpftool; the counters run only with bpf stats on). */
+function progStats() {
+  const out = new Map();
+  for (const p of JSON.parse(sh(['bpftool', 'prog', 'show', '--json']))) {
+    if (typeof p.name === 'string' && p.name.startsWith('jn_')) out.set(p.id, { name: p.name, runs: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 });
+  }
+  return out;
+}
+
+/** The programs that appeared since `before` (this measurement's), with their counters now. */
+function newProgs(before) {
+  const now = progStats();
+  for (const id of before.keys()) now.delete(id);
+  return now;
+}
+
+/** The do-nothing program linked at the journey's hook points in fw, until the returned stop(). */
+function linkEmpty(bin) {
+  const pf = { 4: 2, 6: 10 };
+  const hook = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 };
+  const points = natHookPlan().map((p) => `${pf[p.family]}:${hook[p.hook]}:${p.priority}`);
+  const p = spawn('ip', ['netns', 'exec', NS.fw, bin, ...points], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  p.stderr.on('data', (b) => (err += b));
+  return new Promise((resolve, reject) => {
+    p.on('close', (code) => reject(new Error(`nf-empty exited ${code}: ${err.trim()}`)));
+    p.stdout.once('data', () =>
+      resolve(
+        () =>
+          new Promise((done) => {
+            p.removeAllListeners('close');
+            p.on('close', done);
+            p.stdin.end();
+          }),
+      ),
+    );
+  });
 }
 
 function flood(bin, seconds) {
@@ -120,10 +174,13 @@ function flood(bin, seconds) {
   });
 }
 
-async function measure(bin, mode) {
+async function measure(bins, mode) {
   let k = null;
+  let stopEmpty = null;
   let delivered = 0;
-  if (mode !== 'off') {
+  const progsBefore = BPF_STATS ? progStats() : null;
+  if (mode === 'empty') stopEmpty = await linkEmpty(bins.empty);
+  else if (mode !== 'off') {
     const filter = mode === 'filtered' ? { proto: 'tcp', port: 1 } : undefined;
     k = await openKernelEvents({ netns: NS.fw, ...(filter ? { filter } : {}), everyPacket: mode === 'all' });
     if (k.lost.length) throw new Error(`eBPF refused: ${k.lost.join('; ')}`);
@@ -133,13 +190,16 @@ async function measure(bin, mode) {
   const before = rxPackets();
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  const sent = await flood(bin, SECONDS);
+  const sent = await flood(bins.flood, SECONDS);
   await new Promise((r) => setTimeout(r, 200));
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
   const got = rxPackets() - before;
   const st = k ? k.stats() : null;
+  const progs = progsBefore ? [...newProgs(progsBefore).values()] : [];
   if (k) await k.stop();
+  if (stopEmpty) await stopEmpty();
+  const progNs = progs.reduce((a, p) => a + p.ns, 0);
   return {
     mode,
     sent,
@@ -149,22 +209,37 @@ async function measure(bin, mode) {
     lostInKernel: st ? st.lostInKernel : 0,
     batches: st ? st.batches : 0,
     jsCpuPerEventUs: delivered ? (cpu.user + cpu.system) / delivered : 0,
+    load1: loadavg()[0],
+    ...(BPF_STATS && mode !== 'off'
+      ? {
+          programs: progs.map((p) => ({ name: p.name, runs: p.runs, nsPerRun: p.runs ? +(p.ns / p.runs).toFixed(1) : 0 })),
+          programNsPerForwarded: got ? +(progNs / got).toFixed(1) : 0,
+        }
+      : {}),
   };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'jn-bench-'));
 const results = [];
+let statsBefore = null;
 try {
   setup();
-  const bin = compileFlood(dir);
+  const bins = { flood: compile(dir, 'capture-flood'), empty: compile(dir, 'nf-empty') };
+  if (BPF_STATS) {
+    statsBefore = readFileSync(STATS_SYSCTL, 'utf8').trim();
+    writeFileSync(STATS_SYSCTL, '1');
+  }
   log(`warm-up`);
-  await flood(bin, 1);
+  await flood(bins.flood, 1);
   for (let r = 0; r < ROUNDS; r++) {
-    for (const mode of ['off', 'filtered', 'once', 'all']) {
-      const res = await measure(bin, mode);
+    for (const mode of r % 2 ? [...MODES].reverse() : MODES) {
+      const res = await measure(bins, mode);
       results.push({ round: r, ...res });
       log(
-        `${mode.padEnd(8)} ${Math.round(res.pps)} pps forwarded` +
+        `round ${r} ${mode.padEnd(8)} ${Math.round(res.pps)} pps forwarded, load ${res.load1.toFixed(2)}` +
+          (res.programs
+            ? `, programs ${res.programNsPerForwarded} ns/packet (${res.programs.map((p) => `${p.name} ${p.nsPerRun}`).join(', ')} ns/run)`
+            : '') +
           (mode === 'all'
             ? `, ${Math.round(res.eventsPerSec)} events/s to JS, ${res.lostInKernel} lost in kernel, ${res.jsCpuPerEventUs.toFixed(2)} us JS CPU/event`
             : ''),
@@ -172,41 +247,73 @@ try {
     }
   }
 } finally {
+  if (statsBefore !== null) writeFileSync(STATS_SYSCTL, statsBefore);
   teardown();
   rmSync(dir, { recursive: true, force: true });
 }
 
-const avg = (mode, key) => {
-  const xs = results.filter((x) => x.mode === mode).map((x) => x[key]);
-  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  if (!v.length) return 0;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 };
+const of = (mode, key) => results.filter((x) => x.mode === mode).map((x) => x[key]);
+/** Each round's rate of `mode` over the same round's "off". */
+const ratios = (mode) =>
+  results.filter((x) => x.mode === mode).map((x) => x.pps / (results.find((o) => o.mode === 'off' && o.round === x.round)?.pps || 1));
+const modesRun = MODES.filter((m) => m !== 'off');
 const summary = {
   seconds: SECONDS,
   rounds: ROUNDS,
-  forwardedPps: {
-    off: Math.round(avg('off', 'pps')),
-    filtered: Math.round(avg('filtered', 'pps')),
-    once: Math.round(avg('once', 'pps')),
-    all: Math.round(avg('all', 'pps')),
-  },
-  ratioToOff: {
-    filtered: +(avg('filtered', 'pps') / avg('off', 'pps')).toFixed(3),
-    once: +(avg('once', 'pps') / avg('off', 'pps')).toFixed(3),
-    all: +(avg('all', 'pps') / avg('off', 'pps')).toFixed(3),
-  },
-  eventsPerSecToJs: Math.round(avg('all', 'eventsPerSec')),
-  lostInKernelPerRun: Math.round(avg('all', 'lostInKernel')),
-  jsCpuPerEventUs: +avg('all', 'jsCpuPerEventUs').toFixed(3),
+  load1: { min: +Math.min(...of('off', 'load1')).toFixed(2), max: +Math.max(...results.map((x) => x.load1)).toFixed(2) },
+  forwardedPps: Object.fromEntries(MODES.map((m) => [m, Math.round(median(of(m, 'pps')))])),
+  ratioToOff: Object.fromEntries(modesRun.map((m) => [m, +median(ratios(m)).toFixed(3)])),
+  ratioRange: Object.fromEntries(modesRun.map((m) => [m, [+Math.min(...ratios(m)).toFixed(3), +Math.max(...ratios(m)).toFixed(3)]])),
+  ...(BPF_STATS
+    ? {
+        programNsPerForwarded: Object.fromEntries(modesRun.map((m) => [m, +median(of(m, 'programNsPerForwarded')).toFixed(1)])),
+        programNsPerRun: Object.fromEntries(
+          modesRun.map((m) => {
+            const names = new Map();
+            for (const x of results.filter((y) => y.mode === m))
+              for (const p of x.programs ?? []) if (p.runs) names.set(p.name, [...(names.get(p.name) ?? []), p.nsPerRun]);
+            return [m, Object.fromEntries([...names].map(([n, v]) => [n, +median(v).toFixed(1)]))];
+          }),
+        ),
+      }
+    : {}),
+  ...(MODES.includes('all')
+    ? {
+        eventsPerSecToJs: Math.round(median(of('all', 'eventsPerSec'))),
+        lostInKernelPerRun: Math.round(median(of('all', 'lostInKernel'))),
+        jsCpuPerEventUs: +median(of('all', 'jsCpuPerEventUs')).toFixed(3),
+      }
+    : {}),
   runs: results,
+};
+const LABEL = {
+  empty: 'empty programs (kernel cost)',
+  filtered: 'programs, filtered out',
+  once: 'programs, once per point',
+  all: 'programs, all to JS',
 };
 if (JSON_OUT) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 else {
-  process.stdout.write(
-    `forwarding through a NAT namespace, ${SECONDS}s x ${ROUNDS} rounds:\n` +
-      `  off (reference)            ${summary.forwardedPps.off} pps\n` +
-      `  programs, filtered out     ${summary.forwardedPps.filtered} pps  (ratio ${summary.ratioToOff.filtered})\n` +
-      `  programs, once per point   ${summary.forwardedPps.once} pps  (ratio ${summary.ratioToOff.once})\n` +
-      `  programs, all to JS        ${summary.forwardedPps.all} pps  (ratio ${summary.ratioToOff.all})\n` +
-      `  events delivered to JS     ${summary.eventsPerSecToJs} /s  (${summary.lostInKernelPerRun} lost in kernel per run, counted; ${summary.jsCpuPerEventUs} us JS CPU per event)\n`,
-  );
+  const lines = [
+    `forwarding through a NAT namespace, ${SECONDS}s x ${ROUNDS} rounds, medians, load average ${summary.load1.min}-${summary.load1.max}:`,
+    `  off (reference)                ${summary.forwardedPps.off} pps`,
+  ];
+  for (const m of modesRun)
+    lines.push(
+      `  ${LABEL[m].padEnd(30)} ${summary.forwardedPps[m]} pps  (ratio ${summary.ratioToOff[m]}, rounds ${summary.ratioRange[m].join('-')})` +
+        (summary.programNsPerForwarded
+          ? `, programs ${summary.programNsPerForwarded[m]} ns/packet ${JSON.stringify(summary.programNsPerRun[m])} ns/run`
+          : ''),
+    );
+  if (MODES.includes('all'))
+    lines.push(
+      `  events delivered to JS         ${summary.eventsPerSecToJs} /s  (${summary.lostInKernelPerRun} lost in kernel per run, counted; ${summary.jsCpuPerEventUs} us JS CPU per event)`,
+    );
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
