@@ -7,13 +7,18 @@ import type { ConntrackEntry, NatMapping } from '../model/conntrack.js';
 import type { DropInfo, EndpointName, FlowInfo, FlowLeg, ProxiedBy } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Tuple } from '../model/tuple.js';
+import { legTuple } from './legs.js';
 import { wireLegs } from './wire-legs.js';
 
 /** One interface, direction and tuple of a flow: where its packets were seen. */
 export interface LegState {
   iface: string;
   direction: 'orig' | 'reply';
-  tuple: Tuple;
+  /** null when it is the entry's tuple of form `form` (legs.ts legTuple makes it). */
+  tuple: Tuple | null;
+  form: number;
+  sport: number;
+  dport: number;
   firstUs: number;
   lastUs: number;
   packets: number;
@@ -93,7 +98,7 @@ export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
   const captured: FlowLeg[] = f.legs.map((l) => ({
     iface: l.iface,
     direction: l.direction,
-    tuple: l.tuple,
+    tuple: legTuple(f, l),
     firstUs: l.firstUs,
     lastUs: l.lastUs,
     packets: l.packets,

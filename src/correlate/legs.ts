@@ -10,6 +10,7 @@
  */
 import { packIpv4 } from '../conntrack/packed-key.js';
 import type { Observation } from '../model/observation.js';
+import type { Tuple } from '../model/tuple.js';
 import type { FlowState, LegState } from './flow-state.js';
 
 /** How far apart two sightings of one frame may be. */
@@ -21,18 +22,43 @@ export type LegOutcome = 'new-leg' | 'counted' | 'copy';
 export function findLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): LegState | undefined {
   const t = obs.tuple;
   for (const l of f.legs) {
-    if (
-      l.iface === obs.iface &&
-      l.direction === direction &&
-      l.tuple.src === t.src &&
-      l.tuple.dst === t.dst &&
-      l.tuple.sport === t.sport &&
-      l.tuple.dport === t.dport
-    ) {
-      return l;
-    }
+    if (l.iface !== obs.iface || l.direction !== direction || l.sport !== t.sport || l.dport !== t.dport) continue;
+    const lt = legTuple(f, l);
+    if (lt.src === t.src && lt.dst === t.dst) return l;
   }
   return undefined;
+}
+
+/**
+ * The tuple a leg was seen with. A leg of a flow with a conntrack entry keeps no tuple of its own
+ * when its tuple is one of the entry's forms (`form`, numbered as the conntrack table numbers its
+ * keys: 0 orig, 1 reverse(reply), 2 reply, 3 reverse(orig), 4 and 5 between DNAT and SNAT): it is
+ * made from the entry's tuples when an event shows it (less memory per live flow).
+ */
+export function legTuple(f: FlowState, l: LegState): Tuple {
+  return l.tuple ?? formTuple(f.orig, f.reply ?? f.orig, l.form);
+}
+
+function formTuple(o: Tuple, r: Tuple, k: number): Tuple {
+  const src = k === 0 || k === 4 ? o.src : k === 1 ? r.dst : k === 3 ? o.dst : r.src;
+  const sport = k === 0 || k === 4 ? o.sport : k === 1 ? r.dport : k === 3 ? o.dport : r.sport;
+  const dst = k === 0 ? o.dst : k === 1 || k === 4 ? r.src : k === 2 ? r.dst : o.src;
+  const dport = k === 0 ? o.dport : k === 1 || k === 4 ? r.sport : k === 2 ? r.dport : o.sport;
+  return { family: o.family, proto: o.proto, protoNum: o.protoNum, src, dst, sport, dport };
+}
+
+/** The form of the flow's entry that `t` is exactly (see legTuple), or -1 (ICMP keeps its type and code: its own tuple). */
+function formOf(f: FlowState, t: Tuple): number {
+  const o = f.orig;
+  const r = f.reply;
+  if (f.entry === null || r === null || t.icmpType !== undefined || t.icmpCode !== undefined) return -1;
+  if (t.family !== o.family || t.proto !== o.proto || t.protoNum !== o.protoNum) return -1;
+  if (r.family !== o.family || r.proto !== o.proto || r.protoNum !== o.protoNum) return -1;
+  for (let k = 0; k < 6; k++) {
+    const c = formTuple(o, r, k);
+    if (c.src === t.src && c.dst === t.dst && c.sport === t.sport && c.dport === t.dport) return k;
+  }
+  return -1;
 }
 
 /** findLeg for an IPv4 packet read from the decode view: addresses as int32. */
@@ -48,15 +74,7 @@ export function findLegPacked(
   const legs = f.legs;
   for (let i = 0; i < legs.length; i++) {
     const l = legs[i] as LegState;
-    if (
-      l.v4 &&
-      l.src4 === src &&
-      l.dst4 === dst &&
-      l.iface === iface &&
-      l.direction === direction &&
-      l.tuple.sport === sport &&
-      l.tuple.dport === dport
-    )
+    if (l.v4 && l.src4 === src && l.dst4 === dst && l.iface === iface && l.direction === direction && l.sport === sport && l.dport === dport)
       return l;
   }
   return undefined;
@@ -107,10 +125,14 @@ export function recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'r
     const src4 = t.family === 4 ? packIpv4(t.src) : Number.NaN;
     const dst4 = t.family === 4 ? packIpv4(t.dst) : Number.NaN;
     const v4 = !Number.isNaN(src4) && !Number.isNaN(dst4);
+    const form = formOf(f, t);
     leg = {
       iface: obs.iface,
       direction,
-      tuple: t,
+      tuple: form < 0 ? t : null,
+      form,
+      sport: t.sport,
+      dport: t.dport,
       firstUs: obs.timeUs,
       lastUs: obs.timeUs,
       packets: 0,

@@ -247,13 +247,43 @@ describe('counting from the decode view', () => {
     decodeFrame(b, 0, v);
     expect(c.onPacket(v, 'eth0')).toBe(false); // the first packet of the leg: an Observation makes the leg
     c.onObservation(observationFromView(v, 'eth0')!);
-    const before = c.snapshot()[0]!;
+    // the correlator's own state (private): the flow and its leg objects are what must not be remade
+    const flows = (c as unknown as { flows: Map<string, { legs: object[] }> }).flows;
+    const flow = flows.get('1')!;
+    const legs = flow.legs;
+    const leg = legs[0];
     decodeFrame(b, 1, v);
     expect(c.onPacket(v, 'eth0')).toBe(true);
+    expect(flows.get('1')).toBe(flow);
+    expect(flow.legs).toBe(legs); // no new leg, not even a new array of them
+    expect(flow.legs[0]).toBe(leg);
     const after = c.snapshot()[0]!;
     expect(after.legs).toHaveLength(1);
-    expect(after.legs[0]!.tuple).toBe(before.legs[0]!.tuple); // the same tuple object: nothing made for this packet
+    expect(after.legs[0]!.tuple).toEqual(tcp('10.0.10.5', 40000, '10.0.10.26', 8000));
     expect(after.legs[0]!.packets).toBe(2);
     expect(after.legs[0]!.lastUs).toBe(T0 * 1000 + 5000);
+  });
+
+  it('shows each leg with the tuple its packets had, also when the leg keeps none of its own (one of the entry forms)', () => {
+    const { events } = run(true);
+    const ends = events.filter((e): e is Extract<JourneyEvent, { type: 'flow.end' }> => e.type === 'flow.end');
+    const legs = (id: string) =>
+      ends
+        .find((e) => e.flow.id === id)!
+        .flow.legs.map((l) => `${l.iface} ${l.direction} ${l.tuple.proto} ${l.tuple.src}:${l.tuple.sport}>${l.tuple.dst}:${l.tuple.dport}`)
+        .sort();
+    expect(legs('1')).toEqual([
+      'docker0 orig tcp 10.0.10.5:40000>172.17.0.2:80',
+      'docker0 reply tcp 172.17.0.2:80>10.0.10.5:40000',
+      'eth0 orig tcp 10.0.10.5:40000>10.0.10.26:8000',
+      'eth0 reply tcp 10.0.10.26:8000>10.0.10.5:40000',
+    ]);
+    // the self-hairpin: before DNAT, between DNAT and SNAT, after both, and the reply
+    expect(legs('2')).toEqual([
+      'docker0 orig tcp 172.17.0.1:50000>172.17.0.2:80',
+      'docker0 orig tcp 172.17.0.3:50000>10.0.10.26:8000',
+      'docker0 orig tcp 172.17.0.3:50000>172.17.0.2:80',
+      'docker0 reply tcp 172.17.0.2:80>172.17.0.1:50000',
+    ]);
   });
 });
