@@ -57,6 +57,13 @@ export interface FlowState {
   drops: DropInfo[];
 }
 
+/**
+ * A new flow shares these empty lists: legs and drops are added by making a new array (legs.ts,
+ * drop-stash.ts), never by pushing, so each live flow keeps arrays exactly as long as they are.
+ */
+const NO_LEGS = Object.freeze([]) as unknown as LegState[];
+const NO_DROPS = Object.freeze([]) as unknown as DropInfo[];
+
 /** A flow just seen: from its conntrack entry, or made from a packet (entry null). */
 export function newFlowState(
   id: string,
@@ -71,7 +78,7 @@ export function newFlowState(
     entry,
     orig,
     reply,
-    legs: [],
+    legs: NO_LEGS,
     names: null,
     tcpState,
     createdMs: atMs,
@@ -85,7 +92,7 @@ export function newFlowState(
     explainedFrom: undefined,
     proxiedBy: undefined,
     tcpFlagsSeen: 0,
-    drops: [],
+    drops: NO_DROPS,
   };
 }
 
