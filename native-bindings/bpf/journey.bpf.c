@@ -62,6 +62,27 @@ struct {
 	__type(value, __u32);
 } jn_once SEC(".maps");
 
+/* A per-CPU, direct-mapped cache in front of jn_once: the last (connection, point, direction) and
+ * status seen in each of JN_SEEN_SLOTS slots. A hit is the same answer as a jn_once hit without
+ * the hash (a per-CPU array lookup is inlined by the verifier); a miss asks jn_once. An entry is
+ * written only after jn_once said "already reported", so it never hides a first report. */
+#define JN_SEEN_SLOTS 256
+struct jn_seen_ent {
+	__u64 ct;     /* 0 = empty or being written */
+	__u64 id;     /* ports << 32 | point << 16 | dir */
+	__u64 status;
+};
+struct jn_seen {
+	struct jn_seen_ent e[JN_SEEN_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct jn_seen);
+} jn_seen SEC(".maps");
+
 static __always_inline void count_lost(void)
 {
 	__u32 k = 0;
@@ -392,23 +413,36 @@ int BPF_PROG(jn_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 static __always_inline void once_key(struct jn_once_key *key, const struct nf_conn *ct, unsigned long nfct,
 				     const struct nf_hook_state *st, __u32 slot)
 {
-	key->ct = (__u64)ct;
+	key->ct = nfct & ~NFCT_INFOMASK; /* the address as a number (ct is a BTF pointer) */
 	key->ports = ((__u32)ct->tuplehash[0].tuple.src.u.all << 16) | ct->tuplehash[0].tuple.dst.u.all;
 	key->point = (__u16)((slot << 8) | ((st->pf == 10 ? 1 : 0) << 4) | (st->hook & 0xf));
 	key->dir = (nfct & NFCT_INFOMASK) >= 3 ? 1 : 0;
 }
 
+static __always_inline __u64 once_id(const struct jn_once_key *key)
+{
+	return ((__u64)key->ports << 32) | ((__u32)key->point << 16) | key->dir;
+}
+
+static __always_inline __u32 seen_slot(const struct jn_once_key *key)
+{
+	return ((__u32)(key->ct >> 8) ^ ((__u32)key->point * 0x9e37u) ^ key->dir) & (JN_SEEN_SLOTS - 1);
+}
+
 /* hook_once fast path, before anything is read from the packet: a packet of a connection already
- * reported at this point and direction with the same conntrack status costs a few loads and one
- * hash lookup. (An entry exists only for a connection that passed the filter and was reported,
- * so skipping on it gives the same answer the full path would.) 1 = already reported. */
+ * reported at this point and direction with the same conntrack status costs a few loads and, in
+ * the common case, one per-CPU cache compare (else one hash lookup). An entry exists only for a
+ * connection that passed the filter and was reported, so skipping on it gives the same answer the
+ * full path would. 1 = already reported. */
 static __always_inline int once_seen(struct sk_buff *skb, const struct nf_hook_state *st, __u32 slot)
 {
 	unsigned long nfct = skb->_nfct;
 	struct jn_once_key key;
+	struct jn_seen_ent *ent;
+	struct jn_seen *seen;
 	struct nf_conn *ct;
-	__u32 *last;
-	__u32 status;
+	__u32 *last, k = 0;
+	__u64 id, status;
 
 	if (!(nfct & ~NFCT_INFOMASK) || !jn_nf_conn_btf_id)
 		return 0;
@@ -418,8 +452,34 @@ static __always_inline int once_seen(struct sk_buff *skb, const struct nf_hook_s
 		return 0;
 	__builtin_memset(&key, 0, sizeof(key));
 	once_key(&key, ct, nfct, st, slot);
+	id = once_id(&key);
+	seen = bpf_map_lookup_elem(&jn_seen, &k);
+	if (!seen)
+		return 0;
+	ent = &seen->e[seen_slot(&key)];
+	/* ct read before and after the rest: a program nested on this CPU (an interrupt) that rewrote
+	 * the entry meanwhile makes the two differ or leaves 0 (written first) */
+	{
+		__u64 c1, c2, eid, est;
+		c1 = ent->ct;
+		barrier();
+		eid = ent->id;
+		est = ent->status;
+		barrier();
+		c2 = ent->ct;
+		if (c1 == key.ct && c2 == key.ct && eid == id && est == status)
+			return 1;
+	}
 	last = bpf_map_lookup_elem(&jn_once, &key);
-	return last && *last == status;
+	if (!last || *last != status)
+		return 0;
+	ent->ct = 0;
+	barrier();
+	ent->id = id;
+	ent->status = status;
+	barrier();
+	ent->ct = key.ct;
+	return 1;
 }
 
 static __always_inline int nf_common(struct bpf_nf_ctx *ctx, __u32 slot)
