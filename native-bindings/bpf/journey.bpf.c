@@ -424,9 +424,14 @@ static __always_inline __u64 once_id(const struct jn_once_key *key)
 	return ((__u64)key->ports << 32) | ((__u32)key->point << 16) | key->dir;
 }
 
+/* The cache slot: a hash of the connection's address XOR its point and direction packed into 7
+ * distinct bits (program 0-3, family, hook 0-4, direction), so the points one connection's
+ * packets pass never share a slot. */
 static __always_inline __u32 seen_slot(const struct jn_once_key *key)
 {
-	return ((__u32)(key->ct >> 8) ^ ((__u32)key->point * 0x9e37u) ^ key->dir) & (JN_SEEN_SLOTS - 1);
+	__u32 h = ((__u32)(key->ct >> 6) * 0x9e3779b1u) >> 24;
+	__u32 p = ((((__u32)key->point >> 8) & 3) << 5) | (((__u32)key->point >> 4) & 1) << 4 | (key->point & 7) << 1 | key->dir;
+	return (h ^ p) & (JN_SEEN_SLOTS - 1);
 }
 
 /* hook_once fast path, before anything is read from the packet: a packet of a connection already
