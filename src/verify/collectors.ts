@@ -129,7 +129,7 @@ export interface PacketLine {
 /** "1795407369.445107 veth1a2b In  IP 172.17.0.3.41000 > 10.0.10.26.8000: Flags [S], seq ..." */
 export function parseTcpdumpLine(line: string): PacketLine | null {
   const m =
-    /^(\d+\.\d+)\s+(\S+)\s+(In|Out|P|M|B|\S+)\s+IP\s+(\d+\.\d+\.\d+\.\d+)\.(\d+)\s+>\s+(\d+\.\d+\.\d+\.\d+)\.(\d+):\s+(?:Flags\s+\[([^\]]*)\])?/.exec(
+    /^(\d+\.\d+)\s+(\S+)\s+(In|Out|P|M|B|\S+)\s+IP6?\s+([0-9a-fA-F:.]+)\.(\d+)\s+>\s+([0-9a-fA-F:.]+)\.(\d+):\s+(?:Flags\s+\[([^\]]*)\])?/.exec(
       line.trim(),
     );
   if (!m) return null;
@@ -201,8 +201,10 @@ export async function traceProbe<T>(
 ): Promise<{ result: T; trace: KernelTraceRun }> {
   const ns = netns !== undefined ? { netns } : {};
   let match = `${proto} sport ${port} meta nftrace set 1\n ${proto} dport ${port} meta nftrace set 1`;
-  if (also !== undefined)
-    match += `\n ip daddr ${also.ip} ${proto} dport ${also.port} meta nftrace set 1\n ip saddr ${also.ip} ${proto} sport ${also.port} meta nftrace set 1`;
+  if (also !== undefined) {
+    const ipk = also.ip.includes(':') ? 'ip6' : 'ip';
+    match += `\n ${ipk} daddr ${also.ip} ${proto} dport ${also.port} meta nftrace set 1\n ${ipk} saddr ${also.ip} ${proto} sport ${also.port} meta nftrace set 1`;
+  }
   // inet: one table traces IPv4 and IPv6 alike
   const def = `table inet ${table} {\n chain pre {\n type filter hook prerouting priority -500; policy accept;\n ${match}\n }\n chain out {\n type filter hook output priority -500; policy accept;\n ${match}\n }\n}\n`;
   await run(['nft', '-f', '-'], { ...ns, input: def, timeoutMs: 10_000 });

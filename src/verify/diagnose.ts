@@ -12,11 +12,12 @@ import type { HostFacts } from './host-facts.js';
 import type { PlannedCheck } from './plan.js';
 import { ruleTextAt } from './docker-rules.js';
 import { HAIRPIN_PATHS } from './hairpin-paths.js';
+import { addrPort, familyOfAddr, hostForFamily } from './family-view.js';
 import type { CheckStatus, Evidence, ProbeResult, TraceStep } from './types.js';
 import type { PacketLine, TimedEntry } from './collectors.js';
 import type { DropInfo } from '../model/events.js';
 
-const fmt = (a: string, p: number): string => `${a}:${p}`;
+const fmt = addrPort;
 
 export function describeEntry(e: ConntrackEntry): string {
   const n = natOf(e.orig, e.reply);
@@ -102,17 +103,17 @@ export function packetPath(pk: readonly PacketLine[], srcPort: number): string[]
   if (syn.length > 0) {
     const first = syn[0];
     const hops = dedupeHops(syn.filter((p) => first !== undefined && p.timeMs - first.timeMs < 500)).slice(0, 8);
-    out.push(`SYN: ${hops.map((p) => `${p.iface} ${p.dir} ${p.src}:${p.sport} > ${p.dst}:${p.dport}`).join(', ')}`);
+    out.push(`SYN: ${hops.map((p) => `${p.iface} ${p.dir} ${fmt(p.src, p.sport)} > ${fmt(p.dst, p.dport)}`).join(', ')}`);
   }
   if (synack.length > 0) {
     const first = synack[0];
     const hops = dedupeHops(synack.filter((p) => first !== undefined && p.timeMs - first.timeMs < 500)).slice(0, 8);
-    out.push(`SYN-ACK: ${hops.map((p) => `${p.iface} ${p.dir} ${p.src}:${p.sport} > ${p.dst}:${p.dport}`).join(', ')}`);
+    out.push(`SYN-ACK: ${hops.map((p) => `${p.iface} ${p.dir} ${fmt(p.src, p.sport)} > ${fmt(p.dst, p.dport)}`).join(', ')}`);
   }
   const rst = pk.filter((p) => p.flags.includes('R'));
   if (rst.length > 0) {
     const r = rst[0];
-    if (r) out.push(`RST: ${r.iface} ${r.dir} ${r.src}:${r.sport} > ${r.dst}:${r.dport}`);
+    if (r) out.push(`RST: ${r.iface} ${r.dir} ${fmt(r.src, r.sport)} > ${fmt(r.dst, r.dport)}`);
   }
   return out;
 }
@@ -136,7 +137,8 @@ export function traceCauses(steps: readonly TraceStep[], host: HostFacts): strin
 }
 
 /** Host settings the path depends on that are wrong, in plain words. */
-export function settingCauses(check: PlannedCheck, host: HostFacts, targetPortIfname: string | null): string[] {
+export function settingCauses(check: PlannedCheck, given: HostFacts, targetPortIfname: string | null): string[] {
+  const host = hostForFamily(given, familyOfAddr(check.dstIp));
   const e = check.expected;
   if (e === null) return [];
   if (e.via === 'docker-proxy') {
@@ -144,7 +146,7 @@ export function settingCauses(check: PlannedCheck, host: HostFacts, targetPortIf
     return proc
       ? []
       : [
-          `no docker-proxy listens on ${check.port.hostIp}:${check.port.hostPort}/${check.port.proto} (the userland proxy is expected to answer: ${e.text.split(':')[0] ?? ''})`,
+          `no docker-proxy listens on ${addrPort(check.port.hostIp, check.port.hostPort)}/${check.port.proto} (the userland proxy is expected to answer: ${e.text.split(':')[0] ?? ''})`,
         ];
   }
   return HAIRPIN_PATHS[check.kind].settingCauses({
@@ -206,7 +208,7 @@ export function judge(
   if (own) observed.push(`conntrack: ${describeEntry(own)}`);
   else
     observed.push(
-      `conntrack: no entry for ${check.from.ip || 'the probe'}:${probe.localPort} -> ${check.dstIp}:${check.dstPort} in the host namespace`,
+      `conntrack: no entry for ${check.from.ip ? addrPort(check.from.ip, probe.localPort) : `the probe:${probe.localPort}`} -> ${addrPort(check.dstIp, check.dstPort)} in the host namespace`,
     );
   const nat = own ? natOf(own.orig, own.reply) : null;
   const saw = ev.proxyLeg ? ev.proxyLeg.orig.src : own && nat?.dnat ? own.reply.dst : null;
@@ -233,7 +235,7 @@ export function judge(
     // docker-proxy accepts first and dials the container afterwards: the client's connect alone
     // proves nothing about the container. Its own connection must have been answered.
     const tName = check.port.container ?? check.port.containerIp;
-    const target = `${check.port.containerIp}:${check.port.containerPort}`;
+    const target = addrPort(check.port.containerIp, check.port.containerPort);
     const legOk = ev.proxyLeg !== null && (ev.proxyLeg.status.includes('SEEN_REPLY') || ev.proxyLeg.status.includes('ASSURED'));
     if (!legOk) {
       const causes = traceCauses(ev.trace, host);
@@ -251,7 +253,7 @@ export function judge(
     if (e.via === 'docker-proxy' && nat?.dnat) deviations.push(`expected docker-proxy to answer, but the kernel DNATed to ${nat.dnat.to}`);
     if (e.via === 'dnat' && nat?.dnat && e.dnatTo !== null && nat.dnat.to !== e.dnatTo)
       deviations.push(`DNAT went to ${nat.dnat.to}, expected ${e.dnatTo}`);
-    if (saw !== null && saw !== e.targetSeesSource && /^\d/.test(e.targetSeesSource))
+    if (saw !== null && saw !== e.targetSeesSource && /^(\d+\.|[0-9a-f]*:)/i.test(e.targetSeesSource))
       deviations.push(`the target saw ${saw} as the source, expected ${e.targetSeesSource}`);
     if (e.outcome === 'blocked') deviations.push(`reachable although Docker's configuration should block it: ${e.blockedBy ?? ''}`);
     return { status: 'pass', causes: [], deviations, observed };
@@ -285,11 +287,11 @@ export function judge(
   causes.push(...settingCauses(check, host, targetPortIfname));
   if (probe.error === 'ECONNREFUSED') {
     if (nat?.dnat) causes.push(`nothing listens on ${nat.dnat.to} in ${check.port.container ?? check.port.containerIp} (connection refused)`);
-    else if (e.via === 'dnat' && own) causes.push(`connection refused by the host: no DNAT happened for ${check.dstIp}:${check.dstPort}`);
-    else causes.push(`connection refused on ${check.dstIp}:${check.dstPort}`);
+    else if (e.via === 'dnat' && own) causes.push(`connection refused by the host: no DNAT happened for ${addrPort(check.dstIp, check.dstPort)}`);
+    else causes.push(`connection refused on ${addrPort(check.dstIp, check.dstPort)}`);
   }
   if (own && e.via === 'dnat' && nat?.dnat === null && probe.error !== 'ECONNREFUSED')
-    causes.push(`no DNAT happened for ${check.dstIp}:${check.dstPort} (no rule matched)`);
+    causes.push(`no DNAT happened for ${addrPort(check.dstIp, check.dstPort)} (no rule matched)`);
   if (own && nat?.dnat && e.via === 'dnat' && !own.status.includes('SEEN_REPLY')) {
     const pk = ev.packets.map(parseBack).filter((x): x is PacketLine => x !== null);
     const rawReply = pk.find((p) => p.dport === probe.localPort && p.src === check.port.containerIp && p.flags.startsWith('S.'));
@@ -313,7 +315,7 @@ export function judge(
 
 /** Packet lines are kept as text in the evidence; this turns one back into fields. */
 function parseBack(text: string): PacketLine | null {
-  const m = /^(\S+)\s+(\S+)\s+IP\s+(\d+\.\d+\.\d+\.\d+)\.(\d+)\s+>\s+(\d+\.\d+\.\d+\.\d+)\.(\d+):\s+(?:Flags\s+\[([^\]]*)\])?/.exec(text);
+  const m = /^(\S+)\s+(\S+)\s+IP6?\s+([0-9a-fA-F:.]+)\.(\d+)\s+>\s+([0-9a-fA-F:.]+)\.(\d+):\s+(?:Flags\s+\[([^\]]*)\])?/.exec(text);
   if (!m) return null;
   return {
     timeMs: 0,

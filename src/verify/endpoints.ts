@@ -48,7 +48,7 @@ export interface Inventory {
 }
 
 export function bridgeOfAddr(bridges: readonly BridgeInfo[], ip: string): BridgeInfo | null {
-  for (const b of bridges) for (const a of b.addrs) if (inCidr(ip, `${a.addr}/${a.prefixlen}`)) return b;
+  for (const b of bridges) for (const a of ip.includes(':') ? (b.addrs6 ?? []) : b.addrs) if (inCidr(ip, `${a.addr}/${a.prefixlen}`)) return b;
   return null;
 }
 
@@ -57,7 +57,7 @@ interface NsAddr {
   link?: string;
   link_index?: number;
   link_netnsid?: number;
-  addr_info?: { family: string; local: string; prefixlen: number }[];
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
 }
 
 /** The peer's interface index of a veth (`ip -j addr`: "link_index", or "link": "if7"). */
@@ -162,10 +162,10 @@ export async function scanEndpoints(host: HostFacts): Promise<Endpoint[]> {
       const eps: Endpoint[] = [];
       for (const i of list) {
         for (const a of i.addr_info ?? []) {
-          if (a.family !== 'inet') continue;
+          if (a.family !== 'inet' && !(a.family === 'inet6' && (a.scope ?? 'global') === 'global')) continue;
           const br = bridgeOfAddr(host.bridges, a.local);
           if (!br) continue;
-          if (br.addrs.some((x) => x.addr === a.local)) continue; // the gateway itself
+          if ([...br.addrs, ...(br.addrs6 ?? [])].some((x) => x.addr === a.local)) continue; // the gateway itself
           if (!peerInTarget(i)) continue;
           const pi = peerIndex(i);
           const peer = pi !== null ? portByIndex.get(pi) : undefined;
@@ -194,8 +194,8 @@ export function portsFromHost(host: HostFacts, endpoints: readonly Endpoint[]): 
   const key = (p: { proto: string; hostIp: string; hostPort: number }): string => `${p.proto}/${p.hostIp}/${p.hostPort}`;
   const seen = new Set<string>();
   const nameOf = (ip: string): string | null => endpoints.find((e) => e.ip === ip)?.name ?? null;
-  for (const d of host.ruleset.dnat) {
-    const hostIp = d.hostIp ?? '0.0.0.0';
+  for (const d of [...host.ruleset.dnat, ...(host.v6?.ruleset.dnat ?? [])]) {
+    const hostIp = d.hostIp ?? (d.family === 6 ? '::' : '0.0.0.0');
     const p: PublishedPortSpec = {
       proto: d.proto,
       hostIp,
@@ -277,22 +277,25 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
     const id = [...pids.keys()].find((k) => k === c.id);
     const pid = id !== undefined ? (pids.get(id) ?? null) : null;
     for (const ep of c.endpoints) {
-      if (ep.ipv4 === null) continue;
-      const br = bridgeOfAddr(host.bridges, ep.ipv4);
-      if (!br) continue;
-      let port: string | null = null;
-      if (pid !== null) {
-        const r = await run(['ip', '-j', 'addr', 'show'], { netns: pid, allowFailure: true, timeoutMs: 5_000 }).catch(() => null);
-        try {
-          const list = r !== null ? (JSON.parse(r.stdout) as NsAddr[]) : [];
-          const i = list.find((x) => (x.addr_info ?? []).some((a) => a.local === ep.ipv4));
-          const pi = i !== undefined ? peerIndex(i) : null;
-          if (pi !== null) port = portByIndex.get(pi) ?? null;
-        } catch {
-          /* leave unknown */
+      // one endpoint per address: IPv4 and, on a network with IPv6, IPv6 (the same namespace and port)
+      for (const ip of [ep.ipv4, ep.ipv6]) {
+        if (ip === null) continue;
+        const br = bridgeOfAddr(host.bridges, ip);
+        if (!br) continue;
+        let port: string | null = null;
+        if (pid !== null) {
+          const r = await run(['ip', '-j', 'addr', 'show'], { netns: pid, allowFailure: true, timeoutMs: 5_000 }).catch(() => null);
+          try {
+            const list = r !== null ? (JSON.parse(r.stdout) as NsAddr[]) : [];
+            const i = list.find((x) => (x.addr_info ?? []).some((a) => a.local === ip));
+            const pi = i !== undefined ? peerIndex(i) : null;
+            if (pi !== null) port = portByIndex.get(pi) ?? null;
+          } catch {
+            /* leave unknown */
+          }
         }
+        endpoints.push({ name: c.name, ip, bridge: br.name, port, ns: pid ?? `container ${c.name}`, pid, network: ep.network });
       }
-      endpoints.push({ name: c.name, ip: ep.ipv4, bridge: br.name, port, ns: pid ?? `container ${c.name}`, pid, network: ep.network });
     }
   }
   const ports: PublishedPortSpec[] = [];
@@ -300,16 +303,18 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
   for (const c of snap.containers) {
     const mine = endpoints.filter((e) => e.name === c.name);
     for (const p of c.published) {
-      // IPv6 bindings are not probed (hairpin plans IPv4 only); counted and said in a notice below.
-      if (p.hostIp.includes(':')) {
-        v6.push(`[${p.hostIp}]:${p.hostPort}/${p.proto} (${c.name})`);
+      const six = p.hostIp.includes(':');
+      // The DNAT rule (ip6 tables for a port bound on an IPv6 address) names the container address
+      // Docker chose; without one, docker-proxy's target, else the container's address of that
+      // family, else its IPv4 one (docker-proxy carries IPv6 to an IPv4 container).
+      const dnat = six ? (host.v6?.ruleset.dnat ?? []) : host.ruleset.dnat;
+      const rule = dnat.find((r) => r.hostPort === p.hostPort && r.proto === p.proto && mine.some((e) => e.ip === r.containerIp));
+      const proxy = host.dockerProxies.find((x) => x.hostPort === p.hostPort && x.proto === p.proto);
+      const ip = rule?.containerIp ?? proxy?.containerIp ?? mine.find((e) => e.ip.includes(':') === six)?.ip ?? (six ? undefined : mine[0]?.ip);
+      if (ip === undefined) {
+        if (six) v6.push(`[${p.hostIp}]:${p.hostPort}/${p.proto} (${c.name})`);
         continue;
       }
-      // The DNAT rule names the container address Docker chose for this port.
-      const rule = host.ruleset.dnat.find((r) => r.hostPort === p.hostPort && r.proto === p.proto && mine.some((e) => e.ip === r.containerIp));
-      const proxy = host.dockerProxies.find((x) => x.hostPort === p.hostPort && x.proto === p.proto);
-      const ip = rule?.containerIp ?? proxy?.containerIp ?? mine[0]?.ip;
-      if (ip === undefined) continue;
       ports.push({
         proto: p.proto,
         hostIp: p.hostIp === '' ? '0.0.0.0' : p.hostIp,
@@ -321,7 +326,10 @@ export async function collectInventory(host: HostFacts, opts: { dockerHost?: str
       });
     }
   }
-  if (v6.length > 0) notices.push(`${v6.length} IPv6 published port(s) not checked (hairpin is IPv4 only): ${v6.join(', ')}`);
+  if (v6.length > 0)
+    notices.push(
+      `${v6.length} IPv6 published port(s) not checked (no ip6 DNAT rule, no docker-proxy and no IPv6 address of the container): ${v6.join(', ')}`,
+    );
   if (endpoints.length === 0 && snap.containers.length > 0) {
     notices.push(`the Docker API at ${display} shows containers, but none on this namespace's bridges: is it the right daemon?`);
   }

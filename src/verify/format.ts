@@ -1,4 +1,5 @@
 /** The report of `journey verify hairpin` for people (the --json form is the HairpinReport itself). */
+import { addrPort } from './family-view.js';
 import type { HairpinCheck, HairpinReport, PassiveFlow } from './types.js';
 
 const LABEL: Record<string, string> = { pass: 'PASS', fail: 'FAIL', blocked: 'BLOCKED', skipped: 'SKIP' };
@@ -59,7 +60,7 @@ export function formatReport(r: HairpinReport, opts: { verbose?: boolean } = {})
   } else {
     const byPort = new Map<string, HairpinCheck[]>();
     for (const c of r.checks) {
-      const k = `${c.port.hostIp}:${c.port.hostPort}/${c.port.proto} -> ${c.port.container ?? '?'} ${c.port.containerIp}:${c.port.containerPort}${c.port.bridge !== null ? ` (${c.port.bridge})` : ''}`;
+      const k = `${addrPort(c.port.hostIp, c.port.hostPort)}/${c.port.proto} -> ${c.port.container ?? '?'} ${addrPort(c.port.containerIp, c.port.containerPort)}${c.port.bridge !== null ? ` (${c.port.bridge})` : ''}`;
       const l = byPort.get(k) ?? [];
       l.push(c);
       byPort.set(k, l);

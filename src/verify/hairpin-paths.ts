@@ -7,6 +7,7 @@
 import { masqFor } from './docker-rules.js';
 import type { HostFacts } from './host-facts.js';
 import type { CheckKind } from './types.js';
+import { addrPort, nfCallName } from './family-view.js';
 
 /** What a path's rules look at: the host, the target (published port behind it) and the caller's bridge. */
 export interface PathFacts {
@@ -40,7 +41,7 @@ export interface HairpinPath {
   settingCauses(f: PathFacts): string[];
 }
 
-const target = (f: PathFacts): string => `${f.containerIp}:${f.containerPort}`;
+const target = (f: PathFacts): string => addrPort(f.containerIp, f.containerPort);
 
 function nfOn(f: PathFacts): boolean {
   const b = f.host.bridges.find((x) => x.name === f.bridge);
@@ -63,11 +64,9 @@ const sameBridge: HairpinPath = {
   needsMasq: null,
   masqLabel: '',
   blockedBy: iccBlocked,
-  requires: () => ['bridge-nf-call-iptables on: the reply is bridged and must meet conntrack to be un-DNATed'],
+  requires: (f) => [`${nfCallName(f.host)} on: the reply is bridged and must meet conntrack to be un-DNATed`],
   settingCauses: (f) =>
-    nfOn(f)
-      ? []
-      : [f.host.bridgeNfCallIptables === null ? 'bridge-nf-call-iptables is off (br_netfilter not loaded)' : 'bridge-nf-call-iptables is off'],
+    nfOn(f) ? [] : [f.host.bridgeNfCallIptables === null ? `${nfCallName(f.host)} is off (br_netfilter not loaded)` : `${nfCallName(f.host)} is off`],
 };
 
 const self: HairpinPath = {
@@ -102,7 +101,7 @@ const crossBridge: HairpinPath = {
     return null;
   },
   requires: (f) => (crossBridge.blockedBy(f) === null ? [`filter FORWARD accepts ${f.fromBridge ?? '?'} -> ${f.bridge ?? '?'} to ${target(f)}`] : []),
-  settingCauses: (f) => (f.host.ipForward === false ? ['net.ipv4.ip_forward is 0'] : []),
+  settingCauses: (f) => (f.host.ipForward === false ? [f.host.family === 6 ? 'net.ipv6.conf.all.forwarding is 0' : 'net.ipv4.ip_forward is 0'] : []),
 };
 
 const hostLoopback: HairpinPath = {

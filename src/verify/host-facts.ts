@@ -36,8 +36,12 @@ export interface BridgeInfo {
   readonly name: string;
   readonly ifindex: number;
   readonly addrs: readonly { readonly addr: string; readonly prefixlen: number }[];
+  /** Global IPv6 addresses of the bridge (its IPv6 gateway first); link-local ones left out. */
+  readonly addrs6?: readonly { readonly addr: string; readonly prefixlen: number }[];
   /** Per-bridge netfilter switch (`ip link set BR type bridge nf_call_iptables 1`). */
   readonly nfCallIptables: boolean | null;
+  /** The same for IPv6 (`nf_call_ip6tables`). */
+  readonly nfCallIp6tables?: boolean | null;
   readonly routeLocalnet: boolean | null;
   readonly ports: readonly BridgePort[];
 }
@@ -45,6 +49,8 @@ export interface BridgeInfo {
 export type DockerProxyInfo = DockerProxyProcess;
 
 export interface HostFacts {
+  /** The IP family these facts describe (./family-view.ts makes the IPv6 view of a host). */
+  readonly family?: 4 | 6;
   readonly netns: string | null;
   /** nsfs inode of the target namespace (to match processes), or null when unknown. */
   readonly netnsInode: number | null;
@@ -64,6 +70,14 @@ export interface HostFacts {
   readonly context: HostContext;
   /** Docker's facts in `rules` (IPv4 tables). */
   readonly ruleset: RulesetFacts;
+  /** IPv6: Docker's facts in the ip6 tables, the global IPv6 addresses, the sysctls (./family-view.ts). */
+  readonly v6?: {
+    readonly ruleset: RulesetFacts;
+    readonly hostAddrs: readonly { readonly addr: string; readonly iface: string }[];
+    readonly localAddrs: readonly string[];
+    readonly bridgeNfCallIp6tables: boolean | null;
+    readonly forwarding: boolean | null;
+  };
   readonly notices: readonly string[];
 }
 
@@ -155,16 +169,18 @@ export function buildHostFacts(input: {
   const addrs = parseJson<IpAddr[]>('ip -j addr', input.ipAddrJson);
   const blinks = parseJson<BridgeLink[]>('bridge -j -d link', input.bridgeLinkJson);
   const v4 = new Map<string, { addr: string; prefixlen: number; scope: string }[]>();
+  const v6 = new Map<string, { addr: string; prefixlen: number; scope: string }[]>();
   for (const a of addrs) {
-    const list = (a.addr_info ?? [])
-      .filter((i) => i.family === 'inet')
-      .map((i) => ({ addr: i.local, prefixlen: i.prefixlen, scope: i.scope ?? 'global' }));
-    v4.set(a.ifname, list);
+    const of = (fam: string) =>
+      (a.addr_info ?? []).filter((i) => i.family === fam).map((i) => ({ addr: i.local, prefixlen: i.prefixlen, scope: i.scope ?? 'global' }));
+    v4.set(a.ifname, of('inet'));
+    v6.set(a.ifname, of('inet6'));
   }
   const bridgeNames = links.filter((l) => l.linkinfo?.info_kind === 'bridge').map((l) => l.ifname);
   const bridges: BridgeInfo[] = bridgeNames.map((name) => {
     const l = links.find((x) => x.ifname === name);
     const nf = l?.linkinfo?.info_data?.['nf_call_iptables'];
+    const nf6 = l?.linkinfo?.info_data?.['nf_call_ip6tables'];
     // Ports: `bridge -j -d link` when it answered, else the bridge slaves of `ip -j -d link`
     // (whose info_slave_data carries hairpin too, so a missing `bridge` tool loses nothing).
     const slaves = links.filter((x) => x.master === name && x.linkinfo?.info_slave_kind === 'bridge');
@@ -189,7 +205,9 @@ export function buildHostFacts(input: {
       name,
       ifindex: l?.ifindex ?? 0,
       addrs: (v4.get(name) ?? []).map(({ addr, prefixlen }) => ({ addr, prefixlen })),
+      addrs6: (v6.get(name) ?? []).filter((a) => a.scope === 'global').map(({ addr, prefixlen }) => ({ addr, prefixlen })),
       nfCallIptables: typeof nf === 'number' ? nf !== 0 : null,
+      nfCallIp6tables: typeof nf6 === 'number' ? nf6 !== 0 : null,
       routeLocalnet: bool01(input.sysctl.get(`/proc/sys/net/ipv4/conf/${name}/route_localnet`)),
       ports,
     };
@@ -203,6 +221,15 @@ export function buildHostFacts(input: {
       localAddrs.push(a.addr);
       if (a.scope === 'host' || ifname === 'lo' || bridgeSet.has(ifname) || portSet.has(ifname)) continue;
       hostAddrs.push({ addr: a.addr, iface: ifname });
+    }
+  }
+  const hostAddrs6: { addr: string; iface: string }[] = [];
+  const localAddrs6: string[] = [];
+  for (const [ifname, list] of v6) {
+    for (const a of list) {
+      localAddrs6.push(a.addr);
+      if (a.scope !== 'global' || ifname === 'lo' || bridgeSet.has(ifname) || portSet.has(ifname)) continue;
+      hostAddrs6.push({ addr: a.addr, iface: ifname });
     }
   }
   const ruleset = dockerFacts(input.rules, 4);
@@ -219,6 +246,13 @@ export function buildHostFacts(input: {
     rules: input.rules,
     context: input.context ?? emptyHostContext(),
     ruleset,
+    v6: {
+      ruleset: dockerFacts(input.rules, 6),
+      hostAddrs: hostAddrs6,
+      localAddrs: localAddrs6,
+      bridgeNfCallIp6tables: bool01(input.sysctl.get('/proc/sys/net/bridge/bridge-nf-call-ip6tables')),
+      forwarding: bool01(input.sysctl.get('/proc/sys/net/ipv6/conf/all/forwarding')),
+    },
     notices: input.notices ?? [],
   };
 }
@@ -246,7 +280,9 @@ export async function collectHostFacts(netns?: string): Promise<HostFacts> {
   const sysctl = await readProcSys(
     [
       '/proc/sys/net/bridge/bridge-nf-call-iptables',
+      '/proc/sys/net/bridge/bridge-nf-call-ip6tables',
       '/proc/sys/net/ipv4/ip_forward',
+      '/proc/sys/net/ipv6/conf/all/forwarding',
       '/proc/sys/net/ipv4/conf/all/route_localnet',
       ...bridgeNames.map((b) => `/proc/sys/net/ipv4/conf/${b}/route_localnet`),
     ],

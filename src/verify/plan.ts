@@ -20,11 +20,12 @@
  *
  * Pure: from HostFacts + Inventory to planned checks; nothing is sent here.
  */
-import type { HostFacts, BridgeInfo } from './host-facts.js';
+import type { HostFacts } from './host-facts.js';
 import type { Endpoint, Inventory, PublishedPortSpec } from './endpoints.js';
 import { bridgeOfAddr } from './endpoints.js';
 import { masqFor, type DnatRule } from './docker-rules.js';
 import { HAIRPIN_PATHS, type PathFacts } from './hairpin-paths.js';
+import { addrPort, familyOfAddr, gatewayOfFamily, hostForFamily, isLoopback } from './family-view.js';
 import type { CheckKind, Expectation, HostSummary, Peer, PortRef } from './types.js';
 
 export interface PlannedCheck {
@@ -51,12 +52,9 @@ export interface PlanOptions {
   readonly kinds?: readonly CheckKind[];
 }
 
-function gatewayOf(b: BridgeInfo | null): string | null {
-  return b?.addrs[0]?.addr ?? null;
-}
-
 export function hostAddressOf(host: HostFacts, given?: string): string | null {
-  return given ?? host.hostAddrs[0]?.addr ?? null;
+  if (given !== undefined && familyOfAddr(given) === (host.family ?? 4)) return given;
+  return host.hostAddrs[0]?.addr ?? null;
 }
 
 export function generationOf(host: HostFacts): string {
@@ -93,8 +91,9 @@ export function proxyFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec):
 
 /** The DNAT rule that applies to a packet to `dst:port` arriving on `iif` (null: sent by the host, OUTPUT). */
 export function dnatFor(host: HostFacts, p: PublishedPortSpec, dst: string, iif: string | null): DnatRule | null {
-  const loop = dst.startsWith('127.');
-  if (iif === null && loop && host.ruleset.outputNatsLoopback !== true) return null;
+  const loop = isLoopback(dst);
+  // ::1 is never DNATed to a container (IPv6 has no route_localnet: it may not leave the host)
+  if (iif === null && loop && (host.ruleset.outputNatsLoopback !== true || dst === '::1')) return null;
   // Docker < 28 with the userland proxy: `-A DOCKER -i <bridge> -j RETURN` for every bridge, before the DNAT rules.
   if (iif !== null && host.ruleset.natReturnIfaces.includes(iif)) return null;
   for (const d of host.ruleset.dnat) {
@@ -106,11 +105,12 @@ export function dnatFor(host: HostFacts, p: PublishedPortSpec, dst: string, iif:
   return null;
 }
 
-export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec, kind: CheckKind, from: Peer, dst: string): Expectation {
+export function expectFor(given: HostFacts, inv: Inventory, p: PublishedPortSpec, kind: CheckKind, from: Peer, dst: string): Expectation {
+  const host = hostForFamily(given, familyOfAddr(dst));
   const tBridgeInfo = bridgeOfAddr(host.bridges, p.containerIp);
   const tBridge = tBridgeInfo?.name ?? null;
-  const gw = gatewayOf(tBridgeInfo);
-  const target = `${p.containerIp}:${p.containerPort}`;
+  const gw = gatewayOfFamily(tBridgeInfo, p.containerIp);
+  const target = addrPort(p.containerIp, p.containerPort);
   const tName = p.container ?? p.containerIp;
   const iif = from.kind === 'host' ? null : from.bridge;
   const rule = dnatFor(host, p, dst, iif);
@@ -119,11 +119,13 @@ export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec,
     // docker-proxy must answer: it listens on the host and connects from the bridge gateway.
     requires.push(`docker-proxy listening on ${p.hostIp}:${p.hostPort}/${p.proto}`);
     const why =
-      from.kind === 'host' && dst.startsWith('127.')
-        ? 'nat OUTPUT does not DNAT 127.0.0.0/8 (userland-proxy on)'
-        : rule === null && iif !== null
-          ? `traffic from ${iif} is not DNATed (userland-proxy on)`
-          : 'no DNAT rule applies';
+      from.kind === 'host' && dst === '::1'
+        ? '::1 is never DNATed to a container (IPv6 has no route_localnet)'
+        : from.kind === 'host' && dst.startsWith('127.')
+          ? 'nat OUTPUT does not DNAT 127.0.0.0/8 (userland-proxy on)'
+          : rule === null && iif !== null
+            ? `traffic from ${iif} is not DNATed (userland-proxy on)`
+            : 'no DNAT rule applies';
     return {
       outcome: 'connect',
       via: 'docker-proxy',
@@ -134,7 +136,7 @@ export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec,
       blockedBy: null,
       masqRule: null,
       dnatRule: null,
-      text: `${why}: docker-proxy answers on ${dst}:${p.hostPort} and connects to ${tName} (${target}) from ${gw ?? 'the gateway'}`,
+      text: `${why}: docker-proxy answers on ${addrPort(dst, p.hostPort)} and connects to ${tName} (${target}) from ${gw ?? 'the gateway'}`,
     };
   }
   // DNAT path: what it needs and what blocks it come from its entry in HAIRPIN_PATHS.
@@ -150,7 +152,7 @@ export function expectFor(host: HostFacts, inv: Inventory, p: PublishedPortSpec,
     fromBridge: from.bridge,
     targetPort: tPort?.ifname ?? null,
   };
-  const srcIp = from.kind === 'host' ? (dst.startsWith('127.') ? '127.0.0.1' : dst) : from.ip;
+  const srcIp = from.kind === 'host' ? (isLoopback(dst) ? (dst === '::1' ? '::1' : '127.0.0.1') : dst) : from.ip;
   const srcIsLocal = from.kind === 'host';
   const masq = masqFor(host.ruleset, { src: srcIp, dst: p.containerIp, proto: p.proto, dport: p.containerPort, oif: tBridge ?? '', srcIsLocal });
   let sees = srcIp;
@@ -208,16 +210,21 @@ function portSelected(p: PublishedPortSpec, sel: readonly string[] | undefined):
 /** The checks for every published port (pure). */
 export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = {}): PlannedCheck[] {
   const out: PlannedCheck[] = [];
-  const hostAddr = hostAddressOf(host, opts.hostAddr);
   const want = (k: CheckKind): boolean => opts.kinds === undefined || opts.kinds.length === 0 || opts.kinds.includes(k);
   const hostPeer = (ip: string): Peer => ({ kind: 'host', name: 'host', ip, bridge: null, pid: null });
   for (const p of inv.ports) {
     if (!portSelected(p, opts.ports)) continue;
+    // a port bound on an IPv6 address is called over IPv6, by callers with an IPv6 address
+    const fam = familyOfAddr(p.hostIp);
+    const hv = hostForFamily(host, fam);
+    const hostAddr = hostAddressOf(hv, opts.hostAddr);
+    const endpoints = inv.endpoints.filter((e) => familyOfAddr(e.ip) === fam);
+    const lo = fam === 6 ? '::1' : '127.0.0.1';
     const tb = bridgeOfAddr(host.bridges, p.containerIp);
     const ref = portRef(p, tb?.name ?? null);
-    const target = inv.endpoints.find((e) => e.ip === p.containerIp) ?? null;
-    const loopOnly = p.hostIp.startsWith('127.');
-    const anyAddr = p.hostIp === '0.0.0.0' || p.hostIp === '';
+    const target = endpoints.find((e) => e.ip === p.containerIp) ?? endpoints.find((e) => p.container !== null && e.name === p.container) ?? null;
+    const loopOnly = isLoopback(p.hostIp);
+    const anyAddr = p.hostIp === '0.0.0.0' || p.hostIp === '' || p.hostIp === '::';
     const dst = anyAddr ? hostAddr : loopOnly ? null : p.hostIp;
     const mk = (
       kind: CheckKind,
@@ -228,8 +235,8 @@ export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = 
       skip: string | null,
     ): void => {
       if (!want(kind)) return;
-      const d = dstIp ?? (loopOnly ? '127.0.0.1' : (hostAddr ?? '?'));
-      const id = `${kind}:${from.name}->${d}:${p.hostPort}/${p.proto}`;
+      const d = dstIp ?? (loopOnly ? lo : (hostAddr ?? '?'));
+      const id = `${kind}:${from.name}->${addrPort(d, p.hostPort)}/${p.proto}`;
       let skipReason = skip;
       if (skipReason === null && p.proto !== 'tcp' && p.proto !== 'udp')
         skipReason = `${p.proto.toUpperCase()} ports are not probed: only TCP and UDP are checked`;
@@ -251,7 +258,7 @@ export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = 
       });
     };
     // same bridge: another container on the target's bridge
-    const same = inv.endpoints.filter((e) => e.bridge === tb?.name && e.ip !== p.containerIp && e.name !== p.container);
+    const same = endpoints.filter((e) => e.bridge === tb?.name && e.ip !== p.containerIp && e.name !== p.container);
     const sameFirst = same[0];
     if (sameFirst) mk('same-bridge', peerOf(sameFirst), sameFirst.ns, sameFirst.port, dst, null);
     else
@@ -272,14 +279,26 @@ export function planChecks(host: HostFacts, inv: Inventory, opts: PlanOptions = 
         null,
         null,
         dst,
-        `the namespace of ${p.containerIp} was not found`,
+        fam === 6 && !p.containerIp.includes(':')
+          ? `${p.container ?? p.containerIp} has no IPv6 address to call from`
+          : `the namespace of ${p.containerIp} was not found`,
       );
     // other bridges: one container each
     const others = new Map<string, Endpoint>();
-    for (const e of inv.endpoints) if (e.bridge !== tb?.name && !others.has(e.bridge)) others.set(e.bridge, e);
+    for (const e of endpoints) if (e.bridge !== tb?.name && !others.has(e.bridge)) others.set(e.bridge, e);
     for (const e of others.values()) mk('cross-bridge', peerOf(e), e.ns, e.port, dst, null);
     // the host itself
-    if (anyAddr || loopOnly) mk('host-loopback', hostPeer('127.0.0.1'), null, null, '127.0.0.1', null);
+    if (anyAddr || loopOnly)
+      mk(
+        'host-loopback',
+        hostPeer(lo),
+        null,
+        null,
+        lo,
+        fam === 6 && !proxyFor(hv, inv, p).on
+          ? '[::1] is never DNATed to a container (IPv6 has no route_localnet) and no docker-proxy answers it: not reachable, by design'
+          : null,
+      );
     if (!loopOnly) mk('host-address', hostPeer(dst ?? '?'), null, null, dst, null);
   }
   return out;

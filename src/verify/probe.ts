@@ -27,7 +27,7 @@ const dgram = require('node:dgram');
 const [host, port, lport, to] = process.argv.slice(1);
 const t0 = process.hrtime.bigint();
 const ms = () => Number((process.hrtime.bigint() - t0) / 1000n) / 1000;
-const s = dgram.createSocket('udp4');
+const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
 let done = false;
 const finish = (o) => { if (done) return; done = true; process.stdout.write(JSON.stringify(o) + '\\n'); try { s.close(); } catch {} setTimeout(() => process.exit(0), 20); };
 s.on('error', (e) => finish({ connected: false, error: e.code || e.message, ms: ms(), localAddr: null, localPort: Number(lport) }));

@@ -32,6 +32,7 @@ import { run } from '../host/exec.js';
 import { passiveHairpin } from './passive.js';
 import type { CheckKind, HairpinCheck, HairpinReport, ProbeResult, TraceStep } from './types.js';
 import { VERIFY_REPORT_VERSION } from './types.js';
+import { addrPort, familyOfAddr, gatewayOfFamily, isLoopback } from './family-view.js';
 import { JourneyError } from '../model/errors.js';
 
 export interface VerifyOptions extends PlanOptions {
@@ -92,7 +93,7 @@ export function explainProbe(compiled: CompiledRuleset | null, c: PlannedCheck, 
   if (compiled === null) return null;
   const udp = c.port.proto === 'udp';
   const base = {
-    family: 4 as const,
+    family: familyOfAddr(c.dstIp),
     proto: udp ? ('udp' as const) : ('tcp' as const),
     protoNum: udp ? 17 : 6,
     dst: c.dstIp,
@@ -101,7 +102,10 @@ export function explainProbe(compiled: CompiledRuleset | null, c: PlannedCheck, 
   };
   try {
     if (c.from.kind === 'host')
-      return explainPacket(compiled, { tuple: { ...base, src: c.dstIp.startsWith('127.') ? '127.0.0.1' : c.dstIp }, local: true });
+      return explainPacket(compiled, {
+        tuple: { ...base, src: isLoopback(c.dstIp) ? (c.dstIp.includes(':') ? '::1' : '127.0.0.1') : c.dstIp },
+        local: true,
+      });
     if (c.from.bridge === null) return null;
     return explainPacket(compiled, { tuple: { ...base, src: c.from.ip }, iif: c.from.bridge });
   } catch {
@@ -121,7 +125,8 @@ function explainedLine(ex: Explanation): string {
 
 /** The probe's entry from the conntrack table itself, when the event stream missed it (it was not yet subscribed). */
 async function conntrackLookup(netns: string | undefined, proto: string, sport: number, c: PlannedCheck): Promise<ConntrackEntry | null> {
-  const r = await run(['conntrack', '-L', '-o', 'extended,id', '-p', proto, '--orig-port-src', String(sport)], {
+  const fam = familyOfAddr(c.dstIp) === 6 ? ['-f', 'ipv6'] : [];
+  const r = await run(['conntrack', '-L', ...fam, '-o', 'extended,id', '-p', proto, '--orig-port-src', String(sport)], {
     ...(netns !== undefined ? { netns } : {}),
     allowFailure: true,
     timeoutMs: 5_000,
@@ -135,7 +140,20 @@ async function conntrackLookup(netns: string | undefined, proto: string, sport: 
 
 /** The docker-proxy connections (gateway -> container:port) in the table now. */
 async function proxyLegs(netns: string | undefined, c: PlannedCheck, gw: string | null): Promise<ConntrackEntry[]> {
-  const argv = ['conntrack', '-L', '-o', 'extended,id', '-p', c.port.proto, '-d', c.port.containerIp, '--dport', String(c.port.containerPort)];
+  const fam = familyOfAddr(c.port.containerIp) === 6 ? ['-f', 'ipv6'] : [];
+  const argv = [
+    'conntrack',
+    '-L',
+    ...fam,
+    '-o',
+    'extended,id',
+    '-p',
+    c.port.proto,
+    '-d',
+    c.port.containerIp,
+    '--dport',
+    String(c.port.containerPort),
+  ];
   const r = await run(argv, { ...(netns !== undefined ? { netns } : {}), allowFailure: true, timeoutMs: 5_000 }).catch(() => null);
   const out: ConntrackEntry[] = [];
   for (const line of r?.stdout.split('\n') ?? []) {
@@ -149,8 +167,12 @@ function targetPortIfname(inv: Inventory, c: PlannedCheck): string | null {
   return inv.endpoints.find((e) => e.ip === c.port.containerIp)?.port ?? null;
 }
 
-function gatewayFor(host: HostFacts, bridge: string | null): string | null {
-  return host.bridges.find((b) => b.name === bridge)?.addrs[0]?.addr ?? null;
+/** The target bridge's gateway in the container address's family: where docker-proxy connects from. */
+function gatewayFor(host: HostFacts, bridge: string | null, containerIp: string): string | null {
+  return gatewayOfFamily(
+    host.bridges.find((b) => b.name === bridge),
+    containerIp,
+  );
 }
 
 function packetFilter(ports: readonly number[], checks: readonly PlannedCheck[]): string {
@@ -186,7 +208,7 @@ async function runOne(
     timeoutMs,
     proto,
   });
-  const gwFirst = gatewayFor(host, c.port.bridge);
+  const gwFirst = gatewayFor(host, c.port.bridge, c.port.containerIp);
   const legsBefore = c.expected?.via === 'docker-proxy' ? await proxyLegs(netns, c, gwFirst) : null;
   const from = Date.now();
   let probe: ProbeResult;
@@ -210,7 +232,7 @@ async function runOne(
   usedPort = srcPort;
   await new Promise((r) => setTimeout(r, 150));
   const to = Date.now();
-  const gw = gatewayFor(host, c.port.bridge);
+  const gw = gatewayFor(host, c.port.bridge, c.port.containerIp);
   let { own, proxyLeg } = selectConntrack(ct.items, c, usedPort, { from, to }, gw);
   for (let i = 0; own === null && i < 3; i++) {
     // the event stream missed it (a loaded host): read the table itself, a little later each time
@@ -308,7 +330,7 @@ function checkOf(c: PlannedCheck, r: Pick<HairpinCheck, 'status' | 'probe' | 'ev
     kind: c.kind,
     port: c.port,
     from: c.from,
-    to: `${c.dstIp}:${c.dstPort}`,
+    to: addrPort(c.dstIp, c.dstPort),
     status: r.status,
     expected: c.expected,
     probe: r.probe,
@@ -467,7 +489,7 @@ export async function verifyHairpin(given: VerifyOptions = {}): Promise<HairpinR
         checks.push({ ...skipped(c), skipReason: 'interrupted before this check ran' });
         continue;
       }
-      opts.log?.(`checking ${c.kind}: ${c.from.name} -> ${c.dstIp}:${c.dstPort}`);
+      opts.log?.(`checking ${c.kind}: ${c.from.name} -> ${addrPort(c.dstIp, c.dstPort)}`);
       checks.push(await runOne(c, take(), host, inv, opts, ct, pk, take, compiled, drops));
     }
   } finally {

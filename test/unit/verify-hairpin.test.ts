@@ -612,7 +612,8 @@ describe('evidence selection, passive classification, parsers, report', () => {
       timeMs: 1795407369445,
     });
     expect(parseTcpdumpLine('garbage')).toBeNull();
-    expect(parseTcpdumpLine('1.0 lo In IP6 ::1.1 > ::1.2: Flags [S]')).toBeNull();
+    // IPv6 packets are read too (verify hairpin probes IPv6 published ports)
+    expect(parseTcpdumpLine('1.0 lo In IP6 ::1.1 > ::1.2: Flags [S]')).toMatchObject({ src: '::1', sport: 1, dst: '::1', dport: 2, flags: 'S' });
     expect(
       parseDockerProxyArgs(9, [
         '/usr/bin/docker-proxy',
