@@ -434,11 +434,22 @@ static __always_inline __u32 seen_slot(const struct jn_once_key *key)
 	return (h ^ p) & (JN_SEEN_SLOTS - 1);
 }
 
+/* jn_once value of a connection the user's filter left out at a point (with that status): its
+ * packets there are skipped like reported ones (IPS_* bits stay far below bit 31). */
+#define JN_ONCE_FILTERED (1u << 31)
+
+/* ctinfo IP_CT_RELATED / IP_CT_RELATED_REPLY: an ICMP error about the connection, whose own
+ * tuple may pass a filter the connection does not: never skipped or remembered as filtered. */
+static __always_inline int ctinfo_related(unsigned long nfct)
+{
+	return (nfct & NFCT_INFOMASK) == 1 || (nfct & NFCT_INFOMASK) == 4;
+}
+
 /* hook_once fast path, before anything is read from the packet: a packet of a connection already
- * reported at this point and direction with the same conntrack status costs a few loads and, in
- * the common case, one per-CPU cache compare (else one hash lookup). An entry exists only for a
- * connection that passed the filter and was reported, so skipping on it gives the same answer the
- * full path would. 1 = already reported. */
+ * reported (or left out by the filter) at this point and direction with the same conntrack status
+ * costs a few loads and, in the common case, one per-CPU cache compare (else one hash lookup). An
+ * entry exists only for a connection the full path reported or filtered out with that status, so
+ * skipping on it gives the same answer the full path would. 1 = skip the packet. */
 static __always_inline int once_seen(struct sk_buff *skb, const struct nf_hook_state *st, __u32 slot)
 {
 	unsigned long nfct = skb->_nfct;
@@ -449,7 +460,7 @@ static __always_inline int once_seen(struct sk_buff *skb, const struct nf_hook_s
 	__u32 *last, k = 0;
 	__u64 id, status;
 
-	if (!(nfct & ~NFCT_INFOMASK) || !jn_nf_conn_btf_id)
+	if (!(nfct & ~NFCT_INFOMASK) || !jn_nf_conn_btf_id || ctinfo_related(nfct))
 		return 0;
 	ct = bpf_rdonly_cast((void *)(nfct & ~NFCT_INFOMASK), jn_nf_conn_btf_id);
 	status = (__u32)ct->status;
@@ -472,11 +483,11 @@ static __always_inline int once_seen(struct sk_buff *skb, const struct nf_hook_s
 		est = ent->status;
 		barrier();
 		c2 = ent->ct;
-		if (c1 == key.ct && c2 == key.ct && eid == id && est == status)
+		if (c1 == key.ct && c2 == key.ct && eid == id && (est & ~(__u64)JN_ONCE_FILTERED) == status)
 			return 1;
 	}
 	last = bpf_map_lookup_elem(&jn_once, &key);
-	if (!last || *last != status)
+	if (!last || (*last & ~JN_ONCE_FILTERED) != status)
 		return 0;
 	ent->ct = 0;
 	barrier();
@@ -512,19 +523,26 @@ static __always_inline int nf_common(struct bpf_nf_ctx *ctx, __u32 slot)
 	e.pkt_len = skb->len;
 	read_pkt_tuple(skb, &e.pkt);
 	read_ct_direct(skb, &e);
-	if (!filter_matches(&e, f))
-		return 1;
 	if (f->hook_once && e.has_ct) {
 		unsigned long nfct = skb->_nfct;
 		struct nf_conn *ct = bpf_rdonly_cast((void *)(nfct & ~NFCT_INFOMASK), jn_nf_conn_btf_id);
 		struct jn_once_key key;
-		__u32 *last;
+		__u32 *last, v;
 		__builtin_memset(&key, 0, sizeof(key));
 		once_key(&key, ct, nfct, st, slot);
+		if (!filter_matches(&e, f)) {
+			/* remembered so the connection's next packets here skip the parsing */
+			v = e.ct_status | JN_ONCE_FILTERED;
+			if (!ctinfo_related(nfct))
+				bpf_map_update_elem(&jn_once, &key, &v, BPF_ANY);
+			return 1;
+		}
 		last = bpf_map_lookup_elem(&jn_once, &key);
 		if (last && *last == e.ct_status)
 			return 1;
 		bpf_map_update_elem(&jn_once, &key, &e.ct_status, BPF_ANY);
+	} else if (!filter_matches(&e, f)) {
+		return 1;
 	}
 	in = st->in;
 	out = st->out;
