@@ -20,7 +20,8 @@
  *   destroys the entry, the flow idles out, is evicted, or at shutdown.
  * - Bounded: at most `maxFlows` flows (oldest evicted, counted), idle timeout, a hold queue bounded
  *   by packets and bytes.
- * The parts: flow-state.ts (a flow, its FlowInfo), legs.ts (counting a packet, true copies),
+ * The parts: flow-table.ts (the live flows and their events, which this extends), flow-sweep.ts
+ * (which flows a tick looks at), flow-state.ts (a flow, its FlowInfo), legs.ts (counting a packet, true copies),
  * hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts, correlator-options.ts (options,
  * defaults, statistics), flow-events.ts (a flow's explanation and its FlowEvent).
  */
@@ -30,24 +31,14 @@ import { IPPROTO_TCP } from '../decode/frame.js';
 import { fingerprint } from '../decode/observation.js';
 import type { PacketView } from '../decode/view.js';
 import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
-import type { DropInfo, FlowEvent, FlowInfo } from '../model/events.js';
+import type { DropInfo } from '../model/events.js';
 import type { Observation } from '../model/observation.js';
 import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
-import {
-  CORRELATOR_DEFAULTS,
-  type CorrelatorCounters,
-  type CorrelatorOptions,
-  type CorrelatorStats,
-  newCorrelatorCounters,
-  type ResolvedCorrelatorOptions,
-} from './correlator-options.js';
+import { CORRELATOR_DEFAULTS, type CorrelatorOptions, type CorrelatorStats } from './correlator-options.js';
 import { addDrop, DropStash } from './drop-stash.js';
-import { explainFlow, flowEvent, needsExplaining } from './flow-events.js';
-import { flowNames } from './flow-names.js';
-import { applyEntry, firstOrigIface, flowInfo, newFlowState, type FlowState } from './flow-state.js';
+import { applyEntry, newFlowState, type FlowState } from './flow-state.js';
+import { FlowTable } from './flow-table.js';
 import { type Held, HoldQueue } from './hold-queue.js';
-import { FlowSweep } from './flow-sweep.js';
-import { IfaceTallies, type IfaceTally } from './iface-tally.js';
 import { countPacket, findLegPacked, recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
 
@@ -58,35 +49,21 @@ function synthId(t: Tuple): string {
   return `pkt:${tupleKey(t)}`;
 }
 
-export class Correlator {
+export class Correlator extends FlowTable {
   readonly table: ConntrackTable;
-  private readonly flows = new Map<string, FlowState>();
   /** conntrack-less flows by packet tuple key (both directions). */
   private readonly synthIndex = new Map<string, string>();
   /** Destroyed entries kept findable for a grace period: id -> destroy time. */
   private readonly graveyard = new Map<string, number>();
   private readonly hold: HoldQueue;
-  /** Which flows a tick looks at (all of them while few). */
-  private readonly sweep = new FlowSweep(this.flows);
-  /** Per interface: packets shown in flows, or not shown and why. */
-  private readonly tallies = new IfaceTallies();
-  private seq = 0;
-  private nowMs = 0;
-  private readonly o: ResolvedCorrelatorOptions;
   /** Drops whose flow does not exist yet (its packets are still held). */
   private readonly dropStash: DropStash;
-  readonly counters: CorrelatorCounters = newCorrelatorCounters();
 
   constructor(opts: CorrelatorOptions) {
-    this.o = { ...CORRELATOR_DEFAULTS, ...opts };
+    super({ ...CORRELATOR_DEFAULTS, ...opts });
     this.table = new ConntrackTable({ maxEntries: this.o.maxEntries });
     this.hold = new HoldQueue(this.o.maxPending, this.o.maxPendingBytes);
     this.dropStash = new DropStash(this.o.maxDropsPerFlow);
-  }
-
-  /** flow.start for a flow known only from conntrack, without any packet. */
-  private get noPacketStartMs(): number {
-    return Math.max(this.o.startDelayMs * 4, 1000);
   }
 
   stats(): CorrelatorStats {
@@ -98,28 +75,6 @@ export class Correlator {
       pendingNow: this.hold.size,
       dropsUnjoined: this.dropStash.unjoined,
     };
-  }
-
-  /** Per interface: packets shown in flows (ended and live) and those not shown, by reason. */
-  ifaceTallies(): Map<string, IfaceTally & { shown: number }> {
-    return this.tallies.snapshot(this.flows.values());
-  }
-
-  get liveFlows(): number {
-    return this.flows.size;
-  }
-
-  /** The current view of every live flow (for --top and serve snapshots). */
-  snapshot(): FlowInfo[] {
-    return [...this.flows.values()].map((f) => this.info(f));
-  }
-
-  nextSeq(): number {
-    return ++this.seq;
-  }
-
-  private advance(ms: number): void {
-    if (ms > this.nowMs) this.nowMs = ms;
   }
 
   /** Entries that existed before we started: flows are made when their packets arrive. */
@@ -180,17 +135,6 @@ export class Correlator {
         Object.assign(target, { proxiedBy: link.proxiedBy, changed: true });
         this.sweep.touch(target);
       }
-    }
-  }
-
-  private addFlow(f: FlowState): void {
-    this.flows.set(f.id, f);
-    this.sweep.touch(f);
-    while (this.flows.size > this.o.maxFlows) {
-      const oldest = this.flows.values().next().value;
-      if (oldest === undefined) break;
-      this.counters.flowsEvicted++;
-      this.end(oldest, 'evicted');
     }
   }
 
@@ -392,65 +336,15 @@ export class Correlator {
       if (now - at < this.o.destroyGraceMs) break; // insertion order = time order
       this.finishDestroy(id);
     }
-    let reexplained = 0;
-    let counterUpdates = 0;
-    this.sweep.run((f) => {
-      if (!f.started) {
-        // a flow known from conntrack waits for its first captured packet (capture batches lag
-        // conntrack events), up to four times the start delay
-        const age = now - f.createdMs;
-        if ((age >= this.o.startDelayMs && f.legs.length > 0) || age >= this.noPacketStartMs) this.start(f);
-        return !f.started;
-      }
-      if (now - f.lastActivityMs >= this.o.idleTimeoutMs) {
-        this.counters.flowsIdled++;
-        this.end(f, 'idle');
-        return false;
-      }
-      // an out-of-date explanation is redone, a few thousand flows per tick (see needsExplaining)
-      if (this.o.explainer && needsExplaining(f, this.o.explainer) && reexplained < 2000) {
-        reexplained++;
-        this.explainFlow(f);
-      }
-      if (f.changed) this.emitFlow(f, 'flow.update');
-      else if (f.countersChanged && now - f.lastEmitMs >= this.o.updateIntervalMs && counterUpdates < this.o.maxCounterUpdatesPerTick) {
-        // counters only: bounded per tick, so that 100,000 busy flows do not flood the output
-        counterUpdates++;
-        this.emitFlow(f, 'flow.update');
-      }
-      // an explanation waiting for the kernel's trace (--verify) is asked for again at the next tick
-      return this.o.explainer?.awaits?.(f.id) === true;
-    });
+    this.tickFlows(now);
   }
 
-  private explainFlow(f: FlowState): void {
-    if (this.o.explainer) explainFlow(f, this.o.explainer, () => this.info(f));
-  }
-
-  private start(f: FlowState): void {
-    f.started = true;
-    this.counters.flowsStarted++;
-    if (this.o.names) f.names = flowNames(f, this.o.names);
-    this.explainFlow(f);
-    this.emitFlow(f, 'flow.start');
-  }
-
-  private end(f: FlowState, reason: string): void {
-    this.flows.delete(f.id);
-    this.sweep.forget(f);
-    this.tallies.ended(f);
+  /** A conntrack-less flow that ended is no longer found by its tuple. */
+  protected override ended(f: FlowState): void {
     if (f.entry === null) {
       this.synthIndex.delete(tupleKey(f.orig));
       this.synthIndex.delete(tupleKey(reverseTuple(f.orig)));
     }
-    if (!f.started) {
-      // never shown: show it once, so short flows are not lost
-      if (f.legs.length === 0 && reason !== 'destroyed') return;
-      this.start(f);
-    }
-    if (this.o.explainer && f.explainedFrom !== firstOrigIface(f)) this.explainFlow(f);
-    this.counters.flowsEnded++;
-    this.emitFlow(f, 'flow.end', reason);
   }
 
   /** Ends every flow (shutdown or end of a replay). */
@@ -461,13 +355,5 @@ export class Correlator {
     this.nowMs += this.o.holdMs;
     this.expirePending();
     for (const f of [...this.flows.values()]) this.end(f, reason);
-  }
-
-  private info(f: FlowState): FlowInfo {
-    return flowInfo(f, this.o.hookTuples);
-  }
-
-  private emitFlow(f: FlowState, type: FlowEvent['type'], reason?: string): void {
-    this.o.emit(flowEvent(f, type, this.nextSeq(), this.nowMs, this.info(f), reason));
   }
 }

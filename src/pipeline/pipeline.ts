@@ -28,7 +28,7 @@ import { processSockets } from '../docker/daemon.js';
 import type { DockerInventory } from '../docker/inventory.js';
 import { JourneyError } from '../model/errors.js';
 import { SCHEMA_VERSION, type EndpointName, type FlowInfo, type JourneyEvent } from '../model/events.js';
-import type { CaptureStats, FrameBatch, Observation } from '../model/observation.js';
+import type { CaptureStats, FrameBatch } from '../model/observation.js';
 import { openDockerNames } from './docker-names.js';
 import { DropReporter } from './drop-reporter.js';
 import type { KernelDrop } from '../native/index.js';
@@ -63,7 +63,6 @@ class PipelineImpl extends EventEmitter implements Pipeline {
   private readonly skips = new SkipCounters();
   private readonly intakeState: IntakeState = { view: new PacketView(), skips: this.skips, fragments: this.fragments };
   private nonIp = 0;
-  private readonly obsBuf: Observation[] = [];
   private readonly ledger = new LossLedger();
   private drops!: DropReporter;
 
@@ -128,10 +127,6 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       emitEvent: (ev) => this.emitEvent(ev),
       nextSeq: () => this.nextSeq(),
       onBatch: (b) => this.onBatch(b),
-      flushObservations: () => {
-        this.correlator.onObservations(this.obsBuf);
-        this.obsBuf.length = 0;
-      },
       onKernelDrop: (d) => this.onKernelDrop(d),
       statsEvent: () => this.statsEvent(),
       stopWith: (r) => this.stopWith(r),

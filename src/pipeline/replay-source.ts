@@ -114,12 +114,8 @@ export class ReplaySource implements PipelineSource {
   beforePacket(ms: number): void {
     const ctx = this.ctx as SourceContext;
     const next = this.timeline[this.next];
-    if (next !== undefined && next.time <= ms) {
-      ctx.flushObservations();
-      this.feedConntrack(ms);
-    }
+    if (next !== undefined && next.time <= ms) this.feedConntrack(ms);
     if (ms - this.tickMs >= 100) {
-      ctx.flushObservations();
       ctx.correlator.tick(ms);
       this.tickMs = ms;
     }

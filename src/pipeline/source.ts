@@ -35,8 +35,6 @@ export interface SourceContext {
   nextSeq(): number;
   /** Decodes a batch and joins its packets to flows. */
   onBatch(b: FrameBatch): void;
-  /** Hands the packets decoded so far to the correlator (before time moves on). */
-  flushObservations(): void;
   /** A packet the kernel dropped (eBPF): joined to its flow, reported or counted as quiet. */
   onKernelDrop(d: KernelDrop): void;
   /** Emits capture.stats now. */
