@@ -130,11 +130,10 @@ function progStats() {
   return out;
 }
 
-/** The programs that appeared since `before` (this measurement's), with their counters now. */
-function newProgs(before) {
-  const now = progStats();
-  for (const id of before.keys()) now.delete(id);
-  return now;
+/** The ids of the programs that appeared since `before`: taken right after this measurement
+ * loaded its own, so another session opening later on the shared machine is not counted. */
+function newProgIds(before) {
+  return [...progStats().keys()].filter((id) => !before.has(id));
 }
 
 /** The do-nothing program linked at the journey's hook points in fw, until the returned stop(). */
@@ -187,6 +186,7 @@ async function measure(bins, mode) {
     k.onHook((h) => (delivered += h.length));
     k.onDrop((d) => (delivered += d.length));
   }
+  const ours = progsBefore ? newProgIds(progsBefore) : [];
   const before = rxPackets();
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
@@ -196,7 +196,8 @@ async function measure(bins, mode) {
   const cpu = process.cpuUsage(cpu0);
   const got = rxPackets() - before;
   const st = k ? k.stats() : null;
-  const progs = progsBefore ? [...newProgs(progsBefore).values()] : [];
+  const now = progsBefore ? progStats() : new Map();
+  const progs = ours.filter((id) => now.has(id)).map((id) => now.get(id));
   if (k) await k.stop();
   if (stopEmpty) await stopEmpty();
   const progNs = progs.reduce((a, p) => a + p.ns, 0);
