@@ -297,7 +297,7 @@ export function judge(
     const rawReply = pk.find((p) => p.dport === probe.localPort && p.src === check.port.containerIp && p.flags.startsWith('S.'));
     if (rawReply)
       causes.push(
-        `the reply reached ${check.from.name} from ${rawReply.src}:${rawReply.sport} without un-DNAT: conntrack did not see it on the bridge`,
+        `the reply reached ${check.from.name} from ${addrPort(rawReply.src, rawReply.sport)} without un-DNAT: conntrack did not see it on the bridge`,
       );
   }
   for (const [k, g] of groupDrops(ev.drops ?? [])) {
