@@ -14,6 +14,8 @@
  *               points: what the kernel charges for a netfilter BPF link at all;
  *   - filtered: drops + the 16 netfilter hook programs attached in fw, user filter matching nothing
  *               (the programs run on every packet, nothing reaches user space);
+ *   - hooks:    "once" without the drop program (the receiver's drops, one per packet here, cost
+ *               nothing then): the netfilter programs' share alone (not in the default modes);
  *   - once:     no filter, the default reporting (a connection once per hook point and direction,
  *               again when its conntrack status changes: decided in the kernel);
  *   - all:      no filter, everyPacket: every packet yields 5 hook events, all delivered to JS
@@ -40,8 +42,8 @@ const opt = (name, def) => {
 };
 const SECONDS = Math.min(10, Math.max(1, Number(opt('seconds', '3'))));
 const ROUNDS = Math.min(15, Math.max(1, Number(opt('rounds', '5'))));
-const MODE_NAMES = ['off', 'empty', 'filtered', 'once', 'all'];
-const MODES = opt('modes', MODE_NAMES.join(',')).split(',');
+const MODE_NAMES = ['off', 'empty', 'filtered', 'hooks', 'once', 'all'];
+const MODES = opt('modes', MODE_NAMES.filter((m) => m !== 'hooks').join(',')).split(',');
 for (const m of MODES) if (!MODE_NAMES.includes(m)) throw new Error(`unknown mode ${m} (${MODE_NAMES.join(', ')})`);
 if (!MODES.includes('off')) MODES.unshift('off');
 const BPF_STATS = args.includes('--bpf-stats');
@@ -181,7 +183,12 @@ async function measure(bins, mode) {
   if (mode === 'empty') stopEmpty = await linkEmpty(bins.empty);
   else if (mode !== 'off') {
     const filter = mode === 'filtered' ? { proto: 'tcp', port: 1 } : undefined;
-    k = await openKernelEvents({ netns: NS.fw, ...(filter ? { filter } : {}), everyPacket: mode === 'all' });
+    k = await openKernelEvents({
+      netns: NS.fw,
+      ...(filter ? { filter } : {}),
+      everyPacket: mode === 'all',
+      drops: mode !== 'hooks',
+    });
     if (k.lost.length) throw new Error(`eBPF refused: ${k.lost.join('; ')}`);
     k.onHook((h) => (delivered += h.length));
     k.onDrop((d) => (delivered += d.length));
@@ -296,6 +303,7 @@ const summary = {
 const LABEL = {
   empty: 'empty programs (kernel cost)',
   filtered: 'programs, filtered out',
+  hooks: 'hook programs only, once',
   once: 'programs, once per point',
   all: 'programs, all to JS',
 };
