@@ -20,8 +20,8 @@ import { planChecks, summarizeHost, type PlanOptions, type PlannedCheck } from '
 import { runProbe, sourcePortBlock } from './probe.js';
 import { traceProbe, watchConntrack, watchPackets, type Collector, type PacketLine, type TimedEntry } from './collectors.js';
 import { judge, selectConntrack, selectPackets } from './diagnose.js';
-import { parseNftTrace } from '../netfilter/kernel-trace.js';
-import { compileRuleset, explainPacket, type CompiledRuleset } from '../explain/explain.js';
+import { compileRuleset, type CompiledRuleset } from '../explain/explain.js';
+import { explainedLine, explainProbe, toSteps } from './probe-accounts.js';
 import { natEqual, natFromConntrack } from '../explain/kernel-compare.js';
 import type { Explanation } from '../model/explanation.js';
 import type { DropInfo } from '../model/events.js';
@@ -32,7 +32,7 @@ import { run } from '../host/exec.js';
 import { passiveHairpin } from './passive.js';
 import type { CheckKind, HairpinCheck, HairpinReport, ProbeResult, TraceStep } from './types.js';
 import { VERIFY_REPORT_VERSION } from './types.js';
-import { addrPort, familyOfAddr, gatewayOfFamily, isLoopback } from './family-view.js';
+import { addrPort, familyOfAddr, gatewayOfFamily } from './family-view.js';
 import { JourneyError } from '../model/errors.js';
 
 export interface VerifyOptions extends PlanOptions {
@@ -58,26 +58,6 @@ export interface VerifyOptions extends PlanOptions {
   readonly signal?: AbortSignal;
 }
 
-export function toSteps(text: string, rulesetJson: string, table: string): TraceStep[] {
-  let rs: unknown;
-  try {
-    rs = rulesetJson !== '' ? JSON.parse(rulesetJson) : undefined;
-  } catch {
-    rs = undefined;
-  }
-  const t = parseNftTrace(text, { ...(rs !== undefined ? { ruleset: rs } : {}), traceTable: table });
-  return t.steps.map((s) => ({
-    family: s.family,
-    table: s.table,
-    chain: s.chain,
-    rule: s.rule,
-    handle: s.handle,
-    ruleNumber: s.ruleNumber,
-    verdict: s.verdict,
-    traceId: s.traceId,
-  }));
-}
-
 /** A check's evidence while it is being gathered (the judgement adds `observed`). */
 interface EvidenceDraft {
   conntrack: ConntrackEntry[];
@@ -88,42 +68,6 @@ interface EvidenceDraft {
   drops: DropInfo[];
 }
 
-/** The simulator's account of the probe's first packet (SYN) at the host, or null. */
-export function explainProbe(compiled: CompiledRuleset | null, c: PlannedCheck, srcPort: number): Explanation | null {
-  if (compiled === null) return null;
-  const udp = c.port.proto === 'udp';
-  const base = {
-    family: familyOfAddr(c.dstIp),
-    proto: udp ? ('udp' as const) : ('tcp' as const),
-    protoNum: udp ? 17 : 6,
-    dst: c.dstIp,
-    sport: srcPort,
-    dport: c.dstPort,
-  };
-  try {
-    if (c.from.kind === 'host')
-      return explainPacket(compiled, {
-        tuple: { ...base, src: isLoopback(c.dstIp) ? (c.dstIp.includes(':') ? '::1' : '127.0.0.1') : c.dstIp },
-        local: true,
-      });
-    if (c.from.bridge === null) return null;
-    return explainPacket(compiled, { tuple: { ...base, src: c.from.ip }, iif: c.from.bridge });
-  } catch {
-    return null;
-  }
-}
-
-function explainedLine(ex: Explanation): string {
-  const nat = [ex.nat.dnat ? `DNAT to ${ex.nat.dnat.to}` : 'no DNAT', ex.nat.snat ? `SNAT to ${ex.nat.snat.to}` : 'no SNAT'].join(', ');
-  const drop = ex.steps.find((s) => s.verdict === 'drop' || s.verdict === 'reject' || s.verdict === 'policy-drop');
-  const where = drop ? ` in ${drop.table} ${drop.chain}${drop.ruleNumber !== null ? ` rule ${drop.ruleNumber}` : ' (policy)'}` : '';
-  const out = ex.packet_out
-    ? `, leaves ${ex.packet_out.src}:${ex.packet_out.sport ?? ''} > ${ex.packet_out.dst}:${ex.packet_out.dport ?? ''}${ex.packet_out.oif !== undefined ? ` on ${ex.packet_out.oif}` : ''}`
-    : '';
-  return `explained: ${ex.verdict}${where}; ${nat}${out}${ex.indeterminate.length > 0 ? ` (indeterminate: ${ex.indeterminate.map((i) => `${i.chain}: ${i.reason}`).join('; ')})` : ''}`;
-}
-
-/** The probe's entry from the conntrack table itself, when the event stream missed it (it was not yet subscribed). */
 async function conntrackLookup(netns: string | undefined, proto: string, sport: number, c: PlannedCheck): Promise<ConntrackEntry | null> {
   const fam = familyOfAddr(c.dstIp) === 6 ? ['-f', 'ipv6'] : [];
   const r = await run(['conntrack', '-L', ...fam, '-o', 'extended,id', '-p', proto, '--orig-port-src', String(sport)], {
