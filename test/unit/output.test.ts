@@ -299,7 +299,7 @@ describe('JSON lines', () => {
         release = cb;
       },
     });
-    const w = new JsonLinesWriter(slow, 5);
+    const w = new JsonLinesWriter(slow, 5, 1);
     for (let i = 0; i < 50; i++) w.write({ v: 1, seq: i + 1, time: T, type: 'notice', message: `n${i}` });
     expect(w.lost).toBeGreaterThan(0);
     const lost = w.lost;
@@ -318,6 +318,32 @@ describe('JSON lines', () => {
     const lostEv = lines.find((l) => l.type === 'lost');
     expect(lostEv).toMatchObject({ type: 'lost', count: lost });
     expect(lines.filter((l) => l.type === 'notice').length + lost).toBe(50);
+  });
+  it('the lines of one turn go out as one write (and at once past the chunk size)', async () => {
+    const writes: string[] = [];
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        writes.push(chunk.toString());
+        cb();
+      },
+    });
+    const w = new JsonLinesWriter(out);
+    for (let i = 0; i < 100; i++) w.write({ v: 1, seq: i, time: T, type: 'notice', message: 'x' });
+    expect(writes).toHaveLength(0); // nothing before the end of the turn
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toHaveLength(1);
+    expect(
+      writes[0]
+        ?.trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as JourneyEvent).seq),
+    ).toEqual([...Array(100).keys()]);
+    const small = new JsonLinesWriter(out, 10_000, 200);
+    for (let i = 0; i < 10; i++) small.write({ v: 1, seq: i, time: T, type: 'notice', message: 'y'.repeat(60) });
+    expect(writes.length).toBeGreaterThan(3); // each ~120-byte pair of lines reached 200 bytes: written at once
+    await small.flush();
+    expect(writes.slice(1).join('').trim().split('\n')).toHaveLength(10);
+    expect(w.written + small.written).toBe(110);
   });
   it('a fast reader gets everything', async () => {
     const out = new PassThrough();
