@@ -67,8 +67,8 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
         // keeps writing as fast as the reader takes; past maxQueueBytes batches are dropped, counted.
         const step = async (): Promise<void> => {
           const wait = ctl.stopping() ? Math.max(0, ctl.stopAt() - Date.now()) : 100;
-          const buf = take();
           const direct = out.writableLength === 0;
+          const buf = direct ? take() : null;
           let count: number;
           let length: number;
           let written = 0;
@@ -76,14 +76,18 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
           let error: string | null = null;
           try {
             if (direct) {
-              data = addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf, 3, info);
+              data = addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf as Buffer, 3, info);
               count = info[0] as number;
               length = info[1] as number;
               written = info[2] as number;
               if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
               if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
             } else {
-              const r = await addon.nextBatch(h, maxFrames, cfg.batchBytes, wait, buf);
+              // a message of its own, exactly as long as the batch: it waits in the socket's queue
+              // (a reused 1 MiB buffer per queued batch mapped fresh pages each time: the worker's
+              // CPU then went to page faults and GC while the main process, on the same core, fell
+              // further behind)
+              const r = await addon.nextBatch(h, maxFrames, cfg.batchBytes, wait);
               ({ count, length, data, error } = r);
               if (r.psRecv >= 0) last = { psRecv: r.psRecv, drop: r.psDrop, ifdrop: r.psIfdrop };
             }
@@ -99,14 +103,14 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
               sink.counters.batches++;
               // already a BATCH message (protocol.ts): passed through as is
               if (data !== null) out.write(data);
-              else if (written < length) {
+              else if (buf !== null && written < length) {
                 // the pipe took part of it (or nothing): the rest is queued, in order
                 kept = true;
                 out.write(buf.subarray(written, length), () => give(buf));
               }
             }
           }
-          if (!kept) give(buf);
+          if (buf !== null && !kept) give(buf);
           if (error !== null) {
             sink.fail('read', `capture on ${cfg.iface} stopped: the interface went down or disappeared (${error})`, 3);
             return;
