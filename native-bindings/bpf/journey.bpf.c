@@ -46,6 +46,14 @@ struct {
 	__type(value, __u64);
 } jn_lost SEC(".maps");
 
+/* Drops in the watched namespace whose reason the user left out (ignoreReasons): counted, never sent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} jn_ignored SEC(".maps");
+
 /* hook_once: last status reported per (connection, hook point, direction). LRU: old flows age out. */
 struct jn_once_key {
 	__u64 ct;      /* nf_conn address */
@@ -383,15 +391,20 @@ int BPF_PROG(jn_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 
 	if (!f || !f->drops || (__u32)reason < f->min_reason)
 		return 0;
-	{
-		__u32 r = (__u32)reason, idx = r >> 5;
-		barrier_var(idx); /* keep the bound check on the index the load uses */
-		if (idx < 16 && (f->ignore[idx] >> (r & 31)) & 1)
-			return 0;
-	}
 	ns = skb_netns(skb);
 	if (f->netns && ns != f->netns)
 		return 0;
+	{
+		__u32 r = (__u32)reason, idx = r >> 5;
+		barrier_var(idx); /* keep the bound check on the index the load uses */
+		if (idx < 16 && (f->ignore[idx] >> (r & 31)) & 1) {
+			__u32 z = 0;
+			__u64 *v = bpf_map_lookup_elem(&jn_ignored, &z);
+			if (v)
+				*v += 1;
+			return 0;
+		}
+	}
 	__builtin_memset(&e, 0, sizeof(e));
 	e.ts_ns = bpf_ktime_get_ns();
 	e.location = (__u64)location;

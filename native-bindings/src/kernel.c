@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,8 @@ struct jn_kernel {
 	struct jn_event batch[JN_BATCH_MAX];
 	double delivered;
 	double batches;
+	double lost_cached;   /* jn_lost as last read, and when (lost_recent) */
+	int64_t lost_read_ms;
 };
 
 /* ---- libbpf messages: kept for the error the user sees (verifier refusals) ---- */
@@ -173,7 +177,8 @@ static int on_sample(void *ctx, void *data, size_t size)
 	return k->count >= JN_BATCH_MAX ? -E2BIG : 0;
 }
 
-static double lost_total(struct jn_kernel *k)
+/* The sum over CPUs of a one-slot per-CPU counter map. */
+static double percpu_total(struct jn_kernel *k, int fd)
 {
 	int ncpu = libbpf_num_possible_cpus();
 	__u32 key = 0;
@@ -184,11 +189,29 @@ static double lost_total(struct jn_kernel *k)
 	vals = calloc((size_t)ncpu, sizeof(__u64));
 	if (!vals)
 		return 0;
-	if (bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.jn_lost), &key, vals) == 0)
+	if (bpf_map_lookup_elem(fd, &key, vals) == 0)
 		for (int i = 0; i < ncpu; i++)
 			sum += (double)vals[i];
 	free(vals);
 	return sum;
+}
+
+static double lost_total(struct jn_kernel *k)
+{
+	return k->skel ? percpu_total(k, bpf_map__fd(k->skel->maps.jn_lost)) : 0;
+}
+
+/* lost_total for a delivery: the map is read (a system call) at most every 50 ms, not per batch */
+static double lost_recent(struct jn_kernel *k)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (now - k->lost_read_ms >= 50) {
+		k->lost_cached = lost_total(k);
+		k->lost_read_ms = now;
+	}
+	return k->lost_cached;
 }
 
 static void flush(struct jn_kernel *k)
@@ -197,7 +220,7 @@ static void flush(struct jn_kernel *k)
 		return;
 	k->delivered += k->count;
 	k->batches += 1;
-	jn_deliver(k->env, k->cb, k->actx, k->batch, k->count * sizeof(struct jn_event), k->count, lost_total(k));
+	jn_deliver(k->env, k->cb, k->actx, k->batch, k->count * sizeof(struct jn_event), k->count, lost_recent(k));
 	k->count = 0;
 }
 
@@ -280,6 +303,7 @@ static napi_value k_close(napi_env env, napi_callback_info info)
 	napi_get_cb_info(env, info, &argc, NULL, NULL, (void **)&k);
 	if (!k || k->closed)
 		return NULL;
+	k->lost_read_ms = INT64_MIN / 2; /* the last delivery reads the counter afresh */
 	flush(k);
 	napi_remove_env_cleanup_hook(env, env_cleanup, k);
 	release(k, 0);
@@ -310,6 +334,8 @@ static napi_value k_stats(napi_env env, napi_callback_info info)
 	napi_set_named_property(env, o, "batches", v);
 	napi_create_double(env, lost_total(k), &v);
 	napi_set_named_property(env, o, "lost", v);
+	napi_create_double(env, k->skel ? percpu_total(k, bpf_map__fd(k->skel->maps.jn_ignored)) : 0, &v);
+	napi_set_named_property(env, o, "ignored", v);
 	return o;
 }
 

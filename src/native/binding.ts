@@ -27,7 +27,7 @@ export interface NativeStatus {
 
 export interface NativeKernelSession {
   close(): void;
-  stats(): { closed: boolean; delivered?: number; batches?: number; lost?: number };
+  stats(): { closed: boolean; delivered?: number; batches?: number; lost?: number; ignored?: number };
   readonly status: {
     readonly load: NativeStatus;
     readonly drops?: NativeStatus;

@@ -94,6 +94,8 @@ export interface KernelEventsStats {
   readonly lostInKernel: number;
   /** Records that could not be decoded. */
   readonly bad: number;
+  /** Drops in the namespace whose reason is in ignoreReasons: counted in the kernel, never sent. */
+  readonly ignoredInKernel: number;
 }
 
 export interface KernelEvents {
@@ -210,7 +212,7 @@ function unavailable(lost: string[]): KernelEvents {
     onDrop: () => undefined,
     onHook: () => undefined,
     onLost: () => undefined,
-    stats: () => ({ delivered: 0, batches: 0, lostInKernel: 0, bad: 0 }),
+    stats: () => ({ delivered: 0, batches: 0, lostInKernel: 0, bad: 0, ignoredInKernel: 0 }),
     stop: () => Promise.resolve(),
   };
 }
@@ -376,6 +378,7 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
   else if (refused.length) lost.push(`some netfilter hook points refused: ${refused.join('; ')}`);
 
   let stopped = false;
+  let ignoredAtStop = 0;
   return {
     lost,
     available: { drops: dropsOk, hooks: linked.length > 0 },
@@ -383,10 +386,11 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
     onDrop: (cb) => void dropCbs.push(cb),
     onHook: (cb) => void hookCbs.push(cb),
     onLost: (cb) => void lostCbs.push(cb),
-    stats: () => ({ delivered, batches, lostInKernel, bad }),
+    stats: () => ({ delivered, batches, lostInKernel, bad, ignoredInKernel: stopped ? ignoredAtStop : (session.stats().ignored ?? 0) }),
     stop: async () => {
       if (stopped) return;
       stopped = true;
+      ignoredAtStop = session.stats().ignored ?? 0;
       session.close();
     },
   };

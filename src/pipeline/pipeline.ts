@@ -128,6 +128,9 @@ class PipelineImpl extends EventEmitter implements Pipeline {
       nextSeq: () => this.nextSeq(),
       onBatch: (b) => this.onBatch(b),
       onKernelDrop: (d) => this.onKernelDrop(d),
+      quietInKernel: (n) => {
+        this.drops.dropsQuiet += n;
+      },
       statsEvent: () => this.statsEvent(),
       stopWith: (r) => this.stopWith(r),
       isStopping: () => this.stopping !== null,

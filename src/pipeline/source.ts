@@ -37,6 +37,8 @@ export interface SourceContext {
   onBatch(b: FrameBatch): void;
   /** A packet the kernel dropped (eBPF): joined to its flow, reported or counted as quiet. */
   onKernelDrop(d: KernelDrop): void;
+  /** Quiet drops the kernel counted without sending them (OTHERHOST, filtered there): added to the quiet count. */
+  quietInKernel(n: number): void;
   /** Emits capture.stats now. */
   statsEvent(): void;
   /** Ends the pipeline (replay end). */

@@ -249,4 +249,39 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
     expect(await seen([])).toContain('NETFILTER_DROP');
     expect(await seen(['NETFILTER_DROP'])).toEqual([]);
   });
+
+  it('drops left out in the kernel are counted there: OTHERHOST, one per frame not addressed to the host', async () => {
+    if (mode === 'fallback') return;
+    // frames for 10.66.0.9 leave A with a MAC that is not B's: B's stack discards each (OTHERHOST)
+    await run(['ip', '-n', A, 'neigh', 'replace', '10.66.0.9', 'lladdr', '02:00:00:00:00:09', 'dev', `jl-${D}-v6x`, 'nud', 'permanent']);
+    const N = 20;
+    const flood = async (): Promise<void> => {
+      const js = `const s=require('dgram').createSocket('udp4');let n=0;const go=()=>n++<${N}?s.send('x',9,'10.66.0.9',go):s.close();go();`;
+      await run([process.execPath, '-e', js], { netns: A });
+    };
+    const k = await openKernelEvents({ netns: B, hooks: 'none', ignoreReasons: ['OTHERHOST'] });
+    const reasons: string[] = [];
+    k.onDrop((d) => reasons.push(...d.map((x) => x.reason)));
+    try {
+      await flood();
+      await waitFor(() => k.stats().ignoredInKernel >= N, 2000);
+      expect(k.stats().ignoredInKernel).toBe(N);
+      expect(reasons.filter((r) => r === 'OTHERHOST')).toEqual([]);
+    } finally {
+      await k.stop();
+    }
+    expect(k.stats().ignoredInKernel).toBe(N); // kept after the stop
+    // without the filter, the same frames are drop events, one each
+    const all = await openKernelEvents({ netns: B, hooks: 'none' });
+    const seen: string[] = [];
+    all.onDrop((d) => seen.push(...d.map((x) => x.reason)));
+    try {
+      await flood();
+      await waitFor(() => seen.filter((r) => r === 'OTHERHOST').length >= N, 2000);
+      expect(seen.filter((r) => r === 'OTHERHOST')).toHaveLength(N);
+      expect(all.stats().ignoredInKernel).toBe(0);
+    } finally {
+      await all.stop();
+    }
+  });
 });
