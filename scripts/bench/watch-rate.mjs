@@ -3,7 +3,7 @@
  * The highest packet rate `journey watch --json > /dev/null` keeps with zero drops (the whole
  * pipeline: capture workers, decode, conntrack join, flows, JSON out), as a ratio to
  * `tcpdump -w /dev/null` on the same interface in the same run.
- *   sudo node scripts/bench/watch-rate.mjs [--seconds 6] [--rates 25000,50000,...] [--flows 2000] [--legs 2] [--id c2bench] [--json]
+ *   sudo node scripts/bench/watch-rate.mjs [--seconds 6] [--rates 25000,50000,...] [--flows 2000] [--legs 2] [--id c2bench] [--no-kernel] [--node-args "..."] [--json]
  * Two throwaway namespaces (jl-c2bench-tx, jl-c2bench-rx) joined by a veth; capture-flood.c
  * (the capture benchmark's paced sender) floods 60-byte UDP frames to 10.77.0.9:9 through rx,
  * which routes them on out of sink0 (forwarding on, a conntrack rule loaded, so every frame has a
@@ -105,9 +105,12 @@ const PIN = !args.includes('--no-pin') && (await import('node:os')).cpus().lengt
 const observerPin = PIN ? ['taskset', '-c', '1'] : [];
 const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, ...(PIN ? { cpu: 0 } : {}) });
 
+/** `--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"` (or --perf-basic-prof): flags for journey's node, to profile the run. */
+const NODE_ARGS = (opt('node-args', '') ?? '').split(' ').filter(Boolean);
 const journeyArgv = () => [
   ...observerPin,
   'node',
+  ...NODE_ARGS,
   join(root, 'dist/src/cli/main.js'),
   'watch',
   '--json',
@@ -116,6 +119,7 @@ const journeyArgv = () => [
   ...IFACES.flatMap((i) => ['-i', i]),
   '--no-docker',
   '--no-explain-flows',
+  ...(args.includes('--no-kernel') ? ['--no-kernel'] : []),
   '--stats-interval',
   '0',
   FILTER,

@@ -43,6 +43,8 @@ class Slot {
   rDp = 0;
   /** Bit i set: packed key i points at this slot. */
   live = 0;
+  /** What a consumer attached to this entry (the correlator: its flow), so a packet finds it without a second lookup. */
+  attached: object | null = null;
   constructor(public entry: ConntrackEntry) {}
 }
 
@@ -88,6 +90,8 @@ export class ConntrackTable {
   /** The direction and NAT side of the last lookupPacked that found an entry. */
   matchDirection: 'orig' | 'reply' = 'orig';
   matchNatted = false;
+  /** The slot the last lookupPacked found (for matchAttached / attachToMatch). */
+  private matchSlot: Slot | null = null;
 
   constructor(opts: { maxEntries?: number } = {}) {
     this.maxEntries = opts.maxEntries ?? 262_144;
@@ -244,6 +248,7 @@ export class ConntrackTable {
 
   /** Which key matched: the original direction leaves from the original source (before SNAT) or arrives at the reply's source (after DNAT). */
   private found(s: Slot, src: number, sport: number, dst: number, dport: number): ConntrackEntry {
+    this.matchSlot = s;
     if (keyIs(s, 0, src, sport, dst, dport)) this.setMatch('orig', false);
     else if (keyIs(s, 2, src, sport, dst, dport)) this.setMatch('reply', true);
     else if (keyIs(s, 3, src, sport, dst, dport)) this.setMatch('reply', false);
@@ -251,6 +256,16 @@ export class ConntrackTable {
     // between the two rewrites (DNAT and SNAT both): from the original source, or to it
     else this.setMatch(src === s.oS && sport === s.oSp ? 'orig' : 'reply', true);
     return s.entry;
+  }
+
+  /** What was attached to the entry the last lookupPacked found (null: nothing yet). */
+  get matchAttached(): object | null {
+    return this.matchSlot === null ? null : this.matchSlot.attached;
+  }
+
+  /** Attaches `o` to the entry the last lookupPacked found; it goes with the entry (a new version of the entry starts empty). */
+  attachToMatch(o: object): void {
+    if (this.matchSlot !== null) this.matchSlot.attached = o;
   }
 
   private setMatch(direction: 'orig' | 'reply', natted: boolean): void {

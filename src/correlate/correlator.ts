@@ -208,8 +208,14 @@ export class Correlator extends FlowTable {
     const sport = v.l4State > 0 ? v.sport : 0;
     const dport = v.l4State > 0 ? v.dport : 0;
     const e = this.table.lookupPacked(protoCodeOfNumber(v.protoNum), v.src4 | 0, v.dst4 | 0, sport, dport);
-    const f = e === undefined ? undefined : this.flows.get(e.id);
-    if (f === undefined) return false;
+    if (e === undefined) return false;
+    // the flow rides on the entry's slot: one lookup a packet, not two
+    let f = this.table.matchAttached as FlowState | null;
+    if (f === null || f.gone || f.entry !== e) {
+      f = this.flows.get(e.id) ?? null;
+      if (f === null) return false;
+      this.table.attachToMatch(f);
+    }
     const leg = findLegPacked(f, iface, this.table.matchDirection, v.src4 | 0, v.dst4 | 0, sport, dport);
     if (leg === undefined) return false;
     this.advance(v.timeUs / 1000);

@@ -55,6 +55,8 @@ export interface FlowState {
   proxiedBy: ProxiedBy | undefined;
   tcpFlagsSeen: number;
   drops: DropInfo[];
+  /** It left the table (flow.end): a conntrack slot that still points at it is stale. */
+  gone: boolean;
 }
 
 /**
@@ -93,6 +95,7 @@ export function newFlowState(
     proxiedBy: undefined,
     tcpFlagsSeen: 0,
     drops: NO_DROPS,
+    gone: false,
   };
 }
 

@@ -115,6 +115,7 @@ export class FlowTable {
   }
 
   protected end(f: FlowState, reason: string): void {
+    f.gone = true;
     this.flows.delete(f.id);
     this.sweep.forget(f);
     this.tallies.ended(f);
