@@ -70,7 +70,14 @@ function keyIs(s: Slot, i: number, src: number, sport: number, dst: number, dpor
 /** The live key of `s` equal to the tuple, or -1. */
 function liveKey(s: Slot, proto: number, src: number, sport: number, dst: number, dport: number): number {
   if (s.proto !== proto) return -1;
-  for (let i = 0; i < 6; i++) if ((s.live & (1 << i)) !== 0 && keyIs(s, i, src, sport, dst, dport)) return i;
+  // the six keys of keySrc/keySport/keyDst/keyDport written out: this runs for every packet
+  const l = s.live;
+  if ((l & 1) !== 0 && s.oS === src && s.oSp === sport && s.oD === dst && s.oDp === dport) return 0;
+  if ((l & 2) !== 0 && s.rD === src && s.rDp === sport && s.rS === dst && s.rSp === dport) return 1;
+  if ((l & 4) !== 0 && s.rS === src && s.rSp === sport && s.rD === dst && s.rDp === dport) return 2;
+  if ((l & 8) !== 0 && s.oD === src && s.oDp === sport && s.oS === dst && s.oSp === dport) return 3;
+  if ((l & 16) !== 0 && s.oS === src && s.oSp === sport && s.rS === dst && s.rSp === dport) return 4;
+  if ((l & 32) !== 0 && s.rS === src && s.rSp === sport && s.oS === dst && s.oSp === dport) return 5;
   return -1;
 }
 
