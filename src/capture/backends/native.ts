@@ -9,6 +9,9 @@ import { loadCaptureAddon } from '../native-addon.js';
 import { MSG_BATCH } from '../protocol.js';
 import type { CaptureBackendDef, KernelCounts, RunControl, WorkerConfig, WorkerSink } from './shape.js';
 
+/** No message buffer: nextBatchSync then returns the batch as a Buffer of its own. */
+const NO_OUT = Buffer.alloc(0);
+
 export const nativeBackend: CaptureBackendDef<'native'> = {
   name: 'native',
   label: "journey's capture addon",
@@ -62,10 +65,10 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
         // and it saves the thread-pool hand-offs of nextBatch (about half the CPU per packet); the
         // addon also writes the batch to the pipe itself. Each call blocks at most `wait` ms;
         // between calls the event loop reads "stop" from stdin and sends statistics. While bytes
-        // wait for the pipe (the main process is behind), the drain runs in the thread pool
-        // instead (nextBatch) and batches go through the socket's queue, so that the event loop
-        // keeps writing as fast as the reader takes; past maxQueueBytes batches are dropped, counted.
-        const step = async (): Promise<void> => {
+        // wait for the pipe (the main process is behind), a call does not wait for the ring and
+        // its batch goes through the socket's queue, so that the event loop keeps writing as fast
+        // as the reader takes; past maxQueueBytes batches are dropped, counted.
+        const step = (): void => {
           const wait = ctl.stopping() ? Math.max(0, ctl.stopAt() - Date.now()) : 100;
           const direct = out.writableLength === 0;
           const buf = direct ? take() : null;
@@ -83,13 +86,17 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
               if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
               if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
             } else {
-              // a message of its own, exactly as long as the batch: it waits in the socket's queue
-              // (a reused 1 MiB buffer per queued batch mapped fresh pages each time: the worker's
-              // CPU then went to page faults and GC while the main process, on the same core, fell
-              // further behind)
-              const r = await addon.nextBatch(h, maxFrames, cfg.batchBytes, wait);
-              ({ count, length, data, error } = r);
-              if (r.psRecv >= 0) last = { psRecv: r.psRecv, drop: r.psDrop, ifdrop: r.psIfdrop };
+              // behind: the batch becomes a message of its own, exactly as long as the batch, that
+              // waits in the socket's queue (a reused 1 MiB buffer per queued batch mapped fresh
+              // pages each time: the worker's CPU then went to page faults and GC while the main
+              // process, on the same core, fell further behind). Still on this thread (a thread-pool
+              // hop costs as much again), without waiting for the ring: the event loop has to keep
+              // handing the queue to the pipe.
+              data = addon.nextBatchSync(h, maxFrames, cfg.batchBytes, 0, NO_OUT, null, info);
+              count = info[0] as number;
+              length = info[1] as number;
+              if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
+              if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
             }
           } catch (e) {
             sink.fail('internal', `native capture on ${cfg.iface}: ${(e as Error).message}`);
@@ -119,9 +126,11 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
             ctl.finish();
             return;
           }
-          setImmediate(() => void step());
+          // behind with the ring empty: look again in a millisecond rather than spin
+          if (!direct && count === 0) setTimeout(step, 1);
+          else setImmediate(step);
         };
-        setImmediate(() => void step());
+        setImmediate(step);
       },
     };
   },
