@@ -12,8 +12,9 @@
  *     a block timeout, context-aware N-API). The worker drains the ring on its own thread
  *     (nextBatchSync, at most 100 ms per call so "stop" is seen); the addon packs every frame
  *     into ONE BATCH message of protocol.ts and writes it to the pipe itself: no JavaScript per
- *     packet, nothing allocated per batch. When the pipe is backed up the drain moves to the
- *     thread pool and batches queue in order (then drop, counted, past maxQueueBytes).
+ *     packet, nothing allocated per batch. When the pipe is backed up each batch becomes a
+ *     message of its own (exactly its length, still drained on the worker's thread, without
+ *     waiting for the ring) and queues in order (then drop, counted, past maxQueueBytes).
  *     Missing, unloadable or JOURNEY_CAPTURE_NATIVE=off: falls back to `pcap`, said once per
  *     handle ('notice' event, E_NATIVE; `handle.backend`, `handle.fallback`).
  *   - `pcap`: node-pcap (TPACKET_V3, block timeout), a JS callback per packet.
