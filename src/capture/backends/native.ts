@@ -74,30 +74,24 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
           const buf = direct ? take() : null;
           let count: number;
           let length: number;
-          let written = 0;
+          let written: number;
           let data: Buffer | null;
           let error: string | null = null;
           try {
-            if (direct) {
-              data = addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf as Buffer, 3, info);
-              count = info[0] as number;
-              length = info[1] as number;
-              written = info[2] as number;
-              if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
-              if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
-            } else {
-              // behind: the batch becomes a message of its own, exactly as long as the batch, that
-              // waits in the socket's queue (a reused 1 MiB buffer per queued batch mapped fresh
-              // pages each time: the worker's CPU then went to page faults and GC while the main
-              // process, on the same core, fell further behind). Still on this thread (a thread-pool
-              // hop costs as much again), without waiting for the ring: the event loop has to keep
-              // handing the queue to the pipe.
-              data = addon.nextBatchSync(h, maxFrames, cfg.batchBytes, 0, NO_OUT, null, info);
-              count = info[0] as number;
-              length = info[1] as number;
-              if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
-              if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
-            }
+            // behind (bytes wait for the pipe), the batch becomes a message of its own, exactly its
+            // length, that waits in the socket's queue: a reused 1 MiB buffer per queued batch mapped
+            // fresh pages each time, and the worker's CPU went to page faults and GC while the main
+            // process, on the same core, fell further behind. Still on this thread (a thread-pool hop
+            // costs as much again) and without waiting for the ring: the event loop has to keep
+            // handing the queue to the pipe.
+            data = direct
+              ? addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf as Buffer, 3, info)
+              : addon.nextBatchSync(h, maxFrames, cfg.batchBytes, 0, NO_OUT, null, info);
+            count = info[0] as number;
+            length = info[1] as number;
+            written = info[2] as number;
+            if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
+            if (info[7] === 1) error = addon.lastError(h) ?? 'capture failed';
           } catch (e) {
             sink.fail('internal', `native capture on ${cfg.iface}: ${(e as Error).message}`);
             return;
