@@ -9,6 +9,7 @@ import { createLiveCapture } from '../capture/live.js';
 import { openConntrackSource } from '../conntrack/select.js';
 import { SnapshotConntrackSource } from '../conntrack/snapshot-source.js';
 import type { ConntrackSource } from '../model/conntrack.js';
+import { collectGarbageNow } from '../host/heap.js';
 import { JourneyError } from '../model/errors.js';
 import type { CaptureStats } from '../model/observation.js';
 import { HookProof } from '../native/index.js';
@@ -100,6 +101,8 @@ export class LiveSource implements PipelineSource {
       this.kernel = new KernelView(ctx, this.hookProof);
       await this.kernel.start();
     }
+    // the start-up garbage is collected before the first packet, not during the first connections
+    collectGarbageNow();
     await frames.start(
       (b) => ctx.onBatch(b),
       (e) => ctx.notice(e.message, (e as JourneyError).code),
