@@ -35,13 +35,23 @@ export function packIpv4(s: string): number {
   return parts === 4 ? a | 0 : Number.NaN;
 }
 
-/** The Map key of a packed IPv4 tuple: a 30-bit hash (a small integer); equal tuples, equal keys. */
+/**
+ * The Map key of a packed IPv4 tuple: a 30-bit hash (a small integer); equal tuples, equal keys.
+ * It is the same for a tuple and its reverse (each endpoint is hashed alone and the two are
+ * added), so a conntrack entry's key and the same key read backwards share one Map entry: an
+ * entry without NAT takes one, a NATed one two, instead of two and four.
+ */
 export function hash4(proto: number, src: number, dst: number, sport: number, dport: number): number {
-  let h = Math.imul(src ^ 0x9e3779b9, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 15) ^ dst, 0xc2b2ae35);
-  h = Math.imul(h ^ (h >>> 13) ^ ((sport << 16) | dport), 0x27d4eb2f);
+  let h = (endpointHash(src, sport) + endpointHash(dst, dport)) | 0;
+  h = Math.imul(h ^ (h >>> 15), 0x27d4eb2f);
   h ^= proto + (h >>> 16);
   return h & 0x3fffffff;
+}
+
+function endpointHash(addr: number, port: number): number {
+  let h = Math.imul(addr ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ port, 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }
 
 /** protoCode of an IP protocol number (as decode/observation.ts names it). */

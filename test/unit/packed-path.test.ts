@@ -7,6 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { hash4 } from '../../src/conntrack/packed-key.js';
 import { ConntrackTable } from '../../src/conntrack/table.js';
 import { Correlator } from '../../src/correlate/correlator.js';
 import { decodeFrame, FragmentPorts, observationFromView, PacketView, SkipCounters } from '../../src/decode/index.js';
@@ -109,6 +110,23 @@ describe('the numeric IPv4 index of the conntrack table', () => {
       { numRuns: 300 },
     );
     expect(compared).toBeGreaterThan(5000);
+  });
+
+  it('gives a tuple and its reverse one Map key, and different keys to nearly all other tuples', () => {
+    const keys = new Set<number>();
+    let n = 0;
+    for (let a = 0; a < 64; a++)
+      for (let p = 0; p < 64; p++) {
+        const src = 0x0a000000 | a | 0;
+        const dst = 0xac110002 | 0 | 0;
+        const sport = 40000 + p;
+        expect(hash4(0, src, dst, sport, 80)).toBe(hash4(0, dst, src, 80, sport));
+        expect(hash4(0, src, dst, sport, 80)).not.toBe(hash4(1, src, dst, sport, 80));
+        keys.add(hash4(0, src, dst, sport, 80));
+        n++;
+      }
+    // 4,096 tuples that differ in one address byte and the port: (almost) no two share a key
+    expect(keys.size).toBeGreaterThan(n - 4);
   });
 
   it('keeps IPv6 entries and addresses not spelt as a dotted quad on string keys', () => {
