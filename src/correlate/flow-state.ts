@@ -17,19 +17,20 @@ export interface LegState {
   /** null when it is the entry's tuple of form `form` (legs.ts legTuple makes it). */
   tuple: Tuple | null;
   form: number;
-  sport: number;
-  dport: number;
   firstUs: number;
   lastUs: number;
   packets: number;
   bytes: number;
-  /** Fingerprint and time of the last packet counted (a true copy of it is not counted again). */
+  /** Fingerprint of the leg's latest packet (-1: none; legs.ts isCopyOf): a true copy of it is not counted again. */
   lastFp: number;
-  lastFpUs: number;
-  /** IPv4 legs: the addresses as int32, so a packet read from the decode view finds its leg without strings. */
-  v4: boolean;
+  /**
+   * The tuple as int32s, so a packet read from the decode view finds its leg without strings: the
+   * IPv4 addresses and the ports as (sport << 16 | dport). An IPv6 leg has 0, 0 and its ports: a
+   * flow's legs are of its entry's family, and only IPv4 flows are looked up by number.
+   */
   src4: number;
   dst4: number;
+  ports4: number;
 }
 
 export interface FlowState {

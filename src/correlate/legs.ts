@@ -5,8 +5,11 @@
  * (IP header checksum, IP id, lengths, TTL, L4 checksum, TCP sequence: decode/observation.ts) and
  * comes less than 1 ms after the frame, never before it.
  * A packet of a leg that exists is counted straight from the decode view (countPacket with the
- * view's numbers: IPv4 legs keep their addresses as int32 for that); an Observation is only made
- * for the packet that creates a leg.
+ * view's numbers: legs keep their IPv4 addresses and ports as int32s for that); an Observation is
+ * only made for the packet that creates a leg.
+ * A leg is kept small (one per interface and direction of every live flow): a copy is checked
+ * against the leg's latest packet (its fingerprint and `lastUs`), as one socket delivers a
+ * leg's packets in order.
  */
 import { packIpv4 } from '../conntrack/packed-key.js';
 import type { Observation } from '../model/observation.js';
@@ -21,8 +24,9 @@ export type LegOutcome = 'new-leg' | 'counted' | 'copy';
 /** One leg per interface, direction and tuple: a hairpinned packet crosses the bridge twice, before and after NAT. */
 export function findLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): LegState | undefined {
   const t = obs.tuple;
+  const ports = portsOf(t.sport, t.dport);
   for (const l of f.legs) {
-    if (l.iface !== obs.iface || l.direction !== direction || l.sport !== t.sport || l.dport !== t.dport) continue;
+    if (l.iface !== obs.iface || l.direction !== direction || l.ports4 !== ports) continue;
     const lt = legTuple(f, l);
     if (lt.src === t.src && lt.dst === t.dst) return l;
   }
@@ -61,6 +65,11 @@ function formOf(f: FlowState, t: Tuple): number {
   return -1;
 }
 
+/** The two ports as one int32 (LegState.ports4). */
+function portsOf(sport: number, dport: number): number {
+  return (sport << 16) | dport;
+}
+
 /** findLeg for an IPv4 packet read from the decode view: addresses as int32. */
 export function findLegPacked(
   f: FlowState,
@@ -72,18 +81,18 @@ export function findLegPacked(
   dport: number,
 ): LegState | undefined {
   const legs = f.legs;
+  const ports = portsOf(sport, dport);
   for (let i = 0; i < legs.length; i++) {
     const l = legs[i] as LegState;
-    if (l.v4 && l.src4 === src && l.dst4 === dst && l.iface === iface && l.direction === direction && l.sport === sport && l.dport === dport)
-      return l;
+    if (l.src4 === src && l.dst4 === dst && l.ports4 === ports && l.iface === iface && l.direction === direction) return l;
   }
   return undefined;
 }
 
-/** Whether a packet with fingerprint `fp` at `timeUs` is a true copy of the last packet counted on `leg`. */
+/** Whether a packet with fingerprint `fp` at `timeUs` is a true copy of the latest packet counted on `leg`. */
 export function isCopyOf(leg: LegState, fp: number | undefined, timeUs: number): boolean {
-  if (fp === undefined || leg.lastFp !== fp) return false;
-  const dt = timeUs - leg.lastFpUs;
+  if (fp === undefined || leg.lastFp !== fp || leg.packets === 0) return false;
+  const dt = timeUs - leg.lastUs;
   return dt >= 0 && dt < COPY_WINDOW_US;
 }
 
@@ -102,13 +111,14 @@ export function countPacket(
   tcpFlags: number | undefined,
 ): boolean {
   if (isCopyOf(leg, fp, timeUs)) return false;
-  if (fp !== undefined) {
-    leg.lastFp = fp;
-    leg.lastFpUs = timeUs;
+  // the fingerprint is kept with the time it goes with: that of the leg's latest packet (-1 when
+  // it has none: a fingerprint of -1 just after it would be taken for its copy, 1 in 2^32)
+  if (timeUs >= leg.lastUs) {
+    leg.lastFp = fp ?? -1;
+    leg.lastUs = timeUs;
   }
   leg.packets++;
   leg.bytes += wireLen;
-  if (timeUs > leg.lastUs) leg.lastUs = timeUs;
   if (timeUs < leg.firstUs) leg.firstUs = timeUs;
   if (tcpFlags !== undefined) f.tcpFlagsSeen |= tcpFlags;
   f.countersChanged = true;
@@ -131,17 +141,14 @@ export function recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'r
       direction,
       tuple: form < 0 ? t : null,
       form,
-      sport: t.sport,
-      dport: t.dport,
       firstUs: obs.timeUs,
       lastUs: obs.timeUs,
       packets: 0,
       bytes: 0,
       lastFp: -1,
-      lastFpUs: 0,
-      v4,
       src4: v4 ? src4 : 0,
       dst4: v4 ? dst4 : 0,
+      ports4: portsOf(t.sport, t.dport),
     };
     // a new array exactly as long as it is (a pushed-to array keeps room for 17): less memory per live flow
     f.legs = f.legs.concat(leg);

@@ -161,6 +161,19 @@ describe('legs: what is on the wire is counted; only a true copy of one frame is
     expect(recordLeg(f, obs(T0 + 1000, 8), 'orig')).toBe('counted');
     expect(leg).toMatchObject({ packets: 3, bytes: 198, firstUs: T0 * 1000, lastUs: (T0 + 1000) * 1000 });
   });
+
+  it('a copy is of the latest packet of the leg: a fingerprint of -1 on a new leg is counted, a packet without one has no copy', () => {
+    const f = newFlowState('y', null, U, null, undefined, T0);
+    expect(recordLeg(f, obs(T0, -1), 'orig')).toBe('new-leg');
+    expect(recordLeg(f, obs(T0 + 0.2, -1), 'orig')).toBe('copy');
+    expect(recordLeg(f, obs(T0 + 0.3, undefined), 'orig')).toBe('counted');
+    expect(recordLeg(f, obs(T0 + 0.4, undefined), 'orig')).toBe('counted');
+    // a late packet (out of order) is counted and leaves the latest packet's fingerprint in place
+    expect(recordLeg(f, obs(T0 + 0.5, 9), 'orig')).toBe('counted');
+    expect(recordLeg(f, obs(T0 + 0.1, 5), 'orig')).toBe('counted');
+    expect(recordLeg(f, obs(T0 + 0.6, 9), 'orig')).toBe('copy');
+    expect(f.legs[0]).toMatchObject({ packets: 5, firstUs: T0 * 1000, lastUs: (T0 + 0.5) * 1000 });
+  });
 });
 
 describe('flowInfo', () => {
