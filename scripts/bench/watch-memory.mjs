@@ -64,7 +64,10 @@ const c = new Correlator({ emit: () => emitted++, names, maxFlows: N + 10, maxEn
 const t0 = 1_700_000_000_000;
 // as decoded packets are: with the fingerprint that tells a frame's copy (decode/observation.ts)
 let fp = 0;
-const obs = (iface, tuple, us) => ({ timeUs: us, iface, tuple, wireLen: 60, tcpFlags: 16, fingerprint: (fp = (fp + 0x9e3779b1) | 0) });
+const obs = (iface, tuple, us) => {
+  fp = (fp + 0x9e3779b1) | 0;
+  return { timeUs: us, iface, tuple, wireLen: 60, tcpFlags: 16, fingerprint: fp };
+};
 for (let i = 0; i < N; i++) {
   const e = entries[i];
   c.onConntrack([{ type: 'new', time: t0, entry: e }]);
