@@ -7,7 +7,7 @@
  * entry is known (live), else the first.
  */
 import type { Verdict } from '../model/explanation.js';
-import type { CtBinding, SimInput, SimResult } from './simulate.js';
+import type { CtBinding, SimInput, SimResult } from './sim-model.js';
 
 /** A random choice met on the path, and the branch one walk took. */
 export interface ChoicePoint {
