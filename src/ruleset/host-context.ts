@@ -6,7 +6,7 @@
  * (local and connected prefixes); nothing else is assumed.
  */
 import { JourneyError } from '../model/errors.js';
-import { jsonText as str } from './json-text.js';
+import { type J, isObj, jsonText as str } from './json-text.js';
 import { type Cidr, type Ip, parseCidr, parseIp, cidrContains } from './ip.js';
 
 export interface HostAddr {
@@ -48,9 +48,6 @@ export interface HostContext {
   readonly addrsKnown: boolean;
   readonly source: string;
 }
-
-type J = unknown;
-const isObj = (x: J): x is Record<string, J> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 function parseJsonArray(text: string, source: string): J[] {
   let doc: J;
