@@ -7,13 +7,11 @@ import { readFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import WebSocket from 'ws';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { collectGarbageNow } from '../../src/host/heap.js';
 
-/** A full garbage collection (the --expose-gc trick: a new context gets gc()). */
+/** A full garbage collection (src/host/heap.ts: without --expose-gc). */
 export function fullGc(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
+  collectGarbageNow();
 }
 import { SCHEMA_VERSION, type FlowEvent, type FlowInfo, type JourneyEvent } from '../../src/model/events.js';
 import type { Tuple } from '../../src/model/tuple.js';

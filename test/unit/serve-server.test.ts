@@ -289,7 +289,10 @@ describe('slow consumer', () => {
     expect(maxQueuedBytes).toBeLessThanOrEqual(1024 * 1024);
     // what ws holds: what was written before the high-water mark was seen (one message over)
     expect(maxBuffered).toBeLessThan(256 * 1024 + 4096);
-    expect(heapGrowth).toBeLessThan(12 * 1024 * 1024); // 57 MB of events went by; queue ≤ 1 MiB (x2 for UTF-16), ws ≤ 256 KiB, ring 16
+    // 57 MB of events went by; queue ≤ 1 MiB (x2 for UTF-16), ws ≤ 256 KiB, ring 16. What the
+    // process holds besides varies with the machine's load: 3.6–16.9 MB measured in full unit runs
+    // on 2 cores (sockets' buffers, heap not yet shrunk), far from the 57 MB an unbounded queue keeps
+    expect(heapGrowth).toBeLessThan(24 * 1024 * 1024);
     expect(hubClient.queue.lostTotal).toBeGreaterThan(N / 2);
     expect(fast.ofType('lost')).toHaveLength(0);
 
