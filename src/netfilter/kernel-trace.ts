@@ -2,7 +2,8 @@
  * The kernel's own account of a packet's path: a parser of `nft -a monitor trace` text as
  * nftables 1.0.6 prints it, grouped into packets, each step placed in its chain with the rule's
  * handle, its 1-based position in the chain (from `nft -a -j list ruleset`), its hook and verdict.
- * Plus a parser of `conntrack -L -o extended,id`. This is the oracle the explainer is checked against.
+ * This is the oracle the explainer is checked against (with the kernel's conntrack table:
+ * kernel-conntrack.ts; rule positions: ruleset-index.ts).
  *
  * Line shapes (nftables 1.0.6, src/trace.c):
  *   trace id 1a78d99a ip nat PREROUTING packet: iif "eth0" ether saddr … ip saddr 10.0.10.5 … tcp dport 8000 …
@@ -17,8 +18,11 @@
  * continues, by its IP id, length and protocol. Never throws on bad input: unreadable lines are
  * counted in `skipped`.
  */
-import type { ConntrackEntry, CtStatusBit } from '../model/conntrack.js';
-import type { L4Proto, Tuple } from '../model/tuple.js';
+import type { ConntrackEntry } from '../model/conntrack.js';
+import { chainKey, indexNftRuleset, type RulesetIndex } from './ruleset-index.js';
+
+export { type ChainInfo, indexNftRuleset, type RulesetIndex } from './ruleset-index.js';
+export { parseConntrackList } from './kernel-conntrack.js';
 
 export type TraceLineKind = 'packet' | 'rule' | 'return' | 'policy';
 
@@ -116,69 +120,6 @@ export interface KernelTrace {
   readonly text: string;
   readonly startedAt?: string;
   readonly durationMs?: number;
-}
-
-// ------------------------------------------------------------------ ruleset index
-
-export interface ChainInfo {
-  readonly family: string;
-  readonly table: string;
-  readonly name: string;
-  readonly hook: string | null;
-  readonly priority: number | null;
-  readonly type: string | null;
-  readonly policy: string | null;
-  /** Rule handles in chain order. */
-  readonly handles: number[];
-}
-
-/** Chains of a ruleset by `family table chain`: hook, priority and rule order. */
-export type RulesetIndex = ReadonlyMap<string, ChainInfo>;
-
-const chainKey = (family: string, table: string, chain: string): string => `${family} ${table} ${chain}`;
-
-/** Indexes `nft -a -j list ruleset` output (a JSON string or the parsed object). Unknown shapes are ignored. */
-export function indexNftRuleset(json: unknown): RulesetIndex {
-  const idx = new Map<string, ChainInfo & { handles: number[] }>();
-  let doc: unknown = json;
-  if (typeof json === 'string') {
-    try {
-      doc = JSON.parse(json);
-    } catch {
-      return idx;
-    }
-  }
-  const items = (doc as { nftables?: unknown })?.nftables;
-  if (!Array.isArray(items)) return idx;
-  for (const it of items as Record<string, unknown>[]) {
-    const c = it?.['chain'] as Record<string, unknown> | undefined;
-    if (c && typeof c['name'] === 'string' && typeof c['table'] === 'string' && typeof c['family'] === 'string') {
-      const k = chainKey(c['family'], c['table'], c['name']);
-      const prev = idx.get(k);
-      idx.set(k, {
-        family: c['family'],
-        table: c['table'],
-        name: c['name'],
-        hook: typeof c['hook'] === 'string' ? c['hook'] : null,
-        priority: typeof c['prio'] === 'number' ? c['prio'] : null,
-        type: typeof c['type'] === 'string' ? c['type'] : null,
-        policy: typeof c['policy'] === 'string' ? c['policy'] : null,
-        handles: prev?.handles ?? [],
-      });
-      continue;
-    }
-    const r = it?.['rule'] as Record<string, unknown> | undefined;
-    if (r && typeof r['chain'] === 'string' && typeof r['table'] === 'string' && typeof r['family'] === 'string' && typeof r['handle'] === 'number') {
-      const k = chainKey(r['family'], r['table'], r['chain']);
-      let ch = idx.get(k);
-      if (!ch) {
-        ch = { family: r['family'], table: r['table'], name: r['chain'], hook: null, priority: null, type: null, policy: null, handles: [] };
-        idx.set(k, ch);
-      }
-      ch.handles.push(r['handle']);
-    }
-  }
-  return idx;
 }
 
 // ------------------------------------------------------------------ trace lines
@@ -459,114 +400,5 @@ export function parseNftTrace(text: string, opts: ParseTraceOptions = {}): Kerne
     skipped,
     traceTable,
     text,
-  };
-}
-
-// ------------------------------------------------------------------ conntrack -L
-
-const PROTO_NUM: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132 };
-
-/**
- * Parses `conntrack -L -o extended[,id]` output into ConntrackEntry (source `conntrack-tool`).
- * The tool prints no NAT status bits: SRC_NAT / DST_NAT are derived from the two tuples (the
- * kernel sets them exactly when the reply tuple is not the inverse of the original), SEEN_REPLY
- * from the absence of [UNREPLIED]. Unreadable lines are skipped (and counted in `skipped`).
- */
-export function parseConntrackList(text: string): { entries: ConntrackEntry[]; skipped: number } {
-  const entries: ConntrackEntry[] = [];
-  let skipped = 0;
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('conntrack v')) continue;
-    const e = parseConntrackLine(line);
-    if (e) entries.push(e);
-    else skipped++;
-  }
-  return { entries, skipped };
-}
-
-export function parseConntrackLine(line: string): ConntrackEntry | null {
-  const tok = line.split(/\s+/);
-  let i = 0;
-  let family: 4 | 6 = 4;
-  if (tok[0] === 'ipv4' || tok[0] === 'ipv6') {
-    family = tok[0] === 'ipv6' ? 6 : 4;
-    i = 2;
-  }
-  const protoName = tok[i];
-  const protoNum = Number(tok[i + 1]);
-  const timeout = Number(tok[i + 2]);
-  if (protoName === undefined || !Number.isFinite(protoNum) || !Number.isFinite(timeout)) return null;
-  i += 3;
-  let tcpState: string | undefined;
-  if (tok[i] !== undefined && /^[A-Z_]+$/.test(tok[i] ?? '')) tcpState = tok[i++];
-  const tuples: Record<string, string>[] = [];
-  let cur: Record<string, string> | null = null;
-  const flags = new Set<string>();
-  let mark = 0;
-  let zone = 0;
-  let id: string | undefined;
-  let meta = false;
-  for (; i < tok.length; i++) {
-    const t = tok[i] ?? '';
-    const fl = /^\[([A-Z_]+)\]$/.exec(t);
-    if (fl) {
-      flags.add(fl[1] ?? '');
-      continue;
-    }
-    const kv = /^([a-z_]+)=(.*)$/.exec(t);
-    if (!kv) continue;
-    const [, k = '', v = ''] = kv;
-    if (k === 'src') {
-      cur = { src: v };
-      tuples.push(cur);
-    } else if (k === 'mark') {
-      mark = Number(v) || 0;
-      meta = true;
-    } else if (k === 'zone') {
-      zone = Number(v) || 0;
-      meta = true;
-    } else if (k === 'id' && (meta || !cur || cur['id'] !== undefined))
-      id = v; // the entry's id comes after mark= use=
-    else if (k === 'use' || k === 'secctx' || k === 'labels') meta = true;
-    else if (cur) cur[k] = v; // includes an ICMP tuple's id=
-  }
-  const o = tuples[0];
-  const r = tuples[1];
-  if (!o || !r || o['dst'] === undefined || r['dst'] === undefined) return null;
-  const proto: L4Proto = protoName in PROTO_NUM ? (protoName as L4Proto) : 'other';
-  const mk = (t: Record<string, string>): Tuple => {
-    const isIcmp = proto === 'icmp' || proto === 'icmpv6';
-    const port = (k: string): number => Number(t[k] ?? 0) || 0;
-    const base: Tuple = {
-      family,
-      proto,
-      protoNum,
-      src: t['src'] ?? '',
-      dst: t['dst'] ?? '',
-      sport: isIcmp ? port('id') : port('sport'),
-      dport: isIcmp ? port('id') : port('dport'),
-    };
-    return isIcmp && t['type'] !== undefined ? { ...base, icmpType: Number(t['type']), icmpCode: Number(t['code'] ?? 0) } : base;
-  };
-  const orig = mk(o);
-  const reply = mk(r);
-  const status: CtStatusBit[] = ['CONFIRMED'];
-  if (!flags.has('UNREPLIED')) status.push('SEEN_REPLY');
-  if (flags.has('ASSURED')) status.push('ASSURED');
-  if (reply.src !== orig.dst || reply.sport !== orig.dport) status.push('DST_NAT', 'DST_NAT_DONE');
-  if (reply.dst !== orig.src || reply.dport !== orig.sport) status.push('SRC_NAT', 'SRC_NAT_DONE');
-  if (flags.has('OFFLOAD')) status.push('OFFLOAD');
-  if (flags.has('HW_OFFLOAD')) status.push('HW_OFFLOAD');
-  return {
-    id: id ?? `${proto} ${orig.src}:${orig.sport}>${orig.dst}:${orig.dport}`,
-    orig,
-    reply,
-    status,
-    ...(tcpState !== undefined ? { tcpState } : {}),
-    mark,
-    zone,
-    timeout,
-    source: 'conntrack-tool',
   };
 }
