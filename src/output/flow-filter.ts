@@ -243,3 +243,19 @@ export const FLOW_FILTER_SCHEMA = {
     types: { type: 'array', maxItems: EVENT_TYPES.length, uniqueItems: true, items: { enum: [...EVENT_TYPES] } },
   },
 } as const;
+
+function sameNat(a: FlowIdentity['nat'], b: FlowIdentity['nat']): boolean {
+  return (a.dnat === null) === (b.dnat === null) && (a.snat === null) === (b.snat === null);
+}
+
+/** Whether what drop filtering needs (containers, networks, NAT or not) is unchanged. */
+export function sameIdentity(a: FlowIdentity, b: FlowIdentity): boolean {
+  if (a.names === b.names) return sameNat(a.nat, b.nat);
+  if (a.names.length !== b.names.length || !sameNat(a.nat, b.nat)) return false;
+  for (let i = 0; i < a.names.length; i++) {
+    const x = a.names[i]!;
+    const y = b.names[i]!;
+    if (x.container !== y.container || x.network !== y.network) return false;
+  }
+  return true;
+}

@@ -15,11 +15,11 @@
 import { VERSION } from '../model/version.js';
 import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
-import { SCHEMA_VERSION, type FlowInfo, type JourneyEvent, type LostEvent } from '../model/events.js';
+import { SCHEMA_VERSION, type FlowInfo, type JourneyEvent } from '../model/events.js';
 import type { ServeMetrics } from './metrics.js';
-import { eventMatches, type FlowFilter, type FlowIdentity } from './flow-filter.js';
+import { eventMatches, type FlowFilter, type FlowIdentity, sameIdentity } from './flow-filter.js';
+import { HubClient } from './ws-client.js';
 import { parseClientMessage, type VerifyRequestMessage } from './subscription.js';
-import { BoundedQueue, type QueueItem } from './ws-queue.js';
 import { CLOSE, type ClientErrorCode, type ControlMessage } from './ws-protocol.js';
 
 export interface HubOptions {
@@ -57,131 +57,6 @@ export type VerifyHandler = (request: VerifyRequestMessage, signal: AbortSignal)
 interface RingEntry {
   readonly ev: JourneyEvent;
   readonly data: string;
-}
-
-let nextClientId = 1;
-
-function sameNat(a: FlowIdentity['nat'], b: FlowIdentity['nat']): boolean {
-  return (a.dnat === null) === (b.dnat === null) && (a.snat === null) === (b.snat === null);
-}
-
-/** Whether what drop filtering needs (containers, networks, NAT or not) is unchanged. */
-function sameIdentity(a: FlowIdentity, b: FlowIdentity): boolean {
-  if (a.names === b.names) return sameNat(a.nat, b.nat);
-  if (a.names.length !== b.names.length || !sameNat(a.nat, b.nat)) return false;
-  for (let i = 0; i < a.names.length; i++) {
-    const x = a.names[i]!;
-    const y = b.names[i]!;
-    if (x.container !== y.container || x.network !== y.network) return false;
-  }
-  return true;
-}
-const TEXT = { binary: false } as const;
-
-export class HubClient {
-  readonly id: string;
-  readonly queue: BoundedQueue;
-  filter: FlowFilter | null = null;
-  alive = true;
-  errors = 0;
-  sentCount = 0;
-  /** Subscriptions in the current one-second window (each may replay the ring: rate-limited). */
-  subscribeWindowStart = 0;
-  subscribeCount = 0;
-  private waiting = false;
-  /** Whether the last write carries a completion callback (which wakes the pump). */
-  private lastHasCallback = false;
-  private pollTimer: NodeJS.Timeout | null = null;
-  private readonly onWritten: (err?: Error) => void;
-
-  constructor(
-    readonly ws: WebSocket,
-    readonly remote: string,
-    private readonly hub: WsHub,
-    maxItems: number,
-    maxBytes: number,
-  ) {
-    this.id = String(nextClientId++);
-    this.queue = new BoundedQueue(maxItems, maxBytes);
-    this.onWritten = () => this.wake();
-  }
-
-  /** Drops what is queued and any timer (the connection is gone). */
-  dispose(): void {
-    this.queue.clear();
-    this.waiting = false;
-    if (this.pollTimer !== null) clearTimeout(this.pollTimer);
-    this.pollTimer = null;
-  }
-
-  /** Resumes writing once the socket has drained below the low-water mark. */
-  private wake(): void {
-    if (!this.waiting) return;
-    if (this.ws.readyState !== WebSocket.OPEN) {
-      this.waiting = false;
-      return;
-    }
-    if (this.ws.bufferedAmount < this.hub.lowWater) {
-      this.waiting = false;
-      this.pump();
-    } else {
-      this.poll();
-    }
-  }
-
-  /** Fallback wake-up while no write callback is pending. */
-  private poll(): void {
-    if (this.pollTimer !== null) return;
-    this.pollTimer = setTimeout(() => {
-      this.pollTimer = null;
-      this.wake();
-    }, 10);
-  }
-
-  /** Queues a message and writes what the socket can take. */
-  offer(item: QueueItem): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
-    this.queue.push(item);
-    if (!this.waiting) this.pump();
-  }
-
-  pump(): void {
-    const ws = this.ws;
-    while (ws.readyState === WebSocket.OPEN) {
-      const buffered = ws.bufferedAmount;
-      if (buffered >= this.hub.highWater) {
-        this.waiting = true;
-        if (!this.lastHasCallback) this.poll();
-        return;
-      }
-      let data: string | Buffer;
-      if (this.queue.lost > 0) {
-        const l = this.queue.takeLost();
-        const ev: LostEvent = {
-          v: SCHEMA_VERSION,
-          seq: l.lastSeq >= 0 ? l.lastSeq : this.hub.lastSeq,
-          time: Date.now(),
-          type: 'lost',
-          count: l.count,
-          ...(l.firstSeq >= 0 ? { firstSeq: l.firstSeq, lastSeq: l.lastSeq } : {}),
-        };
-        data = JSON.stringify(ev);
-        if (this.hub.metrics !== null) this.hub.metrics.lostCount += l.count;
-      } else {
-        const item = this.queue.shift();
-        if (item === undefined) return;
-        data = item.data;
-      }
-      this.sentCount++;
-      if (this.hub.metrics !== null) this.hub.metrics.sentCount++;
-      // Completion callbacks cost a tick each: only writes made while the socket is already
-      // filling up carry one (the last of them wakes the pump when everything before it is out).
-      this.lastHasCallback = buffered >= this.hub.lowWater;
-      // binary: false — a shared Buffer still goes out as a text frame
-      if (this.lastHasCallback) ws.send(data, TEXT, this.onWritten);
-      else ws.send(data, TEXT);
-    }
-  }
 }
 
 /** What `hello` tells a client to do to receive events (a client that sends nothing gets none). */
