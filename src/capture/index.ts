@@ -63,7 +63,8 @@
  * (no allocation, never throws); `observationFromView(view, iface, timeUs?)` makes an
  * Observation only for packets you keep.
  */
-export { startCapture, CaptureHandle, type CaptureOptions, type CaptureHandleEvents } from './capture.js';
+export { startCapture, CaptureHandle } from './capture.js';
+export type { CaptureOptions, CaptureHandleEvents } from './capture-options.js';
 export {
   CAPTURE_BACKEND_REGISTRY,
   CAPTURE_BACKENDS,

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { PipelineOptions } from '../pipeline/pipeline.js';
 import { CAPTURE_BACKEND_REGISTRY, DEFAULT_CAPTURE_BACKEND, captureBackend } from '../capture/backends/registry.js';
-import { DEFAULT_BUFFER_MIB, DEFAULT_BUFFER_TIMEOUT_MS } from '../capture/capture.js';
+import { DEFAULT_BUFFER_MIB, DEFAULT_BUFFER_TIMEOUT_MS } from '../capture/capture-options.js';
 
 /** What commander gives for the options addPipelineOptions declares. */
 export interface PipelineCliOptions {

@@ -8,7 +8,7 @@ import { bridgeNames, containerBridges, matchesPattern, selectInterfaces, type L
 import { MSG_STATS, MessageReader, encodeBatch, encodeJson } from '../../src/capture/protocol.js';
 import { createPcapngWriter } from '../../src/capture/pcapng-writer.js';
 import { readCaptureFiles } from '../../src/capture/pcap-file.js';
-import { promiscuousFor } from '../../src/capture/capture.js';
+import { promiscuousFor } from '../../src/capture/capture-options.js';
 import type { FrameBatch } from '../../src/model/observation.js';
 
 /** Encodes frames with the worker's encoder (columns as worker-entry.ts keeps them). */
