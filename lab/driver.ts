@@ -15,96 +15,19 @@ import { join } from 'node:path';
 import { run, type RunOptions, type RunResult } from '../src/host/exec.js';
 import { JourneyError, isJourneyError } from '../src/model/errors.js';
 import type { ConntrackEntry } from '../src/model/conntrack.js';
-import { parseConntrackList, parseNftTrace, type KernelTrace } from '../src/netfilter/kernel-trace.js';
-import { LAB_TOPOLOGY, LAB_TOPOLOGY6, labNames, labSourceDir, resolveId, type LabNames } from './names.js';
+import { parseConntrackList } from '../src/netfilter/kernel-conntrack.js';
+import { parseNftTrace, type KernelTrace } from '../src/netfilter/kernel-trace.js';
+import { labNames, labSourceDir, resolveId, type LabNames } from './names.js';
 import { probeArgv, resolveProbe, listProbes, type ProbeDef, type ProbeResult } from './probes.js';
 import { replayUp } from './replay.js';
+import { describeDockerLab } from './docker-describe.js';
+import type { LabInfo, LabUpOptions } from './lab-info.js';
 
 export type { KernelTrace } from '../src/netfilter/kernel-trace.js';
 export type { ProbeDef, ProbeResult } from './probes.js';
 export { listProbes } from './probes.js';
 export { labNames } from './names.js';
-
-export interface LabBridge {
-  /** Linux bridge name (docker0, docker1, br-…). */
-  readonly name: string;
-  readonly subnet: string;
-  readonly gateway: string;
-  /** Docker network name (bridge, docker1, …); in replay mode the bridge name. */
-  readonly network: string;
-  readonly internal: boolean;
-  /** The bridge's IPv6 subnet and gateway when the engine has IPv6 (fixed-cidr-v6). */
-  readonly subnet6?: string;
-  readonly gateway6?: string;
-}
-
-export interface LabPublished {
-  /** Host address bound ('0.0.0.0' for all). */
-  readonly hostIp: string;
-  readonly hostPort: number;
-  readonly proto: 'tcp' | 'udp' | 'sctp';
-  readonly containerPort: number;
-}
-
-export interface LabContainer {
-  readonly name: string;
-  /** Docker container id; in replay mode the name. */
-  readonly id: string;
-  /** A process in the container's network namespace (nsenter -t PID -n). */
-  readonly pid: number;
-  readonly ip: string;
-  /** The container's global IPv6 address when the engine has IPv6. */
-  readonly ip6?: string;
-  readonly network: string;
-  readonly bridge: string;
-  readonly published: LabPublished[];
-  /** TCP/UDP ports something listens on inside the container (what probes can expect to reach). */
-  readonly listens?: { readonly proto: 'tcp' | 'udp'; readonly port: number }[];
-}
-
-export interface LabInfo {
-  readonly id: string;
-  readonly dir: string;
-  readonly netns: { readonly host: string; readonly ext: string; readonly ext2: string };
-  readonly uplink: 'eth0';
-  readonly hostAddr: '10.0.10.26';
-  readonly extAddr: string;
-  readonly ext2Addr: string;
-  /** An address on the external side that stands for "the internet" (on jl-ext's lo). */
-  readonly outsideAddr: string;
-  /** 6 when the lab replays an IPv6 ruleset: probes then use the `v6` addresses (default 4). */
-  readonly family?: 4 | 6;
-  /**
-   * The uplink's IPv6 addresses (fd00:10::/64, 2001:db8:ff::10 outside) of an IPv6 replay or a
-   * dual-stack scenario (there IPv6 probes say so with `family: 6`).
-   */
-  readonly v6?: { readonly hostAddr: string; readonly extAddr: string; readonly ext2Addr: string; readonly outsideAddr: string };
-  /** unix socket path of the lab's dockerd, null in replay mode. */
-  readonly dockerHost: string | null;
-  /** Scenario name, or 'replay'. */
-  readonly scenario: string;
-  readonly ruleset?: string;
-  /** For replay: 'iptables' (iptables-restore) or 'nft' (nft -f). */
-  readonly rulesetFormat?: 'iptables' | 'nft';
-  /** Replay mode: options from a moby golden's file name (hairpin, gwm, bindlh…) and what the rules showed. */
-  readonly replay?: {
-    readonly options: Record<string, string>;
-    readonly directAccessDropped: boolean;
-    readonly hairpinNat: boolean;
-    readonly sourceNat: boolean;
-  };
-  readonly daemon: { readonly userlandProxy: boolean; readonly icc: boolean; readonly iptables: boolean };
-  readonly firewalld: boolean;
-  readonly bridges: LabBridge[];
-  readonly containers: LabContainer[];
-}
-
-export interface LabUpOptions {
-  readonly id?: string;
-  readonly scenario?: string;
-  /** Replay mode: an iptables-save or nft ruleset file (no dockerd). */
-  readonly ruleset?: string;
-}
+export type { LabBridge, LabContainer, LabInfo, LabPublished, LabUpOptions } from './lab-info.js';
 
 const log = (msg: string): void => {
   if (process.env['JOURNEY_LAB_QUIET'] !== '1') process.stderr.write(`lab: ${msg}\n`);
@@ -390,6 +313,10 @@ export interface KernelTraceRaw {
 
 export const TRACE_TABLE = 'jl_trace';
 
+/** Marker packets (host -> 127.0.0.127, dropped by the trace table before conntrack) frame a trace. */
+const MARKER_ADDR = '127.0.0.127';
+const isMarkerLine = (l: string): boolean => l.includes(`ip daddr ${MARKER_ADDR}`);
+
 /**
  * Records the kernel's trace of every IPv4 packet in the lab's host namespace while `action` runs:
  * adds `table ip jl_trace` (prerouting and output chains at priority -350 doing `meta nftrace set 1`,
@@ -397,10 +324,6 @@ export const TRACE_TABLE = 'jl_trace';
  * parsed trace (per packet, each step with table, chain, hook, rule, handle, rule number, verdict)
  * plus the conntrack table (`conntrack -L -o extended,id`) as it was right after the action.
  */
-/** Marker packets (host -> 127.0.0.127, dropped by the trace table before conntrack) frame a trace. */
-const MARKER_ADDR = '127.0.0.127';
-const isMarkerLine = (l: string): boolean => l.includes(`ip daddr ${MARKER_ADDR}`);
-
 export async function traceKernel<T = unknown>(
   id: string | undefined,
   action: () => Promise<T>,
@@ -483,125 +406,5 @@ export async function traceKernel<T = unknown>(
     ...(actionResult !== undefined ? { actionResult } : {}),
     ...(actionError !== undefined ? { actionError } : {}),
     ...(opts.keepRaw ? { raw: { rulesetJson: rs.stdout, iptablesSave: ipt.stdout.replace(/^#.*\n/gm, ''), conntrackText: ct.stdout } } : {}),
-  };
-}
-
-// ------------------------------------------------------------------ describing a docker lab
-
-interface DockerNet {
-  Name: string;
-  Id: string;
-  Internal: boolean;
-  IPAM: { Config: { Subnet?: string; Gateway?: string }[] | null };
-  EnableIPv6?: boolean;
-  Options: Record<string, string> | null;
-}
-
-interface DockerContainer {
-  Id: string;
-  Name: string;
-  State: { Pid: number; Running: boolean };
-  Config: { Cmd?: string[] | null; Env?: string[] | null };
-  NetworkSettings: {
-    Networks: Record<string, { IPAddress: string; GlobalIPv6Address?: string }>;
-    Ports: Record<string, { HostIp: string; HostPort: string }[] | null> | null;
-  };
-}
-
-async function dockerJson<T>(n: LabNames, args: string[]): Promise<T> {
-  const docker = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
-  const res = await run([docker, ...args], { env: { ...process.env, DOCKER_HOST: `unix://${n.dockerSock}` }, timeoutMs: 30_000 });
-  return JSON.parse(res.stdout) as T;
-}
-
-async function describeDockerLab(n: LabNames, scenario: string): Promise<LabInfo> {
-  const daemon = JSON.parse(readFileSync(join(n.dir, 'daemon.json'), 'utf8')) as Record<string, unknown>;
-  const docker = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
-  const env = { ...process.env, DOCKER_HOST: `unix://${n.dockerSock}` };
-  const netIds = (await run([docker, 'network', 'ls', '-q', '--filter', 'driver=bridge'], { env })).stdout.split('\n').filter(Boolean);
-  const nets = netIds.length ? await dockerJson<DockerNet[]>(n, ['network', 'inspect', ...netIds]) : [];
-  const bridges: LabBridge[] = nets.map((net) => {
-    const cfgs = net.IPAM.Config ?? [];
-    const cfg = cfgs.find((c) => !(c.Subnet ?? '').includes(':')) ?? {};
-    const cfg6 = cfgs.find((c) => (c.Subnet ?? '').includes(':'));
-    const name = net.Options?.['com.docker.network.bridge.name'] ?? (net.Name === 'bridge' ? 'docker0' : `br-${net.Id.slice(0, 12)}`);
-    return {
-      name,
-      subnet: cfg.Subnet ?? '',
-      gateway: cfg.Gateway ?? '',
-      network: net.Name,
-      internal: net.Internal,
-      ...(cfg6?.Subnet ? { subnet6: cfg6.Subnet } : {}),
-      ...(cfg6?.Gateway ? { gateway6: cfg6.Gateway } : {}),
-    };
-  });
-  // the default bridge reports no gateway in its IPAM config: read it from the bridge itself
-  for (const [i, b] of bridges.entries()) {
-    if (b.gateway !== '') continue;
-    const a = await run(['ip', '-4', '-o', 'addr', 'show', 'dev', b.name], { netns: n.netns.host, allowFailure: true });
-    const m = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(a.stdout);
-    if (m?.[1]) bridges[i] = { ...b, gateway: m[1] };
-  }
-  // the same for IPv6 (fixed-cidr-v6 on docker0): the bridge's global address
-  for (const [i, b] of bridges.entries()) {
-    if (b.subnet6 === undefined || b.gateway6 !== undefined) continue;
-    const a = await run(['ip', '-6', '-o', 'addr', 'show', 'dev', b.name, 'scope', 'global'], { netns: n.netns.host, allowFailure: true });
-    const m = /inet6 ([0-9a-f:]+)\//.exec(a.stdout);
-    if (m?.[1]) bridges[i] = { ...b, gateway6: m[1] };
-  }
-  const ids = (await run([docker, 'ps', '-q'], { env })).stdout.split('\n').filter(Boolean);
-  const cs = ids.length ? await dockerJson<DockerContainer[]>(n, ['inspect', ...ids]) : [];
-  const udpFile = (name: string): string => join(n.dir, 'pids', `udp-${name}.pid`);
-  const containers: LabContainer[] = cs
-    .map((c) => {
-      const [network, net] = Object.entries(c.NetworkSettings.Networks)[0] ?? ['', { IPAddress: '' }];
-      const published: LabPublished[] = [];
-      for (const [key, binds] of Object.entries(c.NetworkSettings.Ports ?? {})) {
-        const [port, proto] = key.split('/');
-        for (const b of binds ?? []) {
-          if (b.HostIp.includes(':')) continue; // IPv6 bindings ([::]) are probed by the IPv6 probes
-          published.push({
-            hostIp: b.HostIp || '0.0.0.0',
-            hostPort: Number(b.HostPort),
-            proto: (proto ?? 'tcp') as LabPublished['proto'],
-            containerPort: Number(port),
-          });
-        }
-      }
-      const name = c.Name.replace(/^\//, '');
-      const listens: { proto: 'tcp' | 'udp'; port: number }[] = [];
-      const portEnv = (c.Config.Env ?? []).find((e) => e.startsWith('PORT='));
-      if ((c.Config.Cmd ?? []).join(' ').includes('httpd')) listens.push({ proto: 'tcp', port: portEnv ? Number(portEnv.slice(5)) : 80 });
-      if (existsSync(udpFile(name))) {
-        for (const p of published) if (p.proto === 'udp') listens.push({ proto: 'udp', port: p.containerPort });
-      }
-      return {
-        name,
-        id: c.Id,
-        pid: c.State.Pid,
-        ip: net.IPAddress,
-        ...(net.GlobalIPv6Address ? { ip6: net.GlobalIPv6Address } : {}),
-        network,
-        bridge: bridges.find((b) => b.network === network)?.name ?? '',
-        published,
-        listens,
-      };
-    })
-    .sort((a, b) => a.name.localeCompare(b.name));
-  // dual-stack: lab.sh's topology6 put the uplink's IPv6 address on eth0
-  const up6 = await run(['ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0'], { netns: n.netns.host, allowFailure: true });
-  const dualStack = up6.stdout.includes(`inet6 ${LAB_TOPOLOGY6.hostAddr}/`);
-  return {
-    id: n.id,
-    dir: n.dir,
-    netns: n.netns,
-    ...LAB_TOPOLOGY,
-    ...(dualStack ? { v6: { ...LAB_TOPOLOGY6 } } : {}),
-    dockerHost: n.dockerSock,
-    scenario,
-    daemon: { userlandProxy: daemon['userland-proxy'] === true, icc: daemon['icc'] !== false, iptables: daemon['iptables'] !== false },
-    firewalld: existsSync(join(n.dir, 'pids', 'firewalld.pid')),
-    bridges,
-    containers,
   };
 }

@@ -21,9 +21,6 @@
 import type { ConntrackEntry } from '../model/conntrack.js';
 import { chainKey, indexNftRuleset, type RulesetIndex } from './ruleset-index.js';
 
-export { type ChainInfo, indexNftRuleset, type RulesetIndex } from './ruleset-index.js';
-export { parseConntrackList } from './kernel-conntrack.js';
-
 export type TraceLineKind = 'packet' | 'rule' | 'return' | 'policy';
 
 /** The packet header as `nft monitor trace` printed it on a `packet:` line. */

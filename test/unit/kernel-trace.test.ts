@@ -6,14 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import {
-  parseConntrackList,
-  parseNftTrace,
-  parsePacketHeader,
-  indexNftRuleset,
-  type KernelTrace,
-  type TracePacket,
-} from '../../src/netfilter/kernel-trace.js';
+import { parseConntrackList } from '../../src/netfilter/kernel-conntrack.js';
+import { parseNftTrace, parsePacketHeader, type KernelTrace, type TracePacket } from '../../src/netfilter/kernel-trace.js';
+import { indexNftRuleset } from '../../src/netfilter/ruleset-index.js';
 
 const FIX = new URL('../fixtures/kernel-trace/', import.meta.url);
 const read = (name: string): string => readFileSync(new URL(name, FIX), 'utf8');
