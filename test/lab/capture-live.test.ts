@@ -6,14 +6,14 @@
  * crash (default backend); back-pressure; the fallback to pcap when the native addon is turned off.
  * Budget: well under 5 minutes.
  */
-import { labTestId } from './lab-helpers.js';
+import { labTestId, useLab } from './lab-helpers.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
+import { runProbe } from '../../lab/driver.js';
 import { CAPTURE_BACKENDS, startCapture, readCaptureFiles, type CaptureHandle } from '../../src/capture/index.js';
 import { loadCaptureAddon } from '../../src/capture/native-addon.js';
 import { run } from '../../src/host/exec.js';
@@ -21,17 +21,8 @@ import { PacketView, decodeFrame, observationFromView } from '../../src/decode/i
 import type { CaptureStats, FrameBatch, Observation } from '../../src/model/observation.js';
 
 const ID = labTestId('c3');
-let lab: LabInfo;
+const lab = useLab(ID, 'default');
 const tmp = mkdtempSync(join(tmpdir(), 'journey-c3-lab-'));
-
-beforeAll(async () => {
-  await labDown(ID).catch(() => undefined);
-  lab = await labUp({ id: ID, scenario: 'default' });
-}, 240_000);
-
-afterAll(async () => {
-  await labDown(ID);
-}, 180_000);
 
 /** tcpdump on one interface of the lab host, writing a file; resolves once it listens. */
 async function tcpdump(iface: string, file: string, filter: string, promisc: boolean): Promise<ChildProcess> {

@@ -6,8 +6,7 @@
  * firewalld's INPUT, naming the rule that would have refused it — decided by the simulator.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labUp, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
 import type { ProbeDef } from '../../lab/probes.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
 import { run } from '../../src/host/exec.js';
@@ -15,7 +14,7 @@ import type { KernelTrace } from '../../src/netfilter/kernel-trace.js';
 import { hostFromDumps, readHostDumps, readRulesetDumps, rulesetFromDumps } from '../../src/ruleset/load.js';
 import { chainOwner, dockerGeneration, ruleOwner, rulesetOwners } from '../../src/ruleset/owners.js';
 import { compareProbesWithKernel } from './ipv6-helpers.js';
-import { labTestId } from './lab-helpers.js';
+import { labTestId, useLab } from './lab-helpers.js';
 
 const ID = labTestId('ow');
 const MAIN = join(import.meta.dirname, '../../dist/src/cli/main.js');
@@ -36,12 +35,7 @@ const PROBES: readonly ProbeDef[] = [
 ];
 
 describe("explain on Debian's firewalld with Docker: firewalld's words on its chains, the kernel's paths", () => {
-  let info: LabInfo;
-  beforeAll(async () => {
-    await labDown(ID);
-    info = await labUp({ id: ID, scenario: 'firewalld' });
-  }, 300_000);
-  afterAll(() => labDown(ID), 120_000);
+  const info = useLab(ID, 'firewalld');
 
   it("paths, verdicts and NAT equal the kernel's; meanings on firewalld's chains are firewalld's; the INPUT bypass is said", async () => {
     const cmp = await compareProbesWithKernel(ID, info, PROBES, new Map<string, KernelTrace>());

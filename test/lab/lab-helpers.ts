@@ -1,4 +1,6 @@
-/** Helpers for the lab's own tests: find steps in a kernel trace, rule numbers in iptables-save. */
+/** Helpers for the lab's own tests: the lab of a test file, steps in a kernel trace, rule numbers in iptables-save. */
+import { afterAll, beforeAll, expect } from 'vitest';
+import { assertLabCanRun, labDown, labNames, labUp, type LabInfo, leftovers } from '../../lab/driver.js';
 import type { KernelTrace, TracePacket, TraceStep } from '../../src/netfilter/kernel-trace.js';
 
 /** The packets whose first header goes to (or from) these addresses/ports. */
@@ -52,4 +54,43 @@ export function describePacket(p: TracePacket | undefined): string {
  */
 export function labTestId(base: string): string {
   return `${process.env['JOURNEY_TEST_LAB_PREFIX'] ?? ''}${base}`;
+}
+
+/**
+ * The lab of a test file (or of a describe block), up for its tests: what a crashed run left is
+ * taken down first, the scenario brought up before the tests and down after them. `leftovers`
+ * also checks that nothing of it is left; `beforeDown` runs first (the test's own clean-up:
+ * clients, child processes, pipelines). The returned LabInfo reads the lab that is up (an error
+ * before it is).
+ */
+export function useLab(
+  id: string,
+  scenario: string,
+  opts: { leftovers?: boolean; upTimeoutMs?: number; downTimeoutMs?: number; beforeDown?: () => unknown } = {},
+): LabInfo {
+  let info: LabInfo | null = null;
+  beforeAll(async () => {
+    await assertLabCanRun();
+    await labDown(id).catch(() => undefined);
+    info = await labUp({ id, scenario });
+  }, opts.upTimeoutMs ?? 300_000);
+  afterAll(async () => {
+    await opts.beforeDown?.();
+    await labDown(id);
+    if (opts.leftovers === true) expect(await leftovers(labNames(id))).toEqual([]);
+  }, opts.downTimeoutMs ?? 180_000);
+  const up = (): LabInfo => {
+    if (info === null) throw new Error(`lab ${id} (${scenario}) is not up`);
+    return info;
+  };
+  // every read goes to the lab that is up: its fields, its keys (spread, JSON), `in`
+  return new Proxy({} as LabInfo, {
+    get: (_t, k) => Reflect.get(up(), k),
+    has: (_t, k) => Reflect.has(up(), k),
+    ownKeys: () => Reflect.ownKeys(up()),
+    getOwnPropertyDescriptor: (_t, k) => {
+      const d = Reflect.getOwnPropertyDescriptor(up(), k);
+      return d === undefined ? undefined : { ...d, configurable: true };
+    },
+  });
 }

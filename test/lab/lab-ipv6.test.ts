@@ -6,19 +6,16 @@
  * the same NAT as conntrack. One lab (id "6a") for the whole file; fails (never skips) when the lab
  * cannot run.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertLabCanRun, labDown, labExec, labNames, labUp, leftovers, listProbes, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
+import { labExec, listProbes, type LabInfo } from '../../lab/driver.js';
 import type { KernelTrace } from '../../src/netfilter/kernel-trace.js';
 import { compareProbesWithKernel } from './ipv6-helpers.js';
-import { describePacket, firstPacket, iptablesRuleNumber, labTestId, stepIn } from './lab-helpers.js';
+import { describePacket, firstPacket, iptablesRuleNumber, labTestId, stepIn, useLab } from './lab-helpers.js';
 
 const ID = labTestId('6a');
 
-let info: LabInfo | undefined;
-const get = (): LabInfo => {
-  if (!info) throw new Error('lab is not up');
-  return info;
-};
+const info = useLab(ID, 'ipv6', { leftovers: true });
+const get = (): LabInfo => info;
 /** The kernel's trace of each IPv6 probe, recorded once by the comparison below. */
 const traces = new Map<string, KernelTrace>();
 
@@ -29,17 +26,6 @@ function traceOf(name: string): KernelTrace {
   if (!t) throw new Error(`probe ${name} was not traced`);
   return t;
 }
-
-beforeAll(async () => {
-  await assertLabCanRun();
-  await labDown(ID); // a previous run may have crashed
-  info = await labUp({ id: ID, scenario: 'ipv6' });
-}, 240_000);
-
-afterAll(async () => {
-  await labDown(ID);
-  expect(await leftovers(labNames(ID))).toEqual([]);
-}, 120_000);
 
 describe('scenario ipv6 (dockerd with IPv6 and ip6tables)', () => {
   it('is dual-stack: the uplink and the containers have IPv6, dockerd wrote ip6tables rules', async () => {

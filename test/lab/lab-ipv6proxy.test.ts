@@ -6,34 +6,20 @@
  * equals the kernel's trace. One lab (id "6p") for the whole file; fails (never skips) when the lab
  * cannot run.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertLabCanRun, labDown, labExec, labNames, labUp, leftovers, listProbes, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
+import { labExec, listProbes, type LabInfo } from '../../lab/driver.js';
 import { compileRuleset, explainPacket } from '../../src/explain/explain.js';
 import { compareSteps, kernelCase, natEqual } from '../../src/explain/kernel-compare.js';
 import type { KernelTrace } from '../../src/netfilter/kernel-trace.js';
 import { hostFromDumps, readHostDumps, readRulesetDumps, rulesetFromDumps } from '../../src/ruleset/load.js';
 import { compareProbesWithKernel } from './ipv6-helpers.js';
-import { describePacket, firstPacket, labTestId } from './lab-helpers.js';
+import { describePacket, firstPacket, labTestId, useLab } from './lab-helpers.js';
 
 const ID = labTestId('6p');
 
-let info: LabInfo | undefined;
-const get = (): LabInfo => {
-  if (!info) throw new Error('lab is not up');
-  return info;
-};
+const info = useLab(ID, 'ipv6proxy', { leftovers: true });
+const get = (): LabInfo => info;
 const traces = new Map<string, KernelTrace>();
-
-beforeAll(async () => {
-  await assertLabCanRun();
-  await labDown(ID); // a previous run may have crashed
-  info = await labUp({ id: ID, scenario: 'ipv6proxy' });
-}, 240_000);
-
-afterAll(async () => {
-  await labDown(ID);
-  expect(await leftovers(labNames(ID))).toEqual([]);
-}, 120_000);
 
 describe('scenario ipv6proxy (docker-proxy carries IPv6 to an IPv4 container)', () => {
   it('the uplink is dual-stack, the engine is not: no ip6tables NAT, IPv4-only containers', async () => {

@@ -6,29 +6,19 @@
  * traffic, and the two agree: the DNAT rule counted the connection's first packet only (nat sees
  * only new connections), FORWARD's jump to DOCKER-USER every forwarded packet of both directions.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
+import { runProbe } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
 import type { FlowEvent, JourneyEvent } from '../../src/model/events.js';
 import { formatRuleCounters } from '../../src/output/rule-counter-lines.js';
 import { startPipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import { parseIptablesSave } from '../../src/ruleset/iptables-save.js';
 import { countersOfRuleset, counterDelta, type RuleCounters } from '../../src/ruleset/rule-counters.js';
-import { labTestId } from './lab-helpers.js';
+import { labTestId, useLab } from './lab-helpers.js';
 
 const ID = labTestId('rc');
-let lab: LabInfo;
+const lab = useLab(ID, 'default', { beforeDown: () => p?.stop().catch(() => undefined) });
 let p: Pipeline | undefined;
-
-beforeAll(async () => {
-  await labDown(ID).catch(() => undefined);
-  lab = await labUp({ id: ID, scenario: 'default' });
-}, 240_000);
-
-afterAll(async () => {
-  await p?.stop().catch(() => undefined);
-  await labDown(ID);
-}, 120_000);
 
 async function kernelCounters(): Promise<RuleCounters> {
   const r = await run(['iptables-save', '-c'], { netns: lab.netns.host });

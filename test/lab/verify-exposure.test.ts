@@ -8,20 +8,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertLabCanRun, labDown, labUp, type LabInfo } from '../../lab/driver.js';
 import { verifyExposure } from '../../src/verify/verify-exposure.js';
-import { labTestId } from './lab-helpers.js';
+import { labTestId, useLab } from './lab-helpers.js';
 
 const ID = labTestId('x');
 
 describe('verify exposure --active (lab default, Docker 20.10)', () => {
-  let info: LabInfo;
-  beforeAll(async () => {
-    await assertLabCanRun();
-    await labDown(ID).catch(() => undefined);
-    info = await labUp({ id: ID, scenario: 'default' });
-  }, 240_000);
-  afterAll(async () => {
-    await labDown(ID);
-  }, 120_000);
+  const info = useLab(ID, 'default');
 
   it('every playable row agrees with the packet’s real fate and the kernel’s deciding rule', async () => {
     if (info.dockerHost === null) throw new Error('the default scenario has no dockerd');
@@ -52,15 +44,7 @@ describe('verify exposure --active (lab default, Docker 20.10)', () => {
 
 describe('verify exposure --active (lab localhost-publish: -p 127.0.0.1:8080:80, userland proxy off, Docker 20.10)', () => {
   const LID = labTestId('xl');
-  let info: LabInfo;
-  beforeAll(async () => {
-    await assertLabCanRun();
-    await labDown(LID).catch(() => undefined);
-    info = await labUp({ id: LID, scenario: 'localhost-publish' });
-  }, 240_000);
-  afterAll(async () => {
-    await labDown(LID);
-  }, 120_000);
+  const info = useLab(LID, 'localhost-publish');
 
   it('a neighbour routing 127.0.0.0/8 to the host gets its packet to the "localhost only" port, as the simulator says', async () => {
     if (info.dockerHost === null) throw new Error('the localhost-publish scenario has no dockerd');
@@ -90,15 +74,7 @@ describe('verify exposure --active (lab localhost-publish: -p 127.0.0.1:8080:80,
 
 describe('verify exposure --active (lab ufw: default deny incoming, 8000 denied, Docker 20.10)', () => {
   const UID = labTestId('xu');
-  let info: LabInfo;
-  beforeAll(async () => {
-    await assertLabCanRun();
-    await labDown(UID).catch(() => undefined);
-    info = await labUp({ id: UID, scenario: 'ufw' });
-  }, 240_000);
-  afterAll(async () => {
-    await labDown(UID);
-  }, 120_000);
+  const info = useLab(UID, 'ufw');
 
   it("names the bypass: ufw denies 8000 in INPUT, the DNAT'd packet crosses FORWARD; the kernel agrees", async () => {
     if (info.dockerHost === null) throw new Error('the ufw scenario has no dockerd');

@@ -12,30 +12,23 @@
  * still come (the source re-lists). `conntrack` is wrapped (first on PATH) to add the warning the
  * real tool prints on overflow to a real event stream. Budget: about 40 s.
  */
-import { labTestId } from './lab-helpers.js';
+import { labTestId, useLab } from './lab-helpers.js';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runProbe } from '../../lab/driver.js';
-import { labDown, labUp, type LabInfo } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
 import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/pipeline/pipeline.js';
 import type { DropEvent, JourneyEvent } from '../../src/model/events.js';
 
 const ID = labTestId('g');
-let lab: LabInfo;
+const lab = useLab(ID, 'noproxy', {
+  beforeDown: async () => {
+    for (const p of pipes) await p.stop().catch(() => undefined);
+  },
+});
 const pipes: Pipeline[] = [];
-
-beforeAll(async () => {
-  await labDown(ID).catch(() => undefined);
-  lab = await labUp({ id: ID, scenario: 'noproxy' });
-}, 240_000);
-
-afterAll(async () => {
-  for (const p of pipes) await p.stop().catch(() => undefined);
-  await labDown(ID);
-}, 120_000);
 
 async function watch(extra: Partial<PipelineOptions>): Promise<{ p: Pipeline; evs: JourneyEvent[] }> {
   const p = await startPipeline({ netns: lab.netns.host, dockerHost: `unix://${lab.dockerHost!}`, explain: false, ...extra });

@@ -21,8 +21,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labExec, labUp, runProbe, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
+import { labExec, runProbe } from '../../lab/driver.js';
 import { parseConntrackText } from '../../src/conntrack/parse.js';
 import type { DropEvent, FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
 import type { Tuple } from '../../src/model/tuple.js';
@@ -31,19 +31,10 @@ import { run } from '../../src/host/exec.js';
 import { openKernelEvents, type KernelDrop } from '../../src/native/index.js';
 import { joinDropRule } from '../../src/native/join.js';
 import { compileRuleset, explainPacket, loadHostContext, loadLiveRuleset } from '../../src/explain/explain.js';
-import { labTestId } from './lab-helpers.js';
+import { labTestId, useLab } from './lab-helpers.js';
 
 const ID = labTestId('v6w');
-let lab: LabInfo;
-
-beforeAll(async () => {
-  await labDown(ID).catch(() => undefined);
-  lab = await labUp({ id: ID, scenario: 'ipv6' });
-}, 300_000);
-
-afterAll(async () => {
-  await labDown(ID);
-}, 180_000);
+const lab = useLab(ID, 'ipv6');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

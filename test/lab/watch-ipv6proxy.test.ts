@@ -20,20 +20,25 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labDown, labExec, labUp, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
+import { labExec } from '../../lab/driver.js';
 import { parseConntrackText } from '../../src/conntrack/parse.js';
 import type { ConntrackEntry } from '../../src/model/conntrack.js';
 import type { FlowInfo } from '../../src/model/events.js';
 import { tupleKey, type Tuple } from '../../src/model/tuple.js';
 import { run } from '../../src/host/exec.js';
 import { RecordingClient, validators } from '../unit/serve-helpers.js';
-import { labTestId } from './lab-helpers.js';
+import { labTestId, useLab } from './lab-helpers.js';
 
 const ID = labTestId('6k');
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli/main.js');
-let lab: LabInfo;
+const lab = useLab(ID, 'ipv6proxy', {
+  beforeDown: () => {
+    for (const c of clients) c.close();
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  },
+});
 const children: ChildProcess[] = [];
 const clients: RecordingClient[] = [];
 
@@ -131,17 +136,6 @@ function healthz(url: string): Promise<{ status: number; body: string }> {
     req.end();
   });
 }
-
-beforeAll(async () => {
-  await labDown(ID).catch(() => undefined);
-  lab = await labUp({ id: ID, scenario: 'ipv6proxy' });
-}, 240_000);
-
-afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await labDown(ID);
-}, 180_000);
 
 describe('docker-proxy carries IPv6 clients to an IPv4 container: one journey, the source the container sees', () => {
   it('watch --json and serve over [::1]: both halves linked, equal to conntrack -f ipv6 / -f ipv4 and to web’s own socket', async () => {
