@@ -5,8 +5,7 @@
  * (answered / refused / dropped) and the kernel's deciding rule must equal the simulator's. Direct
  * access from the LAN to a container address is open on 20.10 (no raw rule), and it is played too.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertLabCanRun, labDown, labUp, type LabInfo } from '../../lab/driver.js';
+import { describe, expect, it } from 'vitest';
 import { verifyExposure } from '../../src/verify/verify-exposure.js';
 import { labTestId, useLab } from './lab-helpers.js';
 
@@ -107,15 +106,7 @@ describe('verify exposure --active (lab ufw: default deny incoming, 8000 denied,
 
 describe('verify exposure --active (lab ipv6: dockerd --ipv6 --ip6tables, userland proxy off, Docker 20.10)', () => {
   const VID = labTestId('x6');
-  let info: LabInfo;
-  beforeAll(async () => {
-    await assertLabCanRun();
-    await labDown(VID).catch(() => undefined);
-    info = await labUp({ id: VID, scenario: 'ipv6' });
-  }, 240_000);
-  afterAll(async () => {
-    await labDown(VID);
-  }, 120_000);
+  const info = useLab(VID, 'ipv6');
 
   it('IPv6 rows are played like IPv4 ones (one inet trace table): every played row agrees with the kernel', async () => {
     if (info.dockerHost === null) throw new Error('the ipv6 scenario has no dockerd');
