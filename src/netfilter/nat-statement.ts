@@ -62,14 +62,8 @@ export function runNat(
     p.dst = addr as Ip;
     const h = w.hint && w.hint.reply.src === formatIp(p.dst) ? w.hint.reply.sport : undefined;
     const choice = hasPorts(p.l4) ? choosePort(w, 'dst', s, p.dport, h) : null;
-    const to: Endpoint = { addr: formatIp(p.dst), port: hasPorts(p.l4) ? p.dport : null, ...(choice ? { portChoice: choice } : {}) };
-    w.natSetups++;
-    if (to.addr !== from.addr || to.port !== from.port || choice?.how === 'kernel') {
-      p.ctStatus.add('dnat');
-      w.dnat = { from, to };
-    }
     if (p.ctReply) p.ctReply = { ...p.ctReply, src: p.dst, sport: p.dport };
-    return { kind: 'nat', verdict: s.type === 'redirect' ? 'redirect' : 'dnat', text: `${fmt(from)} → ${fmt(to)}` };
+    return setUp(w, 'dnat', from, p.dst, p.dport, choice, s.type === 'redirect' ? 'redirect' : 'dnat');
   }
   const from: Endpoint = { addr: formatIp(p.src), port: hasPorts(p.l4) ? p.sport : null };
   let addr: Ip | null;
@@ -95,12 +89,28 @@ export function runNat(
   p.src = addr;
   const h = w.hint && w.hint.reply.dst === formatIp(p.src) ? w.hint.reply.dport : undefined;
   const choice = hasPorts(p.l4) ? choosePort(w, 'src', s, p.sport, h) : null;
-  const to: Endpoint = { addr: formatIp(p.src), port: hasPorts(p.l4) ? p.sport : null, ...(choice ? { portChoice: choice } : {}) };
+  if (p.ctReply) p.ctReply = { ...p.ctReply, dst: p.src, dport: p.sport };
+  return setUp(w, 'snat', from, p.src, p.sport, choice, s.type === 'masquerade' ? 'masquerade' : 'snat');
+}
+
+/**
+ * The translation set up (the NAT core counts it even when it maps the tuple onto itself); it is
+ * recorded on the connection only when it changes the tuple or the kernel picks the port.
+ */
+function setUp(
+  w: Walk,
+  kind: 'dnat' | 'snat',
+  from: Endpoint,
+  addr: Ip,
+  port: number,
+  choice: PortChoice | null,
+  verdict: StepVerdict,
+): { kind: 'nat'; verdict: StepVerdict; text: string } {
+  const to: Endpoint = { addr: formatIp(addr), port: hasPorts(w.p.l4) ? port : null, ...(choice ? { portChoice: choice } : {}) };
   w.natSetups++;
   if (to.addr !== from.addr || to.port !== from.port || choice?.how === 'kernel') {
-    p.ctStatus.add('snat');
-    w.snat = { from, to };
+    w.p.ctStatus.add(kind);
+    w[kind] = { from, to };
   }
-  if (p.ctReply) p.ctReply = { ...p.ctReply, dst: p.src, dport: p.sport };
-  return { kind: 'nat', verdict: s.type === 'masquerade' ? 'masquerade' : 'snat', text: `${fmt(from)} → ${fmt(to)}` };
+  return { kind: 'nat', verdict, text: `${fmt(from)} → ${fmt(to)}` };
 }
