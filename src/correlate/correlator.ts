@@ -21,8 +21,8 @@
  * - Bounded: at most `maxFlows` flows (oldest evicted, counted), idle timeout, a hold queue bounded
  *   by packets and bytes.
  * The parts: flow-table.ts (the live flows and their events, which this extends), flow-sweep.ts
- * (which flows a tick looks at), flow-state.ts (a flow, its FlowInfo), legs.ts (counting a packet, true copies),
- * hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts, correlator-options.ts (options,
+ * (which flows a tick looks at), flow-state.ts (a flow, its FlowInfo), legs.ts (counting a packet,
+ * true copies), leg-store.ts (where the legs are kept), hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts, correlator-options.ts (options,
  * defaults, statistics), flow-events.ts (a flow's explanation and its FlowEvent).
  */
 import { protoCodeOfNumber } from '../conntrack/packed-key.js';
@@ -39,6 +39,7 @@ import { addDrop, DropStash } from './drop-stash.js';
 import { applyEntry, newFlowState, type FlowState } from './flow-state.js';
 import { FlowTable } from './flow-table.js';
 import { type Held, HoldQueue } from './hold-queue.js';
+import { NO_LEG } from './leg-store.js';
 import { countPacket, findLegPacked, recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
 
@@ -119,7 +120,7 @@ export class Correlator extends FlowTable {
   private ensureFlow(e: ConntrackEntry, atMs: number): FlowState {
     const existing = this.flows.get(e.id);
     if (existing) return existing;
-    const f = newFlowState(e.id, e, e.orig, e.reply, e.tcpState, atMs);
+    const f = newFlowState(e.id, e, e.orig, e.reply, e.tcpState, atMs, this.legStore);
     this.addFlow(f);
     this.takeStashedDrops(f);
     this.linkProxy(f);
@@ -217,7 +218,7 @@ export class Correlator extends FlowTable {
       this.table.attachToMatch(f);
     }
     const leg = findLegPacked(f, iface, this.table.matchDirection, v.src4 | 0, v.dst4 | 0, sport, dport);
-    if (leg === undefined) return false;
+    if (leg === NO_LEG) return false;
     this.advance(v.timeUs / 1000);
     this.counters.packetsMatched++;
     const tcpFlags = v.protoNum === IPPROTO_TCP && v.l4State === 2 ? v.tcpFlags : undefined;
@@ -311,7 +312,7 @@ export class Correlator extends FlowTable {
     let f = this.flows.get(id);
     const created = !f;
     if (!f) {
-      f = newFlowState(id, null, t, null, undefined, obs.timeUs / 1000);
+      f = newFlowState(id, null, t, null, undefined, obs.timeUs / 1000, this.legStore);
       this.synthIndex.set(tupleKey(t), id);
       this.synthIndex.set(tupleKey(reverseTuple(t)), id);
       this.addFlow(f);

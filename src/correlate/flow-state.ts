@@ -7,38 +7,18 @@ import type { ConntrackEntry, NatMapping } from '../model/conntrack.js';
 import type { DropInfo, EndpointName, FlowInfo, FlowLeg, ProxiedBy } from '../model/events.js';
 import type { Explanation } from '../model/explanation.js';
 import type { Tuple } from '../model/tuple.js';
+import { LegStore, NO_LEG } from './leg-store.js';
 import { legTuple } from './legs.js';
 import { wireLegs } from './wire-legs.js';
-
-/** One interface, direction and tuple of a flow: where its packets were seen. */
-export interface LegState {
-  iface: string;
-  direction: 'orig' | 'reply';
-  /** null when it is the entry's tuple of form `form` (legs.ts legTuple makes it). */
-  tuple: Tuple | null;
-  form: number;
-  firstUs: number;
-  lastUs: number;
-  packets: number;
-  bytes: number;
-  /** Fingerprint of the leg's latest packet (-1: none; legs.ts isCopyOf): a true copy of it is not counted again. */
-  lastFp: number;
-  /**
-   * The tuple as int32s, so a packet read from the decode view finds its leg without strings: the
-   * IPv4 addresses and the ports as (sport << 16 | dport). An IPv6 leg has 0, 0 and its ports: a
-   * flow's legs are of its entry's family, and only IPv4 flows are looked up by number.
-   */
-  src4: number;
-  dst4: number;
-  ports4: number;
-}
 
 export interface FlowState {
   id: string;
   entry: ConntrackEntry | null;
   orig: Tuple;
   reply: Tuple | null;
-  legs: LegState[];
+  /** Where its legs are kept, and its first leg (NO_LEG: none yet); leg-store.ts. */
+  legStore: LegStore;
+  firstLeg: number;
   names: EndpointName[] | null;
   tcpState: string | undefined;
   createdMs: number;
@@ -61,11 +41,13 @@ export interface FlowState {
 }
 
 /**
- * A new flow shares these empty lists: legs and drops are added by making a new array (legs.ts,
- * drop-stash.ts), never by pushing, so each live flow keeps arrays exactly as long as they are.
+ * A new flow shares this empty list: drops are added by making a new array (drop-stash.ts), never
+ * by pushing, so each live flow keeps an array exactly as long as it is.
  */
-const NO_LEGS = Object.freeze([]) as unknown as LegState[];
 const NO_DROPS = Object.freeze([]) as unknown as DropInfo[];
+
+/** Where the legs of flows made without a store of their own are kept (a FlowTable has its own). */
+const SHARED_LEGS = new LegStore();
 
 /** A flow just seen: from its conntrack entry, or made from a packet (entry null). */
 export function newFlowState(
@@ -75,13 +57,15 @@ export function newFlowState(
   reply: Tuple | null,
   tcpState: string | undefined,
   atMs: number,
+  legStore: LegStore = SHARED_LEGS,
 ): FlowState {
   return {
     id,
     entry,
     orig,
     reply,
-    legs: NO_LEGS,
+    legStore,
+    firstLeg: NO_LEG,
     names: null,
     tcpState,
     createdMs: atMs,
@@ -106,15 +90,7 @@ export type HookTuples = (orig: Tuple) => readonly { hook: string; priority: num
 
 /** The FlowInfo of a flow as events carry it (a copy: later changes do not reach it). */
 export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
-  const captured: FlowLeg[] = f.legs.map((l) => ({
-    iface: l.iface,
-    direction: l.direction,
-    tuple: legTuple(f, l),
-    firstUs: l.firstUs,
-    lastUs: l.lastUs,
-    packets: l.packets,
-    bytes: l.bytes,
-  }));
+  const captured = legsOf(f);
   // bridge legs as they were on the wire (br_netfilter rewrites before the bridge's packet socket)
   const legs = wireLegs(captured, f.orig, f.reply, f.explanation);
   const info: { -readonly [K in keyof FlowInfo]: FlowInfo[K] } = {
@@ -130,9 +106,9 @@ export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
   };
   const tcpState = f.tcpState ?? (f.entry === null && f.orig.proto === 'tcp' ? synthTcpState(f.tcpFlagsSeen) : undefined);
   if (tcpState !== undefined) info.tcpState = tcpState;
-  let a: LegState | undefined;
-  let b: LegState | undefined;
-  for (const l of f.legs) {
+  let a: FlowLeg | undefined;
+  let b: FlowLeg | undefined;
+  for (const l of captured) {
     if (l.direction !== 'orig') continue;
     if (a === undefined || l.firstUs < a.firstUs) {
       b = a;
@@ -148,11 +124,19 @@ export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
   return info;
 }
 
+/** The flow's legs as events show them, in the order they were seen. */
+export function legsOf(f: FlowState): FlowLeg[] {
+  return f.legStore.list(f.firstLeg).map((l) => f.legStore.view(l, legTuple(f, l)));
+}
+
 /** The interface of the flow's earliest original leg (where its first packet came in). */
 export function firstOrigIface(f: FlowState): string | undefined {
-  let first: LegState | undefined;
-  for (const l of f.legs) if (l.direction === 'orig' && (first === undefined || l.firstUs < first.firstUs)) first = l;
-  return first?.iface;
+  const s = f.legStore;
+  let first = NO_LEG;
+  for (let l = f.firstLeg; l !== NO_LEG; l = s.next[l] as number) {
+    if (s.direction(l) === 'orig' && (first === NO_LEG || (s.firstUs[l] as number) < (s.firstUs[first] as number))) first = l;
+  }
+  return first === NO_LEG ? undefined : s.iface(first);
 }
 
 /** A TCP flow without conntrack: the state its flags suggest. */

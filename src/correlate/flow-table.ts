@@ -13,6 +13,7 @@ import { flowNames } from './flow-names.js';
 import { firstOrigIface, flowInfo, type FlowState } from './flow-state.js';
 import { FlowSweep } from './flow-sweep.js';
 import { IfaceTallies, type IfaceTally } from './iface-tally.js';
+import { LegStore, NO_LEG } from './leg-store.js';
 
 export class FlowTable {
   protected readonly flows = new Map<string, FlowState>();
@@ -20,6 +21,8 @@ export class FlowTable {
   protected readonly sweep = new FlowSweep(this.flows);
   /** Per interface: packets shown in flows, or not shown and why. */
   protected readonly tallies = new IfaceTallies();
+  /** The legs of the live flows (freed when a flow ends). */
+  protected readonly legStore = new LegStore();
   readonly counters: CorrelatorCounters = newCorrelatorCounters();
   private seq = 0;
   protected nowMs = 0;
@@ -73,7 +76,7 @@ export class FlowTable {
         // a flow known from conntrack waits for its first captured packet (capture batches lag
         // conntrack events), up to four times the start delay
         const age = now - f.createdMs;
-        if ((age >= this.o.startDelayMs && f.legs.length > 0) || age >= this.noPacketStartMs) this.start(f);
+        if ((age >= this.o.startDelayMs && f.firstLeg !== NO_LEG) || age >= this.noPacketStartMs) this.start(f);
         return !f.started;
       }
       if (now - f.lastActivityMs >= this.o.idleTimeoutMs) {
@@ -122,12 +125,14 @@ export class FlowTable {
     this.ended(f);
     if (!f.started) {
       // never shown: show it once, so short flows are not lost
-      if (f.legs.length === 0 && reason !== 'destroyed') return;
+      if (f.firstLeg === NO_LEG && reason !== 'destroyed') return;
       this.start(f);
     }
     if (this.o.explainer && f.explainedFrom !== firstOrigIface(f)) this.explainFlow(f);
     this.counters.flowsEnded++;
     this.emitFlow(f, 'flow.end', reason);
+    this.legStore.free(f.firstLeg);
+    f.firstLeg = NO_LEG;
   }
 
   protected info(f: FlowState): FlowInfo {

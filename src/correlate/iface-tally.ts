@@ -4,6 +4,7 @@
  * accounts for every frame (pipeline/loss-ledger.ts).
  */
 import type { FlowState } from './flow-state.js';
+import { NO_LEG } from './leg-store.js';
 
 export interface IfaceTally {
   /** Packets in flows that ended. */
@@ -30,7 +31,8 @@ export class IfaceTallies {
 
   /** A flow ended: its packets were shown (in its flow.end). */
   ended(f: FlowState): void {
-    for (const l of f.legs) this.of(l.iface).shownEnded += l.packets;
+    const s = f.legStore;
+    for (let l = f.firstLeg; l !== NO_LEG; l = s.next[l] as number) this.of(s.iface(l)).shownEnded += s.packets[l] as number;
   }
 
   /** Per interface: the tallies plus the packets of the flows still live. */
@@ -38,13 +40,15 @@ export class IfaceTallies {
     const out = new Map<string, IfaceTally & { shown: number }>();
     for (const [iface, t] of this.byIface) out.set(iface, { ...t, shown: t.shownEnded });
     for (const f of live) {
-      for (const l of f.legs) {
-        let t = out.get(l.iface);
+      const s = f.legStore;
+      for (let l = f.firstLeg; l !== NO_LEG; l = s.next[l] as number) {
+        const iface = s.iface(l);
+        let t = out.get(iface);
         if (t === undefined) {
           t = { shownEnded: 0, copies: 0, linkControl: 0, holdOverflow: 0, shown: 0 };
-          out.set(l.iface, t);
+          out.set(iface, t);
         }
-        t.shown += l.packets;
+        t.shown += s.packets[l] as number;
       }
     }
     return out;

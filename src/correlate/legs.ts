@@ -7,14 +7,15 @@
  * A packet of a leg that exists is counted straight from the decode view (countPacket with the
  * view's numbers: legs keep their IPv4 addresses and ports as int32s for that); an Observation is
  * only made for the packet that creates a leg.
- * A leg is kept small (one per interface and direction of every live flow): a copy is checked
- * against the leg's latest packet (its fingerprint and `lastUs`), as one socket delivers a
- * leg's packets in order.
+ * A leg is kept small (one per interface and direction of every live flow: a number into the
+ * flow's LegStore, leg-store.ts): a copy is checked against the leg's latest packet (its
+ * fingerprint and `lastUs`), as one socket delivers a leg's packets in order.
  */
 import { packIpv4 } from '../conntrack/packed-key.js';
 import type { Observation } from '../model/observation.js';
 import type { Tuple } from '../model/tuple.js';
-import type { FlowState, LegState } from './flow-state.js';
+import type { FlowState } from './flow-state.js';
+import { NO_LEG } from './leg-store.js';
 
 /** How far apart two sightings of one frame may be. */
 export const COPY_WINDOW_US = 1000;
@@ -22,25 +23,26 @@ export const COPY_WINDOW_US = 1000;
 export type LegOutcome = 'new-leg' | 'counted' | 'copy';
 
 /** One leg per interface, direction and tuple: a hairpinned packet crosses the bridge twice, before and after NAT. */
-export function findLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): LegState | undefined {
+export function findLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): number {
   const t = obs.tuple;
+  const s = f.legStore;
   const ports = portsOf(t.sport, t.dport);
-  for (const l of f.legs) {
-    if (l.iface !== obs.iface || l.direction !== direction || l.ports4 !== ports) continue;
+  for (let l = f.firstLeg; l !== NO_LEG; l = s.next[l] as number) {
+    if (s.ports4[l] !== ports || s.iface(l) !== obs.iface || s.direction(l) !== direction) continue;
     const lt = legTuple(f, l);
     if (lt.src === t.src && lt.dst === t.dst) return l;
   }
-  return undefined;
+  return NO_LEG;
 }
 
 /**
  * The tuple a leg was seen with. A leg of a flow with a conntrack entry keeps no tuple of its own
- * when its tuple is one of the entry's forms (`form`, numbered as the conntrack table numbers its
- * keys: 0 orig, 1 reverse(reply), 2 reply, 3 reverse(orig), 4 and 5 between DNAT and SNAT): it is
- * made from the entry's tuples when an event shows it (less memory per live flow).
+ * when its tuple is one of the entry's forms (numbered as the conntrack table numbers its keys:
+ * 0 orig, 1 reverse(reply), 2 reply, 3 reverse(orig), 4 and 5 between DNAT and SNAT): it is made
+ * from the entry's tuples when an event shows it (less memory per live flow).
  */
-export function legTuple(f: FlowState, l: LegState): Tuple {
-  return l.tuple ?? formTuple(f.orig, f.reply ?? f.orig, l.form);
+export function legTuple(f: FlowState, l: number): Tuple {
+  return f.legStore.ownTuple(l) ?? formTuple(f.orig, f.reply ?? f.orig, f.legStore.form(l));
 }
 
 function formTuple(o: Tuple, r: Tuple, k: number): Tuple {
@@ -65,7 +67,7 @@ function formOf(f: FlowState, t: Tuple): number {
   return -1;
 }
 
-/** The two ports as one int32 (LegState.ports4). */
+/** The two ports as one int32 (LegStore.ports4). */
 function portsOf(sport: number, dport: number): number {
   return (sport << 16) | dport;
 }
@@ -79,47 +81,41 @@ export function findLegPacked(
   dst: number,
   sport: number,
   dport: number,
-): LegState | undefined {
-  const legs = f.legs;
+): number {
+  const s = f.legStore;
   const ports = portsOf(sport, dport);
-  for (let i = 0; i < legs.length; i++) {
-    const l = legs[i] as LegState;
-    if (l.src4 === src && l.dst4 === dst && l.ports4 === ports && l.iface === iface && l.direction === direction) return l;
+  for (let l = f.firstLeg; l !== NO_LEG; l = s.next[l] as number) {
+    if (s.src4[l] === src && s.dst4[l] === dst && s.ports4[l] === ports && s.iface(l) === iface && s.direction(l) === direction) return l;
   }
-  return undefined;
+  return NO_LEG;
 }
 
-/** Whether a packet with fingerprint `fp` at `timeUs` is a true copy of the latest packet counted on `leg`. */
-export function isCopyOf(leg: LegState, fp: number | undefined, timeUs: number): boolean {
-  if (fp === undefined || leg.lastFp !== fp || leg.packets === 0) return false;
-  const dt = timeUs - leg.lastUs;
+/** Whether a packet with fingerprint `fp` at `timeUs` is a true copy of the latest packet counted on leg `l`. */
+export function isCopyOf(f: FlowState, l: number, fp: number | undefined, timeUs: number): boolean {
+  const s = f.legStore;
+  if (fp === undefined || s.lastFp[l] !== fp || s.packets[l] === 0) return false;
+  const dt = timeUs - (s.lastUs[l] as number);
   return dt >= 0 && dt < COPY_WINDOW_US;
 }
 
-/** Whether `obs` is a true copy of the last packet counted on `leg`. */
-export function isCopy(leg: LegState, obs: Observation): boolean {
-  return isCopyOf(leg, obs.fingerprint, obs.timeUs);
+/** Whether `obs` is a true copy of the last packet counted on leg `l`. */
+export function isCopy(f: FlowState, l: number, obs: Observation): boolean {
+  return isCopyOf(f, l, obs.fingerprint, obs.timeUs);
 }
 
-/** Counts one packet on `leg` (a true copy is left out: false). */
-export function countPacket(
-  f: FlowState,
-  leg: LegState,
-  timeUs: number,
-  wireLen: number,
-  fp: number | undefined,
-  tcpFlags: number | undefined,
-): boolean {
-  if (isCopyOf(leg, fp, timeUs)) return false;
+/** Counts one packet on leg `l` (a true copy is left out: false). */
+export function countPacket(f: FlowState, l: number, timeUs: number, wireLen: number, fp: number | undefined, tcpFlags: number | undefined): boolean {
+  if (isCopyOf(f, l, fp, timeUs)) return false;
+  const s = f.legStore;
   // the fingerprint is kept with the time it goes with: that of the leg's latest packet (-1 when
   // it has none: a fingerprint of -1 just after it would be taken for its copy, 1 in 2^32)
-  if (timeUs >= leg.lastUs) {
-    leg.lastFp = fp ?? -1;
-    leg.lastUs = timeUs;
+  if (timeUs >= (s.lastUs[l] as number)) {
+    s.lastFp[l] = fp ?? -1;
+    s.lastUs[l] = timeUs;
   }
-  leg.packets++;
-  leg.bytes += wireLen;
-  if (timeUs < leg.firstUs) leg.firstUs = timeUs;
+  s.packets[l] = (s.packets[l] as number) + 1;
+  s.bytes[l] = (s.bytes[l] as number) + wireLen;
+  if (timeUs < (s.firstUs[l] as number)) s.firstUs[l] = timeUs;
   if (tcpFlags !== undefined) f.tcpFlagsSeen |= tcpFlags;
   f.countersChanged = true;
   f.lastActivityMs = timeUs / 1000;
@@ -130,28 +126,25 @@ export function countPacket(
 export function recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): LegOutcome {
   let leg = findLeg(f, obs, direction);
   let outcome: LegOutcome = 'counted';
-  if (!leg) {
+  if (leg === NO_LEG) {
     const t = obs.tuple;
     const src4 = t.family === 4 ? packIpv4(t.src) : Number.NaN;
     const dst4 = t.family === 4 ? packIpv4(t.dst) : Number.NaN;
     const v4 = !Number.isNaN(src4) && !Number.isNaN(dst4);
     const form = formOf(f, t);
-    leg = {
-      iface: obs.iface,
+    const added = f.legStore.add(
+      f.firstLeg,
+      obs.iface,
       direction,
-      tuple: form < 0 ? t : null,
+      form < 0 ? t : null,
       form,
-      firstUs: obs.timeUs,
-      lastUs: obs.timeUs,
-      packets: 0,
-      bytes: 0,
-      lastFp: -1,
-      src4: v4 ? src4 : 0,
-      dst4: v4 ? dst4 : 0,
-      ports4: portsOf(t.sport, t.dport),
-    };
-    // a new array exactly as long as it is (a pushed-to array keeps room for 17): less memory per live flow
-    f.legs = f.legs.concat(leg);
+      obs.timeUs,
+      v4 ? src4 : 0,
+      v4 ? dst4 : 0,
+      portsOf(t.sport, t.dport),
+    );
+    f.firstLeg = added.first;
+    leg = added.leg;
     f.changed = true;
     outcome = 'new-leg';
   }

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { hash4 } from '../../src/conntrack/packed-key.js';
 import { ConntrackTable } from '../../src/conntrack/table.js';
 import { Correlator } from '../../src/correlate/correlator.js';
+import type { FlowState } from '../../src/correlate/flow-state.js';
 import { decodeFrame, FragmentPorts, observationFromView, PacketView, SkipCounters } from '../../src/decode/index.js';
 import type { ConntrackEntry } from '../../src/model/conntrack.js';
 import type { JourneyEvent } from '../../src/model/events.js';
@@ -253,7 +254,7 @@ describe('counting from the decode view', () => {
     expect(slow.fastCounted).toBe(0);
   });
 
-  it('keeps the leg it found: a later packet of a leg changes its counters, not the leg object', () => {
+  it('keeps the leg it found: a later packet of a leg changes its counters, no leg is added', () => {
     const c = new Correlator({ emit: () => undefined, startDelayMs: 0 });
     const { entries } = scenario();
     c.onConntrack([{ type: 'new', time: T0, entry: entries[0]! }]);
@@ -265,16 +266,17 @@ describe('counting from the decode view', () => {
     decodeFrame(b, 0, v);
     expect(c.onPacket(v, 'eth0')).toBe(false); // the first packet of the leg: an Observation makes the leg
     c.onObservation(observationFromView(v, 'eth0')!);
-    // the correlator's own state (private): the flow and its leg objects are what must not be remade
-    const flows = (c as unknown as { flows: Map<string, { legs: object[] }> }).flows;
+    // the correlator's own state (private): the flow and its leg are what must not be remade
+    const flows = (c as unknown as { flows: Map<string, FlowState> }).flows;
     const flow = flows.get('1')!;
-    const legs = flow.legs;
-    const leg = legs[0];
+    const leg = flow.firstLeg;
+    const used = flow.legStore.size;
     decodeFrame(b, 1, v);
     expect(c.onPacket(v, 'eth0')).toBe(true);
     expect(flows.get('1')).toBe(flow);
-    expect(flow.legs).toBe(legs); // no new leg, not even a new array of them
-    expect(flow.legs[0]).toBe(leg);
+    expect(flow.firstLeg).toBe(leg);
+    expect(flow.legStore.list(flow.firstLeg)).toEqual([leg]); // no new leg
+    expect(flow.legStore.size).toBe(used);
     const after = c.snapshot()[0]!;
     expect(after.legs).toHaveLength(1);
     expect(after.legs[0]!.tuple).toEqual(tcp('10.0.10.5', 40000, '10.0.10.26', 8000));
