@@ -4,13 +4,14 @@
  */
 import type { FlowEvent, FlowInfo } from '../model/events.js';
 import { SCHEMA_VERSION } from '../model/events.js';
+import { explanationJson } from '../model/event-json.js';
 import type { FlowExplainer } from './correlator-options.js';
 import { firstOrigIface, type FlowState } from './flow-state.js';
 
 /** Explains the flow again; marks it changed when the explanation differs. */
 export function explainFlow(f: FlowState, ex: FlowExplainer, info: () => FlowInfo): void {
   const gen = ex.generation;
-  const before = f.explanation === null ? null : JSON.stringify(f.explanation);
+  const before = f.explanation === null ? null : explanationJson(f.explanation);
   try {
     f.explanation = ex.explain(info());
   } catch {
@@ -19,7 +20,7 @@ export function explainFlow(f: FlowState, ex: FlowExplainer, info: () => FlowInf
   }
   f.explainedGen = gen;
   f.explainedFrom = firstOrigIface(f);
-  if ((f.explanation === null ? null : JSON.stringify(f.explanation)) !== before) f.changed = true;
+  if ((f.explanation === null ? null : explanationJson(f.explanation)) !== before) f.changed = true;
 }
 
 /**

@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { connect, Events, nanos, StorageType, type JetStreamClient, type NatsConnection } from 'nats';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
+import { eventJson } from '../model/event-json.js';
 import { natsConnectOptions, parseNatsUrl, subjectToken, type NatsUrl } from './nats-connect.js';
 import type { ExportContext, ExportTarget, ExportTargetKind } from './target.js';
 
@@ -107,7 +108,7 @@ export class NatsExporter implements ExportTarget {
     }
     this.queue.push({
       subject: `${this.u.prefix}.${this.hostToken}.${ev.type}`,
-      data: this.enc.encode(JSON.stringify(ev)),
+      data: this.enc.encode(eventJson(ev)),
       msgID: `${this.hostToken}.${this.boot}.${ev.seq}.${ev.type}`,
       firstMs: Date.now(),
       handed: false,

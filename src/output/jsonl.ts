@@ -9,9 +9,10 @@
  */
 import type { Writable } from 'node:stream';
 import { SCHEMA_VERSION, type JourneyEvent } from '../model/events.js';
+import { eventJson } from '../model/event-json.js';
 
 export function formatJsonLine(ev: JourneyEvent): string {
-  return `${JSON.stringify(ev)}\n`;
+  return `${eventJson(ev)}\n`;
 }
 
 export class JsonLinesWriter {

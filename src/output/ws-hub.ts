@@ -16,6 +16,7 @@ import { VERSION } from '../model/version.js';
 import type { IncomingMessage } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import { SCHEMA_VERSION, type FlowInfo, type JourneyEvent } from '../model/events.js';
+import { eventJson } from '../model/event-json.js';
 import type { ServeMetrics } from './metrics.js';
 import { eventMatches, type FlowFilter, type FlowIdentity, sameIdentity } from './flow-filter.js';
 import { HubClient } from './ws-client.js';
@@ -124,7 +125,7 @@ export class WsHub {
     this.metrics?.observe(ev);
     if (ev.seq > this.lastSeq) this.lastSeq = ev.seq;
     if (ev.type === 'flow.start' || ev.type === 'flow.update') this.rememberFlow(ev.flow);
-    const data = JSON.stringify(ev);
+    const data = eventJson(ev);
     const entry: RingEntry = { ev, data };
     if (this.ring.length > 0) {
       const cap = this.ring.length;
