@@ -18,10 +18,13 @@ export interface FlowExplainer {
   awaits?(flowId: string): boolean;
 }
 
+/** What the docker-proxy linker reads of a new flow (its id, tuples and NAT: no legs or explanation). */
+export type ProxyLinkFlow = Pick<FlowInfo, 'id' | 'orig' | 'reply' | 'nat'>;
+
 /** Links docker-proxy halves; see proxy-link.ts. */
 export interface ProxyLinker {
   /** Called once per new flow; returns links to set (this flow and possibly its peer). */
-  onFlow(flow: FlowInfo, timeUs: number): readonly { flowId: string; proxiedBy: ProxiedBy }[];
+  onFlow(flow: ProxyLinkFlow, timeUs: number): readonly { flowId: string; proxiedBy: ProxiedBy }[];
 }
 
 export interface CorrelatorOptions {

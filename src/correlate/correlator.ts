@@ -36,7 +36,7 @@ import type { Observation } from '../model/observation.js';
 import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
 import { CORRELATOR_DEFAULTS, type CorrelatorOptions, type CorrelatorStats } from './correlator-options.js';
 import { addDrop, DropStash } from './drop-stash.js';
-import { applyEntry, newFlowState, type FlowState } from './flow-state.js';
+import { applyEntry, flowNat, newFlowState, type FlowState } from './flow-state.js';
 import { FlowTable } from './flow-table.js';
 import { type Held, HoldQueue } from './hold-queue.js';
 import { NO_LEG } from './leg-store.js';
@@ -130,7 +130,7 @@ export class Correlator extends FlowTable {
   /** docker-proxy halves are paired in the order conntrack created them. */
   private linkProxy(f: FlowState): void {
     if (!this.o.proxyLinker) return;
-    for (const link of this.o.proxyLinker.onFlow(this.info(f), f.createdMs * 1000)) {
+    for (const link of this.o.proxyLinker.onFlow({ id: f.id, orig: f.orig, reply: f.reply, nat: flowNat(f) }, f.createdMs * 1000)) {
       const target = this.flows.get(link.flowId);
       if (target) {
         Object.assign(target, { proxiedBy: link.proxiedBy, changed: true });

@@ -88,6 +88,11 @@ const EMPTY_NAT: NatMapping = { dnat: null, snat: null };
 
 export type HookTuples = (orig: Tuple) => readonly { hook: string; priority: number; tuple: Tuple; ctStatus: readonly string[] }[];
 
+/** The flow's NAT, from its conntrack entry. */
+export function flowNat(f: FlowState): NatMapping {
+  return f.entry ? natOf(f.entry.orig, f.entry.reply) : EMPTY_NAT;
+}
+
 /** The FlowInfo of a flow as events carry it (a copy: later changes do not reach it). */
 export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
   const captured = legsOf(f);
@@ -97,7 +102,7 @@ export function flowInfo(f: FlowState, hookTuples?: HookTuples): FlowInfo {
     id: f.id,
     orig: f.orig,
     reply: f.reply,
-    nat: f.entry ? natOf(f.entry.orig, f.entry.reply) : EMPTY_NAT,
+    nat: flowNat(f),
     legs,
     names: f.names ?? [],
     ctStatus: f.entry?.status ?? [],

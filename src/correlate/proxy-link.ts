@@ -22,7 +22,8 @@
  * the source the container sees — docker-proxy's end of its own connection, never the client.
  */
 import type { DockerProxyProcess } from '../docker/daemon.js';
-import type { FlowInfo, ProxiedBy } from '../model/events.js';
+import type { ProxiedBy } from '../model/events.js';
+import type { ProxyLinkFlow } from './correlator-options.js';
 import type { Tuple } from '../model/tuple.js';
 import type { ProxyLinker } from './correlator-options.js';
 
@@ -91,7 +92,7 @@ export class DockerProxyLinker implements ProxyLinker {
     this.opts = opts;
   }
 
-  onFlow(flow: FlowInfo, timeUs: number): Link[] {
+  onFlow(flow: ProxyLinkFlow, timeUs: number): Link[] {
     const proxies = this.opts.proxies();
     if (proxies.length === 0 || flow.nat.dnat !== null) return [];
     const keep = Math.max(this.opts.keepUs ?? 5_000_000, this.opts.windowUs ?? 1_000_000);
@@ -119,7 +120,7 @@ export class DockerProxyLinker implements ProxyLinker {
     return local !== false;
   }
 
-  private onBackend(flow: FlowInfo, timeUs: number, cands: readonly DockerProxyProcess[]): Link[] {
+  private onBackend(flow: ProxyLinkFlow, timeUs: number, cands: readonly DockerProxyProcess[]): Link[] {
     const o = flow.orig;
     let owner: number | null = null;
     if (this.opts.sockets) {
@@ -157,7 +158,7 @@ export class DockerProxyLinker implements ProxyLinker {
     return [];
   }
 
-  private onFrontend(flow: FlowInfo, timeUs: number, cands: readonly DockerProxyProcess[]): Link[] {
+  private onFrontend(flow: ProxyLinkFlow, timeUs: number, cands: readonly DockerProxyProcess[]): Link[] {
     const pids = cands.map((p) => p.pid);
     const me: Waiting = { flowId: flow.id, pids, timeUs, orig: flow.orig };
     // no conntrack entry (reply unknown): its backend may already be here, opened after its first packet
