@@ -10,7 +10,8 @@
  * conntrack entry to join). Both legs are captured, as on a Docker host's uplink and bridge: journey
  * watches rxv and sink0 (`--legs 1`: rxv only); the reference is one `tcpdump -w /dev/null` per
  * interface. `--flows N` (default 2000) spreads the frames over N source ports and replaces
- * one every 8th burst (thousands of 5-tuples, new connections all the time). A rate passes when,
+ * one every 8th burst (thousands of 5-tuples, new connections all the time); each trial starts with
+ * the conntrack table flushed, so its first burst is thousands of new connections. A rate passes when,
  * on every interface, every frame the kernel delivered past it was captured, neither the kernel
  * nor journey dropped one, and every flow joined its conntrack entry.
  * At every step and interface: delivered = shown in flows + not flows (non-IP, copies...) + lost
@@ -142,6 +143,9 @@ const tcpdumpArgv = (iface) => [
 ];
 
 async function trial(tool, bin, rate) {
+  // every trial starts from an empty conntrack table: all the flood's tuples are new connections at
+  // its start (the hardest moment for journey), whatever the trials before it left for 30 s
+  nsx(RX, ['conntrack', '-F'], { stdio: 'ignore' });
   const sockets0 = packetSockets();
   const outFile = join(dir, `${tool}-${rate}.jsonl`);
   const outFd = openSync(outFile, 'w');
