@@ -17,7 +17,7 @@ gyp="$here/../../node_modules/.bin/node-gyp"
 [ -f /usr/include/node/node_api.h ] || { log "missing node headers in /usr/include/node"; exit 1; }
 
 pcapver="$( (pkg-config --modversion libpcap 2>/dev/null || ls -l /usr/lib/*/libpcap.so* 2>/dev/null) | sha256sum | cut -d' ' -f1)"
-want="$(node -p process.version) $pcapver $(cat binding.gyp build.sh src/*.c | sha256sum | cut -d' ' -f1)"
+want="$(node -p process.version) $pcapver $(cat binding.gyp build.sh src/*.c src/*.h | sha256sum | cut -d' ' -f1)"
 if [ "${FORCE:-0}" != 1 ] && [ -f "$addon" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   log "up to date"
   exit 0

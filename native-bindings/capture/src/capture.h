@@ -1,0 +1,91 @@
+/*
+ * What the parts of journey_capture share: the handle (one pcap_t and the scratch columns of one
+ * nextBatch), the N-API argument helpers (napi-args.c), and the functions the module exports
+ * (capture-open.c, capture-batch.c, capture.c). The API is described in capture.c.
+ */
+#ifndef JOURNEY_CAPTURE_H
+#define JOURNEY_CAPTURE_H
+
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pcap/pcap.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HDR_BYTES 13 /* u32 length + u8 type + u32 count + u32 dataLen */
+
+typedef struct {
+  pcap_t *p;
+  int fd;     /* pcap_get_selectable_fd */
+  int wakefd; /* eventfd: wake() / close() interrupt a wait */
+  int busy;   /* a nextBatch is in flight */
+  volatile int close_pending; /* set on the JS thread, read by the pool thread */
+  int closed;
+  uint8_t msg_type;
+  int write_fd; /* nextBatchSync: write the message to this fd itself (-1: no) */
+  int offline; /* a savefile (openOffline): end of file ends a call, no waiting */
+
+  /* scratch columns, reused */
+  double *times;
+  uint32_t *lens;
+  uint32_t *wires;
+  uint32_t frames_cap;
+  uint8_t *data;
+  size_t data_cap;
+
+  /* one call */
+  uint32_t count;
+  size_t used;
+  uint32_t max_frames;
+  size_t max_bytes;
+  int wait_ms;
+  int oom;
+  char err[PCAP_ERRBUF_SIZE + 64];
+  int have_stats;
+  struct pcap_stat st;
+
+  uint8_t *out;      /* caller's buffer for the message (reused by the caller), or NULL */
+  size_t out_len;
+  napi_ref out_ref;  /* keeps it alive while the call is in flight */
+
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref self; /* keeps the external alive while a call is in flight */
+} cap_t;
+
+#define CHECK(call)                                                          \
+  do {                                                                       \
+    if ((call) != napi_ok) return jc_throw_code(env, "EINVAL", #call " failed"); \
+  } while (0)
+
+/* napi-args.c: errors thrown with a `code`, options read, results set */
+napi_value jc_throw_code(napi_env env, const char *code, const char *msg);
+int jc_get_prop(napi_env env, napi_value obj, const char *name, napi_value *out);
+int jc_get_int(napi_env env, napi_value obj, const char *name, int64_t def, int64_t *out);
+int jc_get_bool(napi_env env, napi_value obj, const char *name, int def);
+char *jc_get_str(napi_env env, napi_value obj, const char *name, int *bad);
+void jc_set_num(napi_env env, napi_value obj, const char *name, double v);
+void jc_set_str(napi_env env, napi_value obj, const char *name, const char *s);
+cap_t *jc_get_cap(napi_env env, napi_value v);
+
+/* capture-open.c */
+void jc_cap_release(cap_t *c);
+napi_value jc_open(napi_env env, napi_callback_info info);
+napi_value jc_open_offline(napi_env env, napi_callback_info info);
+
+/* capture-batch.c */
+napi_value jc_next_batch(napi_env env, napi_callback_info info);
+napi_value jc_next_batch_sync(napi_env env, napi_callback_info info);
+
+#endif
