@@ -4,340 +4,7 @@
  * raw BPF_LINK_CREATE inside the target namespace. Links are owned by fds: they die with the
  * process, nothing is pinned. Events reach JS in batches through uv_poll on the ring buffer.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <time.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#include <linux/bpf.h>
-#include <bpf/bpf.h>
-#include <bpf/btf.h>
-#include <bpf/libbpf.h>
-#include "jn.h"
-#include "journey.skel.h"
-
-/* Not in the bookworm uapi headers (added in Linux 6.4). */
-#define JN_BPF_PROG_TYPE_NETFILTER 32
-#define JN_BPF_NETFILTER 45
-#define JN_BATCH_MAX 1024
-
-struct jn_link_create_nf {
-	__u32 prog_fd;
-	__u32 target_fd;
-	__u32 attach_type;
-	__u32 flags;
-	__u32 pf;
-	__u32 hooknum;
-	__s32 priority;
-	__u32 nf_flags;
-};
-
-struct jn_slot {
-	int pf, hook, priority, prog;
-	int step, max_shift; /* on EBUSY (priority taken in this netns): move by step, up to max_shift times */
-	int link_fd;
-	int err; /* 0 ok, else positive errno */
-};
-
-struct jn_kernel {
-	napi_env env;
-	napi_ref cb;
-	napi_async_context actx;
-	struct journey_bpf *skel;
-	struct ring_buffer *rb;
-	struct bpf_link *drop_link;
-	uv_poll_t poll;
-	int polling;
-	int closed;
-	int nslots;
-	int nprogs;
-	struct jn_slot slots[JN_MAX_SLOTS];
-	uint32_t count;
-	struct jn_event batch[JN_BATCH_MAX];
-	double delivered;
-	double batches;
-	double lost_cached;   /* jn_lost as last read, and when (lost_recent) */
-	int64_t lost_read_ms;
-};
-
-/* ---- libbpf messages: kept for the error the user sees (verifier refusals) ---- */
-static char jn_log[2048];
-static size_t jn_log_len;
-
-static int jn_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	char line[512];
-	int n;
-	if (level == LIBBPF_DEBUG)
-		return 0;
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	if (n <= 0)
-		return 0;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
-	if (jn_log_len + (size_t)n >= sizeof(jn_log)) {
-		/* keep the tail: the verifier's verdict comes last */
-		size_t keep = sizeof(jn_log) / 2;
-		memmove(jn_log, jn_log + jn_log_len - keep, keep);
-		jn_log_len = keep;
-	}
-	memcpy(jn_log + jn_log_len, line, (size_t)n);
-	jn_log_len += (size_t)n;
-	jn_log[jn_log_len] = 0;
-	return 0;
-}
-
-static void log_reset(void)
-{
-	jn_log_len = 0;
-	jn_log[0] = 0;
-	libbpf_set_print(jn_print);
-}
-
-/* BTF id of struct nf_conn in the running kernel (0 when unknown: hook events then carry no
- * conntrack view). Looked up once. */
-static __u32 nf_conn_btf_id(void)
-{
-	static int done;
-	static __u32 id;
-	if (!done) {
-		struct btf *btf = btf__load_vmlinux_btf();
-		done = 1;
-		if (btf) {
-			__s32 r = btf__find_by_name_kind(btf, "nf_conn", BTF_KIND_STRUCT);
-			id = r > 0 ? (__u32)r : 0;
-			btf__free(btf);
-		}
-	}
-	return id;
-}
-
-/* Opens and loads the object with only the wanted programs. Returns 0 or -errno. */
-static int try_load(int want_drops, int nprogs, struct journey_bpf **out)
-{
-	struct journey_bpf *skel;
-	struct bpf_program *prog;
-	char name[32];
-	int err;
-
-	*out = NULL;
-	skel = journey_bpf__open();
-	if (!skel)
-		return errno ? -errno : -EINVAL;
-	skel->rodata->jn_nf_conn_btf_id = nf_conn_btf_id();
-	bpf_program__set_autoload(skel->progs.jn_kfree_skb, want_drops);
-	for (int i = 0; i < JN_NF_PROGS; i++) {
-		snprintf(name, sizeof(name), "jn_nf_%d", i);
-		prog = bpf_object__find_program_by_name(skel->obj, name);
-		if (!prog)
-			continue;
-		/* libbpf 1.1 does not know SEC("netfilter"): give the type by number */
-		bpf_program__set_type(prog, JN_BPF_PROG_TYPE_NETFILTER);
-		bpf_program__set_expected_attach_type(prog, JN_BPF_NETFILTER);
-		bpf_program__set_autoload(prog, i < nprogs);
-	}
-	err = journey_bpf__load(skel);
-	if (err) {
-		journey_bpf__destroy(skel);
-		return err < 0 ? err : -err;
-	}
-	*out = skel;
-	return 0;
-}
-
-static int nf_link(int prog_fd, int pf, int hook, int priority)
-{
-	union {
-		struct jn_link_create_nf a;
-		union bpf_attr pad;
-	} attr;
-	int fd;
-	memset(&attr, 0, sizeof(attr));
-	attr.a.prog_fd = prog_fd;
-	attr.a.attach_type = JN_BPF_NETFILTER;
-	attr.a.pf = pf;
-	attr.a.hooknum = hook;
-	attr.a.priority = priority;
-	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	return fd < 0 ? -errno : fd;
-}
-
-static int on_sample(void *ctx, void *data, size_t size)
-{
-	struct jn_kernel *k = ctx;
-	if (size < sizeof(struct jn_event))
-		return 0;
-	memcpy(&k->batch[k->count++], data, sizeof(struct jn_event));
-	/* batch full: stop this pass (the sample is consumed), deliver, then go on */
-	return k->count >= JN_BATCH_MAX ? -E2BIG : 0;
-}
-
-/* The sum over CPUs of a one-slot per-CPU counter map. */
-static double percpu_total(struct jn_kernel *k, int fd)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	__u32 key = 0;
-	__u64 *vals;
-	double sum = 0;
-	if (!k->skel || ncpu <= 0)
-		return 0;
-	vals = calloc((size_t)ncpu, sizeof(__u64));
-	if (!vals)
-		return 0;
-	if (bpf_map_lookup_elem(fd, &key, vals) == 0)
-		for (int i = 0; i < ncpu; i++)
-			sum += (double)vals[i];
-	free(vals);
-	return sum;
-}
-
-static double lost_total(struct jn_kernel *k)
-{
-	return k->skel ? percpu_total(k, bpf_map__fd(k->skel->maps.jn_lost)) : 0;
-}
-
-/* lost_total for a delivery: the map is read (a system call) at most every 50 ms, not per batch */
-static double lost_recent(struct jn_kernel *k)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	if (now - k->lost_read_ms >= 50) {
-		k->lost_cached = lost_total(k);
-		k->lost_read_ms = now;
-	}
-	return k->lost_cached;
-}
-
-static void flush(struct jn_kernel *k)
-{
-	if (!k->count)
-		return;
-	k->delivered += k->count;
-	k->batches += 1;
-	jn_deliver(k->env, k->cb, k->actx, k->batch, k->count * sizeof(struct jn_event), k->count, lost_recent(k));
-	k->count = 0;
-}
-
-static void on_readable(uv_poll_t *h, int status, int events)
-{
-	struct jn_kernel *k = h->data;
-	int n;
-	(void)events;
-	if (k->closed)
-		return;
-	if (status < 0) /* libuv stopped the handle on POLLERR: keep reading */
-		uv_poll_start(&k->poll, UV_READABLE, on_readable);
-	for (int guard = 0; guard < 64 && !k->closed; guard++) {
-		n = ring_buffer__consume(k->rb);
-		if (n == -E2BIG) {
-			flush(k);
-			continue;
-		}
-		break;
-	}
-	if (!k->closed)
-		flush(k);
-}
-
-static void free_kernel(struct jn_kernel *k)
-{
-	free(k);
-}
-
-static void on_poll_closed(uv_handle_t *h)
-{
-	free_kernel(h->data);
-}
-
-static void release(struct jn_kernel *k, int from_env_teardown)
-{
-	if (k->closed)
-		return;
-	k->closed = 1;
-	for (int i = 0; i < k->nslots; i++)
-		if (k->slots[i].link_fd >= 0) {
-			close(k->slots[i].link_fd);
-			k->slots[i].link_fd = -1;
-		}
-	if (k->drop_link) {
-		bpf_link__destroy(k->drop_link);
-		k->drop_link = NULL;
-	}
-	if (k->polling)
-		uv_poll_stop(&k->poll);
-	if (k->rb) {
-		ring_buffer__free(k->rb);
-		k->rb = NULL;
-	}
-	if (k->skel) {
-		journey_bpf__destroy(k->skel);
-		k->skel = NULL;
-	}
-	if (!from_env_teardown) {
-		napi_delete_reference(k->env, k->cb);
-		napi_async_destroy(k->env, k->actx);
-	}
-}
-
-static void env_cleanup(void *arg)
-{
-	struct jn_kernel *k = arg;
-	int polling = k->polling;
-	release(k, 1);
-	if (polling)
-		uv_close((uv_handle_t *)&k->poll, on_poll_closed);
-	else
-		free_kernel(k);
-}
-
-static napi_value k_close(napi_env env, napi_callback_info info)
-{
-	struct jn_kernel *k;
-	size_t argc = 0;
-	napi_get_cb_info(env, info, &argc, NULL, NULL, (void **)&k);
-	if (!k || k->closed)
-		return NULL;
-	k->lost_read_ms = INT64_MIN / 2; /* the last delivery reads the counter afresh */
-	flush(k);
-	napi_remove_env_cleanup_hook(env, env_cleanup, k);
-	release(k, 0);
-	if (k->polling)
-		uv_close((uv_handle_t *)&k->poll, on_poll_closed);
-	/* when not polling the struct is freed by env teardown never reached: free now */
-	else
-		free_kernel(k);
-	return NULL;
-}
-
-static napi_value k_stats(napi_env env, napi_callback_info info)
-{
-	struct jn_kernel *k;
-	size_t argc = 0;
-	napi_value o;
-	napi_get_cb_info(env, info, &argc, NULL, NULL, (void **)&k);
-	napi_create_object(env, &o);
-	if (!k || k->closed) {
-		jn_set_bool(env, o, "closed", 1);
-		return o;
-	}
-	jn_set_bool(env, o, "closed", 0);
-	napi_value v;
-	napi_create_double(env, k->delivered, &v);
-	napi_set_named_property(env, o, "delivered", v);
-	napi_create_double(env, k->batches, &v);
-	napi_set_named_property(env, o, "batches", v);
-	napi_create_double(env, lost_total(k), &v);
-	napi_set_named_property(env, o, "lost", v);
-	napi_create_double(env, k->skel ? percpu_total(k, bpf_map__fd(k->skel->maps.jn_ignored)) : 0, &v);
-	napi_set_named_property(env, o, "ignored", v);
-	return o;
-}
+#include "kernel.h"
 
 /* Re-reads the filter (same shape as kernelOpen's) and updates the config map in place. */
 static int read_filter(napi_env env, napi_value opts, struct jn_filter *f)
@@ -501,13 +168,13 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 	}
 
 	/* Load what the kernel accepts: all, else each part alone, to name what was refused. */
-	log_reset();
-	err = try_load(want_drops, k->nprogs, &k->skel);
+	jk_log_reset();
+	err = jk_try_load(want_drops, k->nprogs, &k->skel);
 	if (err && want_drops && k->nslots) {
 		load_err = err;
-		if (try_load(1, 0, &k->skel) == 0) {
+		if (jk_try_load(1, 0, &k->skel) == 0) {
 			hooks_load_err = err;
-		} else if (try_load(0, k->nprogs, &k->skel) == 0) {
+		} else if (jk_try_load(0, k->nprogs, &k->skel) == 0) {
 			drops_err = err;
 		}
 	} else if (err) {
@@ -521,8 +188,8 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 		char what[2300];
 		if (nsfd >= 0)
 			close(nsfd);
-		snprintf(what, sizeof(what), "eBPF unavailable%s%s", jn_log_len ? ": " : "",
-			 jn_log_len ? jn_log + (jn_log_len > 600 ? jn_log_len - 600 : 0) : "");
+		snprintf(what, sizeof(what), "eBPF unavailable%s%s", jk_log_len ? ": " : "",
+			 jk_log_len ? jk_log + (jk_log_len > 600 ? jk_log_len - 600 : 0) : "");
 		free(k);
 		return jn_throw_errno(env, load_err, what);
 	}
@@ -553,7 +220,7 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 				/* one link per (pf, hook, priority) and netns: another observer may hold it */
 				for (int shift = 0; prog && shift <= k->slots[i].max_shift; shift++) {
 					int prio = k->slots[i].priority + shift * k->slots[i].step;
-					fd = nf_link(bpf_program__fd(prog), k->slots[i].pf, k->slots[i].hook, prio);
+					fd = jk_nf_link(bpf_program__fd(prog), k->slots[i].pf, k->slots[i].hook, prio);
 					if (fd != -EBUSY) {
 						if (fd >= 0)
 							k->slots[i].priority = prio;
@@ -577,11 +244,11 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 	if (nsfd >= 0)
 		close(nsfd);
 
-	k->rb = ring_buffer__new(bpf_map__fd(k->skel->maps.jn_events), on_sample, k, NULL);
+	k->rb = ring_buffer__new(bpf_map__fd(k->skel->maps.jn_events), jk_on_sample, k, NULL);
 	if (!k->rb) {
 		int e = errno ? errno : EINVAL;
 		k->closed = 0;
-		release(k, 1);
+		jk_release(k, 1);
 		free(k);
 		return jn_throw_errno(env, e, "ring buffer");
 	}
@@ -596,15 +263,15 @@ napi_value jn_kernel_open(napi_env env, napi_callback_info info)
 	napi_get_uv_event_loop(env, &loop);
 	uv_poll_init(loop, &k->poll, ring_buffer__epoll_fd(k->rb));
 	k->poll.data = k;
-	uv_poll_start(&k->poll, UV_READABLE, on_readable);
+	uv_poll_start(&k->poll, UV_READABLE, jk_on_readable);
 	k->polling = 1;
-	napi_add_env_cleanup_hook(env, env_cleanup, k);
+	napi_add_env_cleanup_hook(env, jk_env_cleanup, k);
 
 	napi_create_object(env, &result);
-	jn_make_method(env, result, "close", k_close, k);
-	jn_make_method(env, result, "stats", k_stats, k);
+	jn_make_method(env, result, "close", jk_close, k);
+	jn_make_method(env, result, "stats", jk_stats, k);
 	napi_create_object(env, &status);
-	napi_set_named_property(env, status, "load", status_obj(env, load_err, load_err ? jn_log : NULL));
+	napi_set_named_property(env, status, "load", status_obj(env, load_err, load_err ? jk_log : NULL));
 	if (want_drops)
 		napi_set_named_property(env, status, "drops", status_obj(env, drops_err, NULL));
 	napi_create_array_with_length(env, (size_t)k->nslots, &hstat);
