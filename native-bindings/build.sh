@@ -22,7 +22,7 @@ done
 pkg-config --exists libbpf libmnl libnetfilter_conntrack || { log "missing libbpf/libmnl/libnetfilter_conntrack dev packages"; exit 1; }
 
 # what the build depends on: our sources, the kernel, the node headers
-want="$(uname -r) $(stat -c %s "$btf") $(node -p process.version) $(cat binding.gyp build.sh include/*.h bpf/*.c src/*.c src/*.h | sha256sum | cut -d' ' -f1)"
+want="$(uname -r) $(stat -c %s "$btf") $(node -p process.version) $(cat binding.gyp build.sh include/*.h bpf/*.c bpf/*.h src/*.c src/*.h | sha256sum | cut -d' ' -f1)"
 if [ "${FORCE:-0}" != 1 ] && [ -f "$addon" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   log "up to date"
   exit 0

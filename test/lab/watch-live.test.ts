@@ -1,8 +1,9 @@
 /**
  * journey watch, live, in the lab (id "c2"): the real pipeline (capture, conntrack, Docker API,
  * simulator) on a real dockerd in network namespaces, against every standard probe of the
- * default scenario, then the multi scenario (isolation drop), a container stopped mid-capture and
- * dockerd restarted mid-capture. Fails loudly when the lab cannot run (never skips).
+ * default scenario: legs, NAT equal to conntrack, names, a ruleset change followed, the command
+ * itself. The multi and noproxy scenarios: watch-live-multi.test.ts. Fails loudly when the lab
+ * cannot run (never skips).
  */
 import { labTestId } from './lab-helpers.js';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -10,106 +11,35 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { labUp, labDown, runProbe, listProbes, type LabInfo, type ProbeResult } from '../../lab/driver.js';
+import { runProbe, listProbes, type LabInfo } from '../../lab/driver.js';
 import { run } from '../../src/host/exec.js';
-import { startPipeline, type Pipeline, type PipelineOptions } from '../../src/pipeline/pipeline.js';
-import { parseConntrackText } from '../../src/conntrack/parse.js';
+import { startPipeline, type Pipeline } from '../../src/pipeline/pipeline.js';
 import { natOf } from '../../src/conntrack/nat.js';
 import { tupleKey } from '../../src/model/tuple.js';
-import type { FlowEvent, FlowInfo, JourneyEvent } from '../../src/model/events.js';
+import {
+  Recorder,
+  sleep,
+  waitFor,
+  localPort,
+  localAddr,
+  conntrackList,
+  flowsFor,
+  labWithPipeline,
+  stopLab,
+  hasLegsOn,
+  origIfaces,
+} from './watch-live-helpers.js';
 
 const ID = labTestId('c2');
-
-class Recorder {
-  readonly events: JourneyEvent[] = [];
-  constructor(p: Pipeline) {
-    p.on('event', (e) => this.events.push(e));
-  }
-  flows(type: FlowEvent['type']): FlowInfo[] {
-    return this.events.filter((e): e is FlowEvent => e.type === type).map((e) => e.flow);
-  }
-  /** The latest version of every flow (start/update/end). */
-  latest(): Map<string, FlowInfo> {
-    const m = new Map<string, FlowInfo>();
-    for (const e of this.events) if (e.type.startsWith('flow.')) m.set((e as FlowEvent).flow.id, (e as FlowEvent).flow);
-    return m;
-  }
-  notices(): string[] {
-    return this.events.filter((e) => e.type === 'notice').map((e) => (e as { message: string }).message);
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** Polls `cond` every 100 ms until it holds or `ms` passed. */
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  for (const end = Date.now() + ms; Date.now() < end && !cond(); ) await sleep(100);
-}
-
-/** The local port a TCP probe used ("local 10.0.10.5:51136 ..."), if it says. */
-function localPort(r: ProbeResult): number | undefined {
-  const m = /local \S+:(\d+)/.exec(r.output);
-  return m ? Number(m[1]) : undefined;
-}
-/** The local address it used (the host picks 172.17.0.1 towards a container). */
-function localAddr(r: ProbeResult): string {
-  return /local (\d+\.\d+\.\d+\.\d+):\d+/.exec(r.output)?.[1] ?? r.from.addr;
-}
-
-async function conntrackList(ns: string) {
-  const r = await run(['conntrack', '-L', '-o', 'extended,id'], { netns: ns, allowFailure: true });
-  return parseConntrackText(r.stdout, 'conntrack-tool').lines.map((l) => l.entry);
-}
-
-/** Flows started after `t0` whose original tuple goes from `src` to `dst`(:`dport`). */
-function flowsFor(rec: Recorder, q: { src: string; dst: string; dport?: number; sport?: number; proto: string }, t0: number): FlowInfo[] {
-  const latest = rec.latest();
-  return rec
-    .flows('flow.start')
-    .filter(
-      (f) =>
-        f.orig.src === q.src &&
-        f.orig.dst === q.dst &&
-        f.orig.proto === q.proto &&
-        (q.dport === undefined || f.orig.dport === q.dport) &&
-        (q.sport === undefined || f.orig.sport === q.sport),
-    )
-    .filter((f) => f.legs.length === 0 || f.legs.some((l) => l.firstUs / 1000 >= t0 - 50))
-    .map((f) => latest.get(f.id) ?? f);
-}
-
-/** A fresh lab of `scenario` (a crashed run's left over deleted first) and a pipeline on its host. */
-async function labWithPipeline(scenario: string, opts: Partial<PipelineOptions> = {}): Promise<{ info: LabInfo; p: Pipeline; rec: Recorder }> {
-  await labDown(ID); // a lab left by a crashed run
-  const info = await labUp({ scenario, id: ID });
-  const p = await startPipeline({ netns: info.netns.host, dockerHost: info.dockerHost ?? (undefined as never), ...opts });
-  const rec = new Recorder(p);
-  await sleep(500);
-  return { info, p, rec };
-}
-
-async function stopLab(p: Pipeline | undefined): Promise<void> {
-  await p?.stop();
-  await labDown(ID);
-}
-
-/** Whether the flow has an orig leg on each of these interfaces (each capture worker delivers its own batches: wait for all). */
-const hasLegsOn = (f: FlowInfo, ifaces: readonly string[]): boolean =>
-  ifaces.every((i) => f.legs.some((l) => l.direction === 'orig' && l.iface === i));
-
-const origIfaces = (f: FlowInfo) =>
-  f.legs
-    .filter((l) => l.direction === 'orig')
-    .sort((a, b) => a.firstUs - b.firstUs)
-    .map((l) => l.iface);
 
 describe('journey watch in the lab: scenario default (userland proxy on)', () => {
   let info: LabInfo;
   let p: Pipeline;
   let rec: Recorder;
   beforeAll(async () => {
-    ({ info, p, rec } = await labWithPipeline('default', { statsIntervalMs: 1000 }));
+    ({ info, p, rec } = await labWithPipeline(ID, 'default', { statsIntervalMs: 1000 }));
   });
-  afterAll(() => stopLab(p));
+  afterAll(() => stopLab(ID, p));
 
   it('runs on the fast paths and says what it uses', () => {
     expect(p.interfaces).toEqual(expect.arrayContaining(['eth0', 'docker0']));
@@ -352,191 +282,5 @@ describe('journey watch in the lab: scenario default (userland proxy on)', () =>
     const eth0 = stats.stats.find((s) => s.iface === 'eth0');
     expect(eth0?.received).toBeGreaterThan(0);
     expect(stats.stats.reduce((a, s) => a + s.kernelDropped, 0)).toBe(0);
-  });
-});
-
-describe('journey watch in the lab: scenario multi (isolation, container stop, dockerd restart)', () => {
-  let info: LabInfo;
-  let p: Pipeline;
-  let rec: Recorder;
-  beforeAll(async () => {
-    ({ info, p, rec } = await labWithPipeline('multi', { statsIntervalMs: 1000 }));
-  });
-  afterAll(() => stopLab(p));
-
-  it('captures every bridge', () => {
-    expect(p.interfaces).toEqual(expect.arrayContaining(['eth0', 'docker0', 'br-neta', 'br-netb']));
-  });
-
-  it('the isolation drop: a flow that never reaches the other bridge', async () => {
-    const t0 = Date.now();
-    const r = await runProbe(ID, 'cross-network');
-    expect(r.asExpected).toBe(true);
-    await sleep(2800); // the hold before a packet without conntrack entry becomes a flow
-    const aweb = info.containers.find((c) => c.name === 'aweb')!;
-    const bcli = info.containers.find((c) => c.name === 'bcli')!;
-    const fs = flowsFor(rec, { src: bcli.ip, dst: aweb.ip, dport: 80, proto: 'tcp' }, t0);
-    expect(fs).toHaveLength(1);
-    const f = fs[0]!;
-    expect(f.legs.length).toBeGreaterThan(0);
-    expect(f.legs.every((l) => l.iface === 'br-netb')).toBe(true);
-    expect(f.ctStatus).toEqual([]);
-    expect(f.explanation?.verdict).toBe('drop');
-    expect(f.explanation?.steps.some((s) => s.chain === 'DOCKER-ISOLATION-STAGE-2' && (s.verdict === 'drop' || s.verdict === 'reject'))).toBe(true);
-    expect(f.names.find((n) => n.addr === bcli.ip)?.container).toBe('bcli');
-    expect(f.drops.some((d) => d.reason === 'NETFILTER_DROP' && d.rule?.chain === 'DOCKER-ISOLATION-STAGE-2')).toBe(true);
-  });
-
-  it('a network created mid-capture: its bridge is captured without a restart', async () => {
-    const env = { ...process.env, DOCKER_HOST: `unix://${info.dockerHost!.replace(/^unix:\/\//, '')}` };
-    await run(['docker', 'network', 'create', '--subnet', '172.24.0.0/24', '-o', 'com.docker.network.bridge.name=br-netc', 'netc'], {
-      env,
-      timeoutMs: 60_000,
-    });
-    await run(
-      [
-        'docker',
-        'run',
-        '-d',
-        '--name',
-        'cweb',
-        '--network',
-        'netc',
-        '--ip',
-        '172.24.0.2',
-        '-p',
-        '8002:80',
-        'lab/busybox:1',
-        'httpd',
-        '-f',
-        '-p',
-        '80',
-        '-h',
-        '/',
-      ],
-      { env, timeoutMs: 60_000 },
-    );
-    for (let i = 0; i < 40 && !p.interfaces.includes('br-netc'); i++) await sleep(250);
-    expect(p.interfaces).toContain('br-netc');
-    await sleep(1500); // the new capture worker opens
-    const t0 = Date.now();
-    const probe = await run(['node', join(process.cwd(), 'lab/probe-tool.mjs'), 'tcp', info.hostAddr, '8002', '2500'], {
-      netns: info.netns.ext,
-      allowFailure: true,
-      timeoutMs: 10_000,
-    });
-    expect(probe.code, probe.stdout + probe.stderr).toBe(0);
-    const q3 = { src: info.extAddr, dst: info.hostAddr, dport: 8002, proto: 'tcp' };
-    // each interface's capture worker delivers its own batches: wait until both legs are in
-    await waitFor(() => flowsFor(rec, q3, t0).some((f) => hasLegsOn(f, ['eth0', 'br-netc'])), 15_000);
-    const fs = flowsFor(rec, q3, t0);
-    expect(fs).toHaveLength(1);
-    expect(origIfaces(fs[0]!), JSON.stringify(fs[0]!.legs)).toEqual(['eth0', 'br-netc']);
-    expect(fs[0]!.names.find((n) => n.addr === '172.24.0.2')?.container).toBe('cweb');
-    expect(rec.notices().join('\n')).toMatch(/new bridge br-netc/);
-  });
-
-  it('a container stopped mid-capture (its veth vanishes) causes no crash', async () => {
-    const env = { ...process.env, DOCKER_HOST: `unix://${info.dockerHost!.replace(/^unix:\/\//, '')}` };
-    await run(['docker', 'stop', '-t', '1', 'bcli'], { env, timeoutMs: 60_000 });
-    await sleep(1500);
-    const t0 = Date.now();
-    const r = await runProbe(ID, 'ext-to-published');
-    expect(r.answered).toBe(true);
-    const q4 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
-    await waitFor(() => flowsFor(rec, q4, t0).some((f) => hasLegsOn(f, ['eth0', 'docker0'])), 15_000);
-    const fs = flowsFor(rec, q4, t0);
-    expect(fs).toHaveLength(1);
-    expect(origIfaces(fs[0]!), JSON.stringify(fs[0]!.legs)).toEqual(['eth0', 'docker0']);
-  });
-
-  it('dockerd restarted mid-capture: no crash, names come back', async () => {
-    const sock = info.dockerHost!.replace(/^unix:\/\//, '');
-    const env = { ...process.env, DOCKER_HOST: `unix://${sock}` };
-    const pidText = await run(['cat', join(info.dir, 'dockerd.pid')]);
-    const pid = Number(pidText.stdout.trim());
-    expect(pid).toBeGreaterThan(0);
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 120; i++) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        break;
-      }
-      await sleep(250);
-    }
-    await run(['rm', '-f', join(info.dir, 'dockerd.pid')]);
-    // the same daemon again, as the lab started it (detached)
-    const child = spawn(
-      'setsid',
-      ['nsenter', `--net=/var/run/netns/${info.netns.host}`, '--', 'dockerd', '--config-file', join(info.dir, 'daemon.json')],
-      { stdio: 'ignore', detached: true },
-    );
-    child.unref();
-    let up = false;
-    for (let i = 0; i < 120 && !up; i++) {
-      await sleep(500);
-      up = (await run(['docker', 'version'], { env, allowFailure: true, timeoutMs: 10_000 })).code === 0;
-    }
-    expect(up).toBe(true);
-    await run(['docker', 'start', 'web', 'aweb', 'client'], { env, allowFailure: true, timeoutMs: 60_000 });
-    await sleep(3000);
-    expect(rec.notices().join('\n')).toMatch(/event stream ended/);
-    const t0 = Date.now();
-    const r = await runProbe(ID, 'ext-to-published');
-    expect(r.answered, r.output).toBe(true);
-    const q5 = { src: info.extAddr, dst: info.hostAddr, dport: 8000, proto: 'tcp', ...(localPort(r) !== undefined ? { sport: localPort(r)! } : {}) };
-    await waitFor(() => flowsFor(rec, q5, t0).some((f) => hasLegsOn(f, ['eth0', 'docker0']) && f.names.length > 0), 15_000);
-    const fs = flowsFor(rec, q5, t0);
-    expect(fs).toHaveLength(1);
-    const webIp = fs[0]!.nat.dnat?.to.split(':')[0];
-    expect(fs[0]!.names.find((n) => n.addr === webIp)?.container).toBe('web');
-    expect(origIfaces(fs[0]!), JSON.stringify(fs[0]!.legs)).toEqual(['eth0', 'docker0']);
-  });
-});
-
-describe('journey watch in the lab: scenario noproxy (hairpin NAT on the bridge)', () => {
-  let info: LabInfo;
-  let p: Pipeline;
-  let rec: Recorder;
-  beforeAll(async () => {
-    // the default backend: hairpinned frames are bridged from port to port and reach a packet
-    // socket on docker0 only in promiscuous mode, which the capture now uses on bridges by default
-    // (capture.ts promiscuousFor; cap, always promiscuous, was the workaround)
-    ({ info, p, rec } = await labWithPipeline('noproxy'));
-  });
-  afterAll(() => stopLab(p));
-
-  it('hairpin, self-hairpin and host -> localhost: one flow each, joined on docker0 between the rewrites', async () => {
-    const web = info.containers.find((c) => c.name === 'web')!;
-    for (const name of ['hairpin', 'self-hairpin', 'host-localhost']) {
-      const t0 = Date.now();
-      const r = await runProbe(ID, name);
-      expect(r.answered, `${name}: ${r.output}`).toBe(true);
-      await sleep(2800); // past the hold: a packet that did not join would be a flow of its own
-      const sport = localPort(r);
-      const fs = [...rec.latest().values()].filter(
-        (f) =>
-          f.legs.some((l) => l.firstUs / 1000 >= t0 - 50) &&
-          (sport === undefined || f.orig.sport === sport || f.legs.some((l) => l.tuple.sport === sport || l.tuple.dport === sport)),
-      );
-      expect(
-        fs.map((f) => f.id),
-        `${name} (local port ${sport}): ${JSON.stringify(
-          rec
-            .flows('flow.start')
-            .slice(-4)
-            .map((f) => [f.id, f.orig, f.legs.map((l) => [l.iface, l.firstUs / 1000 - t0])]),
-        )}`,
-      ).toHaveLength(1);
-      const f = fs[0]!;
-      expect(f.ctStatus.length, name).toBeGreaterThan(0);
-      expect(f.nat.dnat?.to, name).toBe(`${web.ip}:80`);
-      expect(
-        f.legs.every((l) => l.iface === 'docker0'),
-        name,
-      ).toBe(true);
-      if (name !== 'hairpin') expect(f.nat.snat?.to.startsWith('172.17.0.1'), name).toBe(true);
-    }
   });
 });
