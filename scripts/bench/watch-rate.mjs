@@ -142,6 +142,16 @@ const tcpdumpArgv = (iface) => [
   FILTER,
 ];
 
+/** What journey told the user on stderr during a trial that explains a loss (conntrack events the kernel dropped), each kind once with its count. */
+function journeyNotices(err) {
+  const counts = new Map();
+  for (const line of err.split('\n')) {
+    const m = /conntrack netlink: the kernel dropped events|E_CONNTRACK[^\n]*/.exec(line);
+    if (m) counts.set(m[0], (counts.get(m[0]) ?? 0) + 1);
+  }
+  return [...counts].map(([what, n]) => `${what} (x${n})`);
+}
+
 async function trial(tool, bin, rate) {
   // every trial starts from an empty conntrack table: all the flood's tuples are new connections at
   // its start (the hardest moment for journey), whatever the trials before it left for 30 s
@@ -236,7 +246,7 @@ async function trial(tool, bin, rate) {
     sent: f.sent,
     ...(unmeasured.length > 0 ? { unmeasured, stderr: children.map((c) => c.err.trim().split('\n').slice(-3).join(' | ')).join(' || ') } : {}),
     interfaces: per,
-    ...(tool === 'journey' ? { flows, withoutCt } : {}),
+    ...(tool === 'journey' ? { flows, withoutCt, notices: journeyNotices(children[0].err) } : {}),
     uncounted: per.reduce((n, p) => n + p.uncounted, 0),
     ok: per.every((p) => p.ok) && withoutCt === 0,
   };
@@ -270,7 +280,10 @@ try {
             : `${p.iface}: delivered ${p.delivered} = captured ${p.captured} + kernel-drop ${p.kernelDropped} + uncounted ${p.uncounted}`,
         )
         .join('; ');
-      const ct = r.flows !== undefined ? `; flows ${r.flows}, without conntrack ${r.withoutCt}` : '';
+      const ct =
+        r.flows !== undefined
+          ? `; flows ${r.flows}, without conntrack ${r.withoutCt}${r.notices.length > 0 ? `; journey said: ${r.notices.join(' | ')}` : ''}`
+          : '';
       log(`${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) ${where}${ct} ${r.ok ? 'OK' : 'DROPS'}`);
       if (r.ok) results[tool].maxZeroDrop = Math.max(results[tool].maxZeroDrop, r.achieved);
       else results[tool].failed = true;
