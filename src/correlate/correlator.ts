@@ -22,8 +22,9 @@
  *   by packets and bytes.
  * The parts: flow-table.ts (the live flows and their events, which this extends), flow-sweep.ts
  * (which flows a tick looks at), flow-state.ts (a flow, its FlowInfo), legs.ts (counting a packet,
- * true copies), leg-store.ts (where the legs are kept), hold-queue.ts, drop-stash.ts, packet-kinds.ts, flow-names.ts, correlator-options.ts (options,
- * defaults, statistics), flow-events.ts (a flow's explanation and its FlowEvent).
+ * true copies), leg-store.ts (where the legs are kept), hold-queue.ts, drop-stash.ts,
+ * packet-kinds.ts, flow-names.ts, correlator-options.ts (options, defaults, statistics),
+ * flow-events.ts (a flow's explanation and its FlowEvent).
  */
 import { protoCodeOfNumber } from '../conntrack/packed-key.js';
 import { ConntrackTable } from '../conntrack/table.js';
