@@ -145,17 +145,10 @@ static int event_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-static void ct_readable(uv_poll_t *h, int status, int events)
+/* Reads what the socket has queued (at most 256 messages: a flood waits for the next call) and
+ * hands it to JavaScript. */
+static void ct_read(struct jn_ct *c)
 {
-	struct jn_ct *c = h->data;
-	(void)events;
-	if (c->closed)
-		return;
-	if (status < 0) {
-		/* libuv stops a poll handle on POLLERR: that is how an overrun (ENOBUFS, sk_err) shows.
-		 * Start it again; the reads below collect the error and the queued messages. */
-		uv_poll_start(&c->poll, UV_READABLE, ct_readable);
-	}
 	for (int guard = 0; guard < 256 && !c->closed; guard++) {
 		ssize_t n = mnl_socket_recvfrom(c->nl, c->buf, sizeof(c->buf));
 		if (n < 0) {
@@ -169,6 +162,20 @@ static void ct_readable(uv_poll_t *h, int status, int events)
 	}
 	if (!c->closed)
 		ct_flush(c);
+}
+
+static void ct_readable(uv_poll_t *h, int status, int events)
+{
+	struct jn_ct *c = h->data;
+	(void)events;
+	if (c->closed)
+		return;
+	if (status < 0) {
+		/* libuv stops a poll handle on POLLERR: that is how an overrun (ENOBUFS, sk_err) shows.
+		 * Start it again; the reads below collect the error and the queued messages. */
+		uv_poll_start(&c->poll, UV_READABLE, ct_readable);
+	}
+	ct_read(c);
 }
 
 static void ct_free(struct jn_ct *c)
@@ -222,6 +229,18 @@ static napi_value ct_close(napi_env env, napi_callback_info info)
 	napi_remove_env_cleanup_hook(env, ct_env_cleanup, c);
 	ct_release(c, 0);
 	uv_close((uv_handle_t *)&c->poll, ct_poll_closed);
+	return NULL;
+}
+
+/* readNow(): the events already queued, delivered before it returns (the callback runs on this
+ * stack): a caller about to handle packets first learns the entries made before they were seen. */
+static napi_value ct_read_now(napi_env env, napi_callback_info info)
+{
+	struct jn_ct *c;
+	size_t argc = 0;
+	napi_get_cb_info(env, info, &argc, NULL, NULL, (void **)&c);
+	if (c && !c->closed)
+		ct_read(c);
 	return NULL;
 }
 
@@ -317,6 +336,7 @@ napi_value jn_ct_open(napi_env env, napi_callback_info info)
 	napi_create_object(env, &result);
 	jn_make_method(env, result, "close", ct_close, c);
 	jn_make_method(env, result, "stats", ct_stats, c);
+	jn_make_method(env, result, "readNow", ct_read_now, c);
 	return result;
 }
 

@@ -147,6 +147,10 @@ export class NetlinkConntrackSource implements ConntrackSource {
     }, RESYNC_SECOND_MS);
   }
 
+  readQueued(): void {
+    this.session?.readNow();
+  }
+
   async stop(): Promise<void> {
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.resyncTimer = null;

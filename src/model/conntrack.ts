@@ -71,5 +71,11 @@ export interface ConntrackSource {
   readonly limitations: readonly string[];
   dump(): Promise<ConntrackEntry[]>;
   start(onEvents: (events: readonly ConntrackEvent[]) => void, onError: (err: Error) => void): Promise<void>;
+  /**
+   * Delivers the events already queued, before it returns, when the source can (netlink): the live
+   * source calls it before each packet batch, so the batch finds the entries made before its packets
+   * were captured instead of holding them until the next read.
+   */
+  readQueued?(): void;
   stop(): Promise<void>;
 }

@@ -37,6 +37,8 @@ export interface NativeKernelSession {
 
 export interface NativeConntrackSession {
   close(): void;
+  /** Delivers the events already queued on the socket before it returns (the callback runs on this stack). */
+  readNow(): void;
   stats(): { closed: boolean; delivered?: number; overruns?: number };
 }
 

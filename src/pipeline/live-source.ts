@@ -104,7 +104,12 @@ export class LiveSource implements PipelineSource {
     // the start-up garbage is collected before the first packet, not during the first connections
     collectGarbageNow();
     await frames.start(
-      (b) => ctx.onBatch(b),
+      (b) => {
+        // the conntrack events already queued first: the batch's new connections then join their
+        // entries at once, instead of waiting in the hold queue for the next read
+        ct.readQueued?.();
+        ctx.onBatch(b);
+      },
       (e) => ctx.notice(e.message, (e as JourneyError).code),
     );
   }

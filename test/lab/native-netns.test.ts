@@ -130,6 +130,13 @@ describe.each(['native', 'fallback'] as const)('namespaces by pid, IPv4 and IPv6
       await waitFor(() => new Set(events.filter((e) => e.type === 'new' && e.entry.orig.dport === 5353).map((e) => e.entry.orig.family)).size === 2);
       const fams = events.filter((e) => e.type === 'new' && e.entry.orig.dport === 5353).map((e) => e.entry.orig.family);
       expect(fams.sort()).toEqual([4, 6]);
+      // readQueued: what the socket holds is delivered before it returns (the sender ran while
+      // this thread was blocked: the event is queued, and no await comes between)
+      const js = "const s=require('dgram').createSocket('udp4');s.send('x',5454,'10.66.0.2',()=>s.close());";
+      execFileSync('nsenter', [`--net=/var/run/netns/${A}`, '--', process.execPath, '-e', js]);
+      const queuedFrom = events.length;
+      src.readQueued();
+      expect(events.slice(queuedFrom).filter((e) => e.type === 'new' && e.entry.orig.dport === 5454)).toHaveLength(1);
       const dump = await src.dump();
       const v6 = dump.find((e) => e.orig.family === 6 && e.orig.dport === 5353);
       expect(v6?.orig).toMatchObject({ src: 'fd66::1', dst: 'fd66::2', proto: 'udp' });
