@@ -246,7 +246,15 @@ async function trial(tool, bin, rate) {
     sent: f.sent,
     ...(unmeasured.length > 0 ? { unmeasured, stderr: children.map((c) => c.err.trim().split('\n').slice(-3).join(' | ')).join(' || ') } : {}),
     interfaces: per,
-    ...(tool === 'journey' ? { flows, withoutCt, notices: journeyNotices(children[0].err) } : {}),
+    ...(tool === 'journey'
+      ? {
+          flows,
+          withoutCt,
+          // journey's own count at stop: packets that found no conntrack entry (shown as flows without one)
+          packetsWithoutCt: Number(/(\d+) without conntrack entry/.exec(children[0].err)?.[1] ?? NaN),
+          notices: journeyNotices(children[0].err),
+        }
+      : {}),
     uncounted: per.reduce((n, p) => n + p.uncounted, 0),
     ok: per.every((p) => p.ok) && withoutCt === 0,
   };
@@ -282,7 +290,7 @@ try {
         .join('; ');
       const ct =
         r.flows !== undefined
-          ? `; flows ${r.flows}, without conntrack ${r.withoutCt}${r.notices.length > 0 ? `; journey said: ${r.notices.join(' | ')}` : ''}`
+          ? `; flows ${r.flows}, without conntrack ${r.withoutCt} (${r.packetsWithoutCt} packets)${r.notices.length > 0 ? `; journey said: ${r.notices.join(' | ')}` : ''}`
           : '';
       log(`${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) ${where}${ct} ${r.ok ? 'OK' : 'DROPS'}`);
       if (r.ok) results[tool].maxZeroDrop = Math.max(results[tool].maxZeroDrop, r.achieved);
