@@ -3,24 +3,17 @@
  * once with the filter in the URL query, a bad query is refused before the upgrade with the
  * reason, and `hello` says what to send. `--listen` takes HOST:PORT and [IPv6]:PORT.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import http from 'node:http';
-import { startServer, type JourneyServer } from '../../src/output/server.js';
+import type { JourneyServer } from '../../src/output/server.js';
 import { parseListen } from '../../src/cli/listen-address.js';
-import { EventFactory, RecordingClient, SyntheticSource, masqueradeFlow, publishedFlow, validators } from './serve-helpers.js';
+import { useServerFixtures } from './serve-server-fixtures.js';
+import { EventFactory, SyntheticSource, masqueradeFlow, publishedFlow, validators } from './serve-helpers.js';
 
-let servers: JourneyServer[] = [];
-let clients: RecordingClient[] = [];
-afterEach(async () => {
-  for (const c of clients) c.close();
-  clients = [];
-  await Promise.all(servers.map((s) => s.close()));
-  servers = [];
-});
+const { server, client } = useServerFixtures();
 
 async function served(): Promise<{ s: JourneyServer; src: SyntheticSource; f: EventFactory }> {
-  const s = await startServer({ port: 0, processMetrics: false });
-  servers.push(s);
+  const s = await server();
   const src = new SyntheticSource();
   s.attachSource(src);
   return { s, src, f: new EventFactory() };
@@ -48,8 +41,7 @@ describe('serve: the filter in the URL query', () => {
     const { s, src, f } = await served();
     src.emitEvent(f.flow('flow.start', publishedFlow('p0', 40000)));
     src.emitEvent(f.flow('flow.start', publishedFlow('q0', 41000, { hostPort: 8080, container: 'api' })));
-    const c = new RecordingClient(`${s.wsUrl}?container=api&types=flow.start,flow.end`);
-    clients.push(c);
+    const c = client(`${s.wsUrl}?container=api&types=flow.start,flow.end`);
     await c.opened;
     await c.until(() => c.ofType('flow.start').length === 1);
     const hello = c.ofType('hello')[0];
@@ -69,9 +61,8 @@ describe('serve: the filter in the URL query', () => {
 
   it('/events?subscribe is everything; a plain /events client gets only hello until it subscribes', async () => {
     const { s, src, f } = await served();
-    const all = new RecordingClient(`${s.wsUrl}?subscribe`);
-    const quiet = new RecordingClient(s.wsUrl);
-    clients.push(all, quiet);
+    const all = client(`${s.wsUrl}?subscribe`);
+    const quiet = client(s.wsUrl);
     await Promise.all([all.opened, quiet.opened]);
     await all.until(() => all.ofType('subscribed').length === 1);
     src.emitEvent(f.flow('flow.start', masqueradeFlow('m0', 50000)));
@@ -90,8 +81,7 @@ describe('serve: the filter in the URL query', () => {
       ['colour=red', /^400 .*unknown filter "colour"/],
       ['types=flow.begin', /^400 .*types/],
     ] as const) {
-      const c = new RecordingClient(`${s.wsUrl}?${q}`);
-      clients.push(c);
+      const c = client(`${s.wsUrl}?${q}`);
       const err = (await c.opened.then(
         () => null,
         (e: unknown) => e,
@@ -100,8 +90,7 @@ describe('serve: the filter in the URL query', () => {
       expect(await upgradeRefusal(`${s.url}events?${q}`), q).toMatch(why);
     }
     // the verdict as the terminal prints it is understood
-    const ok = new RecordingClient(`${s.wsUrl}?verdict=DROPPED`);
-    clients.push(ok);
+    const ok = client(`${s.wsUrl}?verdict=DROPPED`);
     await ok.opened;
     await ok.until(() => ok.ofType('subscribed').length === 1);
     expect(ok.ofType('subscribed')[0]).toMatchObject({ filter: { verdict: ['drop'] } });
@@ -125,8 +114,7 @@ describe('serve --listen', () => {
 
   it('the address it parses is the one the server listens on', async () => {
     const l = parseListen('127.0.0.1:0', undefined);
-    const s = await startServer({ listen: l.host, port: l.port, processMetrics: false });
-    servers.push(s);
+    const s = await server({ listen: l.host, port: l.port });
     expect(s.address).toBe('127.0.0.1');
     expect((await fetch(`${s.url}healthz`)).status).toBe(200);
   });
