@@ -58,6 +58,12 @@ export interface CaptureOptions {
   readonly watch?: boolean;
   /** Keep every captured frame in this pcapng file (interface names kept). */
   readonly write?: string;
+  /**
+   * Fold runs of one IPv4 TCP/UDP connection's packets into one batch entry (the native backend:
+   * native-bindings/capture/src/capture-fold.c): a FrameBatch then carries `packets`, `firstUs`
+   * and `aux` per entry. Off by default (a consumer gets every frame); never with `write`.
+   */
+  readonly fold?: boolean;
 }
 
 export interface CaptureHandleEvents {

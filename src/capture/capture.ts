@@ -95,6 +95,8 @@ export class CaptureHandle extends EventEmitter<CaptureHandleEvents> {
       maxQueueBytes: opts.maxQueueBytes ?? 32 * 1024 * 1024,
       batchFrames: 4096,
       batchBytes: 1 << 20,
+      // a pcapng file keeps every frame: nothing is folded then
+      fold: opts.fold === true && opts.write === undefined,
     };
     if (opts.write !== undefined) this.writer = createPcapngWriter(opts.write);
   }

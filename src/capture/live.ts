@@ -17,6 +17,8 @@ export interface LiveCaptureOptions {
   readonly promisc?: boolean;
   readonly backend?: CaptureBackend;
   readonly write?: string;
+  /** Fold runs of one connection's packets (capture-options.ts `fold`). */
+  readonly fold?: boolean;
 }
 
 export interface LiveFrameSource {
@@ -51,6 +53,7 @@ export function createLiveCapture(opts: LiveCaptureOptions): LiveFrameSource {
         ...(opts.promisc !== undefined ? { promiscuous: opts.promisc } : {}),
         ...(opts.backend !== undefined ? { backend: opts.backend } : {}),
         ...(opts.write !== undefined ? { write: opts.write } : {}),
+        ...(opts.fold !== undefined ? { fold: opts.fold } : {}),
       });
       handle.on('batch', onBatch);
       handle.on('error', onError);

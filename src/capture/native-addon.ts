@@ -20,8 +20,10 @@ export interface NativeOpenOptions {
   promisc: boolean;
   immediate?: boolean;
   filter: string;
-  /** First byte of each BATCH message (protocol.ts MSG_BATCH). */
+  /** First byte of each BATCH message (protocol.ts MSG_BATCH, or MSG_BATCH_FOLDED with `fold`). */
   msgType: number;
+  /** Fold runs of one IPv4 TCP/UDP tuple's packets into one entry (the message's layout then has three more columns). */
+  fold?: boolean;
 }
 
 export interface NativeOpened {
@@ -44,7 +46,10 @@ export interface NativeBatch {
   length: number;
   /** nextBatchSync with an fd: bytes of the message already written there. */
   written: number;
+  /** Packets taken from libpcap. */
   count: number;
+  /** Entries of the message (fewer than `count` when runs were folded). */
+  entries: number;
   bytes: number;
   /** pcap_stats after this drain (-1 when unavailable). */
   psRecv: number;
@@ -60,7 +65,7 @@ export type NativeHandle = { readonly [nativeHandle]: true };
 export interface CaptureAddon {
   open(device: string, opts: NativeOpenOptions): NativeOpened;
   /** A pcap/pcapng file through the same batching (tests of the framing without root). */
-  openOffline(path: string, opts: { filter?: string; msgType: number }): NativeOpened;
+  openOffline(path: string, opts: { filter?: string; msgType: number; fold?: boolean }): NativeOpened;
   /** Drains in the libuv thread pool (for worker_threads or a busy event loop). */
   nextBatch(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out?: Buffer): Promise<NativeBatch>;
   /**
@@ -69,8 +74,8 @@ export interface CaptureAddon {
    */
   nextBatchSync(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out?: Buffer, fd?: number): NativeBatch;
   /**
-   * The hot path of a worker: no result object. `info` (Float64Array(8)) receives [count, length,
-   * written, psRecv, psDrop, psIfdrop, bytes, failed]; returns the message only when it did not
+   * The hot path of a worker: no result object. `info` (Float64Array(8), or 9) receives [count, length,
+   * written, psRecv, psDrop, psIfdrop, bytes, failed(, entries)]; returns the message only when it did not
    * fit `out` (else null); the error text of a failed call is lastError(h).
    */
   nextBatchSync(

@@ -5,6 +5,10 @@
  * - BATCH: u32 count, u32 dataLen, f64 timesUs[count], u32 lengths[count], u32 wireLengths[count],
  *   then the frames back to back. Columns are laid out so that the receiver can view them with
  *   typed arrays on one aligned copy (no per-packet work to rebuild a FrameBatch).
+ * - BATCH_FOLDED (the native backend with `fold`): u32 count, u32 dataLen, f64 timesUs[count],
+ *   f64 firstUs[count], u32 lengths[count], u32 wireLengths[count], u32 packets[count],
+ *   u32 aux[count], then the frames: an entry is a run of `packets` packets of one connection,
+ *   its frame and time the latest's, its wire length their sum (FrameBatch's `packets`).
  */
 import type { FrameBatch } from '../model/observation.js';
 
@@ -12,6 +16,7 @@ export const MSG_HELLO = 1;
 export const MSG_BATCH = 2;
 export const MSG_STATS = 3;
 export const MSG_ERROR = 4;
+export const MSG_BATCH_FOLDED = 5;
 
 export interface HelloMessage {
   iface: string;
@@ -137,25 +142,43 @@ export class MessageReader {
   }
 
   private dispatch(type: number, payload: Uint8Array): void {
-    if (type === MSG_BATCH) {
+    if (type === MSG_BATCH || type === MSG_BATCH_FOLDED) {
       // payload is a fresh copy at offset 0 of its ArrayBuffer: the columns are aligned
       const ab = payload.buffer;
       if (payload.length < 8) return;
       const dv = new DataView(ab);
       const count = dv.getUint32(0, true);
       const dataLen = dv.getUint32(4, true);
-      if (8 + 16 * count + dataLen > payload.length) return;
-      const timesUs = new Float64Array(ab, 8, count);
-      const lengths = new Uint32Array(ab, 8 + 8 * count, count);
-      const wireLengths = new Uint32Array(ab, 8 + 12 * count, count);
-      const data = new Uint8Array(ab, 8 + 16 * count, dataLen);
+      const folded = type === MSG_BATCH_FOLDED;
+      const cols = folded ? 32 : 16;
+      if (8 + cols * count + dataLen > payload.length) return;
+      // column by column, in the order of the layout above
+      let at = 8;
+      const f64 = (): Float64Array => {
+        const c = new Float64Array(ab, at, count);
+        at += 8 * count;
+        return c;
+      };
+      const u32 = (): Uint32Array => {
+        const c = new Uint32Array(ab, at, count);
+        at += 4 * count;
+        return c;
+      };
+      const timesUs = f64();
+      const firstUs = folded ? f64() : undefined;
+      const lengths = u32();
+      const wireLengths = u32();
+      const packets = folded ? u32() : undefined;
+      const aux = folded ? u32() : undefined;
+      const data = new Uint8Array(ab, at, dataLen);
       const offsets = new Uint32Array(count);
       let o = 0;
       for (let i = 0; i < count; i++) {
         offsets[i] = o;
         o += lengths[i] as number;
       }
-      this.onBatch({ iface: this.iface(), linkType: this.linkType(), data, offsets, lengths, wireLengths, timesUs, count });
+      const b: FrameBatch = { iface: this.iface(), linkType: this.linkType(), data, offsets, lengths, wireLengths, timesUs, count };
+      this.onBatch(folded ? { ...b, folds: { packets: packets as Uint32Array, firstUs: firstUs as Float64Array, aux: aux as Uint32Array } } : b);
     } else {
       let value: unknown;
       try {

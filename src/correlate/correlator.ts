@@ -33,7 +33,7 @@ import { fingerprint } from '../decode/observation.js';
 import type { PacketView } from '../decode/view.js';
 import type { ConntrackEntry, ConntrackEvent } from '../model/conntrack.js';
 import type { DropInfo } from '../model/events.js';
-import type { Observation } from '../model/observation.js';
+import { FOLD_VOUCHED, type Observation } from '../model/observation.js';
 import { reverseTuple, tupleKey, type Tuple } from '../model/tuple.js';
 import { CORRELATOR_DEFAULTS, type CorrelatorOptions, type CorrelatorStats } from './correlator-options.js';
 import { addDrop, DropStash } from './drop-stash.js';
@@ -41,7 +41,7 @@ import { applyEntry, flowNat, newFlowState, type FlowState } from './flow-state.
 import { FlowTable } from './flow-table.js';
 import { type Held, HoldQueue } from './hold-queue.js';
 import { NO_LEG } from './leg-store.js';
-import { countPacket, findLegPacked, recordLeg } from './legs.js';
+import { countPacket, findLegPacked, packetsOf, recordLeg } from './legs.js';
 import { isLinkControl, probeTuple } from './packet-kinds.js';
 
 export type { CorrelatorOptions, CorrelatorStats, FlowExplainer, NameResolver, ProxyLinker } from './correlator-options.js';
@@ -191,12 +191,12 @@ export class Correlator extends FlowTable {
         // packet being lost; a flood of untracked tuples then finds its flows without waiting
         this.expireEarly(Math.max(1, this.hold.size >> 2));
         if (!this.hold.hold(obs, key, this.nowMs)) {
-          this.counters.pendingOverflow++;
-          this.tallies.of(obs.iface).holdOverflow++;
+          this.counters.pendingOverflow += packetsOf(obs);
+          this.tallies.of(obs.iface).holdOverflow += packetsOf(obs);
           return;
         }
       }
-      this.counters.packetsHeld++;
+      this.counters.packetsHeld += packetsOf(obs);
     }
   }
 
@@ -204,6 +204,7 @@ export class Correlator extends FlowTable {
    * A packet straight from the decode view: an IPv4 packet of a flow and leg that exist is counted
    * from the view's numbers, allocating nothing. False when it is not one (a new flow or leg, no
    * entry yet, IPv6, a fragment, an ICMP error): the caller makes an Observation for onObservation.
+   * A folded entry (the view's `packets` > 1) is counted as the run of packets it stands for.
    */
   onPacket(v: PacketView, iface: string): boolean {
     if (v.family !== 4 || v.hasInner || v.fragOffset !== 0 || v.moreFragments) return false;
@@ -221,11 +222,12 @@ export class Correlator extends FlowTable {
     const leg = findLegPacked(f, iface, this.table.matchDirection, v.src4 | 0, v.dst4 | 0, sport, dport);
     if (leg === NO_LEG) return false;
     this.advance(v.timeUs / 1000);
-    this.counters.packetsMatched++;
-    const tcpFlags = v.protoNum === IPPROTO_TCP && v.l4State === 2 ? v.tcpFlags : undefined;
-    if (!countPacket(f, leg, v.timeUs, v.wireLen, fingerprint(v), tcpFlags)) {
-      this.counters.sameTwice++;
-      this.tallies.of(iface).copies++;
+    const n = v.packets;
+    this.counters.packetsMatched += n;
+    const tcpFlags = v.protoNum === IPPROTO_TCP && v.l4State === 2 ? v.tcpFlags | (v.runAux & 0xff) : undefined;
+    if (!countPacket(f, leg, v.timeUs, v.wireLen, fingerprint(v), tcpFlags, n, n === 1 ? v.timeUs : v.firstUs, (v.runAux & FOLD_VOUCHED) !== 0)) {
+      this.counters.sameTwice += n;
+      this.tallies.of(iface).copies += n;
     } else if (!f.started && this.o.startDelayMs <= 0) this.start(f);
     return true;
   }
@@ -249,8 +251,8 @@ export class Correlator extends FlowTable {
       }
       direction = tupleKey(probe) === tupleKey(f.orig) ? 'orig' : 'reply';
     }
-    this.counters.packetsMatched++;
-    if (fromPending) this.counters.packetsHeldMatched++;
+    this.counters.packetsMatched += packetsOf(obs);
+    if (fromPending) this.counters.packetsHeldMatched += packetsOf(obs);
     this.recordLeg(f, obs, direction);
     return true;
   }
@@ -258,8 +260,8 @@ export class Correlator extends FlowTable {
   private recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'reply'): void {
     const outcome = recordLeg(f, obs, direction);
     if (outcome === 'copy') {
-      this.counters.sameTwice++;
-      this.tallies.of(obs.iface).copies++;
+      this.counters.sameTwice += packetsOf(obs);
+      this.tallies.of(obs.iface).copies += packetsOf(obs);
       return;
     }
     if (outcome === 'new-leg') this.sweep.touch(f);
@@ -297,15 +299,15 @@ export class Correlator extends FlowTable {
   private unhold(held: readonly Held[]): void {
     for (const p of held) {
       if (this.attach(p.obs, true)) continue;
-      if (!isLinkControl(p.obs)) this.counters.packetsUnmatched++;
+      if (!isLinkControl(p.obs)) this.counters.packetsUnmatched += packetsOf(p.obs);
       this.synthFlow(p.obs);
     }
   }
 
   private synthFlow(obs: Observation): void {
     if (isLinkControl(obs)) {
-      this.counters.linkControl++;
-      this.tallies.of(obs.iface).linkControl++;
+      this.counters.linkControl += packetsOf(obs);
+      this.tallies.of(obs.iface).linkControl += packetsOf(obs);
       return;
     }
     const t = probeTuple(obs);

@@ -17,6 +17,11 @@ import type { Tuple } from '../model/tuple.js';
 import type { FlowState } from './flow-state.js';
 import { NO_LEG } from './leg-store.js';
 
+/** The packets an Observation stands for (more than one for a run the capture folded). */
+export function packetsOf(obs: Observation): number {
+  return obs.run?.packets ?? 1;
+}
+
 /** How far apart two sightings of one frame may be. */
 export const COPY_WINDOW_US = 1000;
 
@@ -103,9 +108,23 @@ export function isCopy(f: FlowState, l: number, obs: Observation): boolean {
   return isCopyOf(f, l, obs.fingerprint, obs.timeUs);
 }
 
-/** Counts one packet on leg `l` (a true copy is left out: false). */
-export function countPacket(f: FlowState, l: number, timeUs: number, wireLen: number, fp: number | undefined, tcpFlags: number | undefined): boolean {
-  if (isCopyOf(f, l, fp, timeUs)) return false;
+/**
+ * Counts one packet on leg `l` (a true copy is left out: false), or a run of `packets` the capture
+ * folded (FrameFolds): `timeUs` and `fp` are its latest packet's, `wireLen` their sum, `firstUs`
+ * the first's time; `vouched` (the capture checked that none is a copy) skips the copy check.
+ */
+export function countPacket(
+  f: FlowState,
+  l: number,
+  timeUs: number,
+  wireLen: number,
+  fp: number | undefined,
+  tcpFlags: number | undefined,
+  packets = 1,
+  firstUs = timeUs,
+  vouched = false,
+): boolean {
+  if (!vouched && isCopyOf(f, l, fp, timeUs)) return false;
   const s = f.legStore;
   // the fingerprint is kept with the time it goes with: that of the leg's latest packet (-1 when
   // it has none: a fingerprint of -1 just after it would be taken for its copy, 1 in 2^32)
@@ -113,9 +132,9 @@ export function countPacket(f: FlowState, l: number, timeUs: number, wireLen: nu
     s.lastFp[l] = fp ?? -1;
     s.lastUs[l] = timeUs;
   }
-  s.packets[l] = (s.packets[l] as number) + 1;
+  s.packets[l] = (s.packets[l] as number) + packets;
   s.bytes[l] = (s.bytes[l] as number) + wireLen;
-  if (timeUs < (s.firstUs[l] as number)) s.firstUs[l] = timeUs;
+  if (firstUs < (s.firstUs[l] as number)) s.firstUs[l] = firstUs;
   if (tcpFlags !== undefined) f.tcpFlagsSeen |= tcpFlags;
   f.countersChanged = true;
   f.lastActivityMs = timeUs / 1000;
@@ -148,5 +167,10 @@ export function recordLeg(f: FlowState, obs: Observation, direction: 'orig' | 'r
     f.changed = true;
     outcome = 'new-leg';
   }
-  return countPacket(f, leg, obs.timeUs, obs.wireLen, obs.fingerprint, obs.tcpFlags) ? outcome : 'copy';
+  const r = obs.run;
+  const counted =
+    r === undefined
+      ? countPacket(f, leg, obs.timeUs, obs.wireLen, obs.fingerprint, obs.tcpFlags)
+      : countPacket(f, leg, obs.timeUs, obs.wireLen, obs.fingerprint, obs.tcpFlags, r.packets, r.firstUs, r.vouched);
+  return counted ? outcome : 'copy';
 }

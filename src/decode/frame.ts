@@ -57,6 +57,13 @@ export function decodeFrame(batch: FrameBatch, i: number, view: PacketView, skip
   const ok = decodeBytes(batch.data, batch.offsets[i] ?? 0, batch.lengths[i] ?? 0, batch.linkType, view, skips);
   view.wireLen = batch.wireLengths[i] ?? view.capLen;
   view.timeUs = batch.timesUs[i] ?? 0;
+  const folds = batch.folds;
+  if (folds === undefined) view.firstUs = view.timeUs;
+  else {
+    view.packets = folds.packets[i] ?? 1;
+    view.firstUs = folds.firstUs[i] ?? view.timeUs;
+    view.runAux = folds.aux[i] ?? 0;
+  }
   return ok;
 }
 

@@ -1,5 +1,5 @@
 /** Turns a decoded view into an Observation (allocates: call it only for packets you keep). */
-import type { Observation } from '../model/observation.js';
+import { FOLD_VOUCHED, type Observation } from '../model/observation.js';
 import type { L4Proto, Tuple } from '../model/tuple.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from './frame.js';
 import { ipv4ToString, ipv6ToString } from './format.js';
@@ -81,7 +81,7 @@ export function observationFromView(view: PacketView, iface: string, timeUs: num
     ttl: view.ttl,
   };
   if (view.protoNum === IPPROTO_TCP && view.l4State === 2) {
-    o.tcpFlags = view.tcpFlags;
+    o.tcpFlags = view.tcpFlags | (view.runAux & 0xff);
     o.tcpSeq = view.tcpSeq;
     o.tcpAck = view.tcpAck;
   }
@@ -95,5 +95,6 @@ export function observationFromView(view: PacketView, iface: string, timeUs: num
     const inner = tupleFromView(view.inner);
     if (inner !== undefined) o.inner = inner;
   }
+  if (view.packets !== 1 || view.runAux !== 0) o.run = { packets: view.packets, firstUs: view.firstUs, vouched: (view.runAux & FOLD_VOUCHED) !== 0 };
   return o;
 }

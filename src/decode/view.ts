@@ -118,6 +118,13 @@ export class PacketView extends L3View {
   wireLen = 0;
   timeUs = 0;
   frameOffset = 0;
+  /**
+   * A folded entry (FrameBatch `folds`): the packets it stands for, the first's time, and its aux
+   * (TCP flags seen | FOLD_VOUCHED). 1, timeUs and 0 for a frame of its own.
+   */
+  packets = 1;
+  firstUs = 0;
+  runAux = 0;
   /** Ethernet: offsets of destination and source MAC in `data` (-1 when absent). */
   dstMacOffset = -1;
   srcMacOffset = -1;
@@ -147,6 +154,8 @@ export class PacketView extends L3View {
   override reset(): void {
     super.reset();
     this.linkType = this.capLen = this.wireLen = this.timeUs = this.frameOffset = 0;
+    this.packets = 1;
+    this.firstUs = this.runAux = 0;
     this.dstMacOffset = this.srcMacOffset = this.sllPacketType = -1;
     this.sllIfIndex = this.etherType = 0;
     this.vlan = -1;

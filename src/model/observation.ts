@@ -37,6 +37,11 @@ export interface Observation {
   readonly fingerprint?: number;
   /** Linux cooked captures (`any`): 'out' for packets the host sent, 'in' otherwise. */
   readonly direction?: 'in' | 'out';
+  /**
+   * A run of packets the capture folded into this one (FrameFolds): how many, the first's time,
+   * and that none is a copy. `wireLen` is then their sum, `tcpFlags` their flags together.
+   */
+  readonly run?: { readonly packets: number; readonly firstUs: number; readonly vouched: boolean };
 }
 
 /** A batch of raw frames from one capture worker (the unit of transfer to the main thread). */
@@ -53,7 +58,24 @@ export interface FrameBatch {
   /** Timestamps in microseconds since the epoch (as float64). */
   readonly timesUs: Float64Array;
   readonly count: number;
+  /** Runs folded by the capture (capture-options.ts `fold`): absent when every entry is one frame. */
+  readonly folds?: FrameFolds;
 }
+
+/**
+ * Per entry of a folded batch: entry i stands for `packets[i]` packets of one connection on one
+ * interface, in a row; its frame and time are the latest's, `wireLengths[i]` their sum, `firstUs[i]`
+ * the first's time. `aux[i]`: the TCP flags seen on them, | FOLD_VOUCHED when the capture vouches
+ * that none of them is a copy of the packet before it (the correlator then skips its copy check).
+ */
+export interface FrameFolds {
+  readonly packets: Uint32Array;
+  readonly firstUs: Float64Array;
+  readonly aux: Uint32Array;
+}
+
+/** FrameFolds `aux`: the entry's packets are not copies (see native-bindings/capture/src/capture-fold.c). */
+export const FOLD_VOUCHED = 0x100;
 
 export interface CaptureStats {
   readonly iface: string;

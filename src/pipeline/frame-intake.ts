@@ -24,15 +24,17 @@ export interface IntakeState {
 export function intakeBatch(b: FrameBatch, s: IntakeState, correlator: Correlator, tally: IfaceIntake, before?: (ms: number) => void): number {
   const v = s.view;
   let nonIp = 0;
-  tally.delivered += b.count;
   for (let i = 0; i < b.count; i++) {
-    if (!decodeFrame(b, i, v, s.skips)) {
-      tally.undecodable++;
+    const ok = decodeFrame(b, i, v, s.skips);
+    // a folded entry (a run of one connection's packets) is as many frames as it stands for
+    tally.delivered += v.packets;
+    if (!ok) {
+      tally.undecodable += v.packets;
       continue;
     }
     if (v.family === 0) {
-      nonIp++;
-      tally.nonIp++;
+      nonIp += v.packets;
+      tally.nonIp += v.packets;
       continue;
     }
     before?.(v.timeUs / 1000);

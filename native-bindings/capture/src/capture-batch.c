@@ -1,5 +1,6 @@
 /* journey_capture: nextBatch and nextBatchSync, draining the ring into one BATCH message of the
- * worker pipe protocol (the message's layout is described in capture.c). */
+ * worker pipe protocol (the message's layout is described in capture.c), runs of one tuple folded
+ * into one entry when the handle folds (capture-fold.c). */
 #include "capture.h"
 
 static int grow(cap_t *c, uint32_t frames, size_t bytes) {
@@ -12,7 +13,13 @@ static int grow(cap_t *c, uint32_t frames, size_t bytes) {
     if (l) c->lens = l;
     uint32_t *w = realloc(c->wires, n * sizeof *w);
     if (w) c->wires = w;
-    if (!t || !l || !w) return 0;
+    double *f = realloc(c->first, n * sizeof *f);
+    if (f) c->first = f;
+    uint32_t *k = realloc(c->pkts, n * sizeof *k);
+    if (k) c->pkts = k;
+    uint32_t *a = realloc(c->aux, n * sizeof *a);
+    if (a) c->aux = a;
+    if (!t || !l || !w || !f || !k || !a) return 0;
     c->frames_cap = n;
   }
   if (bytes > c->data_cap) {
@@ -26,6 +33,19 @@ static int grow(cap_t *c, uint32_t frames, size_t bytes) {
   return 1;
 }
 
+/* the run's entry takes this packet's place: its bytes and time, one packet more */
+static void fold_into_run(cap_t *c, const struct pcap_pkthdr *h, const u_char *bytes, double t, uint8_t flags) {
+  uint32_t i = (uint32_t)c->run;
+  size_t start = c->used - c->lens[i];
+  memcpy(c->data + start, bytes, h->caplen);
+  c->used = start + h->caplen;
+  c->lens[i] = h->caplen;
+  c->times[i] = t;
+  c->wires[i] += h->len;
+  c->pkts[i]++;
+  c->aux[i] |= flags;
+}
+
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes) {
   cap_t *c = (cap_t *)user;
   uint32_t caplen = h->caplen;
@@ -36,14 +56,31 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *b
       return;
     }
   }
-  memcpy(c->data + c->used, bytes, caplen);
-  c->times[c->count] = (double)h->ts.tv_sec * 1e6 + (double)h->ts.tv_usec;
-  c->lens[c->count] = caplen;
-  c->wires[c->count] = h->len;
-  c->used += caplen;
-  c->count++;
+  double t = (double)h->ts.tv_sec * 1e6 + (double)h->ts.tv_usec;
+  jc_pkt_t k;
+  int vouched = 0, foldable = 0;
+  if (c->fold && jc_fold_parse(c->dlt, bytes, caplen, &k)) {
+    vouched = jc_fold_vouch(c, &k, t);
+    foldable = vouched && jc_fold_may(&k);
+  }
+  c->frames++;
+  if (foldable && jc_fold_joins(c, &k, t, h->len)) {
+    fold_into_run(c, h, bytes, t, k.flags);
+  } else {
+    uint32_t i = c->count++;
+    memcpy(c->data + c->used, bytes, caplen);
+    c->times[i] = t;
+    c->lens[i] = caplen;
+    c->wires[i] = h->len;
+    c->first[i] = t;
+    c->pkts[i] = 1;
+    c->aux[i] = vouched ? (FOLD_VOUCHED | k.flags) : 0;
+    c->used += caplen;
+    c->run = foldable ? (int32_t)i : -1;
+    if (foldable) c->run_key = k;
+  }
   /* a full batch: stop after this ring block's chunk (frames already taken are kept) */
-  if (c->used >= c->max_bytes) pcap_breakloop(c->p);
+  if (c->used >= c->max_bytes || c->frames >= FOLD_MAX_FRAMES * c->max_frames) pcap_breakloop(c->p);
 }
 
 static int64_t now_ms(void) {
@@ -55,6 +92,8 @@ static int64_t now_ms(void) {
 static void work_execute(napi_env env, void *data) {
   cap_t *c = data;
   c->count = 0;
+  c->frames = 0;
+  c->run = -1;
   c->used = 0;
   c->oom = 0;
   c->err[0] = 0;
@@ -78,7 +117,8 @@ static void work_execute(napi_env env, void *data) {
     }
     /* a savefile keeps the break flag when it returns frames: the next call sees it alone */
     if (r == PCAP_ERROR_BREAK && c->count == 0) continue;
-    if (r == PCAP_ERROR_BREAK || c->count >= c->max_frames || c->used >= c->max_bytes) break; /* full */
+    if (r == PCAP_ERROR_BREAK || c->count >= c->max_frames || c->used >= c->max_bytes || c->frames >= FOLD_MAX_FRAMES * c->max_frames)
+      break; /* full */
     if (c->offline && r > 0) continue; /* keep reading the file until full or its end */
     if (c->offline) break;       /* a file: what it had (0 = end of file) */
     if (r > 0) continue;         /* more may be ready */
@@ -103,12 +143,13 @@ static void work_execute(napi_env env, void *data) {
 }
 
 /* the call's result object (JS thread); resets the per-call state */
-static napi_value make_result(napi_env env, cap_t *c, double *info) {
+static napi_value make_result(napi_env env, cap_t *c, double *info, size_t info_len) {
   napi_value res = NULL, buf;
   size_t length = 0, written = 0;
   if (c->count > 0) {
     size_t n = c->count;
-    size_t total = HDR_BYTES + 16 * n + c->used;
+    size_t cols = c->fold ? 32 : 16; /* bytes of columns per entry */
+    size_t total = HDR_BYTES + cols * n + c->used;
     void *mem = NULL;
     int into_out = c->out != NULL && total <= c->out_len;
     if (into_out) {
@@ -126,10 +167,20 @@ static napi_value make_result(napi_env env, cap_t *c, double *info) {
       uint8_t *o = b + HDR_BYTES;
       memcpy(o, c->times, 8 * n);
       o += 8 * n;
+      if (c->fold) {
+        memcpy(o, c->first, 8 * n);
+        o += 8 * n;
+      }
       memcpy(o, c->lens, 4 * n);
       o += 4 * n;
       memcpy(o, c->wires, 4 * n);
       o += 4 * n;
+      if (c->fold) {
+        memcpy(o, c->pkts, 4 * n);
+        o += 4 * n;
+        memcpy(o, c->aux, 4 * n);
+        o += 4 * n;
+      }
       memcpy(o, c->data, c->used);
       if (into_out && c->write_fd >= 0) {
         /* straight to the pipe (the caller has nothing queued on it): no JS stream per batch */
@@ -144,13 +195,14 @@ static napi_value make_result(napi_env env, cap_t *c, double *info) {
       napi_get_null(env, &buf);
       snprintf(c->err, sizeof c->err, "cannot allocate a %zu-byte batch", total);
       c->count = 0;
+      c->frames = 0;
     }
   } else {
     napi_get_null(env, &buf);
   }
   if (info) {
     /* the caller's Float64Array: no object, no property lookups per batch */
-    info[0] = c->count;
+    info[0] = c->frames;
     info[1] = (double)length;
     info[2] = (double)written;
     info[3] = c->have_stats ? (double)c->st.ps_recv : -1.0;
@@ -158,13 +210,15 @@ static napi_value make_result(napi_env env, cap_t *c, double *info) {
     info[5] = c->have_stats ? (double)c->st.ps_ifdrop : -1.0;
     info[6] = (double)c->used;
     info[7] = c->err[0] ? 1 : 0;
+    if (info_len >= 9) info[8] = c->count;
     res = buf;
   } else {
     napi_create_object(env, &res);
     napi_set_named_property(env, res, "data", buf);
     jc_set_num(env, res, "length", (double)length);
     jc_set_num(env, res, "written", (double)written);
-    jc_set_num(env, res, "count", c->count);
+    jc_set_num(env, res, "count", c->frames);
+    jc_set_num(env, res, "entries", c->count);
     jc_set_num(env, res, "bytes", (double)c->used);
     jc_set_num(env, res, "psRecv", c->have_stats ? (double)c->st.ps_recv : -1.0);
     jc_set_num(env, res, "psDrop", c->have_stats ? (double)c->st.ps_drop : -1.0);
@@ -172,13 +226,14 @@ static napi_value make_result(napi_env env, cap_t *c, double *info) {
     jc_set_str(env, res, "error", c->err[0] ? c->err : NULL);
   }
   c->count = 0;
+  c->frames = 0;
   c->used = 0;
   return res;
 }
 
 static void work_complete(napi_env env, napi_status status, void *data) {
   cap_t *c = data;
-  napi_value res = make_result(env, c, NULL);
+  napi_value res = make_result(env, c, NULL, 0);
   napi_deferred d = c->deferred;
   c->deferred = NULL;
   napi_delete_async_work(env, c->work);
@@ -244,6 +299,7 @@ static napi_value next_batch(napi_env env, napi_callback_info info, int sync) {
     }
   }
   double *infop = NULL;
+  size_t infolen = 0;
   if (argc >= 7) {
     napi_typedarray_type tt;
     size_t tlen = 0;
@@ -253,6 +309,7 @@ static napi_value next_batch(napi_env env, napi_callback_info info, int sync) {
     if (!sync || !ista || napi_get_typedarray_info(env, argv[6], &tt, &tlen, &tdata, NULL, NULL) != napi_ok || tt != napi_float64_array || tlen < 8)
       return jc_throw_code(env, "EINVAL", "nextBatchSync: info must be a Float64Array of 8");
     infop = tdata;
+    infolen = tlen;
   }
   if (sync) {
     /* on the calling thread: blocks it for at most waitMs (a worker process's own loop) */
@@ -262,7 +319,7 @@ static napi_value next_batch(napi_env env, napi_callback_info info, int sync) {
     c->out_len = outlen;
     work_execute(env, c);
     c->busy = 0;
-    napi_value res = make_result(env, c, infop);
+    napi_value res = make_result(env, c, infop, infolen);
     c->write_fd = -1;
     c->out = NULL;
     c->out_len = 0;

@@ -30,12 +30,16 @@ static void cap_finalize(napi_env env, void *data, void *hint) {
   free(c->times);
   free(c->lens);
   free(c->wires);
+  free(c->first);
+  free(c->pkts);
+  free(c->aux);
+  free(c->fold_tab);
   free(c->data);
   free(c);
 }
 
 /* wraps an activated pcap_t in a handle object {handle, linkType, dlt, linkName, warning} */
-static napi_value wrap_pcap(napi_env env, pcap_t *p, int64_t msgtype, const char *warning, int offline) {
+static napi_value wrap_pcap(napi_env env, pcap_t *p, int64_t msgtype, const char *warning, int offline, int fold) {
   int fd = pcap_get_selectable_fd(p);
   int wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0 || wakefd < 0) {
@@ -56,6 +60,13 @@ static napi_value wrap_pcap(napi_env env, pcap_t *p, int64_t msgtype, const char
   c->msg_type = (uint8_t)msgtype;
   c->offline = offline;
   c->write_fd = -1;
+  c->dlt = pcap_datalink(p);
+  c->run = -1;
+  c->fold = fold;
+  if (fold && !jc_fold_init(c)) {
+    cap_finalize(env, c, NULL);
+    return jc_throw_code(env, "ENOMEM", "out of memory");
+  }
 
   napi_value handle, out;
   if (napi_create_external(env, c, cap_finalize, NULL, &handle) != napi_ok) {
@@ -105,6 +116,7 @@ napi_value jc_open(napi_env env, napi_callback_info info) {
   if (!jc_get_int(env, o, "msgType", 2, &msgtype) || msgtype < 0 || msgtype > 255)
     return jc_throw_code(env, "EINVAL", "open: msgType must be 0..255");
   int promisc = jc_get_bool(env, o, "promisc", 0);
+  int fold = jc_get_bool(env, o, "fold", 0);
   int immediate = jc_get_bool(env, o, "immediate", 0);
   int bad = 0;
   char *filter = jc_get_str(env, o, "filter", &bad);
@@ -167,7 +179,7 @@ napi_value jc_open(napi_env env, napi_callback_info info) {
     pcap_close(p);
     return jc_throw_code(env, "EPCAP", msg);
   }
-  return wrap_pcap(env, p, msgtype, warning, 0);
+  return wrap_pcap(env, p, msgtype, warning, 0, fold);
 }
 
 
@@ -192,6 +204,7 @@ napi_value jc_open_offline(napi_env env, napi_callback_info info) {
   int64_t msgtype;
   if (!jc_get_int(env, o, "msgType", 2, &msgtype) || msgtype < 0 || msgtype > 255)
     return jc_throw_code(env, "EINVAL", "openOffline: msgType must be 0..255");
+  int fold = jc_get_bool(env, o, "fold", 0);
   int bad = 0;
   char *filter = jc_get_str(env, o, "filter", &bad);
   if (bad) return jc_throw_code(env, "EINVAL", "openOffline: filter must be a string");
@@ -214,5 +227,5 @@ napi_value jc_open_offline(napi_env env, napi_callback_info info) {
     pcap_freecode(&prog);
   }
   free(filter);
-  return wrap_pcap(env, p, msgtype, NULL, 1);
+  return wrap_pcap(env, p, msgtype, NULL, 1, fold);
 }

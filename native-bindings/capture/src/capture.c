@@ -10,6 +10,14 @@
  *   u32 LE length of what follows, u8 type, u32 count, u32 dataLen,
  *   f64 timesUs[count], u32 capLens[count], u32 wireLens[count], frames back to back
  *
+ * With `fold` (open's option), runs of one IPv4 TCP/UDP tuple's packets are folded into one entry
+ * (capture-fold.c) and the message carries three more columns, in this order:
+ *
+ *   f64 timesUs[count], f64 firstUs[count], u32 capLens[count], u32 wireLens[count],
+ *   u32 packets[count], u32 aux[count] (TCP flags seen | 0x100 when the entry's packets are vouched
+ *   not to be copies), frames back to back
+ *
+ * (an entry's frame and time are its latest packet's, wireLens the sum of its packets' lengths),
  * so the worker writes it to its pipe as is: no JavaScript per packet. Kernel statistics
  * (pcap_stats) are taken on the same thread after each drain and returned with the batch.
  *
@@ -18,19 +26,20 @@
  * wakes it and closes when it returns.
  *
  * API (all errors are thrown as Error with a `code` property: EINVAL, EBUSY, ECLOSED, EPCAP):
- *   open(device, {snaplen, bufferSize, timeoutMs, promisc, immediate, filter, msgType})
+ *   open(device, {snaplen, bufferSize, timeoutMs, promisc, immediate, filter, msgType, fold})
  *       -> {handle, linkType, linkName, warning}
- *   openOffline(path, {filter, msgType}) -> the same, reading a pcap/pcapng file (tests)
+ *   openOffline(path, {filter, msgType, fold}) -> the same, reading a pcap/pcapng file (tests)
  *   nextBatch(handle, maxFrames, maxBytes, waitMs[, out: Buffer])
- *       -> Promise<{data: Buffer|null, length, count, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
+ *       -> Promise<{data: Buffer|null, length, count, entries, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
+ *       (count: packets taken from libpcap; entries: the message's entries, fewer when folded)
  *       With `out`, the message is written into it (data null, `length` bytes) when it fits, so a
  *       caller recycling a few buffers allocates nothing per batch; else `data` is a new Buffer.
  *   nextBatchSync(...same[, fd]) -> the same object, on the calling thread (blocks it <= waitMs);
  *       with `out` and `fd`, the message is also written to fd (non-blocking) and `written` says
  *       how much went (the caller queues the rest)
- *   nextBatchSync(h, maxFrames, maxBytes, waitMs, out, fd, info: Float64Array(8)) -> Buffer|null:
+ *   nextBatchSync(h, maxFrames, maxBytes, waitMs, out, fd, info: Float64Array(8 or 9)) -> Buffer|null:
  *       the hot path: no result object; info = [count, length, written, psRecv, psDrop, psIfdrop,
- *       bytes, failed]; the Buffer only when the message did not fit `out`; lastError(h) the text
+ *       bytes, failed(, entries)]; the Buffer only when the message did not fit `out`; lastError(h) the text
  *   setPipeSize(fd, bytes) -> new capacity or -errno (F_SETPIPE_SZ, or SO_SNDBUF on a socketpair)
  *   lastError(handle) -> the last call's error text or null
  *   socketPair() -> [parentFd, childFd] (close-on-exec): the worker pipe, read into one buffer

@@ -24,6 +24,16 @@
 #include <unistd.h>
 
 #define HDR_BYTES 13 /* u32 length + u8 type + u32 count + u32 dataLen */
+#define FOLD_MAX_FRAMES 16 /* a batch takes at most this many packets per entry it may hold */
+#define FOLD_VOUCHED 0x100 /* aux column: the entry's packets are not copies (capture-fold.c) */
+
+/* An IPv4 TCP/UDP packet's 5-tuple and the fields a copy of it repeats (capture-fold.c). */
+typedef struct {
+  uint32_t src, dst, ports;
+  uint8_t proto, ttl, flags;
+  uint16_t len, id, ipsum, l4sum;
+  uint32_t seq, ack;
+} jc_pkt_t;
 
 typedef struct {
   pcap_t *p;
@@ -35,17 +45,26 @@ typedef struct {
   uint8_t msg_type;
   int write_fd; /* nextBatchSync: write the message to this fd itself (-1: no) */
   int offline; /* a savefile (openOffline): end of file ends a call, no waiting */
+  int dlt;     /* pcap_datalink */
+  int fold;    /* fold runs of one tuple's packets (capture-fold.c) */
+  void *fold_tab;
 
   /* scratch columns, reused */
   double *times;
   uint32_t *lens;
   uint32_t *wires;
+  double *first; /* folded: the first packet's time, the number of packets, TCP flags | FOLD_VOUCHED */
+  uint32_t *pkts;
+  uint32_t *aux;
   uint32_t frames_cap;
   uint8_t *data;
   size_t data_cap;
 
   /* one call */
-  uint32_t count;
+  uint32_t count; /* entries */
+  uint32_t frames; /* packets taken from libpcap (more than entries when runs were folded) */
+  int32_t run;     /* the entry a run is folded into, or -1 */
+  jc_pkt_t run_key;
   size_t used;
   uint32_t max_frames;
   size_t max_bytes;
@@ -83,6 +102,13 @@ cap_t *jc_get_cap(napi_env env, napi_value v);
 void jc_cap_release(cap_t *c);
 napi_value jc_open(napi_env env, napi_callback_info info);
 napi_value jc_open_offline(napi_env env, napi_callback_info info);
+
+/* capture-fold.c */
+int jc_fold_init(cap_t *c);
+int jc_fold_parse(int dlt, const u_char *b, uint32_t caplen, jc_pkt_t *k);
+int jc_fold_vouch(cap_t *c, const jc_pkt_t *k, double t);
+int jc_fold_joins(const cap_t *c, const jc_pkt_t *k, double t, uint32_t wire);
+int jc_fold_may(const jc_pkt_t *k);
 
 /* capture-batch.c */
 napi_value jc_next_batch(napi_env env, napi_callback_info info);

@@ -6,7 +6,7 @@
  * addon is not built, does not load or is turned off (JOURNEY_CAPTURE_NATIVE=off).
  */
 import { loadCaptureAddon } from '../native-addon.js';
-import { MSG_BATCH } from '../protocol.js';
+import { MSG_BATCH, MSG_BATCH_FOLDED } from '../protocol.js';
 import type { CaptureBackendDef, KernelCounts, RunControl, WorkerConfig, WorkerSink } from './shape.js';
 
 /** No message buffer: nextBatchSync then returns the batch as a Buffer of its own. */
@@ -32,7 +32,8 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
       timeoutMs: cfg.bufferTimeoutMs,
       promisc: cfg.promiscuous,
       filter: cfg.filter,
-      msgType: MSG_BATCH,
+      msgType: cfg.fold ? MSG_BATCH_FOLDED : MSG_BATCH,
+      fold: cfg.fold,
     });
     const h = o.handle;
     let last: KernelCounts = { psRecv: -1, drop: -1, ifdrop: -1 };
@@ -57,7 +58,7 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
         const size = 13 + 16 * maxFrames + cfg.batchBytes + 65536;
         const free: Buffer[] = [];
         const take = (): Buffer => free.pop() ?? Buffer.allocUnsafeSlow(size);
-        const info = new Float64Array(8);
+        const info = new Float64Array(9);
         const give = (b: Buffer): void => {
           if (free.length < 4) free.push(b);
         };
@@ -73,6 +74,7 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
           const direct = out.writableLength === 0;
           const buf = direct ? take() : null;
           let count: number;
+          let entries: number;
           let length: number;
           let written: number;
           let data: Buffer | null;
@@ -88,6 +90,7 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
               ? addon.nextBatchSync(h, maxFrames, cfg.batchBytes, wait, buf as Buffer, 3, info)
               : addon.nextBatchSync(h, maxFrames, cfg.batchBytes, 0, NO_OUT, null, info);
             count = info[0] as number;
+            entries = info[8] as number;
             length = info[1] as number;
             written = info[2] as number;
             if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
@@ -116,7 +119,7 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
             sink.fail('read', `capture on ${cfg.iface} stopped: the interface went down or disappeared (${error})`, 3);
             return;
           }
-          if (ctl.stopping() && Date.now() >= ctl.stopAt() && count < maxFrames) {
+          if (ctl.stopping() && Date.now() >= ctl.stopAt() && entries < maxFrames) {
             ctl.finish();
             return;
           }

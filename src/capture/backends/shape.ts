@@ -26,6 +26,8 @@ export interface WorkerConfig {
   /** Frames per batch and bytes per batch before a forced flush. */
   batchFrames: number;
   batchBytes: number;
+  /** Fold runs of one connection's packets into one batch entry (a backend that can: native). */
+  fold: boolean;
 }
 
 /** pcap_stats of a capture (-1 when the backend cannot tell). */
