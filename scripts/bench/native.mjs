@@ -3,10 +3,15 @@
  * Native-binding benchmark: what the eBPF programs cost the forwarding path, and how many kernel
  * events per second reach JavaScript — each against a reference measured in the same run.
  *
- *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 5] [--modes off,empty,once] [--bpf-stats] [--prefix d] [--json]
+ *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 5] [--modes off,empty,once] [--sink forward|drop] [--bpf-stats] [--prefix d] [--json]
  *
  * Three throwaway namespaces: jl-<prefix>-bench-tx (10.77.1.1) -> jl-<prefix>-bench-fw (router: DNAT
- * 10.77.1.2:9 -> 10.77.2.1:9 in PREROUTING, MASQUERADE out, like a published port) -> jl-<prefix>-bench-rx.
+ * 10.77.1.2:9 -> 10.77.3.9:9 in PREROUTING, MASQUERADE out, like a published port) -> jl-<prefix>-bench-rx.
+ * `--sink forward` (the default): rx routes the packets on out of a dummy device, which transmits
+ * them (the kernel consumes them: a forwarded packet's usual end). `--sink drop`: the DNAT goes to
+ * rx's own 10.77.2.1:9 and rx's input chain drops every packet, so each one is also a kernel drop
+ * (kfree_skb with a reason): journey's drop program, which the kernel runs for every drop on the
+ * host whatever its namespace, runs once a packet there.
  * A paced C sender (scripts/bench/capture-flood.c, compiled here) floods 60-byte UDP frames as fast
  * as it can; the rate is what rx receives (its veth rx_packets) per second. Modes, interleaved:
  *   - off:      nothing attached (the reference);
@@ -47,6 +52,9 @@ const MODES = opt('modes', MODE_NAMES.filter((m) => m !== 'hooks').join(',')).sp
 for (const m of MODES) if (!MODE_NAMES.includes(m)) throw new Error(`unknown mode ${m} (${MODE_NAMES.join(', ')})`);
 if (!MODES.includes('off')) MODES.unshift('off');
 const BPF_STATS = args.includes('--bpf-stats');
+const SINK = opt('sink', 'forward');
+if (SINK !== 'forward' && SINK !== 'drop') throw new Error(`--sink forward|drop, not ${SINK}`);
+const TARGET = SINK === 'drop' ? '10.77.2.1' : '10.77.3.9';
 const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 const JSON_OUT = args.includes('--json');
 const log = (m) => process.stderr.write(`bench native: ${m}\n`);
@@ -103,14 +111,23 @@ function setup() {
   sh(
     ['ip', 'netns', 'exec', NS.fw, 'nft', '-f', '-'],
     'table ip jdbench {\n' +
-      ' chain pre { type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.77.1.2 udp dport 9 dnat to 10.77.2.1:9\n }\n' +
+      ` chain pre { type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.77.1.2 udp dport 9 dnat to ${TARGET}:9\n }\n` +
       ' chain post { type nat hook postrouting priority 100; policy accept;\n  oifname "jdb-fw2" masquerade\n }\n}\n',
   );
-  // rx answers nothing: drop quietly so no ICMP errors travel back
-  sh(
-    ['ip', 'netns', 'exec', NS.rx, 'nft', '-f', '-'],
-    'table ip jdbench {\n chain in { type filter hook input priority 0; policy accept;\n  udp dport 9 drop\n }\n}\n',
-  );
+  if (SINK === 'drop') {
+    // rx answers nothing: drop quietly so no ICMP errors travel back
+    sh(
+      ['ip', 'netns', 'exec', NS.rx, 'nft', '-f', '-'],
+      'table ip jdbench {\n chain in { type filter hook input priority 0; policy accept;\n  udp dport 9 drop\n }\n}\n',
+    );
+    return;
+  }
+  // fw routes 10.77.3.0/24 to rx, rx on out of a dummy device (no neighbours, every packet transmitted and consumed)
+  sh(['ip', '-n', NS.fw, 'route', 'add', '10.77.3.0/24', 'via', '10.77.2.1']);
+  nsx(NS.rx, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  sh(['ip', '-n', NS.rx, 'link', 'add', 'jdb-sink', 'type', 'dummy']);
+  sh(['ip', '-n', NS.rx, 'link', 'set', 'jdb-sink', 'up']);
+  sh(['ip', '-n', NS.rx, 'route', 'add', '10.77.3.0/24', 'dev', 'jdb-sink']);
 }
 
 function rxPackets() {
@@ -272,6 +289,7 @@ const ratios = (mode) =>
   results.filter((x) => x.mode === mode).map((x) => x.pps / (results.find((o) => o.mode === 'off' && o.round === x.round)?.pps || 1));
 const modesRun = MODES.filter((m) => m !== 'off');
 const summary = {
+  sink: SINK,
   seconds: SECONDS,
   rounds: ROUNDS,
   load1: { min: +Math.min(...of('off', 'load1')).toFixed(2), max: +Math.max(...results.map((x) => x.load1)).toFixed(2) },
@@ -310,7 +328,7 @@ const LABEL = {
 if (JSON_OUT) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 else {
   const lines = [
-    `forwarding through a NAT namespace, ${SECONDS}s x ${ROUNDS} rounds, medians, load average ${summary.load1.min}-${summary.load1.max}:`,
+    `forwarding through a NAT namespace (sink: ${SINK}), ${SECONDS}s x ${ROUNDS} rounds, medians, load average ${summary.load1.min}-${summary.load1.max}:`,
     `  off (reference)                ${summary.forwardedPps.off} pps`,
   ];
   for (const m of modesRun)

@@ -3,7 +3,7 @@
  * The highest packet rate `journey watch --json > /dev/null` keeps with zero drops (the whole
  * pipeline: capture workers, decode, conntrack join, flows, JSON out), as a ratio to
  * `tcpdump -w /dev/null` on the same interface in the same run.
- *   sudo node scripts/bench/watch-rate.mjs [--seconds 6] [--rates 25000,50000,...] [--flows 2000] [--legs 2] [--id c2bench] [--no-kernel] [--node-args "..."] [--json]
+ *   sudo node scripts/bench/watch-rate.mjs [--seconds 6] [--rates 25000,50000,...] [--flows 2000] [--spread 1] [--legs 2] [--id c2bench] [--no-kernel] [--node-args "..."] [--json]
  * Two throwaway namespaces (jl-c2bench-tx, jl-c2bench-rx) joined by a veth; capture-flood.c
  * (the capture benchmark's paced sender) floods 60-byte UDP frames to 10.77.0.9:9 through rx,
  * which routes them on out of sink0 (forwarding on, a conntrack rule loaded, so every frame has a
@@ -11,7 +11,11 @@
  * watches rxv and sink0 (`--legs 1`: rxv only); the reference is one `tcpdump -w /dev/null` per
  * interface. `--flows N` (default 2000) spreads the frames over N source ports and replaces
  * one every 8th burst (thousands of 5-tuples, new connections all the time); each trial starts with
- * the conntrack table flushed, so its first burst is thousands of new connections. A rate passes when,
+ * the conntrack table flushed, so its first burst is thousands of new connections. A burst (up to 32
+ * frames) goes to one tuple, so a tuple's frames come in runs, which the capture folds
+ * (native-bindings/capture/src/capture-fold.c); `--spread 32` interleaves them instead (each frame
+ * of a burst to another destination port: no two frames in a row share a tuple, nothing to fold),
+ * the hardest many-flow load for journey. A rate passes when,
  * on every interface, every frame the kernel delivered past it was captured, neither the kernel
  * nor journey dropped one, and every flow joined its conntrack entry.
  * At every step and interface: delivered = shown in flows + not flows (non-IP, copies...) + lost
@@ -43,7 +47,8 @@ const DEADLINE = Date.now() + Number(opt('budget', '300')) * 1000;
 const BENCH_ID = opt('id', 'c2bench');
 const TX = `jl-${BENCH_ID}-tx`;
 const RX = `jl-${BENCH_ID}-rx`;
-const FILTER = 'udp dst port 9';
+const SPREAD = Number(opt('spread', '1'));
+const FILTER = 'udp and dst host 10.77.0.9';
 /** Both legs of every packet (in on rxv, forwarded out of sink0: a Docker host's uplink and bridge), or `--legs 1` for rxv only. */
 const IFACES = opt('legs', '2') === '1' ? ['rxv'] : ['rxv', 'sink0'];
 const nsx = (ns, a, o) => sh('nsenter', [`--net=/var/run/netns/${ns}`, '--', ...a], o);
@@ -104,7 +109,7 @@ const linkStats = () =>
  */
 const PIN = !args.includes('--no-pin') && (await import('node:os')).cpus().length >= 2;
 const observerPin = PIN ? ['taskset', '-c', '1'] : [];
-const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, ...(PIN ? { cpu: 0 } : {}) });
+const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, spread: SPREAD, ...(PIN ? { cpu: 0 } : {}) });
 
 /** `--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"` (or --perf-basic-prof): flags for journey's node, to profile the run. */
 const NODE_ARGS = (opt('node-args', '') ?? '').split(' ').filter(Boolean);
@@ -290,7 +295,7 @@ try {
         .join('; ');
       const ct =
         r.flows !== undefined
-          ? `; flows ${r.flows}, without conntrack ${r.withoutCt} (${r.packetsWithoutCt} packets)${r.notices.length > 0 ? `; journey said: ${r.notices.join(' | ')}` : ''}`
+          ? `; flows ${r.flows} (${Math.round(r.flows / SECONDS)} new a second), without conntrack ${r.withoutCt} (${r.packetsWithoutCt} packets)${r.notices.length > 0 ? `; journey said: ${r.notices.join(' | ')}` : ''}`
           : '';
       log(`${tool.padEnd(8)} ${String(rate).padStart(7)} pps: sent ${r.sent} (${r.achieved} pps) ${where}${ct} ${r.ok ? 'OK' : 'DROPS'}`);
       if (r.ok) results[tool].maxZeroDrop = Math.max(results[tool].maxZeroDrop, r.achieved);
@@ -305,7 +310,7 @@ const ratio = results.tcpdump.maxZeroDrop > 0 ? +(results.journey.maxZeroDrop / 
 if (JSON_OUT) console.log(JSON.stringify({ ...results, ratio }));
 else {
   console.log(
-    `${FLOWS} flows, ${IFACES.join(' + ')}, ${PIN ? 'sender on CPU 0, observer on CPU 1' : 'CPUs shared'}; load ${(await import('node:os'))
+    `${FLOWS} flows${SPREAD > 1 ? ` interleaved (--spread ${SPREAD})` : ' in runs'}, ${IFACES.join(' + ')}, ${PIN ? 'sender on CPU 0, observer on CPU 1' : 'CPUs shared'}; load ${(await import('node:os'))
       .loadavg()
       .map((x) => x.toFixed(1))
       .join(' ')}; uncounted at any step: ${Math.max(0, ...results.journey.trials.map((t) => Math.abs(t.uncounted)))}\n` +
