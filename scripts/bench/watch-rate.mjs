@@ -109,7 +109,8 @@ const linkStats = () =>
  */
 const PIN = !args.includes('--no-pin') && (await import('node:os')).cpus().length >= 2;
 const observerPin = PIN ? ['taskset', '-c', '1'] : [];
-const flood = (bin, rate) => floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, spread: SPREAD, ...(PIN ? { cpu: 0 } : {}) });
+const flood = (bin, rate) =>
+  floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, spread: SPREAD, ...(PIN ? { cpu: 0 } : {}) });
 
 /** `--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"` (or --perf-basic-prof): flags for journey's node, to profile the run. */
 const NODE_ARGS = (opt('node-args', '') ?? '').split(' ').filter(Boolean);
@@ -310,7 +311,9 @@ const ratio = results.tcpdump.maxZeroDrop > 0 ? +(results.journey.maxZeroDrop / 
 if (JSON_OUT) console.log(JSON.stringify({ ...results, ratio }));
 else {
   console.log(
-    `${FLOWS} flows${SPREAD > 1 ? ` interleaved (--spread ${SPREAD})` : ' in runs'}, ${IFACES.join(' + ')}, ${PIN ? 'sender on CPU 0, observer on CPU 1' : 'CPUs shared'}; load ${(await import('node:os'))
+    `${FLOWS} flows${SPREAD > 1 ? ` interleaved (--spread ${SPREAD})` : ' in runs'}, ${IFACES.join(' + ')}, ${PIN ? 'sender on CPU 0, observer on CPU 1' : 'CPUs shared'}; load ${(
+      await import('node:os')
+    )
       .loadavg()
       .map((x) => x.toFixed(1))
       .join(' ')}; uncounted at any step: ${Math.max(0, ...results.journey.trials.map((t) => Math.abs(t.uncounted)))}\n` +
