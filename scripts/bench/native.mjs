@@ -7,8 +7,9 @@
  *
  * Three throwaway namespaces: jl-<prefix>-bench-tx (10.77.1.1) -> jl-<prefix>-bench-fw (router: DNAT
  * 10.77.1.2:9 -> 10.77.3.9:9 in PREROUTING, MASQUERADE out, like a published port) -> jl-<prefix>-bench-rx.
- * `--sink forward` (the default): rx routes the packets on out of a dummy device, which transmits
- * them (the kernel consumes them: a forwarded packet's usual end). `--sink drop`: the DNAT goes to
+ * `--sink forward` (the default): rx routes the packets on out of an ifb device, which consumes a
+ * packet routed to it (consume_skb, no kernel drop: a forwarded packet's usual end; the `dummy`
+ * module, which would do the same, is not in every kernel). `--sink drop`: the DNAT goes to
  * rx's own 10.77.2.1:9 and rx's input chain drops every packet, so each one is also a kernel drop
  * (kfree_skb with a reason): journey's drop program, which the kernel runs for every drop on the
  * host whatever its namespace, runs once a packet there.
@@ -122,10 +123,10 @@ function setup() {
     );
     return;
   }
-  // fw routes 10.77.3.0/24 to rx, rx on out of a dummy device (no neighbours, every packet transmitted and consumed)
+  // fw routes 10.77.3.0/24 to rx, rx on out of an ifb device (no neighbours, every packet consumed)
   sh(['ip', '-n', NS.fw, 'route', 'add', '10.77.3.0/24', 'via', '10.77.2.1']);
   nsx(NS.rx, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  sh(['ip', '-n', NS.rx, 'link', 'add', 'jdb-sink', 'type', 'dummy']);
+  sh(['ip', '-n', NS.rx, 'link', 'add', 'jdb-sink', 'type', 'ifb']);
   sh(['ip', '-n', NS.rx, 'link', 'set', 'jdb-sink', 'up']);
   sh(['ip', '-n', NS.rx, 'route', 'add', '10.77.3.0/24', 'dev', 'jdb-sink']);
 }
