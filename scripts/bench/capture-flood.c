@@ -1,7 +1,7 @@
 /*
  * UDP flood for scripts/bench/capture.mjs: sends small UDP datagrams to DST:PORT at RATE
  * packets/s for SECONDS, in sendmmsg bursts, paced by CLOCK_MONOTONIC. Prints the number sent.
- * Usage: capture-flood DST PORT RATE SECONDS [PAYLOAD_BYTES] [FLOWS] [SPREAD]
+ * Usage: capture-flood DST PORT RATE SECONDS [PAYLOAD_BYTES] [FLOWS] [SPREAD] [NEW_PER_SECOND]
  * With FLOWS > 1 the bursts go round FLOWS sockets (distinct source ports: FLOWS 5-tuples), and
  * every 8th burst one of them is replaced by a new socket (a new source port: new connections
  * all the time). A burst goes to one socket, so one tuple's packets come in runs.
@@ -9,6 +9,8 @@
  * SPREAD destination ports (PORT .. PORT+SPREAD-1), each packet to the next port (round the ports
  * across bursts): no two packets in a row share a 5-tuple. A socket is replaced every 8 × SPREAD bursts (SPREAD new
  * tuples), the same number of new connections per burst.
+ * With NEW_PER_SECOND > 0 sockets are replaced on a clock instead: NEW_PER_SECOND new tuples a
+ * second whatever the packet rate and burst sizes.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -54,6 +56,7 @@ int main(int argc, char **argv) {
   int spread = argc > 7 ? atoi(argv[7]) : 1;
   if (spread < 1) spread = 1;
   if (spread > BURST) spread = BURST;
+  double new_ps = argc > 8 ? atof(argv[8]) : 0;
   nflows = nflows / spread;
   if (nflows < 1) nflows = 1;
   struct sockaddr_in sa = {0};
@@ -88,6 +91,7 @@ int main(int argc, char **argv) {
   }
   unsigned long long sent = 0, seq = 0;
   double t0 = now(), end = t0 + secs;
+  double next_new = t0;
   for (;;) {
     double t = now();
     if (t >= end) break;
@@ -108,7 +112,9 @@ int main(int argc, char **argv) {
     if (spread > 1)
       for (int i = 0; i < n; i++) msgs[i].msg_hdr.msg_name = &dsts[(sent + (unsigned long long)i) % (unsigned)spread];
     int k = (int)(bursts % (unsigned long long)nflows);
-    if (nflows > 1 && bursts % (8ULL * (unsigned)spread) == 8ULL * (unsigned)spread - 1) {
+    int renew = new_ps > 0 ? t >= next_new : bursts % (8ULL * (unsigned)spread) == 8ULL * (unsigned)spread - 1;
+    if (new_ps > 0 && renew) next_new += spread / new_ps;
+    if (nflows > 1 && renew) {
       /* a new connection (SPREAD new tuples) in place of an old one */
       int nfd = open_flow(spread > 1 ? NULL : &sa);
       if (nfd >= 0) { close(fds[k]); fds[k] = nfd; }

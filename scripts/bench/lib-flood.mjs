@@ -44,12 +44,12 @@ export function buildFlood(dir) {
  * stays free while it runs (a capture in this process keeps decoding). `cpu` pins it (taskset) to one
  * CPU. Resolves with what it sent.
  */
-export function flood(bin, { netns, dst, port = 9, rate, seconds, flows = 1, spread = 1, cpu }) {
+export function flood(bin, { netns, dst, port = 9, rate, seconds, flows = 1, spread = 1, newPerSecond = 0, cpu }) {
   const pin = cpu === undefined ? [] : ['taskset', '-c', String(cpu)];
   return new Promise((resolve, reject) =>
     execFile(
       'nsenter',
-      [`--net=/var/run/netns/${netns}`, '--', ...pin, bin, dst, String(port), String(rate), String(seconds), '18', String(flows), String(spread)],
+      [`--net=/var/run/netns/${netns}`, '--', ...pin, bin, dst, String(port), String(rate), String(seconds), '18', String(flows), String(spread), String(newPerSecond)],
       { encoding: 'utf8' },
       (err, out) => {
         if (err) return reject(err);

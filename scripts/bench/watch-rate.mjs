@@ -3,11 +3,12 @@
  * The highest packet rate `journey watch --json > /dev/null` keeps with zero drops (the whole
  * pipeline: capture workers, decode, conntrack join, flows, JSON out), as a ratio to
  * `tcpdump -w /dev/null` on the same interface in the same run.
- *   sudo node scripts/bench/watch-rate.mjs [--seconds 6] [--rates 25000,50000,...] [--flows 2000] [--spread 1] [--legs 2] [--id c2bench] [--no-kernel] [--node-args "..."] [--json]
- * Two throwaway namespaces (jl-c2bench-tx, jl-c2bench-rx) joined by a veth; capture-flood.c
+ *   sudo node scripts/bench/watch-rate.mjs [--seconds 6] [--rates 25000,50000,...] [--flows 2000] [--spread 1] [--new-per-second 0] [--legs 2] [--id c2bench] [--no-kernel] [--node-args "..."] [--json]
+ * Throwaway namespaces jl-c2bench-tx and jl-c2bench-rx joined by a veth; capture-flood.c
  * (the capture benchmark's paced sender) floods 60-byte UDP frames to 10.77.0.9:9 through rx,
  * which routes them on out of sink0 (forwarding on, a conntrack rule loaded, so every frame has a
- * conntrack entry to join). Both legs are captured, as on a Docker host's uplink and bridge: journey
+ * conntrack entry to join) to jl-c2bench-sink, which takes them (as a container takes what its
+ * bridge delivers: no kernel drop per frame). Both legs are captured, as on a Docker host's uplink and bridge: journey
  * watches rxv and sink0 (`--legs 1`: rxv only); the reference is one `tcpdump -w /dev/null` per
  * interface. `--flows N` (default 2000) spreads the frames over N source ports and replaces
  * one every 8th burst (thousands of 5-tuples, new connections all the time); each trial starts with
@@ -15,7 +16,9 @@
  * frames) goes to one tuple, so a tuple's frames come in runs, which the capture folds
  * (native-bindings/capture/src/capture-fold.c); `--spread 32` interleaves them instead (each frame
  * of a burst to another destination port: no two frames in a row share a tuple, nothing to fold),
- * the hardest many-flow load for journey. A rate passes when,
+ * the hardest many-flow load for journey. `--new-per-second N` replaces tuples on a clock (N new
+ * connections a second whatever the rate) instead of every 8th burst (fewer a second as the rate
+ * grows and bursts get longer). A rate passes when,
  * on every interface, every frame the kernel delivered past it was captured, neither the kernel
  * nor journey dropped one, and every flow joined its conntrack entry.
  * At every step and interface: delivered = shown in flows + not flows (non-IP, copies...) + lost
@@ -48,6 +51,7 @@ const BENCH_ID = opt('id', 'c2bench');
 const TX = `jl-${BENCH_ID}-tx`;
 const RX = `jl-${BENCH_ID}-rx`;
 const SPREAD = Number(opt('spread', '1'));
+const NEW_PER_SECOND = Number(opt('new-per-second', '0'));
 const FILTER = 'udp and dst host 10.77.0.9';
 /** Both legs of every packet (in on rxv, forwarded out of sink0: a Docker host's uplink and bridge), or `--legs 1` for rxv only. */
 const IFACES = opt('legs', '2') === '1' ? ['rxv'] : ['rxv', 'sink0'];
@@ -59,7 +63,9 @@ if (process.getuid?.() !== 0) {
   process.exit(2);
 }
 
-const teardown = () => teardownNetns([TX, RX]);
+/** Beyond sink0: a namespace that takes the frames (sink1 has their destination MAC) and routes them out of an ifb, which consumes them. */
+const SINK = `jl-${BENCH_ID}-sink`;
+const teardown = () => teardownNetns([TX, RX, SINK]);
 function setup(dir) {
   createVethPair(TX, RX);
   // no IPv6: the links would carry router solicitations and MLD reports, counted by the link but not flooded frames
@@ -68,18 +74,31 @@ function setup(dir) {
     [RX, 'rxv'],
   ])
     for (const conf of ['all', 'default', dev]) nsx(ns, ['sysctl', '-qw', `net.ipv6.conf.${conf}.disable_ipv6=1`]);
-  sh('ip', ['-n', RX, 'link', 'add', 'sink0', 'type', 'veth', 'peer', 'name', 'sink1']);
+  // beyond sink0 the frames are taken, as a container takes what its bridge delivers: sink1 (in
+  // its own namespace) has their destination MAC and forwards them out of an ifb device, which
+  // consumes them. A black hole there (a peer that does not want the frames) made every frame a
+  // kernel drop as well, which journey's drop program (host-wide) then saw once a frame.
+  sh('ip', ['netns', 'add', SINK]);
+  sh('ip', ['-n', RX, 'link', 'add', 'sink0', 'type', 'veth', 'peer', 'name', 'sink1', 'netns', SINK]);
   sh('ip', ['-n', RX, 'addr', 'add', '10.78.0.1/24', 'dev', 'sink0']);
+  sh('ip', ['-n', SINK, 'link', 'set', 'sink1', 'address', '02:00:00:00:00:09']);
+  sh('ip', ['-n', SINK, 'addr', 'add', '10.78.0.2/24', 'dev', 'sink1']);
+  sh('ip', ['-n', SINK, 'link', 'add', 'sinkifb', 'type', 'ifb']);
   for (const [ns, dev] of [
     [TX, 'txv'],
     [RX, 'rxv'],
     [RX, 'sink0'],
-    [RX, 'sink1'],
+    [SINK, 'sink1'],
+    [SINK, 'sinkifb'],
     [TX, 'lo'],
     [RX, 'lo'],
   ])
     sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-  // rx forwards 10.77.0.9 out of a veth whose peer has no address (a black hole after the taps), tracking every flow
+  for (const conf of ['all', 'default']) nsx(SINK, ['sysctl', '-qw', `net.ipv6.conf.${conf}.disable_ipv6=1`]);
+  nsx(SINK, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  for (const conf of ['all', 'default', 'sink1']) nsx(SINK, ['sysctl', '-qw', `net.ipv4.conf.${conf}.rp_filter=0`]);
+  sh('ip', ['-n', SINK, 'route', 'add', '10.77.0.9/32', 'dev', 'sinkifb']);
+  // rx forwards 10.77.0.9 out of sink0 (after the taps), tracking every flow
   nsx(RX, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   sh('ip', ['-n', RX, 'route', 'add', '10.77.0.9/32', 'dev', 'sink0']);
   sh('ip', ['-n', RX, 'neigh', 'add', '10.77.0.9', 'lladdr', '02:00:00:00:00:09', 'dev', 'sink0', 'nud', 'permanent']);
@@ -110,7 +129,7 @@ const linkStats = () =>
 const PIN = !args.includes('--no-pin') && (await import('node:os')).cpus().length >= 2;
 const observerPin = PIN ? ['taskset', '-c', '1'] : [];
 const flood = (bin, rate) =>
-  floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, spread: SPREAD, ...(PIN ? { cpu: 0 } : {}) });
+  floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, spread: SPREAD, newPerSecond: NEW_PER_SECOND, ...(PIN ? { cpu: 0 } : {}) });
 
 /** `--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"` (or --perf-basic-prof): flags for journey's node, to profile the run. */
 const NODE_ARGS = (opt('node-args', '') ?? '').split(' ').filter(Boolean);
@@ -311,7 +330,7 @@ const ratio = results.tcpdump.maxZeroDrop > 0 ? +(results.journey.maxZeroDrop / 
 if (JSON_OUT) console.log(JSON.stringify({ ...results, ratio }));
 else {
   console.log(
-    `${FLOWS} flows${SPREAD > 1 ? ` interleaved (--spread ${SPREAD})` : ' in runs'}, ${IFACES.join(' + ')}, ${PIN ? 'sender on CPU 0, observer on CPU 1' : 'CPUs shared'}; load ${(
+    `${FLOWS} flows${SPREAD > 1 ? ` interleaved (--spread ${SPREAD})` : ' in runs'}${NEW_PER_SECOND > 0 ? `, ${NEW_PER_SECOND} new a second` : ''}, ${IFACES.join(' + ')}, ${PIN ? 'sender on CPU 0, observer on CPU 1' : 'CPUs shared'}; load ${(
       await import('node:os')
     )
       .loadavg()
