@@ -49,7 +49,20 @@ export function flood(bin, { netns, dst, port = 9, rate, seconds, flows = 1, spr
   return new Promise((resolve, reject) =>
     execFile(
       'nsenter',
-      [`--net=/var/run/netns/${netns}`, '--', ...pin, bin, dst, String(port), String(rate), String(seconds), '18', String(flows), String(spread), String(newPerSecond)],
+      [
+        `--net=/var/run/netns/${netns}`,
+        '--',
+        ...pin,
+        bin,
+        dst,
+        String(port),
+        String(rate),
+        String(seconds),
+        '18',
+        String(flows),
+        String(spread),
+        String(newPerSecond),
+      ],
       { encoding: 'utf8' },
       (err, out) => {
         if (err) return reject(err);

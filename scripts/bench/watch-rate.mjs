@@ -129,7 +129,16 @@ const linkStats = () =>
 const PIN = !args.includes('--no-pin') && (await import('node:os')).cpus().length >= 2;
 const observerPin = PIN ? ['taskset', '-c', '1'] : [];
 const flood = (bin, rate) =>
-  floodFrom(bin, { netns: TX, dst: '10.77.0.9', rate, seconds: SECONDS, flows: FLOWS, spread: SPREAD, newPerSecond: NEW_PER_SECOND, ...(PIN ? { cpu: 0 } : {}) });
+  floodFrom(bin, {
+    netns: TX,
+    dst: '10.77.0.9',
+    rate,
+    seconds: SECONDS,
+    flows: FLOWS,
+    spread: SPREAD,
+    newPerSecond: NEW_PER_SECOND,
+    ...(PIN ? { cpu: 0 } : {}),
+  });
 
 /** `--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"` (or --perf-basic-prof): flags for journey's node, to profile the run. */
 const NODE_ARGS = (opt('node-args', '') ?? '').split(' ').filter(Boolean);

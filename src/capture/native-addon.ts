@@ -50,6 +50,8 @@ export interface NativeBatch {
   count: number;
   /** Entries of the message (fewer than `count` when runs were folded). */
   entries: number;
+  /** Runs still held by the addon (folding): their packets were counted in `count` already, they come in a later message. */
+  open: number;
   bytes: number;
   /** pcap_stats after this drain (-1 when unavailable). */
   psRecv: number;
@@ -74,8 +76,8 @@ export interface CaptureAddon {
    */
   nextBatchSync(h: NativeHandle, maxFrames: number, maxBytes: number, waitMs: number, out?: Buffer, fd?: number): NativeBatch;
   /**
-   * The hot path of a worker: no result object. `info` (Float64Array(8), or 9) receives [count, length,
-   * written, psRecv, psDrop, psIfdrop, bytes, failed(, entries)]; returns the message only when it did not
+   * The hot path of a worker: no result object. `info` (Float64Array(8), up to 10) receives [count, length,
+   * written, psRecv, psDrop, psIfdrop, bytes, failed(, entries(, open runs))]; returns the message only when it did not
    * fit `out` (else null); the error text of a failed call is lastError(h).
    */
   nextBatchSync(
@@ -94,6 +96,8 @@ export interface CaptureAddon {
   setPipeSize(fd: number, bytes: number): number;
   stats(h: NativeHandle): { psRecv: number; psDrop: number; psIfdrop: number } | null;
   wake(h: NativeHandle): void;
+  /** Folding: the next call hands over every run it still holds (before the worker stops). */
+  foldFlush(h: NativeHandle): void;
   close(h: NativeHandle): void;
   libVersion(): string;
 }

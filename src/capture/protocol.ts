@@ -74,6 +74,20 @@ export function encodeBatch(n: number, times: Float64Array, lens: Uint32Array, w
   return msg;
 }
 
+/** The packets a whole BATCH or BATCH_FOLDED message stands for (0 for anything else). */
+export function packetsInBatch(msg: Uint8Array | null): number {
+  if (msg === null || msg.length < 13) return 0;
+  const dv = new DataView(msg.buffer, msg.byteOffset, msg.length);
+  const count = dv.getUint32(5, true);
+  if (msg[4] === MSG_BATCH) return count;
+  if (msg[4] !== MSG_BATCH_FOLDED || msg.length < 13 + 32 * count) return 0;
+  // the packets column: after times, firstUs, lengths and wire lengths
+  const at = 13 + 24 * count;
+  let n = 0;
+  for (let i = 0; i < count; i++) n += dv.getUint32(at + 4 * i, true);
+  return n;
+}
+
 /** Incremental decoder of the worker stream (parent side). */
 export class MessageReader {
   private chunks: Buffer[] = [];

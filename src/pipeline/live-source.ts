@@ -78,8 +78,8 @@ export class LiveSource implements PipelineSource {
       ...(o.promisc !== undefined ? { promisc: o.promisc } : {}),
       ...(o.backend !== undefined ? { backend: o.backend } : {}),
       // runs of one connection's packets reach the correlator as one entry, unless --write keeps
-      // every frame (or JOURNEY_CAPTURE_FOLD=off, to compare)
-      fold: o.write === undefined && process.env.JOURNEY_CAPTURE_FOLD !== 'off',
+      // every frame (or folding is turned off: `fold: false`, JOURNEY_CAPTURE_FOLD=off)
+      fold: o.fold !== false && o.write === undefined && process.env.JOURNEY_CAPTURE_FOLD !== 'off',
     });
     if (!ctx.docker && (o.interfaces ?? []).length === 0) {
       // no Engine API: bridges that appear later are found by their container veths

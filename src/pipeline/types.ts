@@ -39,6 +39,12 @@ export interface PipelineOptions {
   /** Keep what was captured in a pcapng file. */
   readonly write?: string;
   /**
+   * Live: let the capture fold runs of one connection's packets into one batch entry (the native
+   * backend; README "Choices"). Default true; off with `write` (every frame is kept) or
+   * JOURNEY_CAPTURE_FOLD=off.
+   */
+  readonly fold?: boolean;
+  /**
    * Live: the kernel's view through eBPF (src/native): drops with the kernel's reason (joined to
    * flows and to the rule that dropped them) and tuples at the netfilter hooks (the in-kernel NAT
    * proof, FlowInfo.hookTuples). Default true; what the kernel refuses is noticed.

@@ -98,7 +98,8 @@ describe('loss accounting per interface', () => {
   it('an overloaded pipeline, stopped: every frame the interface saw is shown or counted lost, with where', async () => {
     // read before the capture starts and after it stops: on the silent link nothing else is sent, so both cover the flood
     const before = seen();
-    const { p, evs } = await pipeline({ bufferSizeMiB: 1 });
+    // one tuple's frames in a row: folded, they would hardly load the main process
+    const { p, evs } = await pipeline({ bufferSizeMiB: 1, fold: false });
     // the main loop busy 80% of the time: the pipe from the worker backs up
     const busy = setInterval(() => {
       const until = Date.now() + 200;
@@ -128,6 +129,35 @@ describe('loss accounting per interface', () => {
     expect(lost, 'the overload lost frames (else it did not overload)').toBeGreaterThan(0);
     // and it was said
     expect(evs.some((e) => e.type === 'notice' && e.message.startsWith(`${BR}: `) && /lost: /.test(e.message))).toBe(true);
+  }, 120_000);
+
+  it('folded (2,000 interleaved tuples, the packets of a tuple folded across batches), loaded, stopped: every frame is shown or counted lost, none left in a run', async () => {
+    const before = seen();
+    const { p } = await pipeline({ bufferSizeMiB: 1 });
+    const busy = setInterval(() => {
+      const until = Date.now() + 200;
+      while (Date.now() < until) {
+        // busy: the pipeline cannot read its pipe meanwhile
+      }
+    }, 250);
+    // each packet to another tuple, 4,000 new tuples a second
+    const out = inNs(TX, [flood, '10.77.0.2', '9', '120000', '6', '18', '2000', '32', '4000']);
+    clearInterval(busy);
+    await sleep(1500);
+    await p.stop();
+    const after = seen();
+    const l = p.stats().loss.find((x) => x.iface === BR);
+    expect(l, 'the bridge has a ledger').toBeDefined();
+    const ledger = l!;
+    const notShown = ledger.notShown.nonIp + ledger.notShown.undecodable + ledger.notShown.copies + ledger.notShown.linkControl;
+    console.log(
+      `folded: sent ${out.trim()}; the bridge saw ${after - before}; shown ${ledger.shown}, not flows ${notShown}, lost: kernel ring ${ledger.lost.kernelRing}, ` +
+        `pipe ${ledger.lost.pipe}, hold queue ${ledger.lost.holdQueue}; pending ${ledger.pending}`,
+    );
+    expect(ledger.pending).toBe(0);
+    expect(ledger.captured).toBe(ledger.shown + notShown + ledger.lost.pipe + ledger.lost.holdQueue);
+    expect(ledger.captured + ledger.lost.kernelRing).toBe(after - before);
+    expect(ledger.shown).toBeGreaterThan(0);
   }, 120_000);
 
   it('a bridge deleted and re-created: both are said, and its totals continue', async () => {

@@ -33,52 +33,41 @@ static int grow(cap_t *c, uint32_t frames, size_t bytes) {
   return 1;
 }
 
-/* the run's entry takes this packet's place: its bytes and time, one packet more */
-static void fold_into_run(cap_t *c, const struct pcap_pkthdr *h, const u_char *bytes, double t, uint8_t flags) {
-  uint32_t i = (uint32_t)c->run;
-  size_t start = c->used - c->lens[i];
-  memcpy(c->data + start, bytes, h->caplen);
-  c->used = start + h->caplen;
-  c->lens[i] = h->caplen;
+/* One entry at the end of the batch (its columns and its frame's bytes); 0 when out of memory. */
+int jc_append(cap_t *c, const u_char *bytes, uint32_t caplen, double t, double first, uint32_t wire, uint32_t pkts, uint32_t aux) {
+  if (c->count >= c->frames_cap || c->used + caplen > c->data_cap) {
+    if (c->oom || !grow(c, c->count + 1, c->used + caplen)) {
+      c->oom = 1;
+      return 0;
+    }
+  }
+  uint32_t i = c->count++;
+  memcpy(c->data + c->used, bytes, caplen);
   c->times[i] = t;
-  c->wires[i] += h->len;
-  c->pkts[i]++;
-  c->aux[i] |= flags;
+  c->lens[i] = caplen;
+  c->wires[i] = wire;
+  c->first[i] = first;
+  c->pkts[i] = pkts;
+  c->aux[i] = aux;
+  c->used += caplen;
+  c->run = -1;
+  return 1;
 }
 
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes) {
   cap_t *c = (cap_t *)user;
-  uint32_t caplen = h->caplen;
-  if (c->count >= c->frames_cap || c->used + caplen > c->data_cap) {
-    if (c->oom || !grow(c, c->count + 1, c->used + caplen)) {
-      c->oom = 1;
+  double t = (double)h->ts.tv_sec * 1e6 + (double)h->ts.tv_usec;
+  uint32_t aux = 0;
+  int head = 0;
+  c->frames++;
+  if (!(c->fold && jc_fold_packet(c, bytes, h->caplen, h->len, t, &aux, &head))) {
+    if (c->oom || !jc_append(c, bytes, h->caplen, t, t, h->len, 1, aux)) {
       pcap_breakloop(c->p);
       return;
     }
+    if (head) c->run = (int32_t)(c->count - 1);
   }
-  double t = (double)h->ts.tv_sec * 1e6 + (double)h->ts.tv_usec;
-  jc_pkt_t k;
-  int vouched = 0, foldable = 0;
-  if (c->fold && jc_fold_parse(c->dlt, bytes, caplen, &k)) {
-    vouched = jc_fold_vouch(c, &k, t);
-    foldable = vouched && jc_fold_may(&k);
-  }
-  c->frames++;
-  if (foldable && jc_fold_joins(c, &k, t, h->len)) {
-    fold_into_run(c, h, bytes, t, k.flags);
-  } else {
-    uint32_t i = c->count++;
-    memcpy(c->data + c->used, bytes, caplen);
-    c->times[i] = t;
-    c->lens[i] = caplen;
-    c->wires[i] = h->len;
-    c->first[i] = t;
-    c->pkts[i] = 1;
-    c->aux[i] = vouched ? (FOLD_VOUCHED | k.flags) : 0;
-    c->used += caplen;
-    c->run = foldable ? (int32_t)i : -1;
-    if (foldable) c->run_key = k;
-  }
+  if (c->oom) pcap_breakloop(c->p);
   /* a full batch: stop after this ring block's chunk (frames already taken are kept) */
   if (c->used >= c->max_bytes || c->frames >= FOLD_MAX_FRAMES * c->max_frames) pcap_breakloop(c->p);
 }
@@ -87,6 +76,13 @@ static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* the packets' clock (libpcap stamps them with the wall clock), µs */
+static double wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)(ts.tv_nsec / 1000);
 }
 
 static void work_execute(napi_env env, void *data) {
@@ -120,17 +116,23 @@ static void work_execute(napi_env env, void *data) {
     if (r == PCAP_ERROR_BREAK || c->count >= c->max_frames || c->used >= c->max_bytes || c->frames >= FOLD_MAX_FRAMES * c->max_frames)
       break; /* full */
     if (c->offline && r > 0) continue; /* keep reading the file until full or its end */
-    if (c->offline) break;       /* a file: what it had (0 = end of file) */
+    if (c->offline) {            /* a file: what it had (0 = end of file: its open runs too) */
+      if (r == 0 && c->fold) c->fold_flush = 1;
+      break;
+    }
     if (r > 0) continue;         /* more may be ready */
     if (c->count > 0) break;     /* the ring is drained: hand over what we have */
     int64_t left = deadline - now_ms();
     if (left <= 0) break;
+    /* open runs: wake up in time to hand them over */
+    if (c->fold_open > 0 && left > FOLD_POLL_MS) left = FOLD_POLL_MS;
     struct pollfd pf[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = c->wakefd, .events = POLLIN}};
     int n = poll(pf, 2, (int)left);
     if (n < 0 && errno != EINTR) {
       snprintf(c->err, sizeof c->err, "poll: %s", strerror(errno));
       break;
     }
+    if (n == 0 && c->fold_open > 0) break; /* time to look at the open runs */
     if (n > 0 && (pf[1].revents & POLLIN)) {
       uint64_t v;
       if (read(c->wakefd, &v, sizeof v) < 0) { /* already reset */
@@ -138,6 +140,11 @@ static void work_execute(napi_env env, void *data) {
       break; /* woken: return now (stop, close) */
     }
     /* POLLIN: a block retired; POLLERR/POLLHUP: the next dispatch reports the error */
+  }
+  if (c->fold && !c->oom) {
+    int all = c->fold_flush;
+    jc_fold_expire(c, c->offline ? c->fold_now : wall_us(), all);
+    if (all && c->fold_open == 0) c->fold_flush = 0;
   }
   if (c->p && !c->offline && pcap_stats(c->p, &c->st) == 0) c->have_stats = 1;
 }
@@ -211,6 +218,7 @@ static napi_value make_result(napi_env env, cap_t *c, double *info, size_t info_
     info[6] = (double)c->used;
     info[7] = c->err[0] ? 1 : 0;
     if (info_len >= 9) info[8] = c->count;
+    if (info_len >= 10) info[9] = c->fold_open;
     res = buf;
   } else {
     napi_create_object(env, &res);
@@ -219,6 +227,7 @@ static napi_value make_result(napi_env env, cap_t *c, double *info, size_t info_
     jc_set_num(env, res, "written", (double)written);
     jc_set_num(env, res, "count", c->frames);
     jc_set_num(env, res, "entries", c->count);
+    jc_set_num(env, res, "open", c->fold_open);
     jc_set_num(env, res, "bytes", (double)c->used);
     jc_set_num(env, res, "psRecv", c->have_stats ? (double)c->st.ps_recv : -1.0);
     jc_set_num(env, res, "psDrop", c->have_stats ? (double)c->st.ps_drop : -1.0);

@@ -34,6 +34,7 @@ static void cap_finalize(napi_env env, void *data, void *hint) {
   free(c->pkts);
   free(c->aux);
   free(c->fold_tab);
+  free(c->fold_fifo);
   free(c->data);
   free(c);
 }

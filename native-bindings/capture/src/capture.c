@@ -11,7 +11,8 @@
  *   f64 timesUs[count], u32 capLens[count], u32 wireLens[count], frames back to back
  *
  * With `fold` (open's option), runs of one IPv4 TCP/UDP tuple's packets are folded into one entry
- * (capture-fold.c) and the message carries three more columns, in this order:
+ * (capture-fold.c: a run may be held across calls, up to 50 ms) and the message carries three
+ * more columns, in this order:
  *
  *   f64 timesUs[count], f64 firstUs[count], u32 capLens[count], u32 wireLens[count],
  *   u32 packets[count], u32 aux[count] (TCP flags seen | 0x100 when the entry's packets are vouched
@@ -30,16 +31,19 @@
  *       -> {handle, linkType, linkName, warning}
  *   openOffline(path, {filter, msgType, fold}) -> the same, reading a pcap/pcapng file (tests)
  *   nextBatch(handle, maxFrames, maxBytes, waitMs[, out: Buffer])
- *       -> Promise<{data: Buffer|null, length, count, entries, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
- *       (count: packets taken from libpcap; entries: the message's entries, fewer when folded)
+ *       -> Promise<{data: Buffer|null, length, count, entries, open, bytes, psRecv, psDrop, psIfdrop, error: string|null}>
+ *       (count: packets taken from libpcap; entries: the message's entries, fewer when folded;
+ *       open: runs still held, their packets counted in an earlier `count`)
  *       With `out`, the message is written into it (data null, `length` bytes) when it fits, so a
  *       caller recycling a few buffers allocates nothing per batch; else `data` is a new Buffer.
  *   nextBatchSync(...same[, fd]) -> the same object, on the calling thread (blocks it <= waitMs);
  *       with `out` and `fd`, the message is also written to fd (non-blocking) and `written` says
  *       how much went (the caller queues the rest)
- *   nextBatchSync(h, maxFrames, maxBytes, waitMs, out, fd, info: Float64Array(8 or 9)) -> Buffer|null:
+ *   nextBatchSync(h, maxFrames, maxBytes, waitMs, out, fd, info: Float64Array(8 to 10)) -> Buffer|null:
  *       the hot path: no result object; info = [count, length, written, psRecv, psDrop, psIfdrop,
- *       bytes, failed(, entries)]; the Buffer only when the message did not fit `out`; lastError(h) the text
+ *       bytes, failed(, entries(, open runs))]; the Buffer only when the message did not fit `out`;
+ *       lastError(h) the text
+ *   foldFlush(handle): the next call hands every open run over (before a worker stops)
  *   setPipeSize(fd, bytes) -> new capacity or -errno (F_SETPIPE_SZ, or SO_SNDBUF on a socketpair)
  *   lastError(handle) -> the last call's error text or null
  *   socketPair() -> [parentFd, childFd] (close-on-exec): the worker pipe, read into one buffer
@@ -84,6 +88,18 @@ static napi_value js_wake(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   cap_t *c = argc ? jc_get_cap(env, argv[0]) : NULL;
   if (!c) return jc_throw_code(env, "EINVAL", "wake: not a capture handle");
+  if (!c->closed) wake(c);
+  return NULL;
+}
+
+/* foldFlush(h): the next call hands every open run over (a worker about to stop) */
+static napi_value js_fold_flush(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  cap_t *c = argc ? jc_get_cap(env, argv[0]) : NULL;
+  if (!c) return jc_throw_code(env, "EINVAL", "foldFlush: not a capture handle");
+  c->fold_flush = 1;
   if (!c->closed) wake(c);
   return NULL;
 }
@@ -172,6 +188,7 @@ NAPI_MODULE_INIT() {
       {"nextBatchSync", NULL, jc_next_batch_sync, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"wake", NULL, js_wake, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"foldFlush", NULL, js_fold_flush, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setPipeSize", NULL, js_set_pipe_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketPair", NULL, js_socket_pair, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #define HDR_BYTES 13 /* u32 length + u8 type + u32 count + u32 dataLen */
+#define FOLD_POLL_MS 10 /* with runs open, a call waits at most this long for the ring */
 #define FOLD_MAX_FRAMES 16 /* a batch takes at most this many packets per entry it may hold */
 #define FOLD_VOUCHED 0x100 /* aux column: the entry's packets are not copies (capture-fold.c) */
 
@@ -47,7 +48,12 @@ typedef struct {
   int offline; /* a savefile (openOffline): end of file ends a call, no waiting */
   int dlt;     /* pcap_datalink */
   int fold;    /* fold runs of one tuple's packets (capture-fold.c) */
-  void *fold_tab;
+  void *fold_tab;  /* per tuple: copy-check fields and its open run */
+  void *fold_fifo; /* open runs in the order they were opened */
+  uint32_t fifo_head, fifo_len;
+  uint32_t fold_open;    /* runs not handed over yet */
+  double fold_now;       /* the latest packet's time (a file's clock) */
+  volatile int fold_flush; /* hand every open run over at the end of the next call (stop) */
 
   /* scratch columns, reused */
   double *times;
@@ -106,11 +112,11 @@ napi_value jc_open_offline(napi_env env, napi_callback_info info);
 /* capture-fold.c */
 int jc_fold_init(cap_t *c);
 int jc_fold_parse(int dlt, const u_char *b, uint32_t caplen, jc_pkt_t *k);
-int jc_fold_vouch(cap_t *c, const jc_pkt_t *k, double t);
-int jc_fold_joins(const cap_t *c, const jc_pkt_t *k, double t, uint32_t wire);
-int jc_fold_may(const jc_pkt_t *k);
+int jc_fold_packet(cap_t *c, const u_char *bytes, uint32_t caplen, uint32_t wire, double t, uint32_t *aux, int *run_head);
+void jc_fold_expire(cap_t *c, double now_us, int all);
 
 /* capture-batch.c */
+int jc_append(cap_t *c, const u_char *bytes, uint32_t caplen, double t, double first, uint32_t wire, uint32_t pkts, uint32_t aux);
 napi_value jc_next_batch(napi_env env, napi_callback_info info);
 napi_value jc_next_batch_sync(napi_env env, napi_callback_info info);
 

@@ -6,7 +6,7 @@
  * addon is not built, does not load or is turned off (JOURNEY_CAPTURE_NATIVE=off).
  */
 import { loadCaptureAddon } from '../native-addon.js';
-import { MSG_BATCH, MSG_BATCH_FOLDED } from '../protocol.js';
+import { MSG_BATCH, MSG_BATCH_FOLDED, packetsInBatch } from '../protocol.js';
 import type { CaptureBackendDef, KernelCounts, RunControl, WorkerConfig, WorkerSink } from './shape.js';
 
 /** No message buffer: nextBatchSync then returns the batch as a Buffer of its own. */
@@ -55,10 +55,11 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
         // in one write, without waiting for the reader
         addon.setPipeSize(3, 1 << 20);
         // message buffers, reused once the pipe has taken them: no allocation (and no fresh pages) per batch
-        const size = 13 + 16 * maxFrames + cfg.batchBytes + 65536;
+        // (folded: 32 bytes of columns an entry, and the runs handed over at the end of a call)
+        const size = 13 + 32 * maxFrames + cfg.batchBytes + 65536 + (cfg.fold ? 1 << 18 : 0);
         const free: Buffer[] = [];
         const take = (): Buffer => free.pop() ?? Buffer.allocUnsafeSlow(size);
-        const info = new Float64Array(9);
+        const info = new Float64Array(10);
         const give = (b: Buffer): void => {
           if (free.length < 4) free.push(b);
         };
@@ -75,6 +76,7 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
           const buf = direct ? take() : null;
           let count: number;
           let entries: number;
+          let open: number;
           let length: number;
           let written: number;
           let data: Buffer | null;
@@ -91,6 +93,7 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
               : addon.nextBatchSync(h, maxFrames, cfg.batchBytes, 0, NO_OUT, null, info);
             count = info[0] as number;
             entries = info[8] as number;
+            open = info[9] as number;
             length = info[1] as number;
             written = info[2] as number;
             if ((info[3] as number) >= 0) last = { psRecv: info[3] as number, drop: info[4] as number, ifdrop: info[5] as number };
@@ -100,9 +103,11 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
             return;
           }
           let kept = false;
-          if (count > 0) {
-            sink.counters.received += count;
-            if (!direct && out.writableLength > cfg.maxQueueBytes) sink.counters.ownDropped += count;
+          // packets taken from the ring (count) and the message's entries differ when folding: a
+          // call may take packets into runs and send nothing, or send runs and take nothing
+          sink.counters.received += count;
+          if (entries > 0) {
+            if (!direct && out.writableLength > cfg.maxQueueBytes) sink.counters.ownDropped += packetsInBatch(data);
             else {
               sink.counters.batches++;
               // already a BATCH message (protocol.ts): passed through as is
@@ -120,6 +125,12 @@ export const nativeBackend: CaptureBackendDef<'native'> = {
             return;
           }
           if (ctl.stopping() && Date.now() >= ctl.stopAt() && entries < maxFrames) {
+            if (open > 0) {
+              // runs the addon still holds: the next call hands them over, then the worker stops
+              addon.foldFlush(h);
+              setImmediate(step);
+              return;
+            }
             ctl.finish();
             return;
           }
