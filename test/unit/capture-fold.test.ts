@@ -149,7 +149,9 @@ describe('folding runs in the capture addon', () => {
       [tcpA(4, 0x11), 90], // FIN|ACK: alone, vouched (the run goes before it)
       [tcpA(5, 0x10), 100], // a run again
       [udp(8, { fragment: true }), 110], // a fragment: every open run goes before it, in the order they opened
-      [udp(4), 2_000], // the frame of id 4 again, 2 ms later: not a copy (a retransmission), vouched: a run, handed over at the end of the file
+      [udp(4), 2_000], // the frame of id 4 again, 2 ms later: not a copy (a retransmission), vouched: a run
+      [udp(9), 1_003_000], // the tuple quiet for a second: alone, not vouched (a new connection may reuse the tuple)
+      [udp(10), 1_003_010], // a run again, handed over at the end of the file
     ];
     const path = pcapFile(
       'designed.pcap',
@@ -182,6 +184,8 @@ describe('folding runs in the capture addon', () => {
       [1, 100, 100, t, 'vouched', 0x10],
       [1, 110, 110, u, '-', 0],
       [1, 2000, 2000, u, 'vouched', 0],
+      [1, 1_003_000, 1_003_000, u, '-', 0],
+      [1, 1_003_010, 1_003_010, u, 'vouched', 0],
     ]);
     // a run's frame is its latest packet's, byte for byte
     const at = (i: number): string => Buffer.from(b.data.subarray(b.offsets[i], (b.offsets[i] as number) + (b.lengths[i] as number))).toString('hex');
@@ -244,7 +248,7 @@ describe('folding runs in the capture addon', () => {
     const step = fc.record({
       tuple: fc.integer({ min: 0, max: tuples.length - 1 }),
       run: fc.integer({ min: 1, max: 5 }),
-      gapUs: fc.oneof(fc.integer({ min: 1, max: 3000 }), fc.constant(60_000)),
+      gapUs: fc.oneof(fc.integer({ min: 1, max: 3000 }), fc.constant(60_000), fc.constant(1_200_000)),
       copy: fc.constantFrom('none', 'none', 'none', 'soon', 'late'),
       flags: fc.constantFrom(0x10, 0x10, 0x18, 0x02, 0x11, 0x04),
       fragment: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),

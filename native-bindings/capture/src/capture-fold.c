@@ -31,6 +31,7 @@
 #define FOLD_SLOTS 8192 /* a power of two */
 #define FOLD_SNAP 160 /* a packet kept in a run across batches is at most this long */
 #define FOLD_WINDOW_US 50000.0 /* a run is handed over this long after its first packet */
+#define FOLD_IDLE_US 1000000.0 /* a tuple quiet this long: its next packet goes alone (it may open a new connection) */
 #define TCP_OPEN_CLOSE 0x07 /* FIN SYN RST */
 
 typedef struct {
@@ -148,10 +149,14 @@ static int emit_run(cap_t *c, fold_slot_t *s) {
 /*
  * Whether `k` at time `t` is vouched (its tuple is in the table and it is not a possible copy of
  * the tuple's latest packet there), updating the table as a leg is updated: a possible copy
- * changes nothing; another packet becomes the tuple's latest when it is not older.
+ * changes nothing; another packet becomes the tuple's latest when it is not older. The first
+ * packet after the tuple was quiet for FOLD_IDLE_US is not vouched: it goes alone, at once, as
+ * the first packet of a connection that reuses the tuple would (its flow.start never waits for a
+ * run to be handed over).
  */
 static int vouch(fold_slot_t *s, const jc_pkt_t *k, double t) {
   int same = same_tuple(s, k);
+  if (same && t - s->t >= FOLD_IDLE_US) same = 0;
   if (same) {
     double dt = t - s->t;
     int copy = s->len == k->len && s->id == k->id && s->ttl == k->ttl && s->ipsum == k->ipsum && s->l4sum == k->l4sum &&
