@@ -60,8 +60,8 @@ export interface CaptureOptions {
   readonly write?: string;
   /**
    * Fold runs of one IPv4 TCP/UDP connection's packets into one batch entry (the native backend:
-   * native-bindings/capture/src/capture-fold.c): a FrameBatch then carries `packets`, `firstUs`
-   * and `aux` per entry. Off by default (a consumer gets every frame); never with `write`.
+   * native-bindings/capture/src/capture-fold.c): a FrameBatch then carries `folds` (`packets`, `firstUs`
+   * and `aux` per entry). Off by default (a consumer gets every frame); never with `write`.
    */
   readonly fold?: boolean;
 }

@@ -8,7 +8,7 @@
  * - BATCH_FOLDED (the native backend with `fold`): u32 count, u32 dataLen, f64 timesUs[count],
  *   f64 firstUs[count], u32 lengths[count], u32 wireLengths[count], u32 packets[count],
  *   u32 aux[count], then the frames: an entry is a run of `packets` packets of one connection,
- *   its frame and time the latest's, its wire length their sum (FrameBatch's `packets`).
+ *   its frame and time the latest's, its wire length their sum (FrameBatch `folds`).
  */
 import type { FrameBatch } from '../model/observation.js';
 
