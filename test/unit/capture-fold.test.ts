@@ -24,6 +24,7 @@ import { FOLD_VOUCHED, type FrameBatch } from '../../src/model/observation.js';
 import type { Tuple } from '../../src/model/tuple.js';
 import { intakeBatch } from '../../src/pipeline/frame-intake.js';
 import { LossLedger } from '../../src/pipeline/loss-ledger.js';
+import { pcapBytes } from './pcap-bytes.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'journey-fold-'));
 const T0 = 1_795_407_381_000_000;
@@ -72,23 +73,8 @@ function frame(p: Pkt): Buffer {
 }
 
 function pcapFile(name: string, frames: { f: Buffer; us: number }[]): string {
-  const h = Buffer.alloc(24);
-  h.writeUInt32LE(0xa1b2c3d4, 0);
-  h.writeUInt16LE(2, 4);
-  h.writeUInt16LE(4, 6);
-  h.writeUInt32LE(262144, 16);
-  h.writeUInt32LE(1, 20);
-  const rs = [h];
-  for (const { f, us } of frames) {
-    const r = Buffer.alloc(16);
-    r.writeUInt32LE(Math.floor(us / 1e6), 0);
-    r.writeUInt32LE(us % 1e6, 4);
-    r.writeUInt32LE(f.length, 8);
-    r.writeUInt32LE(f.length, 12);
-    rs.push(r, f);
-  }
   const path = join(tmp, name);
-  writeFileSync(path, Buffer.concat(rs));
+  writeFileSync(path, pcapBytes(frames.map(({ f, us }) => [us, f] as const)));
   return path;
 }
 

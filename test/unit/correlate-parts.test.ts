@@ -17,6 +17,7 @@ import type { Explanation } from '../../src/model/explanation.js';
 import type { FrameBatch, Observation } from '../../src/model/observation.js';
 import type { Tuple } from '../../src/model/tuple.js';
 import { startPipeline } from '../../src/pipeline/pipeline.js';
+import { pcapBytes } from './pcap-bytes.js';
 
 const T0 = 1_700_000_000_000;
 const udp = (src: string, sport: number, dst: string, dport: number): Tuple => ({ family: 4, proto: 'udp', protoNum: 17, src, dst, sport, dport });
@@ -57,26 +58,6 @@ function udpFrame(payload: Buffer, id = 0): Buffer {
   u.writeUInt16BE(~s2 & 0xffff || 0xffff, 6);
   const eth = Buffer.from('020000000002020000000001' + '0800', 'hex');
   return Buffer.concat([eth, ip, u, payload]);
-}
-
-/** A classic pcap file of (timeUs, frame) records, in the order given. */
-function pcap(records: [number, Buffer][]): Buffer {
-  const head = Buffer.alloc(24);
-  head.writeUInt32LE(0xa1b2c3d4, 0);
-  head.writeUInt16LE(2, 4);
-  head.writeUInt16LE(4, 6);
-  head.writeUInt32LE(262144, 16);
-  head.writeUInt32LE(1, 20);
-  const parts = [head];
-  for (const [t, f] of records) {
-    const r = Buffer.alloc(16);
-    r.writeUInt32LE(Math.floor(t / 1e6), 0);
-    r.writeUInt32LE(t % 1e6, 4);
-    r.writeUInt32LE(f.length, 8);
-    r.writeUInt32LE(f.length, 12);
-    parts.push(r, f);
-  }
-  return Buffer.concat(parts);
 }
 
 function observe(frame: Buffer): Observation {
@@ -298,7 +279,7 @@ describe('a replay counts what is on the wire', () => {
         [t + 2_000_000, udpFrame(Buffer.from('BFD 0000000000000'))], // equal, a second later
         [t + 1_999_900, udpFrame(Buffer.from('BFD 0000000000000'))], // equal, 100 µs EARLIER (out of order)
       ];
-      writeFileSync(join(d, 'eth0.pcap'), pcap(recs));
+      writeFileSync(join(d, 'eth0.pcap'), pcapBytes(recs));
       const p = await startPipeline({ read: [join(d, 'eth0.pcap')], dockerHost: false, explain: false, kernel: false });
       const evs: JourneyEvent[] = [];
       p.on('event', (e) => evs.push(e));

@@ -54,6 +54,14 @@
 
 /* ---------------------------------------------------------------- stats, wake, close */
 
+/* the handle a call was given as its one argument (NULL when it is not one) */
+static cap_t *only_handle(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return NULL;
+  return jc_get_cap(env, argv[0]);
+}
+
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], out;
@@ -83,10 +91,7 @@ static void wake(cap_t *c) {
 }
 
 static napi_value js_wake(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  cap_t *c = argc ? jc_get_cap(env, argv[0]) : NULL;
+  cap_t *c = only_handle(env, info);
   if (!c) return jc_throw_code(env, "EINVAL", "wake: not a capture handle");
   if (!c->closed) wake(c);
   return NULL;
@@ -94,10 +99,7 @@ static napi_value js_wake(napi_env env, napi_callback_info info) {
 
 /* foldFlush(h): the next call hands every open run over (a worker about to stop) */
 static napi_value js_fold_flush(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  cap_t *c = argc ? jc_get_cap(env, argv[0]) : NULL;
+  cap_t *c = only_handle(env, info);
   if (!c) return jc_throw_code(env, "EINVAL", "foldFlush: not a capture handle");
   c->fold_flush = 1;
   if (!c->closed) wake(c);
@@ -105,10 +107,7 @@ static napi_value js_fold_flush(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  cap_t *c = argc ? jc_get_cap(env, argv[0]) : NULL;
+  cap_t *c = only_handle(env, info);
   if (!c) return jc_throw_code(env, "EINVAL", "close: not a capture handle");
   if (c->closed) return NULL;
   if (c->busy) {
