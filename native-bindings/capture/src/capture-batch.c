@@ -3,23 +3,24 @@
  * into one entry when the handle folds (capture-fold.c). */
 #include "capture.h"
 
+/* one column to n elements (kept as it was when realloc fails) */
+static int grow_col(void **col, uint32_t n, size_t elem) {
+  void *p = realloc(*col, (size_t)n * elem);
+  if (p) *col = p;
+  return p != NULL;
+}
+
 static int grow(cap_t *c, uint32_t frames, size_t bytes) {
   if (frames > c->frames_cap) {
     uint32_t n = c->frames_cap ? c->frames_cap : 1024;
     while (n < frames) n *= 2;
-    double *t = realloc(c->times, n * sizeof *t);
-    if (t) c->times = t;
-    uint32_t *l = realloc(c->lens, n * sizeof *l);
-    if (l) c->lens = l;
-    uint32_t *w = realloc(c->wires, n * sizeof *w);
-    if (w) c->wires = w;
-    double *f = realloc(c->first, n * sizeof *f);
-    if (f) c->first = f;
-    uint32_t *k = realloc(c->pkts, n * sizeof *k);
-    if (k) c->pkts = k;
-    uint32_t *a = realloc(c->aux, n * sizeof *a);
-    if (a) c->aux = a;
-    if (!t || !l || !w || !f || !k || !a) return 0;
+    int ok = grow_col((void **)&c->times, n, sizeof *c->times);
+    ok &= grow_col((void **)&c->lens, n, sizeof *c->lens);
+    ok &= grow_col((void **)&c->wires, n, sizeof *c->wires);
+    ok &= grow_col((void **)&c->first, n, sizeof *c->first);
+    ok &= grow_col((void **)&c->pkts, n, sizeof *c->pkts);
+    ok &= grow_col((void **)&c->aux, n, sizeof *c->aux);
+    if (!ok) return 0;
     c->frames_cap = n;
   }
   if (bytes > c->data_cap) {
