@@ -3,7 +3,7 @@
  * Native-binding benchmark: what the eBPF programs cost the forwarding path, and how many kernel
  * events per second reach JavaScript — each against a reference measured in the same run.
  *
- *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 5] [--modes off,empty,once] [--sink forward|drop] [--bpf-stats] [--prefix d] [--json]
+ *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 5] [--modes off,empty,once,once-nat] [--sink forward|drop] [--bpf-stats] [--prefix d] [--json]
  *
  * Three throwaway namespaces: jl-<prefix>-bench-tx (10.77.1.1) -> jl-<prefix>-bench-fw (router: DNAT
  * 10.77.1.2:9 -> 10.77.3.9:9 in PREROUTING, MASQUERADE out, like a published port) -> jl-<prefix>-bench-rx.
@@ -18,14 +18,18 @@
  *   - off:      nothing attached (the reference);
  *   - empty:    a program that does nothing (scripts/bench/nf-empty.c) linked at the same hook
  *               points: what the kernel charges for a netfilter BPF link at all;
- *   - filtered: drops + the 16 netfilter hook programs attached in fw, user filter matching nothing
+ *   - filtered: drops + the netfilter hook programs attached in fw, user filter matching nothing
  *               (the programs run on every packet, nothing reaches user space);
  *   - hooks:    "once" without the drop program (the receiver's drops, one per packet here, cost
  *               nothing then): the netfilter programs' share alone (not in the default modes);
  *   - once:     no filter, the default reporting (a connection once per hook point and direction,
  *               again when its conntrack status changes: decided in the kernel);
- *   - all:      no filter, everyPacket: every packet yields 5 hook events, all delivered to JS
- *               (events/s delivered, and events the ring buffer had no room for, counted).
+ *   - all:      no filter, everyPacket: every packet yields a hook event at each point it
+ *               passes, all delivered to JS (events/s delivered, and events the ring buffer had no
+ *               room for, counted);
+ *   - empty-nat, once-nat: empty and once with the 'nat' hook plan (both sides of each NAT and
+ *               after the forward filter: 5 links a forwarded packet) instead of journey's default
+ *               'after-nat' (2 links: prerouting -99, postrouting 101), which the other modes use.
  * Modes alternate within each round (the order reversed every other round); each mode's ratio is
  * taken to the "off" of its own round and the median over rounds is reported, with the load
  * average. --bpf-stats turns kernel.bpf_stats_enabled on for the run (restored after) and reports
@@ -48,8 +52,8 @@ const opt = (name, def) => {
 };
 const SECONDS = Math.min(10, Math.max(1, Number(opt('seconds', '3'))));
 const ROUNDS = Math.min(15, Math.max(1, Number(opt('rounds', '5'))));
-const MODE_NAMES = ['off', 'empty', 'filtered', 'hooks', 'once', 'all'];
-const MODES = opt('modes', MODE_NAMES.filter((m) => m !== 'hooks').join(',')).split(',');
+const MODE_NAMES = ['off', 'empty', 'empty-nat', 'filtered', 'hooks', 'once', 'once-nat', 'all'];
+const MODES = opt('modes', 'off,empty,filtered,once,all').split(',');
 for (const m of MODES) if (!MODE_NAMES.includes(m)) throw new Error(`unknown mode ${m} (${MODE_NAMES.join(', ')})`);
 if (!MODES.includes('off')) MODES.unshift('off');
 const BPF_STATS = args.includes('--bpf-stats');
@@ -64,7 +68,9 @@ if (process.getuid?.() !== 0) {
   log('needs root (network namespaces, eBPF)');
   process.exit(2);
 }
-const { openKernelEvents, nativeAvailability, natHookPlan } = await import(join(root, 'dist/src/native/index.js'));
+const { openKernelEvents, nativeAvailability, hookPlan } = await import(join(root, 'dist/src/native/index.js'));
+/** The hook plan of a mode: the "-nat" modes use the 'nat' plan, the others journey's default. */
+const planOf = (mode) => (mode.endsWith('-nat') ? 'nat' : 'after-nat');
 const avail = nativeAvailability();
 if (!avail.available) {
   log(`native addon unavailable: ${avail.reason}`);
@@ -157,10 +163,10 @@ function newProgIds(before) {
 }
 
 /** The do-nothing program linked at the journey's hook points in fw, until the returned stop(). */
-function linkEmpty(bin) {
+function linkEmpty(bin, plan) {
   const pf = { 4: 2, 6: 10 };
   const hook = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 };
-  const points = natHookPlan().map((p) => `${pf[p.family]}:${hook[p.hook]}:${p.priority}`);
+  const points = hookPlan(plan).map((p) => `${pf[p.family]}:${hook[p.hook]}:${p.priority}`);
   const p = spawn('ip', ['netns', 'exec', NS.fw, bin, ...points], { stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   p.stderr.on('data', (b) => (err += b));
@@ -198,13 +204,14 @@ async function measure(bins, mode) {
   let stopEmpty = null;
   let delivered = 0;
   const progsBefore = BPF_STATS ? progStats() : null;
-  if (mode === 'empty') stopEmpty = await linkEmpty(bins.empty);
+  if (mode.startsWith('empty')) stopEmpty = await linkEmpty(bins.empty, planOf(mode));
   else if (mode !== 'off') {
     const filter = mode === 'filtered' ? { proto: 'tcp', port: 1 } : undefined;
     k = await openKernelEvents({
       netns: NS.fw,
       ...(filter ? { filter } : {}),
       everyPacket: mode === 'all',
+      hooks: planOf(mode),
       drops: mode !== 'hooks',
     });
     if (k.lost.length) throw new Error(`eBPF refused: ${k.lost.join('; ')}`);
@@ -321,6 +328,8 @@ const summary = {
 };
 const LABEL = {
   empty: 'empty programs (kernel cost)',
+  'empty-nat': "empty programs, 'nat' plan",
+  'once-nat': "programs, once, 'nat' plan",
   filtered: 'programs, filtered out',
   hooks: 'hook programs only, once',
   once: 'programs, once per point',

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
+import { HOOK_PLANS, isHookPlanName, type HookPlanName } from '../native/kernel-events.js';
 import { startPipeline, type PipelineOptions } from '../pipeline/pipeline.js';
 import {
   addCaptureOptions,
@@ -28,6 +29,7 @@ interface WatchCliOptions extends PipelineCliOptions, ExportCliOptions, DropCliO
   top?: boolean;
   explain?: boolean;
   kernel: boolean;
+  hookPoints?: string;
   drops?: boolean;
   color?: boolean;
   updates?: boolean;
@@ -65,6 +67,10 @@ export function registerWatch(program: Command): void {
     .option('--all-chains', 'with -o explain: also list chains entered and left without a matching rule (collapsed by default)');
   addExplainFlowsOption(cmd)
     .option('--no-kernel', 'no eBPF (drops with the kernel reason, tuples at the netfilter hooks)')
+    .option(
+      '--hook-points <plan>',
+      `netfilter points the eBPF programs see packets at: ${HOOK_PLANS.join(' or ')} (after-nat, the default: after each NAT, the tuple before DNAT from conntrack, two links a forwarded packet; nat: both sides of each NAT and after the forward filter, five)`,
+    )
     .option('--drops', 'also print kernel drops that belong to no flow');
   addDropReasonOptions(cmd)
     .option('--color', 'force colour')
@@ -96,6 +102,11 @@ function intOpt(v: string | undefined, name: string): number | undefined {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new JourneyError('E_USAGE', `--${name} wants a number, got "${v}"`);
   return n;
+}
+
+function hookPlanOpt(v: string): HookPlanName {
+  if (!isHookPlanName(v)) throw new JourneyError('E_USAGE', `--hook-points: unknown plan "${v}" (${HOOK_PLANS.join(', ')})`);
+  return v;
 }
 
 /** -o FORMAT, or one of its shorthands (--json, --top, --explain); line by default. */
@@ -132,6 +143,7 @@ async function runWatch(expression: string[], o: WatchCliOptions): Promise<void>
     ...shared,
     ...(o.write !== undefined ? { write: o.write } : {}),
     kernel: o.kernel,
+    ...(o.hookPoints !== undefined ? { hookPoints: hookPlanOpt(o.hookPoints) } : {}),
     statsIntervalMs: format === 'json' ? statsS * 1000 : 0,
     // the terminal views keep a short display delay so that a flow's first line shows both legs
     startDelayMs: intOpt(o.startDelay, 'start-delay') ?? (format === 'json' ? 0 : 250),

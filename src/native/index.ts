@@ -20,7 +20,18 @@ export function nativeAvailability(): NativeAvailability {
 }
 
 export { nativeDisabled, loadBinding } from './binding.js';
-export { openKernelEvents, natHookPlan, phaseOf, NAT_PRIORITY } from './kernel-events.js';
-export type { KernelEvents, KernelEventsOptions, KernelDrop, HookEvent, HookPoint, KernelFilter } from './kernel-events.js';
+export {
+  openKernelEvents,
+  natHookPlan,
+  afterNatHookPlan,
+  hookPlan,
+  isHookPlanName,
+  conntrackTuple,
+  phaseOf,
+  NAT_PRIORITY,
+  CONNTRACK_PRIORITY,
+  HOOK_PLANS,
+} from './kernel-events.js';
+export type { KernelEvents, KernelEventsOptions, KernelDrop, HookEvent, HookPoint, HookPlanName, KernelFilter } from './kernel-events.js';
 export { joinDropRule, dropPacketSpec, HookProof } from './join.js';
 export type { HookTuple, HookTupleDetail } from './join.js';

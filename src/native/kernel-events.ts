@@ -43,9 +43,11 @@ export interface KernelEventsOptions {
   readonly filter?: KernelFilter;
   /** Report drops (default true). */
   readonly drops?: boolean;
-  /** 'nat' (default): before and after the NAT priorities, and at forward/input; 'none'; or a list. */
-  readonly hooks?: 'nat' | 'none' | readonly HookPoint[];
-  /** IP families for the 'nat' plan (default both). */
+  /**
+   * A named plan (HOOK_PLANS: 'after-nat', the default, or 'nat'), 'none', or a list of points.
+   */
+  readonly hooks?: HookPlanName | 'none' | readonly HookPoint[];
+  /** IP families for a named plan (default both). */
   readonly families?: readonly (4 | 6)[];
   /**
    * Report every packet at every hook point. Default false: a hook point reports a connection's
@@ -69,7 +71,11 @@ export interface KernelDrop extends DropInfo {
   readonly ct: CtView | null;
 }
 
-/** A packet seen by a netfilter program: one of FlowInfo.hookTuples, plus detail. */
+/**
+ * A packet seen by a netfilter program: one of FlowInfo.hookTuples, plus detail. `from: 'conntrack'`
+ * marks the tuple conntrack recorded for the packet at its own priority (CONNTRACK_PRIORITY, before
+ * any NAT), read from the entry the program found on the packet: what a before-NAT point would see.
+ */
 export interface HookEvent {
   readonly kind: 'hook';
   readonly timeUs: number;
@@ -85,6 +91,7 @@ export interface HookEvent {
   readonly ifindex: number;
   readonly netns: number;
   readonly len: number;
+  readonly from?: 'conntrack';
 }
 
 export interface KernelEventsStats {
@@ -121,7 +128,45 @@ export const NAT_PRIORITY: Readonly<Record<HookName, number | null>> = {
   forward: null,
 };
 
-/** The default plan: both sides of each NAT priority, after the filter at forward and input. */
+/** Where conntrack takes a packet's tuple at prerouting and output (NF_IP_PRI_CONNTRACK), before NAT. */
+export const CONNTRACK_PRIORITY = -200;
+
+/**
+ * The named hook plans. 'after-nat' (the default): a point right after each NAT priority, so a
+ * forwarded packet passes two links (prerouting -99, postrouting 101) and a local one two
+ * (prerouting -99 and input 101, or output -99 and postrouting 101); the tuple before DNAT is the
+ * one conntrack recorded on the packet (CONNTRACK_PRIORITY, reported from the same event), and the
+ * tuple before SNAT is the one after DNAT, no NAT being in between. 'nat': both sides of each NAT
+ * priority and after the filter at forward: five links a forwarded packet, each side seen by a
+ * program (a link costs ~0.016 of the forwarding rate: README "Measured").
+ */
+export const HOOK_PLANS = ['after-nat', 'nat'] as const;
+export type HookPlanName = (typeof HOOK_PLANS)[number];
+
+export function isHookPlanName(s: string): s is HookPlanName {
+  return (HOOK_PLANS as readonly string[]).includes(s);
+}
+
+/** The points of a named plan. */
+export function hookPlan(name: HookPlanName, families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
+  return name === 'nat' ? natHookPlan(families) : afterNatHookPlan(families);
+}
+
+/** The 'after-nat' plan: one point after each NAT priority. */
+export function afterNatHookPlan(families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
+  const out: HookPoint[] = [];
+  for (const family of families) {
+    out.push(
+      { family, hook: 'prerouting', priority: -99 },
+      { family, hook: 'output', priority: -99 },
+      { family, hook: 'input', priority: 101 },
+      { family, hook: 'postrouting', priority: 101 },
+    );
+  }
+  return out;
+}
+
+/** The 'nat' plan: both sides of each NAT priority, after the filter at forward and input. */
 export function natHookPlan(families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
   const out: HookPoint[] = [];
   for (const family of families) {
@@ -219,7 +264,10 @@ function unavailable(lost: string[]): KernelEvents {
 
 export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<KernelEvents> {
   const wantDrops = opts.drops ?? true;
-  const plan = opts.hooks === 'none' ? [] : opts.hooks === undefined || opts.hooks === 'nat' ? natHookPlan(opts.families) : [...opts.hooks];
+  const asked = opts.hooks ?? 'after-nat';
+  if (typeof asked === 'string' && asked !== 'none' && !isHookPlanName(asked))
+    throw new JourneyError('E_USAGE', `unknown hook plan ${String(asked)} (${HOOK_PLANS.join(', ')}, none)`);
+  const plan = asked === 'none' ? [] : typeof asked === 'string' ? hookPlan(asked, opts.families) : [...asked];
   if (plan.length > MAX_SLOTS) throw new JourneyError('E_USAGE', `at most ${MAX_SLOTS} hook points`);
   for (const p of plan) {
     if (!HOOK_NAMES.includes(p.hook)) throw new JourneyError('E_USAGE', `unknown hook ${String(p.hook)}`);
@@ -282,6 +330,8 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
   let batches = 0;
   let bad = 0;
   let lostInKernel = 0;
+  // (family/hook) where a before-NAT point is linked: there a program sees that side itself
+  let beforeNat = new Set<string>();
 
   const onBatch = (buf: Buffer, count: number, lostTotal: number): void => {
     batches++;
@@ -312,7 +362,7 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
           ct: r.ct,
         });
       } else if (r.tuple !== null) {
-        seen.push({
+        const ev: HookEvent = {
           kind: 'hook',
           timeUs: r.timeUs,
           hook: r.hook,
@@ -326,7 +376,10 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
           ifindex: r.ifindex,
           netns: r.netns,
           len: r.len,
-        });
+        };
+        const before = conntrackTuple(ev, beforeNat);
+        if (before !== null) seen.push(before);
+        seen.push(ev);
       } else {
         bad++;
       }
@@ -377,6 +430,8 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
     lost.push(`no NAT proof at the netfilter hooks: eBPF refused the netfilter programs: ${refused[0] ?? 'unknown'}`);
   else if (refused.length) lost.push(`some netfilter hook points refused: ${refused.join('; ')}`);
 
+  beforeNat = new Set(linked.filter((p) => phaseOf(p.hook, p.priority) === 'before-nat').map((p) => `${p.family}/${p.hook}`));
+
   let stopped = false;
   let ignoredAtStop = 0;
   return {
@@ -394,4 +449,21 @@ export async function openKernelEvents(opts: KernelEventsOptions = {}): Promise<
       session.close();
     },
   };
+}
+
+/**
+ * The tuple conntrack recorded for a packet at prerouting or output (CONNTRACK_PRIORITY, before any
+ * NAT), from the entry a later program found on it: the entry's tuple for the packet's direction,
+ * which conntrack matched the packet against. Null where a before-NAT point is linked (it reports
+ * that side itself), for a packet without an entry, and for a related one (an ICMP error carries
+ * another connection's tuple).
+ */
+export function conntrackTuple(ev: HookEvent, beforeNatLinked: ReadonlySet<string>): HookEvent | null {
+  if (ev.hook !== 'prerouting' && ev.hook !== 'output') return null;
+  if (ev.priority <= CONNTRACK_PRIORITY || beforeNatLinked.has(`${ev.family}/${ev.hook}`)) return null;
+  const ct = ev.ct;
+  if (ct === null || ct.ctinfo === 1 || ct.ctinfo === 4) return null;
+  const tuple = ct.ctinfo >= 3 ? ct.reply : ct.orig;
+  if (tuple === null) return null;
+  return { ...ev, priority: CONNTRACK_PRIORITY, phase: 'before-nat', tuple, from: 'conntrack' };
 }

@@ -33,6 +33,7 @@ export class KernelView {
       const k = await openKernelEvents({
         ...(o.netns !== undefined ? { netns: o.netns } : {}),
         ...(ignore.length > 0 ? { ignoreReasons: ignore } : {}),
+        ...(o.hookPoints !== undefined ? { hooks: o.hookPoints } : {}),
       });
       this.kernel = k;
       for (const l of k.lost) ctx.notice(`kernel: ${l}`);

@@ -6,6 +6,7 @@ import type { DockerInventory } from '../docker/inventory.js';
 import type { JourneyError } from '../model/errors.js';
 import type { FlowInfo, JourneyEvent } from '../model/events.js';
 import type { CaptureStats } from '../model/observation.js';
+import type { HookPlanName } from '../native/index.js';
 import type { RulesetFilesSpec } from './flow-explainer.js';
 import type { IfaceLoss } from './loss-ledger.js';
 
@@ -50,6 +51,11 @@ export interface PipelineOptions {
    * proof, FlowInfo.hookTuples). Default true; what the kernel refuses is noticed.
    */
   readonly kernel?: boolean;
+  /**
+   * Live, with the kernel's view: which netfilter hook points the programs are linked at
+   * (HOOK_PLANS in src/native: 'after-nat', the default, two links a forwarded packet; 'nat', five).
+   */
+  readonly hookPoints?: HookPlanName;
   /**
    * Kernel drop reasons never reported, by the kernel's name ("NO_SOCKET"...): filtered in the
    * kernel (openKernelEvents' ignoreReasons). An unknown name is an E_USAGE error.

@@ -5,7 +5,9 @@
  *  - a DROP rule in DOCKER-USER: a drop with reason NETFILTER_DROP, the packet's tuple, and the
  *    rule the kernel trace says dropped it (fallback: "no drop reasons: eBPF unavailable", nothing);
  *  - published port, hairpin, outbound: the netfilter hook programs see the tuples before and after
- *    NAT equal to conntrack's original/reply tuples (fallback: the NAT from conntrack alone);
+ *    NAT equal to conntrack's original/reply tuples (fallback: the NAT from conntrack alone); the
+ *    default plan, one side of each NAT, sees the same after NAT, and the tuple before DNAT it takes
+ *    from conntrack equals what the full plan's program saw there;
  *  - the conntrack source's events equal `conntrack -E` for the same traffic.
  */
 import { labTestId } from './lab-helpers.js';
@@ -138,9 +140,14 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
       (e) => events.push(...e),
       () => undefined,
     );
-    const k = await openKernelEvents({ netns: host, filter: { proto: 'tcp', port } });
+    // both plans at once: 'nat' links both sides of each NAT, the default 'after-nat' one side
+    // (its priorities move by one where 'nat' holds them)
+    const k = await openKernelEvents({ netns: host, filter: { proto: 'tcp', port }, hooks: 'nat' });
+    const lean = await openKernelEvents({ netns: host, filter: { proto: 'tcp', port } });
     const hooks: HookEvent[] = [];
+    const leanHooks: HookEvent[] = [];
     k.onHook((h) => hooks.push(...h));
+    lean.onHook((h) => leanHooks.push(...h));
     try {
       const res = await runProbe(ID, probe);
       expect(res.answered, res.output).toBe(true);
@@ -159,6 +166,8 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
         expect(entry.status.includes('SRC_NAT')).toBe(snat);
         expect(k.lost).toEqual([]);
         checkHookTrail(hooks, entry, { dnat, snat });
+        expect(lean.lost).toEqual([]);
+        checkLeanTrail(leanHooks, hooks, entry);
         // the same proof as the pipeline gets it (FlowInfo.hookTuples)
         const proof = new HookProof();
         proof.add(hooks);
@@ -169,9 +178,12 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
         );
       } else {
         expect(k.lost.join('\n')).toMatch(/no NAT proof at the netfilter hooks: eBPF unavailable/);
+        expect(lean.lost.join('\n')).toMatch(/no NAT proof at the netfilter hooks: eBPF unavailable/);
         expect(hooks).toEqual([]);
+        expect(leanHooks).toEqual([]);
       }
     } finally {
+      await lean.stop();
       await k.stop();
       await ct.source.stop();
     }
@@ -266,6 +278,44 @@ function checkHookTrail(hooks: readonly HookEvent[], entry: ConntrackEntry, nat:
     mine.some((h) => h.hook === 'forward'),
     dump,
   ).toBe(true);
+}
+
+/**
+ * The default 'after-nat' plan against 'nat' for the same packets: its programs see the same tuple
+ * after DNAT and after SNAT, and the tuple before DNAT it takes from conntrack's entry (priority
+ * -200) equals what the 'nat' plan's program before DNAT saw, in both directions.
+ */
+function checkLeanTrail(lean: readonly HookEvent[], full: readonly HookEvent[], entry: ConntrackEntry): void {
+  const mine = (xs: readonly HookEvent[]): HookEvent[] => xs.filter((h) => same(h.ct?.orig, entry.orig));
+  const dump = mine(lean)
+    .map((h) => `${h.hook}@${h.priority}${h.from ? ` (${h.from})` : ''} ctinfo=${h.ct?.ctinfo} ${show(h.tuple)}`)
+    .join('\n');
+  const at = (xs: readonly HookEvent[], hook: string, phase: HookEvent['phase'], reply: boolean): HookEvent | undefined =>
+    mine(xs).find((h) => h.hook === hook && h.phase === phase && (h.ct?.ctinfo ?? 0) >= 3 === reply);
+  expect(
+    mine(lean).some((h) => h.hook === 'forward'),
+    dump,
+  ).toBe(false);
+  for (const reply of [false, true]) {
+    const derived = at(lean, 'prerouting', 'before-nat', reply);
+    expect(derived?.from, dump).toBe('conntrack');
+    expect(derived?.priority, dump).toBe(-200);
+    expect(show(derived?.tuple), dump).toBe(show(at(full, 'prerouting', 'before-nat', reply)?.tuple));
+    for (const hook of ['prerouting', 'postrouting']) {
+      const mineAfter = at(lean, hook, 'after-nat', reply);
+      expect(mineAfter, `${hook} ${reply}\n${dump}`).toBeDefined();
+      expect(mineAfter?.from, dump).toBeUndefined();
+      expect(show(mineAfter?.tuple), dump).toBe(show(at(full, hook, 'after-nat', reply)?.tuple));
+    }
+  }
+  // as the pipeline gets it: conntrack's side first, then the programs'
+  const proof = new HookProof();
+  proof.add(lean);
+  const d = proof.detail(entry.orig);
+  expect(d.map((t) => `${t.direction} ${t.hook}@${t.priority}`).slice(0, 2), dump).toEqual([
+    'orig prerouting@-200',
+    `orig prerouting@${at(lean, 'prerouting', 'after-nat', false)?.priority}`,
+  ]);
 }
 
 void client;

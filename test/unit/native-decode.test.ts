@@ -11,8 +11,9 @@ import { describe, expect, it } from 'vitest';
 import { readCtBatch, readCtRecord, readKernelRecord } from '../../src/native/decode.js';
 import { DropReasons } from '../../src/native/drop-reasons.js';
 import { KernelSymbols } from '../../src/native/kallsyms.js';
-import { natHookPlan, nativeFilter, phaseOf } from '../../src/native/kernel-events.js';
+import { CONNTRACK_PRIORITY, conntrackTuple, hookPlan, natHookPlan, nativeFilter, phaseOf, type HookEvent } from '../../src/native/kernel-events.js';
 import { CT_EVENT, EVENT, TUPLE, addrBytes, ctStatusNames, readTuple } from '../../src/native/layout.js';
+import type { Tuple } from '../../src/model/tuple.js';
 
 interface T {
   family: 4 | 6;
@@ -266,6 +267,45 @@ describe('support', () => {
       else expect(['before-nat', 'after-nat']).toContain(phaseOf(p.hook, p.priority));
     }
     expect(plan.filter((p) => p.hook === 'prerouting').map((p) => phaseOf(p.hook, p.priority))).toEqual(['before-nat', 'after-nat']);
+  });
+  it('the default plan is one point after each NAT priority: two links a forwarded packet', () => {
+    const plan = hookPlan('after-nat', [4]);
+    expect(plan.every((p) => phaseOf(p.hook, p.priority) === 'after-nat')).toBe(true);
+    // a forwarded packet passes prerouting, forward, postrouting
+    expect(plan.filter((p) => ['prerouting', 'forward', 'postrouting'].includes(p.hook))).toHaveLength(2);
+    expect(hookPlan('nat', [4]).filter((p) => ['prerouting', 'forward', 'postrouting'].includes(p.hook))).toHaveLength(5);
+  });
+  it("the tuple before DNAT comes from conntrack's entry, for the packet's direction, never for a related packet", () => {
+    const orig: Tuple = { family: 4, proto: 'tcp', protoNum: 6, src: '10.0.10.5', sport: 40000, dst: '10.0.10.26', dport: 8000 };
+    const reply: Tuple = { family: 4, proto: 'tcp', protoNum: 6, src: '172.17.0.2', sport: 80, dst: '10.0.10.5', dport: 40000 };
+    const ev = (hook: HookEvent['hook'], priority: number, ctinfo: number | null): HookEvent => ({
+      kind: 'hook',
+      timeUs: 1,
+      hook,
+      family: 4,
+      priority,
+      phase: phaseOf(hook, priority),
+      tuple: { ...orig, dst: '172.17.0.2', dport: 80 },
+      ctStatus: [],
+      ct: ctinfo === null ? null : { status: [], statusBits: 0, mark: 0, zone: 0, ctinfo, orig, reply },
+      iface: 'eth0',
+      ifindex: 2,
+      netns: 1,
+      len: 60,
+    });
+    const none = new Set<string>();
+    expect(conntrackTuple(ev('prerouting', -99, 2), none)).toMatchObject({
+      priority: CONNTRACK_PRIORITY,
+      phase: 'before-nat',
+      tuple: orig,
+      from: 'conntrack',
+    });
+    expect(conntrackTuple(ev('output', -99, 0), none)?.tuple).toEqual(orig);
+    expect(conntrackTuple(ev('prerouting', -99, 3), none)?.tuple).toEqual(reply);
+    // related (ICMP errors), no entry, no conntrack at that hook, a program already there
+    for (const ctinfo of [1, 4, null]) expect(conntrackTuple(ev('prerouting', -99, ctinfo), none)).toBeNull();
+    expect(conntrackTuple(ev('postrouting', 101, 2), none)).toBeNull();
+    expect(conntrackTuple(ev('prerouting', -99, 2), new Set(['4/prerouting']))).toBeNull();
   });
   it('filters are validated before they reach the kernel', () => {
     expect(nativeFilter({ proto: 'tcp', port: 8000, addr: '10.0.10.5' })).toEqual({ proto: 6, port: 8000, addr: Buffer.from([10, 0, 10, 5]) });
