@@ -3,7 +3,7 @@
  * Native-binding benchmark: what the eBPF programs cost the forwarding path, and how many kernel
  * events per second reach JavaScript — each against a reference measured in the same run.
  *
- *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 5] [--modes off,empty,once,once-nat] [--sink forward|drop] [--bpf-stats] [--prefix d] [--json]
+ *   sudo node scripts/bench/native.mjs [--seconds 3] [--rounds 5] [--modes off,empty,once,once-nat] [--sink forward|drop] [--cpu 0] [--bpf-stats] [--prefix d] [--json]
  *
  * Three throwaway namespaces: jl-<prefix>-bench-tx (10.77.1.1) -> jl-<prefix>-bench-fw (router: DNAT
  * 10.77.1.2:9 -> 10.77.3.9:9 in PREROUTING, MASQUERADE out, like a published port) -> jl-<prefix>-bench-rx.
@@ -62,6 +62,8 @@ if (SINK !== 'forward' && SINK !== 'drop') throw new Error(`--sink forward|drop,
 const TARGET = SINK === 'drop' ? '10.77.2.1' : '10.77.3.9';
 const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 const JSON_OUT = args.includes('--json');
+/** The CPU the sender (and so the forwarding of its packets) runs on: `--cpu N`, default 0. */
+const PIN_CPU = Math.max(0, Number(opt('cpu', '0')) | 0);
 const log = (m) => process.stderr.write(`bench native: ${m}\n`);
 
 if (process.getuid?.() !== 0) {
@@ -187,7 +189,10 @@ function linkEmpty(bin, plan) {
 
 function flood(bin, seconds) {
   return new Promise((resolve, reject) => {
-    const p = spawn('ip', ['netns', 'exec', NS.tx, bin, '10.77.1.2', '9', '5000000', String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // pinned: the sender's CPU also forwards its packets (softirq), so every mode runs on the same one
+    const p = spawn('taskset', ['-c', String(PIN_CPU), 'ip', 'netns', 'exec', NS.tx, bin, '10.77.1.2', '9', '5000000', String(seconds)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     p.stdout.on('data', (b) => (out += b));
     const t = setTimeout(() => p.kill('SIGKILL'), (seconds + 10) * 1000);
