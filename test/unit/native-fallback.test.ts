@@ -3,6 +3,7 @@
  * openKernelEvents never throws for an unavailable kernel, the netlink conntrack source refuses with
  * E_NATIVE (so src/conntrack/select.ts falls back), and nothing is delivered.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,5 +101,19 @@ describe('bad options fail before the kernel is asked', () => {
     await expect(openKernelEvents({ netns: 'jl-d-does-not-exist' })).rejects.toMatchObject({ code: 'E_NO_NETNS' });
     await expect(openKernelEvents({ filter: { port: 0 } })).rejects.toMatchObject({ code: 'E_USAGE' });
     await expect(openKernelEvents({ hooks: [{ family: 4, hook: 'prerouting', priority: 2147483647 }] })).rejects.toMatchObject({ code: 'E_USAGE' });
+    await expect(openKernelEvents({ hooks: 'before-nat' as never })).rejects.toMatchObject({ code: 'E_USAGE' });
+  });
+  it('watch --hook-points with an unknown plan: a usage error naming the plans, exit 2', () => {
+    const root = new URL('../..', import.meta.url).pathname;
+    const r = spawnSync(
+      process.execPath,
+      [join(root, 'dist/src/cli/main.js'), 'watch', '--hook-points', 'both', '-r', join(root, 'test/fixtures/pcap/c1b-eth.pcap')],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    expect(r.stderr).toMatch(/--hook-points: unknown plan "both" \(after-nat, nat\)/);
+    expect(r.status).toBe(2);
   });
 });
