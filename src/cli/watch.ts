@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { JourneyError } from '../model/errors.js';
 import type { JourneyEvent } from '../model/events.js';
-import { HOOK_PLANS, isHookPlanName, type HookPlanName } from '../native/kernel-events.js';
+import { HOOK_PLANS, isHookPlanName, type HookPlanName } from '../native/hook-points.js';
 import { startPipeline, type PipelineOptions } from '../pipeline/pipeline.js';
 import {
   addCaptureOptions,

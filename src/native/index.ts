@@ -20,8 +20,9 @@ export function nativeAvailability(): NativeAvailability {
 }
 
 export { nativeDisabled, loadBinding } from './binding.js';
+export { openKernelEvents } from './kernel-events.js';
+export type { KernelEvents, KernelEventsOptions, KernelDrop, KernelFilter } from './kernel-events.js';
 export {
-  openKernelEvents,
   natHookPlan,
   afterNatHookPlan,
   hookPlan,
@@ -31,7 +32,7 @@ export {
   NAT_PRIORITY,
   CONNTRACK_PRIORITY,
   HOOK_PLANS,
-} from './kernel-events.js';
-export type { KernelEvents, KernelEventsOptions, KernelDrop, HookEvent, HookPoint, HookPlanName, KernelFilter } from './kernel-events.js';
+} from './hook-points.js';
+export type { HookEvent, HookPoint, HookPlanName } from './hook-points.js';
 export { joinDropRule, dropPacketSpec, HookProof } from './join.js';
 export type { HookTuple, HookTupleDetail } from './join.js';

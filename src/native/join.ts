@@ -12,7 +12,8 @@ import type { PacketSpec } from '../explain/explain.js';
 import type { Explanation } from '../model/explanation.js';
 import type { FlowInfo } from '../model/events.js';
 import { tupleKey, type Tuple } from '../model/tuple.js';
-import type { HookEvent, KernelDrop } from './kernel-events.js';
+import type { HookEvent } from './hook-points.js';
+import type { KernelDrop } from './kernel-events.js';
 
 /** The explainer's question for a dropped packet, or null when it cannot be asked. */
 export function dropPacketSpec(drop: KernelDrop): PacketSpec | null {

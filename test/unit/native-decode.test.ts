@@ -11,7 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { readCtBatch, readCtRecord, readKernelRecord } from '../../src/native/decode.js';
 import { DropReasons } from '../../src/native/drop-reasons.js';
 import { KernelSymbols } from '../../src/native/kallsyms.js';
-import { CONNTRACK_PRIORITY, conntrackTuple, hookPlan, natHookPlan, nativeFilter, phaseOf, type HookEvent } from '../../src/native/kernel-events.js';
+import { CONNTRACK_PRIORITY, conntrackTuple, hookPlan, natHookPlan, phaseOf, type HookEvent } from '../../src/native/hook-points.js';
+import { nativeFilter } from '../../src/native/kernel-events.js';
 import { CT_EVENT, EVENT, TUPLE, addrBytes, ctStatusNames, readTuple } from '../../src/native/layout.js';
 import type { Tuple } from '../../src/model/tuple.js';
 

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import type { Explanation } from '../../src/model/explanation.js';
 import type { Tuple } from '../../src/model/tuple.js';
 import type { CtView } from '../../src/native/decode.js';
-import type { HookEvent, KernelDrop } from '../../src/native/kernel-events.js';
+import type { HookEvent } from '../../src/native/hook-points.js';
+import type { KernelDrop } from '../../src/native/kernel-events.js';
 import { HookProof, dropPacketSpec, joinDropRule } from '../../src/native/join.js';
 
 const t = (src: string, sport: number, dst: string, dport: number): Tuple => ({ family: 4, proto: 'tcp', protoNum: 6, src, dst, sport, dport });
