@@ -1,7 +1,9 @@
 /**
  * Which interfaces to capture on, and when that changes. Reads `ip -j link` and the default
  * routes (inside the capture's network namespace) and follows `ip monitor link route`; a slow
- * poll backs the monitor up.
+ * poll backs the monitor up: every 5 s without a monitor, every 30 s while one runs (each look
+ * spawns `ip`, which holds the main thread for ~10 ms on a small machine: a packet's event
+ * waits that long).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { inNetns, run } from '../host/exec.js';
@@ -134,16 +136,25 @@ export class LinkWatcher {
   private poll: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** `ip monitor` is running: the poll is only its backup. */
+  private monitoring = false;
+  private lastPoll = Date.now();
 
   constructor(
     private readonly netns: string | undefined,
     private readonly onChange: () => void,
     private readonly pollMs = 5000,
+    private readonly backupMs = 30_000,
   ) {}
 
   start(): void {
     this.startMonitor();
-    this.poll = setInterval(() => this.onChange(), this.pollMs);
+    this.poll = setInterval(() => {
+      const now = Date.now();
+      if (this.monitoring && now - this.lastPoll < this.backupMs) return;
+      this.lastPoll = now;
+      this.onChange();
+    }, this.pollMs);
     this.poll.unref();
   }
 
@@ -152,12 +163,17 @@ export class LinkWatcher {
     const [cmd, ...args] = inNetns(['ip', 'monitor', 'link', 'route'], this.netns);
     const child = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     this.mon = child;
+    child.on('spawn', () => {
+      this.monitoring = true;
+    });
     child.stdout?.on('data', () => this.kick());
     child.on('error', () => {
       // no `ip monitor`: the poll still sees changes
+      this.monitoring = false;
     });
     child.on('exit', () => {
-      // the monitor died (namespace gone?): the poll still runs; retry later
+      // the monitor died (namespace gone?): the poll runs every pollMs; retry later
+      this.monitoring = false;
       if (!this.stopped) setTimeout(() => this.startMonitor(), 2000).unref();
     });
   }

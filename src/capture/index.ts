@@ -46,7 +46,7 @@
  *     backend, fallback, interfaces(), stats(), setExtraInterfaces(names) (custom Docker bridge
  *     names), writerCounts(), stop(): Promise<CaptureStats[]> (flushes, final statistics).
  *   Interfaces appearing/vanishing are followed with `ip monitor link route` (in the netns) and
- *   a 5 s poll: no restart, no crash.
+ *   a poll (5 s, 30 s while the monitor runs): no restart, no crash.
  *
  * Replay — `readCaptureFiles(inputs, {filter, skipped, counts, onSkip, batchFrames}): AsyncIterable<FrameBatch>`
  *   `filter`: tcpdump syntax, compiled by libpcap (`tcpdump -ddd`) for each link type and run as

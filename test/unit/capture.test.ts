@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { BatchBuilder, linkTypeFromName } from '../../src/capture/batch.js';
-import { bridgeNames, containerBridges, matchesPattern, selectInterfaces, type LinkInfo } from '../../src/capture/devices.js';
+import { bridgeNames, containerBridges, LinkWatcher, matchesPattern, selectInterfaces, type LinkInfo } from '../../src/capture/devices.js';
 import { MSG_STATS, MessageReader, encodeBatch, encodeJson } from '../../src/capture/protocol.js';
 import { createPcapngWriter } from '../../src/capture/pcapng-writer.js';
 import { readCaptureFiles } from '../../src/capture/pcap-file.js';
@@ -189,6 +189,28 @@ describe('interface selection', () => {
     expect(matchesPattern('br-lan', 'br-*')).toBe(true);
     expect(matchesPattern('br.lan', 'br-*')).toBe(false);
     expect(matchesPattern('a+b', 'a+b')).toBe(true);
+  });
+});
+
+describe('LinkWatcher', () => {
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  it('polls only as a backup while `ip monitor` runs, and every pollMs when it cannot', async () => {
+    // a live monitor (this namespace): the 40 ms poll is held back to its 2 s backup
+    let withMonitor = 0;
+    const a = new LinkWatcher(undefined, () => withMonitor++, 40, 2000);
+    // a monitor that cannot start (no such namespace: nsenter exits): the poll runs every 40 ms
+    let without = 0;
+    const b = new LinkWatcher('jl-no-such-namespace', () => without++, 40, 2000);
+    a.start();
+    b.start();
+    try {
+      await sleep(600);
+    } finally {
+      a.stop();
+      b.stop();
+    }
+    expect(withMonitor).toBe(0);
+    expect(without).toBeGreaterThanOrEqual(5);
   });
 });
 
