@@ -3,10 +3,11 @@
  * routes (inside the capture's network namespace) and follows `ip monitor link route`; a slow
  * poll backs the monitor up: every 5 s without a monitor, every 30 s while one runs (each look
  * spawns `ip`, which holds the main thread for ~10 ms on a small machine: a packet's event
- * waits that long).
+ * waits that long), and at once when the namespace's path is gone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { inNetns, run } from '../host/exec.js';
+import { existsSync } from 'node:fs';
+import { inNetns, netnsPath, run } from '../host/exec.js';
 
 export interface LinkInfo {
   readonly name: string;
@@ -151,11 +152,17 @@ export class LinkWatcher {
     this.startMonitor();
     this.poll = setInterval(() => {
       const now = Date.now();
-      if (this.monitoring && now - this.lastPoll < this.backupMs) return;
+      // a deleted namespace keeps a monitor inside it alive and silent: its path is looked at
+      // (a stat, no spawn) on every tick
+      if (this.monitoring && now - this.lastPoll < this.backupMs && this.namespacePresent()) return;
       this.lastPoll = now;
       this.onChange();
     }, this.pollMs);
     this.poll.unref();
+  }
+
+  private namespacePresent(): boolean {
+    return this.netns === undefined || existsSync(netnsPath(this.netns));
   }
 
   private startMonitor(): void {

@@ -194,11 +194,11 @@ describe('interface selection', () => {
 
 describe('LinkWatcher', () => {
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-  it('polls only as a backup while `ip monitor` runs, and every pollMs when it cannot', async () => {
+  it('polls only as a backup while `ip monitor` runs, and every pollMs when it cannot or the namespace is gone', async () => {
     // a live monitor (this namespace): the 40 ms poll is held back to its 2 s backup
     let withMonitor = 0;
     const a = new LinkWatcher(undefined, () => withMonitor++, 40, 2000);
-    // a monitor that cannot start (no such namespace: nsenter exits): the poll runs every 40 ms
+    // no such namespace (its path is gone, its monitor cannot start): the poll runs every 40 ms
     let without = 0;
     const b = new LinkWatcher('jl-no-such-namespace', () => without++, 40, 2000);
     a.start();
