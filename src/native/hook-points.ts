@@ -65,41 +65,41 @@ export function isHookPlanName(s: string): s is HookPlanName {
   return (HOOK_PLANS as readonly string[]).includes(s);
 }
 
-/** The points of a named plan. */
+/** Each plan's points, in linking order (the same for each family). */
+const PLAN_POINTS: Readonly<Record<HookPlanName, readonly { readonly hook: HookName; readonly priority: number }[]>> = {
+  // one point after each NAT priority
+  'after-nat': [
+    { hook: 'prerouting', priority: -99 },
+    { hook: 'output', priority: -99 },
+    { hook: 'input', priority: 101 },
+    { hook: 'postrouting', priority: 101 },
+  ],
+  // both sides of each NAT priority, after the filter at forward and input
+  nat: [
+    { hook: 'prerouting', priority: -101 },
+    { hook: 'prerouting', priority: -99 },
+    { hook: 'output', priority: -101 },
+    { hook: 'output', priority: -99 },
+    { hook: 'forward', priority: 1 },
+    { hook: 'input', priority: 101 },
+    { hook: 'postrouting', priority: 99 },
+    { hook: 'postrouting', priority: 101 },
+  ],
+};
+
+/** The points of a named plan, family by family. */
 export function hookPlan(name: HookPlanName, families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
-  return name === 'nat' ? natHookPlan(families) : afterNatHookPlan(families);
+  return families.flatMap((family) => PLAN_POINTS[name].map((p) => ({ family, ...p })));
 }
 
-/** The 'after-nat' plan: one point after each NAT priority. */
+/** The 'after-nat' plan (the default). */
 export function afterNatHookPlan(families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
-  const out: HookPoint[] = [];
-  for (const family of families) {
-    out.push(
-      { family, hook: 'prerouting', priority: -99 },
-      { family, hook: 'output', priority: -99 },
-      { family, hook: 'input', priority: 101 },
-      { family, hook: 'postrouting', priority: 101 },
-    );
-  }
-  return out;
+  return hookPlan('after-nat', families);
 }
 
-/** The 'nat' plan: both sides of each NAT priority, after the filter at forward and input. */
+/** The 'nat' plan. */
 export function natHookPlan(families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
-  const out: HookPoint[] = [];
-  for (const family of families) {
-    out.push(
-      { family, hook: 'prerouting', priority: -101 },
-      { family, hook: 'prerouting', priority: -99 },
-      { family, hook: 'output', priority: -101 },
-      { family, hook: 'output', priority: -99 },
-      { family, hook: 'forward', priority: 1 },
-      { family, hook: 'input', priority: 101 },
-      { family, hook: 'postrouting', priority: 99 },
-      { family, hook: 'postrouting', priority: 101 },
-    );
-  }
-  return out;
+  return hookPlan('nat', families);
 }
 
 export function phaseOf(hook: HookName, priority: number): HookEvent['phase'] {
