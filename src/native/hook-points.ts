@@ -92,16 +92,6 @@ export function hookPlan(name: HookPlanName, families: readonly (4 | 6)[] = [4, 
   return families.flatMap((family) => PLAN_POINTS[name].map((p) => ({ family, ...p })));
 }
 
-/** The 'after-nat' plan (the default). */
-export function afterNatHookPlan(families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
-  return hookPlan('after-nat', families);
-}
-
-/** The 'nat' plan. */
-export function natHookPlan(families: readonly (4 | 6)[] = [4, 6]): HookPoint[] {
-  return hookPlan('nat', families);
-}
-
 export function phaseOf(hook: HookName, priority: number): HookEvent['phase'] {
   const nat = NAT_PRIORITY[hook];
   if (nat === null) return null;

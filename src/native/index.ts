@@ -23,8 +23,6 @@ export { nativeDisabled, loadBinding } from './binding.js';
 export { openKernelEvents } from './kernel-events.js';
 export type { KernelEvents, KernelEventsOptions, KernelDrop, KernelFilter } from './kernel-events.js';
 export {
-  natHookPlan,
-  afterNatHookPlan,
   hookPlan,
   isHookPlanName,
   conntrackTuple,

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { readCtBatch, readCtRecord, readKernelRecord } from '../../src/native/decode.js';
 import { DropReasons } from '../../src/native/drop-reasons.js';
 import { KernelSymbols } from '../../src/native/kallsyms.js';
-import { CONNTRACK_PRIORITY, conntrackTuple, hookPlan, natHookPlan, phaseOf, type HookEvent } from '../../src/native/hook-points.js';
+import { CONNTRACK_PRIORITY, conntrackTuple, hookPlan, phaseOf, type HookEvent } from '../../src/native/hook-points.js';
 import { nativeFilter } from '../../src/native/kernel-events.js';
 import { CT_EVENT, EVENT, TUPLE, addrBytes, ctStatusNames, readTuple } from '../../src/native/layout.js';
 import type { Tuple } from '../../src/model/tuple.js';
@@ -261,7 +261,7 @@ describe('support', () => {
     expect(s.resolve(0x10n)).toBe('0x10');
   });
   it('the NAT hook plan brackets each NAT priority', () => {
-    const plan = natHookPlan([4]);
+    const plan = hookPlan('nat', [4]);
     expect(plan).toHaveLength(8);
     for (const p of plan) {
       if (p.hook === 'forward') expect(phaseOf(p.hook, p.priority)).toBeNull();
