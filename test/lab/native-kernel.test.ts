@@ -237,7 +237,31 @@ describe.each(MODES)('kernel visibility (%s)', (mode) => {
     const a = ours.filter((e) => e.entry.orig.proto === 'tcp' && e.entry.orig.dport === 8000).map((e) => key(e.type, e.entry));
     const b = theirs.map((x) => key(x.event ?? '', x.entry));
     expect(b.length).toBeGreaterThanOrEqual(3 * 3); // NEW + several UPDATEs per connection
-    expect(a).toEqual(b);
+    // the same events, each connection's in the same order, except two UPDATEs made at once on two
+    // CPUs: their broadcasts may reach the two sockets in either order (CI saw FIN_WAIT/CLOSE_WAIT)
+    expect([...a].sort()).toEqual([...b].sort());
+    const ids = [...new Set(b.map((x) => x.split(' ')[1]))];
+    let swapped = 0;
+    for (const id of ids) {
+      const mine = a.filter((x) => x.split(' ')[1] === id);
+      const tool = b.filter((x) => x.split(' ')[1] === id);
+      expect(mine[0]).toMatch(/^new /);
+      for (let i = 0; i < tool.length; i++) {
+        if (mine[i] === tool[i]) continue;
+        const crossed =
+          i + 1 < tool.length &&
+          mine[i] === tool[i + 1] &&
+          mine[i + 1] === tool[i] &&
+          /^update /.test(tool[i] ?? '') &&
+          /^update /.test(tool[i + 1] ?? '');
+        if (!crossed) expect(mine, `connection ${id}, event ${i}`).toEqual(tool);
+        swapped++;
+        i++;
+      }
+    }
+    console.log(
+      `conntrack events: ${a.length} compared with conntrack -E (${ids.length} connections, ${swapped} pair(s) of concurrent updates crossed)`,
+    );
   });
 });
 
