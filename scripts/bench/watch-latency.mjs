@@ -9,7 +9,7 @@
  *   - tcpdump: `tcpdump --immediate-mode -l -tt` on the uplink (no buffering in the kernel ring:
  *     the reference for "as soon as possible"), the time its line is read minus the packet's time.
  * Traffic: N TCP connections from the lab's external namespace to the published port, every 20 ms.
- *   node scripts/bench/watch-latency.mjs [--connections 300] [--id c2] [--json]
+ *   node scripts/bench/watch-latency.mjs [--connections 300] [--id c2] [--node-args "..."] [--json]
  * Needs root, a built tree (npm run build); brings the lab up (scenario default) and down.
  */
 import { spawn } from 'node:child_process';
@@ -24,6 +24,8 @@ const opt = (n, d) => (args.includes(n) ? args[args.indexOf(n) + 1] : d);
 const N = Number(opt('--connections', '300'));
 const ID = opt('--id', 'c2');
 const JSON_OUT = args.includes('--json');
+/** `--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"`: flags for journey's node, to profile the run. */
+const NODE_ARGS = opt('--node-args', '').split(' ').filter(Boolean);
 /** Connections counted as warm-up in the second p99. */
 const WARM = 20;
 
@@ -43,7 +45,7 @@ let capturing = false;
 try {
   watch = spawn(
     'node',
-    [join(root, 'dist/src/cli/main.js'), 'watch', '--json', '--netns', ns, '--docker-host', info.dockerHost, '--stats-interval', '0'],
+    [...NODE_ARGS, join(root, 'dist/src/cli/main.js'), 'watch', '--json', '--netns', ns, '--docker-host', info.dockerHost, '--stats-interval', '0'],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   createInterface({ input: watch.stdout }).on('line', (l) => {

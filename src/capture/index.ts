@@ -27,7 +27,7 @@
  *   the main process reads it into one reused 1 MiB buffer (net.Socket onread).
  *   Options (CaptureOptions): interfaces (`-i`, names/globs/`any`; empty = auto: docker0, br-*,
  *   extraInterfaces, and the default route's interface), filter (tcpdump syntax, compiled by
- *   libpcap), snaplen (262144), bufferSize (32 MiB), bufferTimeoutMs (1, rounded up to a jiffy by the kernel: a light trickle is handed over within a few ms), promiscuous (default: on for
+ *   libpcap), snaplen (262144), bufferSize (32 MiB), bufferTimeoutMs (1; older kernels round it up to a jiffy: a light trickle is handed over within a few ms), promiscuous (default: on for
  *   bridges, off elsewhere: a bridge's packet socket sees frames bridged between its ports, e.g.
  *   hairpin NAT, only when promiscuous; see promiscuousFor),
  *   backend ('native' default, 'pcap', 'cap'), netns, statsIntervalMs (1000),

@@ -60,7 +60,7 @@ export function addCaptureOptions(cmd: Command, opts: { readonly readNote?: stri
     .option('-B, --buffer-size <MiB>', `kernel capture ring per interface, MiB (default ${DEFAULT_BUFFER_MIB})`)
     .option(
       '--buffer-timeout <ms>',
-      `the longest a light trickle waits in the ring before it is handed over (default ${DEFAULT_BUFFER_TIMEOUT_MS}; the kernel rounds it up to a jiffy)`,
+      `the longest a light trickle waits in the ring before it is handed over (default ${DEFAULT_BUFFER_TIMEOUT_MS}; older kernels round it up to a jiffy)`,
     )
     .option('--promisc', 'promiscuous mode on every captured interface (default: on for bridges only, off for the uplink)')
     .option('--no-promisc', 'promiscuous mode nowhere (a bridge then shows no frames bridged between its ports: hairpin NAT, container to container)')

@@ -24,7 +24,7 @@ export interface PipelineOptions {
   readonly snaplen?: number;
   /** Kernel ring per interface, MiB (default 32). */
   readonly bufferSizeMiB?: number;
-  /** How long a light trickle may wait in the ring before it is handed over, ms (default 1; rounded up to a jiffy). */
+  /** How long a light trickle may wait in the ring before it is handed over, ms (default 1; older kernels round it up to a jiffy). */
   readonly bufferTimeoutMs?: number;
   readonly promisc?: boolean;
   /** Docker endpoint (--docker-host / DOCKER_HOST); false = do not use Docker. */
