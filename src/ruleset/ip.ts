@@ -63,7 +63,22 @@ export function parseIpv6(s: string): bigint | null {
   return n;
 }
 
+/** Parsed addresses by their text: the simulator parses the same few addresses for every packet. */
+const parsedIps = new Map<string, Ip | null>();
+const PARSED_IPS_MAX = 4096;
+
+/** The address in `s` (an Ip is never changed, so one object serves every caller), or null. */
 export function parseIp(s: string): Ip | null {
+  let ip = parsedIps.get(s);
+  if (ip === undefined) {
+    ip = parseIpText(s);
+    if (parsedIps.size >= PARSED_IPS_MAX) parsedIps.clear();
+    parsedIps.set(s, ip);
+  }
+  return ip;
+}
+
+function parseIpText(s: string): Ip | null {
   if (s.includes(':')) {
     const n = parseIpv6(s);
     return n === null ? null : { v: 6, n, n4: 0 };

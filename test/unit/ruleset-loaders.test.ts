@@ -22,6 +22,16 @@ describe('ip arithmetic', () => {
     expect(parseCidr('10.1.2.3/8')?.net).toBe(parseIp('10.0.0.0')!.n);
     expect(parseCidr('fd00::/129')).toBeNull();
   });
+
+  it('answers the same for an address parsed again, also past the memo of parsed texts (4,096)', () => {
+    const first = parseIp('172.17.0.2');
+    expect(parseIp('172.17.0.2')).toBe(first);
+    for (let i = 0; i < 5000; i++)
+      expect(parseIp(`10.${(i >> 8) & 255}.${i & 255}.1`)?.n4).toBe(((10 << 24) | (((i >> 8) & 255) << 16) | ((i & 255) << 8) | 1) >>> 0);
+    expect(parseIp('172.17.0.2')).toEqual(first);
+    expect(parseIp('1.2.3')).toBeNull();
+    expect(parseIp('1.2.3')).toBeNull();
+  });
 });
 
 describe('iptables-save loader', () => {
