@@ -195,7 +195,8 @@ export class Walk {
       let reason = '';
       // the kind of the undecided matches: undefined none yet, null when one is not a known kind
       let und: UndecidedKind | null | undefined;
-      const undText: string[] = [];
+      // made only for a rule with an undecided match: a walk passes thousands of rules that have none
+      let undText: string[] | null = null;
       for (const c of r.conds) {
         const t = c.test(p);
         if (t === 0) {
@@ -209,7 +210,7 @@ export class Walk {
           }
           const k = c.undecided ?? null;
           und = und === undefined || und === k ? k : null;
-          undText.push(c.text);
+          (undText ??= []).push(c.text);
         }
       }
       if (tri === 0) continue;
@@ -222,7 +223,7 @@ export class Walk {
             chain: cur,
             rule: r,
             verdict: 'continue',
-            undecided: bothOutcomes(ruleEffects(r.stmts), und ?? null, undText.join(' ')),
+            undecided: bothOutcomes(ruleEffects(r.stmts), und ?? null, (undText ?? []).join(' ')),
             optional: true,
           });
           continue;
@@ -233,8 +234,9 @@ export class Walk {
           continue;
         }
         // a random choice (load balancing): this walk follows one branch, branches.ts the others
-        if (this.choose(2, cur, r, undText.join(' ')) === 1) continue;
-        undecided = `chosen at random by the kernel (${undText.join(' ')}): this path takes it`;
+        const chance = (undText ?? []).join(' ');
+        if (this.choose(2, cur, r, chance) === 1) continue;
+        undecided = `chosen at random by the kernel (${chance}): this path takes it`;
       }
       // matched: run statements in order
       let outcome: CVerdict | { kind: 'drop' | 'reject' | 'nat' | 'unknown-terminal'; verdict?: StepVerdict } | null = null;
