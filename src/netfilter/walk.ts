@@ -210,7 +210,8 @@ export class Walk {
           }
           const k = c.undecided ?? null;
           und = und === undefined || und === k ? k : null;
-          (undText ??= []).push(c.text);
+          if (undText === null) undText = [c.text];
+          else undText.push(c.text);
         }
       }
       if (tri === 0) continue;
