@@ -114,11 +114,6 @@ export function explainPacket(compiled: CompiledRuleset, spec: PacketSpec): Expl
   return proxy ? { ...ex, notes: [...(ex.notes ?? []), proxy] } : ex;
 }
 
-/**
- * A packet delivered to the host on a port that a DNAT rule publishes, without being DNATed (it came
- * from the container's own bridge, or from the host itself): with Docker's userland proxy on, that
- * is docker-proxy's job. Says so (a note; the verdict is the ruleset's).
- */
 /** A DNAT rule that publishes a port: what a packet to that port must be for the rule to apply. */
 interface PublishedPort {
   /** The rule's layer-4 protocol number; undefined: any; null: one this check cannot read. */
@@ -160,9 +155,11 @@ function publishedPortsOf(compiled: CompiledRuleset): ReadonlyMap<number, readon
 }
 
 /**
- * A packet delivered to the host on a port a DNAT rule publishes, yet not DNATed: docker-proxy
- * answers it. Looked up by port in an index of the ruleset's DNAT rules, not by scanning every rule
- * for every packet (a host with 10,000 rules spent a third of each explanation here).
+ * A packet delivered to the host on a port that a DNAT rule publishes, without being DNATed (it came
+ * from the container's own bridge, or from the host itself): with Docker's userland proxy on, that
+ * is docker-proxy's job. Says so (a note; the verdict is the ruleset's). The port is looked up in an
+ * index of the ruleset's DNAT rules, not by scanning every rule for every packet (a host with 10,000
+ * rules spent a third of each explanation here).
  */
 function proxyNote(compiled: CompiledRuleset, t: Tuple, ex: Explanation): string | null {
   if (ex.nat.dnat !== null || !(t.proto === 'tcp' || t.proto === 'udp' || t.proto === 'sctp')) return null;
