@@ -25,6 +25,7 @@ import type { ConntrackNat, Explanation, ExplainStep, NatRewrite, PacketSummary 
 import { JourneyError } from '../model/errors.js';
 import type { Tuple } from '../model/tuple.js';
 import { formatIp, parseIp } from '../ruleset/ip.js';
+import { ruleOwner } from '../ruleset/owners.js';
 import type { CompiledRuleset } from '../netfilter/compile.js';
 import type { CtState } from '../netfilter/packet.js';
 import { type CtBinding, type Endpoint, type SimResult, fmt, simulate } from '../netfilter/simulate.js';
@@ -123,7 +124,7 @@ interface PublishedPort {
   readonly to: string;
 }
 
-/** The ruleset's DNAT rules by the destination port they match, in ruleset order (made once per compiled ruleset). */
+/** Docker's DNAT rules by the destination port they match, in ruleset order (made once per compiled ruleset). */
 const publishedPorts = new WeakMap<CompiledRuleset, ReadonlyMap<number, readonly PublishedPort[]>>();
 
 function publishedPortsOf(compiled: CompiledRuleset): ReadonlyMap<number, readonly PublishedPort[]> {
@@ -135,6 +136,8 @@ function publishedPortsOf(compiled: CompiledRuleset): ReadonlyMap<number, readon
       for (const r of chain.rules) {
         const nat = r.exprs.find((e) => e.kind === 'nat' && e.type === 'dnat');
         if (nat === undefined || nat.kind !== 'nat' || nat.addr === undefined) continue;
+        // docker-proxy answers only for ports Docker published (a kube-proxy or libvirt DNAT is not its)
+        if (ruleOwner(table.family, table.name, chain.name, r.raw) !== 'docker') continue;
         const proto = r.exprs.find((e) => e.kind === 'match' && e.key.kind === 'meta' && e.key.key === 'l4proto');
         const protoNum = proto === undefined ? undefined : proto.kind === 'match' && proto.value.kind === 'num' ? proto.value.v : null;
         const to = nat.port !== undefined ? `${nat.addr}:${nat.port}` : nat.addr;
@@ -155,7 +158,7 @@ function publishedPortsOf(compiled: CompiledRuleset): ReadonlyMap<number, readon
 }
 
 /**
- * A packet delivered to the host on a port that a DNAT rule publishes, without being DNATed (it came
+ * A packet delivered to the host on a port that a Docker DNAT rule publishes, without being DNATed (it came
  * from the container's own bridge, or from the host itself): with Docker's userland proxy on, that
  * is docker-proxy's job. Says so (a note; the verdict is the ruleset's). The port is looked up in an
  * index of the ruleset's DNAT rules, not by scanning every rule for every packet (a host with 10,000

@@ -103,6 +103,27 @@ describe('meanings by owner', () => {
     expect(m.join('\n')).toMatch(/nat PREROUTING: .*KUBE-SERVICES|kube-proxy: Kubernetes services/);
   });
 
+  it("the docker-proxy note only on a port Docker published: a hand-written port forward is not docker-proxy's", () => {
+    // the same port forward twice: by hand in PREROUTING (neutral), by Docker in nat DOCKER; the
+    // host's own packet to that port skips PREROUTING, is not DNATed and is delivered to the host
+    const natTable = (rule: string): string => `*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+${rule}
+COMMIT
+`;
+    const local = { tuple: tcp('10.0.10.26', 40000, '10.0.10.26', 8000), local: true } as const;
+    const notes = (rules: string): readonly string[] =>
+      explainPacket(compileRuleset(parseIptablesSave(natTable(rules), { source: 't' }), host), local).notes ?? [];
+    expect(notes('-A PREROUTING -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.2:80').join('\n')).not.toMatch(/docker-proxy/);
+    expect(notes('-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8000 -j DNAT --to-destination 172.17.0.2:80').join('\n')).toMatch(
+      /port 8000\/tcp is published \(DNAT to 172\.17\.0\.2:80\).*docker-proxy/,
+    );
+  });
+
   it("libvirt's masquerade and a ufw raw table holding only a trace rule: no Docker words", () => {
     const c = compileRuleset(parseIptablesSave(LIBVIRT_UFW, { source: 'libvirt+ufw' }), host);
     const out = explainPacket(c, { tuple: tcp('10.0.10.26', 40000, '198.51.100.10', 80), local: true });
