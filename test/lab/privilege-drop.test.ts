@@ -88,8 +88,12 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 }
 
 const isWorker = (p: Proc) => p.argv.startsWith(process.execPath) && p.argv.includes('worker-entry.js');
-/** nsenter and setpriv exec what they start: seen only while a process is being started. */
-const isLauncher = (p: Proc) => /^(nsenter|setpriv) /.test(p.argv);
+/**
+ * nsenter and setpriv exec what they start: seen only while a process is being started. An empty
+ * command line is a process inside execve (its old memory gone, the new arguments not yet set) or
+ * past its memory on the way out: it still holds its parent's capabilities for that moment.
+ */
+const isLauncher = (p: Proc) => p.argv === '' || /^(nsenter|setpriv) /.test(p.argv);
 
 /** The tree once no process in it is still being started (a launcher holds its parent's capabilities until it execs). */
 async function settledTree(pid: number): Promise<Proc[]> {
