@@ -1,9 +1,11 @@
 /**
  * Which interfaces to capture on, and when that changes. Reads `ip -j link` and the default
- * routes (inside the capture's network namespace) and follows `ip monitor link route`; a slow
- * poll backs the monitor up: every 5 s without a monitor, every 30 s while one runs (each look
- * spawns `ip`, which holds the main thread for ~10 ms on a small machine: a packet's event
- * waits that long), and at once when the namespace's path is gone.
+ * routes (inside the capture's network namespace) and follows `ip monitor link route`. Each look
+ * spawns `ip`, and a spawn holds the main thread for 10–20 ms (fork copies the page tables of a
+ * process of a few hundred MB): a packet's event waits that long. So the lists are read only when
+ * told: a monitor line; a monitor error line (netlink's "No buffer space": events were lost, so
+ * everything is read again); every 5 s while no monitor runs; at once when the namespace's path is
+ * gone (its monitor stays alive and silent).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -137,25 +139,23 @@ export class LinkWatcher {
   private poll: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** `ip monitor` is running: the poll is only its backup. */
+  /** `ip monitor` is running: it says every change, and says when it lost some. */
   private monitoring = false;
-  private lastPoll = Date.now();
 
   constructor(
     private readonly netns: string | undefined,
     private readonly onChange: () => void,
     private readonly pollMs = 5000,
-    private readonly backupMs = 30_000,
+    /** The monitor's command (a test gives its own). */
+    private readonly monitor: readonly string[] = ['ip', 'monitor', 'link', 'route'],
   ) {}
 
   start(): void {
     this.startMonitor();
     this.poll = setInterval(() => {
-      const now = Date.now();
       // a deleted namespace keeps a monitor inside it alive and silent: its path is looked at
       // (a stat, no spawn) on every tick
-      if (this.monitoring && now - this.lastPoll < this.backupMs && this.namespacePresent()) return;
-      this.lastPoll = now;
+      if (this.monitoring && this.namespacePresent()) return;
       this.onChange();
     }, this.pollMs);
     this.poll.unref();
@@ -167,13 +167,16 @@ export class LinkWatcher {
 
   private startMonitor(): void {
     if (this.stopped) return;
-    const [cmd, ...args] = inNetns(['ip', 'monitor', 'link', 'route'], this.netns);
-    const child = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    const [cmd, ...args] = inNetns([...this.monitor], this.netns);
+    const child = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.mon = child;
     child.on('spawn', () => {
       this.monitoring = true;
     });
     child.stdout?.on('data', () => this.kick());
+    // `ip monitor` goes on after a receive error (ENOBUFS: the kernel dropped events for it) and
+    // says so on stderr: what it missed is read again
+    child.stderr?.on('data', () => this.kick());
     child.on('error', () => {
       // no `ip monitor`: the poll still sees changes
       this.monitoring = false;

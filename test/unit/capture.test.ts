@@ -194,13 +194,13 @@ describe('interface selection', () => {
 
 describe('LinkWatcher', () => {
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-  it('polls only as a backup while `ip monitor` runs, and every pollMs when it cannot or the namespace is gone', async () => {
-    // a live monitor (this namespace): the 40 ms poll is held back to its 2 s backup
+  it('does not poll while `ip monitor` runs, and polls every pollMs when it cannot or the namespace is gone', async () => {
+    // a live monitor (this namespace): the 40 ms poll is held back
     let withMonitor = 0;
-    const a = new LinkWatcher(undefined, () => withMonitor++, 40, 2000);
+    const a = new LinkWatcher(undefined, () => withMonitor++, 40);
     // no such namespace (its path is gone, its monitor cannot start): the poll runs every 40 ms
     let without = 0;
-    const b = new LinkWatcher('jl-no-such-namespace', () => without++, 40, 2000);
+    const b = new LinkWatcher('jl-no-such-namespace', () => without++, 40);
     a.start();
     b.start();
     try {
@@ -211,6 +211,23 @@ describe('LinkWatcher', () => {
     }
     expect(withMonitor).toBe(0);
     expect(without).toBeGreaterThanOrEqual(5);
+  });
+
+  it('reads again when the monitor says it lost events (its error line), and only then', async () => {
+    // a monitor that stays silent, then reports a receive error as `ip monitor` does on ENOBUFS
+    const monitor = ['sh', '-c', 'sleep 0.3; echo "netlink receive error No buffer space available (105)" >&2; sleep 5'];
+    const seen: number[] = [];
+    const t0 = Date.now();
+    const w = new LinkWatcher(undefined, () => seen.push(Date.now() - t0), 40, monitor);
+    w.start();
+    try {
+      await sleep(900);
+    } finally {
+      w.stop();
+    }
+    // one read (debounced), after the error line and not before: no poll while the monitor runs
+    expect(seen.length).toBe(1);
+    expect(seen[0]).toBeGreaterThanOrEqual(300);
   });
 });
 
