@@ -51,3 +51,27 @@ describe('eventJson', () => {
     expect(reads).toBe(2); // the JSON.stringify of this test read it; eventJson did not
   });
 });
+
+describe('eventJson text cache', () => {
+  it('keeps the texts of the last explanations only: one made 64 explanations ago is made again, equal', () => {
+    const e = events().find((x): x is FlowEvent => x.type.startsWith('flow.') && x.flow.explanation !== null)!;
+    let reads = 0;
+    const counted = new Proxy({ ...e.flow.explanation! } as Explanation, {
+      get(t, k, r) {
+        if (k === 'verdict') reads++;
+        return Reflect.get(t, k, r);
+      },
+    });
+    const ev: FlowEvent = { ...e, flow: { ...e.flow, explanation: counted } };
+    const first = eventJson(ev);
+    expect(reads).toBe(1);
+    // 63 other explanations: this one's text is still kept
+    for (let i = 0; i < 63; i++) eventJson({ ...e, flow: { ...e.flow, explanation: { ...e.flow.explanation! } } });
+    expect(eventJson(ev)).toBe(first);
+    expect(reads).toBe(1);
+    // one more: the oldest text (this one's) is forgotten, and made again when asked
+    eventJson({ ...e, flow: { ...e.flow, explanation: { ...e.flow.explanation! } } });
+    expect(eventJson(ev)).toBe(first);
+    expect(reads).toBe(2);
+  });
+});
