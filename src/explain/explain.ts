@@ -29,6 +29,7 @@ import { ruleOwner } from '../ruleset/owners.js';
 import type { CompiledRuleset } from '../netfilter/compile.js';
 import type { CtState } from '../netfilter/packet.js';
 import { type CtBinding, type Endpoint, type SimResult, fmt, simulate } from '../netfilter/simulate.js';
+import type { SimStep } from '../netfilter/sim-model.js';
 import { stepMeaning } from './meaning.js';
 
 export { compileRuleset, type CompiledRuleset } from '../netfilter/compile.js';
@@ -178,25 +179,56 @@ function hasPorts(t: Tuple): boolean {
   return t.proto === 'tcp' || t.proto === 'udp' || t.proto === 'sctp';
 }
 
+function makeStep(s: SimStep): ExplainStep {
+  const meaning = stepMeaning(s);
+  return {
+    hook: s.hook,
+    family: s.chain.table.family,
+    table: s.chain.table.name,
+    chain: s.chain.name,
+    rule: s.rule ? s.rule.rule.raw : null,
+    ruleNumber: s.rule ? s.rule.rule.position : null,
+    handle: s.rule ? s.rule.rule.handle : null,
+    verdict: s.verdict,
+    ...(s.target !== undefined ? { target: s.target } : {}),
+    ...(meaning !== undefined ? { meaning } : {}),
+    ...(s.chain.chain.base ? { priority: s.chain.chain.base.priority } : {}),
+    ...(s.undecided !== undefined ? { undecided: s.undecided } : {}),
+    ...(s.optional ? { optional: true } : {}),
+  };
+}
+
+/**
+ * Steps shared by every packet that takes them, by the rule (or, for a policy or a chain's end, the
+ * chain) of the compiled ruleset: hook, verdict, target and optional -> the step.
+ */
+const sharedSteps = new WeakMap<object, Map<string, ExplainStep>>();
+
+/**
+ * A step without NAT and without an undecided match is a function of its rule (or chain), hook,
+ * verdict, target and optional alone (stepMeaning reads nothing else), so one readonly object serves
+ * every packet: a live explained flow keeps its ~24 steps for its whole life, and they were most of
+ * what it held (a NAT step says the packet's own addresses: made for each packet).
+ */
+function explainStep(s: SimStep): ExplainStep {
+  if (s.nat !== undefined || s.undecided !== undefined) return makeStep(s);
+  const owner: object = s.rule ?? s.chain;
+  let byKey = sharedSteps.get(owner);
+  if (byKey === undefined) {
+    byKey = new Map();
+    sharedSteps.set(owner, byKey);
+  }
+  const key = `${s.hook}|${s.verdict}|${s.target ?? ''}|${s.optional === true ? 1 : 0}`;
+  let step = byKey.get(key);
+  if (step === undefined) {
+    step = makeStep(s);
+    byKey.set(key, step);
+  }
+  return step;
+}
+
 export function toExplanation(res: SimResult, t: Tuple, direction?: 'original' | 'reply'): Explanation {
-  const steps: ExplainStep[] = res.steps.map((s) => {
-    const meaning = stepMeaning(s);
-    return {
-      hook: s.hook,
-      family: s.chain.table.family,
-      table: s.chain.table.name,
-      chain: s.chain.name,
-      rule: s.rule ? s.rule.rule.raw : null,
-      ruleNumber: s.rule ? s.rule.rule.position : null,
-      handle: s.rule ? s.rule.rule.handle : null,
-      verdict: s.verdict,
-      ...(s.target !== undefined ? { target: s.target } : {}),
-      ...(meaning !== undefined ? { meaning } : {}),
-      ...(s.chain.chain.base ? { priority: s.chain.chain.base.priority } : {}),
-      ...(s.undecided !== undefined ? { undecided: s.undecided } : {}),
-      ...(s.optional ? { optional: true } : {}),
-    };
-  });
+  const steps: ExplainStep[] = res.steps.map(explainStep);
   const ctNat: ConntrackNat[] = res.ctNat.map((c) => ({
     hook: c.hook,
     manip: c.manip,

@@ -112,6 +112,24 @@ describe("the seeds' journeys, computed", () => {
     expect(ex.packet_out).toMatchObject({ dst: '172.17.0.2', dport: 80, oif: 'docker0' });
   });
 
+  it('two packets on one path share their steps (readonly), except the NAT step that says their own addresses', () => {
+    const rec = recordings.find((r) => r.scenario === 'default')!;
+    const c = compileRuleset(rulesetFromDumps(rec.dumps, 'default'), hostFromDumps(rec.hostDumps, 'default'));
+    const k = rec.cases.find((x) => x.name === 'ext-to-published')!;
+    const a = explainPacket(c, { tuple: k.tuple, iif: k.iif! });
+    const b = explainPacket(c, { tuple: { ...k.tuple, sport: k.tuple.sport + 1 }, iif: k.iif! });
+    expect(b.steps.length).toBe(a.steps.length);
+    const nat = a.steps.findIndex((s) => s.verdict === 'dnat');
+    expect(nat).toBeGreaterThanOrEqual(0);
+    a.steps.forEach((s, i) => {
+      expect(b.steps[i]).toEqual(s);
+      if (i !== nat) expect(b.steps[i]).toBe(s);
+    });
+    // the same packet on another compiled ruleset: its own steps
+    const c2 = compileRuleset(rulesetFromDumps(rec.dumps, 'default'), hostFromDumps(rec.hostDumps, 'default'));
+    expect(explainPacket(c2, { tuple: k.tuple, iif: k.iif! }).steps[0]).not.toBe(a.steps[0]);
+  });
+
   it('seed 000 §2 / seed 004: a container reaching out is MASQUERADEd to the uplink address', () => {
     const ex = load('default').explain('container-to-outside');
     expect(ex.steps.at(-1)).toMatchObject({
