@@ -14,6 +14,7 @@
  * iptables-restore (iptables-nft), a small C sender (explain-udp-send.c, compiled here) sending UDP
  * datagrams to 127.0.0.1:9: ns per sendto() with the 10,000 rules and with none; their difference is
  * the kernel's cost of the 10,000 rules for one packet (output, postrouting, lo, input).
+ * Memory: the heap one kept explanation holds (Docker 28 golden; a live flow keeps its own).
  * Ratio = simulator time per packet / kernel time per packet (same rules), medians of 3 alternating
  * rounds (the load average is printed: a shared machine makes both vary). Needs root and a built
  * tree (npm run build). Bounded: about a minute.
@@ -23,6 +24,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { gunzipSync } from 'node:zlib';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -31,6 +34,7 @@ const { parseIptablesSave } = await import(join(root, 'dist/src/ruleset/iptables
 const { parseNftJson } = await import(join(root, 'dist/src/ruleset/nft-json.js'));
 const { makeHostContext, parseIpAddr, parseIpRoute } = await import(join(root, 'dist/src/ruleset/host-context.js'));
 const { compileRuleset, explainPacket } = await import(join(root, 'dist/src/explain/explain.js'));
+const { explanationJson } = await import(join(root, 'dist/src/model/event-json.js'));
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -63,6 +67,29 @@ function timeIt(fn, n) {
   return Number(process.hrtime.bigint() - t0) / n / 1000; // µs
 }
 
+/**
+ * Heap held by one kept explanation (a live flow keeps its own), with the JSON text its events
+ * put out made too (event-json's cache): heap after a full GC, 5,000 kept, over 5,000.
+ */
+function heldPerExplanation(make) {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc');
+  const n = 5000;
+  const kept = [];
+  for (let i = 0; i < 200; i++) explanationJson(make(i));
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < n; i++) {
+    const ex = make(i);
+    explanationJson(ex);
+    kept.push(ex);
+  }
+  gc();
+  const held = (process.memoryUsage().heapUsed - before) / n;
+  kept.length = 0;
+  return held;
+}
+
 const results = {};
 {
   const rs = parseIptablesSave(
@@ -75,6 +102,7 @@ const results = {};
   const c = compileRuleset(rs, host);
   results.docker28CompileMs = Number(process.hrtime.bigint() - t0) / 1e6;
   results.docker28UsPerPacket = timeIt((i) => explainPacket(c, probes[i % probes.length](i)), N);
+  results.docker28HeldBytes = heldPerExplanation((i) => explainPacket(c, probes[i % probes.length](i)));
 }
 {
   const bundle = JSON.parse(gunzipSync(readFileSync(join(FIX, 'moby-nft-goldens.json.gz'))).toString('utf8'));
@@ -158,6 +186,7 @@ else {
   console.log(`machine: ${results.machine}`);
   console.log(`Docker 28 golden (iptables): ${f(results.docker28UsPerPacket, 2)} µs/packet (compile ${f(results.docker28CompileMs, 2)} ms)`);
   console.log(`Docker 29 golden (nftables): ${f(results.docker29UsPerPacket, 2)} µs/packet`);
+  console.log(`held by a kept explanation (Docker 28 golden, one direction, with its events' text made): ${f(results.docker28HeldBytes, 0)} B`);
   console.log(
     `synthetic ${RULES} rules: ${f(results.syntheticUsPerPacket)} µs/packet (${results.syntheticStepsPerPacket} steps, ${results.syntheticVerdict}; parse ${f(results.syntheticParseMs)} ms, compile ${f(results.syntheticCompileMs)} ms)`,
   );
