@@ -167,7 +167,7 @@ export class LinkWatcher {
 
   private startMonitor(): void {
     if (this.stopped) return;
-    const [cmd, ...args] = inNetns([...this.monitor], this.netns);
+    const [cmd, ...args] = inNetns(this.monitor, this.netns);
     const child = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.mon = child;
     child.on('spawn', () => {
